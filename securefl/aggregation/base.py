@@ -1,0 +1,137 @@
+"""The aggregator seam: one mode (plain, mask, he) in two sans-IO halves.
+
+Why this shape: the runtime must not know how a mode hides updates, and a
+strategy must never see one site's update. So each mode is a pair of state
+machines that take envelopes and return envelopes; when the server half
+completes it exposes only ``(Σ w·Δ, Σ w)`` and who survived. No sockets,
+threads or clocks live here: the runtime feeds the machines, and tells the
+server half when a stage's deadline has passed (``on_deadline``), which is
+how dropouts are noticed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.errors import ConfigError
+from securefl.wire import Envelope
+
+__all__ = [
+    "AggregateResult",
+    "AggregationMode",
+    "RoundContext",
+    "ServerAggregator",
+    "SiteAggregator",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundContext:
+    """What both halves agree on before a round starts.
+
+    ``cohort`` is the sorted tuple of site ids selected for the round;
+    ``dimension`` the length of the update vector; ``max_weight`` the largest
+    weight (example count) a site may claim, enforced by every mode.
+    """
+
+    federation: str
+    round: int
+    cohort: tuple[str, ...]
+    dimension: int
+    max_weight: float
+    min_sites: int = 2
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(set(self.cohort)) != len(self.cohort):
+            raise ConfigError("cohort lists a site twice")
+        if self.dimension < 1:
+            raise ConfigError("update dimension must be positive")
+        if self.max_weight <= 0:
+            raise ConfigError("max_weight must be positive")
+        if self.min_sites < 1:
+            raise ConfigError("min_sites must be at least 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregateResult:
+    """The only thing a completed round reveals: sums over the survivors.
+
+    ``weighted_sum`` is Σ w·Δ (float64) for plain and mask; in ``he`` mode it
+    is ``None`` and ``encrypted_sum`` holds the mode's ciphertext aggregate.
+    """
+
+    total_weight: float
+    survivors: tuple[str, ...]
+    weighted_sum: npt.NDArray[np.float64] | None = None
+    encrypted_sum: Any = None
+
+    def mean(self) -> npt.NDArray[np.float64]:
+        """Σ w·Δ / Σ w, the weighted average update (plaintext modes only)."""
+        if self.weighted_sum is None:
+            raise ConfigError("this aggregate is encrypted; only sites can read it")
+        return self.weighted_sum / self.total_weight
+
+
+class SiteAggregator(ABC):
+    """A site's half: protects ``(Δ, w)`` and answers the server's stages."""
+
+    @abstractmethod
+    def submit(self, vector: npt.NDArray[np.float32], weight: float) -> list[Envelope]:
+        """Start the protocol with this site's update; returns envelopes to send."""
+
+    @abstractmethod
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        """Handle one server envelope; returns envelopes to send."""
+
+    @property
+    @abstractmethod
+    def done(self) -> bool:
+        """True once this site has nothing more to do this round."""
+
+
+class ServerAggregator(ABC):
+    """The server's half: combines protected updates and reveals only the sum."""
+
+    def start(self) -> list[Envelope]:
+        """Envelopes to send when the round opens (most modes send none)."""
+        return []
+
+    @abstractmethod
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        """Handle one site envelope; returns envelopes to send."""
+
+    @abstractmethod
+    def on_deadline(self) -> list[Envelope]:
+        """The current stage's deadline passed: sites not heard from are dropped."""
+
+    @property
+    @abstractmethod
+    def result(self) -> AggregateResult | None:
+        """The aggregate once the protocol completed, else ``None``."""
+
+    @property
+    @abstractmethod
+    def stage(self) -> str:
+        """The name of the stage the server is waiting in (for progress and logs)."""
+
+
+class AggregationMode(ABC):
+    """A factory for both halves of one mode, configured once per federation."""
+
+    name: ClassVar[str]
+    #: True when the server learns nothing but the sum; ``plain`` says False loudly.
+    hides_updates: ClassVar[bool]
+
+    @abstractmethod
+    def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
+        """The site half for ``site_id`` in this round."""
+
+    @abstractmethod
+    def server(self, ctx: RoundContext) -> ServerAggregator:
+        """The server half for this round."""
