@@ -1,0 +1,238 @@
+"""Configuration: frozen, keyword-only dataclasses validated on construction.
+
+Why: a federation's settings are agreed on by several hospitals, so a value
+that is unsafe (a budget of zero, δ ≥ 1, an unknown mode) must be refused
+when it is written down, not discovered halfway through training. Every
+field has one meaning; ``None`` is used only where it says "calibrate this
+for me". TOML files load through :func:`load_federation`, and every error
+names the key and the file.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from securefl.errors import ConfigError
+
+__all__ = [
+    "ACCOUNTANTS",
+    "SECURE_MODES",
+    "STRATEGIES",
+    "DPConfig",
+    "FederationConfig",
+    "RoundConfig",
+    "SiteSpec",
+    "StrategyConfig",
+    "TrainConfig",
+    "load_federation",
+]
+
+SECURE_MODES = ("plain", "mask", "he")
+STRATEGIES = ("fedavg", "fedavgm", "fedprox")
+ACCOUNTANTS = ("prv", "rdp", "pld")
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def _positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPConfig:
+    """A site's DP-SGD settings and privacy budget.
+
+    ``epsilon`` and ``delta`` are the *total* budget over all rounds; the noise
+    multiplier is calibrated from them unless given explicitly.
+    ``batch_size`` is the expected Poisson batch (sample rate = batch / n).
+    """
+
+    epsilon: float = 1.0
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    noise_multiplier: float | None = None
+    batch_size: int = 64
+    accountant: str = "prv"
+    secure_rng: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("dp.epsilon", self.epsilon)
+        _positive("dp.delta", self.delta)
+        if self.delta >= 1:
+            raise ConfigError(f"dp.delta must be < 1, got {self.delta!r}")
+        _positive("dp.max_grad_norm", self.max_grad_norm)
+        if self.noise_multiplier is not None:
+            _positive("dp.noise_multiplier", self.noise_multiplier)
+        _positive_int("dp.batch_size", self.batch_size)
+        if self.accountant not in ACCOUNTANTS:
+            raise ConfigError(f"dp.accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Local training at a site in one round."""
+
+    local_epochs: int = 1
+    learning_rate: float = 0.5
+    momentum: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive_int("train.local_epochs", self.local_epochs)
+        _positive("train.learning_rate", self.learning_rate)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundConfig:
+    """When rounds run and when training stops.
+
+    ``patience``: stop when the validation metric has not improved for this
+    many rounds (``None`` = run all ``max_rounds``). ``min_sites``: a round
+    with fewer surviving sites is abandoned, so no single update is isolated.
+    """
+
+    max_rounds: int = 10
+    patience: int | None = None
+    min_sites: int = 2
+    stage_timeout_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        _positive_int("rounds.max_rounds", self.max_rounds)
+        if self.patience is not None:
+            _positive_int("rounds.patience", self.patience)
+        _positive_int("rounds.min_sites", self.min_sites)
+        _positive("rounds.stage_timeout_seconds", self.stage_timeout_seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyConfig:
+    """How the server turns the average update into the next global model.
+
+    ``server_lr`` scales the averaged update; ``momentum`` is FedAvgM's server
+    momentum; ``proximal_mu`` is FedProx's client-side proximal weight.
+    """
+
+    name: str = "fedavg"
+    server_lr: float = 1.0
+    momentum: float = 0.9
+    proximal_mu: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.name not in STRATEGIES:
+            raise ConfigError(f"strategy.name must be one of {STRATEGIES}, got {self.name!r}")
+        _positive("strategy.server_lr", self.server_lr)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"strategy.momentum must be in [0, 1), got {self.momentum!r}")
+        if self.proximal_mu < 0:
+            raise ConfigError(f"strategy.proximal_mu must be ≥ 0, got {self.proximal_mu!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteSpec:
+    """One site of a federation as the plan knows it (no data here)."""
+
+    name: str
+    num_examples: int | None = None
+    epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(
+                f"site name {self.name!r} must be non-empty letters, digits, '-' or '_'"
+            )
+        if self.num_examples is not None:
+            _positive_int(f"sites.{self.name}.num_examples", self.num_examples)
+        if self.epsilon is not None:
+            _positive(f"sites.{self.name}.epsilon", self.epsilon)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FederationConfig:
+    """Everything the parties of one federation agree on."""
+
+    name: str = "securefl"
+    secure: str = "plain"
+    dp: DPConfig = field(default_factory=DPConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    rounds: RoundConfig = field(default_factory=RoundConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    sites: tuple[SiteSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.secure not in SECURE_MODES:
+            raise ConfigError(f"secure must be one of {SECURE_MODES}, got {self.secure!r}")
+        names = [s.name for s in self.sites]
+        if len(set(names)) != len(names):
+            raise ConfigError("sites: a site name appears twice")
+
+    def site_dp(self, site: str) -> DPConfig:
+        """The DP settings of one site (its own ε if it overrides the default)."""
+        for spec in self.sites:
+            if spec.name == site and spec.epsilon is not None:
+                return replace(self.dp, epsilon=spec.epsilon)
+        return self.dp
+
+
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], table: Any, prefix: str, source: str) -> _T:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{prefix}] must be a table")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{prefix}.{unknown[0]}'")
+    try:
+        return cls(**table)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{source}: [{prefix}] {exc}") from None
+
+
+def load_federation(path: str | Path) -> FederationConfig:
+    """Load a federation file; every error names the key and the file."""
+    path = Path(path)
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    top = dict(data.pop("federation", {}))
+    allowed = {"dp", "train", "rounds", "strategy", "sites"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown table [{unknown[0]}]")
+    extra = sorted(set(top) - {"name", "secure"})
+    if extra:
+        raise ConfigError(f"{source}: unknown key 'federation.{extra[0]}'")
+    sites_raw = data.get("sites", [])
+    if not isinstance(sites_raw, list):
+        raise ConfigError(f"{source}: sites must be an array of tables ([[sites]])")
+    try:
+        return FederationConfig(
+            name=top.get("name", "securefl"),
+            secure=top.get("secure", "plain"),
+            dp=_build(DPConfig, data.get("dp", {}), "dp", source),
+            train=_build(TrainConfig, data.get("train", {}), "train", source),
+            rounds=_build(RoundConfig, data.get("rounds", {}), "rounds", source),
+            strategy=_build(StrategyConfig, data.get("strategy", {}), "strategy", source),
+            sites=tuple(_build(SiteSpec, s, "sites", source) for s in sites_raw),
+        )
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
