@@ -1,0 +1,236 @@
+"""Fixed-point quantization of float updates into the ring Z_2^bits for masked sums.
+
+.. warning::
+
+   This is hazmat: easy-to-misuse primitives. A ring too small for the number
+   of summands wraps silently and corrupts the model, so
+   :class:`QuantizationParams` *refuses* such configurations rather than
+   warning. Protocol code should use the safe API in :mod:`securefl.secagg`.
+
+Mapping: a value x with |x| <= clip becomes q = floor(x * scale + u) with u
+uniform in [0, 1) from the OS CSPRNG (stochastic rounding: E[q] = x * scale,
+so rounding adds no bias to the aggregate, and |q / scale - x| < 1 / scale).
+``scale = 2**precision_bits / clip``, so |q| <= 2**precision_bits + 1 (the
++1 covers rounding up and float error at the clip bound). q is stored in
+two's complement modulo 2**bits. A sum of ``max_summands`` such values stays
+within the signed range (-2**(bits-1), 2**(bits-1)) and therefore decodes
+exactly; the constructor checks this with integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TypeGuard
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.errors import ConfigError, DataError, OverflowRefusedError, ProtocolError
+
+__all__ = [
+    "MAX_BITS",
+    "MIN_BITS",
+    "QuantizationParams",
+    "dequantize_sum",
+    "quantize",
+]
+
+MIN_BITS = 16
+MAX_BITS = 62
+"""Largest ring: int64 arithmetic on 2**62 values never overflows while decoding."""
+
+_MAX_PRECISION = 52  # beyond this float64 cannot represent x * scale exactly enough
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _worst_sum(max_summands: int, precision_bits: int) -> int:
+    """Largest |sum| of ``max_summands`` quantized values, in integers."""
+    return max_summands * ((1 << precision_bits) + 1)
+
+
+def _fits(max_summands: int, precision_bits: int, bits: int) -> bool:
+    return _worst_sum(max_summands, precision_bits) <= (1 << (bits - 1)) - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizationParams:
+    """Clip bound, ring size and fixed-point scale for one secure sum.
+
+    ``precision_bits`` sets the resolution: the clip bound maps to
+    2**precision_bits, so the rounding error per value is below
+    ``clip / 2**precision_bits``. Left as ``None`` it is the finest
+    resolution the ring allows for ``max_summands``. Construction raises
+    :class:`OverflowRefusedError` when the sum of ``max_summands`` values at
+    the clip bound could leave the signed range of Z_2^bits.
+    """
+
+    clip: float
+    bits: int
+    max_summands: int
+    precision_bits: int | None = None
+    scale: float = field(init=False)
+    value_bound: int = field(init=False)
+    """Largest |q| a single quantized value can take."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.clip, bool) or not isinstance(self.clip, int | float):
+            raise ConfigError("clip must be a number")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise ConfigError("clip must be finite and positive")
+        if not _is_int(self.bits) or not MIN_BITS <= self.bits <= MAX_BITS:
+            raise ConfigError(f"bits must be an int in {MIN_BITS}..{MAX_BITS}")
+        if not _is_int(self.max_summands) or self.max_summands < 1:
+            raise ConfigError("max_summands must be a positive int")
+        precision = self.precision_bits
+        if precision is None:
+            precision = _largest_precision(self.max_summands, self.bits)
+            if precision < 1:
+                raise OverflowRefusedError(
+                    f"Z_2^{self.bits} cannot hold a sum of {self.max_summands} values "
+                    "at any precision; use more bits"
+                )
+        elif not _is_int(precision) or not 1 <= precision <= _MAX_PRECISION:
+            raise ConfigError(f"precision_bits must be an int in 1..{_MAX_PRECISION}")
+        if not _fits(self.max_summands, precision, self.bits):
+            raise OverflowRefusedError(
+                f"a sum of {self.max_summands} values at {precision} bits of precision "
+                f"could wrap Z_2^{self.bits}; use more bits, fewer summands or less precision"
+            )
+        object.__setattr__(self, "precision_bits", precision)
+        object.__setattr__(self, "scale", (1 << precision) / float(self.clip))
+        object.__setattr__(self, "value_bound", (1 << precision) + 1)
+
+    @property
+    def dtype(self) -> np.dtype[np.unsignedinteger]:
+        """``uint32`` for rings up to 2**32, else ``uint64``."""
+        return np.dtype(np.uint32) if self.bits <= 32 else np.dtype(np.uint64)
+
+    @property
+    def modulus_mask(self) -> int:
+        """2**bits - 1: AND with it to reduce modulo the ring."""
+        return (1 << self.bits) - 1
+
+    @classmethod
+    def for_sum(
+        cls,
+        *,
+        clip: float,
+        max_summands: int,
+        target_bits_of_precision: int | None = None,
+        bits: int | None = None,
+    ) -> QuantizationParams:
+        """Parameters for a sum of ``max_summands`` values; give exactly one of the two knobs.
+
+        With ``target_bits_of_precision`` the smallest safe ring is chosen
+        (refused if even 2**62 is too small); with ``bits`` the finest safe
+        precision for that ring.
+        """
+        if (target_bits_of_precision is None) == (bits is None):
+            raise ConfigError("give exactly one of target_bits_of_precision and bits")
+        if bits is not None:
+            return cls(clip=clip, bits=bits, max_summands=max_summands)
+        p = target_bits_of_precision
+        if not _is_int(p) or not 1 <= p <= _MAX_PRECISION:
+            raise ConfigError(f"target_bits_of_precision must be an int in 1..{_MAX_PRECISION}")
+        if not _is_int(max_summands) or max_summands < 1:
+            raise ConfigError("max_summands must be a positive int")
+        need = _worst_sum(max_summands, p).bit_length() + 1  # + sign bit
+        chosen = max(MIN_BITS, need)
+        if chosen > MAX_BITS:
+            raise OverflowRefusedError(
+                f"a sum of {max_summands} values at {p} bits of precision needs "
+                f"{chosen} bits, more than {MAX_BITS}"
+            )
+        return cls(clip=clip, bits=chosen, max_summands=max_summands, precision_bits=p)
+
+
+def _largest_precision(max_summands: int, bits: int) -> int:
+    p = min(_MAX_PRECISION, bits)
+    while p >= 1 and not _fits(max_summands, p, bits):
+        p -= 1
+    return p
+
+
+def _check_input(
+    x: npt.NDArray[np.floating], params: QuantizationParams
+) -> npt.NDArray[np.float64]:
+    if not isinstance(params, QuantizationParams):
+        raise ConfigError("params must be QuantizationParams")
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise DataError("quantize takes a floating-point numpy array")
+    xf = x.astype(np.float64, copy=False)
+    if not np.isfinite(xf).all():
+        raise DataError("update contains NaN or infinity")
+    if xf.size and float(np.max(np.abs(xf))) > params.clip:
+        raise DataError(f"update has values beyond the clip bound {params.clip}")
+    return xf
+
+
+def _quantize_from_parts(
+    x: npt.NDArray[np.floating],
+    params: QuantizationParams,
+    uniforms: npt.NDArray[np.float64],
+) -> npt.NDArray[np.unsignedinteger]:
+    """:func:`quantize` with given rounding uniforms in [0, 1). Known-answer tests only."""
+    xf = _check_input(x, params)
+    u = np.asarray(uniforms, dtype=np.float64)
+    if u.shape != xf.shape or not ((u >= 0) & (u < 1)).all():
+        raise ConfigError("uniforms must match x in shape and lie in [0, 1)")
+    q = np.floor(xf * params.scale + u).astype(np.int64)
+    # Two's complement: reinterpret int64 as uint64, keep the low `bits` bits.
+    ring = q.view(np.uint64) & np.uint64(params.modulus_mask)
+    return ring.astype(params.dtype)
+
+
+def _csprng_uniforms(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+    n = math.prod(shape)
+    words = np.frombuffer(os.urandom(8 * n), dtype="<u8")
+    # Top 53 bits -> exactly representable uniforms k / 2**53 in [0, 1).
+    return ((words >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(shape)
+
+
+def quantize(
+    x: npt.NDArray[np.floating], params: QuantizationParams
+) -> npt.NDArray[np.unsignedinteger]:
+    """Map floats in [-clip, clip] to Z_2^bits with unbiased CSPRNG stochastic rounding.
+
+    Raises :class:`DataError` for NaN, infinities and values beyond ``clip``
+    (clip first, in the DP layer: silently clamping here would change the
+    sensitivity the privacy accounting assumed).
+    """
+    xf = _check_input(x, params)
+    return _quantize_from_parts(xf, params, _csprng_uniforms(xf.shape))
+
+
+def dequantize_sum(
+    total: npt.NDArray[np.unsignedinteger], params: QuantizationParams, *, summands: int
+) -> npt.NDArray[np.float64]:
+    """Decode a ring sum of ``summands`` quantized vectors back to float64.
+
+    Refuses ``summands > max_summands`` (:class:`OverflowRefusedError`: the sum
+    may have wrapped). A decoded value beyond what ``summands`` honest values
+    can reach raises :class:`ProtocolError`: masks did not cancel or an input
+    was not quantized with these parameters.
+    """
+    if not isinstance(params, QuantizationParams):
+        raise ConfigError("params must be QuantizationParams")
+    if not _is_int(summands) or summands < 1:
+        raise ConfigError("summands must be a positive int")
+    if summands > params.max_summands:
+        raise OverflowRefusedError(
+            f"{summands} summands exceed max_summands={params.max_summands}: "
+            "the sum may have wrapped"
+        )
+    if not isinstance(total, np.ndarray) or total.dtype not in (np.uint32, np.uint64):
+        raise DataError("total must be a uint32 or uint64 numpy array")
+    t = (total.astype(np.uint64) & np.uint64(params.modulus_mask)).astype(np.int64)
+    half = 1 << (params.bits - 1)
+    signed = np.where(t >= half, t - (1 << params.bits), t)
+    if signed.size and int(np.max(np.abs(signed))) > summands * params.value_bound:
+        raise ProtocolError("decoded sum is out of range: masks did not cancel")
+    return signed.astype(np.float64) / params.scale
