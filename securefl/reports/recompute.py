@@ -1,0 +1,105 @@
+"""Recompute ε from records alone, with two accountants that share no code.
+
+Why two: the ε a site claims comes from securefl's accountant module. If that
+module had a bug, checking a claim with the same module would agree with the
+bug. So every claim is also recomputed here with Google's dp-accounting PLD
+accountant, built directly from the record's event fields with the mapping
+documented in docs/records.md, without going through :mod:`securefl.dp`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from securefl.dp.events import DPEvent
+from securefl.errors import SecureFLError
+
+__all__ = ["PLD_DISCRETIZATION", "independent_pld_epsilon", "securefl_epsilon"]
+
+#: Value discretization of the PLD accountant (dp-accounting's default).
+PLD_DISCRETIZATION = 1e-4
+
+# (kind, sampling, noise_multiplier, sample_rate, steps) of consecutive equal events merged.
+_Run = tuple[str, str, float, float, int]
+
+
+def _runs(events: Sequence[dict[str, Any]]) -> tuple[_Run, ...]:
+    """Merge consecutive events with equal parameters: composing k equal
+    mechanisms s₁, …, s_k times is one mechanism composed Σsᵢ times, and the
+    PLD accountant is much faster on one self-composition than on many."""
+    runs: list[_Run] = []
+    for ev in events:
+        key = (ev["kind"], ev["sampling"], float(ev["noise_multiplier"]), float(ev["sample_rate"]))
+        if runs and runs[-1][:4] == key:
+            runs[-1] = (*key, runs[-1][4] + int(ev["steps"]))
+        else:
+            runs.append((*key, int(ev["steps"])))
+    return tuple(runs)
+
+
+@lru_cache(maxsize=4096)
+def _pld(runs: tuple[_Run, ...], delta: float, discretization: float) -> float:
+    import dp_accounting
+    from dp_accounting.pld import pld_privacy_accountant
+
+    parts = []
+    for kind, sampling, sigma, q, steps in runs:
+        if sampling != "poisson":
+            return math.inf  # no accountant bounds it: fail closed
+        inner: Any = dp_accounting.GaussianDpEvent(sigma)
+        if kind == "dpsgd":
+            inner = dp_accounting.PoissonSampledDpEvent(q, inner)
+        parts.append(dp_accounting.SelfComposedDpEvent(inner, steps))
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=discretization)
+    accountant.compose(parts[0] if len(parts) == 1 else dp_accounting.ComposedDpEvent(parts))
+    return float(accountant.get_epsilon(delta))
+
+
+def independent_pld_epsilon(
+    events: Sequence[dict[str, Any]],
+    *,
+    delta: float,
+    discretization: float = PLD_DISCRETIZATION,
+) -> float:
+    """ε of the composed events (record ``event`` dicts) with dp-accounting PLD.
+
+    Non-Poisson sampling gives ``inf``: the amplification the accountant
+    assumes does not hold, so no finite ε can be vouched for.
+    """
+    if not events:
+        return 0.0
+    return _pld(_runs(events), float(delta), float(discretization))
+
+
+@lru_cache(maxsize=4096)
+def _securefl(runs: tuple[_Run, ...], delta: float, accountant: str) -> float:
+    from securefl.dp.accounting import epsilon
+
+    if any(run[1] != "poisson" for run in runs):
+        return math.inf
+    events = [
+        DPEvent(
+            kind=kind,
+            sampling=sampling,
+            noise_multiplier=sigma,
+            sample_rate=q,
+            steps=steps,
+            max_grad_norm=1.0,  # does not change ε
+            secure_rng=True,
+        )
+        for kind, sampling, sigma, q, steps in runs
+    ]
+    try:
+        return float(epsilon(events, delta=delta, accountant=accountant))
+    except SecureFLError:
+        return math.inf
+
+
+def securefl_epsilon(events: Sequence[dict[str, Any]], *, delta: float, accountant: str) -> float:
+    """ε of the composed events with securefl's own accountant module."""
+    if not events:
+        return 0.0
+    return _securefl(_runs(events), float(delta), accountant)

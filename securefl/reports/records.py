@@ -1,0 +1,288 @@
+"""Signed, hash-chained privacy records: one JSON line per site per round.
+
+Why records at all: a site's ledger enforces its budget, but nobody else can
+see the ledger. A record states what the site did in one round (the DP event)
+and what it claims that cost (ε), signed with the site's identity key and
+chained to the previous record, so anyone holding the file can check the
+arithmetic, and notice a removed, reordered or rewritten round.
+The format is documented in docs/records.md and docs/schema/privacy-record-v1.json.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from securefl.dp.events import DPEvent
+from securefl.errors import ConfigError, DataError, IntegrityError, ProtocolError
+from securefl.reports._canonical import (
+    GENESIS_HASH,
+    canonical_bytes,
+    record_hash,
+    sign_record,
+    verify_signature,
+)
+
+__all__ = [
+    "RECORD_ACCOUNTANTS",
+    "RECORD_FIELDS",
+    "RECORD_VERSION",
+    "LoadedRecord",
+    "RecordWriter",
+    "parse_record",
+    "read_record_file",
+]
+
+RECORD_VERSION = 1
+RECORD_ACCOUNTANTS = ("prv", "rdp", "pld")
+RECORD_FIELDS = (
+    "version",
+    "federation",
+    "site",
+    "round_id",
+    "event",
+    "dataset_size",
+    "expected_batch_size",
+    "accountant",
+    "delta",
+    "epsilon",
+    "epsilon_budget",
+    "model_hash",
+    "prev_hash",
+    "signature",
+)
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX128 = re.compile(r"^[0-9a-f]{128}$")
+
+
+def _int(rec: dict[str, Any], name: str, minimum: int) -> int:
+    value = rec.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _float(rec: dict[str, Any], name: str) -> float:
+    value = rec.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{name} must be a number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise DataError(f"{name} must be finite, got {value!r}")
+    return out
+
+
+def _str(rec: dict[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = rec.get(name)
+    if not isinstance(value, str) or not value or (pattern and not pattern.match(value)):
+        raise DataError(f"{name} is not a valid value: {value!r}")
+    return value
+
+
+def parse_record(obj: object) -> dict[str, Any]:
+    """Validate one decoded JSON line; return it with float fields as floats.
+
+    Integers written for float fields (``"epsilon": 1``) are accepted and
+    normalised, because the canonical form of the float 1.0 is what was signed.
+    Raises :class:`DataError` naming the first bad field.
+    """
+    if not isinstance(obj, dict):
+        raise DataError("a record must be a JSON object")
+    missing = [f for f in RECORD_FIELDS if f not in obj]
+    if missing:
+        raise DataError(f"missing field {missing[0]!r}")
+    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    if unknown:
+        raise DataError(f"unknown field {unknown[0]!r}")
+    if obj["version"] != RECORD_VERSION or isinstance(obj["version"], bool):
+        raise DataError(f"unsupported record version {obj['version']!r}")
+    rec: dict[str, Any] = {
+        "version": RECORD_VERSION,
+        "federation": _str(obj, "federation"),
+        "site": _str(obj, "site"),
+        "round_id": _int(obj, "round_id", 0),
+        "dataset_size": _int(obj, "dataset_size", 1),
+        "expected_batch_size": _int(obj, "expected_batch_size", 1),
+        "delta": _float(obj, "delta"),
+        "epsilon": _float(obj, "epsilon"),
+        "epsilon_budget": _float(obj, "epsilon_budget"),
+        "model_hash": _str(obj, "model_hash", _HEX64),
+        "prev_hash": _str(obj, "prev_hash", _HEX64),
+        "signature": _str(obj, "signature", _HEX128),
+    }
+    accountant = obj["accountant"]
+    if accountant not in RECORD_ACCOUNTANTS:
+        raise DataError(f"accountant must be one of {RECORD_ACCOUNTANTS}, got {accountant!r}")
+    rec["accountant"] = accountant
+    if not 0.0 < rec["delta"] < 1.0:
+        raise DataError(f"delta must be in (0, 1), got {rec['delta']!r}")
+    if rec["epsilon"] < 0 or rec["epsilon_budget"] <= 0:
+        raise DataError("epsilon must be >= 0 and epsilon_budget > 0")
+    try:
+        rec["event"] = DPEvent.from_dict(obj["event"]).to_dict()
+    except ConfigError as exc:
+        raise DataError(f"event: {exc}") from None
+    return rec
+
+
+@dataclass(frozen=True)
+class LoadedRecord:
+    """A record read from a file, with where it came from (for findings)."""
+
+    record: dict[str, Any]
+    path: Path
+    line: int
+
+    @property
+    def hash(self) -> str:
+        """The hash the next record's ``prev_hash`` must carry."""
+        return record_hash(self.record)
+
+
+def read_record_file(path: Path) -> tuple[list[LoadedRecord], list[tuple[int, str]]]:
+    """Read a JSON-lines file: (valid records, [(line number, error)])."""
+    import json
+
+    good: list[LoadedRecord] = []
+    bad: list[tuple[int, str]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            good.append(LoadedRecord(parse_record(json.loads(line)), path, number))
+        except json.JSONDecodeError as exc:
+            bad.append((number, f"not JSON ({exc.msg})"))
+        except DataError as exc:
+            bad.append((number, str(exc)))
+    return good, bad
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RecordWriter:
+    """Append a site's signed records to its JSON-lines file, durably.
+
+    Opening an existing file verifies the whole chain under this site's key
+    and continues it, so a restarted site extends the same chain instead of
+    starting a second one (which an audit would report as a fork). A torn last
+    line (a crash during a write that was never fsynced) is cut off; any other
+    damage refuses to continue with :class:`IntegrityError`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        federation: str,
+        site: str,
+        signing_key: Ed25519PrivateKey,
+    ) -> None:
+        self._path = Path(path)
+        self._federation = federation
+        self._site = site
+        self._key = signing_key
+        self._public = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._prev_hash = GENESIS_HASH
+        self._last_round: int | None = None
+        if self._path.exists():
+            self._resume()
+
+    @property
+    def path(self) -> Path:
+        """The file records go to."""
+        return self._path
+
+    def _resume(self) -> None:
+        raw = self._path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            cut = raw.rfind(b"\n") + 1
+            with self._path.open("r+b") as fh:
+                fh.truncate(cut)
+                fh.flush()
+                os.fsync(fh.fileno())
+        records, bad = read_record_file(self._path)
+        if bad:
+            raise IntegrityError(f"{self._path}: line {bad[0][0]} is not a valid record")
+        for loaded in records:
+            rec = loaded.record
+            ok = (
+                rec["prev_hash"] == self._prev_hash
+                and rec["federation"] == self._federation
+                and rec["site"] == self._site
+                and (self._last_round is None or rec["round_id"] > self._last_round)
+                and verify_signature(rec, self._public)
+            )
+            if not ok:
+                raise IntegrityError(f"{self._path}: the record chain does not verify")
+            self._prev_hash = loaded.hash
+            self._last_round = rec["round_id"]
+
+    def append(
+        self,
+        *,
+        round_id: int,
+        event: DPEvent,
+        accountant: str,
+        delta: float,
+        epsilon: float,
+        epsilon_budget: float,
+        model_hash: str,
+        dataset_size: int,
+        expected_batch_size: int,
+    ) -> dict[str, Any]:
+        """Sign, chain and durably append the record of one round; return it.
+
+        Refuses (ProtocolError) a round id not after the last one recorded:
+        two records for one round are exactly what an audit flags.
+        """
+        if self._last_round is not None and round_id <= self._last_round:
+            raise ProtocolError(
+                f"round {round_id} is not after the last recorded round {self._last_round}"
+            )
+        unsigned: dict[str, Any] = {
+            "version": RECORD_VERSION,
+            "federation": self._federation,
+            "site": self._site,
+            "round_id": round_id,
+            "event": event.to_dict(),
+            "dataset_size": dataset_size,
+            "expected_batch_size": expected_batch_size,
+            "accountant": accountant,
+            "delta": float(delta),
+            "epsilon": float(epsilon),
+            "epsilon_budget": float(epsilon_budget),
+            "model_hash": model_hash,
+            "prev_hash": self._prev_hash,
+            "signature": "0" * 128,
+        }
+        unsigned["signature"] = sign_record(unsigned, self._key)
+        record = parse_record(unsigned)  # refuse to write what an audit would reject
+        line = canonical_bytes(record) + b"\n"
+        created = not self._path.exists()
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._path.open("ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if created:
+            _fsync_dir(self._path.parent)
+        self._prev_hash = record_hash(record)
+        self._last_round = round_id
+        return record
