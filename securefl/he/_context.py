@@ -1,0 +1,211 @@
+"""Secret and public TenSEAL contexts, kept apart by type.
+
+Why two classes: the one mistake that ends the security of ``he`` mode is a
+secret key reaching the server. So the secret context is its own type that
+refuses pickling and only serializes when asked with
+``include_secret_key=True``; the server builds a :class:`PublicContext` from
+bytes and that constructor refuses any context that can decrypt. Both carry a
+``key_id`` (a hash of the secret key, never the key) so a ciphertext made
+under another key is refused at the server instead of silently decrypting to
+noise at the sites.
+
+Sites encrypt with the secret key (SEAL's symmetric mode). Measured in
+``docs/he.md``: it is faster and less noisy than public-key encryption, and
+every site holds the secret key anyway; the server never encrypts, so the
+public context needs no public key, only the parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, NoReturn
+
+import tenseal as ts
+import tenseal.sealapi  # registers the SEAL types the parameter checks read
+
+from securefl.errors import ConfigError, WireError
+from securefl.he._presets import DEFAULT_PRESET, HEPreset, preset_by_name
+from securefl.wire import pack, unpack
+
+__all__ = ["PublicContext", "SecretContext"]
+
+_FORMAT = "securefl-he-context"
+_VERSION = 1
+_KEY_ID_DOMAIN = b"securefl/he/key-id/v1\x00"
+
+
+def _new_tenseal(preset: HEPreset) -> ts.Context:
+    if preset.scheme == "bfv":
+        ctx = ts.context(
+            ts.SCHEME_TYPE.BFV,
+            poly_modulus_degree=preset.poly_modulus_degree,
+            plain_modulus=preset.plain_modulus,
+            coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
+            encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
+            n_threads=1,
+        )
+    else:
+        ctx = ts.context(
+            ts.SCHEME_TYPE.CKKS,
+            poly_modulus_degree=preset.poly_modulus_degree,
+            coeff_mod_bit_sizes=list(preset.coeff_mod_bit_sizes),
+            encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
+            n_threads=1,
+        )
+    _set_scale(ctx, preset)
+    return ctx
+
+
+def _set_scale(ctx: ts.Context, preset: HEPreset) -> None:
+    if preset.scheme == "ckks":
+        assert preset.scale_bits is not None
+        ctx.global_scale = 2.0**preset.scale_bits
+
+
+def _check_parameters(ctx: ts.Context, preset: HEPreset) -> None:
+    """The loaded context must have exactly the preset's parameters."""
+    parms = ctx.seal_context().data.key_context_data().parms()
+    got = (
+        int(parms.poly_modulus_degree()),
+        tuple(int(m.bit_count()) for m in parms.coeff_modulus()),
+        int(parms.plain_modulus().value()) if preset.scheme == "bfv" else None,
+    )
+    want = (preset.poly_modulus_degree, preset.coeff_mod_bit_sizes, preset.plain_modulus)
+    if got != want:
+        raise ConfigError(f"context parameters {got} do not match preset {preset.name} {want}")
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    obj = unpack(data)
+    fields = {"v", "format", "preset", "clip", "key_id", "secret", "context"}
+    if not isinstance(obj, dict) or set(obj) != fields or obj["format"] != _FORMAT:
+        raise WireError("not a securefl HE context")
+    if obj["v"] != _VERSION:
+        raise WireError(f"unsupported HE context version {obj['v']!r}")
+    if not isinstance(obj["context"], bytes) or not isinstance(obj["key_id"], bytes):
+        raise WireError("HE context fields have the wrong types")
+    if not isinstance(obj["clip"], float) or not isinstance(obj["preset"], str):
+        raise WireError("HE context fields have the wrong types")
+    return obj
+
+
+def _load(obj: dict[str, Any], preset: HEPreset) -> ts.Context:
+    try:
+        ctx = ts.context_from(obj["context"], n_threads=1)
+    except Exception:
+        raise WireError("HE context bytes do not decode") from None
+    _check_parameters(ctx, preset)
+    _set_scale(ctx, preset)
+    return ctx
+
+
+class SecretContext:
+    """A site's context: can encrypt and decrypt. Never leaves a site by accident."""
+
+    def __init__(self, *, _ctx: ts.Context, preset: HEPreset, clip: float, key_id: bytes) -> None:
+        self._ctx = _ctx
+        self.preset = preset
+        #: BFV: each coordinate of w/max_weight·Δ is clipped to [-clip, clip] before quantization.
+        self.clip = clip
+        self.key_id = key_id
+
+    @classmethod
+    def generate(cls, preset: HEPreset = DEFAULT_PRESET, *, clip: float = 1.0) -> SecretContext:
+        """Fresh keys for a federation (done once, at provisioning)."""
+        if not (clip > 0 and clip < float("inf")):
+            raise ConfigError("clip must be a positive finite number")
+        ctx = _new_tenseal(preset)
+        secret_bytes = ctx.serialize(
+            save_public_key=False, save_secret_key=True,
+            save_galois_keys=False, save_relin_keys=False,
+        )
+        key_id = hashlib.sha256(_KEY_ID_DOMAIN + secret_bytes).digest()[:16]
+        return cls(_ctx=ctx, preset=preset, clip=float(clip), key_id=key_id)
+
+    @property
+    def tenseal(self) -> ts.Context:
+        """The underlying TenSEAL context (holds the secret key: keep it on the site)."""
+        return self._ctx
+
+    def _header(self, *, secret: bool, context: bytes) -> bytes:
+        return pack({
+            "v": _VERSION, "format": _FORMAT, "preset": self.preset.name, "clip": self.clip,
+            "key_id": self.key_id, "secret": secret, "context": context,
+        })
+
+    def public_context_bytes(self) -> bytes:
+        """The parameters the server needs to add ciphertexts, without any secret key."""
+        public = self._ctx.serialize(
+            save_public_key=False, save_secret_key=False,
+            save_galois_keys=False, save_relin_keys=False,
+        )
+        if ts.context_from(public, n_threads=1).is_private():
+            raise ConfigError("the serialized public context still holds a secret key")
+        return self._header(secret=False, context=public)
+
+    def to_bytes(self, *, include_secret_key: bool = False) -> bytes:
+        """Export the full secret context (for a site's kit); needs ``include_secret_key=True``."""
+        if include_secret_key is not True:
+            raise ConfigError(
+                "exporting a secret HE context writes its secret key; "
+                "call to_bytes(include_secret_key=True) if that is intended"
+            )
+        secret = self._ctx.serialize(
+            save_public_key=False, save_secret_key=True,
+            save_galois_keys=False, save_relin_keys=False,
+        )
+        return self._header(secret=True, context=secret)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SecretContext:
+        """Load a site's secret context exported with ``to_bytes(include_secret_key=True)``."""
+        obj = _parse(data)
+        preset = preset_by_name(obj["preset"])
+        ctx = _load(obj, preset)
+        if obj["secret"] is not True or not ctx.is_private():
+            raise ConfigError("these bytes hold a public HE context; a site needs the secret one")
+        return cls(_ctx=ctx, preset=preset, clip=obj["clip"], key_id=obj["key_id"])
+
+    def public(self) -> PublicContext:
+        """This context's public half, as the server would load it."""
+        return PublicContext.from_bytes(self.public_context_bytes())
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("SecretContext holds a secret key and cannot be pickled")
+
+    def __getstate__(self) -> NoReturn:
+        raise TypeError("SecretContext holds a secret key and cannot be pickled")
+
+    def __repr__(self) -> str:
+        return f"SecretContext(preset={self.preset.name!r}, key_id={self.key_id.hex()})"
+
+
+class PublicContext:
+    """The server's context: parameters only. It can add ciphertexts, not read them."""
+
+    def __init__(self, *, _ctx: ts.Context, preset: HEPreset, clip: float, key_id: bytes) -> None:
+        self._ctx = _ctx
+        self.preset = preset
+        self.clip = clip
+        self.key_id = key_id
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PublicContext:
+        """Load the server's context, refusing any context that holds a secret key."""
+        obj = _parse(data)
+        preset = preset_by_name(obj["preset"])
+        ctx = _load(obj, preset)
+        if obj["secret"] is not False or ctx.is_private() or ctx.has_secret_key():
+            raise ConfigError(
+                "refusing an HE context that holds a secret key: the server must only "
+                "ever receive public_context_bytes(), never a site's secret context"
+            )
+        return cls(_ctx=ctx, preset=preset, clip=obj["clip"], key_id=obj["key_id"])
+
+    @property
+    def tenseal(self) -> ts.Context:
+        """The underlying TenSEAL context (no secret key)."""
+        return self._ctx
+
+    def __repr__(self) -> str:
+        return f"PublicContext(preset={self.preset.name!r}, key_id={self.key_id.hex()})"
