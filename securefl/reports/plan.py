@@ -1,0 +1,300 @@
+"""Dry run of a federation before any training: privacy cost and threat summary.
+
+Why: a federation's privacy is decided when its configuration is written, not
+when the first round runs. ``plan`` shows each site what its budget buys
+(the noise multiplier, ε after every round under each accountant, how many
+rounds the budget allows) and states in plain words what the chosen secure
+aggregation mode does and does not hide, computed from the same
+configuration the parties will run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from securefl.config import ACCOUNTANTS, FederationConfig
+from securefl.dp.events import DPEvent
+from securefl.errors import ConfigError
+
+__all__ = [
+    "FederationPlan",
+    "SitePlan",
+    "ThreatSummary",
+    "check_query",
+    "noise_multipliers",
+    "plan_federation",
+    "query_epsilons",
+    "threat_summary",
+]
+
+#: How far past ``rounds.max_rounds`` the "rounds allowed" search looks.
+ROUNDS_SEARCH_FACTOR = 10
+
+
+def check_query(
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    noise_multiplier: float | None = None,
+    epsilon: float | None = None,
+) -> None:
+    """Refuse values no accountant can use, naming the flag."""
+    if not (math.isfinite(sample_rate) and 0 < sample_rate <= 1):
+        raise ConfigError(f"--sample-rate must be in (0, 1], got {sample_rate}")
+    if steps < 1:
+        raise ConfigError(f"--steps must be an integer >= 1, got {steps}")
+    if not (math.isfinite(delta) and 0 < delta < 1):
+        raise ConfigError(f"--delta must be in (0, 1), got {delta}")
+    if noise_multiplier is not None and not (
+        math.isfinite(noise_multiplier) and noise_multiplier > 0
+    ):
+        raise ConfigError(f"--noise-multiplier must be > 0, got {noise_multiplier}")
+    if epsilon is not None and not (math.isfinite(epsilon) and epsilon > 0):
+        raise ConfigError(f"--epsilon must be > 0, got {epsilon}")
+
+
+def _epsilon(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
+    from securefl.dp.accounting import epsilon
+
+    event = DPEvent(
+        noise_multiplier=sigma, sample_rate=q, steps=steps, max_grad_norm=1.0, secure_rng=True
+    )
+    return float(epsilon([event], delta=delta, accountant=accountant))
+
+
+def query_epsilons(
+    *,
+    sample_rate: float,
+    noise_multiplier: float,
+    steps: int,
+    delta: float,
+    accountants: Sequence[str] = ACCOUNTANTS,
+) -> dict[str, float]:
+    """ε of ``steps`` Poisson-sampled Gaussian steps under each accountant."""
+    check_query(
+        sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier
+    )
+    return {a: _epsilon(noise_multiplier, sample_rate, steps, delta, a) for a in accountants}
+
+
+def noise_multipliers(
+    *,
+    sample_rate: float,
+    target_epsilon: float,
+    steps: int,
+    delta: float,
+    accountants: Sequence[str] = ACCOUNTANTS,
+) -> dict[str, float]:
+    """The noise multiplier each accountant needs to stay within ``target_epsilon``."""
+    from securefl.dp.accounting import calibrate_noise
+
+    check_query(sample_rate=sample_rate, steps=steps, delta=delta, epsilon=target_epsilon)
+    return {
+        a: float(
+            calibrate_noise(
+                target_epsilon=target_epsilon,
+                delta=delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant=a,
+            )
+        )
+        for a in accountants
+    }
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """What one site's budget buys under the federation's settings."""
+
+    site: str
+    num_examples: int
+    sample_rate: float
+    steps_per_round: int
+    planned_rounds: int
+    epsilon_budget: float
+    delta: float
+    accountant: str
+    noise_multiplier: float
+    calibrated: bool
+    #: accountant -> ε after planned rounds 1, 2, …
+    epsilon_by_round: dict[str, list[float]]
+    rounds_allowed: int
+    rounds_allowed_is_lower_bound: bool
+
+
+@dataclass(frozen=True)
+class ThreatSummary:
+    """What each party can learn in the chosen mode, in words, from the config."""
+
+    mode: str
+    num_sites: int
+    threshold: int | None
+    server_sees: str
+    collusion: str
+    dropouts: str
+    dp: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FederationPlan:
+    """The whole dry run."""
+
+    federation: str
+    sites: tuple[SitePlan, ...]
+    threat: ThreatSummary
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return asdict(self)
+
+
+def _rounds_allowed(
+    spr: int, sigma: float, q: float, *, delta: float, budget: float, accountant: str, cap: int
+) -> tuple[int, bool]:
+    """Largest r ≤ cap with ε(r rounds) ≤ budget, by exponential then binary search."""
+
+    def fits(r: int) -> bool:
+        return _epsilon(sigma, q, r * spr, delta, accountant) <= budget
+
+    if not fits(1):
+        return 0, False
+    lo, hi = 1, 2
+    while hi <= cap and fits(hi):
+        lo, hi = hi, hi * 2
+    if hi > cap:
+        if fits(cap):
+            return cap, True
+        hi = cap
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo, False
+
+
+def _plan_site(
+    config: FederationConfig, name: str, n: int | None, accountants: Sequence[str]
+) -> SitePlan:
+    from securefl.dp.accounting import calibrate_noise
+
+    dp = config.site_dp(name)
+    if n is None:
+        raise ConfigError(f"sites.{name}.num_examples is needed to plan (sample rate = batch / n)")
+    q = dp.batch_size / n
+    if q > 1:
+        raise ConfigError(f"dp.batch_size {dp.batch_size} exceeds sites.{name}.num_examples {n}")
+    spr = config.train.local_epochs * math.ceil(n / dp.batch_size)
+    rounds = config.rounds.max_rounds
+    sigma = dp.noise_multiplier
+    if sigma is None:
+        sigma = float(
+            calibrate_noise(
+                target_epsilon=dp.epsilon,
+                delta=dp.delta,
+                sample_rate=q,
+                steps=rounds * spr,
+                accountant=dp.accountant,
+            )
+        )
+    by_round = {
+        a: [_epsilon(sigma, q, r * spr, dp.delta, a) for r in range(1, rounds + 1)]
+        for a in accountants
+    }
+    allowed, capped = _rounds_allowed(
+        spr,
+        sigma,
+        q,
+        delta=dp.delta,
+        budget=dp.epsilon,
+        accountant=dp.accountant,
+        cap=ROUNDS_SEARCH_FACTOR * rounds,
+    )
+    return SitePlan(
+        site=name,
+        num_examples=n,
+        sample_rate=q,
+        steps_per_round=spr,
+        planned_rounds=rounds,
+        epsilon_budget=dp.epsilon,
+        delta=dp.delta,
+        accountant=dp.accountant,
+        noise_multiplier=sigma,
+        calibrated=dp.noise_multiplier is None,
+        epsilon_by_round=by_round,
+        rounds_allowed=allowed,
+        rounds_allowed_is_lower_bound=capped,
+    )
+
+
+def threat_summary(config: FederationConfig) -> ThreatSummary:
+    """Describe the chosen mode for this number of sites and these settings."""
+    n, m, mode = len(config.sites), config.rounds.min_sites, config.secure
+    notes: list[str] = []
+    if n < m:
+        notes.append(f"rounds.min_sites = {m} but only {n} sites are listed: no round can complete")
+    dp = (
+        f"each site's update is differentially private for its own patients under DP-SGD "
+        f"(budget per site, δ = {config.dp.delta:g}) in every mode; secure aggregation adds to "
+        f"this, it does not replace it"
+    )
+    threshold: int | None = None
+    if mode == "plain":
+        sees = "every site's DP-noised update, one by one"
+        collusion = (
+            "no secure aggregation: the server alone reads each update; only DP protects patients"
+        )
+        drops = f"any number, as long as at least {m} sites report in a round"
+    elif mode == "mask":
+        threshold = n // 2 + 1
+        need = max(threshold, m)
+        sees = (
+            "only the sum of the surviving sites' updates; "
+            "each masked vector looks uniformly random"
+        )
+        collusion = (
+            f"the server with up to {threshold - 1} colluding sites learns nothing beyond "
+            f"the sum; with {threshold} or more (threshold t = floor(n/2)+1 = {threshold} "
+            f"of n = {n}) it can unmask an honest site's update"
+        )
+        drops = (
+            f"up to {max(n - need, 0)} of {n} sites may drop out mid-round: at least "
+            f"{need} must survive (t = {threshold} to rebuild masks, min_sites = {m})"
+        )
+        if n < 3:
+            notes.append(
+                "with fewer than 3 sites the sum reveals the other site's update to each site"
+            )
+    else:
+        sees = (
+            "ciphertexts only: it adds them with the public context and never holds the secret key"
+        )
+        collusion = (
+            "all sites share the secret key: any one site colluding with the server "
+            "decrypts every site's update"
+        )
+        drops = f"any number: the server adds the ciphertexts that arrive, at least {m} sites"
+    return ThreatSummary(
+        mode=mode,
+        num_sites=n,
+        threshold=threshold,
+        server_sees=sees,
+        collusion=collusion,
+        dropouts=drops,
+        dp=dp,
+        notes=tuple(notes),
+    )
+
+
+def plan_federation(
+    config: FederationConfig, *, accountants: Sequence[str] = ACCOUNTANTS
+) -> FederationPlan:
+    """Plan every site of ``config`` (each needs ``num_examples``)."""
+    if not config.sites:
+        raise ConfigError("no [[sites]] in the federation file: nothing to plan")
+    sites = tuple(_plan_site(config, s.name, s.num_examples, accountants) for s in config.sites)
+    return FederationPlan(federation=config.name, sites=sites, threat=threat_summary(config))
