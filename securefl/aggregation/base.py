@@ -110,6 +110,14 @@ class ServerAggregator(ABC):
     def on_deadline(self) -> list[Envelope]:
         """The current stage's deadline passed: sites not heard from are dropped."""
 
+    def on_departure(self, site_id: str) -> list[Envelope]:
+        """``site_id`` said it is leaving mid-round; treat it as dropped now.
+
+        The default waits for the deadline instead; modes override this to
+        finish a stage early when every remaining site has answered.
+        """
+        return []
+
     @property
     @abstractmethod
     def result(self) -> AggregateResult | None:

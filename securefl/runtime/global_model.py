@@ -1,0 +1,58 @@
+"""How the server holds the global model between rounds, per mode.
+
+In ``plain`` and ``mask`` mode the server holds plaintext parameters and the
+strategy updates them with the (unmasked) average. In ``he`` mode the server
+holds only ciphertexts; that holder lives with the HE code and implements
+the same two methods, so the round driver never knows which it has.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.aggregation.base import AggregateResult
+from securefl.strategy.base import Strategy
+from securefl.wire import array_from_wire, array_to_wire, pack, unpack
+
+__all__ = ["GlobalModel", "PlainGlobalModel", "decode_plain_model"]
+
+
+class GlobalModel(ABC):
+    """Server-side holder of the global parameters."""
+
+    @abstractmethod
+    def payload(self) -> bytes:
+        """The bytes sites receive at round start (and at the end)."""
+
+    @abstractmethod
+    def apply(self, result: AggregateResult, strategy: Strategy, round_number: int) -> None:
+        """Move to the next global model with the round's aggregate."""
+
+    def plaintext(self) -> npt.NDArray[np.float32] | None:
+        """The parameters in the clear, if the server may know them (else ``None``)."""
+        return None
+
+
+class PlainGlobalModel(GlobalModel):
+    """Plaintext parameters, as in ``plain`` and ``mask`` mode."""
+
+    def __init__(self, params: npt.NDArray[np.float32]) -> None:
+        self._params = np.asarray(params, dtype=np.float32).copy()
+
+    def payload(self) -> bytes:
+        return pack(array_to_wire(self._params))
+
+    def apply(self, result: AggregateResult, strategy: Strategy, round_number: int) -> None:
+        new = strategy.apply(self._params.astype(np.float64), result.mean(), round_number)
+        self._params = np.asarray(new, dtype=np.float32)
+
+    def plaintext(self) -> npt.NDArray[np.float32]:
+        return self._params.copy()
+
+
+def decode_plain_model(payload: bytes, dimension: int) -> npt.NDArray[np.float32]:
+    """Site-side inverse of :meth:`PlainGlobalModel.payload`."""
+    return array_from_wire(unpack(payload), expected_len=dimension).astype(np.float32)

@@ -1,0 +1,62 @@
+"""The I/O half of the server: feed a transport into the sans-IO driver.
+
+All clocks live here. The driver is told "the deadline passed" when no
+message moved the current stage forward within ``stage_timeout`` seconds;
+that is how dropped sites are noticed. A message that breaks the protocol is
+logged and dropped (the site that sent it is not trusted further), and the
+round goes on with the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from securefl.errors import ProtocolError, WireError
+from securefl.runtime.server import ServerDriver, ServerStage
+from securefl.transport.base import Transport
+from securefl.wire import Envelope
+
+__all__ = ["run_server"]
+
+log = logging.getLogger(__name__)
+
+
+def run_server(
+    driver: ServerDriver,
+    transport: Transport,
+    *,
+    stage_timeout: float,
+    poll: float = 0.05,
+    on_progress: Callable[[ServerDriver], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run until the driver finishes. ``on_progress`` is called after every change."""
+    outbox: list[Envelope] = list(driver.start())
+    last_change = clock()
+    marker = (driver.current_round, driver.aggregator_stage)
+    while driver.stage is not ServerStage.FINISHED or outbox:
+        for env in outbox:
+            try:
+                transport.send(env)
+            except Exception:  # a vanished site must not stop the federation
+                log.warning("could not deliver %s to %s", env.stage, env.receiver)
+        outbox = []
+        if driver.stage is ServerStage.FINISHED:
+            break
+        env = transport.receive(timeout=poll)
+        if env is not None:
+            try:
+                outbox = driver.handle(env)
+            except (ProtocolError, WireError) as exc:
+                log.warning("dropped a message from %s: %s", env.sender, exc)
+        elif clock() - last_change > stage_timeout:
+            outbox = driver.on_deadline()
+            last_change = clock()
+        now_marker = (driver.current_round, driver.aggregator_stage)
+        if now_marker != marker or outbox:
+            marker = now_marker
+            last_change = clock()
+            if on_progress is not None:
+                on_progress(driver)

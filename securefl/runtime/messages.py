@@ -1,0 +1,145 @@
+"""Round-level messages between the server driver and sites.
+
+These carry the federation's own bookkeeping (who is present, which round,
+the global model, metrics); the aggregator's messages travel beside them
+under their own stage names. Every payload is a msgpack map with a fixed set
+of keys, checked on decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from securefl.errors import WireError
+from securefl.wire import pack, unpack
+
+__all__ = [
+    "BYE",
+    "FINISH",
+    "HELLO",
+    "REPORT",
+    "ROUND_END",
+    "ROUND_START",
+    "RUNTIME_STAGES",
+    "Finish",
+    "Report",
+    "RoundEnd",
+    "RoundStart",
+    "decode",
+]
+
+HELLO = "fed/hello"
+BYE = "fed/bye"
+ROUND_START = "fed/round-start"
+REPORT = "fed/report"
+ROUND_END = "fed/round-end"
+FINISH = "fed/finish"
+RUNTIME_STAGES = frozenset({HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundStart:
+    """The server opens a round: the cohort, the global model, and settings."""
+
+    cohort: tuple[str, ...]
+    model: bytes
+    spec: dict[str, Any]
+    max_weight: float
+    min_sites: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return pack({"cohort": list(self.cohort), "model": self.model, "spec": self.spec,
+                     "max_weight": self.max_weight, "min_sites": self.min_sites,
+                     "config": self.config})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundStart:
+        obj = _expect(data, {"cohort", "model", "spec", "max_weight", "min_sites", "config"})
+        if not isinstance(obj["cohort"], list) or not all(isinstance(s, str) for s in obj["cohort"]):
+            raise WireError("round-start cohort must be a list of names")
+        if not isinstance(obj["model"], bytes) or not isinstance(obj["config"], dict):
+            raise WireError("round-start model must be bytes and config a map")
+        return cls(cohort=tuple(obj["cohort"]), model=obj["model"], spec=obj["spec"],
+                   max_weight=float(obj["max_weight"]), min_sites=int(obj["min_sites"]),
+                   config=obj["config"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """A site's metrics for the round (on its validation data), sent with its update."""
+
+    num_examples: int
+    metrics: dict[str, float]
+
+    def to_bytes(self) -> bytes:
+        return pack({"num_examples": self.num_examples, "metrics": self.metrics})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Report:
+        obj = _expect(data, {"num_examples", "metrics"})
+        metrics = obj["metrics"]
+        if not isinstance(metrics, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) for k, v in metrics.items()
+        ):
+            raise WireError("report metrics must map names to numbers")
+        return cls(num_examples=int(obj["num_examples"]),
+                   metrics={k: float(v) for k, v in metrics.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundEnd:
+    """How a round ended: ``aggregated`` (with survivors) or ``abandoned`` (with why)."""
+
+    status: str
+    survivors: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_bytes(self) -> bytes:
+        return pack({"status": self.status, "survivors": list(self.survivors),
+                     "reason": self.reason})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundEnd:
+        obj = _expect(data, {"status", "survivors", "reason"})
+        if obj["status"] not in ("aggregated", "abandoned"):
+            raise WireError("round-end status must be 'aggregated' or 'abandoned'")
+        return cls(status=obj["status"], survivors=tuple(obj["survivors"]),
+                   reason=str(obj["reason"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finish:
+    """Training is over: the final global model and why it stopped."""
+
+    model: bytes
+    reason: str
+    rounds: int
+
+    def to_bytes(self) -> bytes:
+        return pack({"model": self.model, "reason": self.reason, "rounds": self.rounds})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Finish:
+        obj = _expect(data, {"model", "reason", "rounds"})
+        if not isinstance(obj["model"], bytes):
+            raise WireError("finish model must be bytes")
+        return cls(model=obj["model"], reason=str(obj["reason"]), rounds=int(obj["rounds"]))
+
+
+def _expect(data: bytes, keys: set[str]) -> dict[str, Any]:
+    obj = unpack(data)
+    if not isinstance(obj, dict) or set(obj) != keys:
+        raise WireError(f"malformed message: expected fields {sorted(keys)}")
+    return obj
+
+
+def decode(data: bytes, cls: type[Any]) -> Any:
+    """Decode ``data`` as ``cls``; wrap any type error as a WireError."""
+    try:
+        return cls.from_bytes(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, WireError):
+            raise
+        raise WireError(f"malformed {cls.__name__}: {exc}") from None

@@ -1,0 +1,253 @@
+"""The server's round driver: a sans-IO state machine.
+
+It takes envelopes (and "the deadline passed") and returns envelopes; the
+caller owns the clock and the transport. That is why the same driver runs
+in ``simulate``, in tests and behind HTTPS. Sites may join (``fed/hello``)
+or leave (``fed/bye``) at any time; they take part from the next round.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+
+from securefl.aggregation.base import AggregationMode, RoundContext, ServerAggregator
+from securefl.config import RoundConfig
+from securefl.errors import AbortError, ProtocolError, SecureFLError
+from securefl.params import ParamSpec
+from securefl.runtime import messages as m
+from securefl.runtime.global_model import GlobalModel
+from securefl.strategy.base import Strategy
+from securefl.wire import SERVER, Envelope
+
+__all__ = ["RoundSummary", "ServerDriver", "ServerStage"]
+
+log = logging.getLogger(__name__)
+
+
+class ServerStage(enum.Enum):
+    WAITING_FOR_SITES = "waiting for sites"
+    ROUND_OPEN = "round open"
+    FINISHED = "finished"
+
+
+@dataclass(kw_only=True)
+class RoundSummary:
+    """What the server may know about one round after it ends."""
+
+    round: int
+    cohort: tuple[str, ...]
+    status: str
+    survivors: tuple[str, ...] = ()
+    total_weight: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+class ServerDriver:
+    """Runs rounds until ``max_rounds`` or until the monitored metric stalls.
+
+    ``expected_sites``: start the first round as soon as all of them said
+    hello; otherwise a round starts on the deadline with at least
+    ``min_sites`` present.
+    """
+
+    def __init__(
+        self,
+        *,
+        federation: str,
+        mode: AggregationMode,
+        strategy: Strategy,
+        model: GlobalModel,
+        spec: ParamSpec,
+        rounds: RoundConfig,
+        max_weight: float,
+        expected_sites: tuple[str, ...] = (),
+        monitor: str = "val_accuracy",
+        mode_options: dict[str, object] | None = None,
+    ) -> None:
+        self.federation = federation
+        self.mode = mode
+        self.strategy = strategy
+        self.model = model
+        self.spec = spec
+        self.rounds = rounds
+        self.max_weight = max_weight
+        self.expected_sites = expected_sites
+        self.monitor = monitor
+        self.mode_options = dict(mode_options or {})
+        self.stage = ServerStage.WAITING_FOR_SITES
+        self.present: list[str] = []
+        self.history: list[RoundSummary] = []
+        self.finish_reason = ""
+        self._round = 0
+        self._aggregator: ServerAggregator | None = None
+        self._cohort: tuple[str, ...] = ()
+        self._reports: dict[str, m.Report] = {}
+        self._best: float | None = None
+        self._stale = 0
+
+    @property
+    def current_round(self) -> int:
+        return self._round
+
+    @property
+    def aggregator_stage(self) -> str:
+        return self._aggregator.stage if self._aggregator else self.stage.value
+
+    # -- inputs ---------------------------------------------------------------
+
+    def handle(self, env: Envelope) -> list[Envelope]:
+        """Handle one envelope from a site."""
+        if env.federation != self.federation:
+            raise ProtocolError(f"message for federation {env.federation!r}")
+        if self.stage is ServerStage.FINISHED:
+            return [self._finish_message(env.sender)] if env.stage == m.HELLO else []
+        if env.stage == m.HELLO:
+            return self._on_hello(env.sender)
+        if env.stage == m.BYE:
+            return self._on_bye(env.sender)
+        if self.stage is not ServerStage.ROUND_OPEN or env.round != self._round:
+            raise ProtocolError(f"{env.stage!r} from {env.sender!r} outside its round")
+        if env.sender not in self._cohort:
+            raise ProtocolError(f"{env.sender!r} is not in round {self._round}'s cohort")
+        if env.stage == m.REPORT:
+            self._reports[env.sender] = m.decode(env.payload, m.Report)
+            return []
+        assert self._aggregator is not None
+        return self._guard(lambda agg: agg.handle(env))
+
+    def on_deadline(self) -> list[Envelope]:
+        """The current stage took too long: start with who is here, or drop who is not."""
+        if self.stage is ServerStage.WAITING_FOR_SITES:
+            if len(self.present) >= self.rounds.min_sites:
+                return self._open_round()
+            if self._round > 0:
+                self.stage = ServerStage.FINISHED
+                self.finish_reason = (
+                    f"only {len(self.present)} site(s) remain; rounds need {self.rounds.min_sites}"
+                )
+                return [self._finish_message(s) for s in self.present]
+            return []
+        if self.stage is ServerStage.ROUND_OPEN:
+            return self._guard(lambda agg: agg.on_deadline())
+        return []
+
+    def start(self) -> list[Envelope]:
+        """Open the first round if enough sites are already present."""
+        if self.stage is ServerStage.WAITING_FOR_SITES and self._all_expected_present():
+            return self._open_round()
+        return []
+
+    # -- transitions ------------------------------------------------------------
+
+    def _on_hello(self, site: str) -> list[Envelope]:
+        if site not in self.present:
+            self.present.append(site)
+            log.info("site %s joined", site)
+        if self.stage is ServerStage.WAITING_FOR_SITES and self._all_expected_present():
+            return self._open_round()
+        return []
+
+    def _on_bye(self, site: str) -> list[Envelope]:
+        if site in self.present:
+            self.present.remove(site)
+            log.info("site %s left", site)
+        if self.stage is ServerStage.ROUND_OPEN and site in self._cohort:
+            return self._guard(lambda agg: agg.on_departure(site))
+        return []
+
+    def _all_expected_present(self) -> bool:
+        if self.expected_sites:
+            return set(self.expected_sites) <= set(self.present)
+        return len(self.present) >= self.rounds.min_sites
+
+    def _open_round(self) -> list[Envelope]:
+        if len(self.present) < self.rounds.min_sites:
+            self.stage = ServerStage.WAITING_FOR_SITES
+            return []
+        self._round += 1
+        self._cohort = tuple(sorted(self.present))
+        self._reports = {}
+        ctx = RoundContext(
+            federation=self.federation, round=self._round, cohort=self._cohort,
+            dimension=self.spec.size, max_weight=self.max_weight,
+            min_sites=self.rounds.min_sites, options=self.mode_options,
+        )
+        self._aggregator = self.mode.server(ctx)
+        self.stage = ServerStage.ROUND_OPEN
+        start = m.RoundStart(
+            cohort=self._cohort, model=self.model.payload(), spec=self.spec.to_dict(),
+            max_weight=self.max_weight, min_sites=self.rounds.min_sites,
+            config={**self.strategy.round_config(self._round), **self.mode_options},
+        ).to_bytes()
+        out = [self._envelope(m.ROUND_START, site, start) for site in self._cohort]
+        return out + self._aggregator.start()
+
+    def _guard(self, step: object) -> list[Envelope]:
+        """Run an aggregator step; close the round when it completes or aborts."""
+        assert self._aggregator is not None and callable(step)
+        try:
+            out: list[Envelope] = step(self._aggregator)
+        except AbortError as exc:
+            return self._close_round(status="abandoned", reason=str(exc))
+        result = self._aggregator.result
+        if result is None:
+            return out
+        try:
+            self.model.apply(result, self.strategy, self._round)
+        except SecureFLError as exc:
+            return out + self._close_round(status="abandoned", reason=str(exc))
+        return out + self._close_round(
+            status="aggregated", survivors=result.survivors, weight=result.total_weight
+        )
+
+    def _close_round(self, *, status: str, survivors: tuple[str, ...] = (),
+                     weight: float = 0.0, reason: str = "") -> list[Envelope]:
+        metrics = self._mean_metrics(survivors)
+        self.history.append(RoundSummary(round=self._round, cohort=self._cohort, status=status,
+                                         survivors=survivors, total_weight=weight,
+                                         metrics=metrics, reason=reason))
+        if status == "abandoned":
+            log.warning("round %d abandoned: %s", self._round, reason)
+        end = m.RoundEnd(status=status, survivors=survivors, reason=reason).to_bytes()
+        out = [self._envelope(m.ROUND_END, s, end) for s in self._cohort if s in self.present]
+        self._aggregator = None
+        stop = self._stop_reason(metrics)
+        if stop:
+            self.stage = ServerStage.FINISHED
+            self.finish_reason = stop
+            return out + [self._finish_message(s) for s in self.present]
+        self.stage = ServerStage.WAITING_FOR_SITES
+        return out + self._open_round()
+
+    def _mean_metrics(self, survivors: tuple[str, ...]) -> dict[str, float]:
+        reports = [r for s, r in self._reports.items() if s in survivors]
+        total = sum(r.num_examples for r in reports)
+        if not reports or total <= 0:
+            return {}
+        keys = set.intersection(*(set(r.metrics) for r in reports))
+        return {k: sum(r.metrics[k] * r.num_examples for r in reports) / total for k in keys}
+
+    def _stop_reason(self, metrics: dict[str, float]) -> str:
+        if self.monitor in metrics and self.rounds.patience is not None:
+            value = metrics[self.monitor]
+            if self._best is None or value > self._best:
+                self._best, self._stale = value, 0
+            else:
+                self._stale += 1
+            if self._stale >= self.rounds.patience:
+                return f"no improvement in {self.monitor} for {self._stale} rounds"
+        if self._round >= self.rounds.max_rounds:
+            return f"reached max_rounds={self.rounds.max_rounds}"
+        return ""
+
+    def _finish_message(self, site: str) -> Envelope:
+        payload = m.Finish(model=self.model.payload(), reason=self.finish_reason,
+                           rounds=self._round).to_bytes()
+        return self._envelope(m.FINISH, site, payload)
+
+    def _envelope(self, stage: str, receiver: str, payload: bytes) -> Envelope:
+        return Envelope(federation=self.federation, round=self._round, stage=stage,
+                        sender=SERVER, receiver=receiver, payload=payload)

@@ -1,0 +1,311 @@
+"""The Site API: what a hospital's own training loop touches.
+
+A user keeps their loop and changes a handful of lines::
+
+    site = securefl.Site.simulated(...)                  # or built from a kit
+    model, optimizer, loader = site.privatize(model, optimizer, loader)
+    for rnd in site.rounds(model):                       # global weights loaded
+        train_one_epoch(model, optimizer, loader)        # the user's own code
+        rnd.submit(num_examples=len(loader.dataset), metrics=evaluate(model))
+
+Why the ledger check sits in ``rounds``: the site must refuse *before* any
+training starts if the round could pass its budget, and must keep refusing
+after a restart. The reservation is written to disk first, so a crash in the
+middle of training still counts as spent (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
+from securefl.config import DPConfig, RoundConfig, TrainConfig
+from securefl.dp import PrivacyLedger, calibrate_noise, make_private, planned_event
+from securefl.dp.privatize import PrivateTraining
+from securefl.errors import BudgetExhaustedError, ConfigError, ProtocolError, TransportError
+from securefl.params import (
+    ParamSpec,
+    load_vector_into,
+    model_vector,
+    params_hash,
+    unflatten,
+    unwrap,
+)
+from securefl.runtime import messages as m
+from securefl.runtime.global_model import decode_plain_model
+from securefl.transport.base import Transport
+from securefl.wire import SERVER, Envelope
+
+__all__ = ["ModelDecoder", "Round", "Site"]
+
+log = logging.getLogger(__name__)
+
+#: Turns the model bytes of a round-start message into a flat parameter vector.
+ModelDecoder = Callable[[bytes, int], npt.NDArray[np.float32]]
+
+
+@dataclass(kw_only=True)
+class Round:
+    """One round as the user's loop sees it. Call :meth:`submit` exactly once."""
+
+    number: int
+    cohort: tuple[str, ...]
+    config: dict[str, Any]
+    global_params: npt.NDArray[np.float32]
+    _site: Site = field(repr=False)
+    submitted: bool = False
+    epsilon: float | None = None
+
+    def submit(self, *, num_examples: int, metrics: Mapping[str, float] | None = None) -> None:
+        """Record the privacy spent, then send the protected update to the server."""
+        if self.submitted:
+            raise ProtocolError(f"round {self.number} was already submitted")
+        if num_examples < 1:
+            raise ConfigError("num_examples must be at least 1")
+        self._site._submit(self, num_examples, dict(metrics or {}))
+        self.submitted = True
+
+
+class Site:
+    """One hospital in a federation: DP-SGD, budget ledger, protected submission."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        federation: str,
+        transport: Transport,
+        mode: AggregationMode,
+        dp: DPConfig,
+        train: TrainConfig,
+        rounds: RoundConfig,
+        state_dir: str | Path,
+        record_writer: Any = None,
+        decode_model: ModelDecoder = decode_plain_model,
+    ) -> None:
+        self.name = name
+        self.federation = federation
+        self.transport = transport
+        self.mode = mode
+        self.dp = dp
+        self.train = train
+        self.round_config = rounds
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = PrivacyLedger(self.state_dir / "ledger.sqlite", site=name,
+                                    epsilon_budget=dp.epsilon, delta=dp.delta,
+                                    accountant=dp.accountant)
+        self.records = record_writer
+        self.decode_model = decode_model
+        self.private: PrivateTraining | None = None
+        self.noise_multiplier: float | None = None
+        self.final_params: npt.NDArray[np.float32] | None = None
+        self.finish_reason = ""
+        self.history: list[dict[str, Any]] = []
+        self._spec: ParamSpec | None = None
+        self._aggregator: SiteAggregator | None = None
+        self._reservation: Any = None
+        self._dataset_size = 0
+
+    # -- privatize ---------------------------------------------------------------
+
+    def privatize(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loader: torch.utils.data.DataLoader[Any],
+        *,
+        fix_model: bool = False,
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader[Any]]:
+        """Wrap the user's objects for DP-SGD with Poisson sampling.
+
+        The noise multiplier is calibrated so that ``max_rounds`` rounds of
+        ``local_epochs`` epochs stay within the site's (ε, δ) budget.
+        """
+        batches = len(loader)
+        if batches < 1:
+            raise ConfigError("the data loader is empty")
+        sample_rate = 1.0 / batches
+        sigma = self.dp.noise_multiplier or calibrate_noise(
+            target_epsilon=self.dp.epsilon, delta=self.dp.delta, sample_rate=sample_rate,
+            steps=self.round_config.max_rounds * self.train.local_epochs * batches,
+            accountant=self.dp.accountant,
+        )
+        self.noise_multiplier = sigma
+        self.private = make_private(model, optimizer, loader, noise_multiplier=sigma,
+                                    max_grad_norm=self.dp.max_grad_norm,
+                                    secure_rng=self.dp.secure_rng, fix_model=fix_model)
+        self._dataset_size = len(loader.dataset)  # type: ignore[arg-type]
+        return self.private.model, self.private.optimizer, self.private.loader
+
+    # -- rounds -------------------------------------------------------------------
+
+    def rounds(self, model: torch.nn.Module) -> Iterator[Round]:
+        """Yield each round the server opens, with the global weights loaded into ``model``.
+
+        Raises :class:`BudgetExhaustedError` (after telling the server it
+        leaves) when a round would pass this site's budget.
+        """
+        if self.private is None:
+            raise ConfigError("call site.privatize(model, optimizer, loader) before site.rounds()")
+        self._send(m.HELLO, SERVER, b"", 0)
+        while True:
+            env = self._receive()
+            if env.stage == m.FINISH:
+                self._on_finish(model, m.decode(env.payload, m.Finish))
+                return
+            if env.stage == m.ROUND_END:
+                continue  # the end of a round this site sat out or already closed
+            if env.stage != m.ROUND_START:
+                raise ProtocolError(f"expected a round start, got {env.stage!r}")
+            rnd = self._begin(model, env)
+            yield rnd
+            if not rnd.submitted:
+                self.leave("round not submitted")
+                raise ProtocolError(f"round {rnd.number} ended without submit()")
+            self._finish_round(env.round)
+
+    def leave(self, reason: str) -> None:
+        """Tell the server this site stops taking part (best effort)."""
+        try:
+            self._send(m.BYE, SERVER, reason.encode(), 0)
+        except TransportError:
+            log.debug("server unreachable while leaving")
+
+    def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
+        start: m.RoundStart = m.decode(env.payload, m.RoundStart)
+        spec = ParamSpec.from_dict(start.spec)
+        local_spec = ParamSpec.from_state_dict(_state(model))
+        if spec != local_spec:
+            self.leave("model does not match the federation")
+            raise ConfigError("this site's model does not match the federation's parameter spec")
+        self._spec = spec
+        params = self.decode_model(start.model, spec.size)
+        load_vector_into(model, params, spec)
+        assert self.private is not None and self.noise_multiplier is not None
+        planned = planned_event(noise_multiplier=self.noise_multiplier,
+                                sample_rate=self.private.sample_rate,
+                                epochs=self.train.local_epochs,
+                                max_grad_norm=self.dp.max_grad_norm,
+                                secure_rng=self.dp.secure_rng)
+        try:
+            self._reservation = self.ledger.reserve(env.round, planned)
+        except BudgetExhaustedError:
+            self.leave("privacy budget exhausted")
+            raise
+        self.private.reset_steps()
+        self._install_proximal(model, params, float(start.config.get("proximal_mu", 0.0)))
+        ctx = RoundContext(federation=self.federation, round=env.round, cohort=start.cohort,
+                           dimension=spec.size, max_weight=start.max_weight,
+                           min_sites=start.min_sites, options=dict(start.config))
+        self._aggregator = self.mode.site(ctx, self.name)
+        self._model = model
+        return Round(number=env.round, cohort=start.cohort, config=start.config,
+                     global_params=params, _site=self)
+
+    def _submit(self, rnd: Round, num_examples: int, metrics: dict[str, float]) -> None:
+        assert self.private is not None and self._spec is not None and self._aggregator
+        self._remove_proximal()
+        assert self.noise_multiplier is not None
+        actual = replace(
+            planned_event(noise_multiplier=self.noise_multiplier,
+                          sample_rate=self.private.sample_rate, epochs=1,
+                          max_grad_norm=self.dp.max_grad_norm, secure_rng=self.dp.secure_rng),
+            steps=max(1, self.private.steps_taken()),
+        )
+        try:
+            rnd.epsilon = self.ledger.commit(self._reservation, actual)
+        except BudgetExhaustedError:
+            self.leave("privacy budget exceeded by this round; update withheld")
+            raise
+        if self.records is not None:
+            self.records.append(
+                round_id=rnd.number, event=actual, accountant=self.dp.accountant,
+                delta=self.dp.delta, epsilon=rnd.epsilon, epsilon_budget=self.dp.epsilon,
+                model_hash=params_hash(rnd.global_params), dataset_size=self._dataset_size,
+                expected_batch_size=max(1, round(self.private.sample_rate * self._dataset_size)),
+            )
+        delta = model_vector(self._model, self._spec) - rnd.global_params
+        for env in self._aggregator.submit(delta.astype(np.float32), float(num_examples)):
+            self.transport.send(env)
+        report = m.Report(num_examples=num_examples, metrics=metrics).to_bytes()
+        self._send(m.REPORT, SERVER, report, rnd.number)
+        self.history.append({"round": rnd.number, "epsilon": rnd.epsilon,
+                             "steps": actual.steps, **metrics})
+
+    def _finish_round(self, round_number: int) -> None:
+        """Answer the aggregator's stages until the server closes the round."""
+        assert self._aggregator is not None
+        while True:
+            env = self._receive()
+            if env.stage == m.ROUND_END:
+                end = m.decode(env.payload, m.RoundEnd)
+                if end.status == "abandoned":
+                    log.warning("%s: round %d abandoned: %s", self.name, round_number, end.reason)
+                return
+            if env.stage in (m.ROUND_START, m.FINISH):
+                raise ProtocolError(f"{env.stage!r} before round {round_number} ended")
+            for reply in self._aggregator.handle(env):
+                self.transport.send(reply)
+
+    def _on_finish(self, model: torch.nn.Module, finish: m.Finish) -> None:
+        if self._spec is None:
+            self._spec = ParamSpec.from_state_dict(_state(model))
+        self.final_params = self.decode_model(finish.model, self._spec.size)
+        load_vector_into(model, self.final_params, self._spec)
+        self.finish_reason = finish.reason
+
+    # -- FedProx: a proximal pull after each private step (post-processing) ----
+
+    def _install_proximal(self, model: torch.nn.Module, anchor: npt.NDArray[np.float32],
+                          mu: float) -> None:
+        self._remove_proximal()
+        if mu <= 0 or self.private is None or self._spec is None:
+            return
+        inner = getattr(self.private.optimizer, "original_optimizer", self.private.optimizer)
+        anchors = unflatten(anchor, self._spec)
+        pairs = [(p, anchors[n].to(p.dtype)) for n, p in unwrap(model).named_parameters()
+                 if n in anchors]
+        lr = float(inner.param_groups[0]["lr"])
+
+        def pull(*_: Any) -> None:
+            with torch.no_grad():
+                for p, a in pairs:
+                    p.sub_(lr * mu * (p - a))
+
+        self._proximal_handle = inner.register_step_post_hook(pull)
+
+    def _remove_proximal(self) -> None:
+        handle = getattr(self, "_proximal_handle", None)
+        if handle is not None:
+            handle.remove()
+            self._proximal_handle = None
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _send(self, stage: str, receiver: str, payload: bytes, round_number: int) -> None:
+        self.transport.send(Envelope(federation=self.federation, round=round_number,
+                                     stage=stage, sender=self.name, receiver=receiver,
+                                     payload=payload))
+
+    def _receive(self) -> Envelope:
+        env = self.transport.receive(timeout=self.round_config.stage_timeout_seconds)
+        if env is None:
+            raise TransportError(f"{self.name}: no word from the server in "
+                                 f"{self.round_config.stage_timeout_seconds:.0f} s")
+        if env.federation != self.federation:
+            raise ProtocolError(f"message for another federation: {env.federation!r}")
+        return env
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    inner = getattr(model, "_module", model)
+    return dict(inner.state_dict())

@@ -1,0 +1,5 @@
+"""Whole federations in one process: the engine behind ``securefl simulate``."""
+
+from securefl.simulation.orchestrator import SimulationResult, SiteOutcome, run_simulation
+
+__all__ = ["SimulationResult", "SiteOutcome", "run_simulation"]

@@ -1,0 +1,37 @@
+"""The strategy seam: how the server turns an aggregate into the next model.
+
+A strategy is handed ``(global params, Σ w·Δ / Σ w, round)`` and nothing
+else: the aggregator has already hidden every single site's update, so a
+strategy *cannot* look at one even by mistake. Strategies written only with
+``+`` and scalar ``*`` also work on ciphertexts (``linear = True``), which is
+what the ``he`` mode needs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar
+
+__all__ = ["Strategy", "VectorLike"]
+
+VectorLike = TypeVar("VectorLike")
+
+
+class Strategy(ABC):
+    """Server-side update rule, plus the per-round config it sends to sites."""
+
+    name: ClassVar[str]
+    #: True when ``apply`` only adds vectors and multiplies by public scalars.
+    linear: ClassVar[bool] = True
+
+    def round_config(self, round_number: int) -> dict[str, Any]:
+        """Settings sent to every site with the round (e.g. FedProx's μ)."""
+        return {}
+
+    @abstractmethod
+    def apply(self, params: VectorLike, mean_update: VectorLike, round_number: int) -> VectorLike:
+        """The next global parameters from the current ones and the average update."""
+
+    def state(self) -> dict[str, Any]:
+        """Server state to checkpoint (e.g. momentum); plain data only."""
+        return {}
