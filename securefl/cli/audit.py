@@ -1,0 +1,185 @@
+"""``securefl audit PATH...``: verify privacy records and recompute ε.
+
+Thin on purpose: the logic lives in :mod:`securefl.reports.audit`. Exit codes:
+0 when no finding fails, 1 when one does, and the error's own code (e.g. 3 for
+unreadable input) when there is nothing to audit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from securefl.errors import ConfigError, SecureFLError
+from securefl.reports.audit import AuditReport, Tolerance
+from securefl.reports.audit import audit as run_audit
+
+__all__ = ["audit", "exit_on_error", "json_safe"]
+
+#: Exit code when the audit ran and at least one finding fails it.
+EXIT_FINDINGS = 1
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def exit_on_error(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn a :class:`SecureFLError` into one line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except SecureFLError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace non-finite floats with None so the output is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else "∞"
+
+
+def _print_tables(report: AuditReport) -> None:
+    console = Console()
+    sites = Table(title=f"Privacy audit: {report.federation}")
+    for col in (
+        "site",
+        "last round",
+        "accountant",
+        "claimed ε",
+        "recomputed ε",
+        "PLD ε (dp-acc.)",
+        "budget",
+        "failing",
+    ):
+        sites.add_column(col, justify="left" if col in ("site", "accountant") else "right")
+    for site in report.sites():
+        last = report.site_rounds(site)[-1]
+        fails = sum(1 for f in report.findings if f.site == site and f.fails)
+        sites.add_row(
+            site,
+            str(last.round_id),
+            last.accountant,
+            _fmt(last.claimed),
+            _fmt(last.recomputed),
+            _fmt(last.independent),
+            _fmt(last.budget),
+            str(fails),
+            style="red" if fails else None,
+        )
+    console.print(sites)
+    if report.findings:
+        table = Table(title="Findings")
+        for col in ("severity", "code", "site", "round", "what", "expected"):
+            table.add_column(col)
+        colours = {"fail": "red", "warn": "yellow", "info": "blue"}
+        for f in report.findings:
+            table.add_row(
+                f"[{colours[f.severity]}]{f.severity}[/]",
+                f.code,
+                f.site or "",
+                "" if f.round_id is None else str(f.round_id),
+                f.message,
+                f.expected or "",
+            )
+        console.print(table)
+    verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
+    console.print(f"{verdict}: {sum(f.fails for f in report.findings)} failing findings")
+
+
+@click.command("audit")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--roster",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="roster.json with each site's public key (default: found next to the records)",
+)
+@click.option(
+    "--tolerance",
+    "rel_tol",
+    default="0.01",
+    show_default=True,
+    help="relative amount a claimed ε may be below a recomputed one",
+)
+@click.option(
+    "--abs-tolerance",
+    "abs_tol",
+    default="0.001",
+    show_default=True,
+    help="absolute amount added to --tolerance",
+)
+@click.option(
+    "--require-secure-rng",
+    is_flag=True,
+    help="fail (not just warn) when a record says no secure RNG was used",
+)
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="also write an HTML report with plots to this file",
+)
+@exit_on_error
+def audit(
+    *,
+    paths: tuple[Path, ...],
+    roster: Path | None,
+    rel_tol: str,
+    abs_tol: str,
+    require_secure_rng: bool,
+    as_json: bool,
+    html_path: Path | None,
+) -> None:
+    """Verify signed privacy records and recompute every ε claim."""
+    rel = _number("--tolerance", rel_tol)
+    if rel >= 1:
+        raise ConfigError(f"--tolerance must be < 1 (relative), got {rel_tol!r}")
+    tolerance = Tolerance(relative=rel, absolute=_number("--abs-tolerance", abs_tol))
+    report = run_audit(
+        list(paths), roster=roster, tolerance=tolerance, require_secure_rng=require_secure_rng
+    )
+    if html_path is not None:
+        from securefl.reports.html import write_html
+
+        write_html(report, html_path)
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe(report.to_dict()), indent=2, allow_nan=False) + "\n")
+    else:
+        _print_tables(report)
+    if not report.passed:
+        raise click.exceptions.Exit(EXIT_FINDINGS)

@@ -1,0 +1,209 @@
+"""``securefl plan``: a dry run of a federation file, or one ε question from flags.
+
+Thin on purpose: the logic lives in :mod:`securefl.reports.plan`. Every value
+is parsed here (not by click types) so a bad one is reported as one line
+naming the flag, with the exit code of :class:`~securefl.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from securefl.cli.audit import exit_on_error, json_safe
+from securefl.config import ACCOUNTANTS, load_federation
+from securefl.errors import ConfigError
+from securefl.reports.plan import (
+    FederationPlan,
+    noise_multipliers,
+    plan_federation,
+    query_epsilons,
+)
+
+__all__ = ["plan"]
+
+
+def _float(flag: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag} must be finite, got {text!r}")
+    return value
+
+
+def _steps(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--steps must be an integer >= 1, got {text!r}") from None
+
+
+def _accountants(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return ACCOUNTANTS
+    if text not in ACCOUNTANTS:
+        raise ConfigError(f"--accountant must be one of rdp, prv, pld, all; got {text!r}")
+    return (text,)
+
+
+def _print_plan(result: FederationPlan) -> None:
+    console = Console()
+    overview = Table(title=f"Plan: {result.federation}")
+    for col in (
+        "site",
+        "examples",
+        "sample rate",
+        "steps/round",
+        "noise mult.",
+        "budget ε",
+        "δ",
+        "rounds planned",
+        "rounds allowed",
+    ):
+        overview.add_column(col, justify="left" if col == "site" else "right")
+    for s in result.sites:
+        sigma = f"{s.noise_multiplier:.4f}" + (" (calibrated)" if s.calibrated else "")
+        allowed = (
+            f"≥{s.rounds_allowed}" if s.rounds_allowed_is_lower_bound else str(s.rounds_allowed)
+        )
+        overview.add_row(
+            s.site,
+            str(s.num_examples),
+            f"{s.sample_rate:.5g}",
+            str(s.steps_per_round),
+            sigma,
+            f"{s.epsilon_budget:g}",
+            f"{s.delta:g}",
+            str(s.planned_rounds),
+            allowed,
+        )
+    console.print(overview)
+    for s in result.sites:
+        table = Table(
+            title=f"ε after each round: site {s.site} (budget {s.epsilon_budget:g}, "
+            f"enforced with {s.accountant})"
+        )
+        table.add_column("round", justify="right")
+        for acct in s.epsilon_by_round:
+            table.add_column(acct, justify="right")
+        for r in range(s.planned_rounds):
+            table.add_row(str(r + 1), *(f"{v[r]:.4f}" for v in s.epsilon_by_round.values()))
+        console.print(table)
+    t = result.threat
+    console.print(f"[bold]Threat summary: mode {t.mode}, {t.num_sites} sites[/]")
+    for label, text in (
+        ("server sees", t.server_sees),
+        ("collusion", t.collusion),
+        ("dropouts", t.dropouts),
+        ("DP", t.dp),
+        *(("note", n) for n in t.notes),
+    ):
+        console.print(f"  [bold]{label}:[/] {text}")
+
+
+@click.command("plan")
+@click.argument("fed_toml", required=False, type=click.Path(path_type=Path))
+@click.option("--sample-rate", default=None, help="Poisson sampling rate q in (0, 1]")
+@click.option("--noise-multiplier", default=None, help="noise multiplier sigma > 0")
+@click.option(
+    "--epsilon", default=None, help="target ε: print the noise multiplier it needs instead"
+)
+@click.option("--steps", default=None, help="number of DP-SGD steps T >= 1")
+@click.option("--delta", default=None, help="δ in (0, 1)")
+@click.option("--accountant", default="all", show_default=True, help="rdp, prv, pld or all")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only")
+@exit_on_error
+def plan(
+    *,
+    fed_toml: Path | None,
+    sample_rate: str | None,
+    noise_multiplier: str | None,
+    epsilon: str | None,
+    steps: str | None,
+    delta: str | None,
+    accountant: str,
+    as_json: bool,
+) -> None:
+    """Dry-run FED.toml (ε per site and round, threat summary), or answer one ε question."""
+    flags = {
+        "--sample-rate": sample_rate,
+        "--noise-multiplier": noise_multiplier,
+        "--epsilon": epsilon,
+        "--steps": steps,
+        "--delta": delta,
+    }
+    given = [k for k, v in flags.items() if v is not None]
+    accountants = _accountants(accountant)
+    if fed_toml is not None:
+        if given:
+            raise ConfigError(f"give either FED.toml or flags, not both (got {given[0]})")
+        result = plan_federation(load_federation(fed_toml), accountants=accountants)
+        if as_json:
+            sys.stdout.write(json.dumps(json_safe(result.to_dict()), indent=2) + "\n")
+        else:
+            _print_plan(result)
+        return
+    _answer(
+        sample_rate=sample_rate,
+        noise_multiplier=noise_multiplier,
+        epsilon=epsilon,
+        steps=steps,
+        delta=delta,
+        accountants=accountants,
+        as_json=as_json,
+    )
+
+
+def _answer(
+    *,
+    sample_rate: str | None,
+    noise_multiplier: str | None,
+    epsilon: str | None,
+    steps: str | None,
+    delta: str | None,
+    accountants: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """The flags mode: ε for (q, sigma, T, δ), or the noise multiplier for (q, ε, T, δ)."""
+    for flag, value in (("--sample-rate", sample_rate), ("--steps", steps), ("--delta", delta)):
+        if value is None:
+            raise ConfigError(f"{flag} is required (or give FED.toml)")
+    if (noise_multiplier is None) == (epsilon is None):
+        raise ConfigError("give exactly one of --noise-multiplier and --epsilon")
+    q, d, t = _float("--sample-rate", sample_rate), _float("--delta", delta), _steps(steps)
+    assert q is not None and d is not None and t is not None
+    if epsilon is not None:
+        target = _float("--epsilon", epsilon)
+        assert target is not None
+        out = noise_multipliers(
+            sample_rate=q, target_epsilon=target, steps=t, delta=d, accountants=accountants
+        )
+        what = f"noise multiplier for ε = {target:g}"
+    else:
+        sigma = _float("--noise-multiplier", noise_multiplier)
+        assert sigma is not None
+        out = query_epsilons(
+            sample_rate=q, noise_multiplier=sigma, steps=t, delta=d, accountants=accountants
+        )
+        what = "ε"
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe(out)) + "\n")
+        return
+    table = Table(title=f"{what} (q = {q:g}, T = {t}, δ = {d:g})")
+    table.add_column("accountant")
+    table.add_column(what, justify="right")
+    for acct, number in out.items():
+        table.add_row(acct, f"{number:.6g}")
+    Console().print(table)
