@@ -1,0 +1,100 @@
+"""Benchmark he mode: bytes, time, error per preset vs float32 and CKKS N=8192 [60,40,40,60].
+
+Run ``python bench/he.py`` (full: d in {1e5, 1e6}, n in {5, 20}) or ``--quick``
+(d=1e5, n=5). Five distinct site updates are encrypted; for n=20 they are
+reused under other site names, which costs the server exactly the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from securefl.aggregation.base import RoundContext
+from securefl.he import (
+    BFV_N4096,
+    CKKS_N4096,
+    CKKS_N8192,
+    CKKS_N8192_4PRIMES,
+    HEServerMode,
+    HESiteMode,
+    SecretContext,
+    decrypt_aggregate,
+)
+from securefl.wire import Envelope
+
+REFERENCE = CKKS_N8192_4PRIMES
+PRESETS = (BFV_N4096, CKKS_N4096, CKKS_N8192, CKKS_N8192_4PRIMES)
+
+
+def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
+    gen = np.random.default_rng(0)  # benchmark data only
+    distinct = min(n, 5)
+    xs = [(gen.normal(size=d) * 0.01).astype(np.float32) for _ in range(distinct)]
+    ws = [float(10 + 10 * i) for i in range(distinct)]
+    cohort = tuple(f"site{i:02d}" for i in range(n))
+    site_w = {s: ws[i % distinct] for i, s in enumerate(cohort)}
+    ref = sum(site_w[s] * xs[i % distinct].astype(np.float64) for i, s in enumerate(cohort))
+    ref = ref / sum(site_w.values())
+    rc = RoundContext(federation="bench", round=0, cohort=cohort, dimension=d, max_weight=100.0)
+
+    rows: list[dict[str, float | str]] = []
+    t0 = time.perf_counter()
+    acc = np.zeros(d, dtype=np.float64)
+    for i in range(n):
+        acc += site_w[cohort[i]] * xs[i % distinct]
+    rows.append({"preset": "float32 plain", "enc": 0.0, "bytes": 4.0 * d,
+                 "server": time.perf_counter() - t0, "dec": 0.0, "err": 0.0})
+    for preset in PRESETS:
+        secret = SecretContext.generate(preset, clip=0.1)
+        mode = HESiteMode(secret, workers=workers)
+        envs: list[Envelope] = []
+        enc = 0.0
+        for i in range(distinct):
+            t0 = time.perf_counter()
+            envs.extend(mode.site(rc, cohort[i]).submit(xs[i], ws[i]))
+            enc += time.perf_counter() - t0
+        server = HEServerMode(secret.public_context_bytes()).server(rc)
+        t0 = time.perf_counter()
+        for i, s in enumerate(cohort):
+            e = envs[i % distinct]
+            server.handle(Envelope(federation=e.federation, round=e.round, stage=e.stage,
+                                   sender=s, receiver=e.receiver, payload=e.payload))
+        srv = time.perf_counter() - t0
+        res = server.result
+        assert res is not None
+        t0 = time.perf_counter()
+        mean = decrypt_aggregate(secret, res.encrypted_sum, res.total_weight, d)
+        dec = time.perf_counter() - t0
+        err = float(np.max(np.abs(mean - ref)) / np.max(np.abs(ref)))
+        rows.append({"preset": preset.name, "enc": enc / distinct,
+                     "bytes": float(np.mean([len(e.payload) for e in envs])),
+                     "server": srv, "dec": dec, "err": err})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="d=1e5, n=5 only")
+    parser.add_argument("--workers", type=int, default=2, help="encryption threads per site")
+    args = parser.parse_args()
+    grid = [(100_000, 5)] if args.quick else [
+        (100_000, 5), (100_000, 20), (1_000_000, 5), (1_000_000, 20)]
+    print("| d | n | preset | encrypt s | MB/site | ×f32 | ×ref bytes | server s | ×ref server "
+          "| decrypt s | rel. error |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for d, n in grid:
+        rows = run(d, n, args.workers)
+        refrow = next(r for r in rows if r["preset"] == REFERENCE.name)
+        for r in rows:
+            b, s = float(r["bytes"]), float(r["server"])
+            print(f"| {d:.0e} | {n} | {r['preset']} | {float(r['enc']):.3f} | {b / 1e6:.2f} "
+                  f"| {b / (4 * d):.2f} | {b / float(refrow['bytes']):.2f} | {s:.3f} "
+                  f"| {s / float(refrow['server']):.2f} | {float(r['dec']):.3f} "
+                  f"| {float(r['err']):.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
