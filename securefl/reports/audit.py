@@ -164,11 +164,7 @@ def _finding(
 
 
 def _check_round(
-    loaded: LoadedRecord,
-    recomputed: float,
-    independent: float,
-    tolerance: Tolerance,
-    require_secure_rng: bool,
+    loaded: LoadedRecord, recomputed: float, independent: float, tolerance: Tolerance
 ) -> list[Finding]:
     rec = loaded.record
     ev = rec["event"]
@@ -222,16 +218,6 @@ def _check_round(
                 "sampling = 'poisson'",
             )
         )
-    if not ev["secure_rng"]:
-        out.append(
-            _finding(
-                "no_secure_rng",
-                loaded,
-                "noise and sampling did not use a cryptographically secure RNG",
-                "secure_rng = true",
-                FAIL if require_secure_rng else "",
-            )
-        )
     return out
 
 
@@ -255,7 +241,7 @@ def _audit_site(
         events.append(rec["event"])
         recomputed = securefl_epsilon(events, delta=rec["delta"], accountant=rec["accountant"])
         independent = independent_pld_epsilon(events, delta=rec["delta"])
-        findings += _check_round(loaded, recomputed, independent, tolerance, require_secure_rng)
+        findings += _check_round(loaded, recomputed, independent, tolerance)
         results.append(
             RoundResult(
                 site=site,
@@ -269,7 +255,27 @@ def _audit_site(
                 location=f"{loaded.path}:{loaded.line}",
             )
         )
+    findings += _secure_rng(ordered, require_secure_rng)
     return results, findings
+
+
+def _secure_rng(ordered: list[LoadedRecord], required: bool) -> list[Finding]:
+    """One finding per site listing the rounds without a secure RNG (not one per round)."""
+    rounds = [r.record["round_id"] for r in ordered if not r.record["event"]["secure_rng"]]
+    if not rounds:
+        return []
+    listed = ", ".join(map(str, rounds[:10])) + (", ..." if len(rounds) > 10 else "")
+    first = next(r for r in ordered if not r.record["event"]["secure_rng"])
+    return [
+        _finding(
+            "no_secure_rng",
+            first,
+            f"{len(rounds)} round(s) did not use a cryptographically secure RNG for noise "
+            f"and sampling: {listed}",
+            "secure_rng = true",
+            FAIL if required else "",
+        )
+    ]
 
 
 def audit(
