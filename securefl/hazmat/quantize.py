@@ -9,12 +9,19 @@
 
 Mapping: a value x with |x| <= clip becomes q = floor(x * scale + u) with u
 uniform in [0, 1) from the OS CSPRNG (stochastic rounding: E[q] = x * scale,
-so rounding adds no bias to the aggregate, and |q / scale - x| < 1 / scale).
-``scale = 2**precision_bits / clip``, so |q| <= 2**precision_bits + 1 (the
-+1 covers rounding up and float error at the clip bound). q is stored in
-two's complement modulo 2**bits. A sum of ``max_summands`` such values stays
-within the signed range (-2**(bits-1), 2**(bits-1)) and therefore decodes
-exactly; the constructor checks this with integer arithmetic.
+so rounding adds no bias to the aggregate). ``scale`` is the power of two
+with 2**(precision_bits - 1) < clip * scale <= 2**precision_bits. A power of
+two makes x * scale and q / scale exact in float64, so the error bound
+|q / scale - x| <= 1 / scale holds exactly, not just up to rounding.
+|q| <= value_bound = floor(clip * scale) + 1. q is stored in two's complement
+modulo 2**bits. A sum of ``max_summands`` such values stays within the signed
+range [-(2**(bits-1) - 1), 2**(bits-1) - 1] and therefore decodes exactly;
+the constructor checks this with integer arithmetic and refuses otherwise.
+
+precision_bits is capped at 40: |x * scale| <= 2**40 leaves at least 12 bits
+of every 53-bit rounding uniform in x * scale + u, so the rounding bias stays
+below 2**-12 of a step (far below DP noise; float32 updates only carry 24
+significant bits anyway).
 """
 
 from __future__ import annotations
@@ -41,29 +48,42 @@ MIN_BITS = 16
 MAX_BITS = 62
 """Largest ring: int64 arithmetic on 2**62 values never overflows while decoding."""
 
-_MAX_PRECISION = 52  # beyond this float64 cannot represent x * scale exactly enough
+_MAX_PRECISION = 40  # see the module docstring: keeps stochastic rounding unbiased
 
 
 def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _worst_sum(max_summands: int, precision_bits: int) -> int:
-    """Largest |sum| of ``max_summands`` quantized values, in integers."""
-    return max_summands * ((1 << precision_bits) + 1)
+def _check_clip(clip: object) -> float:
+    if isinstance(clip, bool) or not isinstance(clip, int | float):
+        raise ConfigError("clip must be a number")
+    c = float(clip)
+    if not (math.isfinite(c) and c > 0):
+        raise ConfigError("clip must be finite and positive")
+    return c
 
 
-def _fits(max_summands: int, precision_bits: int, bits: int) -> bool:
-    return _worst_sum(max_summands, precision_bits) <= (1 << (bits - 1)) - 1
+def _scale_and_bound(clip: float, precision_bits: int) -> tuple[float, int]:
+    """The power-of-two scale for ``precision_bits`` and the largest |q| it allows."""
+    mantissa, exponent = math.frexp(clip)  # clip = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    ceil_log2 = exponent - 1 if mantissa == 0.5 else exponent
+    scale = math.ldexp(1.0, precision_bits - ceil_log2)
+    return scale, math.floor(clip * scale) + 1  # clip * scale is exact: scale is 2**k
+
+
+def _fits(max_summands: int, value_bound: int, bits: int) -> bool:
+    """Whether ``max_summands`` values of magnitude <= value_bound sum inside the signed range."""
+    return max_summands * value_bound <= (1 << (bits - 1)) - 1
 
 
 @dataclass(frozen=True, kw_only=True)
 class QuantizationParams:
     """Clip bound, ring size and fixed-point scale for one secure sum.
 
-    ``precision_bits`` sets the resolution: the clip bound maps to
-    2**precision_bits, so the rounding error per value is below
-    ``clip / 2**precision_bits``. Left as ``None`` it is the finest
+    ``precision_bits`` sets the resolution: the clip bound maps into
+    (2**(precision_bits-1), 2**precision_bits], so the rounding error per value
+    is at most ``1 / scale < clip / 2**(precision_bits - 1)``. Left as ``None`` it is the finest
     resolution the ring allows for ``max_summands``. Construction raises
     :class:`OverflowRefusedError` when the sum of ``max_summands`` values at
     the clip bound could leave the signed range of Z_2^bits.
@@ -78,17 +98,14 @@ class QuantizationParams:
     """Largest |q| a single quantized value can take."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.clip, bool) or not isinstance(self.clip, int | float):
-            raise ConfigError("clip must be a number")
-        if not (math.isfinite(self.clip) and self.clip > 0):
-            raise ConfigError("clip must be finite and positive")
+        clip = _check_clip(self.clip)
         if not _is_int(self.bits) or not MIN_BITS <= self.bits <= MAX_BITS:
             raise ConfigError(f"bits must be an int in {MIN_BITS}..{MAX_BITS}")
         if not _is_int(self.max_summands) or self.max_summands < 1:
             raise ConfigError("max_summands must be a positive int")
         precision = self.precision_bits
         if precision is None:
-            precision = _largest_precision(self.max_summands, self.bits)
+            precision = _largest_precision(clip, self.max_summands, self.bits)
             if precision < 1:
                 raise OverflowRefusedError(
                     f"Z_2^{self.bits} cannot hold a sum of {self.max_summands} values "
@@ -96,14 +113,16 @@ class QuantizationParams:
                 )
         elif not _is_int(precision) or not 1 <= precision <= _MAX_PRECISION:
             raise ConfigError(f"precision_bits must be an int in 1..{_MAX_PRECISION}")
-        if not _fits(self.max_summands, precision, self.bits):
+        scale, bound = _scale_and_bound(clip, precision)
+        if not _fits(self.max_summands, bound, self.bits):
             raise OverflowRefusedError(
                 f"a sum of {self.max_summands} values at {precision} bits of precision "
                 f"could wrap Z_2^{self.bits}; use more bits, fewer summands or less precision"
             )
+        object.__setattr__(self, "clip", clip)
         object.__setattr__(self, "precision_bits", precision)
-        object.__setattr__(self, "scale", (1 << precision) / float(self.clip))
-        object.__setattr__(self, "value_bound", (1 << precision) + 1)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "value_bound", bound)
 
     @property
     def dtype(self) -> np.dtype[np.unsignedinteger]:
@@ -139,7 +158,8 @@ class QuantizationParams:
             raise ConfigError(f"target_bits_of_precision must be an int in 1..{_MAX_PRECISION}")
         if not _is_int(max_summands) or max_summands < 1:
             raise ConfigError("max_summands must be a positive int")
-        need = _worst_sum(max_summands, p).bit_length() + 1  # + sign bit
+        _, bound = _scale_and_bound(_check_clip(clip), p)
+        need = (max_summands * bound).bit_length() + 1  # + sign bit
         chosen = max(MIN_BITS, need)
         if chosen > MAX_BITS:
             raise OverflowRefusedError(
@@ -149,9 +169,9 @@ class QuantizationParams:
         return cls(clip=clip, bits=chosen, max_summands=max_summands, precision_bits=p)
 
 
-def _largest_precision(max_summands: int, bits: int) -> int:
+def _largest_precision(clip: float, max_summands: int, bits: int) -> int:
     p = min(_MAX_PRECISION, bits)
-    while p >= 1 and not _fits(max_summands, p, bits):
+    while p >= 1 and not _fits(max_summands, _scale_and_bound(clip, p)[1], bits):
         p -= 1
     return p
 

@@ -15,11 +15,13 @@ of degree ``threshold - 1`` whose other coefficients come from :mod:`secrets`;
 the share for id ``x`` (1..n, never 0: f(0) *is* the secret) is ``f(x)``,
 encoded as :data:`SHARE_LEN` big-endian bytes.
 
-Because p is about 2**265 times larger than the 32-byte secret space, an
-*accidentally* corrupted share reconstructs to a value outside the secret
-range with overwhelming probability, and :func:`combine` raises
-:class:`IntegrityError`. A *deliberately* corrupted share can keep the result in
-range, hence the commitment check above.
+Because p is about 2**265 times larger than the 32-byte secret space, a share
+replaced by a random value reconstructs to a value outside the secret range
+with overwhelming probability, and :func:`combine` raises
+:class:`IntegrityError`. That check is a tripwire, not a MAC: a flipped low
+bit (Lagrange coefficients for small ids are small integers) or a deliberate
+shift keeps the result in range and returns a *wrong* secret, hence the
+commitment check above.
 
 Speed: the server reconstructs many secrets from the same survivor ids, so
 :func:`lagrange_coefficients` is computed once (one modular inversion, by
