@@ -163,6 +163,17 @@ def _finding(
     )
 
 
+def _below(claimed: float, value: float, tolerance: Tolerance) -> bool:
+    """Whether ``claimed`` is under ``value`` by more than the tolerance (∞ always is)."""
+    return math.isinf(value) or claimed + tolerance.slack(value) < value
+
+
+def _at_least(value: float, tolerance: Tolerance) -> str:
+    if math.isinf(value):
+        return "no finite ε can be claimed (the event is not accountable)"
+    return f"ε ≥ {value - tolerance.slack(value):.6g}"
+
+
 def _check_round(
     loaded: LoadedRecord, recomputed: float, independent: float, tolerance: Tolerance
 ) -> list[Finding]:
@@ -170,22 +181,22 @@ def _check_round(
     ev = rec["event"]
     claimed, budget, acct = rec["epsilon"], rec["epsilon_budget"], rec["accountant"]
     out: list[Finding] = []
-    if claimed + tolerance.slack(recomputed) < recomputed:
+    if _below(claimed, recomputed, tolerance):
         out.append(
             _finding(
                 "epsilon_under_reported",
                 loaded,
                 f"claims ε = {claimed:.6g}, its accountant ({acct}) gives {recomputed:.6g}",
-                f"ε ≥ {recomputed - tolerance.slack(recomputed):.6g}",
+                _at_least(recomputed, tolerance),
             )
         )
-    if claimed + tolerance.slack(independent) < independent:
+    if _below(claimed, independent, tolerance):
         out.append(
             _finding(
                 "epsilon_below_independent",
                 loaded,
                 f"claims ε = {claimed:.6g}, dp-accounting PLD gives {independent:.6g}",
-                f"ε ≥ {independent - tolerance.slack(independent):.6g}",
+                _at_least(independent, tolerance),
             )
         )
     if claimed > budget or recomputed > budget + tolerance.slack(budget):
