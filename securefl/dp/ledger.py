@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,7 +134,11 @@ class PrivacyLedger:
         self.site = site
         self.delta = float(delta)
         self.accountant = accountant
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        # One connection shared by the threads of one site (the training loop and
+        # whoever reports on it); every use goes through ``self._lock``.
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                                     check_same_thread=False)
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -167,14 +172,15 @@ class PrivacyLedger:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
 
     def _load_meta(self, cur: sqlite3.Cursor, budget: float, allow_increase: bool) -> float:
         stored = dict(cur.execute("SELECT key, value FROM meta").fetchall())
@@ -207,10 +213,11 @@ class PrivacyLedger:
     # -- reading ----------------------------------------------------------------
 
     def _rows(self, cur: sqlite3.Cursor | None = None) -> list[LedgerEntry]:
-        source = cur if cur is not None else self._conn
-        rows = source.execute(
-            "SELECT round_id, event, epsilon_after, status, timestamp FROM events ORDER BY seq"
-        ).fetchall()
+        with self._lock:
+            source = cur if cur is not None else self._conn
+            rows = source.execute(
+                "SELECT round_id, event, epsilon_after, status, timestamp FROM events ORDER BY seq"
+            ).fetchall()
         return [
             LedgerEntry(
                 round_id=int(r[0]),
