@@ -1,0 +1,43 @@
+"""Masked secure aggregation (SecAgg+): the server learns only the sum of the updates.
+
+Each site adds pairwise masks (which cancel in the sum) and a self mask to its
+quantized update; Shamir shares of the masking secrets let the server remove
+the masks of sites that drop out, and only those. A consistency round of
+signatures stops a server from showing different survivor lists to different
+sites. Protocol, stages and benchmarks: ``docs/mask.md``; what is and is not
+guaranteed: ``threat_models/mask.md``.
+"""
+
+from __future__ import annotations
+
+from securefl.secagg._config import MaskConfig, MaskPlan
+from securefl.secagg._messages import (
+    ADVERTISE,
+    CONSISTENCY,
+    CONSISTENCY_REQUEST,
+    MASKED_INPUT,
+    MASKED_INPUT_REQUEST,
+    SHARE,
+    SHARE_REQUEST,
+    UNMASK,
+    UNMASK_REQUEST,
+)
+from securefl.secagg._mode import MaskServerMode, MaskSiteMode
+from securefl.secagg._server import MaskServer
+from securefl.secagg._site import MaskSite
+
+STAGES = (ADVERTISE, SHARE, MASKED_INPUT, CONSISTENCY, UNMASK)
+"""Site-to-server stage names, in protocol order (what ``--dropout SITE@STAGE`` names)."""
+REQUEST_STAGES = (SHARE_REQUEST, MASKED_INPUT_REQUEST, CONSISTENCY_REQUEST, UNMASK_REQUEST)
+"""Server-to-site stage names."""
+
+__all__ = [
+    "REQUEST_STAGES",
+    "STAGES",
+    "MaskConfig",
+    "MaskPlan",
+    "MaskServer",
+    "MaskServerMode",
+    "MaskSite",
+    "MaskSiteMode",
+]

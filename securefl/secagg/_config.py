@@ -1,0 +1,198 @@
+"""Masking configuration and the per-round plan derived from it (threshold, graph, ring).
+
+Why a plan: the cohort size n is only known when a round opens, and the
+threshold, the neighbour graph and the ring size all depend on it. Both
+halves derive the *same* plan from the same public inputs, so there is
+nothing for a server to negotiate (and nothing for it to lie about).
+
+Thresholds (Bonawitz et al., CCS 2017, section 6):
+
+* complete graph (n <= ``complete_graph_max``): t = floor(n/2) + 1 by default;
+  with ``corrupt`` sites tolerated in the active setting, the smallest t with
+  2t > n + corrupt. An explicit ``threshold`` must meet the same bound.
+* k-regular SecAgg+ graph (Bell et al., CCS 2020) for larger n: each site
+  shares with its k neighbours plus itself, threshold t of k + 1. ``k`` and
+  ``t`` are the smallest even k (and, for it, the smallest t with 2t > k + 1)
+  meeting both bounds below by a union bound over sites, with
+  ``g = corrupt_rate`` and ``d = dropout_rate``:
+
+  - privacy, <= 2**-40: n * P[Bin(k, g) >= t]  (t corrupt holders of an honest
+    site's secrets) + n**2 * (g + d)**k  (two runs of k/2 consecutive removed
+    sites would split the Harary ring, letting the server learn a partial sum);
+  - correctness, <= 2**-20: n * P[Bin(k + 1, d) > k + 1 - t]  (a site keeps
+    fewer than t live holders).
+
+  If no k < n - 1 meets them, the complete graph is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from securefl.errors import ConfigError, OverflowRefusedError
+from securefl.hazmat.quantize import QuantizationParams
+
+__all__ = ["CORRECTNESS_BOUND", "PRIVACY_BOUND", "MaskConfig", "MaskPlan"]
+
+PRIVACY_BOUND = 2.0**-40
+CORRECTNESS_BOUND = 2.0**-20
+_MAX_RING_BITS = 32  # at most 4 bytes per parameter on the wire
+_MIN_RING_BITS = 16
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskConfig:
+    """How a federation masks its updates; validated on construction.
+
+    ``clip`` is the L-infinity bound applied to each site's update before
+    quantization (post-processing of the DP output, so it costs no privacy).
+    ``bits`` fixes the ring Z_2^bits (16..32); ``None`` picks the smallest ring
+    holding a sum of n values at ``precision_bits`` of resolution. A ring
+    that could wrap is refused with :class:`OverflowRefusedError`.
+    """
+
+    clip: float
+    bits: int | None = None
+    precision_bits: int = 16
+    threshold: int | None = None
+    corrupt: int = 0
+    min_cohort: int = 3
+    complete_graph_max: int = 64
+    dropout_rate: float = 0.1
+    corrupt_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        if isinstance(self.clip, bool) or not isinstance(self.clip, int | float):
+            raise ConfigError("clip must be a number")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise ConfigError("clip must be finite and positive")
+        if self.bits is not None and (
+            not _is_int(self.bits) or not _MIN_RING_BITS <= self.bits <= _MAX_RING_BITS
+        ):
+            raise ConfigError(f"bits must be an int in {_MIN_RING_BITS}..{_MAX_RING_BITS}")
+        if not _is_int(self.precision_bits) or not 1 <= self.precision_bits <= 30:
+            raise ConfigError("precision_bits must be an int in 1..30")
+        if self.threshold is not None and (not _is_int(self.threshold) or self.threshold < 2):
+            raise ConfigError("threshold must be an int >= 2")
+        if not _is_int(self.corrupt) or self.corrupt < 0:
+            raise ConfigError("corrupt must be a non-negative int")
+        if not _is_int(self.min_cohort) or self.min_cohort < 3:
+            raise ConfigError("min_cohort must be an int >= 3: fewer would isolate an update")
+        if not _is_int(self.complete_graph_max) or self.complete_graph_max < self.min_cohort:
+            raise ConfigError("complete_graph_max must be an int >= min_cohort")
+        for name in ("dropout_rate", "corrupt_rate"):
+            rate = getattr(self, name)
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 0.5:
+                raise ConfigError(f"{name} must be in [0, 0.5)")
+        # Refuse an overflow-prone ring now, at the smallest cohort it could serve.
+        self.quantization(self.min_cohort)
+
+    def quantization(self, n: int) -> QuantizationParams:
+        """Ring and scale for a sum of ``n`` sites' values (refuses overflow)."""
+        if self.bits is None:
+            q = QuantizationParams.for_sum(
+                clip=float(self.clip), max_summands=n,
+                target_bits_of_precision=self.precision_bits,
+            )
+            if q.bits > _MAX_RING_BITS:
+                raise OverflowRefusedError(
+                    f"a sum of {n} values at {self.precision_bits} bits of precision needs "
+                    f"Z_2^{q.bits}, more than {_MAX_RING_BITS} bits; lower precision_bits"
+                )
+            return q
+        return QuantizationParams(
+            clip=float(self.clip), bits=self.bits, max_summands=n,
+            precision_bits=self.precision_bits,
+        )
+
+    def plan(self, *, federation: str, round_id: int, cohort: tuple[str, ...]) -> MaskPlan:
+        """The round's threshold, neighbour graph and ring; identical on every party."""
+        n = len(cohort)
+        if n < self.min_cohort:
+            raise ConfigError(f"cohort of {n} is below min_cohort={self.min_cohort}")
+        if list(cohort) != sorted(set(cohort)):
+            raise ConfigError("cohort must be sorted and without duplicates")
+        quant = self.quantization(n)
+        if n <= self.complete_graph_max:
+            return MaskPlan(cohort=cohort, k=n - 1, threshold=self._complete_threshold(n),
+                            quant=quant, order=cohort)
+        kt = regular_parameters(n, self.corrupt_rate, self.dropout_rate)
+        if kt is None:
+            return MaskPlan(cohort=cohort, k=n - 1, threshold=self._complete_threshold(n),
+                            quant=quant, order=cohort)
+        order = _public_order(federation, round_id, cohort)
+        return MaskPlan(cohort=cohort, k=kt[0], threshold=kt[1], quant=quant, order=order)
+
+    def _complete_threshold(self, n: int) -> int:
+        t = self.threshold if self.threshold is not None else (n + self.corrupt) // 2 + 1
+        if not 2 * t > n + self.corrupt:
+            raise ConfigError(f"threshold {t} too low: need 2t > n + corrupt = {n + self.corrupt}")
+        if t > n:
+            raise ConfigError(f"threshold {t} exceeds the cohort of {n}")
+        return max(t, 2)
+
+
+def _binom_tail_ge(k: int, p: float, m: int) -> float:
+    """P[Bin(k, p) >= m]."""
+    if m <= 0:
+        return 1.0
+    return math.fsum(math.comb(k, i) * p**i * (1 - p) ** (k - i) for i in range(m, k + 1))
+
+
+def regular_parameters(n: int, corrupt_rate: float, dropout_rate: float) -> tuple[int, int] | None:
+    """Smallest even degree k and threshold t meeting the bounds in the module docstring."""
+    g, d = corrupt_rate, dropout_rate
+    for k in range(4, n - 1, 2):
+        if n * n * (g + d) ** k > PRIVACY_BOUND / 2:
+            continue
+        for t in range((k + 1) // 2 + 1, k + 2):
+            if n * _binom_tail_ge(k, g, t) <= PRIVACY_BOUND / 2:
+                if n * _binom_tail_ge(k + 1, d, k + 2 - t) <= CORRECTNESS_BOUND:
+                    return k, t
+                break  # a larger t only hurts correctness
+    return None
+
+
+def _public_order(federation: str, round_id: int, cohort: tuple[str, ...]) -> tuple[str, ...]:
+    """A public pseudo-random ring order: nobody picks whom a site is placed next to."""
+    seed = hashlib.sha256(
+        b"securefl/mask/graph/v1\x00" + repr((federation, round_id, cohort)).encode()
+    ).digest()
+    return tuple(sorted(cohort, key=lambda s: hashlib.sha256(seed + s.encode()).digest()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskPlan:
+    """One round's public parameters; ``k == n - 1`` means the complete graph."""
+
+    cohort: tuple[str, ...]
+    k: int
+    threshold: int
+    quant: QuantizationParams
+    order: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.k == len(self.cohort) - 1
+
+    def share_id(self, site: str) -> int:
+        """The Shamir x-coordinate of ``site``: its 1-based position in the cohort."""
+        return self.cohort.index(site) + 1
+
+    def neighbours(self, site: str) -> frozenset[str]:
+        """Sites ``site`` masks with (Harary graph H(n, k) over the public order)."""
+        if self.complete:
+            return frozenset(s for s in self.cohort if s != site)
+        n, pos = len(self.order), self.order.index(site)
+        half = self.k // 2
+        return frozenset(self.order[(pos + d) % n] for d in range(-half, half + 1) if d != 0)
+
+    def holders(self, site: str) -> frozenset[str]:
+        """Sites holding shares of ``site``'s secrets: its neighbours and itself."""
+        return self.neighbours(site) | {site}

@@ -1,0 +1,205 @@
+"""Stage names, payload encoding with strict decoding, and the bytes that get signed.
+
+Every payload is a msgpack map with a version ``v`` and exactly the expected
+fields; decoding checks types, lengths and counts before any cryptography
+runs, so garbage is a :class:`~securefl.errors.WireError` and nothing else.
+Signatures, commitments, share keys and associated data all bind the
+federation and the round id, so nothing carries over between rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.errors import WireError
+from securefl.hazmat.sign import SIGNATURE_LEN, signed_message
+from securefl.wire import pack, unpack
+
+__all__ = [
+    "ADVERTISE", "CONSISTENCY", "CONSISTENCY_REQUEST", "MASKED_INPUT", "MASKED_INPUT_REQUEST",
+    "SHARE", "SHARE_REQUEST", "UNMASK", "UNMASK_REQUEST", "VERSION",
+    "advert_message", "commit_self_seed", "consistency_message", "decode", "encode",
+    "pack_ring", "unpack_ring",
+]
+
+VERSION = 1
+# site -> server
+ADVERTISE = "mask/advertise"
+SHARE = "mask/share"
+MASKED_INPUT = "mask/masked-input"
+CONSISTENCY = "mask/consistency"
+UNMASK = "mask/unmask"
+# server -> site
+SHARE_REQUEST = "mask/share-request"
+MASKED_INPUT_REQUEST = "mask/masked-input-request"
+CONSISTENCY_REQUEST = "mask/consistency-request"
+UNMASK_REQUEST = "mask/unmask-request"
+
+KEY_LEN = 32
+SHARE_CT_LEN = 12 + 2 * 66 + 16  # nonce || (s-share || b-share) || tag
+_MAX_ID = 256
+
+
+def advert_message(federation: str, round_id: int, site: str,
+                   c_pk: bytes, s_pk: bytes, commit: bytes) -> bytes:
+    """What a site signs for its key advert: both public keys and its self-mask commitment."""
+    return signed_message("securefl/mask/advert/v1", federation, round_id, site, c_pk, s_pk, commit)
+
+
+def consistency_message(federation: str, round_id: int, survivors: tuple[str, ...]) -> bytes:
+    """What a site signs in the consistency round: the sorted survivor list."""
+    return signed_message("securefl/mask/consistency/v1", federation, round_id, *survivors)
+
+
+def commit_self_seed(federation: str, round_id: int, site: str, seed: bytes) -> bytes:
+    """SHA-256 commitment to a self-mask seed, checked after reconstruction."""
+    return hashlib.sha256(
+        signed_message("securefl/mask/self-seed-commit/v1", federation, round_id, site, seed)
+    ).digest()
+
+
+# -- strict field checks ------------------------------------------------------
+
+
+def _bytes(v: Any, n: int, what: str) -> bytes:
+    if not isinstance(v, bytes) or len(v) != n:
+        raise WireError(f"{what} must be {n} bytes")
+    return v
+
+
+def _id(v: Any) -> str:
+    if not isinstance(v, str) or not 0 < len(v) <= _MAX_ID:
+        raise WireError("site ids must be non-empty strings")
+    return v
+
+
+def _ids(v: Any, limit: int) -> list[str]:
+    if not isinstance(v, list) or len(v) > limit:
+        raise WireError("expected a bounded list of site ids")
+    return [_id(x) for x in v]
+
+
+def _map(v: Any, limit: int, value_len: int, what: str) -> dict[str, bytes]:
+    if not isinstance(v, dict) or len(v) > limit:
+        raise WireError(f"{what} must be a bounded map")
+    return {_id(k): _bytes(x, value_len, what) for k, x in v.items()}
+
+
+_SCHEMAS: dict[str, set[str]] = {
+    ADVERTISE: {"c_pk", "s_pk", "commit", "sig"},
+    SHARE: {"shares"},
+    MASKED_INPUT: {"bits", "n", "y"},
+    CONSISTENCY: {"sig"},
+    UNMASK: {"b", "s"},
+    SHARE_REQUEST: {"adverts"},
+    MASKED_INPUT_REQUEST: {"senders", "shares"},
+    CONSISTENCY_REQUEST: {"survivors"},
+    UNMASK_REQUEST: {"survivors", "dropped", "signatures"},
+}
+
+
+def encode(stage: str, **fields: Any) -> bytes:
+    """A versioned payload for ``stage``."""
+    if set(fields) != _SCHEMAS[stage]:
+        raise WireError(f"wrong fields for {stage}")
+    return pack({"v": VERSION, **fields})
+
+
+def _advert(v: Any) -> dict[str, bytes]:
+    if not isinstance(v, dict) or set(v) != _SCHEMAS[ADVERTISE]:
+        raise WireError("malformed key advert")
+    return {
+        "c_pk": _bytes(v["c_pk"], KEY_LEN, "c_pk"),
+        "s_pk": _bytes(v["s_pk"], KEY_LEN, "s_pk"),
+        "commit": _bytes(v["commit"], 32, "commit"),
+        "sig": _bytes(v["sig"], SIGNATURE_LEN, "sig"),
+    }
+
+
+def _dec_masked_input(obj: dict[str, Any], n: int) -> dict[str, Any]:
+    if not isinstance(obj["bits"], int) or not isinstance(obj["n"], int):
+        raise WireError("masked input needs integer bits and n")
+    if not isinstance(obj["y"], bytes):
+        raise WireError("masked input body must be bytes")
+    return {"bits": obj["bits"], "n": obj["n"], "y": obj["y"]}
+
+
+def _dec_share_request(obj: dict[str, Any], n: int) -> dict[str, Any]:
+    adverts = obj["adverts"]
+    if not isinstance(adverts, dict) or len(adverts) > n:
+        raise WireError("adverts must be a bounded map")
+    return {"adverts": {_id(k): _advert(v) for k, v in adverts.items()}}
+
+
+_DECODERS: dict[str, Any] = {
+    ADVERTISE: lambda o, n: _advert({k: v for k, v in o.items() if k != "v"}),
+    SHARE: lambda o, n: {"shares": _map(o["shares"], n, SHARE_CT_LEN, "share ciphertext")},
+    MASKED_INPUT: _dec_masked_input,
+    CONSISTENCY: lambda o, n: {"sig": _bytes(o["sig"], SIGNATURE_LEN, "signature")},
+    UNMASK: lambda o, n: {"b": _map(o["b"], n, 66, "share"), "s": _map(o["s"], n, 66, "share")},
+    SHARE_REQUEST: _dec_share_request,
+    MASKED_INPUT_REQUEST: lambda o, n: {
+        "senders": _ids(o["senders"], n),
+        "shares": _map(o["shares"], n, SHARE_CT_LEN, "share ciphertext"),
+    },
+    CONSISTENCY_REQUEST: lambda o, n: {"survivors": _ids(o["survivors"], n)},
+    UNMASK_REQUEST: lambda o, n: {
+        "survivors": _ids(o["survivors"], n),
+        "dropped": _ids(o["dropped"], n),
+        "signatures": _map(o["signatures"], n, SIGNATURE_LEN, "signature"),
+    },
+}
+
+
+def decode(stage: str, payload: bytes, *, cohort_size: int) -> dict[str, Any]:
+    """Strictly decode a payload of ``stage``; ``cohort_size`` bounds every list and map."""
+    if stage not in _DECODERS:
+        raise WireError(f"unknown stage {stage!r}")
+    obj = unpack(payload)
+    if not isinstance(obj, dict) or set(obj) != _SCHEMAS[stage] | {"v"}:
+        raise WireError(f"malformed {stage} payload")
+    if obj["v"] != VERSION:
+        raise WireError(f"unsupported {stage} version {obj['v']!r}")
+    out: dict[str, Any] = _DECODERS[stage](obj, cohort_size)
+    return out
+
+
+# -- ring vectors on the wire -------------------------------------------------
+
+
+def ring_bytes(bits: int) -> int:
+    """Bytes per ring element on the wire: ceil(bits / 8), so 16 bits travel as 2 bytes."""
+    return -(-bits // 8)
+
+
+def pack_ring(values: npt.NDArray[np.uint32], bits: int) -> bytes:
+    """Little-endian, ``ring_bytes(bits)`` bytes per element (byte-level bit-packing)."""
+    width = ring_bytes(bits)
+    le = np.ascontiguousarray(values, dtype="<u4")
+    if width == 4:
+        return le.tobytes()
+    if width == 2:
+        return le.astype("<u2").tobytes()
+    return le.view(np.uint8).reshape(-1, 4)[:, :width].tobytes()
+
+
+def unpack_ring(data: bytes, n: int, bits: int) -> npt.NDArray[np.uint32]:
+    """Inverse of :func:`pack_ring`; refuses a wrong length or values outside Z_2^bits."""
+    width = ring_bytes(bits)
+    if len(data) != n * width:
+        raise WireError(f"masked input has {len(data)} bytes, expected {n * width}")
+    if width == 4:
+        out = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    elif width == 2:
+        out = np.frombuffer(data, dtype="<u2").astype(np.uint32)
+    else:
+        buf = np.zeros((n, 4), dtype=np.uint8)
+        buf[:, :width] = np.frombuffer(data, dtype=np.uint8).reshape(n, width)
+        out = buf.view("<u4").reshape(n).astype(np.uint32)
+    if bits < 32 and out.size and int(out.max()) >> bits:
+        raise WireError(f"masked input has values outside Z_2^{bits}")
+    return out

@@ -1,0 +1,340 @@
+"""The server half of SecAgg+: relays, counts survivors, and unmasks only the sum.
+
+The server is the untrusted party, so this half has little to decide: it
+forwards what sites send, moves on when every live site answered a stage (or
+the runtime says the deadline passed), aborts when fewer than the threshold
+remain, and, at the end, reconstructs the self-mask seeds of the survivors
+and the masking keys of the dropped from t shares each. Every reconstructed
+secret is checked against what its owner signed (the commitment to b, the
+advertised s public key). A site whose message is malformed or fails a check
+is dropped from the round (listed in :attr:`MaskServer.rejected`); its masks
+are then recovered like any other dropout's.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.aggregation.base import AggregateResult, RoundContext, ServerAggregator
+from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
+from securefl.hazmat import prg, shamir
+from securefl.hazmat.keys import KeyPair, derive_key, kdf_info
+from securefl.hazmat.quantize import dequantize_sum
+from securefl.hazmat.sign import verify
+from securefl.secagg import _messages as m
+from securefl.secagg._config import MaskConfig
+from securefl.secagg._site import mask_sign, pair_seed
+from securefl.wire import SERVER, Envelope
+
+__all__ = ["MaskServer", "ServerStage"]
+
+log = logging.getLogger(__name__)
+_MAX_RETRIES = 64  # t-subsets tried per secret before giving up on bad shares
+
+
+class ServerStage(enum.Enum):
+    ADVERTISE = m.ADVERTISE
+    SHARE = m.SHARE
+    MASKED_INPUT = m.MASKED_INPUT
+    CONSISTENCY = m.CONSISTENCY
+    UNMASK = m.UNMASK
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+class MaskServer(ServerAggregator):
+    """The server's half of one masked round."""
+
+    def __init__(self, *, ctx: RoundContext, roster: dict[str, bytes], config: MaskConfig) -> None:
+        self._ctx, self._roster, self._config = ctx, roster, config
+        self._plan = config.plan(federation=ctx.federation, round_id=ctx.round, cohort=ctx.cohort)
+        self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
+        self._stage = ServerStage.ADVERTISE
+        self._dropped: set[str] = set()
+        self.rejected: dict[str, str] = {}
+        """Sites dropped for a malformed or invalid message, with the reason."""
+        self._adverts: dict[str, dict[str, bytes]] = {}
+        self._shares: dict[str, dict[str, bytes]] = {}
+        self._inputs: list[str] = []
+        self._total = np.zeros(ctx.dimension + 1, dtype=np.uint32)
+        self._sigs: dict[str, bytes] = {}
+        self._unmask: dict[str, dict[str, dict[str, bytes]]] = {}
+        self._result: AggregateResult | None = None
+        self._u3: tuple[str, ...] = ()
+
+    # -- the seam ---------------------------------------------------------------
+
+    @property
+    def stage(self) -> str:
+        return str(self._stage.value)
+
+    @property
+    def result(self) -> AggregateResult | None:
+        return self._result
+
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        ctx, sender = self._ctx, envelope.sender
+        if (envelope.federation != ctx.federation or envelope.round != ctx.round
+                or envelope.receiver != SERVER):
+            raise ProtocolError("envelope is not for this round's server")
+        if sender not in ctx.cohort:
+            raise ProtocolError(f"{sender!r} is not in this round's cohort")
+        if self._stage in (ServerStage.DONE, ServerStage.ABORTED):
+            raise ProtocolError(f"the round is {self._stage.value}")
+        if sender in self._dropped:
+            log.info("ignoring %s from dropped site %s", envelope.stage, sender)
+            return []
+        if envelope.stage != self._stage.value or sender not in self._expected():
+            return self._reject(sender, f"{envelope.stage!r} out of order")
+        if sender in self._answered():
+            return self._reject(sender, f"second {envelope.stage!r}")
+        try:
+            body = m.decode(envelope.stage, envelope.payload, cohort_size=len(ctx.cohort))
+            self._accept(sender, body)
+        except (WireError, IntegrityError, ProtocolError) as exc:
+            return self._reject(sender, str(exc))
+        return self._maybe_advance()
+
+    def on_deadline(self) -> list[Envelope]:
+        if self._stage in (ServerStage.DONE, ServerStage.ABORTED):
+            return []
+        late = self._expected() - self._answered() - self._dropped
+        self._dropped |= late
+        return self._advance()
+
+    def on_departure(self, site_id: str) -> list[Envelope]:
+        closed = self._stage in (ServerStage.DONE, ServerStage.ABORTED)
+        if closed or site_id not in self._ctx.cohort:
+            return []
+        self._dropped.add(site_id)
+        return self._maybe_advance()
+
+    # -- bookkeeping ------------------------------------------------------------
+
+    def _expected(self) -> set[str]:
+        return {
+            ServerStage.ADVERTISE: set(self._ctx.cohort),
+            ServerStage.SHARE: set(self._adverts),
+            ServerStage.MASKED_INPUT: set(self._shares),
+            ServerStage.CONSISTENCY: set(self._u3),
+            ServerStage.UNMASK: set(self._sigs),
+        }.get(self._stage, set())
+
+    def _answered(self) -> set[str]:
+        return set({
+            ServerStage.ADVERTISE: self._adverts,
+            ServerStage.SHARE: self._shares,
+            ServerStage.MASKED_INPUT: self._inputs,
+            ServerStage.CONSISTENCY: self._sigs,
+            ServerStage.UNMASK: self._unmask,
+        }.get(self._stage, ()))
+
+    def _reject(self, sender: str, reason: str) -> list[Envelope]:
+        log.warning("dropping %s from the masked round: %s", sender, reason)
+        self.rejected[sender] = reason
+        self._dropped.add(sender)
+        return self._maybe_advance()
+
+    def _maybe_advance(self) -> list[Envelope]:
+        if self._expected() - self._dropped <= self._answered():
+            return self._advance()
+        return []
+
+    def _live(self, ids: Any) -> list[str]:
+        return sorted(set(ids) - self._dropped)
+
+    def _require(self, live: list[str], what: str, *, minimum: int) -> None:
+        t = self._plan.threshold
+        short = [u for u in live if len(self._plan.holders(u) & set(live)) < t]
+        if len(live) < minimum or short:
+            self._stage = ServerStage.ABORTED
+            raise AbortError(f"only {len(live)} sites {what}; the round needs {minimum} "
+                             f"(threshold {t}); no shares were requested")
+
+    def _send(self, stage: str, receiver: str, payload: bytes) -> Envelope:
+        return Envelope(federation=self._ctx.federation, round=self._ctx.round, stage=stage,
+                        sender=SERVER, receiver=receiver, payload=payload)
+
+    # -- accepting one site's message -------------------------------------------
+
+    def _accept(self, sender: str, body: dict[str, Any]) -> None:
+        accept: dict[ServerStage, Callable[[str, dict[str, Any]], None]] = {
+            ServerStage.ADVERTISE: self._accept_advert,
+            ServerStage.SHARE: self._accept_shares,
+            ServerStage.MASKED_INPUT: self._accept_input,
+            ServerStage.CONSISTENCY: self._accept_signature,
+            ServerStage.UNMASK: self._accept_unmask,
+        }
+        accept[self._stage](sender, body)
+
+    def _accept_advert(self, sender: str, adv: dict[str, Any]) -> None:
+        ctx = self._ctx
+        message = m.advert_message(ctx.federation, ctx.round, sender, adv["c_pk"], adv["s_pk"],
+                                   adv["commit"])
+        verify(self._roster[sender], message, adv["sig"])
+        seen = {k for a in self._adverts.values() for k in (a["c_pk"], a["s_pk"])}
+        if adv["c_pk"] == adv["s_pk"] or {adv["c_pk"], adv["s_pk"]} & seen:
+            raise ProtocolError("advert reuses a public key")
+        probe = KeyPair.generate()  # refuses malformed and low-order keys, opaquely
+        for key in (adv["c_pk"], adv["s_pk"]):
+            derive_key(probe, key, info=kdf_info("mask/probe", ctx.round, "a", "b",
+                                                 ctx.federation))
+        self._adverts[sender] = adv
+
+    def _accept_shares(self, sender: str, body: dict[str, Any]) -> None:
+        want = (self._plan.holders(sender) & set(self._adverts)) - {sender}
+        if set(body["shares"]) != want:
+            raise ProtocolError("shares not addressed to exactly the sender's holders")
+        self._shares[sender] = body["shares"]
+
+    def _accept_input(self, sender: str, body: dict[str, Any]) -> None:
+        bits, n = self._plan.quant.bits, self._ctx.dimension + 1
+        if body["bits"] != bits or body["n"] != n:
+            raise ProtocolError(f"masked input must be {n} values in Z_2^{bits}")
+        y = m.unpack_ring(body["y"], n, bits)
+        np.add(self._total, y, out=self._total)  # wraps modulo 2**32; 2**bits divides it
+        self._inputs.append(sender)
+
+    def _accept_signature(self, sender: str, body: dict[str, Any]) -> None:
+        message = m.consistency_message(self._ctx.federation, self._ctx.round, self._u3)
+        verify(self._roster[sender], message, body["sig"])
+        self._sigs[sender] = body["sig"]
+
+    def _accept_unmask(self, sender: str, body: dict[str, Any]) -> None:
+        holds = self._plan.holders(sender)
+        want_b = holds & set(self._u3)
+        want_s = holds & (set(self._shares) - set(self._u3))
+        if set(body["b"]) != want_b or set(body["s"]) != want_s:
+            raise ProtocolError("unmask response names the wrong sites")
+        self._unmask[sender] = body
+
+    # -- stage transitions ------------------------------------------------------
+
+    def _advance(self) -> list[Envelope]:
+        stage = self._stage
+        if stage is ServerStage.ADVERTISE:
+            u1 = self._live(self._adverts)
+            self._require(u1, "advertised keys", minimum=self._need)
+            self._adverts = {u: self._adverts[u] for u in u1}
+            self._stage = ServerStage.SHARE
+            payload = m.encode(m.SHARE_REQUEST, adverts=self._adverts)
+            return [self._send(m.SHARE_REQUEST, u, payload) for u in u1]
+        if stage is ServerStage.SHARE:
+            u2 = self._live(self._shares)
+            self._require(u2, "shared keys", minimum=self._need)
+            self._shares = {u: self._shares[u] for u in u2}
+            self._stage = ServerStage.MASKED_INPUT
+            return [self._send(m.MASKED_INPUT_REQUEST, j, m.encode(
+                m.MASKED_INPUT_REQUEST, senders=u2,
+                shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
+            )) for j in u2]
+        if stage is ServerStage.MASKED_INPUT:
+            # A site whose masked input arrived stays in U3 even if it vanishes later.
+            self._u3 = tuple(sorted(self._inputs))
+            self._require(list(self._u3), "sent masked inputs", minimum=self._need)
+            self._stage = ServerStage.CONSISTENCY
+            payload = m.encode(m.CONSISTENCY_REQUEST, survivors=list(self._u3))
+            return [self._send(m.CONSISTENCY_REQUEST, u, payload) for u in self._u3]
+        if stage is ServerStage.CONSISTENCY:
+            u4 = self._live(self._sigs)
+            t = self._plan.threshold
+            lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
+            if len(u4) < t or lacking:
+                self._stage = ServerStage.ABORTED
+                raise AbortError(f"only {len(u4)} sites signed the survivor list; the threshold "
+                                 f"is {t}; no shares were requested")
+            self._sigs = {u: self._sigs[u] for u in u4}
+            self._stage = ServerStage.UNMASK
+            payload = m.encode(m.UNMASK_REQUEST, survivors=list(self._u3),
+                               dropped=sorted(set(self._shares) - set(self._u3)),
+                               signatures=self._sigs)
+            return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
+        if stage is ServerStage.UNMASK:
+            self._finish()
+        return []
+
+    # -- unmasking --------------------------------------------------------------
+
+    def _reconstruct(self, kind: str, owners: list[str], check: Callable[[str, bytes], bool],
+                     ) -> dict[str, bytes]:
+        """Recover each owner's secret of ``kind`` from t shares; first try one shared t-set."""
+        plan, t = self._plan, self._plan.threshold
+        available: dict[str, dict[int, bytes]] = {}
+        for v in owners:
+            available[v] = {plan.share_id(h): resp[kind][v]
+                            for h, resp in self._unmask.items() if v in resp[kind]}
+            if len(available[v]) < t:
+                self._stage = ServerStage.ABORTED
+                raise AbortError(f"only {len(available[v])} shares for {v!r}; need {t}")
+        groups: dict[tuple[int, ...], dict[str, dict[int, bytes]]] = {}
+        for v, shares in available.items():
+            groups.setdefault(tuple(sorted(shares)[:t]), {})[v] = shares
+        out: dict[str, bytes] = {}
+        for ids, members in groups.items():
+            try:  # Lagrange coefficients computed once per t-set, shared by its secrets
+                got = shamir.combine_many(members, ids)
+            except IntegrityError:
+                got = {}
+            for v, shares in members.items():
+                if v in got and check(v, got[v]):
+                    out[v] = got[v]
+                    continue
+                out[v] = self._retry(v, shares, check)
+        return out
+
+    def _retry(self, v: str, shares: dict[int, bytes], check: Callable[[str, bytes], bool],
+               ) -> bytes:
+        t = self._plan.threshold
+        for ids in itertools.islice(itertools.combinations(sorted(shares), t), _MAX_RETRIES):
+            try:
+                secret = shamir.combine({x: shares[x] for x in ids}, threshold=t)
+            except IntegrityError:
+                continue
+            if check(v, secret):
+                log.warning("a share for %s was corrupted; recovered from another t-set", v)
+                return secret
+        self._stage = ServerStage.ABORTED
+        raise AbortError(f"the shares for {v!r} do not reconstruct its committed secret")
+
+    def _finish(self) -> None:
+        ctx, plan = self._ctx, self._plan
+        u3 = list(self._u3)
+        dropped = sorted(set(self._shares) - set(u3))
+
+        def b_ok(v: str, b: bytes) -> bool:
+            return m.commit_self_seed(ctx.federation, ctx.round, v, b) == self._adverts[v]["commit"]
+
+        def s_ok(v: str, sk: bytes) -> bool:
+            return KeyPair.from_private_bytes(sk).public_bytes() == self._adverts[v]["s_pk"]
+
+        b_seeds = self._reconstruct("b", u3, b_ok)
+        s_keys = self._reconstruct("s", dropped, s_ok)
+        total = self._total
+        for v in u3:
+            prg.add_mask(total, b_seeds[v], sign=-1)
+        for v in dropped:
+            kp = KeyPair.from_private_bytes(s_keys[v])
+            for u in sorted(plan.neighbours(v) & set(u3)):
+                seed = pair_seed(kp, self._adverts[u]["s_pk"], ctx, v, u)
+                prg.add_mask(total, seed, sign=-mask_sign(u, v))
+        quant = plan.quant
+        if quant.bits < 32:
+            np.bitwise_and(total, np.uint32(quant.modulus_mask), out=total)
+        try:
+            summed: npt.NDArray[np.float64] = dequantize_sum(total, quant, summands=len(u3))
+        except ProtocolError as exc:
+            self._stage = ServerStage.ABORTED
+            raise AbortError(str(exc)) from None
+        self._stage = ServerStage.DONE
+        self._result = AggregateResult(
+            total_weight=float(summed[0]) / float(self._config.clip) * ctx.max_weight,
+            weighted_sum=summed[1:] * ctx.max_weight,
+            survivors=tuple(u3),
+        )

@@ -1,0 +1,284 @@
+"""The site half of SecAgg+: a sans-IO state machine that trusts the server for nothing.
+
+Stages (Bonawitz et al. 2017, with the active-security consistency round):
+
+1. ``submit``: clip, weight and quantize the update; claim the round id on
+   disk; make fresh X25519 key pairs (c: share encryption, s: masking) and a
+   self-mask seed b; send the signed advert ``mask/advertise``.
+2. ``mask/share-request`` (all signed adverts): verify every signature against
+   the roster, refuse duplicated keys; Shamir-share s_sk and b among the
+   holders (neighbours + self) with threshold t; send AES-GCM ciphertexts.
+3. ``mask/masked-input-request`` (U2 and the shares addressed to us): open
+   every share (associated data names round, sender, receiver, stage); send
+   y = x + PRG(b) + sum over neighbours j in U2 of +/-PRG(s_ij) mod 2^bits.
+4. ``mask/consistency-request`` (U3): sign the survivor list.
+5. ``mask/unmask-request`` (U3, dropped, signatures): check t signatures over
+   the *same* list; reveal b-shares of survivors and s-shares of the dropped,
+   never both for one peer, then finish.
+
+Any deviation by the server raises :class:`AbortError` and wipes the secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.aggregation.base import RoundContext, SiteAggregator
+from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
+from securefl.hazmat import aead, prg, shamir
+from securefl.hazmat.keys import KeyPair, kdf_info
+from securefl.hazmat.quantize import quantize
+from securefl.hazmat.sign import SigningKey, verify
+from securefl.secagg import _messages as m
+from securefl.secagg._config import MaskConfig, MaskPlan
+from securefl.secagg._state import RoundLog
+from securefl.wire import SERVER, Envelope
+
+__all__ = ["MaskSite", "mask_sign", "pair_seed", "share_key"]
+
+
+def share_key(kp: KeyPair, peer_pk: bytes, ctx: RoundContext, a: str, b: str) -> bytes:
+    """AES-256-GCM key for shares between ``a`` and ``b`` this round."""
+    return kp.derive(peer_pk, info=kdf_info("mask/share-key", ctx.round, a, b, ctx.federation))
+
+
+def pair_seed(kp: KeyPair, peer_pk: bytes, ctx: RoundContext, a: str, b: str) -> bytes:
+    """Pairwise mask seed between ``a`` and ``b`` this round."""
+    return kp.derive(peer_pk, info=kdf_info("mask/pair-seed", ctx.round, a, b, ctx.federation))
+
+
+def mask_sign(me: str, peer: str) -> int:
+    """+1 if ``me`` sorts before ``peer``: the two ends add opposite masks."""
+    return 1 if me < peer else -1
+
+
+def _distinct(ids: list[str], what: str) -> None:
+    if len(set(ids)) != len(ids):
+        raise AbortError(f"the server listed a site twice in {what}")
+
+
+class MaskSite(SiteAggregator):
+    """One site's half of one masked round."""
+
+    def __init__(self, *, ctx: RoundContext, site_id: str, signing_key: SigningKey,
+                 roster: dict[str, bytes], log: RoundLog, config: MaskConfig) -> None:
+        self._ctx, self._me, self._sk = ctx, site_id, signing_key
+        self._roster, self._log, self._config = roster, log, config
+        self._plan: MaskPlan = config.plan(federation=ctx.federation, round_id=ctx.round,
+                                           cohort=ctx.cohort)
+        self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
+        self._holders = self._plan.holders(site_id)
+        self._stage = "idle"
+        self._x: npt.NDArray[np.uint32] | None = None
+        self._c: KeyPair | None = None
+        self._s: KeyPair | None = None
+        self._b = b""
+        self._adverts: dict[str, dict[str, bytes]] = {}
+        self._u2: list[str] = []
+        self._u3: tuple[str, ...] = ()
+        self._held: dict[str, tuple[bytes, bytes]] = {}  # peer -> (s-share, b-share)
+
+    # -- stage 1 ----------------------------------------------------------------
+
+    def submit(self, vector: npt.NDArray[np.float32], weight: float) -> list[Envelope]:
+        if self._stage != "idle":
+            raise ProtocolError("update already submitted this round")
+        ctx = self._ctx
+        vec = np.asarray(vector)
+        if vec.ndim != 1 or vec.shape[0] != ctx.dimension or vec.dtype.kind != "f":
+            raise ProtocolError(f"update must be {ctx.dimension} floats")
+        if not np.all(np.isfinite(vec)):
+            raise ProtocolError("update contains NaN or infinite values")
+        if isinstance(weight, bool) or not 0 < float(weight) <= ctx.max_weight:
+            raise ProtocolError(f"weight {weight} outside (0, {ctx.max_weight}]")
+        clip = float(self._config.clip)
+        frac = float(weight) / ctx.max_weight
+        z = np.empty(ctx.dimension + 1, dtype=np.float64)
+        z[0] = frac * clip  # the weight travels scaled into [0, clip]
+        np.clip(vec.astype(np.float64), -clip, clip, out=z[1:])  # post-processing of DP output
+        z[1:] *= frac
+        self._log.claim(ctx.federation, ctx.round)  # durable before anything leaves
+        self._x = quantize(z, self._plan.quant).astype(np.uint32)
+        self._c, self._s = KeyPair.generate(), KeyPair.generate()
+        self._b = os.urandom(prg.SEED_LEN)
+        c_pk, s_pk = self._c.public_bytes(), self._s.public_bytes()
+        commit = m.commit_self_seed(ctx.federation, ctx.round, self._me, self._b)
+        sig = self._sk.sign(m.advert_message(ctx.federation, ctx.round, self._me, c_pk, s_pk,
+                                             commit))
+        self._stage = "advertised"
+        return [self._env(m.ADVERTISE, m.encode(m.ADVERTISE, c_pk=c_pk, s_pk=s_pk,
+                                                commit=commit, sig=sig))]
+
+    # -- dispatch ---------------------------------------------------------------
+
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        ctx = self._ctx
+        if (envelope.federation != ctx.federation or envelope.round != ctx.round
+                or envelope.sender != SERVER or envelope.receiver != self._me):
+            raise ProtocolError("envelope is not from the server to this site in this round")
+        steps = {
+            (m.SHARE_REQUEST, "advertised"): self._on_share_request,
+            (m.MASKED_INPUT_REQUEST, "shared"): self._on_masked_input_request,
+            (m.CONSISTENCY_REQUEST, "masked"): self._on_consistency_request,
+            (m.UNMASK_REQUEST, "signed"): self._on_unmask_request,
+        }
+        step = steps.get((envelope.stage, self._stage))
+        if step is None:
+            raise ProtocolError(f"{envelope.stage!r} is out of order in stage {self._stage!r}")
+        try:
+            body = m.decode(envelope.stage, envelope.payload, cohort_size=len(ctx.cohort))
+            return step(body)
+        except (AbortError, WireError, IntegrityError) as exc:
+            self._wipe()
+            if isinstance(exc, AbortError):
+                raise
+            raise AbortError(f"the server sent an invalid {envelope.stage}: {exc}") from None
+
+    @property
+    def done(self) -> bool:
+        return self._stage in ("done", "aborted")
+
+    def _wipe(self) -> None:
+        self._stage = "aborted"
+        self._c = self._s = None
+        self._b, self._x, self._held = b"", None, {}
+
+    def _env(self, stage: str, payload: bytes) -> Envelope:
+        return Envelope(federation=self._ctx.federation, round=self._ctx.round, stage=stage,
+                        sender=self._me, receiver=SERVER, payload=payload)
+
+    def _check_members(self, ids: list[str], what: str, within: set[str] | None = None) -> None:
+        _distinct(ids, what)
+        pool = set(self._ctx.cohort) if within is None else within
+        unknown = set(ids) - pool
+        if unknown:
+            raise AbortError(f"the server listed unknown or unexpected ids in {what}: "
+                             f"{sorted(unknown)}")
+        if self._me not in ids:
+            raise AbortError(f"the server left this site out of {what}")
+        if len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold:
+            raise AbortError(f"{what} has {len(ids)} sites, below the threshold")
+
+    # -- stage 2 ----------------------------------------------------------------
+
+    def _on_share_request(self, body: dict[str, Any]) -> list[Envelope]:
+        ctx, adverts = self._ctx, body["adverts"]
+        assert self._c is not None and self._s is not None
+        self._check_members(list(adverts), "the key adverts")
+        keys: list[bytes] = []
+        for site, adv in adverts.items():
+            message = m.advert_message(ctx.federation, ctx.round, site, adv["c_pk"],
+                                       adv["s_pk"], adv["commit"])
+            try:
+                verify(self._roster[site], message, adv["sig"])
+            except IntegrityError:
+                raise AbortError(f"the key advert of {site!r} is not signed by {site!r}") from None
+            keys += [adv["c_pk"], adv["s_pk"]]
+        if len(set(keys)) != len(keys):
+            raise AbortError("two key adverts carry the same public key")
+        mine = adverts[self._me]
+        if (mine["c_pk"], mine["s_pk"]) != (self._c.public_bytes(), self._s.public_bytes()):
+            raise AbortError("the server altered this site's own key advert")
+        self._adverts = adverts
+        holders = sorted(self._holders & set(adverts))
+        ids = [self._plan.share_id(h) for h in holders]
+        t = self._plan.threshold
+        s_sk = self._s.export_private(i_understand_this_exports_a_secret=True)
+        s_shares = shamir.split(s_sk, threshold=t, share_ids=ids)
+        b_shares = shamir.split(self._b, threshold=t, share_ids=ids)
+        out: dict[str, bytes] = {}
+        for h, x in zip(holders, ids, strict=True):
+            if h == self._me:
+                self._held[h] = (b"", b_shares[x])  # never reveal our own s-share
+                continue
+            key = share_key(self._c, adverts[h]["c_pk"], ctx, self._me, h)
+            ad = aead.share_ad(ctx.federation, ctx.round, self._me, h, m.SHARE)
+            out[h] = aead.seal(key, s_shares[x] + b_shares[x], associated_data=ad)
+        self._stage = "shared"
+        return [self._env(m.SHARE, m.encode(m.SHARE, shares=out))]
+
+    # -- stage 3 ----------------------------------------------------------------
+
+    def _on_masked_input_request(self, body: dict[str, Any]) -> list[Envelope]:
+        ctx = self._ctx
+        assert self._c is not None and self._s is not None and self._x is not None
+        u2: list[str] = body["senders"]
+        self._check_members(u2, "the share senders", set(self._adverts))
+        expected = (set(u2) & self._holders) - {self._me}
+        if set(body["shares"]) != expected:
+            raise AbortError("the server withheld or invented share ciphertexts")
+        for sender, ct in body["shares"].items():
+            key = share_key(self._c, self._adverts[sender]["c_pk"], ctx, sender, self._me)
+            ad = aead.share_ad(ctx.federation, ctx.round, sender, self._me, m.SHARE)
+            try:
+                plain = aead.open_(key, ct, associated_data=ad)
+            except IntegrityError:
+                raise AbortError(f"the share from {sender!r} did not verify") from None
+            self._held[sender] = (plain[:66], plain[66:])
+        y = self._x.copy()
+        prg.add_mask(y, self._b)
+        for peer in sorted(set(u2) & self._plan.neighbours(self._me)):
+            seed = pair_seed(self._s, self._adverts[peer]["s_pk"], ctx, self._me, peer)
+            prg.add_mask(y, seed, sign=mask_sign(self._me, peer))
+        bits = self._plan.quant.bits
+        if bits < 32:
+            np.bitwise_and(y, np.uint32((1 << bits) - 1), out=y)
+        self._u2 = sorted(u2)
+        self._x, self._b = None, b""  # the update and b are no longer needed here
+        self._s = None
+        self._stage = "masked"
+        payload = m.encode(m.MASKED_INPUT, bits=bits, n=int(y.size), y=m.pack_ring(y, bits))
+        return [self._env(m.MASKED_INPUT, payload)]
+
+    # -- stage 4 ----------------------------------------------------------------
+
+    def _on_consistency_request(self, body: dict[str, Any]) -> list[Envelope]:
+        u3: list[str] = body["survivors"]
+        self._check_members(u3, "the survivor list", set(self._u2))
+        self._u3 = tuple(sorted(u3))
+        sig = self._sk.sign(m.consistency_message(self._ctx.federation, self._ctx.round,
+                                                  self._u3))
+        self._stage = "signed"
+        return [self._env(m.CONSISTENCY, m.encode(m.CONSISTENCY, sig=sig))]
+
+    # -- stage 5 ----------------------------------------------------------------
+
+    def _on_unmask_request(self, body: dict[str, Any]) -> list[Envelope]:
+        survivors, dropped = body["survivors"], body["dropped"]
+        _distinct(survivors, "the survivor list")
+        _distinct(dropped, "the dropped list")
+        unknown = (set(survivors) | set(dropped)) - set(self._ctx.cohort)
+        if unknown:
+            raise AbortError(f"the server listed unknown ids {sorted(unknown)}")
+        if self._me in dropped:
+            raise AbortError("the server lists this site as dropped")
+        if set(dropped) & set(self._u3):
+            raise AbortError("the server lists as dropped a site whose masked input it received")
+        if tuple(sorted(survivors)) != self._u3:
+            raise AbortError("the survivor list differs from the one this site signed")
+        if sorted(dropped) != sorted(set(self._u2) - set(self._u3)):
+            raise AbortError("the dropped list does not match the share senders and survivors")
+        message = m.consistency_message(self._ctx.federation, self._ctx.round, self._u3)
+        signers = set()
+        for site, sig in body["signatures"].items():
+            if site not in self._u3:
+                raise AbortError(f"consistency signature from {site!r}, not a survivor")
+            try:
+                verify(self._roster[site], message, sig)
+            except IntegrityError:
+                raise AbortError("consistency signatures do not all sign this survivor list") \
+                    from None
+            signers.add(site)
+        if len(signers & self._holders) < self._plan.threshold:
+            raise AbortError(f"{len(signers)} consistency signatures, below the threshold")
+        b_out = {p: self._held[p][1] for p in self._u3 if p in self._held}
+        s_out = {p: self._held[p][0] for p in dropped if p in self._held}
+        if set(b_out) & set(s_out):  # pragma: no cover - excluded by the checks above
+            raise AbortError("refusing to reveal both shares of one site")
+        self._wipe()
+        self._stage = "done"
+        return [self._env(m.UNMASK, m.encode(m.UNMASK, b=b_out, s=s_out))]
