@@ -35,6 +35,7 @@ def epsilon_svg(report: AuditReport) -> str:
     """ε over rounds per site (claimed, recomputed, PLD) against its budget."""
     import matplotlib
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     sites = report.sites()
     if not sites:
@@ -84,7 +85,8 @@ def epsilon_svg(report: AuditReport) -> str:
             ax.set_ylabel("ε spent (cumulative)")
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
-            ax.legend(loc="upper left", fontsize=7)
+            ax.legend(loc="lower right", fontsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in axes[len(sites) :]:
             ax.set_visible(False)
         buf = io.StringIO()
