@@ -1,0 +1,316 @@
+"""A cheating server (or a cheating site) is caught: honest sites abort, bad input is dropped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secagg_driver import Federation, Tamper, random_updates, run_round
+
+from securefl.secagg import MaskConfig
+from securefl.secagg import _messages as m
+from securefl.wire import Envelope, pack, unpack
+
+D = 16
+TARGET = "site-01"
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Federation:
+    return Federation(tmp_path, 5, MaskConfig(clip=1.0))
+
+
+def rewrite(stage: str, fn: Callable[[dict[str, Any]], None], target: str = TARGET) -> Tamper:
+    """Let the server edit the payload of ``stage`` addressed to ``target``."""
+
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage != stage or env.receiver != target:
+            return env
+        body = unpack(env.payload)
+        fn(body)
+        return Envelope(federation=env.federation, round=env.round, stage=env.stage,
+                        sender=env.sender, receiver=env.receiver, payload=pack(body))
+
+    return tamper
+
+
+def run(fed: Federation, tamper: Tamper | None = None, round_id: int = 1,
+        drop: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    updates = random_updates(fed.names, D)
+    return run_round(fed, fed.ctx(round_id, D), updates, dict.fromkeys(fed.names, 1.0),
+                     tamper=tamper, drop=drop)
+
+
+def assert_target_aborted(result: Any, match: str) -> None:
+    assert TARGET in result.aborted, "the honest site did not abort"
+    assert match in str(result.aborted[TARGET])
+    assert m.UNMASK not in result.sent_by[TARGET]
+
+
+# -- unmask request -----------------------------------------------------------
+
+
+def _move_to_dropped(b: dict[str, Any], who: str) -> None:
+    b["survivors"].remove(who)
+    b["dropped"].append(who)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda b: _move_to_dropped(b, TARGET), "lists this site as dropped"),
+        (lambda b: b["dropped"].append("mallory"), "unknown ids"),
+        (lambda b: b["survivors"].__setitem__(1, b["survivors"][0]), "twice"),
+        (lambda b: _move_to_dropped(b, "site-03"), "whose masked input it received"),
+        (lambda b: b["survivors"].remove("site-03"), "differs from the one this site signed"),
+        (lambda b: [b["signatures"].pop(s) for s in list(b["signatures"])[:3]],
+         "below the threshold"),
+    ],
+    ids=["self-dropped", "unknown", "duplicated", "survivor-dropped", "changed-list",
+         "few-signatures"],
+)
+def test_site_aborts_on_a_cheating_unmask_request(fed: Federation, edit: Any, match: str) -> None:
+    assert_target_aborted(run(fed, rewrite(m.UNMASK_REQUEST, edit)), match)
+
+
+def test_site_aborts_when_signatures_cover_different_lists(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        # site-03 genuinely signed a *different* list the server showed it.
+        forged = fed.keys["site-03"].sign(m.consistency_message("fed", 1, ("site-01", "site-03",
+                                                                          "site-04")))
+        b["signatures"]["site-03"] = forged
+
+    assert_target_aborted(run(fed, rewrite(m.UNMASK_REQUEST, edit)), "do not all sign")
+
+
+def test_consistency_signature_from_a_non_survivor_aborts(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        b["signatures"]["site-02"] = b["signatures"]["site-00"]
+
+    result = run(fed, rewrite(m.UNMASK_REQUEST, edit), drop={"site-02": "mask/masked-input"})
+    assert_target_aborted(result, "not a survivor")
+
+
+def test_a_second_unmask_request_is_refused(fed: Federation) -> None:
+    seen: list[Envelope] = []
+
+    def keep(env: Envelope) -> Envelope:
+        if env.stage == m.UNMASK_REQUEST and env.receiver == TARGET:
+            seen.append(env)
+        return env
+
+    result = run(fed, keep)
+    assert result.result is not None
+    from securefl.errors import ProtocolError
+
+    site = fed.sites(fed.ctx(1, D))[TARGET]
+    with pytest.raises(ProtocolError):
+        site.handle(seen[0])  # a fresh half never reached that stage
+
+
+# -- consistency and masked-input requests --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda b: b["survivors"].remove(TARGET), "left this site out"),
+        (lambda b: b.update(survivors=b["survivors"][:2] if TARGET in b["survivors"][:2]
+                            else [TARGET, "site-00"]), "below the threshold"),
+        (lambda b: b["survivors"].__setitem__(0, TARGET), "twice"),
+    ],
+    ids=["omits-site", "below-threshold", "duplicated"],
+)
+def test_site_aborts_on_a_cheating_consistency_request(
+    fed: Federation, edit: Any, match: str
+) -> None:
+    assert_target_aborted(run(fed, rewrite(m.CONSISTENCY_REQUEST, edit)), match)
+
+
+def test_consistency_request_naming_a_site_without_shares_aborts(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        b["survivors"].append("site-04")
+
+    result = run(fed, rewrite(m.CONSISTENCY_REQUEST, edit), drop={"site-04": "mask/share"})
+    assert_target_aborted(result, "unknown or unexpected")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda b: b["shares"].pop("site-00"), "withheld"),
+        (lambda b: b["senders"].__setitem__(1, b["senders"][0]), "twice"),
+        (lambda b: b.update(senders=[TARGET, "site-00"]), "below the threshold"),
+    ],
+    ids=["withheld-share", "duplicated", "below-threshold"],
+)
+def test_site_aborts_on_a_cheating_masked_input_request(
+    fed: Federation, edit: Any, match: str
+) -> None:
+    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), match)
+
+
+# -- share ciphertexts --------------------------------------------------------
+
+
+def _flip(ct: bytes) -> bytes:
+    return ct[:20] + bytes([ct[20] ^ 1]) + ct[21:]
+
+
+def test_tampered_share_ciphertext_aborts(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        b["shares"]["site-00"] = _flip(b["shares"]["site-00"])
+
+    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
+
+
+def test_rerouted_share_ciphertext_aborts(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:  # present site-00's share as site-02's
+        b["shares"]["site-00"], b["shares"]["site-02"] = (b["shares"]["site-02"],
+                                                          b["shares"]["site-00"])
+
+    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
+
+
+def test_share_meant_for_another_site_aborts(fed: Federation) -> None:
+    stolen: dict[str, bytes] = {}
+
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage == m.SHARE and env.sender == "site-00":
+            stolen["ct"] = unpack(env.payload)["shares"]["site-02"]
+        if env.stage == m.MASKED_INPUT_REQUEST and env.receiver == TARGET:
+            body = unpack(env.payload)
+            body["shares"]["site-00"] = stolen["ct"]
+            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
+                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+        return env
+
+    assert_target_aborted(run(fed, tamper), "did not verify")
+
+
+def test_replayed_share_from_an_earlier_round_aborts(fed: Federation) -> None:
+    old: dict[str, bytes] = {}
+
+    def record(env: Envelope) -> Envelope:
+        if env.stage == m.MASKED_INPUT_REQUEST and env.receiver == TARGET:
+            old["ct"] = unpack(env.payload)["shares"]["site-00"]
+        return env
+
+    assert run(fed, record, round_id=1).result is not None
+
+    def edit(b: dict[str, Any]) -> None:
+        b["shares"]["site-00"] = old["ct"]
+
+    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit), round_id=2),
+                          "did not verify")
+
+
+# -- key adverts --------------------------------------------------------------
+
+
+def test_swapped_public_keys_abort(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        a, c = b["adverts"]["site-00"], b["adverts"]["site-02"]
+        a["c_pk"], c["c_pk"] = c["c_pk"], a["c_pk"]
+
+    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "is not signed by")
+
+
+def test_server_substituting_its_own_key_aborts(fed: Federation) -> None:
+    from securefl.hazmat.keys import KeyPair
+
+    def edit(b: dict[str, Any]) -> None:
+        b["adverts"]["site-00"]["c_pk"] = KeyPair.generate().public_bytes()
+
+    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "is not signed by")
+
+
+def test_altered_own_advert_aborts(fed: Federation) -> None:
+    from securefl.hazmat.keys import KeyPair
+
+    def edit(b: dict[str, Any]) -> None:
+        adv = b["adverts"][TARGET]
+        adv["c_pk"] = KeyPair.generate().public_bytes()
+        adv["sig"] = fed.keys[TARGET].sign(m.advert_message(  # even with a valid signature
+            "fed", 1, TARGET, adv["c_pk"], adv["s_pk"], adv["commit"]))
+
+    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "altered")
+
+
+def _signed_advert(fed: Federation, site: str, c_pk: bytes, s_pk: bytes) -> dict[str, bytes]:
+    commit = bytes(32)
+    sig = fed.keys[site].sign(m.advert_message("fed", 1, site, c_pk, s_pk, commit))
+    return {"c_pk": c_pk, "s_pk": s_pk, "commit": commit, "sig": sig}
+
+
+def test_duplicated_public_key_in_adverts_aborts(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:  # a colluding site-00 copies the target's keys
+        mine = b["adverts"][TARGET]
+        b["adverts"]["site-00"] = _signed_advert(fed, "site-00", mine["c_pk"], mine["s_pk"])
+
+    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "same public key")
+
+
+def test_wrong_size_public_key_aborts(fed: Federation) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        b["adverts"]["site-00"]["c_pk"] = b["adverts"]["site-00"]["c_pk"][:31]
+
+    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
+
+
+LOW_ORDER = [bytes(32), b"\x01" + bytes(31), bytes.fromhex(
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")]
+
+
+@pytest.mark.parametrize("point", LOW_ORDER, ids=["zero", "one", "order-8"])
+def test_low_order_public_key_aborts_the_site(fed: Federation, point: bytes) -> None:
+    def edit(b: dict[str, Any]) -> None:
+        good = b["adverts"]["site-00"]
+        b["adverts"]["site-00"] = _signed_advert(fed, "site-00", point, good["s_pk"])
+
+    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
+
+
+def _site_advert_tamper(fed: Federation, site: str,
+                        make: Callable[[dict[str, Any]], dict[str, Any]]) -> Tamper:
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage == m.ADVERTISE and env.sender == site:
+            body = make(unpack(env.payload))
+            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
+                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+        return env
+
+    return tamper
+
+
+@pytest.mark.parametrize("point", LOW_ORDER, ids=["zero", "one", "order-8"])
+def test_server_drops_a_site_advertising_a_low_order_key(fed: Federation, point: bytes) -> None:
+    def make(body: dict[str, Any]) -> dict[str, Any]:
+        adv = _signed_advert(fed, "site-04", point, body["s_pk"])
+        return {"v": 1, **adv}
+
+    result = run(fed, _site_advert_tamper(fed, "site-04", make))
+    assert "site-04" in result.server.rejected and not result.aborted
+    assert result.result is not None and "site-04" not in result.result.survivors
+
+
+def test_server_drops_a_site_copying_another_sites_key(fed: Federation) -> None:
+    copied: dict[str, bytes] = {}
+
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage == m.ADVERTISE:
+            body = unpack(env.payload)
+            if env.sender == "site-00":
+                copied["c_pk"] = body["c_pk"]
+            elif env.sender == "site-04":
+                adv = _signed_advert(fed, "site-04", copied["c_pk"], body["s_pk"])
+                return Envelope(federation=env.federation, round=env.round, stage=env.stage,
+                                sender=env.sender, receiver=env.receiver,
+                                payload=pack({"v": 1, **adv}))
+        return env
+
+    result = run(fed, tamper)
+    assert "site-04" in result.server.rejected
+    assert result.result is not None and "site-04" not in result.result.survivors
