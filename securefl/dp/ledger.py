@@ -137,8 +137,9 @@ class PrivacyLedger:
         # One connection shared by the threads of one site (the training loop and
         # whoever reports on it); every use goes through ``self._lock``.
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
-                                     check_same_thread=False)
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+        )
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -157,7 +158,8 @@ class PrivacyLedger:
 
     def close(self) -> None:
         """Close the database. Committed and pending rows are already on disk."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> PrivacyLedger:
         return self
