@@ -314,3 +314,36 @@ def test_server_drops_a_site_copying_another_sites_key(fed: Federation) -> None:
     result = run(fed, tamper)
     assert "site-04" in result.server.rejected
     assert result.result is not None and "site-04" not in result.result.survivors
+
+
+# -- a cheating site at unmasking ---------------------------------------------
+
+
+def _corrupt_unmask(site: str, kind: str) -> Tamper:
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage == m.UNMASK and env.sender == site:
+            body = unpack(env.payload)
+            for v in body[kind]:
+                share = body[kind][v]
+                body[kind][v] = share[:-1] + bytes([share[-1] ^ 1])
+            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
+                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+        return env
+
+    return tamper
+
+
+@pytest.mark.parametrize("kind", ["b", "s"])
+def test_corrupted_unmask_shares_are_caught_and_routed_around(fed: Federation, kind: str) -> None:
+    result = run(fed, _corrupt_unmask("site-00", kind), drop={"site-04": "mask/masked-input"})
+    assert result.result is not None  # checked against the commitment / signed key, retried
+    assert result.result.survivors == ("site-00", "site-01", "site-02", "site-03")
+    assert abs(result.result.total_weight - 4.0) <= 4 * 100.0 / 2**16
+
+
+def test_too_many_corrupted_shares_abort_rather_than_return_a_wrong_sum(tmp_path: Path) -> None:
+    fed = Federation(tmp_path, 3, MaskConfig(clip=1.0))  # t = 2 of 3
+    result = run(fed, lambda env: _corrupt_unmask("site-00", "b")(
+        _corrupt_unmask("site-01", "b")(env)))
+    assert result.result is None and result.server_abort is not None
+    assert "committed secret" in str(result.server_abort)

@@ -1,0 +1,213 @@
+"""Bad input from a site, bad configuration and round-id reuse are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from secagg_driver import Federation, Tamper, random_updates, run_round
+
+from securefl.errors import AbortError, ConfigError, OverflowRefusedError, ProtocolError
+from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
+from securefl.secagg import _messages as m
+from securefl.wire import Envelope, pack, unpack
+
+D = 16
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Federation:
+    return Federation(tmp_path, 5, MaskConfig(clip=1.0, bits=20))
+
+
+def _edit_input(site: str, fn: Any) -> Tamper:
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage == m.MASKED_INPUT and env.sender == site:
+            body = unpack(env.payload)
+            fn(body)
+            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
+                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+        return env
+
+    return tamper
+
+
+def _run(fed: Federation, tamper: Tamper | None = None):  # type: ignore[no-untyped-def]
+    updates = random_updates(fed.names, D)
+    return run_round(fed, fed.ctx(1, D), updates, dict.fromkeys(fed.names, 1.0), tamper=tamper)
+
+
+def _out_of_ring(body: dict[str, Any]) -> None:
+    y = bytearray(body["y"])
+    y[2] |= 0x80  # bit 23 of element 0: outside Z_2^20
+    body["y"] = bytes(y)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.update(y=b["y"][:-3]),
+        lambda b: b.update(n=b["n"] - 1, y=b["y"][:-3]),
+        lambda b: b.update(y=b["y"] + b"\x00\x00\x00"),
+        _out_of_ring,
+        lambda b: b.update(bits=32),
+        lambda b: b.update(y="text"),
+    ],
+    ids=["short-body", "short-vector", "long", "outside-ring", "other-ring", "not-bytes"],
+)
+def test_bad_masked_input_drops_its_sender_and_the_round_recovers(
+    fed: Federation, edit: Any
+) -> None:
+    run = _run(fed, _edit_input("site-02", edit))
+    assert "site-02" in run.server.rejected
+    assert run.result is not None and "site-02" not in run.result.survivors
+    assert not run.aborted
+
+
+def test_masked_input_of_20_bit_ring_travels_as_3_bytes(fed: Federation) -> None:
+    run = _run(fed)
+    sizes = [len(unpack(Envelope.from_bytes(raw).payload)["y"]) for raw in run.server_log
+             if Envelope.from_bytes(raw).stage == m.MASKED_INPUT]
+    assert sizes and all(s == 3 * (D + 1) for s in sizes)
+
+
+def test_sixteen_bit_ring_travels_as_2_bytes(tmp_path: Path) -> None:
+    fed = Federation(tmp_path, 4, MaskConfig(clip=1.0, precision_bits=8))
+    assert fed.config.quantization(4).bits == 16
+    run = _run(fed)
+    assert run.result is not None
+    payloads = [unpack(Envelope.from_bytes(raw).payload) for raw in run.server_log
+                if Envelope.from_bytes(raw).stage == m.MASKED_INPUT]
+    assert all(len(p["y"]) == 2 * (D + 1) for p in payloads)
+
+
+def test_garbage_and_repeated_messages_drop_the_sender(fed: Federation) -> None:
+    ctx = fed.ctx(1, D)
+    server, sites = fed.server(ctx), fed.sites(ctx)
+    updates = random_updates(fed.names, D)
+    env = sites["site-00"].submit(updates["site-00"], 1.0)[0]
+    server.handle(env)
+    server.handle(env)  # the same advert twice
+    assert "site-00" in server.rejected
+    bad = Envelope(federation="fed", round=1, stage=m.ADVERTISE, sender="site-01",
+                   receiver="server", payload=b"\xc1garbage")
+    server.handle(bad)
+    assert "site-01" in server.rejected
+    early = Envelope(federation="fed", round=1, stage=m.UNMASK, sender="site-02",
+                     receiver="server", payload=pack({"v": 1, "b": {}, "s": {}}))
+    server.handle(early)
+    assert "site-02" in server.rejected
+
+
+def test_envelopes_from_outside_the_round_raise(fed: Federation) -> None:
+    server = fed.server(fed.ctx(1, D))
+    for env in (
+        Envelope(federation="fed", round=1, stage=m.ADVERTISE, sender="eve", receiver="server",
+                 payload=b""),
+        Envelope(federation="fed", round=2, stage=m.ADVERTISE, sender="site-00",
+                 receiver="server", payload=b""),
+        Envelope(federation="other", round=1, stage=m.ADVERTISE, sender="site-00",
+                 receiver="server", payload=b""),
+    ):
+        with pytest.raises(ProtocolError):
+            server.handle(env)
+
+
+def test_site_refuses_out_of_order_server_messages(fed: Federation) -> None:
+    ctx = fed.ctx(1, D)
+    site = fed.sites(ctx)["site-00"]
+    env = Envelope(federation="fed", round=1, stage=m.UNMASK_REQUEST, sender="server",
+                   receiver="site-00", payload=b"")
+    with pytest.raises(ProtocolError):
+        site.handle(env)  # before submit
+    site.submit(np.zeros(D, dtype=np.float32), 1.0)
+    with pytest.raises(ProtocolError):
+        site.handle(env)  # unmask before shares
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_update_is_refused_before_anything_is_sent(fed: Federation, bad: float,
+                                                              tmp_path: Path) -> None:
+    ctx = fed.ctx(1, D)
+    site = fed.sites(ctx)["site-00"]
+    vec = np.zeros(D, dtype=np.float32)
+    vec[3] = bad
+    with pytest.raises(ProtocolError, match="NaN or infinite"):
+        site.submit(vec, 1.0)
+    assert not (tmp_path / "site-00.json").exists()  # round id not even claimed
+
+
+@pytest.mark.parametrize(("vector", "weight"), [
+    (np.zeros(D - 1, dtype=np.float32), 1.0),
+    (np.zeros((2, D), dtype=np.float32), 1.0),
+    (np.zeros(D, dtype=np.float32), 101.0),
+    (np.zeros(D, dtype=np.float32), 0.0),
+])
+def test_wrong_shape_or_weight_is_refused(fed: Federation, vector: Any, weight: float) -> None:
+    site = fed.sites(fed.ctx(1, D, max_weight=100.0))["site-00"]
+    with pytest.raises(ProtocolError):
+        site.submit(vector, weight)
+
+
+def test_round_id_reuse_is_refused_after_reopening_the_state_file(fed: Federation) -> None:
+    ctx = fed.ctx(7, D)
+    vec = np.zeros(D, dtype=np.float32)
+    fed.site_mode("site-00").site(ctx, "site-00").submit(vec, 1.0)
+    reopened = fed.site_mode("site-00")  # a new process reading the same file
+    with pytest.raises(AbortError, match="already masked"):
+        reopened.site(ctx, "site-00").submit(vec, 1.0)
+    reopened.site(fed.ctx(8, D), "site-00").submit(vec, 1.0)  # the next round is fine
+
+
+def test_modes_refuse_the_other_half(fed: Federation) -> None:
+    ctx = fed.ctx(1, D)
+    site_mode = fed.site_mode("site-00")
+    server_mode = MaskServerMode(roster=fed.roster, config=fed.config)
+    assert site_mode.name == server_mode.name == "mask"
+    assert site_mode.hides_updates and server_mode.hides_updates
+    with pytest.raises(ConfigError):
+        site_mode.server(ctx)
+    with pytest.raises(ConfigError):
+        server_mode.site(ctx, "site-00")
+    with pytest.raises(ConfigError):
+        site_mode.site(ctx, "site-01")  # holds site-00's key only
+
+
+def test_site_mode_refuses_a_roster_that_does_not_match_its_key(fed: Federation) -> None:
+    with pytest.raises(ConfigError):
+        MaskSiteMode(site_id="site-00", signing_key=fed.keys["site-01"], roster=fed.roster,
+                     state_path=fed.tmp / "x.json", config=fed.config)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"clip": 0.0}, {"clip": float("nan")}, {"clip": 1.0, "bits": 33}, {"clip": 1.0, "bits": 8},
+    {"clip": 1.0, "min_cohort": 2}, {"clip": 1.0, "threshold": 1},
+    {"clip": 1.0, "dropout_rate": 0.6},
+])
+def test_invalid_config_is_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        MaskConfig(**kwargs)
+
+
+def test_overflow_prone_ring_is_refused() -> None:
+    with pytest.raises(OverflowRefusedError):
+        MaskConfig(clip=1.0, bits=16, precision_bits=16)
+    cfg = MaskConfig(clip=1.0, bits=20, precision_bits=16)
+    with pytest.raises(OverflowRefusedError):
+        cfg.quantization(64)
+    with pytest.raises(OverflowRefusedError):
+        MaskConfig(clip=1.0, precision_bits=30).quantization(8)  # needs more than 32 bits
+
+
+def test_thresholds() -> None:
+    cfg = MaskConfig(clip=1.0)
+    names = tuple(f"s{i}" for i in range(10))
+    assert cfg.plan(federation="f", round_id=1, cohort=names).threshold == 6
+    active = MaskConfig(clip=1.0, corrupt=3)
+    assert active.plan(federation="f", round_id=1, cohort=names).threshold == 7  # 2t > 13
+    with pytest.raises(ConfigError):
+        MaskConfig(clip=1.0, threshold=5).plan(federation="f", round_id=1, cohort=names)
+    with pytest.raises(ConfigError):
+        cfg.plan(federation="f", round_id=1, cohort=names[:2])  # below min_cohort

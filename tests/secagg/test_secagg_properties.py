@@ -1,0 +1,93 @@
+"""Hypothesis properties: masks cancel for any survivors, any t shares reconstruct, bounds hold."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from secagg_driver import Federation, plaintext, run_round
+
+from securefl.errors import OverflowRefusedError
+from securefl.secagg import STAGES, MaskConfig
+
+D = 8
+MAX_W = 10.0
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+FED = Federation(Path(tempfile.mkdtemp(prefix="secagg-props-")), 6, MaskConfig(clip=1.0))
+_ROUND = iter(range(1, 1 << 30))
+
+
+def _updates(values: list[float]) -> dict[str, np.ndarray]:
+    arr = np.asarray(values, dtype=np.float32).reshape(len(FED.names), D)
+    return {s: arr[i] for i, s in enumerate(FED.names)}
+
+
+values = st.lists(st.floats(-2.0, 2.0, width=32), min_size=6 * D, max_size=6 * D)
+weights = st.lists(st.floats(0.5, MAX_W), min_size=6, max_size=6)
+
+
+@SETTINGS
+@given(drops=st.dictionaries(st.sampled_from(range(6)), st.sampled_from(STAGES)),
+       vals=values, ws=weights)
+def test_masks_cancel_for_any_set_of_survivors(drops: dict[int, str], vals: list[float],
+                                               ws: list[float]) -> None:
+    updates = _updates(vals)
+    w = dict(zip(FED.names, ws, strict=True))
+    drop = {FED.names[i]: stage for i, stage in drops.items()}
+    run = run_round(FED, FED.ctx(next(_ROUND), D, MAX_W), updates, w, drop=drop)
+    assert not run.aborted  # honest sites never abort under an honest server
+    if run.result is None:
+        assert run.server_abort is not None
+        return
+    want, want_w = plaintext(updates, w, run.result.survivors, 1.0)
+    bound = len(run.result.survivors) * MAX_W / 2**16
+    assert np.max(np.abs(run.result.weighted_sum - want)) <= bound
+    assert abs(run.result.total_weight - want_w) <= bound
+    masked = STAGES.index("mask/masked-input")
+    kept = {s for s in FED.names if s not in drop or STAGES.index(drop[s]) > masked}
+    assert set(run.result.survivors) == kept
+
+
+@SETTINGS
+@given(unmask_drops=st.sets(st.sampled_from(range(6)), max_size=5))
+def test_any_threshold_of_unmask_shares_reconstructs(unmask_drops: set[int]) -> None:
+    """t = 4 of 6: any 4 unmask responders recover everything; 3 or fewer cannot."""
+    updates = _updates([0.25] * 6 * D)
+    w = dict.fromkeys(FED.names, 1.0)
+    drop = {FED.names[i]: "mask/unmask" for i in unmask_drops}
+    run = run_round(FED, FED.ctx(next(_ROUND), D, MAX_W), updates, w, drop=drop)
+    if 6 - len(unmask_drops) >= 4:
+        assert run.result is not None and run.result.survivors == FED.names
+        assert np.allclose(run.result.weighted_sum, 6 * 0.25, atol=6 * MAX_W / 2**16)
+    else:
+        assert run.result is None and run.server_abort is not None
+
+
+@SETTINGS
+@given(val=st.floats(-1.0, 1.0, width=32), w=st.floats(0.01, MAX_W))
+def test_quantization_error_is_bounded(val: float, w: float) -> None:
+    updates = {s: np.full(D, val, dtype=np.float32) for s in FED.names}
+    ws = dict.fromkeys(FED.names, w)
+    run = run_round(FED, FED.ctx(next(_ROUND), D, MAX_W), updates, ws)
+    assert run.result is not None
+    bound = 6 * MAX_W / 2**16  # each site's rounding error is below max_w * clip / 2^p
+    assert np.max(np.abs(run.result.weighted_sum - 6 * w * val)) <= bound
+    assert abs(run.result.total_weight - 6 * w) <= bound
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.integers(16, 32), precision=st.integers(1, 30), n=st.integers(3, 5000))
+def test_overflow_is_refused_exactly_when_the_sum_could_wrap(bits: int, precision: int,
+                                                             n: int) -> None:
+    fits = n * ((1 << precision) + 1) <= (1 << (bits - 1)) - 1
+    try:
+        cfg = MaskConfig(clip=1.0, bits=bits, precision_bits=precision, min_cohort=3)
+        q = cfg.quantization(n)
+    except OverflowRefusedError:
+        assert not fits  # n >= min_cohort, so fitting n also fits the config check
+        return
+    assert fits and q.bits == bits
