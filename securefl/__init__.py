@@ -31,8 +31,27 @@ from securefl.errors import (
     UnsupportedModelError,
     WireError,
 )
-from securefl.params import ParamSpec
-from securefl.runtime.site import Round, Site
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # imported lazily below: torch is slow to import
+    from securefl.params import ParamSpec
+    from securefl.runtime.site import Round, Site
+
+_LAZY = {
+    "ParamSpec": "securefl.params",
+    "Round": "securefl.runtime.site",
+    "Site": "securefl.runtime.site",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the torch-dependent names on first use, so ``securefl --help`` is quick."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'securefl' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

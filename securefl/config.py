@@ -75,7 +75,9 @@ class DPConfig:
             _positive("dp.noise_multiplier", self.noise_multiplier)
         _positive_int("dp.batch_size", self.batch_size)
         if self.accountant not in ACCOUNTANTS:
-            raise ConfigError(f"dp.accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}")
+            raise ConfigError(
+                f"dp.accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

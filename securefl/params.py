@@ -61,8 +61,11 @@ class ParamSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/msgpack-safe form."""
-        return {"names": list(self.names), "shapes": [list(s) for s in self.shapes],
-                "dtypes": list(self.dtypes)}
+        return {
+            "names": list(self.names),
+            "shapes": [list(s) for s in self.shapes],
+            "dtypes": list(self.dtypes),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParamSpec:
@@ -84,7 +87,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return inner if isinstance(inner, torch.nn.Module) else model
 
 
-def flatten(state: Mapping[str, torch.Tensor], spec: ParamSpec | None = None) -> npt.NDArray[np.float32]:
+def flatten(
+    state: Mapping[str, torch.Tensor], spec: ParamSpec | None = None
+) -> npt.NDArray[np.float32]:
     """Concatenate the spec's tensors of ``state`` into one float32 vector."""
     spec = spec or ParamSpec.from_state_dict(state)
     parts: list[npt.NDArray[np.float32]] = []

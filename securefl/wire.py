@@ -106,9 +106,7 @@ def unpack(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Any:
     if len(data) > max_bytes:
         raise WireError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
     try:
-        return msgpack.unpackb(
-            bytes(data), raw=False, strict_map_key=True, max_bin_len=max_bytes
-        )
+        return msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, max_bin_len=max_bytes)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise WireError(f"malformed message: {exc}") from None
 

@@ -57,8 +57,16 @@ class _PlainSite(SiteAggregator):
         _check_update(vector, weight, self._ctx)
         self._done = True
         payload = pack({"weight": float(weight), "vector": array_to_wire(vector)})
-        return [Envelope(federation=self._ctx.federation, round=self._ctx.round, stage=_STAGE,
-                         sender=self._site, receiver=SERVER, payload=payload)]
+        return [
+            Envelope(
+                federation=self._ctx.federation,
+                round=self._ctx.round,
+                stage=_STAGE,
+                sender=self._site,
+                receiver=SERVER,
+                payload=payload,
+            )
+        ]
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         raise ProtocolError(f"plain mode expects no server message, got {envelope.stage!r}")

@@ -2,34 +2,58 @@
 
 Every command maps library errors to one clear line and an exit code
 (:attr:`securefl.errors.SecureFLError.exit_code`), never a traceback.
+Subcommands are imported only when run (torch and friends take seconds to
+import), so ``securefl --help`` answers at once.
 """
 
 from __future__ import annotations
 
-import click
+import importlib
 
-from securefl.cli.simulate import simulate
+import click
 
 __all__ = ["cli", "main"]
 
+#: name -> (module:attribute, one-line help shown by ``securefl --help``)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": (
+        "securefl.cli.simulate:simulate",
+        "Simulate hospitals training one model together, in this process.",
+    ),
+    "audit": (
+        "securefl.cli.audit:audit",
+        "Verify signed privacy records and recompute every ε claim.",
+    ),
+    "plan": (
+        "securefl.cli.plan:plan",
+        "Dry-run a federation file (ε per site and round, threats), or one ε question.",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module, _, attr = _COMMANDS[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="securefl")
 def cli() -> None:
     """Federated learning for hospitals: DP-SGD at every site, secure aggregation,
     auditable privacy budgets."""
-
-
-cli.add_command(simulate)
-
-try:  # commands whose modules may be absent in a partial install
-    from securefl.cli.audit import audit
-    from securefl.cli.plan import plan
-
-    cli.add_command(audit)
-    cli.add_command(plan)
-except ImportError:  # pragma: no cover
-    pass
 
 
 def main() -> None:

@@ -10,13 +10,13 @@ import click
 
 from securefl.errors import SecureFLError
 
-__all__ = ["reports_errors"]
+__all__ = ["exit_on_error"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
+def exit_on_error(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a :class:`SecureFLError` into ``error: …`` on stderr and its exit code."""
 
     @functools.wraps(func)

@@ -7,44 +7,25 @@ unreadable input) when there is nothing to audit.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from securefl.errors import ConfigError, SecureFLError
+from securefl.cli._errors import exit_on_error
+from securefl.errors import ConfigError
 from securefl.reports.audit import AuditReport, Tolerance
 from securefl.reports.audit import audit as run_audit
 
-__all__ = ["audit", "exit_on_error", "json_safe"]
+__all__ = ["audit", "json_safe"]
 
 #: Exit code when the audit ran and at least one finding fails it.
 EXIT_FINDINGS = 1
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def exit_on_error(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Turn a :class:`SecureFLError` into one line on stderr and its exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return fn(*args, **kwargs)
-        except SecureFLError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
-
-    return wrapper
-
 
 def json_safe(obj: Any) -> Any:
     """Replace non-finite floats with None so the output is strict JSON."""

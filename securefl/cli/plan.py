@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from securefl.cli.audit import exit_on_error, json_safe
+from securefl.cli._errors import exit_on_error
+from securefl.cli.audit import json_safe
 from securefl.config import ACCOUNTANTS, load_federation
 from securefl.errors import ConfigError
 from securefl.reports.plan import (

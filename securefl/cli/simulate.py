@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from securefl.aggregation.plain import PLAIN_WARNING
-from securefl.cli._errors import reports_errors
+from securefl.cli._errors import exit_on_error
 from securefl.config import (
     SECURE_MODES,
     STRATEGIES,
@@ -22,10 +21,13 @@ from securefl.config import (
     StrategyConfig,
     TrainConfig,
 )
-from securefl.data.federations import breast_cancer_federation, csv_federation
 from securefl.errors import ConfigError
-from securefl.runtime.server import ServerDriver
-from securefl.simulation.orchestrator import SimulationResult, parse_data_options, run_simulation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the heavy modules load inside the command, so --help is quick
+    from securefl.data.federations import FederatedData
+    from securefl.runtime.server import ServerDriver
+    from securefl.simulation.orchestrator import SimulationResult
 
 __all__ = ["simulate"]
 
@@ -120,8 +122,21 @@ DEFAULT_CLIP = 1.0
     type=click.IntRange(1),
     help="Stop when validation accuracy has not improved for this many rounds.",
 )
+@click.option(
+    "--dropout",
+    "dropouts",
+    multiple=True,
+    metavar="SITE@STAGE",
+    help="Rehearse SITE vanishing when it would send STAGE (repeatable). Stages: mask: "
+    "advertise, share, masked-input, consistency, unmask; plain and he: update.",
+)
+@click.option(
+    "--he-preset",
+    default=None,
+    help="HE parameters with --secure he: bfv-n4096 (default), ckks-n4096, ckks-n8192.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout, nothing else.")
-@reports_errors
+@exit_on_error
 def simulate(
     rounds: int,
     sites: int,
@@ -138,6 +153,8 @@ def simulate(
     epochs: int,
     clip: float,
     patience: int | None,
+    dropouts: tuple[str, ...],
+    he_preset: str | None,
     as_json: bool,
 ) -> None:
     """Simulate hospitals training one model together, all in this process.
@@ -154,14 +171,14 @@ def simulate(
     strategy_config = StrategyConfig(name=strategy)
     if out is not None and (out / "summary.json").exists():
         raise ConfigError(f"{out} already holds a simulation; choose another --out")
-    if data_specs:
-        if not label:
-            raise ConfigError("--data needs --label COLUMN (the label column of the CSV files)")
-        data = csv_federation(parse_data_options(data_specs), label=label, seed=seed)
-    else:
-        if label:
-            raise ConfigError("--label only applies with --data")
-        data = breast_cancer_federation(sites=sites, seed=seed)
+    if he_preset is not None and secure != "he":
+        raise ConfigError("--he-preset only applies with --secure he")
+    data = _load_data(data_specs, label, sites, seed)
+    from securefl.aggregation.plain import PLAIN_WARNING
+    from securefl.simulation.modes import parse_dropouts
+    from securefl.simulation.orchestrator import run_simulation
+
+    dropout_map = parse_dropouts(dropouts, secure, [s.name for s in data.sites])
     console = Console(stderr=as_json, quiet=as_json)
     logging.getLogger("securefl").setLevel(logging.ERROR)
     if secure == "plain":
@@ -195,11 +212,28 @@ def simulate(
             seed=seed,
             out=out,
             on_progress=on_progress,
+            dropouts=dropout_map,
+            he_preset=he_preset,
         )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
         return
     _print_result(console, result, data.x_test is not None, out)
+
+
+def _load_data(
+    data_specs: tuple[str, ...], label: str | None, sites: int, seed: int
+) -> FederatedData:
+    from securefl.data.federations import breast_cancer_federation, csv_federation
+    from securefl.simulation.orchestrator import parse_data_options
+
+    if data_specs:
+        if not label:
+            raise ConfigError("--data needs --label COLUMN (the label column of the CSV files)")
+        return csv_federation(parse_data_options(data_specs), label=label, seed=seed)
+    if label:
+        raise ConfigError("--label only applies with --data")
+    return breast_cancer_federation(sites=sites, seed=seed)
 
 
 def _fmt(value: float) -> str:

@@ -77,5 +77,9 @@ def read_csv(path: str | Path, *, label: str) -> CsvTable:
         labels.append(row[label_at].strip())
     if len(feats) < 10:
         raise DataError(f"{path}: only {len(feats)} data rows; a site needs at least 10")
-    return CsvTable(path=path, feature_names=names,
-                    features=np.asarray(feats, dtype=np.float64), labels=tuple(labels))
+    return CsvTable(
+        path=path,
+        feature_names=names,
+        features=np.asarray(feats, dtype=np.float64),
+        labels=tuple(labels),
+    )

@@ -72,15 +72,20 @@ def _split_site(name: str, x: Array, y: Labels, seed: int) -> SiteData:
     return SiteData(name=name, x_train=xt, y_train=yt, x_val=xv, y_val=yv)
 
 
-def breast_cancer_federation(*, sites: int = 3, seed: int = 0, overlap: float = 0.3) -> FederatedData:
+def breast_cancer_federation(
+    *, sites: int = 3, seed: int = 0, overlap: float = 0.3
+) -> FederatedData:
     """The bundled data set split into ``sites`` non-identically distributed hospitals."""
     from sklearn.datasets import load_breast_cancer
 
     if not 2 <= sites <= 10:
         raise DataError("the bundled data set supports 2 to 10 sites")
     raw = load_breast_cancer()
-    schema = json.loads(resources.files("securefl.data").joinpath(
-        "breast_cancer_schema.json").read_text(encoding="utf-8"))
+    schema = json.loads(
+        resources.files("securefl.data")
+        .joinpath("breast_cancer_schema.json")
+        .read_text(encoding="utf-8")
+    )
     lows = [f["min"] for f in schema["features"]]
     highs = [f["max"] for f in schema["features"]]
     x = public_range_scale(np.asarray(raw.data, dtype=np.float64), lows, highs)
@@ -97,13 +102,19 @@ def breast_cancer_federation(*, sites: int = 3, seed: int = 0, overlap: float = 
         _split_site(name, x[order[assignment == i]], y[order[assignment == i]], seed + i)
         for i, name in enumerate(_site_names(sites))
     )
-    return FederatedData(sites=site_data, x_test=x[test], y_test=y[test],
-                         feature_names=tuple(f["name"] for f in schema["features"]),
-                         classes=("benign", "malignant"), preprocessing="public_ranges")
+    return FederatedData(
+        sites=site_data,
+        x_test=x[test],
+        y_test=y[test],
+        feature_names=tuple(f["name"] for f in schema["features"]),
+        classes=("benign", "malignant"),
+        preprocessing="public_ranges",
+    )
 
 
-def csv_federation(paths: Sequence[tuple[str, str | Path]], *, label: str,
-                   seed: int = 0) -> FederatedData:
+def csv_federation(
+    paths: Sequence[tuple[str, str | Path]], *, label: str, seed: int = 0
+) -> FederatedData:
     """Sites from their own CSV files (same columns); no global test set."""
     if len(paths) < 2:
         raise DataError("a federation needs at least two sites' CSV files")
@@ -120,6 +131,11 @@ def csv_federation(paths: Sequence[tuple[str, str | Path]], *, label: str,
     for i, (name, table) in enumerate(tables):
         ys = np.asarray([index[v] for v in table.labels], dtype=np.int64)
         sites.append(_split_site(name, signed_log(table.features), ys, seed + i))
-    return FederatedData(sites=tuple(sites), x_test=None, y_test=None,
-                         feature_names=first.feature_names, classes=classes,
-                         preprocessing="signed_log")
+    return FederatedData(
+        sites=tuple(sites),
+        x_test=None,
+        y_test=None,
+        feature_names=first.feature_names,
+        classes=classes,
+        preprocessing="signed_log",
+    )

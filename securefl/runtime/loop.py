@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from securefl.errors import ProtocolError, WireError
+from securefl.errors import ProtocolError, TransportError, WireError
 from securefl.runtime.server import ServerDriver, ServerStage
 from securefl.transport.base import Transport
 from securefl.wire import Envelope
@@ -31,18 +31,30 @@ def run_server(
     poll: float = 0.05,
     on_progress: Callable[[ServerDriver], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    quiescent: Callable[[], bool] | None = None,
 ) -> None:
-    """Run until the driver finishes. ``on_progress`` is called after every change."""
+    """Run until the driver finishes. ``on_progress`` is called after every change.
+
+    ``quiescent`` (simulation only) says no party can make progress without a
+    deadline; the deadline is then declared at once.
+    """
     outbox: list[Envelope] = list(driver.start())
+    unreachable: list[str] = []
     last_change = clock()
     marker = (driver.current_round, driver.aggregator_stage)
     while driver.stage is not ServerStage.FINISHED or outbox:
         for env in outbox:
             try:
                 transport.send(env)
-            except Exception:  # a vanished site must not stop the federation
+            except TransportError:  # a vanished site must not stop the federation
                 log.warning("could not deliver %s to %s", env.stage, env.receiver)
+                unreachable.append(env.receiver)
         outbox = []
+        for site in dict.fromkeys(unreachable):
+            outbox += _guarded(lambda s=site: driver.site_unreachable(s))
+        unreachable = []
+        if outbox:
+            continue
         if driver.stage is ServerStage.FINISHED:
             break
         env = transport.receive(timeout=poll)
@@ -51,8 +63,8 @@ def run_server(
                 outbox = driver.handle(env)
             except (ProtocolError, WireError) as exc:
                 log.warning("dropped a message from %s: %s", env.sender, exc)
-        elif clock() - last_change > stage_timeout:
-            outbox = driver.on_deadline()
+        elif clock() - last_change > stage_timeout or (quiescent is not None and quiescent()):
+            outbox = _guarded(driver.on_deadline)
             last_change = clock()
         now_marker = (driver.current_round, driver.aggregator_stage)
         if now_marker != marker or outbox:
@@ -60,3 +72,11 @@ def run_server(
             last_change = clock()
             if on_progress is not None:
                 on_progress(driver)
+
+
+def _guarded(step: Callable[[], list[Envelope]]) -> list[Envelope]:
+    try:
+        return step()
+    except (ProtocolError, WireError) as exc:
+        log.warning("protocol step failed: %s", exc)
+        return []

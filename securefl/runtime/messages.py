@@ -50,20 +50,34 @@ class RoundStart:
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return pack({"cohort": list(self.cohort), "model": self.model, "spec": self.spec,
-                     "max_weight": self.max_weight, "min_sites": self.min_sites,
-                     "config": self.config})
+        return pack(
+            {
+                "cohort": list(self.cohort),
+                "model": self.model,
+                "spec": self.spec,
+                "max_weight": self.max_weight,
+                "min_sites": self.min_sites,
+                "config": self.config,
+            }
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundStart:
         obj = _expect(data, {"cohort", "model", "spec", "max_weight", "min_sites", "config"})
-        if not isinstance(obj["cohort"], list) or not all(isinstance(s, str) for s in obj["cohort"]):
+        if not isinstance(obj["cohort"], list) or not all(
+            isinstance(s, str) for s in obj["cohort"]
+        ):
             raise WireError("round-start cohort must be a list of names")
         if not isinstance(obj["model"], bytes) or not isinstance(obj["config"], dict):
             raise WireError("round-start model must be bytes and config a map")
-        return cls(cohort=tuple(obj["cohort"]), model=obj["model"], spec=obj["spec"],
-                   max_weight=float(obj["max_weight"]), min_sites=int(obj["min_sites"]),
-                   config=obj["config"])
+        return cls(
+            cohort=tuple(obj["cohort"]),
+            model=obj["model"],
+            spec=obj["spec"],
+            max_weight=float(obj["max_weight"]),
+            min_sites=int(obj["min_sites"]),
+            config=obj["config"],
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +98,9 @@ class Report:
             isinstance(k, str) and isinstance(v, (int, float)) for k, v in metrics.items()
         ):
             raise WireError("report metrics must map names to numbers")
-        return cls(num_examples=int(obj["num_examples"]),
-                   metrics={k: float(v) for k, v in metrics.items()})
+        return cls(
+            num_examples=int(obj["num_examples"]), metrics={k: float(v) for k, v in metrics.items()}
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,16 +112,18 @@ class RoundEnd:
     reason: str = ""
 
     def to_bytes(self) -> bytes:
-        return pack({"status": self.status, "survivors": list(self.survivors),
-                     "reason": self.reason})
+        return pack(
+            {"status": self.status, "survivors": list(self.survivors), "reason": self.reason}
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundEnd:
         obj = _expect(data, {"status", "survivors", "reason"})
         if obj["status"] not in ("aggregated", "abandoned"):
             raise WireError("round-end status must be 'aggregated' or 'abandoned'")
-        return cls(status=obj["status"], survivors=tuple(obj["survivors"]),
-                   reason=str(obj["reason"]))
+        return cls(
+            status=obj["status"], survivors=tuple(obj["survivors"]), reason=str(obj["reason"])
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -134,6 +134,10 @@ class ServerDriver:
             return self._guard(lambda agg: agg.on_deadline())
         return []
 
+    def site_unreachable(self, site: str) -> list[Envelope]:
+        """A message to ``site`` could not be delivered: treat it as gone."""
+        return self._on_bye(site)
+
     def start(self) -> list[Envelope]:
         """Open the first round if enough sites are already present."""
         if self.stage is ServerStage.WAITING_FOR_SITES and self._all_expected_present():
@@ -171,15 +175,22 @@ class ServerDriver:
         self._cohort = tuple(sorted(self.present))
         self._reports = {}
         ctx = RoundContext(
-            federation=self.federation, round=self._round, cohort=self._cohort,
-            dimension=self.spec.size, max_weight=self.max_weight,
-            min_sites=self.rounds.min_sites, options=self.mode_options,
+            federation=self.federation,
+            round=self._round,
+            cohort=self._cohort,
+            dimension=self.spec.size,
+            max_weight=self.max_weight,
+            min_sites=self.rounds.min_sites,
+            options=self.mode_options,
         )
         self._aggregator = self.mode.server(ctx)
         self.stage = ServerStage.ROUND_OPEN
         start = m.RoundStart(
-            cohort=self._cohort, model=self.model.payload(), spec=self.spec.to_dict(),
-            max_weight=self.max_weight, min_sites=self.rounds.min_sites,
+            cohort=self._cohort,
+            model=self.model.payload(),
+            spec=self.spec.to_dict(),
+            max_weight=self.max_weight,
+            min_sites=self.rounds.min_sites,
             config={**self.strategy.round_config(self._round), **self.mode_options},
         ).to_bytes()
         out = [self._envelope(m.ROUND_START, site, start) for site in self._cohort]
@@ -190,9 +201,9 @@ class ServerDriver:
         assert self._aggregator is not None and callable(step)
         try:
             out: list[Envelope] = step(self._aggregator)
+            result = self._aggregator.result
         except AbortError as exc:
             return self._close_round(status="abandoned", reason=str(exc))
-        result = self._aggregator.result
         if result is None:
             return out
         try:
@@ -203,12 +214,21 @@ class ServerDriver:
             status="aggregated", survivors=result.survivors, weight=result.total_weight
         )
 
-    def _close_round(self, *, status: str, survivors: tuple[str, ...] = (),
-                     weight: float = 0.0, reason: str = "") -> list[Envelope]:
+    def _close_round(
+        self, *, status: str, survivors: tuple[str, ...] = (), weight: float = 0.0, reason: str = ""
+    ) -> list[Envelope]:
         metrics = self._mean_metrics(survivors)
-        self.history.append(RoundSummary(round=self._round, cohort=self._cohort, status=status,
-                                         survivors=survivors, total_weight=weight,
-                                         metrics=metrics, reason=reason))
+        self.history.append(
+            RoundSummary(
+                round=self._round,
+                cohort=self._cohort,
+                status=status,
+                survivors=survivors,
+                total_weight=weight,
+                metrics=metrics,
+                reason=reason,
+            )
+        )
         if status == "abandoned":
             log.warning("round %d abandoned: %s", self._round, reason)
         end = m.RoundEnd(status=status, survivors=survivors, reason=reason).to_bytes()
@@ -244,10 +264,17 @@ class ServerDriver:
         return ""
 
     def _finish_message(self, site: str) -> Envelope:
-        payload = m.Finish(model=self.model.payload(), reason=self.finish_reason,
-                           rounds=self._round).to_bytes()
+        payload = m.Finish(
+            model=self.model.payload(), reason=self.finish_reason, rounds=self._round
+        ).to_bytes()
         return self._envelope(m.FINISH, site, payload)
 
     def _envelope(self, stage: str, receiver: str, payload: bytes) -> Envelope:
-        return Envelope(federation=self.federation, round=self._round, stage=stage,
-                        sender=SERVER, receiver=receiver, payload=payload)
+        return Envelope(
+            federation=self.federation,
+            round=self._round,
+            stage=stage,
+            sender=SERVER,
+            receiver=receiver,
+            payload=payload,
+        )

@@ -100,9 +100,13 @@ class Site:
         self.round_config = rounds
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = PrivacyLedger(self.state_dir / "ledger.sqlite", site=name,
-                                    epsilon_budget=dp.epsilon, delta=dp.delta,
-                                    accountant=dp.accountant)
+        self.ledger = PrivacyLedger(
+            self.state_dir / "ledger.sqlite",
+            site=name,
+            epsilon_budget=dp.epsilon,
+            delta=dp.delta,
+            accountant=dp.accountant,
+        )
         self.records = record_writer
         self.decode_model = decode_model
         self.private: PrivateTraining | None = None
@@ -135,14 +139,22 @@ class Site:
             raise ConfigError("the data loader is empty")
         sample_rate = 1.0 / batches
         sigma = self.dp.noise_multiplier or calibrate_noise(
-            target_epsilon=self.dp.epsilon, delta=self.dp.delta, sample_rate=sample_rate,
+            target_epsilon=self.dp.epsilon,
+            delta=self.dp.delta,
+            sample_rate=sample_rate,
             steps=self.round_config.max_rounds * self.train.local_epochs * batches,
             accountant=self.dp.accountant,
         )
         self.noise_multiplier = sigma
-        self.private = make_private(model, optimizer, loader, noise_multiplier=sigma,
-                                    max_grad_norm=self.dp.max_grad_norm,
-                                    secure_rng=self.dp.secure_rng, fix_model=fix_model)
+        self.private = make_private(
+            model,
+            optimizer,
+            loader,
+            noise_multiplier=sigma,
+            max_grad_norm=self.dp.max_grad_norm,
+            secure_rng=self.dp.secure_rng,
+            fix_model=fix_model,
+        )
         self._dataset_size = len(loader.dataset)  # type: ignore[arg-type]
         return self.private.model, self.private.optimizer, self.private.loader
 
@@ -191,11 +203,13 @@ class Site:
         params = self.decode_model(start.model, spec.size)
         load_vector_into(model, params, spec)
         assert self.private is not None and self.noise_multiplier is not None
-        planned = planned_event(noise_multiplier=self.noise_multiplier,
-                                sample_rate=self.private.sample_rate,
-                                epochs=self.train.local_epochs,
-                                max_grad_norm=self.dp.max_grad_norm,
-                                secure_rng=self.dp.secure_rng)
+        planned = planned_event(
+            noise_multiplier=self.noise_multiplier,
+            sample_rate=self.private.sample_rate,
+            epochs=self.train.local_epochs,
+            max_grad_norm=self.dp.max_grad_norm,
+            secure_rng=self.dp.secure_rng,
+        )
         try:
             self._reservation = self.ledger.reserve(env.round, planned)
         except BudgetExhaustedError:
@@ -203,22 +217,37 @@ class Site:
             raise
         self.private.reset_steps()
         self._install_proximal(model, params, float(start.config.get("proximal_mu", 0.0)))
-        ctx = RoundContext(federation=self.federation, round=env.round, cohort=start.cohort,
-                           dimension=spec.size, max_weight=start.max_weight,
-                           min_sites=start.min_sites, options=dict(start.config))
+        ctx = RoundContext(
+            federation=self.federation,
+            round=env.round,
+            cohort=start.cohort,
+            dimension=spec.size,
+            max_weight=start.max_weight,
+            min_sites=start.min_sites,
+            options=dict(start.config),
+        )
         self._aggregator = self.mode.site(ctx, self.name)
         self._model = model
-        return Round(number=env.round, cohort=start.cohort, config=start.config,
-                     global_params=params, _site=self)
+        return Round(
+            number=env.round,
+            cohort=start.cohort,
+            config=start.config,
+            global_params=params,
+            _site=self,
+        )
 
     def _submit(self, rnd: Round, num_examples: int, metrics: dict[str, float]) -> None:
         assert self.private is not None and self._spec is not None and self._aggregator
         self._remove_proximal()
         assert self.noise_multiplier is not None
         actual = replace(
-            planned_event(noise_multiplier=self.noise_multiplier,
-                          sample_rate=self.private.sample_rate, epochs=1,
-                          max_grad_norm=self.dp.max_grad_norm, secure_rng=self.dp.secure_rng),
+            planned_event(
+                noise_multiplier=self.noise_multiplier,
+                sample_rate=self.private.sample_rate,
+                epochs=1,
+                max_grad_norm=self.dp.max_grad_norm,
+                secure_rng=self.dp.secure_rng,
+            ),
             steps=max(1, self.private.steps_taken()),
         )
         try:
@@ -228,18 +257,26 @@ class Site:
             raise
         if self.records is not None:
             self.records.append(
-                round_id=rnd.number, event=actual, accountant=self.dp.accountant,
-                delta=self.dp.delta, epsilon=rnd.epsilon, epsilon_budget=self.dp.epsilon,
-                model_hash=params_hash(rnd.global_params), dataset_size=self._dataset_size,
+                round_id=rnd.number,
+                event=actual,
+                accountant=self.dp.accountant,
+                delta=self.dp.delta,
+                epsilon=rnd.epsilon,
+                epsilon_budget=self.dp.epsilon,
+                model_hash=params_hash(rnd.global_params),
+                dataset_size=self._dataset_size,
                 expected_batch_size=max(1, round(self.private.sample_rate * self._dataset_size)),
             )
         delta = model_vector(self._model, self._spec) - rnd.global_params
-        for env in self._aggregator.submit(delta.astype(np.float32), float(num_examples)):
-            self.transport.send(env)
+        outgoing = self._aggregator.submit(delta.astype(np.float32), float(num_examples))
+        # the report goes first: the update may complete the round on arrival
         report = m.Report(num_examples=num_examples, metrics=metrics).to_bytes()
         self._send(m.REPORT, SERVER, report, rnd.number)
-        self.history.append({"round": rnd.number, "epsilon": rnd.epsilon,
-                             "steps": actual.steps, **metrics})
+        for env in outgoing:
+            self.transport.send(env)
+        self.history.append(
+            {"round": rnd.number, "epsilon": rnd.epsilon, "steps": actual.steps, **metrics}
+        )
 
     def _finish_round(self, round_number: int) -> None:
         """Answer the aggregator's stages until the server closes the round."""
@@ -265,15 +302,17 @@ class Site:
 
     # -- FedProx: a proximal pull after each private step (post-processing) ----
 
-    def _install_proximal(self, model: torch.nn.Module, anchor: npt.NDArray[np.float32],
-                          mu: float) -> None:
+    def _install_proximal(
+        self, model: torch.nn.Module, anchor: npt.NDArray[np.float32], mu: float
+    ) -> None:
         self._remove_proximal()
         if mu <= 0 or self.private is None or self._spec is None:
             return
         inner = getattr(self.private.optimizer, "original_optimizer", self.private.optimizer)
         anchors = unflatten(anchor, self._spec)
-        pairs = [(p, anchors[n].to(p.dtype)) for n, p in unwrap(model).named_parameters()
-                 if n in anchors]
+        pairs = [
+            (p, anchors[n].to(p.dtype)) for n, p in unwrap(model).named_parameters() if n in anchors
+        ]
         lr = float(inner.param_groups[0]["lr"])
 
         def pull(*_: Any) -> None:
@@ -292,15 +331,24 @@ class Site:
     # -- plumbing -----------------------------------------------------------------
 
     def _send(self, stage: str, receiver: str, payload: bytes, round_number: int) -> None:
-        self.transport.send(Envelope(federation=self.federation, round=round_number,
-                                     stage=stage, sender=self.name, receiver=receiver,
-                                     payload=payload))
+        self.transport.send(
+            Envelope(
+                federation=self.federation,
+                round=round_number,
+                stage=stage,
+                sender=self.name,
+                receiver=receiver,
+                payload=payload,
+            )
+        )
 
     def _receive(self) -> Envelope:
         env = self.transport.receive(timeout=self.round_config.stage_timeout_seconds)
         if env is None:
-            raise TransportError(f"{self.name}: no word from the server in "
-                                 f"{self.round_config.stage_timeout_seconds:.0f} s")
+            raise TransportError(
+                f"{self.name}: no word from the server in "
+                f"{self.round_config.stage_timeout_seconds:.0f} s"
+            )
         if env.federation != self.federation:
             raise ProtocolError(f"message for another federation: {env.federation!r}")
         return env

@@ -26,14 +26,19 @@ def default_model(num_features: int, num_classes: int) -> nn.Module:
     return nn.Sequential(nn.Linear(num_features, num_classes))
 
 
-def make_loader(x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], batch_size: int,
-                generator: torch.Generator | None = None) -> DataLoader[Any]:
+def make_loader(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.int64],
+    batch_size: int,
+    generator: torch.Generator | None = None,
+) -> DataLoader[Any]:
     dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer,
-                    loader: DataLoader[Any]) -> None:
+def train_one_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader[Any]
+) -> None:
     """One pass over the (Poisson-sampled) loader with cross-entropy loss."""
     model.train()
     loss_fn = nn.CrossEntropyLoss()
@@ -53,8 +58,15 @@ def accuracy(model: nn.Module, x: npt.NDArray[np.float32], y: npt.NDArray[np.int
     return float((predictions == y).mean())
 
 
-def run_site(site: Site, data: SiteData, model: nn.Module, *, batch_size: int,
-             learning_rate: float, local_epochs: int) -> nn.Module:
+def run_site(
+    site: Site,
+    data: SiteData,
+    model: nn.Module,
+    *,
+    batch_size: int,
+    learning_rate: float,
+    local_epochs: int,
+) -> nn.Module:
     """Train at one site for as long as the federation runs; returns the final model."""
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     loader = make_loader(data.x_train, data.y_train, batch_size)

@@ -25,6 +25,7 @@ class MemoryHub:
         self._queues: dict[str, queue.Queue[bytes]] = {}
         self._lock = threading.Lock()
         self._taps: dict[str, list[Callable[[bytes], None]]] = {}
+        self._waiting: set[str] = set()
 
     def connect(self, name: str) -> MemoryTransport:
         """A transport endpoint for party ``name`` (each name once)."""
@@ -57,12 +58,28 @@ class MemoryHub:
     def take(self, name: str, timeout: float | None) -> bytes | None:
         with self._lock:
             q = self._queues.get(name)
-        if q is None:
-            raise TransportError(f"party {name!r} is not connected")
+            if q is None:
+                raise TransportError(f"party {name!r} is not connected")
+            self._waiting.add(name)
         try:
             return q.get(timeout=timeout)
         except queue.Empty:
             return None
+        finally:
+            with self._lock:
+                self._waiting.discard(name)
+
+    def quiescent(self, observer: str) -> bool:
+        """True when nothing can happen any more without a deadline.
+
+        Every connected party except ``observer`` is blocked waiting for a
+        message and no message is queued anywhere. A simulation uses this to
+        declare a stage's deadline at once instead of waiting out a clock.
+        """
+        with self._lock:
+            others = set(self._queues) - {observer}
+            queued = any(not q.empty() for q in self._queues.values())
+            return not queued and others <= self._waiting
 
 
 class MemoryTransport(Transport):

@@ -1,0 +1,107 @@
+"""The global model in ``he`` mode: the server holds it, but only encrypted.
+
+The server cannot divide a BFV ciphertext by Σw, nor run a strategy on
+numbers it cannot read. So it holds the public initial parameters θ₀ (a
+random initialisation, not patient data) and the encrypted aggregate of
+every round with its Σw. Sites decrypt the aggregates and replay the
+strategy (FedAvg or FedAvgM: both are linear and deterministic) to obtain
+θ_r; a site that joins late replays from θ₀, so nobody falls out of step.
+A site decrypts only aggregates it has not seen (they are cached by prefix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.aggregation.base import AggregateResult
+from securefl.config import StrategyConfig
+from securefl.errors import ConfigError, IntegrityError, WireError
+from securefl.runtime.global_model import GlobalModel
+from securefl.strategy.base import Strategy
+from securefl.strategy.fedavg import make_strategy
+from securefl.wire import array_from_wire, array_to_wire, pack, unpack
+
+__all__ = ["EncryptedAggregatesModel", "EncryptedModelDecoder"]
+
+
+class EncryptedAggregatesModel(GlobalModel):
+    """Server side: θ₀ in the clear plus one ciphertext aggregate per round."""
+
+    def __init__(self, theta0: npt.NDArray[np.float32], strategy: StrategyConfig) -> None:
+        from securefl.he import check_strategy
+
+        check_strategy(strategy.name)
+        self._theta0 = np.asarray(theta0, dtype=np.float32).copy()
+        self._strategy = strategy
+        self._aggregates: list[dict[str, Any]] = []
+
+    def payload(self) -> bytes:
+        return pack(
+            {
+                "theta0": array_to_wire(self._theta0),
+                "strategy": {
+                    "name": self._strategy.name,
+                    "server_lr": self._strategy.server_lr,
+                    "momentum": self._strategy.momentum,
+                },
+                "aggregates": self._aggregates,
+            }
+        )
+
+    def apply(self, result: AggregateResult, strategy: Strategy, round_number: int) -> None:
+        if not isinstance(result.encrypted_sum, bytes):
+            raise ConfigError("he mode expects an encrypted aggregate")
+        self._aggregates.append({"sum": result.encrypted_sum, "weight": result.total_weight})
+
+
+class EncryptedModelDecoder:
+    """Site side: turns the server's payload into θ_r, decrypting only what is new."""
+
+    def __init__(self, secret_context: Any) -> None:
+        self._secret = secret_context
+        self._digests: list[bytes] = []
+        self._theta: npt.NDArray[np.float64] | None = None
+        self._strategy: Strategy | None = None
+        self._theta0_digest = b""
+
+    def __call__(self, payload: bytes, dimension: int) -> npt.NDArray[np.float32]:
+        from securefl.he import decrypt_aggregate
+
+        obj = unpack(payload)
+        if not isinstance(obj, dict) or set(obj) != {"theta0", "strategy", "aggregates"}:
+            raise WireError("malformed encrypted model")
+        theta0 = array_from_wire(obj["theta0"], expected_len=dimension)
+        aggregates = obj["aggregates"]
+        if not isinstance(aggregates, list):
+            raise WireError("malformed encrypted model aggregates")
+        digest0 = hashlib.sha256(theta0.tobytes()).digest()
+        digests = [hashlib.sha256(a["sum"]).digest() for a in aggregates]
+        if digest0 != self._theta0_digest or digests[: len(self._digests)] != self._digests:
+            self._restart(theta0, digest0, obj["strategy"])
+        elif len(digests) < len(self._digests):
+            raise IntegrityError("the server's model history went backwards")
+        assert self._theta is not None and self._strategy is not None
+        for i in range(len(self._digests), len(aggregates)):
+            agg = aggregates[i]
+            mean = decrypt_aggregate(self._secret, agg["sum"], float(agg["weight"]), dimension)
+            self._theta = np.asarray(self._strategy.apply(self._theta, mean, i + 1))
+            self._digests.append(digests[i])
+        return self._theta.astype(np.float32)
+
+    def _restart(self, theta0: npt.NDArray[Any], digest0: bytes, strategy: Any) -> None:
+        try:
+            config = StrategyConfig(
+                name=str(strategy["name"]),
+                server_lr=float(strategy["server_lr"]),
+                momentum=float(strategy["momentum"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise WireError("malformed strategy in encrypted model") from None
+        self._strategy = make_strategy(config)
+        self._theta = theta0.astype(np.float64)
+        self._theta0_digest = digest0
+        self._digests = []

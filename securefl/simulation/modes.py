@@ -1,0 +1,190 @@
+"""Wiring each secure-aggregation mode into an in-process federation.
+
+A mode needs four things: the site half, the server half, how the server
+holds the global model, and how a site reads it. ``plain`` and ``mask``
+hold plaintext parameters on the server (the mask server learns only the
+sum, which *is* the next model); ``he`` holds only ciphertexts, so sites
+decrypt and replay the strategy. ``--dropout SITE@STAGE`` is rehearsed by
+wrapping a site's half so that it vanishes when it would send that stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
+from securefl.aggregation.plain import PlainMode
+from securefl.config import StrategyConfig
+from securefl.errors import ConfigError, SecureFLError
+from securefl.runtime.global_model import GlobalModel, PlainGlobalModel, decode_plain_model
+from securefl.runtime.site import ModelDecoder
+from securefl.wire import Envelope
+
+__all__ = ["STAGES", "SecureSetup", "SiteVanished", "make_setup", "parse_dropouts"]
+
+#: The stages a site sends in, in order, per mode (what ``--dropout`` may name).
+STAGES: dict[str, tuple[str, ...]] = {
+    "plain": ("update",),
+    "mask": ("advertise", "share", "masked-input", "consistency", "unmask"),
+    "he": ("update",),
+}
+
+
+class SiteVanished(SecureFLError):
+    """A rehearsed dropout: the site disappears without a word (simulation only)."""
+
+
+@dataclass(frozen=True)
+class SecureSetup:
+    site_mode: Callable[[str], AggregationMode]
+    server_mode: AggregationMode
+    global_model: Callable[[npt.NDArray[np.float32]], GlobalModel]
+    decoder: Callable[[str], ModelDecoder]
+
+
+class _Vanishing(SiteAggregator):
+    def __init__(self, inner: SiteAggregator, stages: tuple[str, ...], at: str) -> None:
+        self._inner = inner
+        self._banned = set(stages[stages.index(at) :])
+
+    def _filter(self, out: list[Envelope]) -> list[Envelope]:
+        for env in out:
+            if env.stage.split("/", 1)[-1] in self._banned:
+                raise SiteVanished(f"vanished at stage {env.stage!r} of round {env.round}")
+        return out
+
+    def submit(self, vector: npt.NDArray[np.float32], weight: float) -> list[Envelope]:
+        return self._filter(self._inner.submit(vector, weight))
+
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        return self._filter(self._inner.handle(envelope))
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+
+class _VanishingMode(AggregationMode):
+    hides_updates = True
+
+    def __init__(self, inner: AggregationMode, stages: tuple[str, ...], at: str) -> None:
+        self._inner, self._stages, self._at = inner, stages, at
+        self.name = inner.name  # type: ignore[misc]
+
+    def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
+        return _Vanishing(self._inner.site(ctx, site_id), self._stages, self._at)
+
+    def server(self, ctx: RoundContext) -> Any:
+        return self._inner.server(ctx)
+
+
+def parse_dropouts(values: tuple[str, ...], secure: str, sites: list[str]) -> dict[str, str]:
+    """``SITE@STAGE`` options, checked against the mode's stages and the site names."""
+    out: dict[str, str] = {}
+    for value in values:
+        site, sep, stage = value.partition("@")
+        if not sep or site not in sites:
+            raise ConfigError(
+                f"--dropout {value!r}: expected SITE@STAGE with SITE one of {', '.join(sites)}"
+            )
+        if stage not in STAGES[secure]:
+            raise ConfigError(
+                f"--dropout {value!r}: stage must be one of "
+                f"{', '.join(STAGES[secure])} in {secure!r} mode"
+            )
+        out[site] = stage
+    return out
+
+
+def _with_dropouts(
+    base: Callable[[str], AggregationMode], secure: str, dropouts: Mapping[str, str]
+) -> Callable[[str], AggregationMode]:
+    def site_mode(name: str) -> AggregationMode:
+        mode = base(name)
+        return _VanishingMode(mode, STAGES[secure], dropouts[name]) if name in dropouts else mode
+
+    return site_mode
+
+
+def make_setup(
+    secure: str,
+    *,
+    signing_keys: Mapping[str, bytes],
+    roster: Mapping[str, bytes],
+    workdir: Path,
+    strategy: StrategyConfig,
+    dropouts: Mapping[str, str],
+    he_preset: str | None = None,
+) -> SecureSetup:
+    """Both halves and the model holders for ``secure`` in an in-process federation."""
+    if secure == "plain":
+        plain = PlainMode()
+        base: Callable[[str], AggregationMode] = lambda _name: plain  # noqa: E731
+        setup = SecureSetup(base, plain, PlainGlobalModel, lambda _n: decode_plain_model)
+    elif secure == "mask":
+        setup = _mask_setup(signing_keys, roster, workdir)
+    elif secure == "he":
+        setup = _he_setup(strategy, he_preset)
+    else:
+        raise ConfigError(f"unknown secure mode {secure!r}")
+    if dropouts:
+        setup = SecureSetup(
+            _with_dropouts(setup.site_mode, secure, dropouts),
+            setup.server_mode,
+            setup.global_model,
+            setup.decoder,
+        )
+    return setup
+
+
+def _mask_setup(
+    signing_keys: Mapping[str, bytes], roster: Mapping[str, bytes], workdir: Path
+) -> SecureSetup:
+    from securefl.hazmat.sign import SigningKey
+    from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
+
+    config = MaskConfig()
+    modes = {
+        name: MaskSiteMode(
+            site_id=name,
+            signing_key=SigningKey.from_private_bytes(raw),
+            roster=dict(roster),
+            state_path=workdir / "state" / name / "mask.json",
+            config=config,
+        )
+        for name, raw in signing_keys.items()
+    }
+    server = MaskServerMode(roster=dict(roster), config=config)
+    return SecureSetup(modes.__getitem__, server, PlainGlobalModel, lambda _n: decode_plain_model)
+
+
+def _he_setup(strategy: StrategyConfig, preset_name: str | None) -> SecureSetup:
+    from securefl.he import (
+        DEFAULT_PRESET,
+        HEServerMode,
+        HESiteMode,
+        SecretContext,
+        check_strategy,
+        preset_by_name,
+    )
+    from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
+
+    check_strategy(strategy.name)
+    preset = preset_by_name(preset_name) if preset_name else DEFAULT_PRESET
+    # In a real federation the sites share this context through provisioning;
+    # the server only ever receives public_context_bytes().
+    secret = SecretContext.generate(preset)
+    site_mode = HESiteMode(secret)
+    server_mode = HEServerMode(secret.public_context_bytes())
+    return SecureSetup(
+        lambda _name: site_mode,
+        server_mode,
+        lambda theta0: EncryptedAggregatesModel(theta0, strategy),
+        lambda _name: EncryptedModelDecoder(secret),
+    )

@@ -1,0 +1,175 @@
+"""The sans-IO round driver, fed by hand: no threads, no clocks."""
+
+import numpy as np
+import pytest
+
+from securefl.aggregation import PlainMode
+from securefl.config import RoundConfig
+from securefl.errors import ProtocolError
+from securefl.params import ParamSpec
+from securefl.runtime import messages as m
+from securefl.runtime.global_model import PlainGlobalModel, decode_plain_model
+from securefl.runtime.server import ServerDriver, ServerStage
+from securefl.strategy import FedAvg
+from securefl.wire import SERVER, Envelope
+
+SPEC = ParamSpec(names=("w",), shapes=((3,),), dtypes=("float32",))
+
+
+def _driver(**rounds_kw) -> ServerDriver:
+    rounds = RoundConfig(**{"max_rounds": 3, "min_sites": 2, **rounds_kw})
+    return ServerDriver(
+        federation="f",
+        mode=PlainMode(),
+        strategy=FedAvg(),
+        model=PlainGlobalModel(np.zeros(3, dtype=np.float32)),
+        spec=SPEC,
+        rounds=rounds,
+        max_weight=100.0,
+        expected_sites=("a", "b", "c"),
+    )
+
+
+def _env(sender: str, stage: str, payload: bytes = b"", rnd: int = 0) -> Envelope:
+    return Envelope(
+        federation="f", round=rnd, stage=stage, sender=sender, receiver=SERVER, payload=payload
+    )
+
+
+def _submit(driver, site, vector, weight, metric=0.5):
+    ctx_round = driver.current_round
+    agg = PlainMode().site(_ctx(driver, ctx_round), site)
+    out = driver.handle(
+        _env(
+            site,
+            m.REPORT,
+            m.Report(num_examples=int(weight), metrics={"val_accuracy": metric}).to_bytes(),
+            ctx_round,
+        )
+    )
+    for env in agg.submit(np.asarray(vector, dtype=np.float32), weight):
+        out += driver.handle(env)
+    return out
+
+
+def _ctx(driver, rnd):
+    from securefl.aggregation import RoundContext
+
+    return RoundContext(
+        federation="f", round=rnd, cohort=driver._cohort, dimension=3, max_weight=100.0, min_sites=2
+    )
+
+
+def test_round_opens_when_expected_sites_join_and_aggregates_weighted_mean():
+    d = _driver()
+    assert d.handle(_env("a", m.HELLO)) == []
+    d.handle(_env("b", m.HELLO))
+    out = d.handle(_env("c", m.HELLO))
+    assert d.stage is ServerStage.ROUND_OPEN
+    assert sorted(e.receiver for e in out if e.stage == m.ROUND_START) == ["a", "b", "c"]
+    _submit(d, "a", [1, 0, 0], 10)
+    _submit(d, "b", [0, 1, 0], 30)
+    out = _submit(d, "c", [0, 0, 1], 60)
+    assert d.history[0].status == "aggregated"
+    start = next(e for e in out if e.stage == m.ROUND_START)
+    params = decode_plain_model(m.RoundStart.from_bytes(start.payload).model, 3)
+    np.testing.assert_allclose(params, [0.1, 0.3, 0.6], rtol=1e-6)
+    assert d.history[0].metrics["val_accuracy"] == pytest.approx(0.5)
+
+
+def test_dropped_site_is_excluded_on_deadline_and_min_sites_enforced():
+    d = _driver()
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    _submit(d, "a", [1, 1, 1], 10)
+    _submit(d, "b", [3, 3, 3], 10)
+    d.on_deadline()
+    assert d.history[0].survivors == ("a", "b")
+    np.testing.assert_allclose(d.model.plaintext(), [2, 2, 2])
+    # round 2: only one site answers -> abandoned, model unchanged
+    _submit(d, "a", [9, 9, 9], 10)
+    d.on_deadline()
+    assert d.history[1].status == "abandoned"
+    np.testing.assert_allclose(d.model.plaintext(), [2, 2, 2])
+
+
+def test_site_leaving_mid_round_finishes_the_round_without_waiting():
+    d = _driver()
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    _submit(d, "a", [1, 1, 1], 10)
+    _submit(d, "b", [1, 1, 1], 10)
+    d.handle(_env("c", m.BYE, b"budget"))
+    assert d.history[0].status == "aggregated" and d.history[0].survivors == ("a", "b")
+    assert d.present == ["a", "b"]
+
+
+def test_new_site_joins_from_next_round():
+    d = _driver(max_rounds=5)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    d.handle(_env("d", m.HELLO))
+    assert "d" not in d._cohort
+    for s in "abc":
+        _submit(d, s, [0, 0, 0], 10)
+    assert "d" in d._cohort
+
+
+def test_stops_at_max_rounds_and_sends_finish():
+    d = _driver(max_rounds=1)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    for s in "ab":
+        _submit(d, s, [0, 0, 0], 10)
+    out = _submit(d, "c", [0, 0, 0], 10)
+    assert d.stage is ServerStage.FINISHED
+    assert sorted(e.receiver for e in out if e.stage == m.FINISH) == ["a", "b", "c"]
+
+
+def test_patience_stops_when_metric_stalls():
+    d = _driver(max_rounds=10, patience=2)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    for _ in range(3):
+        for s in "abc":
+            _submit(d, s, [0, 0, 0], 10, metric=0.9)
+    assert d.stage is ServerStage.FINISHED
+    assert "no improvement" in d.finish_reason
+    assert len(d.history) == 3
+
+
+def test_out_of_round_and_foreign_messages_are_protocol_errors():
+    d = _driver()
+    with pytest.raises(ProtocolError):
+        d.handle(_env("a", m.REPORT, b"", 1))
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    with pytest.raises(ProtocolError):
+        d.handle(_env("mallory", m.REPORT, b"", 1))
+    with pytest.raises(ProtocolError):
+        d.handle(
+            Envelope(
+                federation="other",
+                round=1,
+                stage=m.REPORT,
+                sender="a",
+                receiver=SERVER,
+                payload=b"",
+            )
+        )
+
+
+def test_plain_server_refuses_bad_updates():
+    from securefl.aggregation import RoundContext
+
+    ctx = RoundContext(federation="f", round=1, cohort=("a", "b"), dimension=3, max_weight=10.0)
+    server = PlainMode().server(ctx)
+    site = PlainMode().site(ctx, "a")
+    with pytest.raises(ProtocolError, match="weight"):
+        site.submit(np.zeros(3, dtype=np.float32), 11.0)
+    with pytest.raises(ProtocolError, match="NaN"):
+        site.submit(np.array([0, np.nan, 0], dtype=np.float32), 1.0)
+    (env,) = site.submit(np.zeros(3, dtype=np.float32), 1.0)
+    server.handle(env)
+    with pytest.raises(ProtocolError, match="already"):
+        server.handle(env)

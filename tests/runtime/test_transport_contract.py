@@ -1,0 +1,87 @@
+"""One contract for every transport; each implementation subclasses it."""
+
+import threading
+
+import pytest
+
+from securefl.errors import TransportError
+from securefl.transport import MemoryHub
+from securefl.wire import Envelope
+
+
+def _env(sender, receiver, payload=b"hi"):
+    return Envelope(
+        federation="f", round=1, stage="s", sender=sender, receiver=receiver, payload=payload
+    )
+
+
+class TransportContract:
+    """Subclasses provide ``pair()`` -> two connected endpoints named 'a' and 'b'."""
+
+    def pair(self):
+        raise NotImplementedError
+
+    def test_delivers_in_order(self):
+        a, b = self.pair()
+        for i in range(5):
+            a.send(_env("a", "b", bytes([i])))
+        assert [b.receive(timeout=1).payload for _ in range(5)] == [bytes([i]) for i in range(5)]
+
+    def test_receive_times_out_with_none(self):
+        a, _ = self.pair()
+        assert a.receive(timeout=0.01) is None
+
+    def test_cannot_send_as_someone_else(self):
+        a, _ = self.pair()
+        with pytest.raises(TransportError):
+            a.send(_env("b", "b"))
+
+    def test_unknown_receiver_fails(self):
+        a, _ = self.pair()
+        with pytest.raises(TransportError):
+            a.send(_env("a", "nobody"))
+
+    def test_closed_endpoint_refuses(self):
+        a, b = self.pair()
+        b.close()
+        with pytest.raises(TransportError):
+            a.send(_env("a", "b"))
+        with pytest.raises(TransportError):
+            b.receive(timeout=0.01)
+
+
+class TestMemoryTransport(TransportContract):
+    def pair(self):
+        hub = MemoryHub()
+        self.hub = hub
+        return hub.connect("a"), hub.connect("b")
+
+    def test_tap_sees_exact_bytes(self):
+        a, b = self.pair()
+        seen = []
+        self.hub.tap("b", seen.append)
+        env = _env("a", "b", b"payload")
+        a.send(env)
+        assert seen == [env.to_bytes()]
+
+    def test_quiescent_only_when_everyone_waits_and_nothing_is_queued(self):
+        a, b = self.pair()
+        assert not self.hub.quiescent("a")  # b is not waiting
+        ready = threading.Event()
+        got = []
+
+        def wait():
+            ready.set()
+            got.append(b.receive(timeout=2))
+
+        t = threading.Thread(target=wait)
+        t.start()
+        ready.wait()
+        for _ in range(100):
+            if self.hub.quiescent("a"):
+                break
+            threading.Event().wait(0.01)
+        assert self.hub.quiescent("a")
+        a.send(_env("a", "b"))
+        t.join()
+        assert got[0] is not None
