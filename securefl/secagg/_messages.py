@@ -196,10 +196,10 @@ def unpack_ring(data: bytes, n: int, bits: int) -> npt.NDArray[np.uint32]:
         out = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     elif width == 2:
         out = np.frombuffer(data, dtype="<u2").astype(np.uint32)
-    else:
-        buf = np.zeros((n, 4), dtype=np.uint8)
-        buf[:, :width] = np.frombuffer(data, dtype=np.uint8).reshape(n, width)
-        out = buf.view("<u4").reshape(n).astype(np.uint32)
+    else:  # read 4 bytes at a stride of 3 (one spare byte at the end), keep the low 24 bits
+        padded = np.frombuffer(data + b"\x00", dtype=np.uint8)
+        wide = np.ndarray(shape=(n,), dtype="<u4", buffer=padded, strides=(width,))
+        out = (wide & np.uint32(0xFFFFFF)).astype(np.uint32, copy=False)
     if bits < 32 and out.size and int(out.max()) >> bits:
         raise WireError(f"masked input has values outside Z_2^{bits}")
     return out
