@@ -29,7 +29,8 @@ def public_range_scale(
     lo = np.log1p(np.asarray(lows, dtype=np.float64))
     hi = np.log1p(np.asarray(highs, dtype=np.float64))
     z = (np.log1p(np.maximum(x, 0.0)) - lo) / np.maximum(hi - lo, 1e-12)
-    return np.clip(2.0 * z - 1.0, -1.5, 1.5).astype(np.float32)
+    scaled: npt.NDArray[np.float32] = np.clip(2.0 * z - 1.0, -1.5, 1.5).astype(np.float32)
+    return scaled
 
 
 def signed_log(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:

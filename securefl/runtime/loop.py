@@ -9,6 +9,7 @@ round goes on with the others.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -51,18 +52,18 @@ def run_server(
                 unreachable.append(env.receiver)
         outbox = []
         for site in dict.fromkeys(unreachable):
-            outbox += _guarded(lambda s=site: driver.site_unreachable(s))
+            outbox += _guarded(functools.partial(driver.site_unreachable, site))
         unreachable = []
         if outbox:
             continue
         if driver.stage is ServerStage.FINISHED:
             break
-        env = transport.receive(timeout=poll)
-        if env is not None:
+        received = transport.receive(timeout=poll)
+        if received is not None:
             try:
-                outbox = driver.handle(env)
+                outbox = driver.handle(received)
             except (ProtocolError, WireError) as exc:
-                log.warning("dropped a message from %s: %s", env.sender, exc)
+                log.warning("dropped a message from %s: %s", received.sender, exc)
         elif clock() - last_change > stage_timeout or (quiescent is not None and quiescent()):
             outbox = _guarded(driver.on_deadline)
             last_change = clock()

@@ -149,7 +149,7 @@ def _mask_setup(
     from securefl.hazmat.sign import SigningKey
     from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
 
-    config = MaskConfig()
+    config = MaskConfig(clip=1.0)
     modes = {
         name: MaskSiteMode(
             site_id=name,

@@ -68,9 +68,9 @@ def run_site(
     local_epochs: int,
 ) -> nn.Module:
     """Train at one site for as long as the federation runs; returns the final model."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    sgd = torch.optim.SGD(model.parameters(), lr=learning_rate)
     loader = make_loader(data.x_train, data.y_train, batch_size)
-    model, optimizer, loader = site.privatize(model, optimizer, loader)
+    model, optimizer, loader = site.privatize(model, sgd, loader)
     for rnd in site.rounds(model):
         global_accuracy = accuracy(model, data.x_val, data.y_val)
         for _ in range(local_epochs):

@@ -30,7 +30,9 @@ class FedAvg(Strategy):
         self.server_lr = server_lr
 
     def apply(self, params: VectorLike, mean_update: VectorLike, round_number: int) -> VectorLike:
-        step: Any = mean_update * self.server_lr if self.server_lr != 1.0 else mean_update  # type: ignore[operator]
+        step: Any = mean_update
+        if self.server_lr != 1.0:
+            step = step * self.server_lr
         return params + step  # type: ignore[operator,no-any-return]
 
 
@@ -51,7 +53,7 @@ class FedAvgM(Strategy):
             self._buffer = mean_update
         else:
             self._buffer = self._buffer * self.momentum + mean_update
-        return params + self._buffer * self.server_lr  # type: ignore[operator,no-any-return]
+        return params + self._buffer * self.server_lr  # type: ignore[no-any-return]
 
 
 class FedProx(FedAvg):
