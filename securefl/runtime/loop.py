@@ -33,11 +33,13 @@ def run_server(
     on_progress: Callable[[ServerDriver], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     quiescent: Callable[[], bool] | None = None,
+    keep_running: Callable[[], bool] | None = None,
 ) -> None:
     """Run until the driver finishes. ``on_progress`` is called after every change.
 
     ``quiescent`` (simulation only) says no party can make progress without a
-    deadline; the deadline is then declared at once.
+    deadline; the deadline is then declared at once. ``keep_running``
+    returning False stops the loop early (a simulation whose sites all exited).
     """
     outbox: list[Envelope] = list(driver.start())
     unreachable: list[str] = []
@@ -57,6 +59,9 @@ def run_server(
         if outbox:
             continue
         if driver.stage is ServerStage.FINISHED:
+            break
+        if keep_running is not None and not keep_running():
+            log.warning("no site is left to serve; stopping")
             break
         received = transport.receive(timeout=poll)
         if received is not None:

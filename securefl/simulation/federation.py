@@ -98,6 +98,7 @@ class LocalFederation:
             },
         )
         self.errors: dict[str, str] = {}
+        self.failures: dict[str, SecureFLError] = {}
         self.vanished: dict[str, str] = {}
         self.sites = {
             n: self._make_site(n, setup.site_mode(n), setup.decoder(n)) for n in site_names
@@ -150,6 +151,7 @@ class LocalFederation:
         run_server(
             self.driver,
             self._server_transport,
+            keep_running=lambda: any(t.is_alive() for t in threads),
             stage_timeout=self.rounds.stage_timeout_seconds,
             on_progress=on_progress,
             quiescent=lambda: self.hub.quiescent(SERVER),
@@ -167,6 +169,7 @@ class LocalFederation:
             self.errors[site.name] = str(exc)
         except SecureFLError as exc:
             self.errors[site.name] = str(exc)
+            self.failures[site.name] = exc
             site.leave(str(exc))
         except Exception as exc:  # report, never hang the server
             log.exception("site %s failed", site.name)

@@ -174,6 +174,8 @@ def run_simulation(
         )
 
     driver = fed.run(train_site, on_progress=on_progress)
+    if not driver.history and fed.failures:  # nothing ran: the first site error is the answer
+        raise next(iter(fed.failures.values()))
     final = driver.model.plaintext()
     if final is None:  # he mode: the server cannot read it; every site holds it
         final = next(s.final_params for s in fed.sites.values() if s.final_params is not None)

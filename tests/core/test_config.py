@@ -34,9 +34,9 @@ def test_configs_are_frozen_and_keyword_only():
 def test_unknown_mode_and_strategy_refused():
     with pytest.raises(ConfigError, match="secure"):
         FederationConfig(secure="rot13")
-    with pytest.raises(ConfigError, match="strategy.name"):
+    with pytest.raises(ConfigError, match=r"strategy\.name"):
         StrategyConfig(name="fedsgd-magic")
-    with pytest.raises(ConfigError, match="rounds.max_rounds"):
+    with pytest.raises(ConfigError, match=r"rounds\.max_rounds"):
         RoundConfig(max_rounds=0)
 
 

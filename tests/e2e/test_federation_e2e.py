@@ -88,3 +88,22 @@ def test_he_mode_server_never_holds_plaintext_model(tmp_path):
     assert summary["secure"] == "he"
     assert [h["status"] for h in result.history] == ["aggregated", "aggregated"]
     assert result.global_accuracy > 0.6
+
+
+def test_mask_mode_recovers_a_site_dropped_after_sharing_keys(tmp_path):
+    result = run_simulation(
+        breast_cancer_federation(sites=5, seed=2),
+        secure="mask",
+        dp=DPConfig(epsilon=1.0, batch_size=16),
+        train=TrainConfig(learning_rate=0.5),
+        rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
+        strategy=StrategyConfig(),
+        out=tmp_path,
+        dropouts={"hospital-b": "masked-input"},
+    )
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["secure"] == "mask"
+    survivors = [h["survivors"] for h in summary["history"]]
+    assert survivors[0] == ["hospital-a", "hospital-c", "hospital-d", "hospital-e"]
+    assert all(h["status"] == "aggregated" for h in summary["history"])
+    assert result.global_accuracy > 0.6

@@ -57,7 +57,7 @@ class TestMemoryTransport(TransportContract):
         return hub.connect("a"), hub.connect("b")
 
     def test_tap_sees_exact_bytes(self):
-        a, b = self.pair()
+        a, _b = self.pair()
         seen = []
         self.hub.tap("b", seen.append)
         env = _env("a", "b", b"payload")
