@@ -24,10 +24,11 @@ from securefl.simulation import LocalFederation
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> None:
     model.train()
     for features, labels in loader:
-        if len(labels) == 0:
-            continue
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(features), labels).backward()
+        output = model(features)
+        # an empty (Poisson-sampled) batch still takes its noisy step
+        loss = nn.functional.cross_entropy(output, labels) if len(labels) else output.sum()
+        loss.backward()
         optimizer.step()
 
 

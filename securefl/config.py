@@ -43,6 +43,17 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be > 0, got {value!r}")
 
 
+def _fraction(name: str, value: float) -> None:
+    """A number in [0, 1): booleans and strings are refused, not coerced."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def _flag(name: str, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
 def _positive_int(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
@@ -67,6 +78,7 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         _positive("dp.epsilon", self.epsilon)
+        _flag("dp.secure_rng", self.secure_rng)
         _positive("dp.delta", self.delta)
         if self.delta >= 1:
             raise ConfigError(f"dp.delta must be < 1, got {self.delta!r}")
@@ -91,8 +103,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive_int("train.local_epochs", self.local_epochs)
         _positive("train.learning_rate", self.learning_rate)
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum!r}")
+        _fraction("train.momentum", self.momentum)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +125,11 @@ class RoundConfig:
         if self.patience is not None:
             _positive_int("rounds.patience", self.patience)
         _positive_int("rounds.min_sites", self.min_sites)
+        if self.min_sites < 2:
+            raise ConfigError(
+                "rounds.min_sites must be at least 2: a round of one site would release "
+                "that site's update alone"
+            )
         _positive("rounds.stage_timeout_seconds", self.stage_timeout_seconds)
 
 
@@ -134,10 +150,15 @@ class StrategyConfig:
         if self.name not in STRATEGIES:
             raise ConfigError(f"strategy.name must be one of {STRATEGIES}, got {self.name!r}")
         _positive("strategy.server_lr", self.server_lr)
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"strategy.momentum must be in [0, 1), got {self.momentum!r}")
-        if self.proximal_mu < 0:
-            raise ConfigError(f"strategy.proximal_mu must be ≥ 0, got {self.proximal_mu!r}")
+        _fraction("strategy.momentum", self.momentum)
+        if (
+            isinstance(self.proximal_mu, bool)
+            or not isinstance(self.proximal_mu, (int, float))
+            or not 0 <= self.proximal_mu < math.inf
+        ):
+            raise ConfigError(
+                f"strategy.proximal_mu must be a finite number ≥ 0, got {self.proximal_mu!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,7 +194,11 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         if self.secure not in SECURE_MODES:
-            raise ConfigError(f"secure must be one of {SECURE_MODES}, got {self.secure!r}")
+            raise ConfigError(
+                f"federation.secure must be one of {SECURE_MODES}, got {self.secure!r}"
+            )
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"federation.name must be a non-empty string, got {self.name!r}")
         names = [s.name for s in self.sites]
         if len(set(names)) != len(names):
             raise ConfigError("sites: a site name appears twice")
@@ -202,6 +227,12 @@ def _build(cls: type[_T], table: Any, prefix: str, source: str) -> _T:
         raise ConfigError(f"{source}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{source}: [{prefix}] {exc}") from None
+
+
+def _site(table: Any, source: str) -> SiteSpec:
+    if not isinstance(table, dict) or "name" not in table:
+        raise ConfigError(f"{source}: every [[sites]] entry needs a 'name'")
+    return _build(SiteSpec, table, "sites", source)
 
 
 def load_federation(path: str | Path) -> FederationConfig:
@@ -233,7 +264,7 @@ def load_federation(path: str | Path) -> FederationConfig:
             train=_build(TrainConfig, data.get("train", {}), "train", source),
             rounds=_build(RoundConfig, data.get("rounds", {}), "rounds", source),
             strategy=_build(StrategyConfig, data.get("strategy", {}), "strategy", source),
-            sites=tuple(_build(SiteSpec, s, "sites", source) for s in sites_raw),
+            sites=tuple(_site(s, source) for s in sites_raw),
         )
     except ConfigError as exc:
         msg = str(exc)

@@ -30,6 +30,9 @@ __all__ = [
     "threat_summary",
 ]
 
+#: The mask protocol's default minimum cohort (``securefl.secagg.MaskConfig.min_cohort``).
+_MASK_MIN_COHORT = 3
+
 #: How far past ``rounds.max_rounds`` the "rounds allowed" search looks.
 ROUNDS_SEARCH_FACTOR = 10
 
@@ -251,7 +254,7 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
         drops = f"any number, as long as at least {m} sites report in a round"
     elif mode == "mask":
         threshold = n // 2 + 1
-        need = max(threshold, m)
+        need = max(threshold, m, _MASK_MIN_COHORT)
         sees = (
             "only the sum of the surviving sites' updates; "
             "each masked vector looks uniformly random"
@@ -263,7 +266,8 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
         )
         drops = (
             f"up to {max(n - need, 0)} of {n} sites may drop out mid-round: at least "
-            f"{need} must survive (t = {threshold} to rebuild masks, min_sites = {m})"
+            f"{need} must survive (t = {threshold} to rebuild masks, min_sites = {m}, and "
+            f"a minimum cohort of {_MASK_MIN_COHORT} so no update is isolated)"
         )
         if n < 3:
             notes.append(

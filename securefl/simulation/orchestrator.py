@@ -105,7 +105,7 @@ def _local_only_accuracy(
     """
     torch.manual_seed(seed)
     model = default_model(data.x_train.shape[1], num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=train.learning_rate)
+    optimizer = torch.optim.SGD(model.parameters(), lr=train.learning_rate, momentum=train.momentum)
     loader = make_loader(data.x_train, data.y_train, dp.batch_size)
     private = make_private(
         model,
@@ -170,6 +170,7 @@ def run_simulation(
             model,
             batch_size=dp.batch_size,
             learning_rate=train.learning_rate,
+            momentum=train.momentum,
             local_epochs=train.local_epochs,
         )
 

@@ -43,10 +43,12 @@ def train_one_epoch(
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     for features, labels in loader:
-        if len(labels) == 0:  # Poisson sampling can draw an empty batch
-            continue
         optimizer.zero_grad()
-        loss_fn(model(features), labels).backward()
+        output = model(features)
+        # Poisson sampling can draw an empty batch; it must still take a noisy
+        # step, as the accountant assumes, so its loss is a zero with a graph.
+        loss = loss_fn(output, labels) if len(labels) else output.sum()
+        loss.backward()
         optimizer.step()
 
 
@@ -65,10 +67,11 @@ def run_site(
     *,
     batch_size: int,
     learning_rate: float,
+    momentum: float = 0.0,
     local_epochs: int,
 ) -> nn.Module:
     """Train at one site for as long as the federation runs; returns the final model."""
-    sgd = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    sgd = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
     loader = make_loader(data.x_train, data.y_train, batch_size)
     model, optimizer, loader = site.privatize(model, sgd, loader)
     for rnd in site.rounds(model):
