@@ -56,25 +56,9 @@ def read_csv(path: str | Path, *, label: str) -> CsvTable:
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) != len(header):
-            raise DataError(f"{path} line {lineno}: expected {len(header)} fields, got {len(row)}")
-        values: list[float] = []
-        for i, cell in enumerate(row):
-            if i == label_at:
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                raise DataError(
-                    f"{path} line {lineno}: column {header[i]!r} is not a number: {cell!r}"
-                ) from None
-            if not math.isfinite(value):
-                raise DataError(f"{path} line {lineno}: column {header[i]!r} is {cell.strip()}")
-            values.append(value)
-        if not row[label_at].strip():
-            raise DataError(f"{path} line {lineno}: the label {label!r} is empty")
+        values, label_value = _parse_row(path, lineno, row, header, label_at)
         feats.append(values)
-        labels.append(row[label_at].strip())
+        labels.append(label_value)
     if len(feats) < 10:
         raise DataError(f"{path}: only {len(feats)} data rows; a site needs at least 10")
     return CsvTable(
@@ -83,3 +67,27 @@ def read_csv(path: str | Path, *, label: str) -> CsvTable:
         features=np.asarray(feats, dtype=np.float64),
         labels=tuple(labels),
     )
+
+
+def _parse_row(
+    path: Path, lineno: int, row: list[str], header: list[str], label_at: int
+) -> tuple[list[float], str]:
+    """One data row as floats plus its label, or a DataError naming file and line."""
+    if len(row) != len(header):
+        raise DataError(f"{path} line {lineno}: expected {len(header)} fields, got {len(row)}")
+    values: list[float] = []
+    for i, cell in enumerate(row):
+        if i == label_at:
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            raise DataError(
+                f"{path} line {lineno}: column {header[i]!r} is not a number: {cell!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise DataError(f"{path} line {lineno}: column {header[i]!r} is {cell.strip()}")
+        values.append(value)
+    if not row[label_at].strip():
+        raise DataError(f"{path} line {lineno}: the label {header[label_at]!r} is empty")
+    return values, row[label_at].strip()
