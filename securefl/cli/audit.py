@@ -27,6 +27,7 @@ __all__ = ["audit", "json_safe"]
 #: Exit code when the audit ran and at least one finding fails it.
 EXIT_FINDINGS = 1
 
+
 def json_safe(obj: Any) -> Any:
     """Replace non-finite floats with None so the output is strict JSON."""
     if isinstance(obj, float):

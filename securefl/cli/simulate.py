@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import click
@@ -163,6 +164,9 @@ def simulate(
     split into three hospitals that see different tumour sizes, DP-SGD at
     each site with ε = 1, and a table of what each hospital gained.
     """
+    # Opacus's hook warnings are about its internals, not the user's data
+    warnings.filterwarnings("ignore", message="Full backward hook")
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
     dp = DPConfig(epsilon=epsilon, delta=delta, max_grad_norm=clip, batch_size=batch_size)
     train = TrainConfig(local_epochs=epochs, learning_rate=lr)
     round_config = RoundConfig(
@@ -240,40 +244,45 @@ def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
+def _gain(alone: float, together: float) -> str:
+    if math.isnan(alone) or math.isnan(together):
+        return "n/a"
+    diff = together - alone
+    colour = "green" if diff > 0 else ("red" if diff < 0 else "white")
+    return f"{_fmt(alone)} → {_fmt(together)} [{colour}]({diff:+.3f})[/]"
+
+
 def _print_result(
     console: Console, result: SimulationResult, has_test: bool, out: Path | None
 ) -> None:
     table = Table(
-        title=f"Was joining worth it?  (secure={result.secure}, "
-        f"{result.rounds} rounds: {result.finish_reason})"
+        title=f"Was joining worth it?  (secure={result.secure}, {result.rounds} rounds, "
+        f"{result.finish_reason})",
+        caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
+        f"model; ε at δ = {result.sites[0].delta:g} (PRV accountant)",
     )
-    for col in (
-        "site",
-        "examples",
-        "ε spent / budget",
-        "local-only acc.",
-        "federated acc.",
-        "gain",
-    ):
-        table.add_column(col, justify="right" if col != "site" else "left")
+    table.add_column("site")
+    table.add_column("examples", justify="right")
+    table.add_column("ε spent / budget", justify="right")
+    table.add_column("own validation data", justify="right")
+    if has_test:
+        table.add_column("held-out test set", justify="right")
     for s in result.sites:
-        gain = s.federated_accuracy - s.local_only_accuracy
-        colour = "green" if gain > 0 else ("red" if gain < 0 else "white")
-        table.add_row(
-            s.name + (f" [red]({s.error})[/]" if s.error else ""),
+        row = [
+            s.name,
             str(s.num_examples),
             f"{s.epsilon:.3f} / {s.epsilon_budget:g}",
-            _fmt(s.local_only_accuracy),
-            _fmt(s.federated_accuracy),
-            f"[{colour}]{gain:+.3f}[/]",
-        )
+            _gain(s.local_only_accuracy, s.federated_accuracy),
+        ]
+        if has_test:
+            row.append(_gain(s.local_only_test_accuracy, result.global_accuracy))
+        table.add_row(*row)
     console.print(table)
     what = "held-out test accuracy" if has_test else "pooled validation accuracy"
     console.print(f"Federated model {what}: [bold]{result.global_accuracy:.3f}[/]")
-    console.print(
-        "Accuracies are on each site's own validation data; ε at δ = "
-        f"{result.sites[0].delta:g}, PRV accountant."
-    )
+    for s in result.sites:
+        if s.error:
+            console.print(f"[yellow]{s.name}[/]: {s.error}")
     if out is not None:
         console.print(
             f"Wrote {out}/summary.json, roster.json, records/ and global_model.safetensors"

@@ -50,6 +50,4 @@ class NoPickle:
 def require_export_flag(flag: object) -> None:
     """Raise unless the caller passed exactly ``True`` to acknowledge a secret export."""
     if flag is not True:
-        raise ConfigError(
-            "exporting a private key needs i_understand_this_exports_a_secret=True"
-        )
+        raise ConfigError("exporting a private key needs i_understand_this_exports_a_secret=True")

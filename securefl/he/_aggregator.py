@@ -106,15 +106,27 @@ class HESite(SiteAggregator):
             raise DataError(f"weight {weight} must lie in (0, {self._ctx.max_weight}]")
         secret = self._mode.context
         chunks = encrypt_chunks(secret, self._encode(vector, weight), workers=self._mode.workers)
-        payload = pack({
-            "v": 1, "preset": secret.preset.name, "key_id": secret.key_id,
-            "weight": float(weight), "dimension": self._ctx.dimension, "chunks": chunks,
-        })
+        payload = pack(
+            {
+                "v": 1,
+                "preset": secret.preset.name,
+                "key_id": secret.key_id,
+                "weight": float(weight),
+                "dimension": self._ctx.dimension,
+                "chunks": chunks,
+            }
+        )
         self._done = True
-        return [Envelope(
-            federation=self._ctx.federation, round=self._ctx.round, stage=STAGE_UPDATE,
-            sender=self._site_id, receiver=SERVER, payload=payload,
-        )]
+        return [
+            Envelope(
+                federation=self._ctx.federation,
+                round=self._ctx.round,
+                stage=STAGE_UPDATE,
+                sender=self._site_id,
+                receiver=SERVER,
+                payload=payload,
+            )
+        ]
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         """The server sends nothing to sites in this mode; anything arriving is an error."""
@@ -209,11 +221,17 @@ class HEServer(ServerAggregator):
                 f"he mode needs at least {self._ctx.min_sites} so no update is decrypted alone"
             )
             return
-        blob = pack({
-            "v": 1, "preset": self._public.preset.name, "key_id": self._public.key_id,
-            "weight_scale": float(self._ctx.max_weight), "summands": len(survivors),
-            "dimension": self._ctx.dimension, "chunks": self._sum.serialize(),
-        })
+        blob = pack(
+            {
+                "v": 1,
+                "preset": self._public.preset.name,
+                "key_id": self._public.key_id,
+                "weight_scale": float(self._ctx.max_weight),
+                "summands": len(survivors),
+                "dimension": self._ctx.dimension,
+                "chunks": self._sum.serialize(),
+            }
+        )
         self._result = AggregateResult(
             total_weight=float(sum(self._weights[s] for s in survivors)),
             survivors=survivors,
@@ -293,8 +311,11 @@ def decrypt_sum(
     if preset.scheme == "bfv":
         assert preset.plain_modulus is not None
         total = _fixed_point.dequantize_sum(
-            raw, clip=secret_context.clip, levels=preset.quant_levels,
-            summands=summands, modulus=preset.plain_modulus,
+            raw,
+            clip=secret_context.clip,
+            levels=preset.quant_levels,
+            summands=summands,
+            modulus=preset.plain_modulus,
         )
     else:
         total = raw.astype(np.float64)

@@ -59,9 +59,7 @@ def encrypt_chunks(
         return list(pool.map(enc, lists))
 
 
-def load_chunks(
-    context: PublicContext | SecretContext, chunks: Any, dimension: int
-) -> list[Any]:
+def load_chunks(context: PublicContext | SecretContext, chunks: Any, dimension: int) -> list[Any]:
     """Deserialize and check a chunk list; any problem is a :class:`WireError`."""
     preset = context.preset
     lengths = _chunk_lengths(preset, dimension)
@@ -113,9 +111,7 @@ class ChunkSum:
         return [bytes(v.serialize()) for v in self.vectors]
 
 
-def decrypt_chunks(
-    secret: SecretContext, chunks: Any, dimension: int
-) -> npt.NDArray[Any]:
+def decrypt_chunks(secret: SecretContext, chunks: Any, dimension: int) -> npt.NDArray[Any]:
     """Decrypt a chunk list to int64 (BFV, still modulo t) or float64 (CKKS)."""
     vectors = load_chunks(secret, chunks, dimension)
     dtype = np.int64 if secret.preset.scheme == "bfv" else np.float64

@@ -116,8 +116,10 @@ class SecretContext:
             raise ConfigError("clip must be a positive finite number")
         ctx = _new_tenseal(preset)
         secret_bytes = ctx.serialize(
-            save_public_key=False, save_secret_key=True,
-            save_galois_keys=False, save_relin_keys=False,
+            save_public_key=False,
+            save_secret_key=True,
+            save_galois_keys=False,
+            save_relin_keys=False,
         )
         key_id = hashlib.sha256(_KEY_ID_DOMAIN + secret_bytes).digest()[:16]
         return cls(_ctx=ctx, preset=preset, clip=float(clip), key_id=key_id)
@@ -128,16 +130,25 @@ class SecretContext:
         return self._ctx
 
     def _header(self, *, secret: bool, context: bytes) -> bytes:
-        return pack({
-            "v": _VERSION, "format": _FORMAT, "preset": self.preset.name, "clip": self.clip,
-            "key_id": self.key_id, "secret": secret, "context": context,
-        })
+        return pack(
+            {
+                "v": _VERSION,
+                "format": _FORMAT,
+                "preset": self.preset.name,
+                "clip": self.clip,
+                "key_id": self.key_id,
+                "secret": secret,
+                "context": context,
+            }
+        )
 
     def public_context_bytes(self) -> bytes:
         """The parameters the server needs to add ciphertexts, without any secret key."""
         public = self._ctx.serialize(
-            save_public_key=False, save_secret_key=False,
-            save_galois_keys=False, save_relin_keys=False,
+            save_public_key=False,
+            save_secret_key=False,
+            save_galois_keys=False,
+            save_relin_keys=False,
         )
         if ts.context_from(public, n_threads=1).is_private():
             raise ConfigError("the serialized public context still holds a secret key")
@@ -151,8 +162,10 @@ class SecretContext:
                 "call to_bytes(include_secret_key=True) if that is intended"
             )
         secret = self._ctx.serialize(
-            save_public_key=False, save_secret_key=True,
-            save_galois_keys=False, save_relin_keys=False,
+            save_public_key=False,
+            save_secret_key=True,
+            save_galois_keys=False,
+            save_relin_keys=False,
         )
         return self._header(secret=True, context=secret)
 

@@ -40,7 +40,10 @@ def stochastic_round(
 
 
 def quantize(
-    x: npt.NDArray[np.floating], *, clip: float, levels: int,
+    x: npt.NDArray[np.floating],
+    *,
+    clip: float,
+    levels: int,
     uniform: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.int64]:
     """Clip to [-clip, clip] and map linearly onto integers in [-levels, levels]."""

@@ -129,4 +129,3 @@ class EncryptedGlobal:
         chunks = [bytes(c.serialize()) for c in self._chunks]
         values = decrypt_chunks(secret_context, chunks, self.dimension)
         return np.asarray(values[: self.dimension], dtype=np.float64)
-

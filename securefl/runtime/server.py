@@ -134,6 +134,14 @@ class ServerDriver:
             return self._guard(lambda agg: agg.on_deadline())
         return []
 
+    def stop(self, reason: str) -> list[Envelope]:
+        """End the federation now (an operator's decision, or no site is left)."""
+        if self.stage is not ServerStage.FINISHED:
+            self.stage = ServerStage.FINISHED
+            self.finish_reason = reason
+            self._aggregator = None
+        return [self._finish_message(s) for s in self.present]
+
     def site_unreachable(self, site: str) -> list[Envelope]:
         """A message to ``site`` could not be delivered: treat it as gone."""
         return self._on_bye(site)

@@ -97,7 +97,8 @@ class MaskConfig:
         """Ring and scale for a sum of ``n`` sites' values (refuses overflow)."""
         if self.bits is None:
             q = QuantizationParams.for_sum(
-                clip=float(self.clip), max_summands=n,
+                clip=float(self.clip),
+                max_summands=n,
                 target_bits_of_precision=self.precision_bits,
             )
             if q.bits > _MAX_RING_BITS:
@@ -107,7 +108,9 @@ class MaskConfig:
                 )
             return q
         return QuantizationParams(
-            clip=float(self.clip), bits=self.bits, max_summands=n,
+            clip=float(self.clip),
+            bits=self.bits,
+            max_summands=n,
             precision_bits=self.precision_bits,
         )
 
@@ -120,12 +123,22 @@ class MaskConfig:
             raise ConfigError("cohort must be sorted and without duplicates")
         quant = self.quantization(n)
         if n <= self.complete_graph_max:
-            return MaskPlan(cohort=cohort, k=n - 1, threshold=self._complete_threshold(n),
-                            quant=quant, order=cohort)
+            return MaskPlan(
+                cohort=cohort,
+                k=n - 1,
+                threshold=self._complete_threshold(n),
+                quant=quant,
+                order=cohort,
+            )
         kt = regular_parameters(n, self.corrupt_rate, self.dropout_rate)
         if kt is None:
-            return MaskPlan(cohort=cohort, k=n - 1, threshold=self._complete_threshold(n),
-                            quant=quant, order=cohort)
+            return MaskPlan(
+                cohort=cohort,
+                k=n - 1,
+                threshold=self._complete_threshold(n),
+                quant=quant,
+                order=cohort,
+            )
         order = _public_order(federation, round_id, cohort)
         return MaskPlan(cohort=cohort, k=kt[0], threshold=kt[1], quant=quant, order=order)
 

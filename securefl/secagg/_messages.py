@@ -20,10 +20,23 @@ from securefl.hazmat.sign import SIGNATURE_LEN, signed_message
 from securefl.wire import pack, unpack
 
 __all__ = [
-    "ADVERTISE", "CONSISTENCY", "CONSISTENCY_REQUEST", "MASKED_INPUT", "MASKED_INPUT_REQUEST",
-    "SHARE", "SHARE_REQUEST", "UNMASK", "UNMASK_REQUEST", "VERSION",
-    "advert_message", "commit_self_seed", "consistency_message", "decode", "encode",
-    "pack_ring", "unpack_ring",
+    "ADVERTISE",
+    "CONSISTENCY",
+    "CONSISTENCY_REQUEST",
+    "MASKED_INPUT",
+    "MASKED_INPUT_REQUEST",
+    "SHARE",
+    "SHARE_REQUEST",
+    "UNMASK",
+    "UNMASK_REQUEST",
+    "VERSION",
+    "advert_message",
+    "commit_self_seed",
+    "consistency_message",
+    "decode",
+    "encode",
+    "pack_ring",
+    "unpack_ring",
 ]
 
 VERSION = 1
@@ -44,8 +57,9 @@ SHARE_CT_LEN = 12 + 2 * 66 + 16  # nonce || (s-share || b-share) || tag
 _MAX_ID = 256
 
 
-def advert_message(federation: str, round_id: int, site: str,
-                   c_pk: bytes, s_pk: bytes, commit: bytes) -> bytes:
+def advert_message(
+    federation: str, round_id: int, site: str, c_pk: bytes, s_pk: bytes, commit: bytes
+) -> bytes:
     """What a site signs for its key advert: both public keys and its self-mask commitment."""
     return signed_message("securefl/mask/advert/v1", federation, round_id, site, c_pk, s_pk, commit)
 

@@ -50,8 +50,15 @@ class MaskSiteMode(AggregationMode):
     name = "mask"
     hides_updates = True
 
-    def __init__(self, *, site_id: str, signing_key: SigningKey, roster: Mapping[str, bytes],
-                 state_path: Path, config: MaskConfig) -> None:
+    def __init__(
+        self,
+        *,
+        site_id: str,
+        signing_key: SigningKey,
+        roster: Mapping[str, bytes],
+        state_path: Path,
+        config: MaskConfig,
+    ) -> None:
         if not isinstance(signing_key, SigningKey):
             raise ConfigError("signing_key must be a securefl.hazmat.sign.SigningKey")
         if not isinstance(config, MaskConfig):
@@ -68,8 +75,14 @@ class MaskSiteMode(AggregationMode):
         _check_cohort(ctx, self._roster)
         if site_id not in ctx.cohort:
             raise ConfigError(f"{site_id!r} is not in this round's cohort")
-        return MaskSite(ctx=ctx, site_id=site_id, signing_key=self._key, roster=self._roster,
-                        log=self._log, config=self._config)
+        return MaskSite(
+            ctx=ctx,
+            site_id=site_id,
+            signing_key=self._key,
+            roster=self._roster,
+            log=self._log,
+            config=self._config,
+        )
 
     def server(self, ctx: RoundContext) -> ServerAggregator:
         raise ConfigError("a site's mask mode has no server half; use MaskServerMode")

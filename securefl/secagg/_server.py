@@ -81,8 +81,11 @@ class MaskServer(ServerAggregator):
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         ctx, sender = self._ctx, envelope.sender
-        if (envelope.federation != ctx.federation or envelope.round != ctx.round
-                or envelope.receiver != SERVER):
+        if (
+            envelope.federation != ctx.federation
+            or envelope.round != ctx.round
+            or envelope.receiver != SERVER
+        ):
             raise ProtocolError("envelope is not for this round's server")
         if sender not in ctx.cohort:
             raise ProtocolError(f"{sender!r} is not in this round's cohort")
@@ -128,13 +131,15 @@ class MaskServer(ServerAggregator):
         }.get(self._stage, set())
 
     def _answered(self) -> set[str]:
-        return set({
-            ServerStage.ADVERTISE: self._adverts,
-            ServerStage.SHARE: self._shares,
-            ServerStage.MASKED_INPUT: self._inputs,
-            ServerStage.CONSISTENCY: self._sigs,
-            ServerStage.UNMASK: self._unmask,
-        }.get(self._stage, ()))
+        return set(
+            {
+                ServerStage.ADVERTISE: self._adverts,
+                ServerStage.SHARE: self._shares,
+                ServerStage.MASKED_INPUT: self._inputs,
+                ServerStage.CONSISTENCY: self._sigs,
+                ServerStage.UNMASK: self._unmask,
+            }.get(self._stage, ())
+        )
 
     def _reject(self, sender: str, reason: str) -> list[Envelope]:
         log.warning("dropping %s from the masked round: %s", sender, reason)
@@ -155,12 +160,20 @@ class MaskServer(ServerAggregator):
         short = [u for u in live if len(self._plan.holders(u) & set(live)) < t]
         if len(live) < minimum or short:
             self._stage = ServerStage.ABORTED
-            raise AbortError(f"only {len(live)} sites {what}; the round needs {minimum} "
-                             f"(threshold {t}); no shares were requested")
+            raise AbortError(
+                f"only {len(live)} sites {what}; the round needs {minimum} "
+                f"(threshold {t}); no shares were requested"
+            )
 
     def _send(self, stage: str, receiver: str, payload: bytes) -> Envelope:
-        return Envelope(federation=self._ctx.federation, round=self._ctx.round, stage=stage,
-                        sender=SERVER, receiver=receiver, payload=payload)
+        return Envelope(
+            federation=self._ctx.federation,
+            round=self._ctx.round,
+            stage=stage,
+            sender=SERVER,
+            receiver=receiver,
+            payload=payload,
+        )
 
     # -- accepting one site's message -------------------------------------------
 
@@ -176,16 +189,16 @@ class MaskServer(ServerAggregator):
 
     def _accept_advert(self, sender: str, adv: dict[str, Any]) -> None:
         ctx = self._ctx
-        message = m.advert_message(ctx.federation, ctx.round, sender, adv["c_pk"], adv["s_pk"],
-                                   adv["commit"])
+        message = m.advert_message(
+            ctx.federation, ctx.round, sender, adv["c_pk"], adv["s_pk"], adv["commit"]
+        )
         verify(self._roster[sender], message, adv["sig"])
         seen = {k for a in self._adverts.values() for k in (a["c_pk"], a["s_pk"])}
         if adv["c_pk"] == adv["s_pk"] or {adv["c_pk"], adv["s_pk"]} & seen:
             raise ProtocolError("advert reuses a public key")
         probe = KeyPair.generate()  # refuses malformed and low-order keys, opaquely
         for key in (adv["c_pk"], adv["s_pk"]):
-            derive_key(probe, key, info=kdf_info("mask/probe", ctx.round, "a", "b",
-                                                 ctx.federation))
+            derive_key(probe, key, info=kdf_info("mask/probe", ctx.round, "a", "b", ctx.federation))
         self._adverts[sender] = adv
 
     def _accept_shares(self, sender: str, body: dict[str, Any]) -> None:
@@ -231,10 +244,18 @@ class MaskServer(ServerAggregator):
             self._require(u2, "shared keys", minimum=self._need)
             self._shares = {u: self._shares[u] for u in u2}
             self._stage = ServerStage.MASKED_INPUT
-            return [self._send(m.MASKED_INPUT_REQUEST, j, m.encode(
-                m.MASKED_INPUT_REQUEST, senders=u2,
-                shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
-            )) for j in u2]
+            return [
+                self._send(
+                    m.MASKED_INPUT_REQUEST,
+                    j,
+                    m.encode(
+                        m.MASKED_INPUT_REQUEST,
+                        senders=u2,
+                        shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
+                    ),
+                )
+                for j in u2
+            ]
         if stage is ServerStage.MASKED_INPUT:
             # A site whose masked input arrived stays in U3 even if it vanishes later.
             self._u3 = tuple(sorted(self._inputs))
@@ -248,13 +269,18 @@ class MaskServer(ServerAggregator):
             lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
             if len(u4) < t or lacking:
                 self._stage = ServerStage.ABORTED
-                raise AbortError(f"only {len(u4)} sites signed the survivor list; the threshold "
-                                 f"is {t}; no shares were requested")
+                raise AbortError(
+                    f"only {len(u4)} sites signed the survivor list; the threshold "
+                    f"is {t}; no shares were requested"
+                )
             self._sigs = {u: self._sigs[u] for u in u4}
             self._stage = ServerStage.UNMASK
-            payload = m.encode(m.UNMASK_REQUEST, survivors=list(self._u3),
-                               dropped=sorted(set(self._shares) - set(self._u3)),
-                               signatures=self._sigs)
+            payload = m.encode(
+                m.UNMASK_REQUEST,
+                survivors=list(self._u3),
+                dropped=sorted(set(self._shares) - set(self._u3)),
+                signatures=self._sigs,
+            )
             return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
         if stage is ServerStage.UNMASK:
             self._finish()
@@ -262,14 +288,21 @@ class MaskServer(ServerAggregator):
 
     # -- unmasking --------------------------------------------------------------
 
-    def _reconstruct(self, kind: str, owners: list[str], check: Callable[[str, bytes], bool],
-                     ) -> dict[str, bytes]:
+    def _reconstruct(
+        self,
+        kind: str,
+        owners: list[str],
+        check: Callable[[str, bytes], bool],
+    ) -> dict[str, bytes]:
         """Recover each owner's secret of ``kind`` from t shares; first try one shared t-set."""
         plan, t = self._plan, self._plan.threshold
         available: dict[str, dict[int, bytes]] = {}
         for v in owners:
-            available[v] = {plan.share_id(h): resp[kind][v]
-                            for h, resp in self._unmask.items() if v in resp[kind]}
+            available[v] = {
+                plan.share_id(h): resp[kind][v]
+                for h, resp in self._unmask.items()
+                if v in resp[kind]
+            }
             if len(available[v]) < t:
                 self._stage = ServerStage.ABORTED
                 raise AbortError(f"only {len(available[v])} shares for {v!r}; need {t}")
@@ -289,8 +322,12 @@ class MaskServer(ServerAggregator):
                 out[v] = self._retry(v, shares, check)
         return out
 
-    def _retry(self, v: str, shares: dict[int, bytes], check: Callable[[str, bytes], bool],
-               ) -> bytes:
+    def _retry(
+        self,
+        v: str,
+        shares: dict[int, bytes],
+        check: Callable[[str, bytes], bool],
+    ) -> bytes:
         t = self._plan.threshold
         for ids in itertools.islice(itertools.combinations(sorted(shares), t), _MAX_RETRIES):
             try:

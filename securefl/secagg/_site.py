@@ -64,12 +64,21 @@ def _distinct(ids: list[str], what: str) -> None:
 class MaskSite(SiteAggregator):
     """One site's half of one masked round."""
 
-    def __init__(self, *, ctx: RoundContext, site_id: str, signing_key: SigningKey,
-                 roster: dict[str, bytes], log: RoundLog, config: MaskConfig) -> None:
+    def __init__(
+        self,
+        *,
+        ctx: RoundContext,
+        site_id: str,
+        signing_key: SigningKey,
+        roster: dict[str, bytes],
+        log: RoundLog,
+        config: MaskConfig,
+    ) -> None:
         self._ctx, self._me, self._sk = ctx, site_id, signing_key
         self._roster, self._log, self._config = roster, log, config
-        self._plan: MaskPlan = config.plan(federation=ctx.federation, round_id=ctx.round,
-                                           cohort=ctx.cohort)
+        self._plan: MaskPlan = config.plan(
+            federation=ctx.federation, round_id=ctx.round, cohort=ctx.cohort
+        )
         self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
         self._holders = self._plan.holders(site_id)
         self._stage = "idle"
@@ -107,18 +116,26 @@ class MaskSite(SiteAggregator):
         self._b = os.urandom(prg.SEED_LEN)
         c_pk, s_pk = self._c.public_bytes(), self._s.public_bytes()
         commit = m.commit_self_seed(ctx.federation, ctx.round, self._me, self._b)
-        sig = self._sk.sign(m.advert_message(ctx.federation, ctx.round, self._me, c_pk, s_pk,
-                                             commit))
+        sig = self._sk.sign(
+            m.advert_message(ctx.federation, ctx.round, self._me, c_pk, s_pk, commit)
+        )
         self._stage = "advertised"
-        return [self._env(m.ADVERTISE, m.encode(m.ADVERTISE, c_pk=c_pk, s_pk=s_pk,
-                                                commit=commit, sig=sig))]
+        return [
+            self._env(
+                m.ADVERTISE, m.encode(m.ADVERTISE, c_pk=c_pk, s_pk=s_pk, commit=commit, sig=sig)
+            )
+        ]
 
     # -- dispatch ---------------------------------------------------------------
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         ctx = self._ctx
-        if (envelope.federation != ctx.federation or envelope.round != ctx.round
-                or envelope.sender != SERVER or envelope.receiver != self._me):
+        if (
+            envelope.federation != ctx.federation
+            or envelope.round != ctx.round
+            or envelope.sender != SERVER
+            or envelope.receiver != self._me
+        ):
             raise ProtocolError("envelope is not from the server to this site in this round")
         steps = {
             (m.SHARE_REQUEST, "advertised"): self._on_share_request,
@@ -148,16 +165,23 @@ class MaskSite(SiteAggregator):
         self._b, self._x, self._held = b"", None, {}
 
     def _env(self, stage: str, payload: bytes) -> Envelope:
-        return Envelope(federation=self._ctx.federation, round=self._ctx.round, stage=stage,
-                        sender=self._me, receiver=SERVER, payload=payload)
+        return Envelope(
+            federation=self._ctx.federation,
+            round=self._ctx.round,
+            stage=stage,
+            sender=self._me,
+            receiver=SERVER,
+            payload=payload,
+        )
 
     def _check_members(self, ids: list[str], what: str, within: set[str] | None = None) -> None:
         _distinct(ids, what)
         pool = set(self._ctx.cohort) if within is None else within
         unknown = set(ids) - pool
         if unknown:
-            raise AbortError(f"the server listed unknown or unexpected ids in {what}: "
-                             f"{sorted(unknown)}")
+            raise AbortError(
+                f"the server listed unknown or unexpected ids in {what}: {sorted(unknown)}"
+            )
         if self._me not in ids:
             raise AbortError(f"the server left this site out of {what}")
         if len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold:
@@ -171,8 +195,9 @@ class MaskSite(SiteAggregator):
         self._check_members(list(adverts), "the key adverts")
         keys: list[bytes] = []
         for site, adv in adverts.items():
-            message = m.advert_message(ctx.federation, ctx.round, site, adv["c_pk"],
-                                       adv["s_pk"], adv["commit"])
+            message = m.advert_message(
+                ctx.federation, ctx.round, site, adv["c_pk"], adv["s_pk"], adv["commit"]
+            )
             try:
                 verify(self._roster[site], message, adv["sig"])
             except IntegrityError:
@@ -240,8 +265,7 @@ class MaskSite(SiteAggregator):
         u3: list[str] = body["survivors"]
         self._check_members(u3, "the survivor list", set(self._u2))
         self._u3 = tuple(sorted(u3))
-        sig = self._sk.sign(m.consistency_message(self._ctx.federation, self._ctx.round,
-                                                  self._u3))
+        sig = self._sk.sign(m.consistency_message(self._ctx.federation, self._ctx.round, self._u3))
         self._stage = "signed"
         return [self._env(m.CONSISTENCY, m.encode(m.CONSISTENCY, sig=sig))]
 
@@ -270,8 +294,9 @@ class MaskSite(SiteAggregator):
             try:
                 verify(self._roster[site], message, sig)
             except IntegrityError:
-                raise AbortError("consistency signatures do not all sign this survivor list") \
-                    from None
+                raise AbortError(
+                    "consistency signatures do not all sign this survivor list"
+                ) from None
             signers.add(site)
         if len(signers & self._holders) < self._plan.threshold:
             raise AbortError(f"{len(signers)} consistency signatures, below the threshold")

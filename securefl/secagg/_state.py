@@ -35,14 +35,20 @@ class RoundLog:
             obj = json.loads(self._path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(f"{self._path}: unreadable mask round log: {exc}") from None
-        if not isinstance(obj, dict) or obj.get("v") != _VERSION or not isinstance(
-            obj.get("used"), list
+        if (
+            not isinstance(obj, dict)
+            or obj.get("v") != _VERSION
+            or not isinstance(obj.get("used"), list)
         ):
             raise DataError(f"{self._path}: not a mask round log")
         used: set[tuple[str, int]] = set()
         for item in obj["used"]:
-            if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
-                    or not isinstance(item[1], int)):
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or not isinstance(item[0], str)
+                or not isinstance(item[1], int)
+            ):
                 raise DataError(f"{self._path}: malformed entry {item!r}")
             used.add((item[0], item[1]))
         return used

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class SiteOutcome:
     local_only_accuracy: float
     federated_accuracy: float
     rounds_trained: int
+    #: the local-only model on the held-out test set (NaN without one)
+    local_only_test_accuracy: float = float("nan")
     error: str = ""
 
 
@@ -81,6 +84,7 @@ class SimulationResult:
                     "noise_multiplier": s.noise_multiplier,
                     "local_only_accuracy": s.local_only_accuracy,
                     "federated_accuracy": s.federated_accuracy,
+                    "local_only_test_accuracy": _finite_or_none(s.local_only_test_accuracy),
                     "rounds_trained": s.rounds_trained,
                 }
                 for s in self.sites
@@ -89,7 +93,11 @@ class SimulationResult:
         }
 
 
-def _local_only_accuracy(
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _local_only_model(
     data: SiteData,
     num_classes: int,
     dp: DPConfig,
@@ -97,8 +105,8 @@ def _local_only_accuracy(
     rounds: int,
     noise_multiplier: float,
     seed: int,
-) -> float:
-    """The counterfactual: this site alone, same data, same σ and number of steps.
+) -> torch.nn.Module:
+    """The counterfactual: this site alone, same data, same σ and number of rounds.
 
     It runs on the simulated site's own data and is never released, so it is
     not charged to the ledger; a real site doing this would pay for it.
@@ -117,7 +125,7 @@ def _local_only_accuracy(
     )
     for _ in range(rounds * train.local_epochs):
         train_one_epoch(private.model, private.optimizer, private.loader)
-    return accuracy(private.model, data.x_val, data.y_val)
+    return private.model
 
 
 def run_simulation(
@@ -182,7 +190,8 @@ def run_simulation(
         final = next(s.final_params for s in fed.sites.values() if s.final_params is not None)
     final_model = default_model(data.num_features, num_classes)
     load_vector_into(final_model, final, fed.spec)
-    outcomes = [_outcome(fed, s, final_model, num_classes, seed) for s in data.sites]
+    test = (data.x_test, data.y_test) if data.x_test is not None else None
+    outcomes = [_outcome(fed, s, final_model, test, num_classes, seed) for s in data.sites]
     result = SimulationResult(
         secure=secure,
         rounds=driver.current_round,
@@ -209,17 +218,22 @@ def run_simulation(
 
 
 def _outcome(
-    fed: LocalFederation, data: SiteData, final_model: torch.nn.Module, num_classes: int, seed: int
+    fed: LocalFederation,
+    data: SiteData,
+    final_model: torch.nn.Module,
+    test: tuple[Any, Any] | None,
+    num_classes: int,
+    seed: int,
 ) -> SiteOutcome:
     site = fed.sites[data.name]
     sigma = site.noise_multiplier or 0.0
-    local = (
-        _local_only_accuracy(
-            data, num_classes, fed.dp, fed.train, fed.rounds.max_rounds, sigma, seed
-        )
-        if sigma
-        else float("nan")
-    )
+    rounds = len(site.history)
+    nan = float("nan")
+    local_val = local_test = nan
+    if sigma and rounds:
+        local = _local_only_model(data, num_classes, fed.dp, fed.train, rounds, sigma, seed)
+        local_val = accuracy(local, data.x_val, data.y_val)
+        local_test = accuracy(local, *test) if test is not None else nan
     return SiteOutcome(
         name=data.name,
         num_examples=data.num_examples,
@@ -227,9 +241,10 @@ def _outcome(
         epsilon_budget=fed.dp.epsilon,
         delta=fed.dp.delta,
         noise_multiplier=sigma,
-        local_only_accuracy=local,
+        local_only_accuracy=local_val,
         federated_accuracy=accuracy(final_model, data.x_val, data.y_val),
-        rounds_trained=len(site.history),
+        local_only_test_accuracy=local_test,
+        rounds_trained=rounds,
         error=fed.errors.get(data.name) or fed.vanished.get(data.name, ""),
     )
 

@@ -28,8 +28,11 @@ def test_seal_known_answers(v: dict) -> None:
 @pytest.mark.parametrize("v", VECTORS["must_fail"], ids=lambda v: v["why"])
 def test_must_fail_vectors(v: dict) -> None:
     with pytest.raises(IntegrityError) as info:
-        open_(bytes.fromhex(v["key"]), bytes.fromhex(v["sealed"]),
-              associated_data=bytes.fromhex(v["ad"]))
+        open_(
+            bytes.fromhex(v["key"]),
+            bytes.fromhex(v["sealed"]),
+            associated_data=bytes.fromhex(v["ad"]),
+        )
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 

@@ -86,10 +86,20 @@ def test_info_separates_domains(args: tuple) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.tuples(st.text(min_size=1), st.integers(0, 2**64 - 1), st.text(min_size=1),
-              st.text(min_size=1), st.text(min_size=1)),
-    st.tuples(st.text(min_size=1), st.integers(0, 2**64 - 1), st.text(min_size=1),
-              st.text(min_size=1), st.text(min_size=1)),
+    st.tuples(
+        st.text(min_size=1),
+        st.integers(0, 2**64 - 1),
+        st.text(min_size=1),
+        st.text(min_size=1),
+        st.text(min_size=1),
+    ),
+    st.tuples(
+        st.text(min_size=1),
+        st.integers(0, 2**64 - 1),
+        st.text(min_size=1),
+        st.text(min_size=1),
+        st.text(min_size=1),
+    ),
 )
 def test_kdf_info_is_injective_up_to_pair_order(x: tuple, y: tuple) -> None:
     def canon(t: tuple) -> tuple:

@@ -17,7 +17,8 @@ MODULES = sorted(p for p in PACKAGE_DIR.glob("*.py"))
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {
-        n for n, v in vars(hazmat).items()
+        n
+        for n, v in vars(hazmat).items()
         if not n.startswith("_") and not isinstance(v, ModuleType) and n != "annotations"
     }
     assert set(hazmat.__all__) == public

@@ -46,8 +46,10 @@ def test_pairwise_masks_cancel_over_any_subset(data: st.DataObject) -> None:
     sites = data.draw(st.lists(st.sampled_from(range(n_sites)), min_size=2, unique=True))
     modulus_mask = (1 << (bits or 8 * np.dtype(dtype).itemsize)) - 1
     seeds = {(u, v): os.urandom(32) for u in sites for v in sites if u < v}
-    inputs = {u: np.frombuffer(os.urandom(d * np.dtype(dtype).itemsize), dtype) & dtype(
-        modulus_mask) for u in sites}
+    inputs = {
+        u: np.frombuffer(os.urandom(d * np.dtype(dtype).itemsize), dtype) & dtype(modulus_mask)
+        for u in sites
+    }
     total = np.zeros(d, dtype)
     for u in sites:
         y = inputs[u].copy()

@@ -27,11 +27,16 @@ VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "hazmat_quantize.j
 
 @pytest.mark.parametrize("v", VECTORS["quantize"], ids=lambda v: f"b{v['bits']}")
 def test_quantize_from_parts_known_answers(v: dict) -> None:
-    p = QuantizationParams(clip=v["clip"], bits=v["bits"], max_summands=v["max_summands"],
-                           precision_bits=v["precision_bits"])
+    p = QuantizationParams(
+        clip=v["clip"],
+        bits=v["bits"],
+        max_summands=v["max_summands"],
+        precision_bits=v["precision_bits"],
+    )
     assert p.scale == v["scale"]
-    q = _quantize_from_parts(np.array(v["x_float32"], np.float32), p,
-                             np.array(v["uniforms"], np.float64))
+    q = _quantize_from_parts(
+        np.array(v["x_float32"], np.float32), p, np.array(v["uniforms"], np.float64)
+    )
     assert q.dtype == (np.uint32 if v["bits"] <= 32 else np.uint64)
     assert q.tolist() == [int(w) for w in v["q"]]
 
@@ -71,8 +76,9 @@ def test_overflow_refused_exactly_when_the_worst_sum_leaves_the_signed_range(
     scale = Fraction(2) ** (precision - e)
     worst = max_summands * (math.floor(Fraction(clip) * scale) + 1)  # rounded up at the bound
     try:
-        p = QuantizationParams(clip=clip, bits=bits, max_summands=max_summands,
-                               precision_bits=precision)
+        p = QuantizationParams(
+            clip=clip, bits=bits, max_summands=max_summands, precision_bits=precision
+        )
     except OverflowRefusedError:
         assert worst > signed_max
         return
@@ -89,8 +95,9 @@ def test_error_per_value_is_below_one_over_scale(data: st.DataObject) -> None:
     bits = data.draw(st.integers(16, 62))
     n = data.draw(st.integers(1, 2**10))
     p = QuantizationParams.for_sum(clip=clip, max_summands=n, bits=bits)
-    x = np.array(data.draw(st.lists(st.floats(-clip, clip, width=32), min_size=1, max_size=50)),
-                 np.float32)
+    x = np.array(
+        data.draw(st.lists(st.floats(-clip, clip, width=32), min_size=1, max_size=50)), np.float32
+    )
     got = dequantize_sum(quantize(x, p), p, summands=1)
     assert np.all(np.abs(got - x.astype(np.float64)) <= 1 / p.scale)
 
@@ -100,11 +107,17 @@ def test_error_per_value_is_below_one_over_scale(data: st.DataObject) -> None:
 def test_masked_sum_of_quantized_values_decodes_within_bound(data: st.DataObject) -> None:
     clip = 1.0
     k = data.draw(st.integers(1, 8))
-    p = QuantizationParams.for_sum(clip=clip, max_summands=k,
-                                   bits=data.draw(st.sampled_from([20, 32, 48])))
+    p = QuantizationParams.for_sum(
+        clip=clip, max_summands=k, bits=data.draw(st.sampled_from([20, 32, 48]))
+    )
     d = data.draw(st.integers(1, 40))
-    xs = [np.array(data.draw(st.lists(st.floats(-clip, clip, width=32), min_size=d,
-                                      max_size=d)), np.float32) for _ in range(k)]
+    xs = [
+        np.array(
+            data.draw(st.lists(st.floats(-clip, clip, width=32), min_size=d, max_size=d)),
+            np.float32,
+        )
+        for _ in range(k)
+    ]
     seeds = [bytes([i]) * 32 for i in range(k)]
     total = np.zeros(d, p.dtype)
     for i, x in enumerate(xs):
@@ -170,8 +183,14 @@ def test_for_sum_picks_the_smallest_safe_ring() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"clip": 0.0}, {"clip": float("nan")}, {"clip": float("inf")}, {"bits": 15},
-        {"bits": 63}, {"max_summands": 0}, {"precision_bits": 0}, {"precision_bits": 41},
+        {"clip": 0.0},
+        {"clip": float("nan")},
+        {"clip": float("inf")},
+        {"bits": 15},
+        {"bits": 63},
+        {"max_summands": 0},
+        {"precision_bits": 0},
+        {"precision_bits": 41},
     ],
 )
 def test_invalid_params_refused(kwargs: dict) -> None:

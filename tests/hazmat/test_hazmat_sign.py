@@ -41,8 +41,9 @@ def test_signed_message_known_answers(v: dict) -> None:
 @pytest.mark.parametrize("v", VECTORS["must_fail"], ids=lambda v: v["why"])
 def test_must_fail_vectors(v: dict) -> None:
     with pytest.raises(IntegrityError) as info:
-        verify(bytes.fromhex(v["public"]), bytes.fromhex(v["message"]),
-               bytes.fromhex(v["signature"]))
+        verify(
+            bytes.fromhex(v["public"]), bytes.fromhex(v["message"]), bytes.fromhex(v["signature"])
+        )
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 

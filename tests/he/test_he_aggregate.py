@@ -26,8 +26,9 @@ D = 5000  # two chunks in every preset
 
 
 def _rc(cohort: tuple[str, ...], d: int = D, min_sites: int = 2) -> RoundContext:
-    return RoundContext(federation="f", round=3, cohort=cohort, dimension=d,
-                        max_weight=100.0, min_sites=min_sites)
+    return RoundContext(
+        federation="f", round=3, cohort=cohort, dimension=d, max_weight=100.0, min_sites=min_sites
+    )
 
 
 def _updates(cohort: tuple[str, ...], d: int = D) -> dict[str, Any]:
@@ -35,8 +36,9 @@ def _updates(cohort: tuple[str, ...], d: int = D) -> dict[str, Any]:
     return {k: (gen.normal(size=d) * 0.01).astype(np.float32) for k in cohort}
 
 
-def _envelopes(secret: SecretContext, rc: RoundContext, xs: dict[str, Any],
-               ws: dict[str, float]) -> dict[str, Envelope]:
+def _envelopes(
+    secret: SecretContext, rc: RoundContext, xs: dict[str, Any], ws: dict[str, float]
+) -> dict[str, Envelope]:
     mode = HESiteMode(secret)
     return {k: mode.site(rc, k).submit(xs[k], ws[k])[0] for k in xs}
 
@@ -66,6 +68,7 @@ def test_ckks_mean_matches_plaintext_within_bound(ckks_secret: SecretContext) ->
 
 def test_ckks_mean_of_real_model_updates(ckks_secret: SecretContext) -> None:
     torch.manual_seed(0)
+
     def net() -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(30, 40), torch.nn.ReLU(), torch.nn.Linear(40, 5))
 
@@ -137,11 +140,27 @@ def test_bad_inputs_are_dropped_and_round_goes_on(
     wrong_params = dict(good, chunks=encrypt_chunks(other_params, np.zeros(D)))
 
     def env(site: str, payload: dict[str, Any]) -> Envelope:
-        return Envelope(federation="f", round=3, stage="he/update", sender=site,
-                        receiver="server", payload=pack(payload))
+        return Envelope(
+            federation="f",
+            round=3,
+            stage="he/update",
+            sender=site,
+            receiver="server",
+            payload=pack(payload),
+        )
 
-    server = _run(secret, rc, [envs["a"], envs["b"], env("c", garbage), env("d", foreign),
-                               env("e", few), env("f", wrong_params)])
+    server = _run(
+        secret,
+        rc,
+        [
+            envs["a"],
+            envs["b"],
+            env("c", garbage),
+            env("d", foreign),
+            env("e", few),
+            env("f", wrong_params),
+        ],
+    )
     assert isinstance(server.rejected["c"], WireError)
     assert isinstance(server.rejected["d"], IntegrityError)
     assert isinstance(server.rejected["e"], WireError)

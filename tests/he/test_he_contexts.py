@@ -79,8 +79,14 @@ def test_presets_respect_128bit_bound() -> None:
 
 def test_preset_over_security_bound_refused() -> None:
     with pytest.raises(ConfigError, match="128-bit"):
-        HEPreset(name="x", scheme="ckks", poly_modulus_degree=4096,
-                 coeff_mod_bit_sizes=(60, 55), scale_bits=40, max_abs_sum=1.0)
+        HEPreset(
+            name="x",
+            scheme="ckks",
+            poly_modulus_degree=4096,
+            coeff_mod_bit_sizes=(60, 55),
+            scale_bits=40,
+            max_abs_sum=1.0,
+        )
 
 
 def test_bfv_plain_modulus_has_room_for_max_sites() -> None:

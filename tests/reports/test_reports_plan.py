@@ -125,7 +125,7 @@ def test_site_without_num_examples_is_one_error_line(tmp_path: Path) -> None:
     assert "sites.b.num_examples" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("n", "t", "drops"), [(3, 2, 1), (5, 3, 2), (10, 6, 4)])
+@pytest.mark.parametrize(("n", "t", "drops"), [(3, 2, 0), (5, 3, 2), (10, 6, 4)])
 def test_mask_threat_summary_threshold_and_dropouts(n: int, t: int, drops: int) -> None:
     config = FederationConfig(secure="mask", sites=tuple(SiteSpec(name=f"s{i}") for i in range(n)))
     summary = threat_summary(config)

@@ -45,12 +45,22 @@ class Federation:
         self.roster = {s: k.public_bytes() for s, k in self.keys.items()}
 
     def ctx(self, round_id: int, dimension: int, max_weight: float = 100.0) -> RoundContext:
-        return RoundContext(federation=self.federation, round=round_id, cohort=self.names,
-                            dimension=dimension, max_weight=max_weight)
+        return RoundContext(
+            federation=self.federation,
+            round=round_id,
+            cohort=self.names,
+            dimension=dimension,
+            max_weight=max_weight,
+        )
 
     def site_mode(self, name: str) -> MaskSiteMode:
-        return MaskSiteMode(site_id=name, signing_key=self.keys[name], roster=self.roster,
-                            state_path=self.tmp / f"{name}.json", config=self.config)
+        return MaskSiteMode(
+            site_id=name,
+            signing_key=self.keys[name],
+            roster=self.roster,
+            state_path=self.tmp / f"{name}.json",
+            config=self.config,
+        )
 
     def sites(self, ctx: RoundContext) -> dict[str, MaskSite]:
         out = {}
@@ -130,16 +140,22 @@ def run_round(
     return Run(server.result, server, sent_by, server_log, aborted, server_abort)
 
 
-def plaintext(updates: dict[str, npt.NDArray[np.float32]], weights: dict[str, float],
-              survivors: tuple[str, ...], clip: float) -> tuple[npt.NDArray[np.float64], float]:
+def plaintext(
+    updates: dict[str, npt.NDArray[np.float32]],
+    weights: dict[str, float],
+    survivors: tuple[str, ...],
+    clip: float,
+) -> tuple[npt.NDArray[np.float64], float]:
     """The sum the protocol should reveal: Σ w·clip(Δ) over ``survivors``, and Σ w."""
-    total = sum(weights[s] * np.clip(updates[s].astype(np.float64), -clip, clip)
-                for s in survivors)
+    total = sum(weights[s] * np.clip(updates[s].astype(np.float64), -clip, clip) for s in survivors)
     return np.asarray(total, dtype=np.float64), sum(weights[s] for s in survivors)
 
 
-def random_updates(names: tuple[str, ...], d: int, scale: float = 0.5,
-                   ) -> dict[str, npt.NDArray[np.float32]]:
+def random_updates(
+    names: tuple[str, ...],
+    d: int,
+    scale: float = 0.5,
+) -> dict[str, npt.NDArray[np.float32]]:
     """Test inputs only (not keys or masks), so a seeded NumPy generator is fine here."""
     rng = np.random.default_rng(1234)
     return {s: (rng.standard_normal(d) * scale).astype(np.float32) for s in names}

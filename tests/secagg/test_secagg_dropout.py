@@ -46,8 +46,12 @@ def test_no_dropout_gives_the_weighted_sum(fed: Federation) -> None:
     updates, weights = _inputs(fed)
     run = run_round(fed, fed.ctx(1, D, MAX_W), updates, weights)
     _check(fed, run, updates, weights, fed.names)
-    assert np.allclose(run.result.mean(), plaintext(updates, weights, fed.names, CLIP)[0]  # type: ignore[union-attr]
-                       / sum(weights.values()), atol=1e-3)
+    assert np.allclose(
+        run.result.mean(),
+        plaintext(updates, weights, fed.names, CLIP)[0]  # type: ignore[union-attr]
+        / sum(weights.values()),
+        atol=1e-3,
+    )
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -131,6 +135,7 @@ def test_regular_graph_round_with_dropouts(tmp_path: Path) -> None:
     assert all(b in plan.neighbours(a) for a in fed.names for b in plan.neighbours(a))
     updates = random_updates(fed.names, D)
     weights = dict.fromkeys(fed.names, 50.0)
-    run = run_round(fed, fed.ctx(1, D, MAX_W), updates, weights,
-                    drop={fed.names[3]: "mask/masked-input"})
+    run = run_round(
+        fed, fed.ctx(1, D, MAX_W), updates, weights, drop={fed.names[3]: "mask/masked-input"}
+    )
     _check(fed, run, updates, weights, [s for s in fed.names if s != fed.names[3]])

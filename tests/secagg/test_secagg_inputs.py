@@ -27,8 +27,14 @@ def _edit_input(site: str, fn: Any) -> Tamper:
         if env.stage == m.MASKED_INPUT and env.sender == site:
             body = unpack(env.payload)
             fn(body)
-            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
-                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+            return Envelope(
+                federation=env.federation,
+                round=env.round,
+                stage=env.stage,
+                sender=env.sender,
+                receiver=env.receiver,
+                payload=pack(body),
+            )
         return env
 
     return tamper
@@ -68,8 +74,11 @@ def test_bad_masked_input_drops_its_sender_and_the_round_recovers(
 
 def test_masked_input_of_20_bit_ring_travels_as_3_bytes(fed: Federation) -> None:
     run = _run(fed)
-    sizes = [len(unpack(Envelope.from_bytes(raw).payload)["y"]) for raw in run.server_log
-             if Envelope.from_bytes(raw).stage == m.MASKED_INPUT]
+    sizes = [
+        len(unpack(Envelope.from_bytes(raw).payload)["y"])
+        for raw in run.server_log
+        if Envelope.from_bytes(raw).stage == m.MASKED_INPUT
+    ]
     assert sizes and all(s == 3 * (D + 1) for s in sizes)
 
 
@@ -78,8 +87,11 @@ def test_sixteen_bit_ring_travels_as_2_bytes(tmp_path: Path) -> None:
     assert fed.config.quantization(4).bits == 16
     run = _run(fed)
     assert run.result is not None
-    payloads = [unpack(Envelope.from_bytes(raw).payload) for raw in run.server_log
-                if Envelope.from_bytes(raw).stage == m.MASKED_INPUT]
+    payloads = [
+        unpack(Envelope.from_bytes(raw).payload)
+        for raw in run.server_log
+        if Envelope.from_bytes(raw).stage == m.MASKED_INPUT
+    ]
     assert all(len(p["y"]) == 2 * (D + 1) for p in payloads)
 
 
@@ -91,12 +103,24 @@ def test_garbage_and_repeated_messages_drop_the_sender(fed: Federation) -> None:
     server.handle(env)
     server.handle(env)  # the same advert twice
     assert "site-00" in server.rejected
-    bad = Envelope(federation="fed", round=1, stage=m.ADVERTISE, sender="site-01",
-                   receiver="server", payload=b"\xc1garbage")
+    bad = Envelope(
+        federation="fed",
+        round=1,
+        stage=m.ADVERTISE,
+        sender="site-01",
+        receiver="server",
+        payload=b"\xc1garbage",
+    )
     server.handle(bad)
     assert "site-01" in server.rejected
-    early = Envelope(federation="fed", round=1, stage=m.UNMASK, sender="site-02",
-                     receiver="server", payload=pack({"v": 1, "b": {}, "s": {}}))
+    early = Envelope(
+        federation="fed",
+        round=1,
+        stage=m.UNMASK,
+        sender="site-02",
+        receiver="server",
+        payload=pack({"v": 1, "b": {}, "s": {}}),
+    )
     server.handle(early)
     assert "site-02" in server.rejected
 
@@ -104,12 +128,30 @@ def test_garbage_and_repeated_messages_drop_the_sender(fed: Federation) -> None:
 def test_envelopes_from_outside_the_round_raise(fed: Federation) -> None:
     server = fed.server(fed.ctx(1, D))
     for env in (
-        Envelope(federation="fed", round=1, stage=m.ADVERTISE, sender="eve", receiver="server",
-                 payload=b""),
-        Envelope(federation="fed", round=2, stage=m.ADVERTISE, sender="site-00",
-                 receiver="server", payload=b""),
-        Envelope(federation="other", round=1, stage=m.ADVERTISE, sender="site-00",
-                 receiver="server", payload=b""),
+        Envelope(
+            federation="fed",
+            round=1,
+            stage=m.ADVERTISE,
+            sender="eve",
+            receiver="server",
+            payload=b"",
+        ),
+        Envelope(
+            federation="fed",
+            round=2,
+            stage=m.ADVERTISE,
+            sender="site-00",
+            receiver="server",
+            payload=b"",
+        ),
+        Envelope(
+            federation="other",
+            round=1,
+            stage=m.ADVERTISE,
+            sender="site-00",
+            receiver="server",
+            payload=b"",
+        ),
     ):
         with pytest.raises(ProtocolError):
             server.handle(env)
@@ -118,8 +160,14 @@ def test_envelopes_from_outside_the_round_raise(fed: Federation) -> None:
 def test_site_refuses_out_of_order_server_messages(fed: Federation) -> None:
     ctx = fed.ctx(1, D)
     site = fed.sites(ctx)["site-00"]
-    env = Envelope(federation="fed", round=1, stage=m.UNMASK_REQUEST, sender="server",
-                   receiver="site-00", payload=b"")
+    env = Envelope(
+        federation="fed",
+        round=1,
+        stage=m.UNMASK_REQUEST,
+        sender="server",
+        receiver="site-00",
+        payload=b"",
+    )
     with pytest.raises(ProtocolError):
         site.handle(env)  # before submit
     site.submit(np.zeros(D, dtype=np.float32), 1.0)
@@ -128,8 +176,9 @@ def test_site_refuses_out_of_order_server_messages(fed: Federation) -> None:
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_update_is_refused_before_anything_is_sent(fed: Federation, bad: float,
-                                                              tmp_path: Path) -> None:
+def test_non_finite_update_is_refused_before_anything_is_sent(
+    fed: Federation, bad: float, tmp_path: Path
+) -> None:
     ctx = fed.ctx(1, D)
     site = fed.sites(ctx)["site-00"]
     vec = np.zeros(D, dtype=np.float32)
@@ -139,12 +188,15 @@ def test_non_finite_update_is_refused_before_anything_is_sent(fed: Federation, b
     assert not (tmp_path / "site-00.json").exists()  # round id not even claimed
 
 
-@pytest.mark.parametrize(("vector", "weight"), [
-    (np.zeros(D - 1, dtype=np.float32), 1.0),
-    (np.zeros((2, D), dtype=np.float32), 1.0),
-    (np.zeros(D, dtype=np.float32), 101.0),
-    (np.zeros(D, dtype=np.float32), 0.0),
-])
+@pytest.mark.parametrize(
+    ("vector", "weight"),
+    [
+        (np.zeros(D - 1, dtype=np.float32), 1.0),
+        (np.zeros((2, D), dtype=np.float32), 1.0),
+        (np.zeros(D, dtype=np.float32), 101.0),
+        (np.zeros(D, dtype=np.float32), 0.0),
+    ],
+)
 def test_wrong_shape_or_weight_is_refused(fed: Federation, vector: Any, weight: float) -> None:
     site = fed.sites(fed.ctx(1, D, max_weight=100.0))["site-00"]
     with pytest.raises(ProtocolError):
@@ -177,15 +229,27 @@ def test_modes_refuse_the_other_half(fed: Federation) -> None:
 
 def test_site_mode_refuses_a_roster_that_does_not_match_its_key(fed: Federation) -> None:
     with pytest.raises(ConfigError):
-        MaskSiteMode(site_id="site-00", signing_key=fed.keys["site-01"], roster=fed.roster,
-                     state_path=fed.tmp / "x.json", config=fed.config)
+        MaskSiteMode(
+            site_id="site-00",
+            signing_key=fed.keys["site-01"],
+            roster=fed.roster,
+            state_path=fed.tmp / "x.json",
+            config=fed.config,
+        )
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"clip": 0.0}, {"clip": float("nan")}, {"clip": 1.0, "bits": 33}, {"clip": 1.0, "bits": 8},
-    {"clip": 1.0, "min_cohort": 2}, {"clip": 1.0, "threshold": 1},
-    {"clip": 1.0, "dropout_rate": 0.6},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"clip": 0.0},
+        {"clip": float("nan")},
+        {"clip": 1.0, "bits": 33},
+        {"clip": 1.0, "bits": 8},
+        {"clip": 1.0, "min_cohort": 2},
+        {"clip": 1.0, "threshold": 1},
+        {"clip": 1.0, "dropout_rate": 0.6},
+    ],
+)
 def test_invalid_config_is_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         MaskConfig(**kwargs)

@@ -30,17 +30,28 @@ def rewrite(stage: str, fn: Callable[[dict[str, Any]], None], target: str = TARG
             return env
         body = unpack(env.payload)
         fn(body)
-        return Envelope(federation=env.federation, round=env.round, stage=env.stage,
-                        sender=env.sender, receiver=env.receiver, payload=pack(body))
+        return Envelope(
+            federation=env.federation,
+            round=env.round,
+            stage=env.stage,
+            sender=env.sender,
+            receiver=env.receiver,
+            payload=pack(body),
+        )
 
     return tamper
 
 
-def run(fed: Federation, tamper: Tamper | None = None, round_id: int = 1,
-        drop: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def run(
+    fed: Federation,
+    tamper: Tamper | None = None,
+    round_id: int = 1,
+    drop: dict[str, str] | None = None,
+):  # type: ignore[no-untyped-def]
     updates = random_updates(fed.names, D)
-    return run_round(fed, fed.ctx(round_id, D), updates, dict.fromkeys(fed.names, 1.0),
-                     tamper=tamper, drop=drop)
+    return run_round(
+        fed, fed.ctx(round_id, D), updates, dict.fromkeys(fed.names, 1.0), tamper=tamper, drop=drop
+    )
 
 
 def assert_target_aborted(result: Any, match: str) -> None:
@@ -65,11 +76,19 @@ def _move_to_dropped(b: dict[str, Any], who: str) -> None:
         (lambda b: b["survivors"].__setitem__(1, b["survivors"][0]), "twice"),
         (lambda b: _move_to_dropped(b, "site-03"), "whose masked input it received"),
         (lambda b: b["survivors"].remove("site-03"), "differs from the one this site signed"),
-        (lambda b: [b["signatures"].pop(s) for s in list(b["signatures"])[:3]],
-         "below the threshold"),
+        (
+            lambda b: [b["signatures"].pop(s) for s in list(b["signatures"])[:3]],
+            "below the threshold",
+        ),
     ],
-    ids=["self-dropped", "unknown", "duplicated", "survivor-dropped", "changed-list",
-         "few-signatures"],
+    ids=[
+        "self-dropped",
+        "unknown",
+        "duplicated",
+        "survivor-dropped",
+        "changed-list",
+        "few-signatures",
+    ],
 )
 def test_site_aborts_on_a_cheating_unmask_request(fed: Federation, edit: Any, match: str) -> None:
     assert_target_aborted(run(fed, rewrite(m.UNMASK_REQUEST, edit)), match)
@@ -78,8 +97,9 @@ def test_site_aborts_on_a_cheating_unmask_request(fed: Federation, edit: Any, ma
 def test_site_aborts_when_signatures_cover_different_lists(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         # site-03 genuinely signed a *different* list the server showed it.
-        forged = fed.keys["site-03"].sign(m.consistency_message("fed", 1, ("site-01", "site-03",
-                                                                          "site-04")))
+        forged = fed.keys["site-03"].sign(
+            m.consistency_message("fed", 1, ("site-01", "site-03", "site-04"))
+        )
         b["signatures"]["site-03"] = forged
 
     assert_target_aborted(run(fed, rewrite(m.UNMASK_REQUEST, edit)), "do not all sign")
@@ -117,8 +137,14 @@ def test_a_second_unmask_request_is_refused(fed: Federation) -> None:
     ("edit", "match"),
     [
         (lambda b: b["survivors"].remove(TARGET), "left this site out"),
-        (lambda b: b.update(survivors=b["survivors"][:2] if TARGET in b["survivors"][:2]
-                            else [TARGET, "site-00"]), "below the threshold"),
+        (
+            lambda b: b.update(
+                survivors=b["survivors"][:2]
+                if TARGET in b["survivors"][:2]
+                else [TARGET, "site-00"]
+            ),
+            "below the threshold",
+        ),
         (lambda b: b["survivors"].__setitem__(0, TARGET), "twice"),
     ],
     ids=["omits-site", "below-threshold", "duplicated"],
@@ -168,8 +194,10 @@ def test_tampered_share_ciphertext_aborts(fed: Federation) -> None:
 
 def test_rerouted_share_ciphertext_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:  # present site-00's share as site-02's
-        b["shares"]["site-00"], b["shares"]["site-02"] = (b["shares"]["site-02"],
-                                                          b["shares"]["site-00"])
+        b["shares"]["site-00"], b["shares"]["site-02"] = (
+            b["shares"]["site-02"],
+            b["shares"]["site-00"],
+        )
 
     assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
 
@@ -183,8 +211,14 @@ def test_share_meant_for_another_site_aborts(fed: Federation) -> None:
         if env.stage == m.MASKED_INPUT_REQUEST and env.receiver == TARGET:
             body = unpack(env.payload)
             body["shares"]["site-00"] = stolen["ct"]
-            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
-                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+            return Envelope(
+                federation=env.federation,
+                round=env.round,
+                stage=env.stage,
+                sender=env.sender,
+                receiver=env.receiver,
+                payload=pack(body),
+            )
         return env
 
     assert_target_aborted(run(fed, tamper), "did not verify")
@@ -203,8 +237,9 @@ def test_replayed_share_from_an_earlier_round_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         b["shares"]["site-00"] = old["ct"]
 
-    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit), round_id=2),
-                          "did not verify")
+    assert_target_aborted(
+        run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit), round_id=2), "did not verify"
+    )
 
 
 # -- key adverts --------------------------------------------------------------
@@ -233,8 +268,11 @@ def test_altered_own_advert_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         adv = b["adverts"][TARGET]
         adv["c_pk"] = KeyPair.generate().public_bytes()
-        adv["sig"] = fed.keys[TARGET].sign(m.advert_message(  # even with a valid signature
-            "fed", 1, TARGET, adv["c_pk"], adv["s_pk"], adv["commit"]))
+        adv["sig"] = fed.keys[TARGET].sign(
+            m.advert_message(  # even with a valid signature
+                "fed", 1, TARGET, adv["c_pk"], adv["s_pk"], adv["commit"]
+            )
+        )
 
     assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "altered")
 
@@ -260,8 +298,11 @@ def test_wrong_size_public_key_aborts(fed: Federation) -> None:
     assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
 
 
-LOW_ORDER = [bytes(32), b"\x01" + bytes(31), bytes.fromhex(
-    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")]
+LOW_ORDER = [
+    bytes(32),
+    b"\x01" + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+]
 
 
 @pytest.mark.parametrize("point", LOW_ORDER, ids=["zero", "one", "order-8"])
@@ -273,13 +314,20 @@ def test_low_order_public_key_aborts_the_site(fed: Federation, point: bytes) -> 
     assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
 
 
-def _site_advert_tamper(fed: Federation, site: str,
-                        make: Callable[[dict[str, Any]], dict[str, Any]]) -> Tamper:
+def _site_advert_tamper(
+    fed: Federation, site: str, make: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Tamper:
     def tamper(env: Envelope) -> Envelope:
         if env.stage == m.ADVERTISE and env.sender == site:
             body = make(unpack(env.payload))
-            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
-                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+            return Envelope(
+                federation=env.federation,
+                round=env.round,
+                stage=env.stage,
+                sender=env.sender,
+                receiver=env.receiver,
+                payload=pack(body),
+            )
         return env
 
     return tamper
@@ -306,9 +354,14 @@ def test_server_drops_a_site_copying_another_sites_key(fed: Federation) -> None:
                 copied["c_pk"] = body["c_pk"]
             elif env.sender == "site-04":
                 adv = _signed_advert(fed, "site-04", copied["c_pk"], body["s_pk"])
-                return Envelope(federation=env.federation, round=env.round, stage=env.stage,
-                                sender=env.sender, receiver=env.receiver,
-                                payload=pack({"v": 1, **adv}))
+                return Envelope(
+                    federation=env.federation,
+                    round=env.round,
+                    stage=env.stage,
+                    sender=env.sender,
+                    receiver=env.receiver,
+                    payload=pack({"v": 1, **adv}),
+                )
         return env
 
     result = run(fed, tamper)
@@ -326,8 +379,14 @@ def _corrupt_unmask(site: str, kind: str) -> Tamper:
             for v in body[kind]:
                 share = body[kind][v]
                 body[kind][v] = share[:-1] + bytes([share[-1] ^ 1])
-            return Envelope(federation=env.federation, round=env.round, stage=env.stage,
-                            sender=env.sender, receiver=env.receiver, payload=pack(body))
+            return Envelope(
+                federation=env.federation,
+                round=env.round,
+                stage=env.stage,
+                sender=env.sender,
+                receiver=env.receiver,
+                payload=pack(body),
+            )
         return env
 
     return tamper
@@ -343,7 +402,8 @@ def test_corrupted_unmask_shares_are_caught_and_routed_around(fed: Federation, k
 
 def test_too_many_corrupted_shares_abort_rather_than_return_a_wrong_sum(tmp_path: Path) -> None:
     fed = Federation(tmp_path, 3, MaskConfig(clip=1.0))  # t = 2 of 3
-    result = run(fed, lambda env: _corrupt_unmask("site-00", "b")(
-        _corrupt_unmask("site-01", "b")(env)))
+    result = run(
+        fed, lambda env: _corrupt_unmask("site-00", "b")(_corrupt_unmask("site-01", "b")(env))
+    )
     assert result.result is None and result.server_abort is not None
     assert "committed secret" in str(result.server_abort)

@@ -15,8 +15,9 @@ from securefl.secagg import STAGES, MaskConfig
 
 D = 8
 MAX_W = 10.0
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 FED = Federation(Path(tempfile.mkdtemp(prefix="secagg-props-")), 6, MaskConfig(clip=1.0))
 _ROUND = iter(range(1, 1 << 30))
 
@@ -31,10 +32,14 @@ weights = st.lists(st.floats(0.5, MAX_W), min_size=6, max_size=6)
 
 
 @SETTINGS
-@given(drops=st.dictionaries(st.sampled_from(range(6)), st.sampled_from(STAGES)),
-       vals=values, ws=weights)
-def test_masks_cancel_for_any_set_of_survivors(drops: dict[int, str], vals: list[float],
-                                               ws: list[float]) -> None:
+@given(
+    drops=st.dictionaries(st.sampled_from(range(6)), st.sampled_from(STAGES)),
+    vals=values,
+    ws=weights,
+)
+def test_masks_cancel_for_any_set_of_survivors(
+    drops: dict[int, str], vals: list[float], ws: list[float]
+) -> None:
     updates = _updates(vals)
     w = dict(zip(FED.names, ws, strict=True))
     drop = {FED.names[i]: stage for i, stage in drops.items()}
@@ -81,8 +86,9 @@ def test_quantization_error_is_bounded(val: float, w: float) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(bits=st.integers(16, 32), precision=st.integers(1, 30), n=st.integers(3, 5000))
-def test_overflow_is_refused_exactly_when_the_sum_could_wrap(bits: int, precision: int,
-                                                             n: int) -> None:
+def test_overflow_is_refused_exactly_when_the_sum_could_wrap(
+    bits: int, precision: int, n: int
+) -> None:
     fits = n * ((1 << precision) + 1) <= (1 << (bits - 1)) - 1
     try:
         cfg = MaskConfig(clip=1.0, bits=bits, precision_bits=precision, min_cohort=3)

@@ -21,8 +21,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     fed = Federation(Path(tmp_path_factory.mktemp("view")), 4, MaskConfig(clip=CLIP))
     updates = random_updates(fed.names, D, scale=0.3)
     weights = dict.fromkeys(fed.names, 100.0)  # weight = max_weight: z = clip(Δ) exactly
-    run = run_round(fed, fed.ctx(1, D, max_weight=100.0), updates, weights,
-                    drop={fed.names[3]: "mask/masked-input"})
+    run = run_round(
+        fed,
+        fed.ctx(1, D, max_weight=100.0),
+        updates,
+        weights,
+        drop={fed.names[3]: "mask/masked-input"},
+    )
     assert run.result is not None
     return fed, updates, run
 
@@ -32,10 +37,10 @@ def test_update_bytes_never_reach_the_server(recorded) -> None:  # type: ignore[
     seen = b"".join(run.server_log)
     for s in fed.names:
         raw = updates[s].tobytes()
-        windows = [raw[i:i + 8] for i in range(0, len(raw) - 8, 8)]
+        windows = [raw[i : i + 8] for i in range(0, len(raw) - 8, 8)]
         assert not any(w in seen for w in windows), f"{s}'s float32 update leaked"
         raw64 = updates[s].astype(np.float64).tobytes()
-        assert not any(raw64[i:i + 16] in seen for i in range(0, 16 * 50, 16))
+        assert not any(raw64[i : i + 16] in seen for i in range(0, 16 * 50, 16))
 
 
 def _masked_inputs(run) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]

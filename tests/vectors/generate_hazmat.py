@@ -175,10 +175,21 @@ def keys_vectors() -> dict[str, Any]:
         assert info == encode_ref(keys.KDF_INFO_CONTEXT, purpose, fed, rnd, lo, hi)
         okm = keys.derive_key(a, bytes.fromhex(RFC7748["bob_public"]), info=info, length=length)
         assert okm == hkdf_ref(shared, info, length)
-        assert okm == keys.derive_key(b, bytes.fromhex(RFC7748["alice_public"]), info=info,
-                                      length=length)
-        derive.append({"purpose": purpose, "round_id": rnd, "a": x, "b": y, "federation": fed,
-                       "length": length, "info": h(info), "okm": h(okm)})
+        assert okm == keys.derive_key(
+            b, bytes.fromhex(RFC7748["alice_public"]), info=info, length=length
+        )
+        derive.append(
+            {
+                "purpose": purpose,
+                "round_id": rnd,
+                "a": x,
+                "b": y,
+                "federation": fed,
+                "length": length,
+                "info": h(info),
+                "okm": h(okm),
+            }
+        )
     for pt in LOW_ORDER:
         try:
             out = a.exchange(X25519PublicKey.from_public_bytes(bytes.fromhex(pt)))
@@ -199,10 +210,20 @@ def keys_vectors() -> dict[str, Any]:
 # ---------------------------------------------------------------- aead
 
 GCM_SPEC = [  # McGrew & Viega, "The GCM mode of operation", test cases 13 and 14 (AES-256)
-    {"key": "00" * 32, "nonce": "00" * 12, "plaintext": "", "ad": "",
-     "sealed": "00" * 12 + "530f8afbc74536b9a963b4f1c4cb738b"},
-    {"key": "00" * 32, "nonce": "00" * 12, "plaintext": "00" * 16, "ad": "",
-     "sealed": "00" * 12 + "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919"},
+    {
+        "key": "00" * 32,
+        "nonce": "00" * 12,
+        "plaintext": "",
+        "ad": "",
+        "sealed": "00" * 12 + "530f8afbc74536b9a963b4f1c4cb738b",
+    },
+    {
+        "key": "00" * 32,
+        "nonce": "00" * 12,
+        "plaintext": "00" * 16,
+        "ad": "",
+        "sealed": "00" * 12 + "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919",
+    },
 ]
 
 
@@ -212,11 +233,13 @@ def aead_vectors() -> dict[str, Any]:
         assert h(aead._seal_from_parts(*args)) == v["sealed"], "GCM spec vector mismatch"
         assert h(gcm_ref(*args)) == v["sealed"], "reference GCM mismatch"
     seal = []
-    for i, (pt_len, fields) in enumerate([
-        (0, ("fed-1", 0, "site-a", "site-b", "share-keys")),
-        (66, ("fed-1", 3, "site-a", "site-b", "share-keys")),
-        (100, ("fed-2", 3, "site-b", "site-a", "share-keys")),
-    ]):
+    for i, (pt_len, fields) in enumerate(
+        [
+            (0, ("fed-1", 0, "site-a", "site-b", "share-keys")),
+            (66, ("fed-1", 3, "site-a", "site-b", "share-keys")),
+            (100, ("fed-2", 3, "site-b", "site-a", "share-keys")),
+        ]
+    ):
         key, nonce = det_bytes(f"aead-key-{i}", 32), det_bytes(f"aead-nonce-{i}", 12)
         pt = det_bytes(f"aead-pt-{i}", pt_len)
         ad = aead.share_ad(*fields)
@@ -224,8 +247,16 @@ def aead_vectors() -> dict[str, Any]:
         sealed = aead._seal_from_parts(key, nonce, pt, ad)
         assert sealed == gcm_ref(key, nonce, pt, ad)
         assert aead.open_(key, sealed, associated_data=ad) == pt
-        seal.append({"key": h(key), "nonce": h(nonce), "plaintext": h(pt),
-                     "ad_fields": list(fields), "ad": h(ad), "sealed": h(sealed)})
+        seal.append(
+            {
+                "key": h(key),
+                "nonce": h(nonce),
+                "plaintext": h(pt),
+                "ad_fields": list(fields),
+                "ad": h(ad),
+                "sealed": h(sealed),
+            }
+        )
     base = seal[1]
     sealed = bytes.fromhex(base["sealed"])
     flipped_tag = sealed[:-1] + bytes([sealed[-1] ^ 1])
@@ -235,24 +266,38 @@ def aead_vectors() -> dict[str, Any]:
     rerouted = aead.share_ad("fed-1", 3, "site-b", "site-a", "share-keys")  # swapped direction
     must_fail = [
         {"why": "tampered tag", "key": base["key"], "sealed": h(flipped_tag), "ad": base["ad"]},
-        {"why": "tampered ciphertext", "key": base["key"], "sealed": h(flipped_ct),
-         "ad": base["ad"]},
-        {"why": "tampered nonce", "key": base["key"], "sealed": h(flipped_nonce),
-         "ad": base["ad"]},
-        {"why": "moved to another round", "key": base["key"], "sealed": base["sealed"],
-         "ad": h(other_ad)},
+        {
+            "why": "tampered ciphertext",
+            "key": base["key"],
+            "sealed": h(flipped_ct),
+            "ad": base["ad"],
+        },
+        {"why": "tampered nonce", "key": base["key"], "sealed": h(flipped_nonce), "ad": base["ad"]},
+        {
+            "why": "moved to another round",
+            "key": base["key"],
+            "sealed": base["sealed"],
+            "ad": h(other_ad),
+        },
         {"why": "rerouted", "key": base["key"], "sealed": base["sealed"], "ad": h(rerouted)},
         {"why": "wrong key", "key": seal[0]["key"], "sealed": base["sealed"], "ad": base["ad"]},
         {"why": "truncated", "key": base["key"], "sealed": h(sealed[:-1]), "ad": base["ad"]},
-        {"why": "shorter than nonce and tag", "key": base["key"], "sealed": h(sealed[:27]),
-         "ad": base["ad"]},
+        {
+            "why": "shorter than nonce and tag",
+            "key": base["key"],
+            "sealed": h(sealed[:27]),
+            "ad": base["ad"],
+        },
         {"why": "empty", "key": base["key"], "sealed": "", "ad": base["ad"]},
         {"why": "short key", "key": base["key"][:62], "sealed": base["sealed"], "ad": base["ad"]},
     ]
     for v in must_fail:
         try:
-            aead.open_(bytes.fromhex(v["key"]), bytes.fromhex(v["sealed"]),
-                       associated_data=bytes.fromhex(v["ad"]))
+            aead.open_(
+                bytes.fromhex(v["key"]),
+                bytes.fromhex(v["sealed"]),
+                associated_data=bytes.fromhex(v["ad"]),
+            )
         except Exception:
             continue
         raise AssertionError(f"must-fail vector opened: {v['why']}")
@@ -262,21 +307,27 @@ def aead_vectors() -> dict[str, Any]:
 # ---------------------------------------------------------------- sign
 
 RFC8032 = [  # RFC 8032 section 7.1, TEST 1, 2 and 3
-    {"secret": "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
-     "public": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
-     "message": "",
-     "signature": "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
-     "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"},
-    {"secret": "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
-     "public": "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
-     "message": "72",
-     "signature": "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
-     "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
-    {"secret": "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
-     "public": "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
-     "message": "af82",
-     "signature": "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
-     "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"},
+    {
+        "secret": "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        "public": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        "message": "",
+        "signature": "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    },
+    {
+        "secret": "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+        "public": "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "message": "72",
+        "signature": "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+    },
+    {
+        "secret": "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+        "public": "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+        "message": "af82",
+        "signature": "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
+        "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+    },
 ]
 
 
@@ -296,8 +347,10 @@ def sign_vectors() -> dict[str, Any]:
     key = sign.SigningKey.from_private_bytes(bytes.fromhex(RFC8032[0]["secret"]))
     messages = []
     for domain, fields in [
-        ("secagg/key-advert/v1", ("fed-1", 3, "site-a", det_bytes("advert-c", 32),
-                                  det_bytes("advert-s", 32))),
+        (
+            "secagg/key-advert/v1",
+            ("fed-1", 3, "site-a", det_bytes("advert-c", 32), det_bytes("advert-s", 32)),
+        ),
         ("secagg/consistency/v1", ("fed-1", 3, "site-a,site-b,site-c")),
         ("reports/privacy-record/v1", ("site-a", 3, b"")),
     ]:
@@ -305,31 +358,60 @@ def sign_vectors() -> dict[str, Any]:
         assert msg == encode_ref(sign.SIGNED_MESSAGE_CONTEXT, domain, *fields)
         sig = key.sign(msg)
         Ed25519PublicKey.from_public_bytes(key.public_bytes()).verify(sig, msg)
-        messages.append({"domain": domain, "fields": [_field_json(f) for f in fields],
-                         "message": h(msg), "signature": h(sig)})
+        messages.append(
+            {
+                "domain": domain,
+                "fields": [_field_json(f) for f in fields],
+                "message": h(msg),
+                "signature": h(sig),
+            }
+        )
     m0 = bytes.fromhex(messages[0]["message"])
     s0 = bytes.fromhex(messages[0]["signature"])
-    other_domain = sign.signed_message("secagg/consistency/v1", *[
-        bytes.fromhex(f["bytes"]) if "bytes" in f else f.get("str", f.get("int"))
-        for f in messages[0]["fields"]])
+    other_domain = sign.signed_message(
+        "secagg/consistency/v1",
+        *[
+            bytes.fromhex(f["bytes"]) if "bytes" in f else f.get("str", f.get("int"))
+            for f in messages[0]["fields"]
+        ],
+    )
     pub = RFC8032[0]["public"]
     must_fail = [
-        {"why": "flipped signature bit", "public": pub, "message": h(m0),
-         "signature": h(s0[:10] + bytes([s0[10] ^ 4]) + s0[11:])},
-        {"why": "flipped message bit", "public": pub,
-         "message": h(m0[:-1] + bytes([m0[-1] ^ 1])), "signature": h(s0)},
-        {"why": "signature from another domain", "public": pub, "message": h(other_domain),
-         "signature": h(s0)},
-        {"why": "another key", "public": RFC8032[1]["public"], "message": h(m0),
-         "signature": h(s0)},
+        {
+            "why": "flipped signature bit",
+            "public": pub,
+            "message": h(m0),
+            "signature": h(s0[:10] + bytes([s0[10] ^ 4]) + s0[11:]),
+        },
+        {
+            "why": "flipped message bit",
+            "public": pub,
+            "message": h(m0[:-1] + bytes([m0[-1] ^ 1])),
+            "signature": h(s0),
+        },
+        {
+            "why": "signature from another domain",
+            "public": pub,
+            "message": h(other_domain),
+            "signature": h(s0),
+        },
+        {
+            "why": "another key",
+            "public": RFC8032[1]["public"],
+            "message": h(m0),
+            "signature": h(s0),
+        },
         {"why": "truncated signature", "public": pub, "message": h(m0), "signature": h(s0[:63])},
         {"why": "short public key", "public": pub[:62], "message": h(m0), "signature": h(s0)},
         {"why": "empty signature", "public": pub, "message": h(m0), "signature": ""},
     ]
     for v in must_fail:
         try:
-            sign.verify(bytes.fromhex(v["public"]), bytes.fromhex(v["message"]),
-                        bytes.fromhex(v["signature"]))
+            sign.verify(
+                bytes.fromhex(v["public"]),
+                bytes.fromhex(v["message"]),
+                bytes.fromhex(v["signature"]),
+            )
         except Exception:
             continue
         raise AssertionError(f"must-fail vector verified: {v['why']}")
@@ -341,19 +423,30 @@ def sign_vectors() -> dict[str, Any]:
 
 def shamir_vectors() -> dict[str, Any]:
     out = []
-    for i, (slen, t, ids) in enumerate([(32, 2, [1, 2, 3]), (32, 3, [1, 2, 3, 4, 5]),
-                                         (16, 4, [2, 5, 7, 11, 300]), (64, 2, [1, 2])]):
+    for i, (slen, t, ids) in enumerate(
+        [(32, 2, [1, 2, 3]), (32, 3, [1, 2, 3, 4, 5]), (16, 4, [2, 5, 7, 11, 300]), (64, 2, [1, 2])]
+    ):
         secret = det_bytes(f"shamir-secret-{i}", slen)
-        coeffs = [int.from_bytes(det_bytes(f"shamir-coeff-{i}-{k}", 66), "big") % shamir.PRIME
-                  for k in range(t - 1)]
+        coeffs = [
+            int.from_bytes(det_bytes(f"shamir-coeff-{i}-{k}", 66), "big") % shamir.PRIME
+            for k in range(t - 1)
+        ]
         shares = shamir._split_from_parts(secret, coeffs, ids)
         full = [int.from_bytes(secret, "big"), *coeffs]
         for x in ids:
             assert int.from_bytes(shares[x], "big") == poly_ref(full, x)
-        assert shamir.combine(dict(list(shares.items())[:t]), threshold=t, secret_len=slen) \
-            == secret
-        out.append({"secret": h(secret), "threshold": t, "coefficients": [str(c) for c in coeffs],
-                    "share_ids": ids, "shares": {str(x): h(s) for x, s in shares.items()}})
+        assert (
+            shamir.combine(dict(list(shares.items())[:t]), threshold=t, secret_len=slen) == secret
+        )
+        out.append(
+            {
+                "secret": h(secret),
+                "threshold": t,
+                "coefficients": [str(c) for c in coeffs],
+                "share_ids": ids,
+                "shares": {str(x): h(s) for x, s in shares.items()},
+            }
+        )
     return {"prime": str(shamir.PRIME), "share_len": shamir.SHARE_LEN, "split": out}
 
 
@@ -369,8 +462,15 @@ def prg_vectors() -> dict[str, Any]:
         w64 = np.frombuffer(ks, dtype="<u8").astype(np.uint64)
         assert (prg.mask_vector(seed, n, np.uint32) == w32).all()
         assert (prg.mask_vector(seed, n, np.uint64) == w64).all()
-        out.append({"seed": h(seed), "n": n, "keystream": h(ks),
-                    "uint32": [str(int(v)) for v in w32], "uint64": [str(int(v)) for v in w64]})
+        out.append(
+            {
+                "seed": h(seed),
+                "n": n,
+                "keystream": h(ks),
+                "uint32": [str(int(v)) for v in w32],
+                "uint64": [str(int(v)) for v in w64],
+            }
+        )
     return {"mask": out}
 
 
@@ -385,8 +485,7 @@ def quantize_vectors() -> dict[str, Any]:
         (3.0, 48, 1000, 30, [2.9, -2.9, 1.5, -0.001]),
     ]
     for i, (clip, bits, ms, prec, xs) in enumerate(cases):
-        p = QuantizationParams(clip=clip, bits=bits, max_summands=ms,
-                                        precision_bits=prec)
+        p = QuantizationParams(clip=clip, bits=bits, max_summands=ms, precision_bits=prec)
         x = np.array(xs, dtype=np.float32)
         words = np.frombuffer(det_bytes(f"quantize-u-{i}", 8 * len(xs)), dtype="<u8")
         u = (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
@@ -394,16 +493,30 @@ def quantize_vectors() -> dict[str, Any]:
         for xi, ui, qi in zip(x, u, q, strict=True):
             ref = math.floor(float(xi) * p.scale + float(ui)) % (1 << bits)
             assert int(qi) == ref
-        out.append({"clip": clip, "bits": bits, "max_summands": ms, "precision_bits":
-                    p.precision_bits, "scale": p.scale, "x_float32": [float(v) for v in x],
-                    "uniforms": [float(v) for v in u], "q": [str(int(v)) for v in q]})
+        out.append(
+            {
+                "clip": clip,
+                "bits": bits,
+                "max_summands": ms,
+                "precision_bits": p.precision_bits,
+                "scale": p.scale,
+                "x_float32": [float(v) for v in x],
+                "uniforms": [float(v) for v in u],
+                "q": [str(int(v)) for v in q],
+            }
+        )
     return {"quantize": out}
 
 
 def main() -> None:
-    for name, fn in [("keys", keys_vectors), ("aead", aead_vectors), ("sign", sign_vectors),
-                     ("shamir", shamir_vectors), ("prg", prg_vectors),
-                     ("quantize", quantize_vectors)]:
+    for name, fn in [
+        ("keys", keys_vectors),
+        ("aead", aead_vectors),
+        ("sign", sign_vectors),
+        ("shamir", shamir_vectors),
+        ("prg", prg_vectors),
+        ("quantize", quantize_vectors),
+    ]:
         path = OUT / f"hazmat_{name}.json"
         path.write_text(json.dumps(fn(), indent=1, sort_keys=True, ensure_ascii=True) + "\n")
         print(f"wrote {path.name}")
