@@ -45,8 +45,16 @@ def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
     acc = np.zeros(d, dtype=np.float64)
     for i in range(n):
         acc += site_w[cohort[i]] * xs[i % distinct]
-    rows.append({"preset": "float32 plain", "enc": 0.0, "bytes": 4.0 * d,
-                 "server": time.perf_counter() - t0, "dec": 0.0, "err": 0.0})
+    rows.append(
+        {
+            "preset": "float32 plain",
+            "enc": 0.0,
+            "bytes": 4.0 * d,
+            "server": time.perf_counter() - t0,
+            "dec": 0.0,
+            "err": 0.0,
+        }
+    )
     for preset in PRESETS:
         secret = SecretContext.generate(preset, clip=0.1)
         mode = HESiteMode(secret, workers=workers)
@@ -60,8 +68,16 @@ def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
         t0 = time.perf_counter()
         for i, s in enumerate(cohort):
             e = envs[i % distinct]
-            server.handle(Envelope(federation=e.federation, round=e.round, stage=e.stage,
-                                   sender=s, receiver=e.receiver, payload=e.payload))
+            server.handle(
+                Envelope(
+                    federation=e.federation,
+                    round=e.round,
+                    stage=e.stage,
+                    sender=s,
+                    receiver=e.receiver,
+                    payload=e.payload,
+                )
+            )
         srv = time.perf_counter() - t0
         res = server.result
         assert res is not None
@@ -69,9 +85,16 @@ def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
         mean = decrypt_aggregate(secret, res.encrypted_sum, res.total_weight, d)
         dec = time.perf_counter() - t0
         err = float(np.max(np.abs(mean - ref)) / np.max(np.abs(ref)))
-        rows.append({"preset": preset.name, "enc": enc / distinct,
-                     "bytes": float(np.mean([len(e.payload) for e in envs])),
-                     "server": srv, "dec": dec, "err": err})
+        rows.append(
+            {
+                "preset": preset.name,
+                "enc": enc / distinct,
+                "bytes": float(np.mean([len(e.payload) for e in envs])),
+                "server": srv,
+                "dec": dec,
+                "err": err,
+            }
+        )
     return rows
 
 
@@ -80,20 +103,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="d=1e5, n=5 only")
     parser.add_argument("--workers", type=int, default=2, help="encryption threads per site")
     args = parser.parse_args()
-    grid = [(100_000, 5)] if args.quick else [
-        (100_000, 5), (100_000, 20), (1_000_000, 5), (1_000_000, 20)]
-    print("| d | n | preset | encrypt s | MB/site | ×f32 | ×ref bytes | server s | ×ref server "
-          "| decrypt s | rel. error |")
+    grid = (
+        [(100_000, 5)]
+        if args.quick
+        else [(100_000, 5), (100_000, 20), (1_000_000, 5), (1_000_000, 20)]
+    )
+    print(
+        "| d | n | preset | encrypt s | MB/site | ×f32 | ×ref bytes | server s | ×ref server "
+        "| decrypt s | rel. error |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for d, n in grid:
         rows = run(d, n, args.workers)
         refrow = next(r for r in rows if r["preset"] == REFERENCE.name)
         for r in rows:
             b, s = float(r["bytes"]), float(r["server"])
-            print(f"| {d:.0e} | {n} | {r['preset']} | {float(r['enc']):.3f} | {b / 1e6:.2f} "
-                  f"| {b / (4 * d):.2f} | {b / float(refrow['bytes']):.2f} | {s:.3f} "
-                  f"| {s / float(refrow['server']):.2f} | {float(r['dec']):.3f} "
-                  f"| {float(r['err']):.1e} |", flush=True)
+            print(
+                f"| {d:.0e} | {n} | {r['preset']} | {float(r['enc']):.3f} | {b / 1e6:.2f} "
+                f"| {b / (4 * d):.2f} | {b / float(refrow['bytes']):.2f} | {s:.3f} "
+                f"| {s / float(refrow['server']):.2f} | {float(r['dec']):.3f} "
+                f"| {float(r['err']):.1e} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

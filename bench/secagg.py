@@ -68,9 +68,16 @@ def run_round(n: int, d: int, drop: dict[str, str], tmp: Path) -> dict[str, floa
     cfg = MaskConfig(clip=1.0)
     ctx = RoundContext(federation="bench", round=1, cohort=names, dimension=d, max_weight=100.0)
     server = MaskServerMode(roster=roster, config=cfg).server(ctx)
-    sites = {s: MaskSiteMode(site_id=s, signing_key=keys[s], roster=roster,
-                             state_path=tmp / f"{s}-{next(_CASE)}.json",
-                             config=cfg).site(ctx, s) for s in names}
+    sites = {
+        s: MaskSiteMode(
+            site_id=s,
+            signing_key=keys[s],
+            roster=roster,
+            state_path=tmp / f"{s}-{next(_CASE)}.json",
+            config=cfg,
+        ).site(ctx, s)
+        for s in names
+    }
     site_time = dict.fromkeys(names, 0.0)
     server_time = 0.0
     upload = 0
@@ -129,10 +136,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n=5, d=1e5 only")
     args = parser.parse_args()
-    sizes = [(5, 100_000)] if args.quick else [
-        (n, d) for d in (100_000, 1_000_000) for n in (5, 20, 100)]
-    header = (f"{'n':>4} {'d':>8} {'k':>3} {'dropped':<16} {'site s':>8} {'site/ks':>8} "
-              f"{'server s':>9} {'srv/ks':>7} {'srv/sum':>8} {'B/param':>7}")
+    sizes = (
+        [(5, 100_000)]
+        if args.quick
+        else [(n, d) for d in (100_000, 1_000_000) for n in (5, 20, 100)]
+    )
+    header = (
+        f"{'n':>4} {'d':>8} {'k':>3} {'dropped':<16} {'site s':>8} {'site/ks':>8} "
+        f"{'server s':>9} {'srv/ks':>7} {'srv/sum':>8} {'B/param':>7}"
+    )
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -145,10 +157,13 @@ def main() -> None:
                 cases.append((f"{k} at unmask", dict.fromkeys(names[:k], UNMASK)))
             for label, drop in cases:
                 r = run_round(n, d, drop, tmp)
-                print(f"{n:>4} {d:>8} {int(r['k']):>3} {label:<16} {r['site']:>8.3f} "
-                      f"{r['site'] / r['site_ks']:>8.2f} {r['server']:>9.3f} "
-                      f"{r['server'] / r['server_ks']:>7.2f} {r['server'] / r['plain']:>8.1f} "
-                      f"{r['bpp']:>7.1f}", flush=True)
+                print(
+                    f"{n:>4} {d:>8} {int(r['k']):>3} {label:<16} {r['site']:>8.3f} "
+                    f"{r['site'] / r['site_ks']:>8.2f} {r['server']:>9.3f} "
+                    f"{r['server'] / r['server_ks']:>7.2f} {r['server'] / r['plain']:>8.1f} "
+                    f"{r['bpp']:>7.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

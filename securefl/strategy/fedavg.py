@@ -33,7 +33,7 @@ class FedAvg(Strategy):
         step: Any = mean_update
         if self.server_lr != 1.0:
             step = step * self.server_lr
-        return params + step  # type: ignore[operator,no-any-return]
+        return params + step  # type: ignore[no-any-return]
 
 
 class FedAvgM(Strategy):
