@@ -32,8 +32,9 @@ from securefl.wire import array_from_wire, array_to_wire, pack, unpack
 __all__ = ["SUPPORTED_STRATEGIES", "EncryptedGlobal", "check_strategy"]
 
 #: fedavg: server-side on ciphertexts (CKKS with a scalar level) or at the sites (any preset);
-#: fedavgm: momentum applied at the sites, which keep θ and m (any preset).
-SUPPORTED_STRATEGIES = frozenset({"fedavg", "fedavgm"})
+#: fedavgm: momentum applied at the sites, which keep θ and m (any preset);
+#: fedprox: FedAvg on the server, the proximal pull at each site (any preset).
+SUPPORTED_STRATEGIES = frozenset({"fedavg", "fedavgm", "fedprox"})
 
 
 def check_strategy(name: str) -> None:

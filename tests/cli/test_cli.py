@@ -148,3 +148,37 @@ def test_default_simulate_json_matches_the_documented_shape(tmp_path):
         assert site["epsilon"] <= site["epsilon_budget"]
     audit = _invoke("audit", str(tmp_path / "o"), "--json")
     assert audit.exit_code == 0, audit.output
+
+
+def test_mask_mode_with_a_rehearsed_dropout_from_the_cli():
+    result = _invoke(
+        "simulate",
+        "--secure",
+        "mask",
+        "--sites",
+        "5",
+        "--batch-size",
+        "16",
+        "--rounds",
+        "1",
+        "--dropout",
+        "hospital-b@share",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["secure"] == "mask"
+    assert summary["history"][0]["survivors"] == [
+        "hospital-a",
+        "hospital-c",
+        "hospital-d",
+        "hospital-e",
+    ]
+
+
+def test_he_mode_from_the_cli_and_a_bad_preset():
+    result = _invoke("simulate", "--secure", "he", "--rounds", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["secure"] == "he"
+    bad = _invoke("simulate", "--secure", "he", "--he-preset", "rot13", "--rounds", "1")
+    assert bad.exit_code == 2 and "rot13" in bad.output and "Traceback" not in bad.output
