@@ -156,6 +156,7 @@ class HEServer(ServerAggregator):
         self._closed = False
         self._result: AggregateResult | None = None
         self._abort: AbortError | None = None
+        self._departed: set[str] = set()
 
     @property
     def stage(self) -> str:
@@ -202,9 +203,20 @@ class HEServer(ServerAggregator):
         else:
             self._sum.add(vectors)
             self._weights[sender] = weight
-        if len(self._weights) + len(self.rejected) == len(self._ctx.cohort):
-            self._close()
+        self._close_if_everyone_answered()
         return []
+
+    def on_departure(self, site_id: str) -> list[Envelope]:
+        """A site said it leaves: it is not waited for (nor summed, if it sent nothing)."""
+        if not self._closed and site_id in self._ctx.cohort and site_id not in self._weights:
+            self._departed.add(site_id)
+            self._close_if_everyone_answered()
+        return []
+
+    def _close_if_everyone_answered(self) -> None:
+        answered = set(self._weights) | set(self.rejected) | self._departed
+        if not self._closed and answered >= set(self._ctx.cohort):
+            self._close()
 
     def on_deadline(self) -> list[Envelope]:
         """Sites not heard from are dropped; the round closes with whoever was added."""

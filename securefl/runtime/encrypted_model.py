@@ -76,14 +76,17 @@ class EncryptedModelDecoder:
             raise WireError("malformed encrypted model")
         theta0 = array_from_wire(obj["theta0"], expected_len=dimension)
         aggregates = obj["aggregates"]
-        if not isinstance(aggregates, list):
+        if not isinstance(aggregates, list) or not all(_is_aggregate(a) for a in aggregates):
             raise WireError("malformed encrypted model aggregates")
-        digest0 = hashlib.sha256(theta0.tobytes()).digest()
-        digests = [hashlib.sha256(a["sum"]).digest() for a in aggregates]
-        if digest0 != self._theta0_digest or digests[: len(self._digests)] != self._digests:
-            self._restart(theta0, digest0, obj["strategy"])
-        elif len(digests) < len(self._digests):
-            raise IntegrityError("the server's model history went backwards")
+        header = hashlib.sha256(theta0.tobytes() + pack(obj["strategy"])).digest()
+        digests = [
+            hashlib.sha256(pack([a["sum"], float(a["weight"])])).digest() for a in aggregates
+        ]
+        if self._strategy is None:
+            self._restart(theta0, header, obj["strategy"])
+        elif header != self._theta0_digest or digests[: len(self._digests)] != self._digests:
+            # the history this site already replayed must never change or shrink
+            raise IntegrityError("the server rewrote the federation's model history")
         assert self._theta is not None and self._strategy is not None
         for i in range(len(self._digests), len(aggregates)):
             agg = aggregates[i]
@@ -105,3 +108,14 @@ class EncryptedModelDecoder:
         self._theta = theta0.astype(np.float64)
         self._theta0_digest = digest0
         self._digests = []
+
+
+def _is_aggregate(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"sum", "weight"}
+        and isinstance(entry["sum"], bytes)
+        and isinstance(entry["weight"], (int, float))
+        and not isinstance(entry["weight"], bool)
+        and 0 < entry["weight"] < float("inf")
+    )

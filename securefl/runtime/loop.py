@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from securefl.errors import ProtocolError, TransportError, WireError
+from securefl.errors import SecureFLError, TransportError
 from securefl.runtime.server import ServerDriver, ServerStage
 from securefl.transport.base import Transport
 from securefl.wire import Envelope
@@ -58,6 +58,11 @@ def run_server(
         unreachable = []
         if outbox:
             continue
+        # every envelope of the last step is out and unreachable sites are known:
+        # only now may the next round choose its cohort
+        outbox = _guarded(driver.advance)
+        if outbox:
+            continue
         if driver.stage is ServerStage.FINISHED:
             break
         if keep_running is not None and not keep_running():
@@ -65,15 +70,14 @@ def run_server(
             break
         received = transport.receive(timeout=poll)
         if received is not None:
-            try:
-                outbox = driver.handle(received)
-            except (ProtocolError, WireError) as exc:
-                log.warning("dropped a message from %s: %s", received.sender, exc)
-        elif clock() - last_change > stage_timeout or (quiescent is not None and quiescent()):
-            outbox = _guarded(driver.on_deadline)
+            outbox = _guarded(functools.partial(driver.handle, received))
+        # the deadline is checked on every pass, so a chatty site cannot hold it off
+        stalled = clock() - last_change > stage_timeout
+        if stalled or (received is None and quiescent is not None and quiescent()):
+            outbox += _guarded(driver.on_deadline)
             last_change = clock()
         now_marker = (driver.current_round, driver.aggregator_stage)
-        if now_marker != marker or outbox:
+        if now_marker != marker:
             marker = now_marker
             last_change = clock()
             if on_progress is not None:
@@ -81,8 +85,9 @@ def run_server(
 
 
 def _guarded(step: Callable[[], list[Envelope]]) -> list[Envelope]:
+    """One driver step; a bad message or misbehaving peer is logged, never fatal."""
     try:
         return step()
-    except (ProtocolError, WireError) as exc:
-        log.warning("protocol step failed: %s", exc)
+    except SecureFLError as exc:
+        log.warning("dropped a message or step: %s", exc)
         return []

@@ -8,6 +8,7 @@ of keys, checked on decode.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ ROUND_START = "fed/round-start"
 REPORT = "fed/report"
 ROUND_END = "fed/round-end"
 FINISH = "fed/finish"
+#: The most metrics one report may carry.
+MAX_METRICS = 16
 RUNTIME_STAGES = frozenset({HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH})
 
 
@@ -82,25 +85,34 @@ class RoundStart:
 
 @dataclass(frozen=True, kw_only=True)
 class Report:
-    """A site's metrics for the round (on its validation data), sent with its update."""
+    """A site's validation metrics for the round, for early stopping.
 
-    num_examples: int
+    Deliberately small: a handful of finite numbers, no example count (in
+    ``mask`` mode the weight travels only inside the masked vector). The
+    server sees these in the clear in every mode; see the threat models.
+    """
+
     metrics: dict[str, float]
 
     def to_bytes(self) -> bytes:
-        return pack({"num_examples": self.num_examples, "metrics": self.metrics})
+        return pack({"metrics": self.metrics})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Report:
-        obj = _expect(data, {"num_examples", "metrics"})
+        obj = _expect(data, {"metrics"})
         metrics = obj["metrics"]
-        if not isinstance(metrics, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) for k, v in metrics.items()
-        ):
-            raise WireError("report metrics must map names to numbers")
-        return cls(
-            num_examples=int(obj["num_examples"]), metrics={k: float(v) for k, v in metrics.items()}
-        )
+        if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
+            raise WireError(f"report metrics must be a map of at most {MAX_METRICS} entries")
+        clean: dict[str, float] = {}
+        for key, value in metrics.items():
+            if not isinstance(key, str) or not 0 < len(key) <= 64:
+                raise WireError("report metric names must be short strings")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise WireError(f"report metric {key!r} is not a number")
+            if not math.isfinite(value):
+                raise WireError(f"report metric {key!r} is not finite")
+            clean[key] = float(value)
+        return cls(metrics=clean)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +168,7 @@ def decode(data: bytes, cls: type[Any]) -> Any:
     """Decode ``data`` as ``cls``; wrap any type error as a WireError."""
     try:
         return cls.from_bytes(data)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
         if isinstance(exc, WireError):
             raise
         raise WireError(f"malformed {cls.__name__}: {exc}") from None

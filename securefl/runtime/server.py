@@ -87,6 +87,7 @@ class ServerDriver:
         self._reports: dict[str, m.Report] = {}
         self._best: float | None = None
         self._stale = 0
+        self._next_round_due = False
 
     @property
     def current_round(self) -> int:
@@ -248,15 +249,28 @@ class ServerDriver:
             self.finish_reason = stop
             return out + [self._finish_message(s) for s in self.present]
         self.stage = ServerStage.WAITING_FOR_SITES
-        return out + self._open_round()
+        self._next_round_due = True
+        return out
+
+    def advance(self) -> list[Envelope]:
+        """The previous step's envelopes were delivered: open the next round if one is due.
+
+        Opening waits for this call so that sites found unreachable while the
+        last round closed are not put into the next cohort (their peers would
+        spend privacy on a round that cannot complete).
+        """
+        if self.stage is ServerStage.WAITING_FOR_SITES and self._next_round_due:
+            self._next_round_due = False
+            return self._open_round()
+        return []
 
     def _mean_metrics(self, survivors: tuple[str, ...]) -> dict[str, float]:
+        """Unweighted mean over the survivors of each metric they all reported."""
         reports = [r for s, r in self._reports.items() if s in survivors]
-        total = sum(r.num_examples for r in reports)
-        if not reports or total <= 0:
+        if not reports:
             return {}
         keys = set.intersection(*(set(r.metrics) for r in reports))
-        return {k: sum(r.metrics[k] * r.num_examples for r in reports) / total for k in keys}
+        return {k: sum(r.metrics[k] for r in reports) / len(reports) for k in keys}
 
     def _stop_reason(self, metrics: dict[str, float]) -> str:
         if self.monitor in metrics and self.rounds.patience is not None:

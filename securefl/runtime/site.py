@@ -30,7 +30,7 @@ from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggrega
 from securefl.config import DPConfig, RoundConfig, TrainConfig
 from securefl.dp import PrivacyLedger, calibrate_noise, make_private, planned_event
 from securefl.dp.privatize import PrivateTraining
-from securefl.errors import BudgetExhaustedError, ConfigError, ProtocolError, TransportError
+from securefl.errors import ConfigError, ProtocolError, TransportError
 from securefl.params import (
     ParamSpec,
     load_vector_into,
@@ -169,21 +169,27 @@ class Site:
         if self.private is None:
             raise ConfigError("call site.privatize(model, optimizer, loader) before site.rounds()")
         self._send(m.HELLO, SERVER, b"", 0)
-        while True:
-            env = self._receive()
-            if env.stage == m.FINISH:
-                self._on_finish(model, m.decode(env.payload, m.Finish))
-                return
-            if env.stage == m.ROUND_END:
-                continue  # the end of a round this site sat out or already closed
-            if env.stage != m.ROUND_START:
-                raise ProtocolError(f"expected a round start, got {env.stage!r}")
-            rnd = self._begin(model, env)
-            yield rnd
-            if not rnd.submitted:
-                self.leave("round not submitted")
-                raise ProtocolError(f"round {rnd.number} ended without submit()")
-            self._finish_round(env.round)
+        finished = False
+        try:
+            while True:
+                env = self._receive()
+                if env.stage == m.FINISH:
+                    self._on_finish(model, m.decode(env.payload, m.Finish))
+                    finished = True
+                    return
+                if env.stage == m.ROUND_END:
+                    continue  # the end of a round this site sat out or already closed
+                if env.stage != m.ROUND_START:
+                    raise ProtocolError(f"expected a round start, got {env.stage!r}")
+                rnd = self._begin(model, env)
+                yield rnd
+                if not rnd.submitted:
+                    raise ProtocolError(f"round {rnd.number} ended without submit()")
+                self._finish_round(env.round)
+        finally:
+            self._remove_proximal()
+            if not finished:  # an error, a refusal or a `break` in the user's loop
+                self.leave("site stopped")
 
     def leave(self, reason: str) -> None:
         """Tell the server this site stops taking part (best effort)."""
@@ -210,13 +216,9 @@ class Site:
             max_grad_norm=self.dp.max_grad_norm,
             secure_rng=self.dp.secure_rng,
         )
-        try:
-            self._reservation = self.ledger.reserve(env.round, planned)
-        except BudgetExhaustedError:
-            self.leave("privacy budget exhausted")
-            raise
+        self._reservation = self.ledger.reserve(env.round, planned)
         self.private.reset_steps()
-        self._install_proximal(model, params, float(start.config.get("proximal_mu", 0.0)))
+        self._install_proximal(model, params, _proximal_mu(start.config))
         ctx = RoundContext(
             federation=self.federation,
             round=env.round,
@@ -227,6 +229,7 @@ class Site:
             options=dict(start.config),
         )
         self._aggregator = self.mode.site(ctx, self.name)
+        self._round_max_weight = start.max_weight
         self._model = model
         return Round(
             number=env.round,
@@ -250,11 +253,16 @@ class Site:
             ),
             steps=max(1, self.private.steps_taken()),
         )
-        try:
-            rnd.epsilon = self.ledger.commit(self._reservation, actual)
-        except BudgetExhaustedError:
-            self.leave("privacy budget exceeded by this round; update withheld")
-            raise
+        # every check that could refuse the update runs before privacy is committed
+        delta = (model_vector(self._model, self._spec) - rnd.global_params).astype(np.float32)
+        if not np.all(np.isfinite(delta)):
+            raise ProtocolError("the update contains NaN or infinite values; nothing was sent")
+        if num_examples > self._round_max_weight:
+            raise ConfigError(
+                f"num_examples={num_examples} exceeds the federation's maximum weight "
+                f"{self._round_max_weight:g}; nothing was sent"
+            )
+        rnd.epsilon = self.ledger.commit(self._reservation, actual)
         if self.records is not None:
             self.records.append(
                 round_id=rnd.number,
@@ -267,10 +275,9 @@ class Site:
                 dataset_size=self._dataset_size,
                 expected_batch_size=max(1, round(self.private.sample_rate * self._dataset_size)),
             )
-        delta = model_vector(self._model, self._spec) - rnd.global_params
-        outgoing = self._aggregator.submit(delta.astype(np.float32), float(num_examples))
+        outgoing = self._aggregator.submit(delta, float(num_examples))
         # the report goes first: the update may complete the round on arrival
-        report = m.Report(num_examples=num_examples, metrics=metrics).to_bytes()
+        report = m.Report(metrics=metrics).to_bytes()
         self._send(m.REPORT, SERVER, report, rnd.number)
         for env in outgoing:
             self.transport.send(env)
@@ -313,12 +320,13 @@ class Site:
         pairs = [
             (p, anchors[n].to(p.dtype)) for n, p in unwrap(model).named_parameters() if n in anchors
         ]
-        lr = float(inner.param_groups[0]["lr"])
 
-        def pull(*_: Any) -> None:
+        def pull(opt: torch.optim.Optimizer, *_: Any) -> None:
+            lr = float(opt.param_groups[0]["lr"])  # read each step: schedulers change it
+            step = min(lr * mu, 1.0)  # never overshoot the anchor
             with torch.no_grad():
                 for p, a in pairs:
-                    p.sub_(lr * mu * (p - a))
+                    p.sub_(step * (p - a))
 
         self._proximal_handle = inner.register_step_post_hook(pull)
 
@@ -343,17 +351,30 @@ class Site:
         )
 
     def _receive(self) -> Envelope:
-        env = self.transport.receive(timeout=self.round_config.stage_timeout_seconds)
-        if env is None:
-            raise TransportError(
-                f"{self.name}: no word from the server in "
-                f"{self.round_config.stage_timeout_seconds:.0f} s"
-            )
-        if env.federation != self.federation:
-            raise ProtocolError(f"message for another federation: {env.federation!r}")
-        return env
+        while True:
+            env = self.transport.receive(timeout=self.round_config.stage_timeout_seconds)
+            if env is None:
+                raise TransportError(
+                    f"{self.name}: no word from the server in "
+                    f"{self.round_config.stage_timeout_seconds:.0f} s"
+                )
+            if env.sender != SERVER or env.receiver != self.name:
+                # only the server speaks to a site; anything else is dropped unread
+                log.warning("%s: dropped a message from %r", self.name, env.sender)
+                continue
+            if env.federation != self.federation:
+                raise ProtocolError(f"message for another federation: {env.federation!r}")
+            return env
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     inner = getattr(model, "_module", model)
     return dict(inner.state_dict())
+
+
+def _proximal_mu(config: Mapping[str, Any]) -> float:
+    """FedProx's μ from the server's round config: a finite number in [0, 100]."""
+    mu = config.get("proximal_mu", 0.0)
+    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu <= 100:
+        raise ProtocolError(f"the server sent an invalid proximal_mu {mu!r}")
+    return float(mu)

@@ -53,7 +53,11 @@ class MemoryHub:
             raise TransportError(f"no party {receiver!r} is connected")
         for callback in taps:
             callback(data)
-        q.put(data)
+        with self._lock:
+            # the receiver is busy from now on, before it even wakes up, so that
+            # quiescent() can never see it "waiting" with a message in hand
+            self._waiting.discard(receiver)
+            q.put(data)
 
     def take(self, name: str, timeout: float | None) -> bytes | None:
         with self._lock:

@@ -186,6 +186,17 @@ def test_dropout_is_not_summed(ckks_secret: SecretContext) -> None:
     assert np.allclose(mean, _mean({k: xs[k] for k in "ab"}, ws), rtol=0, atol=1e-6)
 
 
+def test_a_departed_site_is_not_waited_for(ckks_secret: SecretContext) -> None:
+    cohort = ("a", "b", "c")
+    rc = _rc(cohort)
+    xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0}
+    envs = _envelopes(ckks_secret, rc, {k: xs[k] for k in "ab"}, ws)
+    server = _run(ckks_secret, rc, list(envs.values()))
+    assert server.result is None
+    server.on_departure("c")  # no deadline needed
+    assert server.result is not None and server.result.survivors == ("a", "b")
+
+
 def test_min_cohort_enforced(ckks_secret: SecretContext) -> None:
     cohort = ("a", "b", "c")
     rc = _rc(cohort, min_sites=2)

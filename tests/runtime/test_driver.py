@@ -40,16 +40,11 @@ def _submit(driver, site, vector, weight, metric=0.5):
     ctx_round = driver.current_round
     agg = PlainMode().site(_ctx(driver, ctx_round), site)
     out = driver.handle(
-        _env(
-            site,
-            m.REPORT,
-            m.Report(num_examples=int(weight), metrics={"val_accuracy": metric}).to_bytes(),
-            ctx_round,
-        )
+        _env(site, m.REPORT, m.Report(metrics={"val_accuracy": metric}).to_bytes(), ctx_round)
     )
     for env in agg.submit(np.asarray(vector, dtype=np.float32), weight):
         out += driver.handle(env)
-    return out
+    return out + driver.advance()
 
 
 def _ctx(driver, rnd):
@@ -86,6 +81,7 @@ def test_dropped_site_is_excluded_on_deadline_and_min_sites_enforced():
     d.on_deadline()
     assert d.history[0].survivors == ("a", "b")
     np.testing.assert_allclose(d.model.plaintext(), [2, 2, 2])
+    d.advance()
     # round 2: only one site answers -> abandoned, model unchanged
     _submit(d, "a", [9, 9, 9], 10)
     d.on_deadline()
@@ -173,3 +169,29 @@ def test_plain_server_refuses_bad_updates():
     server.handle(env)
     with pytest.raises(ProtocolError, match="already"):
         server.handle(env)
+
+
+def test_next_round_waits_until_the_last_rounds_envelopes_are_out():
+    d = _driver()
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    _submit(d, "a", [0, 0, 0], 10)
+    _submit(d, "b", [0, 0, 0], 10)
+    out = d.handle(_env("c", m.BYE, b"gone"))  # closes round 1
+    assert all(e.stage != m.ROUND_START for e in out)
+    d.site_unreachable("b")  # found while delivering round 1's end
+    out = d.advance()
+    assert {e.receiver for e in out if e.stage == m.ROUND_START} == set()  # a alone: too few
+    assert d.stage is ServerStage.WAITING_FOR_SITES
+
+
+def test_reports_must_be_small_and_finite():
+    from securefl.errors import WireError
+    from securefl.wire import pack
+
+    with pytest.raises(WireError, match="finite"):
+        m.Report.from_bytes(pack({"metrics": {"acc": float("inf")}}))
+    with pytest.raises(WireError):
+        m.Report.from_bytes(pack({"metrics": {f"m{i}": 1.0 for i in range(50)}}))
+    with pytest.raises(WireError):
+        m.Report.from_bytes(pack({"metrics": {"acc": True}}))
