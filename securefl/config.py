@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 SECURE_MODES = ("plain", "mask", "he")
-STRATEGIES = ("fedavg", "fedavgm", "fedprox")
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam")
 ACCOUNTANTS = ("prv", "rdp", "pld")
 
 
@@ -137,20 +137,35 @@ class RoundConfig:
 class StrategyConfig:
     """How the server turns the average update into the next global model.
 
-    ``server_lr`` scales the averaged update; ``momentum`` is FedAvgM's server
-    momentum; ``proximal_mu`` is FedProx's client-side proximal weight.
+    ``server_lr`` is the server's step size (``None``: the strategy's own
+    default, 1.0 for FedAvg, FedAvgM and FedProx, 0.1 for FedAdam);
+    ``momentum`` is the decay of the first moment (FedAvgM's momentum, FedAdam's
+    β₁); ``beta2`` and ``tau`` are FedAdam's second-moment decay and
+    adaptivity floor; ``proximal_mu`` is FedProx's client-side proximal weight.
     """
 
     name: str = "fedavg"
-    server_lr: float = 1.0
+    server_lr: float | None = None
     momentum: float = 0.9
+    beta2: float = 0.99
+    tau: float = 0.01
     proximal_mu: float = 0.01
+
+    @property
+    def effective_server_lr(self) -> float:
+        """``server_lr``, or the strategy's default when it is ``None``."""
+        if self.server_lr is not None:
+            return self.server_lr
+        return 0.1 if self.name == "fedadam" else 1.0
 
     def __post_init__(self) -> None:
         if self.name not in STRATEGIES:
             raise ConfigError(f"strategy.name must be one of {STRATEGIES}, got {self.name!r}")
-        _positive("strategy.server_lr", self.server_lr)
+        if self.server_lr is not None:
+            _positive("strategy.server_lr", self.server_lr)
         _fraction("strategy.momentum", self.momentum)
+        _fraction("strategy.beta2", self.beta2)
+        _positive("strategy.tau", self.tau)
         if (
             isinstance(self.proximal_mu, bool)
             or not isinstance(self.proximal_mu, (int, float))

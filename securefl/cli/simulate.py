@@ -33,10 +33,10 @@ if TYPE_CHECKING:  # the heavy modules load inside the command, so --help is qui
 __all__ = ["simulate"]
 
 # Defaults tuned on the bundled data (see docs/privacy.md for how and why).
-DEFAULT_ROUNDS = 8
+DEFAULT_ROUNDS = 12
 DEFAULT_BATCH = 32
-DEFAULT_LR = 0.5
-DEFAULT_CLIP = 1.0
+DEFAULT_LR = 1.0
+DEFAULT_CLIP = 0.5
 
 
 @click.command()
@@ -71,10 +71,11 @@ DEFAULT_CLIP = 1.0
 )
 @click.option(
     "--strategy",
-    default="fedavg",
+    default="auto",
     show_default=True,
-    type=click.Choice(STRATEGIES),
-    help="Server strategy.",
+    type=click.Choice(("auto", *STRATEGIES)),
+    help="Server strategy; auto: fedadam, or fedavgm with --secure he (which cannot square "
+    "a ciphertext).",
 )
 @click.option(
     "--secure",
@@ -172,6 +173,8 @@ def simulate(
     round_config = RoundConfig(
         max_rounds=rounds, patience=patience, min_sites=2, stage_timeout_seconds=120.0
     )
+    if strategy == "auto":  # FedAdam needs the plain sum, which he mode never reveals
+        strategy = "fedavgm" if secure == "he" else "fedadam"
     strategy_config = StrategyConfig(name=strategy)
     if out is not None and (out / "summary.json").exists():
         raise ConfigError(f"{out} already holds a simulation; choose another --out")

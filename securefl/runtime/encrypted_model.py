@@ -45,7 +45,7 @@ class EncryptedAggregatesModel(GlobalModel):
                 "theta0": array_to_wire(self._theta0),
                 "strategy": {
                     "name": self._strategy.name,
-                    "server_lr": self._strategy.server_lr,
+                    "server_lr": self._strategy.effective_server_lr,
                     "momentum": self._strategy.momentum,
                 },
                 "aggregates": self._aggregates,

@@ -73,10 +73,15 @@ class FedProx(FedAvg):
 
 def make_strategy(config: StrategyConfig) -> Strategy:
     """Build the strategy a :class:`StrategyConfig` names."""
+    lr = config.effective_server_lr
     if config.name == "fedavg":
-        return FedAvg(server_lr=config.server_lr)
+        return FedAvg(server_lr=lr)
     if config.name == "fedavgm":
-        return FedAvgM(server_lr=config.server_lr, momentum=config.momentum)
+        return FedAvgM(server_lr=lr, momentum=config.momentum)
     if config.name == "fedprox":
-        return FedProx(server_lr=config.server_lr, proximal_mu=config.proximal_mu)
+        return FedProx(server_lr=lr, proximal_mu=config.proximal_mu)
+    if config.name == "fedadam":
+        from securefl.strategy.adaptive import FedAdam
+
+        return FedAdam(server_lr=lr, beta1=config.momentum, beta2=config.beta2, tau=config.tau)
     raise ConfigError(f"unknown strategy {config.name!r}")

@@ -28,3 +28,27 @@ def test_factory_and_validation():
     assert isinstance(make_strategy(StrategyConfig(name="fedavgm")), FedAvgM)
     with pytest.raises(ConfigError):
         FedAvgM(momentum=1.0)
+
+
+def test_fedadam_takes_per_coordinate_steps_of_about_server_lr():
+    from securefl.strategy import FedAdam
+
+    s = FedAdam(server_lr=0.1, beta1=0.0, beta2=0.0, tau=1e-9)
+    theta = s.apply(np.zeros(2), np.array([1e-4, 50.0]), 1)
+    # Adam normalises each coordinate: both move by ~server_lr whatever their scale
+    assert np.allclose(theta, [0.1, 0.1], rtol=1e-3)
+
+
+def test_fedadam_is_nonlinear_and_refused_where_only_ciphertexts_exist():
+    from securefl.he import check_strategy
+    from securefl.strategy import FedAdam
+
+    assert FedAdam.linear is False
+    with pytest.raises(ConfigError):
+        check_strategy("fedadam")
+
+
+def test_server_lr_default_depends_on_the_strategy():
+    assert StrategyConfig(name="fedadam").effective_server_lr == 0.1
+    assert StrategyConfig(name="fedavg").effective_server_lr == 1.0
+    assert StrategyConfig(name="fedavg", server_lr=0.3).effective_server_lr == 0.3
