@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hmac
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securefl.errors import ConfigError, IntegrityError
 from securefl.hazmat._encoding import encode_fields
-from securefl.hazmat._secret import NoPickle, require_export_flag
+from securefl.hazmat._secret import RawPrivateKey
 
 __all__ = [
     "KDF_INFO_CONTEXT",
@@ -47,54 +47,28 @@ _MAX_DERIVED = 255 * 32  # RFC 5869 limit for SHA-256
 _ZERO = bytes(KEY_LEN)
 
 
-class KeyPair(NoPickle):
-    """An X25519 private key with its public half. Refuses pickling and copying."""
+class KeyPair(RawPrivateKey[X25519PrivateKey]):
+    """An X25519 private key with its public half. Refuses pickling and copying.
 
-    __slots__ = ("_private",)
+    :meth:`generate` draws a fresh key; :meth:`from_private_bytes` rebuilds one
+    from its 32 raw private bytes (e.g. reconstructed from Shamir shares), and
+    :meth:`export_private` gives them back only with the explicit flag.
+    """
 
-    def __init__(self, private: X25519PrivateKey) -> None:
-        if not isinstance(private, X25519PrivateKey):
-            raise ConfigError("KeyPair wraps an X25519PrivateKey")
-        self._private = private
+    __slots__ = ()
 
-    @classmethod
-    def generate(cls) -> KeyPair:
-        """A fresh key pair from the OS CSPRNG (through OpenSSL)."""
-        return cls(X25519PrivateKey.generate())
-
-    @classmethod
-    def from_private_bytes(cls, data: bytes) -> KeyPair:
-        """Rebuild a key pair from 32 raw private bytes (e.g. reconstructed from shares)."""
-        if not isinstance(data, bytes) or len(data) != KEY_LEN:
-            raise ConfigError(f"an X25519 private key is {KEY_LEN} bytes")
-        return cls(X25519PrivateKey.from_private_bytes(data))
+    _key_type = X25519PrivateKey
+    _algorithm = "X25519"
+    _private_len = KEY_LEN
 
     @property
     def private_key(self) -> X25519PrivateKey:
         """The wrapped pyca key object (still not picklable)."""
         return self._private
 
-    def public_bytes(self) -> bytes:
-        """The 32-byte raw public key to put in a (signed) key advert."""
-        return self._private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-
-    def export_private(self, *, i_understand_this_exports_a_secret: bool) -> bytes:
-        """The 32 raw private bytes, e.g. to Shamir-share them. Needs the explicit flag."""
-        require_export_flag(i_understand_this_exports_a_secret)
-        return self._private.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-
     def derive(self, peer_public_bytes: bytes, *, info: bytes, length: int = 32) -> bytes:
         """Shorthand for :func:`derive_key` with this key pair."""
         return derive_key(self, peer_public_bytes, info=info, length=length)
-
-    def __repr__(self) -> str:
-        return f"KeyPair(public={self.public_bytes().hex()})"
 
 
 def load_public(data: bytes) -> X25519PublicKey:

@@ -15,12 +15,11 @@ version, then typed, length-prefixed fields (see ``_encoding``).
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from securefl.errors import ConfigError, IntegrityError
 from securefl.hazmat._encoding import Field, encode_fields
-from securefl.hazmat._secret import NoPickle, require_export_flag
+from securefl.hazmat._secret import RawPrivateKey
 
 __all__ = [
     "PUBLIC_KEY_LEN",
@@ -38,51 +37,25 @@ SIGNED_MESSAGE_CONTEXT = b"securefl/signed/v1"
 """Context constant opening every :func:`signed_message` string."""
 
 
-class SigningKey(NoPickle):
-    """An Ed25519 private key. Refuses pickling and copying."""
+class SigningKey(RawPrivateKey[Ed25519PrivateKey]):
+    """An Ed25519 private key. Refuses pickling and copying.
 
-    __slots__ = ("_private",)
+    :meth:`generate` draws a fresh key; :meth:`from_private_bytes` loads the
+    32-byte RFC 8032 seed (e.g. from a provisioning kit), and
+    :meth:`export_private` gives it back only with the explicit flag.
+    """
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
-        if not isinstance(private, Ed25519PrivateKey):
-            raise ConfigError("SigningKey wraps an Ed25519PrivateKey")
-        self._private = private
+    __slots__ = ()
 
-    @classmethod
-    def generate(cls) -> SigningKey:
-        """A fresh signing key from the OS CSPRNG (through OpenSSL)."""
-        return cls(Ed25519PrivateKey.generate())
-
-    @classmethod
-    def from_private_bytes(cls, data: bytes) -> SigningKey:
-        """Load the 32-byte RFC 8032 seed (e.g. from a provisioning kit)."""
-        if not isinstance(data, bytes) or len(data) != PRIVATE_KEY_LEN:
-            raise ConfigError(f"an Ed25519 private key is {PRIVATE_KEY_LEN} bytes")
-        return cls(Ed25519PrivateKey.from_private_bytes(data))
-
-    def public_bytes(self) -> bytes:
-        """The 32-byte raw public key."""
-        return self._private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+    _key_type = Ed25519PrivateKey
+    _algorithm = "Ed25519"
+    _private_len = PRIVATE_KEY_LEN
 
     def sign(self, message: bytes) -> bytes:
         """A 64-byte signature; ``message`` should come from :func:`signed_message`."""
         if not isinstance(message, bytes):
             raise ConfigError("message must be bytes (build it with signed_message)")
         return self._private.sign(message)
-
-    def export_private(self, *, i_understand_this_exports_a_secret: bool) -> bytes:
-        """The 32-byte seed, e.g. to write a kit. Needs the explicit flag."""
-        require_export_flag(i_understand_this_exports_a_secret)
-        return self._private.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-
-    def __repr__(self) -> str:
-        return f"SigningKey(public={self.public_bytes().hex()})"
 
 
 def verify(public_bytes: bytes, message: bytes, signature: bytes) -> None:
