@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import pickle
 from pathlib import Path
 
 import pytest
@@ -64,26 +62,3 @@ def test_signed_message_is_unambiguous() -> None:
         signed_message("d", True)
     with pytest.raises(ConfigError):
         signed_message("")
-
-
-def test_signing_key_refuses_pickling_and_copying() -> None:
-    key = SigningKey.generate()
-    with pytest.raises(TypeError):
-        pickle.dumps(key)
-    with pytest.raises(TypeError):
-        key.__getstate__()
-    with pytest.raises(TypeError):
-        copy.deepcopy(key)
-
-
-def test_export_private_needs_the_flag() -> None:
-    key = SigningKey.generate()
-    with pytest.raises(ConfigError):
-        key.export_private(i_understand_this_exports_a_secret=False)
-    raw = key.export_private(i_understand_this_exports_a_secret=True)
-    assert SigningKey.from_private_bytes(raw).public_bytes() == key.public_bytes()
-
-
-def test_wrong_length_private_key_refused() -> None:
-    with pytest.raises(ConfigError):
-        SigningKey.from_private_bytes(bytes(33))
