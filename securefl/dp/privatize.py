@@ -196,9 +196,6 @@ def make_private(
         loader.generator = _urandom_generator()
         extra["noise_generator"] = _urandom_generator()
     counter = _StepCounter()
-    # Counted on the wrapped optimizer: it only steps after clipping and noise,
-    # exactly when Opacus's own accountant is charged.
-    optimizer.register_step_post_hook(counter)
     dp_model, dp_optimizer, dp_loader = engine.make_private(
         module=model,
         optimizer=optimizer,
@@ -208,6 +205,17 @@ def make_private(
         poisson_sampling=True,
         **extra,
     )
+    # Counted in Opacus's own step hook, which runs only after per-sample
+    # clipping and noise, exactly when its accountant is charged; a step on
+    # the unwrapped optimizer (no clipping, no noise) is never counted as private.
+    charge = dp_optimizer.step_hook
+
+    def count_private_step(opt: Any) -> None:
+        counter()
+        if charge is not None:
+            charge(opt)
+
+    dp_optimizer.attach_step_hook(count_private_step)
     return PrivateTraining(
         model=dp_model,
         optimizer=dp_optimizer,

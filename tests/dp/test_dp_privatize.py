@@ -154,3 +154,21 @@ def test_planned_event_counts_expected_steps() -> None:
         planned_event(
             noise_multiplier=1.2, sample_rate=0.3, epochs=0, max_grad_norm=1.0, secure_rng=False
         )
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook:UserWarning")
+def test_a_step_on_the_unwrapped_optimizer_is_not_counted_as_private() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2))
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = TensorDataset(torch.randn(16, 3), torch.randint(0, 2, (16,)))
+    private = make_private(
+        model, sgd, DataLoader(data, batch_size=4), noise_multiplier=1.0, max_grad_norm=1.0
+    )
+    x, y = next(b for _ in range(20) for b in private.loader if len(b[1]))  # a non-empty batch
+    private.optimizer.zero_grad()
+    nn.functional.cross_entropy(private.model(x), y).backward()
+    sgd.step()  # the user's own optimizer: no clipping, no noise
+    assert private.steps_taken() == 0
+    private.optimizer.step()
+    assert private.steps_taken() == 1
