@@ -4,14 +4,17 @@ Hooks: ``drop`` maps a site to the site-to-server stage from which its
 envelopes are suppressed (as the runtime's ``--dropout SITE@STAGE`` does);
 ``tamper`` may rewrite (or swallow, by returning None) any envelope in
 flight; ``server_log`` records the bytes of every envelope the server
-receives.
+receives. :func:`edit_payload` builds the usual tamper (edit the payload of
+one stage from one sender or to one receiver) and :func:`chain` runs several.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,9 +23,49 @@ from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.errors import AbortError
 from securefl.hazmat.sign import SigningKey
 from securefl.secagg import STAGES, MaskConfig, MaskServer, MaskServerMode, MaskSite, MaskSiteMode
-from securefl.wire import SERVER, Envelope
+from securefl.wire import SERVER, Envelope, pack, unpack
 
 Tamper = Callable[[Envelope], Envelope | None]
+QUICK_D = 16
+"""Update length in :func:`quick_round`."""
+Edit = Callable[[dict[str, Any]], object]
+
+
+def edit_payload(
+    stage: str, edit: Edit, *, sender: str | None = None, receiver: str | None = None
+) -> Tamper:
+    """A tamper that lets ``edit`` change, in place, the unpacked payload of ``stage``.
+
+    Only envelopes of that stage from ``sender`` and to ``receiver`` (where
+    given) are touched; the edited body is packed back into the same envelope.
+    """
+
+    def tamper(env: Envelope) -> Envelope:
+        if env.stage != stage:
+            return env
+        if (sender is not None and env.sender != sender) or (
+            receiver is not None and env.receiver != receiver
+        ):
+            return env
+        body = unpack(env.payload)
+        edit(body)
+        return dataclasses.replace(env, payload=pack(body))
+
+    return tamper
+
+
+def chain(*tampers: Tamper) -> Tamper:
+    """Apply ``tampers`` in order; one that swallows the envelope stops the chain."""
+
+    def tamper(env: Envelope) -> Envelope | None:
+        out: Envelope | None = env
+        for t in tampers:
+            if out is None:
+                break
+            out = t(out)
+        return out
+
+    return tamper
 
 
 def site_names(n: int) -> tuple[str, ...]:
@@ -138,6 +181,25 @@ def run_round(
     except AbortError as exc:
         server_abort = exc
     return Run(server.result, server, sent_by, server_log, aborted, server_abort)
+
+
+def quick_round(
+    fed: Federation,
+    tamper: Tamper | None = None,
+    *,
+    round_id: int = 1,
+    drop: dict[str, str] | None = None,
+    dimension: int = QUICK_D,
+) -> Run:
+    """One round of the whole federation on seeded updates, every weight 1."""
+    return run_round(
+        fed,
+        fed.ctx(round_id, dimension),
+        random_updates(fed.names, dimension),
+        dict.fromkeys(fed.names, 1.0),
+        tamper=tamper,
+        drop=drop,
+    )
 
 
 def plaintext(

@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from secagg_driver import Federation, Tamper, random_updates, run_round
+from secagg_driver import QUICK_D, Federation, edit_payload, quick_round, random_updates
 
 from securefl.errors import AbortError, ConfigError, OverflowRefusedError, ProtocolError
 from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
 from securefl.secagg import _messages as m
 from securefl.wire import Envelope, pack, unpack
 
-D = 16
+D = QUICK_D
 
 
 @pytest.fixture
@@ -22,27 +22,23 @@ def fed(tmp_path: Path) -> Federation:
     return Federation(tmp_path, 5, MaskConfig(clip=1.0, bits=20))
 
 
-def _edit_input(site: str, fn: Any) -> Tamper:
-    def tamper(env: Envelope) -> Envelope:
-        if env.stage == m.MASKED_INPUT and env.sender == site:
-            body = unpack(env.payload)
-            fn(body)
-            return Envelope(
-                federation=env.federation,
-                round=env.round,
-                stage=env.stage,
-                sender=env.sender,
-                receiver=env.receiver,
-                payload=pack(body),
-            )
-        return env
-
-    return tamper
-
-
-def _run(fed: Federation, tamper: Tamper | None = None):  # type: ignore[no-untyped-def]
-    updates = random_updates(fed.names, D)
-    return run_round(fed, fed.ctx(1, D), updates, dict.fromkeys(fed.names, 1.0), tamper=tamper)
+def _env(
+    stage: str,
+    sender: str,
+    *,
+    receiver: str = "server",
+    federation: str = "fed",
+    round_id: int = 1,
+    payload: bytes = b"",
+) -> Envelope:
+    return Envelope(
+        federation=federation,
+        round=round_id,
+        stage=stage,
+        sender=sender,
+        receiver=receiver,
+        payload=payload,
+    )
 
 
 def _out_of_ring(body: dict[str, Any]) -> None:
@@ -66,14 +62,14 @@ def _out_of_ring(body: dict[str, Any]) -> None:
 def test_bad_masked_input_drops_its_sender_and_the_round_recovers(
     fed: Federation, edit: Any
 ) -> None:
-    run = _run(fed, _edit_input("site-02", edit))
+    run = quick_round(fed, edit_payload(m.MASKED_INPUT, edit, sender="site-02"))
     assert "site-02" in run.server.rejected
     assert run.result is not None and "site-02" not in run.result.survivors
     assert not run.aborted
 
 
 def test_masked_input_of_20_bit_ring_travels_as_3_bytes(fed: Federation) -> None:
-    run = _run(fed)
+    run = quick_round(fed)
     sizes = [
         len(unpack(Envelope.from_bytes(raw).payload)["y"])
         for raw in run.server_log
@@ -85,7 +81,7 @@ def test_masked_input_of_20_bit_ring_travels_as_3_bytes(fed: Federation) -> None
 def test_sixteen_bit_ring_travels_as_2_bytes(tmp_path: Path) -> None:
     fed = Federation(tmp_path, 4, MaskConfig(clip=1.0, precision_bits=8))
     assert fed.config.quantization(4).bits == 16
-    run = _run(fed)
+    run = quick_round(fed)
     assert run.result is not None
     payloads = [
         unpack(Envelope.from_bytes(raw).payload)
@@ -103,71 +99,31 @@ def test_garbage_and_repeated_messages_drop_the_sender(fed: Federation) -> None:
     server.handle(env)
     server.handle(env)  # the same advert twice
     assert "site-00" in server.rejected
-    bad = Envelope(
-        federation="fed",
-        round=1,
-        stage=m.ADVERTISE,
-        sender="site-01",
-        receiver="server",
-        payload=b"\xc1garbage",
-    )
-    server.handle(bad)
+    server.handle(_env(m.ADVERTISE, "site-01", payload=b"\xc1garbage"))
     assert "site-01" in server.rejected
-    early = Envelope(
-        federation="fed",
-        round=1,
-        stage=m.UNMASK,
-        sender="site-02",
-        receiver="server",
-        payload=pack({"v": 1, "b": {}, "s": {}}),
-    )
-    server.handle(early)
+    server.handle(_env(m.UNMASK, "site-02", payload=pack({"v": 1, "b": {}, "s": {}})))
     assert "site-02" in server.rejected
 
 
-def test_envelopes_from_outside_the_round_raise(fed: Federation) -> None:
+@pytest.mark.parametrize(
+    "env",
+    [
+        _env(m.ADVERTISE, "eve"),
+        _env(m.ADVERTISE, "site-00", round_id=2),
+        _env(m.ADVERTISE, "site-00", federation="other"),
+    ],
+    ids=["unknown-sender", "other-round", "other-federation"],
+)
+def test_envelopes_from_outside_the_round_raise(fed: Federation, env: Envelope) -> None:
     server = fed.server(fed.ctx(1, D))
-    for env in (
-        Envelope(
-            federation="fed",
-            round=1,
-            stage=m.ADVERTISE,
-            sender="eve",
-            receiver="server",
-            payload=b"",
-        ),
-        Envelope(
-            federation="fed",
-            round=2,
-            stage=m.ADVERTISE,
-            sender="site-00",
-            receiver="server",
-            payload=b"",
-        ),
-        Envelope(
-            federation="other",
-            round=1,
-            stage=m.ADVERTISE,
-            sender="site-00",
-            receiver="server",
-            payload=b"",
-        ),
-    ):
-        with pytest.raises(ProtocolError):
-            server.handle(env)
+    with pytest.raises(ProtocolError):
+        server.handle(env)
 
 
 def test_site_refuses_out_of_order_server_messages(fed: Federation) -> None:
     ctx = fed.ctx(1, D)
     site = fed.sites(ctx)["site-00"]
-    env = Envelope(
-        federation="fed",
-        round=1,
-        stage=m.UNMASK_REQUEST,
-        sender="server",
-        receiver="site-00",
-        payload=b"",
-    )
+    env = _env(m.UNMASK_REQUEST, "server", receiver="site-00")
     with pytest.raises(ProtocolError):
         site.handle(env)  # before submit
     site.submit(np.zeros(D, dtype=np.float32), 1.0)

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secagg_driver import Federation, Tamper, random_updates, run_round
+from secagg_driver import QUICK_D, Federation, Run, Tamper, chain, edit_payload, quick_round
 
 from securefl.secagg import MaskConfig
 from securefl.secagg import _messages as m
-from securefl.wire import Envelope, pack, unpack
+from securefl.wire import Envelope, unpack
 
-D = 16
 TARGET = "site-01"
 
 
@@ -22,39 +21,12 @@ def fed(tmp_path: Path) -> Federation:
     return Federation(tmp_path, 5, MaskConfig(clip=1.0))
 
 
-def rewrite(stage: str, fn: Callable[[dict[str, Any]], None], target: str = TARGET) -> Tamper:
-    """Let the server edit the payload of ``stage`` addressed to ``target``."""
-
-    def tamper(env: Envelope) -> Envelope:
-        if env.stage != stage or env.receiver != target:
-            return env
-        body = unpack(env.payload)
-        fn(body)
-        return Envelope(
-            federation=env.federation,
-            round=env.round,
-            stage=env.stage,
-            sender=env.sender,
-            receiver=env.receiver,
-            payload=pack(body),
-        )
-
-    return tamper
+def rewrite(stage: str, fn: Callable[[dict[str, Any]], None]) -> Tamper:
+    """Let the server edit the payload of ``stage`` it sends to the honest ``TARGET``."""
+    return edit_payload(stage, fn, receiver=TARGET)
 
 
-def run(
-    fed: Federation,
-    tamper: Tamper | None = None,
-    round_id: int = 1,
-    drop: dict[str, str] | None = None,
-):  # type: ignore[no-untyped-def]
-    updates = random_updates(fed.names, D)
-    return run_round(
-        fed, fed.ctx(round_id, D), updates, dict.fromkeys(fed.names, 1.0), tamper=tamper, drop=drop
-    )
-
-
-def assert_target_aborted(result: Any, match: str) -> None:
+def assert_target_aborted(result: Run, match: str) -> None:
     assert TARGET in result.aborted, "the honest site did not abort"
     assert match in str(result.aborted[TARGET])
     assert m.UNMASK not in result.sent_by[TARGET]
@@ -91,7 +63,7 @@ def _move_to_dropped(b: dict[str, Any], who: str) -> None:
     ],
 )
 def test_site_aborts_on_a_cheating_unmask_request(fed: Federation, edit: Any, match: str) -> None:
-    assert_target_aborted(run(fed, rewrite(m.UNMASK_REQUEST, edit)), match)
+    assert_target_aborted(quick_round(fed, rewrite(m.UNMASK_REQUEST, edit)), match)
 
 
 def test_site_aborts_when_signatures_cover_different_lists(fed: Federation) -> None:
@@ -102,14 +74,16 @@ def test_site_aborts_when_signatures_cover_different_lists(fed: Federation) -> N
         )
         b["signatures"]["site-03"] = forged
 
-    assert_target_aborted(run(fed, rewrite(m.UNMASK_REQUEST, edit)), "do not all sign")
+    assert_target_aborted(quick_round(fed, rewrite(m.UNMASK_REQUEST, edit)), "do not all sign")
 
 
 def test_consistency_signature_from_a_non_survivor_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         b["signatures"]["site-02"] = b["signatures"]["site-00"]
 
-    result = run(fed, rewrite(m.UNMASK_REQUEST, edit), drop={"site-02": "mask/masked-input"})
+    result = quick_round(
+        fed, rewrite(m.UNMASK_REQUEST, edit), drop={"site-02": "mask/masked-input"}
+    )
     assert_target_aborted(result, "not a survivor")
 
 
@@ -121,11 +95,11 @@ def test_a_second_unmask_request_is_refused(fed: Federation) -> None:
             seen.append(env)
         return env
 
-    result = run(fed, keep)
+    result = quick_round(fed, keep)
     assert result.result is not None
     from securefl.errors import ProtocolError
 
-    site = fed.sites(fed.ctx(1, D))[TARGET]
+    site = fed.sites(fed.ctx(1, QUICK_D))[TARGET]
     with pytest.raises(ProtocolError):
         site.handle(seen[0])  # a fresh half never reached that stage
 
@@ -152,14 +126,14 @@ def test_a_second_unmask_request_is_refused(fed: Federation) -> None:
 def test_site_aborts_on_a_cheating_consistency_request(
     fed: Federation, edit: Any, match: str
 ) -> None:
-    assert_target_aborted(run(fed, rewrite(m.CONSISTENCY_REQUEST, edit)), match)
+    assert_target_aborted(quick_round(fed, rewrite(m.CONSISTENCY_REQUEST, edit)), match)
 
 
 def test_consistency_request_naming_a_site_without_shares_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         b["survivors"].append("site-04")
 
-    result = run(fed, rewrite(m.CONSISTENCY_REQUEST, edit), drop={"site-04": "mask/share"})
+    result = quick_round(fed, rewrite(m.CONSISTENCY_REQUEST, edit), drop={"site-04": "mask/share"})
     assert_target_aborted(result, "unknown or unexpected")
 
 
@@ -175,7 +149,7 @@ def test_consistency_request_naming_a_site_without_shares_aborts(fed: Federation
 def test_site_aborts_on_a_cheating_masked_input_request(
     fed: Federation, edit: Any, match: str
 ) -> None:
-    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), match)
+    assert_target_aborted(quick_round(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), match)
 
 
 # -- share ciphertexts --------------------------------------------------------
@@ -189,7 +163,7 @@ def test_tampered_share_ciphertext_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         b["shares"]["site-00"] = _flip(b["shares"]["site-00"])
 
-    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
+    assert_target_aborted(quick_round(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
 
 
 def test_rerouted_share_ciphertext_aborts(fed: Federation) -> None:
@@ -199,29 +173,22 @@ def test_rerouted_share_ciphertext_aborts(fed: Federation) -> None:
             b["shares"]["site-00"],
         )
 
-    assert_target_aborted(run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
+    assert_target_aborted(quick_round(fed, rewrite(m.MASKED_INPUT_REQUEST, edit)), "did not verify")
 
 
 def test_share_meant_for_another_site_aborts(fed: Federation) -> None:
     stolen: dict[str, bytes] = {}
 
-    def tamper(env: Envelope) -> Envelope:
+    def steal(env: Envelope) -> Envelope:  # site-00's share ciphertext for site-02
         if env.stage == m.SHARE and env.sender == "site-00":
             stolen["ct"] = unpack(env.payload)["shares"]["site-02"]
-        if env.stage == m.MASKED_INPUT_REQUEST and env.receiver == TARGET:
-            body = unpack(env.payload)
-            body["shares"]["site-00"] = stolen["ct"]
-            return Envelope(
-                federation=env.federation,
-                round=env.round,
-                stage=env.stage,
-                sender=env.sender,
-                receiver=env.receiver,
-                payload=pack(body),
-            )
         return env
 
-    assert_target_aborted(run(fed, tamper), "did not verify")
+    def edit(b: dict[str, Any]) -> None:  # handed to the target as site-00's share for it
+        b["shares"]["site-00"] = stolen["ct"]
+
+    tamper = chain(steal, rewrite(m.MASKED_INPUT_REQUEST, edit))
+    assert_target_aborted(quick_round(fed, tamper), "did not verify")
 
 
 def test_replayed_share_from_an_earlier_round_aborts(fed: Federation) -> None:
@@ -232,13 +199,13 @@ def test_replayed_share_from_an_earlier_round_aborts(fed: Federation) -> None:
             old["ct"] = unpack(env.payload)["shares"]["site-00"]
         return env
 
-    assert run(fed, record, round_id=1).result is not None
+    assert quick_round(fed, record, round_id=1).result is not None
 
     def edit(b: dict[str, Any]) -> None:
         b["shares"]["site-00"] = old["ct"]
 
     assert_target_aborted(
-        run(fed, rewrite(m.MASKED_INPUT_REQUEST, edit), round_id=2), "did not verify"
+        quick_round(fed, rewrite(m.MASKED_INPUT_REQUEST, edit), round_id=2), "did not verify"
     )
 
 
@@ -250,7 +217,7 @@ def test_swapped_public_keys_abort(fed: Federation) -> None:
         a, c = b["adverts"]["site-00"], b["adverts"]["site-02"]
         a["c_pk"], c["c_pk"] = c["c_pk"], a["c_pk"]
 
-    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "is not signed by")
+    assert_target_aborted(quick_round(fed, rewrite(m.SHARE_REQUEST, edit)), "is not signed by")
 
 
 def test_server_substituting_its_own_key_aborts(fed: Federation) -> None:
@@ -259,7 +226,7 @@ def test_server_substituting_its_own_key_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         b["adverts"]["site-00"]["c_pk"] = KeyPair.generate().public_bytes()
 
-    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "is not signed by")
+    assert_target_aborted(quick_round(fed, rewrite(m.SHARE_REQUEST, edit)), "is not signed by")
 
 
 def test_altered_own_advert_aborts(fed: Federation) -> None:
@@ -274,7 +241,7 @@ def test_altered_own_advert_aborts(fed: Federation) -> None:
             )
         )
 
-    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "altered")
+    assert_target_aborted(quick_round(fed, rewrite(m.SHARE_REQUEST, edit)), "altered")
 
 
 def _signed_advert(fed: Federation, site: str, c_pk: bytes, s_pk: bytes) -> dict[str, bytes]:
@@ -288,14 +255,14 @@ def test_duplicated_public_key_in_adverts_aborts(fed: Federation) -> None:
         mine = b["adverts"][TARGET]
         b["adverts"]["site-00"] = _signed_advert(fed, "site-00", mine["c_pk"], mine["s_pk"])
 
-    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "same public key")
+    assert_target_aborted(quick_round(fed, rewrite(m.SHARE_REQUEST, edit)), "same public key")
 
 
 def test_wrong_size_public_key_aborts(fed: Federation) -> None:
     def edit(b: dict[str, Any]) -> None:
         b["adverts"]["site-00"]["c_pk"] = b["adverts"]["site-00"]["c_pk"][:31]
 
-    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
+    assert_target_aborted(quick_round(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
 
 
 LOW_ORDER = [
@@ -311,35 +278,15 @@ def test_low_order_public_key_aborts_the_site(fed: Federation, point: bytes) -> 
         good = b["adverts"]["site-00"]
         b["adverts"]["site-00"] = _signed_advert(fed, "site-00", point, good["s_pk"])
 
-    assert_target_aborted(run(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
-
-
-def _site_advert_tamper(
-    fed: Federation, site: str, make: Callable[[dict[str, Any]], dict[str, Any]]
-) -> Tamper:
-    def tamper(env: Envelope) -> Envelope:
-        if env.stage == m.ADVERTISE and env.sender == site:
-            body = make(unpack(env.payload))
-            return Envelope(
-                federation=env.federation,
-                round=env.round,
-                stage=env.stage,
-                sender=env.sender,
-                receiver=env.receiver,
-                payload=pack(body),
-            )
-        return env
-
-    return tamper
+    assert_target_aborted(quick_round(fed, rewrite(m.SHARE_REQUEST, edit)), "invalid")
 
 
 @pytest.mark.parametrize("point", LOW_ORDER, ids=["zero", "one", "order-8"])
 def test_server_drops_a_site_advertising_a_low_order_key(fed: Federation, point: bytes) -> None:
-    def make(body: dict[str, Any]) -> dict[str, Any]:
-        adv = _signed_advert(fed, "site-04", point, body["s_pk"])
-        return {"v": 1, **adv}
+    def edit(body: dict[str, Any]) -> None:
+        body.update(_signed_advert(fed, "site-04", point, body["s_pk"]))
 
-    result = run(fed, _site_advert_tamper(fed, "site-04", make))
+    result = quick_round(fed, edit_payload(m.ADVERTISE, edit, sender="site-04"))
     assert "site-04" in result.server.rejected and not result.aborted
     assert result.result is not None and "site-04" not in result.result.survivors
 
@@ -347,24 +294,15 @@ def test_server_drops_a_site_advertising_a_low_order_key(fed: Federation, point:
 def test_server_drops_a_site_copying_another_sites_key(fed: Federation) -> None:
     copied: dict[str, bytes] = {}
 
-    def tamper(env: Envelope) -> Envelope:
-        if env.stage == m.ADVERTISE:
-            body = unpack(env.payload)
-            if env.sender == "site-00":
-                copied["c_pk"] = body["c_pk"]
-            elif env.sender == "site-04":
-                adv = _signed_advert(fed, "site-04", copied["c_pk"], body["s_pk"])
-                return Envelope(
-                    federation=env.federation,
-                    round=env.round,
-                    stage=env.stage,
-                    sender=env.sender,
-                    receiver=env.receiver,
-                    payload=pack({"v": 1, **adv}),
-                )
+    def record(env: Envelope) -> Envelope:
+        if env.stage == m.ADVERTISE and env.sender == "site-00":
+            copied["c_pk"] = unpack(env.payload)["c_pk"]
         return env
 
-    result = run(fed, tamper)
+    def edit(body: dict[str, Any]) -> None:  # site-04 signs an advert with site-00's key
+        body.update(_signed_advert(fed, "site-04", copied["c_pk"], body["s_pk"]))
+
+    result = quick_round(fed, chain(record, edit_payload(m.ADVERTISE, edit, sender="site-04")))
     assert "site-04" in result.server.rejected
     assert result.result is not None and "site-04" not in result.result.survivors
 
@@ -373,28 +311,20 @@ def test_server_drops_a_site_copying_another_sites_key(fed: Federation) -> None:
 
 
 def _corrupt_unmask(site: str, kind: str) -> Tamper:
-    def tamper(env: Envelope) -> Envelope:
-        if env.stage == m.UNMASK and env.sender == site:
-            body = unpack(env.payload)
-            for v in body[kind]:
-                share = body[kind][v]
-                body[kind][v] = share[:-1] + bytes([share[-1] ^ 1])
-            return Envelope(
-                federation=env.federation,
-                round=env.round,
-                stage=env.stage,
-                sender=env.sender,
-                receiver=env.receiver,
-                payload=pack(body),
-            )
-        return env
+    """``site`` flips the last byte of every ``kind`` share it reveals at unmasking."""
 
-    return tamper
+    def edit(body: dict[str, Any]) -> None:
+        for v, share in body[kind].items():
+            body[kind][v] = share[:-1] + bytes([share[-1] ^ 1])
+
+    return edit_payload(m.UNMASK, edit, sender=site)
 
 
 @pytest.mark.parametrize("kind", ["b", "s"])
 def test_corrupted_unmask_shares_are_caught_and_routed_around(fed: Federation, kind: str) -> None:
-    result = run(fed, _corrupt_unmask("site-00", kind), drop={"site-04": "mask/masked-input"})
+    result = quick_round(
+        fed, _corrupt_unmask("site-00", kind), drop={"site-04": "mask/masked-input"}
+    )
     assert result.result is not None  # checked against the commitment / signed key, retried
     assert result.result.survivors == ("site-00", "site-01", "site-02", "site-03")
     assert abs(result.result.total_weight - 4.0) <= 4 * 100.0 / 2**16
@@ -402,8 +332,8 @@ def test_corrupted_unmask_shares_are_caught_and_routed_around(fed: Federation, k
 
 def test_too_many_corrupted_shares_abort_rather_than_return_a_wrong_sum(tmp_path: Path) -> None:
     fed = Federation(tmp_path, 3, MaskConfig(clip=1.0))  # t = 2 of 3
-    result = run(
-        fed, lambda env: _corrupt_unmask("site-00", "b")(_corrupt_unmask("site-01", "b")(env))
+    result = quick_round(
+        fed, chain(_corrupt_unmask("site-00", "b"), _corrupt_unmask("site-01", "b"))
     )
     assert result.result is None and result.server_abort is not None
     assert "committed secret" in str(result.server_abort)
