@@ -55,11 +55,25 @@ def _run(secret: SecretContext, rc: RoundContext, envs: list[Envelope]) -> Any:
     return server
 
 
+def _aggregate(
+    secret: SecretContext, rc: RoundContext, xs: dict[str, Any], ws: dict[str, float]
+) -> Any:
+    """The server half after every site in ``xs`` has submitted its update."""
+    return _run(secret, rc, list(_envelopes(secret, rc, xs, ws).values()))
+
+
+def _two_of_three(secret: SecretContext) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    """A round of cohort a, b, c in which only a and b submit: (server, updates, weights)."""
+    cohort = ("a", "b", "c")
+    xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0}
+    return _aggregate(secret, _rc(cohort), {k: xs[k] for k in "ab"}, ws), xs, ws
+
+
 def test_ckks_mean_matches_plaintext_within_bound(ckks_secret: SecretContext) -> None:
     cohort = ("a", "b", "c")
     xs, ws = _updates(cohort), {"a": 10.0, "b": 50.0, "c": 100.0}
     rc = _rc(cohort)
-    res = _run(ckks_secret, rc, list(_envelopes(ckks_secret, rc, xs, ws).values())).result
+    res = _aggregate(ckks_secret, rc, xs, ws).result
     assert res.weighted_sum is None and res.total_weight == 160.0
     mean = decrypt_aggregate(ckks_secret, res.encrypted_sum, res.total_weight, D)
     ref = _mean(xs, ws)
@@ -87,7 +101,7 @@ def test_ckks_mean_of_real_model_updates(ckks_secret: SecretContext) -> None:
     d = theta0.numel()
     ws = {"a": 3.0, "b": 7.0}
     rc = _rc(("a", "b"), d=d)
-    res = _run(ckks_secret, rc, list(_envelopes(ckks_secret, rc, xs, ws).values())).result
+    res = _aggregate(ckks_secret, rc, xs, ws).result
     mean = decrypt_aggregate(ckks_secret, res.encrypted_sum, res.total_weight, d)
     ref = _mean(xs, ws)
     assert np.max(np.abs(mean - ref)) < 1e-6 * np.max(np.abs(ref))
@@ -112,7 +126,7 @@ def test_bfv_mean_within_quantization_bound(bfv_secret: SecretContext) -> None:
     cohort = ("a", "b", "c")
     xs, ws = _updates(cohort), {"a": 20.0, "b": 30.0, "c": 100.0}
     rc = _rc(cohort)
-    res = _run(bfv_secret, rc, list(_envelopes(bfv_secret, rc, xs, ws).values())).result
+    res = _aggregate(bfv_secret, rc, xs, ws).result
     mean = decrypt_aggregate(bfv_secret, res.encrypted_sum, res.total_weight, D)
     # each site rounds by less than one level: |error| < n·clip/L · max_weight/Σw
     bound = 3 * bfv_secret.clip / bfv_secret.preset.quant_levels * 100.0 / 150.0
@@ -173,11 +187,7 @@ def test_bad_inputs_are_dropped_and_round_goes_on(
 
 
 def test_dropout_is_not_summed(ckks_secret: SecretContext) -> None:
-    cohort = ("a", "b", "c")
-    rc = _rc(cohort)
-    xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0}
-    envs = _envelopes(ckks_secret, rc, {k: xs[k] for k in "ab"}, ws)
-    server = _run(ckks_secret, rc, list(envs.values()))
+    server, xs, ws = _two_of_three(ckks_secret)
     assert server.result is None
     server.on_deadline()
     res = server.result
@@ -187,11 +197,7 @@ def test_dropout_is_not_summed(ckks_secret: SecretContext) -> None:
 
 
 def test_a_departed_site_is_not_waited_for(ckks_secret: SecretContext) -> None:
-    cohort = ("a", "b", "c")
-    rc = _rc(cohort)
-    xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0}
-    envs = _envelopes(ckks_secret, rc, {k: xs[k] for k in "ab"}, ws)
-    server = _run(ckks_secret, rc, list(envs.values()))
+    server, _, _ = _two_of_three(ckks_secret)
     assert server.result is None
     server.on_departure("c")  # no deadline needed
     assert server.result is not None and server.result.survivors == ("a", "b")
@@ -201,7 +207,7 @@ def test_min_cohort_enforced(ckks_secret: SecretContext) -> None:
     cohort = ("a", "b", "c")
     rc = _rc(cohort, min_sites=2)
     xs, ws = _updates(cohort), dict.fromkeys(cohort, 1.0)
-    server = _run(ckks_secret, rc, [_envelopes(ckks_secret, rc, {"a": xs["a"]}, ws)["a"]])
+    server = _aggregate(ckks_secret, rc, {"a": xs["a"]}, ws)
     server.on_deadline()
     assert server.stage == "aborted"
     with pytest.raises(AbortError, match="at least 2"):
@@ -213,7 +219,7 @@ def test_min_cohort_enforced(ckks_secret: SecretContext) -> None:
 def test_sites_refuse_to_decrypt_a_single_update(ckks_secret: SecretContext) -> None:
     rc = _rc(("a", "b"))
     xs, ws = _updates(("a", "b")), {"a": 1.0, "b": 1.0}
-    blob = _run(ckks_secret, rc, list(_envelopes(ckks_secret, rc, xs, ws).values()))
+    blob = _aggregate(ckks_secret, rc, xs, ws)
     obj = unpack(blob.result.encrypted_sum)
     obj["summands"] = 1
     with pytest.raises(AbortError):
@@ -242,7 +248,7 @@ def test_encrypted_global_tracks_plain_fedavg(ckks8192_secret: SecretContext) ->
     for rnd in range(3):
         rc = RoundContext(federation="f", round=rnd, cohort=cohort, dimension=D, max_weight=100.0)
         xs, ws = _updates(cohort), {"a": 10.0 + rnd, "b": 30.0}
-        res = _run(ckks8192_secret, rc, list(_envelopes(ckks8192_secret, rc, xs, ws).values()))
+        res = _aggregate(ckks8192_secret, rc, xs, ws)
         glob.update(res.result.encrypted_sum, res.result.total_weight, lr=0.5)
         glob = EncryptedGlobal.from_bytes(public, glob.to_bytes(), D)
         ref += 0.5 * _mean(xs, ws)
