@@ -1,0 +1,49 @@
+"""A whole simulated federation in mask mode: what reaches the server hides every update."""
+
+import numpy as np
+import pytest
+
+from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.data import breast_cancer_federation
+from securefl.secagg import MaskSite
+from securefl.simulation import run_simulation
+from securefl.simulation import federation as federation_module
+from securefl.wire import SERVER
+
+pytestmark = pytest.mark.slow
+
+
+def test_no_site_update_appears_in_what_the_server_receives(monkeypatch):
+    updates: list[np.ndarray] = []
+    original_submit = MaskSite.submit
+
+    def recording_submit(self, vector, weight):
+        updates.append(np.asarray(vector, dtype=np.float32).copy())
+        return original_submit(self, vector, weight)
+
+    monkeypatch.setattr(MaskSite, "submit", recording_submit)
+    received: list[bytes] = []
+    original_init = federation_module.LocalFederation.__init__
+
+    def tapping_init(self, **kwargs):
+        original_init(self, **kwargs)
+        self.hub.tap(SERVER, received.append)
+
+    monkeypatch.setattr(federation_module.LocalFederation, "__init__", tapping_init)
+    result = run_simulation(
+        breast_cancer_federation(seed=3),
+        secure="mask",
+        dp=DPConfig(epsilon=1.0, batch_size=32, max_grad_norm=0.5),
+        train=TrainConfig(learning_rate=1.0),
+        rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
+        strategy=StrategyConfig(name="fedadam"),
+    )
+    assert [h["status"] for h in result.history] == ["aggregated", "aggregated"]
+    assert len(updates) == 6 and received
+    seen = b"".join(received)
+    for update in updates:
+        # neither the whole update nor any 4-value window of it travels in the clear
+        assert update.tobytes() not in seen
+        for start in range(0, update.size - 4, 7):
+            assert update[start : start + 4].tobytes() not in seen
+        assert update.astype(np.float64).tobytes()[:32] not in seen
