@@ -6,8 +6,8 @@ import pytest
 from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
 from securefl.secagg import MaskSite
-from securefl.simulation import run_simulation
 from securefl.simulation import federation as federation_module
+from securefl.simulation import run_simulation
 from securefl.wire import SERVER
 
 pytestmark = pytest.mark.slow
