@@ -185,11 +185,40 @@ def _check_input(
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
         raise DataError("quantize takes a floating-point numpy array")
     xf = x.astype(np.float64, copy=False)
-    if not np.isfinite(xf).all():
-        raise DataError("update contains NaN or infinity")
-    if xf.size and float(np.max(np.abs(xf))) > params.clip:
-        raise DataError(f"update has values beyond the clip bound {params.clip}")
+    if xf.size:
+        # Two reductions and no temporary arrays: NaN propagates through min
+        # and max, and an infinity is their result whenever one is present.
+        lo, hi = float(np.min(xf)), float(np.max(xf))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise DataError("update contains NaN or infinity")
+        if lo < -params.clip or hi > params.clip:
+            raise DataError(f"update has values beyond the clip bound {params.clip}")
     return xf
+
+
+def _round_into_ring(
+    xf: npt.NDArray[np.float64],
+    params: QuantizationParams,
+    uniforms: npt.NDArray[np.float64],
+) -> npt.NDArray[np.unsignedinteger]:
+    """floor(xf * scale + u) mod 2**bits, in place in one float64 temporary.
+
+    The float operations are exactly those of the definition (x * scale is
+    exact, then one rounded addition, then floor), so known answers do not
+    depend on the path. |q| <= value_bound < 2**(bits - 1), so for rings up to
+    2**32 the integer conversion goes straight to int32 and its two's
+    complement bits are reinterpreted as uint32 without a widening copy.
+    """
+    t = np.multiply(xf, params.scale)
+    np.add(t, uniforms, out=t)
+    np.floor(t, out=t)
+    if params.bits <= 32:
+        q32 = t.astype(np.int32).view(np.uint32)
+        np.bitwise_and(q32, np.uint32(params.modulus_mask), out=q32)
+        return q32
+    q64 = t.astype(np.int64).view(np.uint64)
+    np.bitwise_and(q64, np.uint64(params.modulus_mask), out=q64)
+    return q64
 
 
 def _quantize_from_parts(
@@ -202,10 +231,7 @@ def _quantize_from_parts(
     u = np.asarray(uniforms, dtype=np.float64)
     if u.shape != xf.shape or not ((u >= 0) & (u < 1)).all():
         raise ConfigError("uniforms must match x in shape and lie in [0, 1)")
-    q = np.floor(xf * params.scale + u).astype(np.int64)
-    # Two's complement: reinterpret int64 as uint64, keep the low `bits` bits.
-    ring = q.view(np.uint64) & np.uint64(params.modulus_mask)
-    return ring.astype(params.dtype)
+    return _round_into_ring(xf, params, u)
 
 
 def _csprng_uniforms(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
@@ -213,12 +239,17 @@ def _csprng_uniforms(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
 
     That is the CTR-DRBG construction: as unpredictable as ``os.urandom`` and
     several times faster for the millions of values of a model update. The key
-    is used once and dropped.
+    is used once and dropped. One keystream call fills the whole vector; the
+    shift happens in place and the int64 view (the shifted words are below
+    2**53) converts to float64 faster than uint64 does.
     """
     n = math.prod(shape)
     words = mask_vector(os.urandom(SEED_LEN), n, np.uint64)
     # Top 53 bits -> exactly representable uniforms k / 2**53 in [0, 1).
-    return ((words >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(shape)
+    np.right_shift(words, np.uint64(11), out=words)
+    u = words.view(np.int64).astype(np.float64)
+    u *= 2.0**-53
+    return u.reshape(shape)
 
 
 def quantize(
@@ -231,7 +262,7 @@ def quantize(
     sensitivity the privacy accounting assumed).
     """
     xf = _check_input(x, params)
-    return _quantize_from_parts(xf, params, _csprng_uniforms(xf.shape))
+    return _round_into_ring(xf, params, _csprng_uniforms(xf.shape))
 
 
 def dequantize_sum(
@@ -255,9 +286,29 @@ def dequantize_sum(
         )
     if not isinstance(total, np.ndarray) or total.dtype not in (np.uint32, np.uint64):
         raise DataError("total must be a uint32 or uint64 numpy array")
-    t = (total.astype(np.uint64) & np.uint64(params.modulus_mask)).astype(np.int64)
-    half = 1 << (params.bits - 1)
-    signed = np.where(t >= half, t - (1 << params.bits), t)
-    if signed.size and int(np.max(np.abs(signed))) > summands * params.value_bound:
+    signed = _sign_extend(total, params.bits)
+    bound = summands * params.value_bound
+    if signed.size and (int(np.min(signed)) < -bound or int(np.max(signed)) > bound):
         raise ProtocolError("decoded sum is out of range: masks did not cancel")
-    return signed.astype(np.float64) / params.scale
+    out = signed.astype(np.float64)
+    np.divide(out, params.scale, out=out)  # exact: scale is a power of two
+    return out
+
+
+def _sign_extend(
+    total: npt.NDArray[np.unsignedinteger], bits: int
+) -> npt.NDArray[np.signedinteger]:
+    """Two's complement value of the low ``bits`` bits, as a new int32 or int64 array.
+
+    Shifting the ring element to the top of the word and back with an
+    arithmetic shift both reduces modulo 2**bits and sign-extends, in one
+    copy and one in-place pass.
+    """
+    if total.dtype == np.uint32 and bits <= 32:
+        t32: npt.NDArray[np.int32] = np.left_shift(total, np.uint32(32 - bits)).view(np.int32)
+        np.right_shift(t32, np.int32(32 - bits), out=t32)
+        return t32
+    wide: npt.NDArray[np.uint64] = total.astype(np.uint64)
+    t64: npt.NDArray[np.int64] = np.left_shift(wide, np.uint64(64 - bits)).view(np.int64)
+    np.right_shift(t64, np.int64(64 - bits), out=t64)
+    return t64

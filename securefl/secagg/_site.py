@@ -100,7 +100,9 @@ class MaskSite(SiteAggregator):
         vec = np.asarray(vector)
         if vec.ndim != 1 or vec.shape[0] != ctx.dimension or vec.dtype.kind != "f":
             raise ProtocolError(f"update must be {ctx.dimension} floats")
-        if not np.all(np.isfinite(vec)):
+        # NaN propagates through min and max, and so does an infinity: two
+        # reductions instead of a full boolean temporary.
+        if vec.size and not (np.isfinite(np.min(vec)) and np.isfinite(np.max(vec))):
             raise ProtocolError("update contains NaN or infinite values")
         if isinstance(weight, bool) or not 0 < float(weight) <= ctx.max_weight:
             raise ProtocolError(f"weight {weight} outside (0, {ctx.max_weight}]")
@@ -108,10 +110,10 @@ class MaskSite(SiteAggregator):
         frac = float(weight) / ctx.max_weight
         z = np.empty(ctx.dimension + 1, dtype=np.float64)
         z[0] = frac * clip  # the weight travels scaled into [0, clip]
-        np.clip(vec.astype(np.float64), -clip, clip, out=z[1:])  # post-processing of DP output
+        np.clip(vec, -clip, clip, out=z[1:])  # post-processing of DP output; widens in place
         z[1:] *= frac
         self._log.claim(ctx.federation, ctx.round)  # durable before anything leaves
-        self._x = quantize(z, self._plan.quant).astype(np.uint32)
+        self._x = np.asarray(quantize(z, self._plan.quant), dtype=np.uint32)  # no copy
         self._c, self._s = KeyPair.generate(), KeyPair.generate()
         self._b = os.urandom(prg.SEED_LEN)
         c_pk, s_pk = self._c.public_bytes(), self._s.public_bytes()
@@ -244,7 +246,7 @@ class MaskSite(SiteAggregator):
             except IntegrityError:
                 raise AbortError(f"the share from {sender!r} did not verify") from None
             self._held[sender] = (plain[:66], plain[66:])
-        y = self._x.copy()
+        y, self._x = self._x, None  # masked in place: the update is not needed after this
         prg.add_mask(y, self._b)
         for peer in sorted(set(u2) & self._plan.neighbours(self._me)):
             seed = pair_seed(self._s, self._adverts[peer]["s_pk"], ctx, self._me, peer)
@@ -253,7 +255,7 @@ class MaskSite(SiteAggregator):
         if bits < 32:
             np.bitwise_and(y, np.uint32((1 << bits) - 1), out=y)
         self._u2 = sorted(u2)
-        self._x, self._b = None, b""  # the update and b are no longer needed here
+        self._b = b""  # b is no longer needed here
         self._s = None
         self._stage = "masked"
         payload = m.encode(m.MASKED_INPUT, bits=bits, n=int(y.size), y=m.pack_ring(y, bits))
