@@ -1,10 +1,11 @@
-"""A whole simulated federation in mask mode: what reaches the server hides every update."""
+"""A whole simulated federation, mask or he: what reaches the server hides every update."""
 
 import numpy as np
 import pytest
 
 from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
+from securefl.he import HESite
 from securefl.secagg import MaskSite
 from securefl.simulation import federation as federation_module
 from securefl.simulation import run_simulation
@@ -13,15 +14,21 @@ from securefl.wire import SERVER
 pytestmark = pytest.mark.slow
 
 
-def test_no_site_update_appears_in_what_the_server_receives(monkeypatch):
+@pytest.mark.parametrize(
+    ("secure", "site_half", "strategy"),
+    [("mask", MaskSite, "fedadam"), ("he", HESite, "fedavgm")],
+)
+def test_no_site_update_appears_in_what_the_server_receives(
+    monkeypatch, secure, site_half, strategy
+):
     updates: list[np.ndarray] = []
-    original_submit = MaskSite.submit
+    original_submit = site_half.submit
 
     def recording_submit(self, vector, weight):
         updates.append(np.asarray(vector, dtype=np.float32).copy())
         return original_submit(self, vector, weight)
 
-    monkeypatch.setattr(MaskSite, "submit", recording_submit)
+    monkeypatch.setattr(site_half, "submit", recording_submit)
     received: list[bytes] = []
     original_init = federation_module.LocalFederation.__init__
 
@@ -32,11 +39,11 @@ def test_no_site_update_appears_in_what_the_server_receives(monkeypatch):
     monkeypatch.setattr(federation_module.LocalFederation, "__init__", tapping_init)
     result = run_simulation(
         breast_cancer_federation(seed=3),
-        secure="mask",
+        secure=secure,
         dp=DPConfig(epsilon=1.0, batch_size=32, max_grad_norm=0.5),
         train=TrainConfig(learning_rate=1.0),
         rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
-        strategy=StrategyConfig(name="fedadam"),
+        strategy=StrategyConfig(name=strategy),
     )
     assert [h["status"] for h in result.history] == ["aggregated", "aggregated"]
     assert len(updates) == 6 and received
