@@ -97,3 +97,10 @@ def test_bundled_sites_are_disjoint_and_differently_distributed():
     assert len(rows) == 569 == len(set(rows))
     malignant = [s.y_train.mean() for s in fed.sites]
     assert max(malignant) - min(malignant) > 0.3
+
+
+def test_example_federation_file_loads():
+    from securefl.config import load_federation
+
+    fed = load_federation(ROOT / "examples" / "fed.toml")
+    assert fed.secure == "mask" and len(fed.sites) == 3
