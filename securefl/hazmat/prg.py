@@ -24,13 +24,15 @@ arithmetic, so the whole vector's keystream never sits in memory at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from securefl.errors import ConfigError
 
-__all__ = ["SEED_LEN", "add_mask", "mask_vector"]
+__all__ = ["SEED_LEN", "add_mask", "add_masks", "mask_vector"]
 
 SEED_LEN = 32
 """Bytes in a mask seed: one AES-256 key."""
@@ -39,6 +41,7 @@ _ZERO_NONCE = bytes(16)
 _BLOCK = 16
 _DTYPES = (np.dtype(np.uint32), np.dtype(np.uint64))
 _DEFAULT_CHUNK_BYTES = 1 << 18
+_DEFAULT_CHUNK_ELEMS = 1 << 15  # 128 KiB of uint32: a chunk and its scratch stay in L2
 
 
 def _encryptor(seed: bytes) -> CipherContext:
@@ -52,7 +55,7 @@ def add_mask(
     seed: bytes,
     *,
     sign: int = +1,
-    chunk_elems: int = 1 << 16,
+    chunk_elems: int = _DEFAULT_CHUNK_ELEMS,
     bits: int | None = None,
 ) -> None:
     """Add (``sign=+1``) or subtract (``sign=-1``) the mask for ``seed`` to ``buffer`` in place.
@@ -64,12 +67,27 @@ def add_mask(
     Word ``k`` of the mask is always the same for a given seed and dtype, so
     a +mask and a -mask from the same seed cancel exactly.
     """
+    add_masks(buffer, [(seed, sign)], chunk_elems=chunk_elems, bits=bits)
+
+
+def add_masks(
+    buffer: npt.NDArray[np.unsignedinteger],
+    masks: Sequence[tuple[bytes, int]],
+    *,
+    chunk_elems: int = _DEFAULT_CHUNK_ELEMS,
+    bits: int | None = None,
+) -> None:
+    """:func:`add_mask` for every ``(seed, sign)`` in ``masks``, in one pass over ``buffer``.
+
+    The result is the same as calling :func:`add_mask` once per seed (modular
+    addition commutes), but the loop runs chunk by chunk with one keystream per
+    seed, so each chunk of ``buffer`` stays in cache while every mask is added
+    to it, instead of the whole vector streaming through memory once per seed.
+    """
     if not isinstance(buffer, np.ndarray) or buffer.dtype not in _DTYPES:
         raise ConfigError("buffer must be a uint32 or uint64 numpy array")
     if not buffer.flags.c_contiguous or not buffer.flags.writeable:
         raise ConfigError("buffer must be C-contiguous and writeable")
-    if sign not in (1, -1) or isinstance(sign, bool):
-        raise ConfigError("sign must be +1 or -1")
     if isinstance(chunk_elems, bool) or not isinstance(chunk_elems, int) or chunk_elems < 1:
         raise ConfigError("chunk_elems must be a positive int")
     itemsize = buffer.dtype.itemsize
@@ -77,7 +95,11 @@ def add_mask(
         isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8 * itemsize
     ):
         raise ConfigError(f"bits must be in 1..{8 * itemsize} for {buffer.dtype}")
-    encryptor = _encryptor(seed)
+    streams = []
+    for seed, sign in masks:
+        if sign not in (1, -1) or isinstance(sign, bool):
+            raise ConfigError("sign must be +1 or -1")
+        streams.append((_encryptor(seed), np.add if sign == 1 else np.subtract))
     flat = buffer.reshape(-1)
     n = flat.size
     # Every chunk but the last must consume whole AES blocks, or keystream bytes
@@ -91,18 +113,20 @@ def add_mask(
     scratch = np.frombuffer(raw, dtype=np.uint8, count=chunk_bytes).view(
         buffer.dtype.newbyteorder("<")
     )
-    op = np.add if sign == 1 else np.subtract
+    reduce = bits is not None and bits < 8 * itemsize
+    ring = buffer.dtype.type((1 << bits) - 1) if reduce and bits is not None else None
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         need = -(-m * itemsize // _BLOCK) * _BLOCK
-        if need == chunk_bytes:
-            encryptor.update_into(zeros, raw)
-        else:  # the last, shorter chunk: the stream ends here, so a partial block is fine
-            encryptor.update_into(zeros[:need], raw)
+        # The last, shorter chunk ends every stream, so a partial block is fine.
+        plain = zeros if need == chunk_bytes else zeros[:need]
         part = flat[start : start + m]
-        op(part, scratch[:m], out=part)
-    if bits is not None and bits < 8 * itemsize:
-        np.bitwise_and(flat, (1 << bits) - 1, out=flat)
+        words = scratch[:m]
+        for encryptor, op in streams:
+            encryptor.update_into(plain, raw)
+            op(part, words, out=part)
+        if ring is not None:
+            np.bitwise_and(part, ring, out=part)
 
 
 def mask_vector(

@@ -354,16 +354,14 @@ class MaskServer(ServerAggregator):
         b_seeds = self._reconstruct("b", u3, b_ok)
         s_keys = self._reconstruct("s", dropped, s_ok)
         total = self._total
-        for v in u3:
-            prg.add_mask(total, b_seeds[v], sign=-1)
+        masks = [(b_seeds[v], -1) for v in u3]
         for v in dropped:
             kp = KeyPair.from_private_bytes(s_keys[v])
             for u in sorted(plan.neighbours(v) & set(u3)):
                 seed = pair_seed(kp, self._adverts[u]["s_pk"], ctx, v, u)
-                prg.add_mask(total, seed, sign=-mask_sign(u, v))
+                masks.append((seed, -mask_sign(u, v)))
         quant = plan.quant
-        if quant.bits < 32:
-            np.bitwise_and(total, np.uint32(quant.modulus_mask), out=total)
+        prg.add_masks(total, masks, bits=quant.bits)  # one cache-friendly pass
         try:
             summed: npt.NDArray[np.float64] = dequantize_sum(total, quant, summands=len(u3))
         except ProtocolError as exc:

@@ -247,13 +247,12 @@ class MaskSite(SiteAggregator):
                 raise AbortError(f"the share from {sender!r} did not verify") from None
             self._held[sender] = (plain[:66], plain[66:])
         y, self._x = self._x, None  # masked in place: the update is not needed after this
-        prg.add_mask(y, self._b)
+        masks = [(self._b, +1)]
         for peer in sorted(set(u2) & self._plan.neighbours(self._me)):
             seed = pair_seed(self._s, self._adverts[peer]["s_pk"], ctx, self._me, peer)
-            prg.add_mask(y, seed, sign=mask_sign(self._me, peer))
+            masks.append((seed, mask_sign(self._me, peer)))
         bits = self._plan.quant.bits
-        if bits < 32:
-            np.bitwise_and(y, np.uint32((1 << bits) - 1), out=y)
+        prg.add_masks(y, masks, bits=bits)  # one cache-friendly pass, reduced mod 2**bits
         self._u2 = sorted(u2)
         self._b = b""  # b is no longer needed here
         self._s = None
