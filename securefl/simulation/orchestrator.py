@@ -203,6 +203,7 @@ def run_simulation(
                 "round": h.round,
                 "status": h.status,
                 "survivors": list(h.survivors),
+                "num_survivors": len(h.survivors),
                 "metrics": h.metrics,
                 "reason": h.reason,
             }

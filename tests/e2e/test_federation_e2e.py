@@ -106,4 +106,5 @@ def test_mask_mode_recovers_a_site_dropped_after_sharing_keys(tmp_path):
     survivors = [h["survivors"] for h in summary["history"]]
     assert survivors[0] == ["hospital-a", "hospital-c", "hospital-d", "hospital-e"]
     assert all(h["status"] == "aggregated" for h in summary["history"])
+    assert summary["history"][0]["num_survivors"] == 4
     assert result.global_accuracy > 0.6
