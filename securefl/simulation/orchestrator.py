@@ -82,7 +82,7 @@ class SimulationResult:
                     "epsilon_budget": s.epsilon_budget,
                     "delta": s.delta,
                     "noise_multiplier": s.noise_multiplier,
-                    "local_only_accuracy": s.local_only_accuracy,
+                    "local_only_accuracy": _finite_or_none(s.local_only_accuracy),
                     "federated_accuracy": s.federated_accuracy,
                     "local_only_test_accuracy": _finite_or_none(s.local_only_test_accuracy),
                     "rounds_trained": s.rounds_trained,
@@ -213,7 +213,7 @@ def run_simulation(
     if out is not None:
         save_params(out / "global_model.safetensors", final, fed.spec)
         (out / "summary.json").write_text(
-            json.dumps(result.summary(), indent=2) + "\n", encoding="utf-8"
+            json.dumps(result.summary(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
     return result
 
