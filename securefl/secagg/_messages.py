@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from securefl.errors import WireError
+from securefl.errors import ConfigError, WireError
 from securefl.hazmat.sign import SIGNATURE_LEN, signed_message
 from securefl.wire import pack, unpack
 
@@ -212,25 +212,35 @@ def pack_ring(values: npt.NDArray[np.uint32], bits: int) -> bytes:
     return dst.tobytes()
 
 
-def unpack_ring(data: bytes, n: int, bits: int) -> npt.NDArray[np.uint32]:
-    """Inverse of :func:`pack_ring`; refuses a wrong length or values outside Z_2^bits."""
+def unpack_ring(
+    data: bytes, n: int, bits: int, *, out: npt.NDArray[np.uint32] | None = None
+) -> npt.NDArray[np.uint32]:
+    """Inverse of :func:`pack_ring`; refuses a wrong length or values outside Z_2^bits.
+
+    With ``out`` (a C-contiguous uint32 array of ``n`` elements) the values
+    are decoded into it and it is returned: a server decoding one vector per
+    site reuses one buffer instead of allocating (and page-faulting) a fresh
+    one each time. On a refusal its contents are unspecified.
+    """
     width = ring_bytes(bits)
     if len(data) != n * width:
         raise WireError(f"masked input has {len(data)} bytes, expected {n * width}")
-    if width == 4:
-        out = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    elif width == 2:
-        out = np.frombuffer(data, dtype="<u2").astype(np.uint32)
-    else:
+    if out is None:
         out = np.empty(n, dtype=np.uint32)
-        if n:
-            # A view reading 4 bytes at a stride of 3: element i < n - 1 ends at
-            # byte 3i + 4 <= 3n, so it stays inside ``data`` (no padded copy);
-            # the last element, whose fourth byte would lie past the end, is
-            # read on its own. Masking keeps the low 24 bits.
-            wide = np.ndarray(shape=(n - 1,), dtype="<u4", buffer=data, strides=(width,))
-            np.bitwise_and(wide, np.uint32(0xFFFFFF), out=out[:-1])
-            out[-1] = int.from_bytes(data[-width:], "little")
+    elif out.shape != (n,) or out.dtype != np.uint32 or not out.flags.c_contiguous:
+        raise ConfigError("out must be a C-contiguous uint32 array of n elements")
+    if width == 4:
+        np.copyto(out, np.frombuffer(data, dtype="<u4"))
+    elif width == 2:
+        np.copyto(out, np.frombuffer(data, dtype="<u2"))
+    elif n:
+        # A view reading 4 bytes at a stride of 3: element i < n - 1 ends at
+        # byte 3i + 4 <= 3n, so it stays inside ``data`` (no padded copy);
+        # the last element, whose fourth byte would lie past the end, is
+        # read on its own. Masking keeps the low 24 bits.
+        wide = np.ndarray(shape=(n - 1,), dtype="<u4", buffer=data, strides=(width,))
+        np.bitwise_and(wide, np.uint32(0xFFFFFF), out=out[:-1])
+        out[-1] = int.from_bytes(data[-width:], "little")
     if bits < 32 and out.size and int(out.max()) >> bits:
         raise WireError(f"masked input has values outside Z_2^{bits}")
     return out

@@ -64,6 +64,7 @@ class MaskServer(ServerAggregator):
         self._shares: dict[str, dict[str, bytes]] = {}
         self._inputs: list[str] = []
         self._total = np.zeros(ctx.dimension + 1, dtype=np.uint32)
+        self._scratch = np.empty(ctx.dimension + 1, dtype=np.uint32)  # one decoded input
         self._sigs: dict[str, bytes] = {}
         self._unmask: dict[str, dict[str, dict[str, bytes]]] = {}
         self._result: AggregateResult | None = None
@@ -211,7 +212,9 @@ class MaskServer(ServerAggregator):
         bits, n = self._plan.quant.bits, self._ctx.dimension + 1
         if body["bits"] != bits or body["n"] != n:
             raise ProtocolError(f"masked input must be {n} values in Z_2^{bits}")
-        y = m.unpack_ring(body["y"], n, bits)
+        # Decoded and range-checked in full before anything touches the total,
+        # so a refused input leaves no trace in it.
+        y = m.unpack_ring(body["y"], n, bits, out=self._scratch)
         np.add(self._total, y, out=self._total)  # wraps modulo 2**32; 2**bits divides it
         self._inputs.append(sender)
 
@@ -368,8 +371,11 @@ class MaskServer(ServerAggregator):
             self._stage = ServerStage.ABORTED
             raise AbortError(str(exc)) from None
         self._stage = ServerStage.DONE
+        self._scratch = self._total = np.zeros(0, dtype=np.uint32)  # release the buffers
+        total_weight = float(summed[0]) / float(self._config.clip) * ctx.max_weight
+        np.multiply(summed, ctx.max_weight, out=summed)  # in place: summed is ours
         self._result = AggregateResult(
-            total_weight=float(summed[0]) / float(self._config.clip) * ctx.max_weight,
-            weighted_sum=summed[1:] * ctx.max_weight,
+            total_weight=total_weight,
+            weighted_sum=summed[1:],
             survivors=tuple(u3),
         )
