@@ -1,7 +1,9 @@
 """Benchmark he mode: bytes, time, error per preset vs float32 and CKKS N=8192 [60,40,40,60].
 
 Run ``python bench/he.py`` (full: d in {1e5, 1e6}, n in {5, 20}) or ``--quick``
-(d=1e5, n=5). Five distinct site updates are encrypted; for n=20 they are
+(d=1e5, n=5); ``--d``/``--n`` pick one cell and ``--preset`` one preset (the
+float32 and reference rows are always printed, the reference only when asked
+with ``--preset all``). Five distinct site updates are encrypted; for n=20 they are
 reused under other site names, which costs the server exactly the same.
 """
 
@@ -18,10 +20,12 @@ from securefl.he import (
     CKKS_N4096,
     CKKS_N8192,
     CKKS_N8192_4PRIMES,
+    HEPreset,
     HEServerMode,
     HESiteMode,
     SecretContext,
     decrypt_aggregate,
+    preset_by_name,
 )
 from securefl.wire import Envelope
 
@@ -29,7 +33,9 @@ REFERENCE = CKKS_N8192_4PRIMES
 PRESETS = (BFV_N4096, CKKS_N4096, CKKS_N8192, CKKS_N8192_4PRIMES)
 
 
-def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
+def run(
+    d: int, n: int, workers: int, presets: tuple[HEPreset, ...] = PRESETS
+) -> list[dict[str, float | str]]:
     gen = np.random.default_rng(0)  # benchmark data only
     distinct = min(n, 5)
     xs = [(gen.normal(size=d) * 0.01).astype(np.float32) for _ in range(distinct)]
@@ -55,9 +61,10 @@ def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
             "err": 0.0,
         }
     )
-    for preset in PRESETS:
+    for preset in presets:
         secret = SecretContext.generate(preset, clip=0.1)
         mode = HESiteMode(secret, workers=workers)
+        mode.warm_up()  # a site starts its helpers once, before training
         envs: list[Envelope] = []
         enc = 0.0
         for i in range(distinct):
@@ -79,6 +86,7 @@ def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
                 )
             )
         srv = time.perf_counter() - t0
+        mode.close()
         res = server.result
         assert res is not None
         t0 = time.perf_counter()
@@ -101,21 +109,26 @@ def run(d: int, n: int, workers: int) -> list[dict[str, float | str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="d=1e5, n=5 only")
-    parser.add_argument("--workers", type=int, default=2, help="encryption threads per site")
+    parser.add_argument("--workers", type=int, default=2, help="encryption workers per site")
+    parser.add_argument("--d", type=float, default=None, help="one dimension (e.g. 1e6)")
+    parser.add_argument("--n", type=int, default=None, help="one cohort size (e.g. 20)")
+    parser.add_argument("--preset", default="all", help="one preset name, or all")
     args = parser.parse_args()
-    grid = (
-        [(100_000, 5)]
-        if args.quick
-        else [(100_000, 5), (100_000, 20), (1_000_000, 5), (1_000_000, 20)]
-    )
+    if args.d is not None or args.n is not None:
+        grid = [(int(args.d or 1e6), args.n or 20)]
+    elif args.quick:
+        grid = [(100_000, 5)]
+    else:
+        grid = [(100_000, 5), (100_000, 20), (1_000_000, 5), (1_000_000, 20)]
+    presets = PRESETS if args.preset == "all" else (preset_by_name(args.preset),)
     print(
         "| d | n | preset | encrypt s | MB/site | ×f32 | ×ref bytes | server s | ×ref server "
         "| decrypt s | rel. error |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for d, n in grid:
-        rows = run(d, n, args.workers)
-        refrow = next(r for r in rows if r["preset"] == REFERENCE.name)
+        rows = run(d, n, args.workers, presets)
+        refrow = next((r for r in rows if r["preset"] == REFERENCE.name), rows[-1])
         for r in rows:
             b, s = float(r["bytes"]), float(r["server"])
             print(

@@ -39,8 +39,9 @@ from securefl.errors import (
     WireError,
 )
 from securefl.he import _fixed_point
-from securefl.he._codec import ChunkSum, decrypt_chunks, encrypt_chunks, load_chunks
+from securefl.he._codec import ChunkSum, decrypt_chunks, encrypt_chunks, load_chunks, num_chunks
 from securefl.he._context import PublicContext, SecretContext
+from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool
 from securefl.wire import SERVER, Envelope, pack, unpack
 
 __all__ = [
@@ -105,7 +106,12 @@ class HESite(SiteAggregator):
         if not (0 < weight <= self._ctx.max_weight):
             raise DataError(f"weight {weight} must lie in (0, {self._ctx.max_weight}]")
         secret = self._mode.context
-        chunks = encrypt_chunks(secret, self._encode(vector, weight), workers=self._mode.workers)
+        chunks = encrypt_chunks(
+            secret,
+            self._encode(vector, weight),
+            workers=self._mode.workers,
+            pool=self._mode.pool(self._ctx.dimension),
+        )
         payload = pack(
             {
                 "v": 1,
@@ -265,11 +271,51 @@ class HESiteMode(AggregationMode):
     name = "he"
     hides_updates = True
 
-    def __init__(self, context: SecretContext, *, workers: int = 2) -> None:
+    def __init__(self, context: SecretContext, *, workers: int = 2, processes: bool = True) -> None:
+        """``workers`` cores encrypt each update.
+
+        With ``processes`` (the default) the extra cores are helper processes
+        that each receive the serialized secret context through a pipe from
+        this process, once, when the first large update is encrypted (or on
+        :meth:`warm_up`); see :mod:`securefl.he._pool` for why that is
+        acceptable on a site. ``processes=False`` keeps the key in this
+        process and uses threads, which TenSEAL mostly serializes on the GIL.
+        """
         if not isinstance(context, SecretContext):
             raise ConfigError("HESiteMode needs a SecretContext")
+        if workers < 1:
+            raise ConfigError("workers must be at least 1")
         self.context = context
         self.workers = workers
+        self.processes = processes
+        self._pool: EncryptPool | None = None
+
+    def pool(self, dimension: int) -> EncryptPool | None:
+        """The helper processes for an update of ``dimension`` values, started on first need.
+
+        ``None`` when processes are off, there is one worker, or the update is
+        too small for the pipe round trip to pay off.
+        """
+        if not self.processes or self.workers < 2:
+            return None
+        if self._pool is None:
+            if num_chunks(self.context.preset, dimension) < MIN_CHUNKS_PER_CORE * self.workers:
+                return None
+            self._pool = EncryptPool(self.context, self.workers - 1)
+        return self._pool
+
+    def warm_up(self) -> None:
+        """Start the helper processes now (e.g. before training) rather than on the first update."""
+        if self.processes and self.workers >= 2:
+            if self._pool is None:
+                self._pool = EncryptPool(self.context, self.workers - 1)
+            self._pool.warm_up()
+
+    def close(self) -> None:
+        """Stop the helper processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def site(self, ctx: RoundContext, site_id: str) -> HESite:
         """The site half for ``site_id``."""

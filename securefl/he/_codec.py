@@ -2,9 +2,8 @@
 
 Why chunks of exactly one ciphertext: TenSEAL's vectors hold at most one
 ciphertext's slots, and a flat list of per-chunk ciphertexts lets the server
-check the count before adding anything. The TenSEAL C++ constructors are
-called directly: the Python wrappers first build a ``PlainTensor`` from the
-list, which measured about 2.5 times slower than encrypting (docs/he.md).
+check the count before adding anything. Encryption itself lives in
+:mod:`securefl.he._pool` (TenSEAL's C++ constructors, on every core).
 Sums are taken in place on the first site's deserialized ciphertexts, never
 on a ``copy()``.
 """
@@ -20,6 +19,7 @@ import tenseal as ts
 
 from securefl.errors import WireError
 from securefl.he._context import PublicContext, SecretContext
+from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool, encrypt_range
 from securefl.he._presets import HEPreset
 
 __all__ = ["ChunkSum", "decrypt_chunks", "encrypt_chunks", "load_chunks", "num_chunks"]
@@ -36,27 +36,36 @@ def _chunk_lengths(preset: HEPreset, dimension: int) -> list[int]:
 
 
 def encrypt_chunks(
-    secret: SecretContext, values: npt.NDArray[Any], *, workers: int = 2
+    secret: SecretContext,
+    values: npt.NDArray[Any],
+    *,
+    workers: int = 2,
+    pool: EncryptPool | None = None,
 ) -> list[bytes]:
-    """Encrypt ``values`` (int64 for BFV, float64 for CKKS) as serialized chunks."""
+    """Encrypt ``values`` (int64 for BFV, float64 for CKKS) as serialized chunks.
+
+    With a ``pool`` (helper processes, see :mod:`securefl.he._pool`) and
+    enough chunks to pay for the pipe, the chunks are split across processes;
+    otherwise ``workers`` threads share them (TenSEAL holds the GIL, so
+    threads gain little).
+    """
     preset = secret.preset
     cpp = secret.tenseal.data
     slots = preset.slots
     dtype = np.int64 if preset.scheme == "bfv" else np.float64
-    lists = [values[i : i + slots].astype(dtype).tolist() for i in range(0, len(values), slots)]
-    if preset.scheme == "bfv":
-
-        def enc(chunk: list[Any]) -> bytes:
-            return bytes(ts._ts_cpp.BFVVector(cpp, chunk).serialize())
-    else:
-
-        def enc(chunk: list[Any]) -> bytes:
-            return bytes(ts._ts_cpp.CKKSVector(cpp, chunk).serialize())
-
-    if workers <= 1 or len(lists) < 2:
-        return [enc(c) for c in lists]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(enc, lists))
+    values = np.ascontiguousarray(values, dtype=dtype)
+    chunks = num_chunks(preset, len(values))
+    if pool is not None and chunks >= MIN_CHUNKS_PER_CORE * (pool.helpers + 1):
+        return pool.encrypt(cpp, preset.scheme, values, slots)
+    if workers <= 1 or chunks < 2:
+        return encrypt_range(cpp, preset.scheme, values, slots)
+    per = -(-chunks // workers) * slots
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        parts = threads.map(
+            lambda k: encrypt_range(cpp, preset.scheme, values[k : k + per], slots),
+            range(0, len(values), per),
+        )
+        return [c for part in parts for c in part]
 
 
 def load_chunks(context: PublicContext | SecretContext, chunks: Any, dimension: int) -> list[Any]:
