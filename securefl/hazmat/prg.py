@@ -24,7 +24,7 @@ arithmetic, so the whole vector's keystream never sits in memory at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 
 from securefl.errors import ConfigError
 
-__all__ = ["SEED_LEN", "add_mask", "add_masks", "mask_vector"]
+__all__ = ["SEED_LEN", "add_mask", "add_masks", "keystream_chunks", "mask_vector"]
 
 SEED_LEN = 32
 """Bytes in a mask seed: one AES-256 key."""
@@ -150,3 +150,34 @@ def mask_vector(
         k = min(step, nbytes - off)
         encryptor.update_into(zeros[:k], view[off : off + k + _BLOCK - 1])
     return raw[:nbytes].view(dt.newbyteorder("<")).astype(dt, copy=False)
+
+
+def keystream_chunks(
+    seed: bytes, n: int, dtype: npt.DTypeLike, *, chunk_elems: int = _DEFAULT_CHUNK_ELEMS
+) -> Iterator[npt.NDArray[np.unsignedinteger]]:
+    """The words of :func:`mask_vector` for ``seed``, ``chunk_elems`` at a time.
+
+    Each chunk is a view of one scratch buffer that the next chunk overwrites
+    (and that the consumer may modify in place): a consumer that streams, such
+    as stochastic rounding, keeps its working set in cache and never
+    allocates the whole keystream.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError("n must be a non-negative int")
+    if isinstance(chunk_elems, bool) or not isinstance(chunk_elems, int) or chunk_elems < 1:
+        raise ConfigError("chunk_elems must be a positive int")
+    dt = np.dtype(dtype)
+    if dt not in _DTYPES:
+        raise ConfigError("dtype must be uint32 or uint64")
+    encryptor = _encryptor(seed)
+    per_block = _BLOCK // dt.itemsize
+    chunk = -(-min(chunk_elems, max(n, 1)) // per_block) * per_block
+    chunk_bytes = chunk * dt.itemsize
+    raw = bytearray(chunk_bytes + _BLOCK - 1)
+    zeros = bytes(chunk_bytes)
+    words = np.frombuffer(raw, dtype=np.uint8, count=chunk_bytes).view(dt.newbyteorder("<"))
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        need = -(-m * dt.itemsize // _BLOCK) * _BLOCK
+        encryptor.update_into(zeros if need == chunk_bytes else zeros[:need], raw)
+        yield words[:m]

@@ -19,7 +19,7 @@ range [-(2**(bits-1) - 1), 2**(bits-1) - 1] and therefore decodes exactly;
 the constructor checks this with integer arithmetic and refuses otherwise.
 
 precision_bits is capped at 40: |x * scale| <= 2**40 leaves at least 12 bits
-of every 53-bit rounding uniform in x * scale + u, so the rounding bias stays
+of every 52-bit rounding uniform in x * scale + u, so the rounding bias stays
 below 2**-12 of a step (far below DP noise; float32 updates only carry 24
 significant bits anyway).
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
@@ -35,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from securefl.errors import ConfigError, DataError, OverflowRefusedError, ProtocolError
-from securefl.hazmat.prg import SEED_LEN, mask_vector
+from securefl.hazmat.prg import SEED_LEN, keystream_chunks
 
 __all__ = [
     "MAX_BITS",
@@ -196,29 +197,41 @@ def _check_input(
     return xf
 
 
-def _round_into_ring(
+_MAGIC = 1.5 * 2.0**52
+"""Adding it to an integral float64 t with |t| < 2**51 leaves t's two's complement
+in the low mantissa bits: the bit pattern becomes 0x4338000000000000 + t."""
+_MAGIC_BITS = 0x4338000000000000
+_ONE_BITS = 0x3FF0000000000000  # the float64 1.0; OR-ed with 52 random bits gives [1, 2)
+_LOW_WORD = 0 if sys.byteorder == "little" else 1  # the low uint32 of a uint64
+_CHUNK = 1 << 16  # float64 chunks of 512 KiB: the temporaries stay in L2
+
+
+def _round_chunk(
     xf: npt.NDArray[np.float64],
     params: QuantizationParams,
-    uniforms: npt.NDArray[np.float64],
-) -> npt.NDArray[np.unsignedinteger]:
-    """floor(xf * scale + u) mod 2**bits, in place in one float64 temporary.
+    u: npt.NDArray[np.float64],
+    t: npt.NDArray[np.float64],
+    out: npt.NDArray[np.unsignedinteger],
+) -> None:
+    """out = floor(xf * scale + u) mod 2**bits, through the scratch ``t``; ``u`` is kept.
 
     The float operations are exactly those of the definition (x * scale is
     exact, then one rounded addition, then floor), so known answers do not
-    depend on the path. |q| <= value_bound < 2**(bits - 1), so for rings up to
-    2**32 the integer conversion goes straight to int32 and its two's
-    complement bits are reinterpreted as uint32 without a widening copy.
+    depend on the path. |q| <= value_bound <= 2**40 + 1 < 2**51, so the
+    integer conversion is one addition of :data:`_MAGIC` and a reinterpretation
+    of the bits, without a (slow, unvectorized) float-to-int cast.
     """
-    t = np.multiply(xf, params.scale)
-    np.add(t, uniforms, out=t)
+    np.multiply(xf, params.scale, out=t)
+    np.add(t, u, out=t)
     np.floor(t, out=t)
-    if params.bits <= 32:
-        q32 = t.astype(np.int32).view(np.uint32)
-        np.bitwise_and(q32, np.uint32(params.modulus_mask), out=q32)
-        return q32
-    q64 = t.astype(np.int64).view(np.uint64)
-    np.bitwise_and(q64, np.uint64(params.modulus_mask), out=q64)
-    return q64
+    np.add(t, _MAGIC, out=t)
+    bits = t.view(np.uint64)
+    if out.dtype == np.uint32:  # the low word holds t mod 2**32
+        low = bits.view(np.uint32)[_LOW_WORD::2]
+        np.bitwise_and(low, np.uint32(params.modulus_mask), out=out)
+    else:
+        np.subtract(bits, np.uint64(_MAGIC_BITS), out=out)
+        np.bitwise_and(out, np.uint64(params.modulus_mask), out=out)
 
 
 def _quantize_from_parts(
@@ -231,25 +244,10 @@ def _quantize_from_parts(
     u = np.asarray(uniforms, dtype=np.float64)
     if u.shape != xf.shape or not ((u >= 0) & (u < 1)).all():
         raise ConfigError("uniforms must match x in shape and lie in [0, 1)")
-    return _round_into_ring(xf, params, u)
-
-
-def _csprng_uniforms(shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
-    """Uniforms in [0, 1) from AES-256-CTR under a fresh ``os.urandom`` key.
-
-    That is the CTR-DRBG construction: as unpredictable as ``os.urandom`` and
-    several times faster for the millions of values of a model update. The key
-    is used once and dropped. One keystream call fills the whole vector; the
-    shift happens in place and the int64 view (the shifted words are below
-    2**53) converts to float64 faster than uint64 does.
-    """
-    n = math.prod(shape)
-    words = mask_vector(os.urandom(SEED_LEN), n, np.uint64)
-    # Top 53 bits -> exactly representable uniforms k / 2**53 in [0, 1).
-    np.right_shift(words, np.uint64(11), out=words)
-    u = words.view(np.int64).astype(np.float64)
-    u *= 2.0**-53
-    return u.reshape(shape)
+    flat = np.ascontiguousarray(xf).reshape(-1)
+    out = np.empty(flat.size, dtype=params.dtype)
+    _round_chunk(flat, params, np.ascontiguousarray(u).reshape(-1), np.empty(flat.size), out)
+    return out.reshape(xf.shape)
 
 
 def quantize(
@@ -260,9 +258,29 @@ def quantize(
     Raises :class:`DataError` for NaN, infinities and values beyond ``clip``
     (clip first, in the DP layer: silently clamping here would change the
     sensitivity the privacy accounting assumed).
+
+    The rounding uniforms come from AES-256-CTR under a fresh ``os.urandom``
+    key, used once and dropped (the CTR-DRBG construction: as unpredictable as
+    ``os.urandom`` and far faster for millions of values). Each 64-bit word
+    gives u = k / 2**52 with k its top 52 bits, made by OR-ing them under the
+    exponent of 1.0 (a float in [1, 2)) and subtracting 1, both exact. The
+    vector is processed in cache-sized chunks from one keystream, so no
+    full-length temporary is ever allocated besides the result.
     """
     xf = _check_input(x, params)
-    return _round_into_ring(xf, params, _csprng_uniforms(xf.shape))
+    flat = np.ascontiguousarray(xf).reshape(-1)
+    out = np.empty(flat.size, dtype=params.dtype)
+    t = np.empty(min(_CHUNK, flat.size))
+    start = 0
+    for words in keystream_chunks(os.urandom(SEED_LEN), flat.size, np.uint64, chunk_elems=_CHUNK):
+        m = words.size
+        np.right_shift(words, np.uint64(12), out=words)
+        np.bitwise_or(words, np.uint64(_ONE_BITS), out=words)
+        u = words.view(np.float64)
+        np.subtract(u, 1.0, out=u)
+        _round_chunk(flat[start : start + m], params, u, t[:m], out[start : start + m])
+        start += m
+    return out.reshape(xf.shape)
 
 
 def dequantize_sum(
