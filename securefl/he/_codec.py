@@ -22,7 +22,15 @@ from securefl.he._context import PublicContext, SecretContext
 from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool, encrypt_range
 from securefl.he._presets import HEPreset
 
-__all__ = ["ChunkSum", "decrypt_chunks", "encrypt_chunks", "load_chunks", "num_chunks"]
+__all__ = [
+    "ChunkSum",
+    "check_chunk_list",
+    "decrypt_chunks",
+    "encrypt_chunks",
+    "load_chunks",
+    "load_range",
+    "num_chunks",
+]
 
 
 def num_chunks(preset: HEPreset, dimension: int) -> int:
@@ -68,9 +76,8 @@ def encrypt_chunks(
         return [c for part in parts for c in part]
 
 
-def load_chunks(context: PublicContext | SecretContext, chunks: Any, dimension: int) -> list[Any]:
-    """Deserialize and check a chunk list; any problem is a :class:`WireError`."""
-    preset = context.preset
+def check_chunk_list(preset: HEPreset, chunks: Any, dimension: int) -> list[int]:
+    """Check a chunk list's shape; returns the expected value count of each chunk."""
     lengths = _chunk_lengths(preset, dimension)
     if not isinstance(chunks, list) or not all(isinstance(c, bytes) for c in chunks):
         raise WireError("encrypted update: chunks must be a list of byte strings")
@@ -78,9 +85,17 @@ def load_chunks(context: PublicContext | SecretContext, chunks: Any, dimension: 
         raise WireError(
             f"encrypted update has {len(chunks)} chunks; dimension {dimension} needs {len(lengths)}"
         )
+    return lengths
+
+
+def load_range(
+    context: PublicContext | SecretContext, chunks: list[bytes], lengths: list[int], first: int
+) -> list[Any]:
+    """Deserialize chunks ``first, first + 1, ...`` and check their sizes (WireError)."""
+    preset = context.preset
     loader = ts.bfv_vector_from if preset.scheme == "bfv" else ts.ckks_vector_from
     vectors = []
-    for i, (raw, n) in enumerate(zip(chunks, lengths, strict=True)):
+    for i, (raw, n) in enumerate(zip(chunks, lengths, strict=True), start=first):
         try:
             vec = loader(context.tenseal, raw)
         except Exception:
@@ -92,6 +107,12 @@ def load_chunks(context: PublicContext | SecretContext, chunks: Any, dimension: 
             raise WireError(f"chunk {i} holds {vec.size()} values, expected {n}")
         vectors.append(vec)
     return vectors
+
+
+def load_chunks(context: PublicContext | SecretContext, chunks: Any, dimension: int) -> list[Any]:
+    """Deserialize and check a chunk list; any problem is a :class:`WireError`."""
+    lengths = check_chunk_list(context.preset, chunks, dimension)
+    return load_range(context, chunks, lengths, 0)
 
 
 class ChunkSum:
