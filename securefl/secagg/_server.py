@@ -123,24 +123,33 @@ class MaskServer(ServerAggregator):
     # -- bookkeeping ------------------------------------------------------------
 
     def _expected(self) -> set[str]:
-        return {
-            ServerStage.ADVERTISE: set(self._ctx.cohort),
-            ServerStage.SHARE: set(self._adverts),
-            ServerStage.MASKED_INPUT: set(self._shares),
-            ServerStage.CONSISTENCY: set(self._u3),
-            ServerStage.UNMASK: set(self._sigs),
-        }.get(self._stage, set())
+        # Only the current stage's set is built: this runs twice per message.
+        stage = self._stage
+        if stage is ServerStage.ADVERTISE:
+            return set(self._ctx.cohort)
+        if stage is ServerStage.SHARE:
+            return set(self._adverts)
+        if stage is ServerStage.MASKED_INPUT:
+            return set(self._shares)
+        if stage is ServerStage.CONSISTENCY:
+            return set(self._u3)
+        if stage is ServerStage.UNMASK:
+            return set(self._sigs)
+        return set()
 
     def _answered(self) -> set[str]:
-        return set(
-            {
-                ServerStage.ADVERTISE: self._adverts,
-                ServerStage.SHARE: self._shares,
-                ServerStage.MASKED_INPUT: self._inputs,
-                ServerStage.CONSISTENCY: self._sigs,
-                ServerStage.UNMASK: self._unmask,
-            }.get(self._stage, ())
-        )
+        stage = self._stage
+        if stage is ServerStage.ADVERTISE:
+            return set(self._adverts)
+        if stage is ServerStage.SHARE:
+            return set(self._shares)
+        if stage is ServerStage.MASKED_INPUT:
+            return set(self._inputs)
+        if stage is ServerStage.CONSISTENCY:
+            return set(self._sigs)
+        if stage is ServerStage.UNMASK:
+            return set(self._unmask)
+        return set()
 
     def _reject(self, sender: str, reason: str) -> list[Envelope]:
         log.warning("dropping %s from the masked round: %s", sender, reason)
