@@ -38,7 +38,6 @@ def run(
     n: int,
     workers: int,
     presets: tuple[HEPreset, ...] = PRESETS,
-    server_workers: int = 1,
 ) -> list[dict[str, float | str]]:
     gen = np.random.default_rng(0)  # benchmark data only
     distinct = min(n, 5)
@@ -75,9 +74,7 @@ def run(
             t0 = time.perf_counter()
             envs.extend(mode.site(rc, cohort[i]).submit(xs[i], ws[i]))
             enc += time.perf_counter() - t0
-        server_mode = HEServerMode(secret.public_context_bytes(), workers=server_workers)
-        server_mode.warm_up()  # the server starts its helper once, not per round
-        server = server_mode.server(rc)
+        server = HEServerMode(secret.public_context_bytes()).server(rc)
         t0 = time.perf_counter()
         for i, s in enumerate(cohort):
             e = envs[i % distinct]
@@ -93,7 +90,6 @@ def run(
             )
         srv = time.perf_counter() - t0
         mode.close()
-        server_mode.close()
         res = server.result
         assert res is not None
         t0 = time.perf_counter()
@@ -117,9 +113,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="d=1e5, n=5 only")
     parser.add_argument("--workers", type=int, default=2, help="encryption workers per site")
-    parser.add_argument(
-        "--server-workers", type=int, default=1, help="1, or 2 for a server helper process"
-    )
     parser.add_argument("--d", type=float, default=None, help="one dimension (e.g. 1e6)")
     parser.add_argument("--n", type=int, default=None, help="one cohort size (e.g. 20)")
     parser.add_argument("--preset", default="all", help="one preset name, or all")
@@ -137,7 +130,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for d, n in grid:
-        rows = run(d, n, args.workers, presets, args.server_workers)
+        rows = run(d, n, args.workers, presets)
         refrow = next((r for r in rows if r["preset"] == REFERENCE.name), rows[-1])
         for r in rows:
             b, s = float(r["bytes"]), float(r["server"])

@@ -42,7 +42,6 @@ from securefl.he import _fixed_point
 from securefl.he._codec import ChunkSum, decrypt_chunks, encrypt_chunks, load_chunks, num_chunks
 from securefl.he._context import PublicContext, SecretContext
 from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool
-from securefl.he._sum_pool import PooledSum, SumPool
 from securefl.wire import SERVER, Envelope, pack, unpack
 
 __all__ = [
@@ -148,9 +147,7 @@ class HESite(SiteAggregator):
 class HEServer(ServerAggregator):
     """The server's half: checks each update, adds it in place, counts survivors."""
 
-    def __init__(
-        self, public: PublicContext, ctx: RoundContext, pool: SumPool | None = None
-    ) -> None:
+    def __init__(self, public: PublicContext, ctx: RoundContext) -> None:
         _check_round(ctx, public.preset.max_sites)
         if ctx.min_sites < 2:
             raise ConfigError(
@@ -158,9 +155,7 @@ class HEServer(ServerAggregator):
             )
         self._public = public
         self._ctx = ctx
-        self._sum: ChunkSum | PooledSum = ChunkSum()
-        if pool is not None:
-            self._sum = PooledSum(pool, public, ctx.dimension)
+        self._sum = ChunkSum()
         self._weights: dict[str, float] = {}
         #: Sites left out of the sum, with the reason (WireError, IntegrityError, ProtocolError).
         self.rejected: dict[str, SecureFLError] = {}
@@ -194,8 +189,6 @@ class HEServer(ServerAggregator):
         weight = obj["weight"]
         if not isinstance(weight, float) or not (0 < weight <= ctx.max_weight):
             raise WireError(f"weight must be a float in (0, {ctx.max_weight}]")
-        if isinstance(self._sum, PooledSum):
-            return weight, self._sum.load(obj["chunks"])
         return weight, load_chunks(self._public, obj["chunks"], ctx.dimension)
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
@@ -245,8 +238,6 @@ class HEServer(ServerAggregator):
                 f"only {len(survivors)} of {len(self._ctx.cohort)} sites contributed; "
                 f"he mode needs at least {self._ctx.min_sites} so no update is decrypted alone"
             )
-            if isinstance(self._sum, PooledSum):
-                self._sum.drop()
             return
         blob = pack(
             {
@@ -347,41 +338,10 @@ class HEServerMode(AggregationMode):
     name = "he"
     hides_updates = True
 
-    def __init__(self, public_context_bytes: bytes, *, workers: int = 1) -> None:
-        """``workers=2`` splits large updates with one helper process (see
-        :mod:`securefl.he._sum_pool`); the helper gets the same public bytes and
-        refuses a secret context just as this constructor does. Off by default:
-        it saves about a quarter of the critical path on two idle cores but
-        measured slower on a busy machine (docs/he.md)."""
+    def __init__(self, public_context_bytes: bytes) -> None:
+        """One process: deserialization holds the GIL, and a helper process
+        measured slower (docs/he.md)."""
         self.context = PublicContext.from_bytes(public_context_bytes)
-        if workers not in (1, 2):
-            raise ConfigError("the he server uses 1 or 2 workers")
-        self.workers = workers
-        self._public_bytes = public_context_bytes
-        self._pool: SumPool | None = None
-
-    def pool(self, dimension: int) -> SumPool | None:
-        """The helper process for rounds of ``dimension`` values, started on first need."""
-        if self.workers < 2:
-            return None
-        if self._pool is None:
-            if num_chunks(self.context.preset, dimension) < 2 * MIN_CHUNKS_PER_CORE:
-                return None
-            self._pool = SumPool(self._public_bytes)
-        return self._pool
-
-    def warm_up(self) -> None:
-        """Start the helper process now rather than in the first large round."""
-        if self.workers == 2:
-            if self._pool is None:
-                self._pool = SumPool(self._public_bytes)
-            self._pool.warm_up()
-
-    def close(self) -> None:
-        """Stop the helper process, if one was started."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
 
     def site(self, ctx: RoundContext, site_id: str) -> NoReturn:
         """Refused: a server-side mode cannot encrypt or decrypt."""
@@ -389,7 +349,7 @@ class HEServerMode(AggregationMode):
 
     def server(self, ctx: RoundContext) -> HEServer:
         """The server half for this round."""
-        return HEServer(self.context, ctx, self.pool(ctx.dimension))
+        return HEServer(self.context, ctx)
 
 
 def decrypt_sum(
