@@ -50,6 +50,8 @@ def test_pool_refuses_pickling_and_public_contexts(
 def test_site_mode_starts_helpers_only_for_large_updates(bfv_secret: SecretContext) -> None:
     mode = HESiteMode(bfv_secret, workers=2)
     assert mode.pool(5000) is None
+    started = mode.pool(D_BIG)
+    assert started is not None and started.helpers == 1
     assert HESiteMode(bfv_secret, workers=2, processes=False).pool(D_BIG) is None
     assert HESiteMode(bfv_secret, workers=1).pool(D_BIG) is None
     mode.close()
