@@ -92,12 +92,7 @@ def test_own_csv_federation_runs_and_writes_summary(tmp_path):
     a = _csv(tmp_path / "a.csv", _good_rows(60))
     b = _csv(tmp_path / "b.csv", _good_rows(60, shift=0.1))
     out = tmp_path / "out"
-    result = _invoke(
-        "simulate",
-        "--rounds",
-        "2",
-        "--batch-size",
-        "16",
+    own_data = [
         "--data",
         f"ward={a}",
         "--data",
@@ -106,24 +101,13 @@ def test_own_csv_federation_runs_and_writes_summary(tmp_path):
         "outcome",
         "--out",
         str(out),
-    )
+    ]
+    result = _invoke("simulate", "--rounds", "2", "--batch-size", "16", *own_data)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [s["name"] for s in summary["sites"]] == ["ward", "icu"]
     assert (out / "records" / "ward.jsonl").exists() and (out / "roster.json").exists()
-    again = _invoke(
-        "simulate",
-        "--rounds",
-        "1",
-        "--data",
-        f"ward={a}",
-        "--data",
-        f"icu={b}",
-        "--label",
-        "outcome",
-        "--out",
-        str(out),
-    )
+    again = _invoke("simulate", "--rounds", "1", *own_data)
     assert again.exit_code == 2 and "already holds a simulation" in again.output
 
 
