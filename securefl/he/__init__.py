@@ -17,7 +17,6 @@ from securefl.he._aggregator import (
     decrypt_sum,
 )
 from securefl.he._context import PublicContext, SecretContext
-from securefl.he._global import SUPPORTED_STRATEGIES, EncryptedGlobal, check_strategy
 from securefl.he._presets import (
     BFV_N4096,
     CKKS_N4096,
@@ -37,8 +36,6 @@ __all__ = [
     "DEFAULT_PRESET",
     "PRESETS",
     "STAGE_UPDATE",
-    "SUPPORTED_STRATEGIES",
-    "EncryptedGlobal",
     "HEPreset",
     "HEServer",
     "HEServerMode",
@@ -46,7 +43,6 @@ __all__ = [
     "HESiteMode",
     "PublicContext",
     "SecretContext",
-    "check_strategy",
     "decrypt_aggregate",
     "decrypt_sum",
     "preset_by_name",

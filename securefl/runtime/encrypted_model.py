@@ -32,9 +32,11 @@ class EncryptedAggregatesModel(GlobalModel):
     """Server side: θ₀ in the clear plus one ciphertext aggregate per round."""
 
     def __init__(self, theta0: npt.NDArray[np.float32], strategy: StrategyConfig) -> None:
-        from securefl.he import check_strategy
-
-        check_strategy(strategy.name)
+        if not make_strategy(strategy).linear:
+            raise ConfigError(
+                f"strategy {strategy.name!r} needs the plaintext aggregate at the server, which "
+                "he mode never reveals; use fedavg, fedavgm or fedprox, or secure='mask'"
+            )
         self._theta0 = np.asarray(theta0, dtype=np.float32).copy()
         self._strategy = strategy
         self._aggregates: list[dict[str, Any]] = []

@@ -170,12 +170,10 @@ def _he_setup(strategy: StrategyConfig, preset_name: str | None) -> SecureSetup:
         HEServerMode,
         HESiteMode,
         SecretContext,
-        check_strategy,
         preset_by_name,
     )
     from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
 
-    check_strategy(strategy.name)
     preset = preset_by_name(preset_name) if preset_name else DEFAULT_PRESET
     # In a real federation the sites share this context through provisioning;
     # the server only ever receives public_context_bytes().

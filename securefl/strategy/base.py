@@ -21,7 +21,8 @@ class Strategy(ABC):
     """Server-side update rule, plus the per-round config it sends to sites."""
 
     name: ClassVar[str]
-    #: True when ``apply`` only adds vectors and multiplies by public scalars.
+    #: True when ``apply`` only adds vectors and multiplies by public scalars, so
+    #: sites can replay it on decrypted aggregates (``he`` mode refuses the rest).
     linear: ClassVar[bool] = True
 
     def round_config(self, round_number: int) -> dict[str, Any]:
@@ -31,7 +32,3 @@ class Strategy(ABC):
     @abstractmethod
     def apply(self, params: VectorLike, mean_update: VectorLike, round_number: int) -> VectorLike:
         """The next global parameters from the current ones and the average update."""
-
-    def state(self) -> dict[str, Any]:
-        """Server state to checkpoint (e.g. momentum); plain data only."""
-        return {}

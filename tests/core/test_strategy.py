@@ -40,12 +40,14 @@ def test_fedadam_takes_per_coordinate_steps_of_about_server_lr():
 
 
 def test_fedadam_is_nonlinear_and_refused_where_only_ciphertexts_exist():
-    from securefl.he import check_strategy
+    from securefl.runtime.encrypted_model import EncryptedAggregatesModel
     from securefl.strategy import FedAdam
 
     assert FedAdam.linear is False
-    with pytest.raises(ConfigError):
-        check_strategy("fedadam")
+    with pytest.raises(ConfigError, match="plaintext aggregate"):
+        EncryptedAggregatesModel(np.zeros(3, dtype=np.float32), StrategyConfig(name="fedadam"))
+    for name in ("fedavg", "fedavgm", "fedprox"):
+        EncryptedAggregatesModel(np.zeros(3, dtype=np.float32), StrategyConfig(name=name))
 
 
 def test_server_lr_default_depends_on_the_strategy():

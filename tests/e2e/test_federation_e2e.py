@@ -82,7 +82,7 @@ def test_dropout_rehearsal_continues_with_survivors(tmp_path):
     assert np.isfinite(result.global_accuracy)
 
 
-def test_he_mode_server_never_holds_plaintext_model(tmp_path):
+def test_he_mode_trains_a_federation_through_encrypted_aggregates(tmp_path):
     result = _run(tmp_path, secure="he", rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["secure"] == "he"

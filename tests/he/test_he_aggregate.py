@@ -11,12 +11,9 @@ from securefl.errors import AbortError, ConfigError, DataError, IntegrityError, 
 from securefl.he import (
     CKKS_N4096,
     CKKS_N8192,
-    SUPPORTED_STRATEGIES,
-    EncryptedGlobal,
     HEServerMode,
     HESiteMode,
     SecretContext,
-    check_strategy,
     decrypt_aggregate,
 )
 from securefl.he._codec import ChunkSum, decrypt_chunks, encrypt_chunks, load_chunks
@@ -231,34 +228,3 @@ def test_ckks_magnitude_that_could_wrap_is_refused(ckks_secret: SecretContext) -
     big = np.full(D, 3000.0, dtype=np.float32)
     with pytest.raises(DataError, match="wrap"):
         HESiteMode(ckks_secret).site(rc, "a").submit(big, 100.0)
-
-
-def test_strategy_refusal() -> None:
-    for name in SUPPORTED_STRATEGIES:
-        check_strategy(name)
-    with pytest.raises(ConfigError, match="plaintext aggregate"):
-        check_strategy("fedadam")
-
-
-def test_encrypted_global_tracks_plain_fedavg(ckks8192_secret: SecretContext) -> None:
-    public = ckks8192_secret.public()
-    cohort = ("a", "b")
-    theta0 = np.random.default_rng(5).normal(size=D)
-    glob, ref = EncryptedGlobal.from_plain(public, theta0), theta0.copy()
-    for rnd in range(3):
-        rc = RoundContext(federation="f", round=rnd, cohort=cohort, dimension=D, max_weight=100.0)
-        xs, ws = _updates(cohort), {"a": 10.0 + rnd, "b": 30.0}
-        res = _aggregate(ckks8192_secret, rc, xs, ws)
-        glob.update(res.result.encrypted_sum, res.result.total_weight, lr=0.5)
-        glob = EncryptedGlobal.from_bytes(public, glob.to_bytes(), D)
-        ref += 0.5 * _mean(xs, ws)
-    assert glob.encrypted
-    assert np.max(np.abs(glob.decrypt(ckks8192_secret) - ref)) < 1e-6
-
-
-def test_encrypted_global_refuses_presets_without_scalar_level(
-    bfv_secret: SecretContext, ckks_secret: SecretContext
-) -> None:
-    for secret in (bfv_secret, ckks_secret):
-        with pytest.raises(ConfigError, match="scalar level"):
-            EncryptedGlobal.from_plain(secret.public(), np.zeros(4))
