@@ -104,7 +104,7 @@ class ServerDriver:
         if env.federation != self.federation:
             raise ProtocolError(f"message for federation {env.federation!r}")
         if self.stage is ServerStage.FINISHED:
-            return [self._finish_message(env.sender)] if env.stage == m.HELLO else []
+            return self._finish_messages([env.sender]) if env.stage == m.HELLO else []
         if env.stage == m.HELLO:
             return self._on_hello(env.sender)
         if env.stage == m.BYE:
@@ -129,7 +129,7 @@ class ServerDriver:
                 self.finish_reason = (
                     f"only {len(self.present)} site(s) remain; rounds need {self.rounds.min_sites}"
                 )
-                return [self._finish_message(s) for s in self.present]
+                return self._finish_messages(self.present)
             return []
         if self.stage is ServerStage.ROUND_OPEN:
             return self._guard(lambda agg: agg.on_deadline())
@@ -141,7 +141,7 @@ class ServerDriver:
             self.stage = ServerStage.FINISHED
             self.finish_reason = reason
             self._aggregator = None
-        return [self._finish_message(s) for s in self.present]
+        return self._finish_messages(self.present)
 
     def site_unreachable(self, site: str) -> list[Envelope]:
         """A message to ``site`` could not be delivered: treat it as gone."""
@@ -247,7 +247,7 @@ class ServerDriver:
         if stop:
             self.stage = ServerStage.FINISHED
             self.finish_reason = stop
-            return out + [self._finish_message(s) for s in self.present]
+            return out + self._finish_messages(self.present)
         self.stage = ServerStage.WAITING_FOR_SITES
         self._next_round_due = True
         return out
@@ -285,11 +285,12 @@ class ServerDriver:
             return f"reached max_rounds={self.rounds.max_rounds}"
         return ""
 
-    def _finish_message(self, site: str) -> Envelope:
+    def _finish_messages(self, sites: list[str]) -> list[Envelope]:
+        """The final model for ``sites``, encoded once (it can be large in he mode)."""
         payload = m.Finish(
             model=self.model.payload(), reason=self.finish_reason, rounds=self._round
         ).to_bytes()
-        return self._envelope(m.FINISH, site, payload)
+        return [self._envelope(m.FINISH, site, payload) for site in sites]
 
     def _envelope(self, stage: str, receiver: str, payload: bytes) -> Envelope:
         return Envelope(

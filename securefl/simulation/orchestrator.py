@@ -93,6 +93,19 @@ class SimulationResult:
         }
 
 
+def _seeded_model(num_features: int, num_classes: int, seed: int) -> torch.nn.Module:
+    """The initial weights, reproducible from ``seed``.
+
+    Not a security use: initial weights are public. The seed is applied inside
+    ``fork_rng`` so torch's global generator is left as it was; DP noise and
+    Poisson sampling never come from it (``securefl.dp`` seeds its own from
+    ``os.urandom``).
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return default_model(num_features, num_classes)
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -111,8 +124,7 @@ def _local_only_model(
     It runs on the simulated site's own data and is never released, so it is
     not charged to the ledger; a real site doing this would pay for it.
     """
-    torch.manual_seed(seed)
-    model = default_model(data.x_train.shape[1], num_classes)
+    model = _seeded_model(data.x_train.shape[1], num_classes, seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=train.learning_rate, momentum=train.momentum)
     loader = make_loader(data.x_train, data.y_train, dp.batch_size)
     private = make_private(
@@ -151,8 +163,7 @@ def run_simulation(
             f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
             f"{min_site} training examples"
         )
-    torch.manual_seed(seed)
-    initial = default_model(data.num_features, num_classes)
+    initial = _seeded_model(data.num_features, num_classes, seed)
     fed = LocalFederation(
         site_names=[s.name for s in data.sites],
         initial_model=initial,

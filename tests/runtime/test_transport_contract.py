@@ -1,5 +1,6 @@
 """One contract for every transport; each implementation subclasses it."""
 
+import abc
 import threading
 
 import pytest
@@ -15,11 +16,12 @@ def _env(sender, receiver, payload=b"hi"):
     )
 
 
-class TransportContract:
+class TransportContract(abc.ABC):
     """Subclasses provide ``pair()`` -> two connected endpoints named 'a' and 'b'."""
 
+    @abc.abstractmethod
     def pair(self):
-        raise NotImplementedError
+        """Two connected endpoints, named 'a' and 'b'."""
 
     def test_delivers_in_order(self):
         a, b = self.pair()
