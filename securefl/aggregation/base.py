@@ -12,7 +12,7 @@ how dropouts are noticed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,7 +45,6 @@ class RoundContext:
     dimension: int
     max_weight: float
     min_sites: int = 2
-    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(set(self.cohort)) != len(self.cohort):
@@ -88,11 +87,6 @@ class SiteAggregator(ABC):
     @abstractmethod
     def handle(self, envelope: Envelope) -> list[Envelope]:
         """Handle one server envelope; returns envelopes to send."""
-
-    @property
-    @abstractmethod
-    def done(self) -> bool:
-        """True once this site has nothing more to do this round."""
 
 
 class ServerAggregator(ABC):

@@ -71,10 +71,6 @@ class _PlainSite(SiteAggregator):
     def handle(self, envelope: Envelope) -> list[Envelope]:
         raise ProtocolError(f"plain mode expects no server message, got {envelope.stage!r}")
 
-    @property
-    def done(self) -> bool:
-        return self._done
-
 
 class _PlainServer(ServerAggregator):
     def __init__(self, ctx: RoundContext) -> None:

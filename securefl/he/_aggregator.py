@@ -138,11 +138,6 @@ class HESite(SiteAggregator):
         """The server sends nothing to sites in this mode; anything arriving is an error."""
         raise ProtocolError(f"he mode expects no server message, got stage {envelope.stage!r}")
 
-    @property
-    def done(self) -> bool:
-        """True once the update was sent."""
-        return self._done
-
 
 class HEServer(ServerAggregator):
     """The server's half: checks each update, adds it in place, counts survivors."""

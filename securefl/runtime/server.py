@@ -65,7 +65,6 @@ class ServerDriver:
         max_weight: float,
         expected_sites: tuple[str, ...] = (),
         monitor: str = "val_accuracy",
-        mode_options: dict[str, object] | None = None,
     ) -> None:
         self.federation = federation
         self.mode = mode
@@ -76,7 +75,6 @@ class ServerDriver:
         self.max_weight = max_weight
         self.expected_sites = expected_sites
         self.monitor = monitor
-        self.mode_options = dict(mode_options or {})
         self.stage = ServerStage.WAITING_FOR_SITES
         self.present: list[str] = []
         self.history: list[RoundSummary] = []
@@ -190,7 +188,6 @@ class ServerDriver:
             dimension=self.spec.size,
             max_weight=self.max_weight,
             min_sites=self.rounds.min_sites,
-            options=self.mode_options,
         )
         self._aggregator = self.mode.server(ctx)
         self.stage = ServerStage.ROUND_OPEN
@@ -200,7 +197,7 @@ class ServerDriver:
             spec=self.spec.to_dict(),
             max_weight=self.max_weight,
             min_sites=self.rounds.min_sites,
-            config={**self.strategy.round_config(self._round), **self.mode_options},
+            config=self.strategy.round_config(self._round),
         ).to_bytes()
         out = [self._envelope(m.ROUND_START, site, start) for site in self._cohort]
         return out + self._aggregator.start()

@@ -226,7 +226,6 @@ class Site:
             dimension=spec.size,
             max_weight=start.max_weight,
             min_sites=start.min_sites,
-            options=dict(start.config),
         )
         self._aggregator = self.mode.site(ctx, self.name)
         self._round_max_weight = start.max_weight

@@ -157,10 +157,6 @@ class MaskSite(SiteAggregator):
                 raise
             raise AbortError(f"the server sent an invalid {envelope.stage}: {exc}") from None
 
-    @property
-    def done(self) -> bool:
-        return self._stage in ("done", "aborted")
-
     def _wipe(self) -> None:
         self._stage = "aborted"
         self._c = self._s = None

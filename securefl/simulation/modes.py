@@ -65,10 +65,6 @@ class _Vanishing(SiteAggregator):
     def handle(self, envelope: Envelope) -> list[Envelope]:
         return self._filter(self._inner.handle(envelope))
 
-    @property
-    def done(self) -> bool:
-        return self._inner.done
-
 
 class _VanishingMode(AggregationMode):
     hides_updates = True
