@@ -18,6 +18,7 @@ from typing import Any
 from securefl.config import ACCOUNTANTS, FederationConfig
 from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError
+from securefl.secagg import MaskConfig
 
 __all__ = [
     "FederationPlan",
@@ -30,8 +31,8 @@ __all__ = [
     "threat_summary",
 ]
 
-#: The mask protocol's default minimum cohort (``securefl.secagg.MaskConfig.min_cohort``).
-_MASK_MIN_COHORT = 3
+#: The mask protocol's minimum cohort, read from the protocol's own default.
+_MASK_MIN_COHORT = MaskConfig(clip=1.0).min_cohort
 
 #: How far past ``rounds.max_rounds`` the "rounds allowed" search looks.
 ROUNDS_SEARCH_FACTOR = 10
