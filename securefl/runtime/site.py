@@ -2,7 +2,7 @@
 
 A user keeps their loop and changes a handful of lines::
 
-    site = securefl.Site.simulated(...)                  # or built from a kit
+    site = fed.sites["site-a"]     # a securefl.simulation.LocalFederation; later, a kit
     model, optimizer, loader = site.privatize(model, optimizer, loader)
     for rnd in site.rounds(model):                       # global weights loaded
         train_one_epoch(model, optimizer, loader)        # the user's own code
