@@ -37,6 +37,12 @@ class RoundContext:
     ``cohort`` is the sorted tuple of site ids selected for the round;
     ``dimension`` the length of the update vector; ``max_weight`` the largest
     weight (example count) a site may claim, enforced by every mode.
+
+    ``round_digest`` is, on a site, the SHA-256 of the round-start payload it
+    was given (model, parameter spec, cohort, max_weight, min_sites, strategy
+    config). Modes that hide updates from a cheating server need it to check
+    that every site was given the same round (``mask`` refuses a site context
+    without it); ``b""`` means unknown, which is all the server half has.
     """
 
     federation: str
@@ -45,6 +51,7 @@ class RoundContext:
     dimension: int
     max_weight: float
     min_sites: int = 2
+    round_digest: bytes = b""
 
     def __post_init__(self) -> None:
         if len(set(self.cohort)) != len(self.cohort):
@@ -55,6 +62,8 @@ class RoundContext:
             raise ConfigError("max_weight must be positive")
         if self.min_sites < 1:
             raise ConfigError("min_sites must be at least 1")
+        if not isinstance(self.round_digest, bytes) or len(self.round_digest) not in (0, 32):
+            raise ConfigError("round_digest must be 32 bytes (a SHA-256), or empty when unknown")
 
 
 @dataclass(frozen=True, kw_only=True)

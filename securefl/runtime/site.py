@@ -16,6 +16,7 @@ middle of training still counts as spent (fail closed).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -226,6 +227,7 @@ class Site:
             dimension=spec.size,
             max_weight=start.max_weight,
             min_sites=start.min_sites,
+            round_digest=hashlib.sha256(env.payload).digest(),
         )
         self._aggregator = self.mode.site(ctx, self.name)
         self._round_max_weight = start.max_weight

@@ -3,14 +3,22 @@
 Each site adds pairwise masks (which cancel in the sum) and a self mask to its
 quantized update; Shamir shares of the masking secrets let the server remove
 the masks of sites that drop out, and only those. A consistency round of
-signatures stops a server from showing different survivor lists to different
-sites. Protocol, stages and benchmarks: ``docs/mask.md``; what is and is not
+signatures, with a threshold sized for a cheating server plus colluding sites,
+stops a server from showing different survivor lists to different sites; key
+adverts sign the round start each site received, so no site can be given a
+different model or settings unnoticed. Protocol, stages and benchmarks: ``docs/mask.md``; what is and is not
 guaranteed: ``threat_models/mask.md``.
 """
 
 from __future__ import annotations
 
-from securefl.secagg._config import MaskConfig, MaskPlan
+from securefl.secagg._config import (
+    MaskConfig,
+    MaskPlan,
+    colluders_tolerated,
+    dropouts_tolerated,
+    max_missing,
+)
 from securefl.secagg._messages import (
     ADVERTISE,
     CONSISTENCY,
@@ -40,4 +48,7 @@ __all__ = [
     "MaskServerMode",
     "MaskSite",
     "MaskSiteMode",
+    "colluders_tolerated",
+    "dropouts_tolerated",
+    "max_missing",
 ]

@@ -1,24 +1,45 @@
 """Masking configuration and the per-round plan derived from it (threshold, graph, ring).
 
 Why a plan: the cohort size n is only known when a round opens, and the
-threshold, the neighbour graph and the ring size all depend on it. Both
-halves derive the *same* plan from the same public inputs, so there is
-nothing for a server to negotiate (and nothing for it to lie about).
+threshold, the neighbour graph and the ring size all depend on it. Each party
+derives the plan from its *own* configuration and the cohort it sees; a site
+never takes a threshold from the server, and aborts a round run under a lower
+one (the server cannot collect enough shares or signatures from it).
 
-Thresholds (Bonawitz et al., CCS 2017, section 6):
+Why 2t > n + c: a cheating server can show one survivor list to some honest
+sites and another list to the others (a split view). Holders shown "v
+survived" release v's self-mask share, holders shown "v dropped" release its
+masking-key share, and colluding sites sign both lists and hand over both of
+their shares. With A and B the two honest sides and C the colluders, the
+server gets both secrets of v only if |A| + |C| >= t and |B| + |C| >= t, so
+2|C| >= 2t - (|A| + |B| + |C|) >= 2t - n, i.e. |C| >= 2t - n. The cohort
+therefore tolerates 2t - n - 1 colluding sites together with a cheating
+server (:func:`colluders_tolerated`) and n - t dropouts
+(:func:`dropouts_tolerated`); beyond 2t - n - 1 colluders a split view can
+reveal individual updates.
 
-* complete graph (n <= ``complete_graph_max``): t = floor(n/2) + 1 by default;
-  with ``corrupt`` sites tolerated in the active setting, the smallest t with
-  2t > n + corrupt. An explicit ``threshold`` must meet the same bound.
+Thresholds:
+
+* complete graph (n <= ``complete_graph_max``): the smallest t with
+  2t > n + c, where c = ``corrupt`` if set, else the default policy
+  c = floor((n - 1) / 3); never below ``min_cohort`` (a round needs that many
+  survivors anyway, so the higher threshold costs no dropout tolerance: at
+  n = 3, t = 3). An explicit ``threshold`` must meet the same bound.
 * k-regular SecAgg+ graph (Bell et al., CCS 2020) for larger n: each site
   shares with its k neighbours plus itself, threshold t of k + 1. ``k`` and
-  ``t`` are the smallest even k (and, for it, the smallest t with 2t > k + 1)
-  meeting both bounds below by a union bound over sites, with
-  ``g = corrupt_rate`` and ``d = dropout_rate``:
+  ``t`` are the smallest even k (and, for it, the smallest t) meeting the
+  bounds below by a union bound over sites, with ``g = corrupt_rate``,
+  ``d = dropout_rate`` and m = :func:`max_missing` = floor(d * n), the most
+  sites that may be missing from a round (a site aborts when more are):
 
-  - privacy, <= 2**-40: n * P[Bin(k, g) >= t]  (t corrupt holders of an honest
-    site's secrets) + n**2 * (g + d)**k  (two runs of k/2 consecutive removed
-    sites would split the Harary ring, letting the server learn a partial sum);
+  - privacy, <= 2**-40 in total:
+    n * P[Bin(k, g) >= 2t - k - 1]  (enough colluding holders of one site
+    for the split view above) +
+    n**2 * P[Bin(k, g) >= max(k - m, 2t - k - 2)]  (the server splits the
+    ring into two arcs, each a partial sum, by removing two runs of k/2
+    consecutive sites: at most m of them may be dropouts, the rest must be
+    colluders, and a site next to a run keeps only k/2 + 1 live holders, so
+    the runs need 2(t - k/2 - 1) colluders for every arc site to be unmasked);
   - correctness, <= 2**-20: n * P[Bin(k + 1, d) > k + 1 - t]  (a site keeps
     fewer than t live holders).
 
@@ -34,7 +55,16 @@ from dataclasses import dataclass
 from securefl.errors import ConfigError, OverflowRefusedError
 from securefl.hazmat.quantize import QuantizationParams
 
-__all__ = ["CORRECTNESS_BOUND", "PRIVACY_BOUND", "MaskConfig", "MaskPlan"]
+__all__ = [
+    "CORRECTNESS_BOUND",
+    "PRIVACY_BOUND",
+    "MaskConfig",
+    "MaskPlan",
+    "colluders_tolerated",
+    "dropouts_tolerated",
+    "max_missing",
+    "regular_parameters",
+]
 
 PRIVACY_BOUND = 2.0**-40
 CORRECTNESS_BOUND = 2.0**-20
@@ -55,13 +85,18 @@ class MaskConfig:
     ``bits`` fixes the ring Z_2^bits (16..32); ``None`` picks the smallest ring
     holding a sum of n values at ``precision_bits`` of resolution. A ring
     that could wrap is refused with :class:`OverflowRefusedError`.
+    ``corrupt`` is the number of colluding sites the complete-graph threshold
+    must withstand together with a cheating server; ``None`` means the default
+    policy, floor((n - 1) / 3) of a cohort of n. ``dropout_rate`` is the
+    largest fraction of a k-regular cohort that may be missing from a round
+    (more aborts it) and the dropout probability the graph is sized for.
     """
 
     clip: float
     bits: int | None = None
     precision_bits: int = 16
     threshold: int | None = None
-    corrupt: int = 0
+    corrupt: int | None = None
     min_cohort: int = 3
     complete_graph_max: int = 64
     dropout_rate: float = 0.1
@@ -80,8 +115,8 @@ class MaskConfig:
             raise ConfigError("precision_bits must be an int in 1..30")
         if self.threshold is not None and (not _is_int(self.threshold) or self.threshold < 2):
             raise ConfigError("threshold must be an int >= 2")
-        if not _is_int(self.corrupt) or self.corrupt < 0:
-            raise ConfigError("corrupt must be a non-negative int")
+        if self.corrupt is not None and (not _is_int(self.corrupt) or self.corrupt < 0):
+            raise ConfigError("corrupt must be a non-negative int, or unset for the default policy")
         if not _is_int(self.min_cohort) or self.min_cohort < 3:
             raise ConfigError("min_cohort must be an int >= 3: fewer would isolate an update")
         if not _is_int(self.complete_graph_max) or self.complete_graph_max < self.min_cohort:
@@ -140,15 +175,58 @@ class MaskConfig:
                 order=cohort,
             )
         order = _public_order(federation, round_id, cohort)
-        return MaskPlan(cohort=cohort, k=kt[0], threshold=kt[1], quant=quant, order=order)
+        return MaskPlan(
+            cohort=cohort,
+            k=kt[0],
+            threshold=kt[1],
+            quant=quant,
+            order=order,
+            max_missing=max_missing(n, self.dropout_rate),
+        )
+
+    def colluders(self, n: int) -> int:
+        """How many colluding sites the complete-graph threshold must withstand at n."""
+        return self.corrupt if self.corrupt is not None else (n - 1) // 3
 
     def _complete_threshold(self, n: int) -> int:
-        t = self.threshold if self.threshold is not None else (n + self.corrupt) // 2 + 1
-        if not 2 * t > n + self.corrupt:
-            raise ConfigError(f"threshold {t} too low: need 2t > n + corrupt = {n + self.corrupt}")
+        c = self.colluders(n)
+        least = max((n + c) // 2 + 1, self.min_cohort)
+        t = least if self.threshold is None else max(self.threshold, self.min_cohort)
+        if not 2 * t > n + c:
+            raise ConfigError(
+                f"threshold {t} too low for a cohort of {n}: need 2t > n + corrupt = {n + c}; "
+                f"unset threshold for the default ({least})"
+            )
         if t > n:
-            raise ConfigError(f"threshold {t} exceeds the cohort of {n}")
-        return max(t, 2)
+            raise ConfigError(
+                f"threshold {t} exceeds the cohort of {n}; lower corrupt or threshold"
+            )
+        return t
+
+
+def colluders_tolerated(n: int, t: int) -> int:
+    """Colluding sites a cohort of n with threshold t withstands with a cheating server.
+
+    2t - n - 1: with that many or fewer, no split view of the survivor list
+    gives the server both secrets of an honest site; with more, it can.
+    For a k-regular graph pass n = k + 1 (a site and its k neighbours).
+    """
+    return max(2 * t - n - 1, 0)
+
+
+def dropouts_tolerated(n: int, t: int) -> int:
+    """Sites that may drop out of a complete-graph cohort of n with threshold t: n - t."""
+    return max(n - t, 0)
+
+
+def max_missing(n: int, dropout_rate: float) -> int:
+    """Most sites that may be missing from a k-regular round: floor(dropout_rate * n).
+
+    The graph is sized for this many dropouts (Bell et al. assume at most a
+    fraction of the cohort drops); a server claiming more could choose them
+    to cut the ring into arcs whose partial sums it learns, so a site aborts.
+    """
+    return math.floor(dropout_rate * n)
 
 
 def _binom_tail_ge(k: int, p: float, m: int) -> float:
@@ -160,12 +238,12 @@ def _binom_tail_ge(k: int, p: float, m: int) -> float:
 
 def regular_parameters(n: int, corrupt_rate: float, dropout_rate: float) -> tuple[int, int] | None:
     """Smallest even degree k and threshold t meeting the bounds in the module docstring."""
-    g, d = corrupt_rate, dropout_rate
+    g, d, m = corrupt_rate, dropout_rate, max_missing(n, dropout_rate)
     for k in range(4, n - 1, 2):
-        if n * n * (g + d) ** k > PRIVACY_BOUND / 2:
-            continue
-        for t in range((k + 1) // 2 + 1, k + 2):
-            if n * _binom_tail_ge(k, g, t) <= PRIVACY_BOUND / 2:
+        for t in range(k // 2 + 1, k + 2):
+            split_view = n * _binom_tail_ge(k, g, 2 * t - k - 1)
+            ring_split = n * n * _binom_tail_ge(k, g, max(k - m, 2 * t - k - 2))
+            if split_view <= PRIVACY_BOUND / 2 and ring_split <= PRIVACY_BOUND / 2:
                 if n * _binom_tail_ge(k + 1, d, k + 2 - t) <= CORRECTNESS_BOUND:
                     return k, t
                 break  # a larger t only hurts correctness
@@ -182,17 +260,36 @@ def _public_order(federation: str, round_id: int, cohort: tuple[str, ...]) -> tu
 
 @dataclass(frozen=True, kw_only=True)
 class MaskPlan:
-    """One round's public parameters; ``k == n - 1`` means the complete graph."""
+    """One round's public parameters; ``k == n - 1`` means the complete graph.
+
+    ``max_missing`` caps how many cohort sites may be missing at any stage;
+    ``None`` (the complete graph) means n - threshold, which the threshold
+    already enforces.
+    """
 
     cohort: tuple[str, ...]
     k: int
     threshold: int
     quant: QuantizationParams
     order: tuple[str, ...]
+    max_missing: int | None = None
 
     @property
     def complete(self) -> bool:
         return self.k == len(self.cohort) - 1
+
+    @property
+    def missing_allowed(self) -> int:
+        """Most cohort sites that may be absent from any stage's list of this round."""
+        n = len(self.cohort)
+        if self.max_missing is None:
+            return dropouts_tolerated(n, self.threshold)
+        return min(self.max_missing, n - 1)
+
+    @property
+    def colluders_tolerated(self) -> int:
+        """Colluding sites withstood: in the whole cohort, or among a site's k + 1 holders."""
+        return colluders_tolerated(self.k + 1, self.threshold)
 
     def share_id(self, site: str) -> int:
         """The Shamir x-coordinate of ``site``: its 1-based position in the cohort."""

@@ -4,7 +4,10 @@ Every payload is a msgpack map with a version ``v`` and exactly the expected
 fields; decoding checks types, lengths and counts before any cryptography
 runs, so garbage is a :class:`~securefl.errors.WireError` and nothing else.
 Signatures, commitments, share keys and associated data all bind the
-federation and the round id, so nothing carries over between rounds.
+federation and the round id, so nothing carries over between rounds. A key
+advert also signs the digest of the round start its site received (model,
+parameter spec, cohort and settings), so every site learns, before it shares
+anything, whether all the others were given the same round.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ __all__ = [
     "unpack_ring",
 ]
 
-VERSION = 1
+VERSION = 2
 # site -> server
 ADVERTISE = "mask/advertise"
 SHARE = "mask/share"
@@ -53,15 +56,29 @@ CONSISTENCY_REQUEST = "mask/consistency-request"
 UNMASK_REQUEST = "mask/unmask-request"
 
 KEY_LEN = 32
+DIGEST_LEN = 32
 SHARE_CT_LEN = 12 + 2 * 66 + 16  # nonce || (s-share || b-share) || tag
 _MAX_ID = 256
 
 
 def advert_message(
-    federation: str, round_id: int, site: str, c_pk: bytes, s_pk: bytes, commit: bytes
+    federation: str,
+    round_id: int,
+    site: str,
+    c_pk: bytes,
+    s_pk: bytes,
+    commit: bytes,
+    digest: bytes,
 ) -> bytes:
-    """What a site signs for its key advert: both public keys and its self-mask commitment."""
-    return signed_message("securefl/mask/advert/v1", federation, round_id, site, c_pk, s_pk, commit)
+    """What a site signs for its key advert.
+
+    Both public keys, its self-mask commitment and the digest of the round
+    start it received: a server that gave one site another model or other
+    settings (to isolate its update) is caught before any share is made.
+    """
+    return signed_message(
+        "securefl/mask/advert/v2", federation, round_id, site, c_pk, s_pk, commit, digest
+    )
 
 
 def consistency_message(federation: str, round_id: int, survivors: tuple[str, ...]) -> bytes:
@@ -104,7 +121,7 @@ def _map(v: Any, limit: int, value_len: int, what: str) -> dict[str, bytes]:
 
 
 _SCHEMAS: dict[str, set[str]] = {
-    ADVERTISE: {"c_pk", "s_pk", "commit", "sig"},
+    ADVERTISE: {"c_pk", "s_pk", "commit", "digest", "sig"},
     SHARE: {"shares"},
     MASKED_INPUT: {"bits", "n", "y"},
     CONSISTENCY: {"sig"},
@@ -130,6 +147,7 @@ def _advert(v: Any) -> dict[str, bytes]:
         "c_pk": _bytes(v["c_pk"], KEY_LEN, "c_pk"),
         "s_pk": _bytes(v["s_pk"], KEY_LEN, "s_pk"),
         "commit": _bytes(v["commit"], 32, "commit"),
+        "digest": _bytes(v["digest"], DIGEST_LEN, "round-start digest"),
         "sig": _bytes(v["sig"], SIGNATURE_LEN, "sig"),
     }
 

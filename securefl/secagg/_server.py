@@ -8,13 +8,14 @@ and the masking keys of the dropped from t shares each. Every reconstructed
 secret is checked against what its owner signed (the commitment to b, the
 advertised s public key). A site whose message is malformed or fails a check
 is dropped from the round (listed in :attr:`MaskServer.rejected`); its masks
-are then recovered like any other dropout's.
+are then recovered like any other dropout's. The unmasked sum must be one
+honest clipped inputs can produce (``_unmask.check_feasible``), else the
+round is rejected.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,19 +25,19 @@ import numpy.typing as npt
 
 from securefl.aggregation.base import AggregateResult, RoundContext, ServerAggregator
 from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
-from securefl.hazmat import prg, shamir
+from securefl.hazmat import prg
 from securefl.hazmat.keys import KeyPair, derive_key, kdf_info
 from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig
-from securefl.secagg._site import mask_sign, pair_seed
+from securefl.secagg._keys import mask_sign, pair_seed
+from securefl.secagg._unmask import check_feasible, reconstruct
 from securefl.wire import SERVER, Envelope
 
 __all__ = ["MaskServer", "ServerStage"]
 
 log = logging.getLogger(__name__)
-_MAX_RETRIES = 64  # t-subsets tried per secret before giving up on bad shares
 
 
 class ServerStage(enum.Enum):
@@ -166,13 +167,14 @@ class MaskServer(ServerAggregator):
         return sorted(set(ids) - self._dropped)
 
     def _require(self, live: list[str], what: str, *, minimum: int) -> None:
-        t = self._plan.threshold
+        t, allowed = self._plan.threshold, self._plan.missing_allowed
         short = [u for u in live if len(self._plan.holders(u) & set(live)) < t]
-        if len(live) < minimum or short:
+        missing = len(self._ctx.cohort) - len(live)
+        if len(live) < minimum or short or missing > allowed:
             self._stage = ServerStage.ABORTED
             raise AbortError(
-                f"only {len(live)} sites {what}; the round needs {minimum} "
-                f"(threshold {t}); no shares were requested"
+                f"only {len(live)} sites {what}; the round needs {minimum} (threshold {t}) "
+                f"and allows {allowed} missing; no shares were requested"
             )
 
     def _send(self, stage: str, receiver: str, payload: bytes) -> Envelope:
@@ -200,7 +202,7 @@ class MaskServer(ServerAggregator):
     def _accept_advert(self, sender: str, adv: dict[str, Any]) -> None:
         ctx = self._ctx
         message = m.advert_message(
-            ctx.federation, ctx.round, sender, adv["c_pk"], adv["s_pk"], adv["commit"]
+            ctx.federation, ctx.round, sender, adv["c_pk"], adv["s_pk"], adv["commit"], adv["digest"]
         )
         verify(self._roster[sender], message, adv["sig"])
         seen = {k for a in self._adverts.values() for k in (a["c_pk"], a["s_pk"])}
@@ -301,56 +303,13 @@ class MaskServer(ServerAggregator):
     # -- unmasking --------------------------------------------------------------
 
     def _reconstruct(
-        self,
-        kind: str,
-        owners: list[str],
-        check: Callable[[str, bytes], bool],
+        self, kind: str, owners: list[str], check: Callable[[str, bytes], bool]
     ) -> dict[str, bytes]:
-        """Recover each owner's secret of ``kind`` from t shares; first try one shared t-set."""
-        plan, t = self._plan, self._plan.threshold
-        available: dict[str, dict[int, bytes]] = {}
-        for v in owners:
-            available[v] = {
-                plan.share_id(h): resp[kind][v]
-                for h, resp in self._unmask.items()
-                if v in resp[kind]
-            }
-            if len(available[v]) < t:
-                self._stage = ServerStage.ABORTED
-                raise AbortError(f"only {len(available[v])} shares for {v!r}; need {t}")
-        groups: dict[tuple[int, ...], dict[str, dict[int, bytes]]] = {}
-        for v, shares in available.items():
-            groups.setdefault(tuple(sorted(shares)[:t]), {})[v] = shares
-        out: dict[str, bytes] = {}
-        for ids, members in groups.items():
-            try:  # Lagrange coefficients computed once per t-set, shared by its secrets
-                got = shamir.combine_many(members, ids)
-            except IntegrityError:
-                got = {}
-            for v, shares in members.items():
-                if v in got and check(v, got[v]):
-                    out[v] = got[v]
-                    continue
-                out[v] = self._retry(v, shares, check)
-        return out
-
-    def _retry(
-        self,
-        v: str,
-        shares: dict[int, bytes],
-        check: Callable[[str, bytes], bool],
-    ) -> bytes:
-        t = self._plan.threshold
-        for ids in itertools.islice(itertools.combinations(sorted(shares), t), _MAX_RETRIES):
-            try:
-                secret = shamir.combine({x: shares[x] for x in ids}, threshold=t)
-            except IntegrityError:
-                continue
-            if check(v, secret):
-                log.warning("a share for %s was corrupted; recovered from another t-set", v)
-                return secret
-        self._stage = ServerStage.ABORTED
-        raise AbortError(f"the shares for {v!r} do not reconstruct its committed secret")
+        try:
+            return reconstruct(self._plan, self._unmask, kind, owners, check)
+        except AbortError:
+            self._stage = ServerStage.ABORTED
+            raise
 
     def _finish(self) -> None:
         ctx, plan = self._ctx, self._plan
@@ -376,7 +335,8 @@ class MaskServer(ServerAggregator):
         prg.add_masks(total, masks, bits=quant.bits)  # one cache-friendly pass
         try:
             summed: npt.NDArray[np.float64] = dequantize_sum(total, quant, summands=len(u3))
-        except ProtocolError as exc:
+            check_feasible(summed, quant, summands=len(u3))
+        except (ProtocolError, AbortError) as exc:
             self._stage = ServerStage.ABORTED
             raise AbortError(str(exc)) from None
         self._stage = ServerStage.DONE

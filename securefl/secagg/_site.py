@@ -4,10 +4,13 @@ Stages (Bonawitz et al. 2017, with the active-security consistency round):
 
 1. ``submit``: clip, weight and quantize the update; claim the round id on
    disk; make fresh X25519 key pairs (c: share encryption, s: masking) and a
-   self-mask seed b; send the signed advert ``mask/advertise``.
+   self-mask seed b; send the signed advert ``mask/advertise``, which also
+   signs the digest of the round start this site received.
 2. ``mask/share-request`` (all signed adverts): verify every signature against
-   the roster, refuse duplicated keys; Shamir-share s_sk and b among the
-   holders (neighbours + self) with threshold t; send AES-GCM ciphertexts.
+   the roster, refuse duplicated keys and any advert made for another round
+   start (another model or settings); Shamir-share s_sk and b among the
+   holders (neighbours + self) with this site's own threshold t; send
+   AES-GCM ciphertexts.
 3. ``mask/masked-input-request`` (U2 and the shares addressed to us): open
    every share (associated data names round, sender, receiver, stage); send
    y = x + PRG(b) + sum over neighbours j in U2 of +/-PRG(s_ij) mod 2^bits.
@@ -16,6 +19,9 @@ Stages (Bonawitz et al. 2017, with the active-security consistency round):
    the *same* list; reveal b-shares of survivors and s-shares of the dropped,
    never both for one peer, then finish.
 
+Every list the server sends must name enough sites for this site's own
+threshold and miss no more sites than its plan allows (``missing_allowed``:
+n - t on the complete graph, floor(dropout_rate * n) on the k-regular graph).
 Any deviation by the server raises :class:`AbortError` and wipes the secrets.
 """
 
@@ -28,32 +34,18 @@ import numpy as np
 import numpy.typing as npt
 
 from securefl.aggregation.base import RoundContext, SiteAggregator
-from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
+from securefl.errors import AbortError, ConfigError, IntegrityError, ProtocolError, WireError
 from securefl.hazmat import aead, prg, shamir
-from securefl.hazmat.keys import KeyPair, kdf_info
+from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.quantize import quantize
 from securefl.hazmat.sign import SigningKey, verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig, MaskPlan
+from securefl.secagg._keys import mask_sign, pair_seed, share_key
 from securefl.secagg._state import RoundLog
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["MaskSite", "mask_sign", "pair_seed", "share_key"]
-
-
-def share_key(kp: KeyPair, peer_pk: bytes, ctx: RoundContext, a: str, b: str) -> bytes:
-    """AES-256-GCM key for shares between ``a`` and ``b`` this round."""
-    return kp.derive(peer_pk, info=kdf_info("mask/share-key", ctx.round, a, b, ctx.federation))
-
-
-def pair_seed(kp: KeyPair, peer_pk: bytes, ctx: RoundContext, a: str, b: str) -> bytes:
-    """Pairwise mask seed between ``a`` and ``b`` this round."""
-    return kp.derive(peer_pk, info=kdf_info("mask/pair-seed", ctx.round, a, b, ctx.federation))
-
-
-def mask_sign(me: str, peer: str) -> int:
-    """+1 if ``me`` sorts before ``peer``: the two ends add opposite masks."""
-    return 1 if me < peer else -1
+__all__ = ["MaskSite"]
 
 
 def _distinct(ids: list[str], what: str) -> None:
@@ -74,6 +66,11 @@ class MaskSite(SiteAggregator):
         log: RoundLog,
         config: MaskConfig,
     ) -> None:
+        if len(ctx.round_digest) != m.DIGEST_LEN:
+            raise ConfigError(
+                "a masked round needs the digest of the round start the site received "
+                "(RoundContext.round_digest)"
+            )
         self._ctx, self._me, self._sk = ctx, site_id, signing_key
         self._roster, self._log, self._config = roster, log, config
         self._plan: MaskPlan = config.plan(
@@ -118,15 +115,13 @@ class MaskSite(SiteAggregator):
         self._b = os.urandom(prg.SEED_LEN)
         c_pk, s_pk = self._c.public_bytes(), self._s.public_bytes()
         commit = m.commit_self_seed(ctx.federation, ctx.round, self._me, self._b)
+        digest = ctx.round_digest
         sig = self._sk.sign(
-            m.advert_message(ctx.federation, ctx.round, self._me, c_pk, s_pk, commit)
+            m.advert_message(ctx.federation, ctx.round, self._me, c_pk, s_pk, commit, digest)
         )
         self._stage = "advertised"
-        return [
-            self._env(
-                m.ADVERTISE, m.encode(m.ADVERTISE, c_pk=c_pk, s_pk=s_pk, commit=commit, sig=sig)
-            )
-        ]
+        payload = m.encode(m.ADVERTISE, c_pk=c_pk, s_pk=s_pk, commit=commit, digest=digest, sig=sig)
+        return [self._env(m.ADVERTISE, payload)]
 
     # -- dispatch ---------------------------------------------------------------
 
@@ -184,6 +179,12 @@ class MaskSite(SiteAggregator):
             raise AbortError(f"the server left this site out of {what}")
         if len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold:
             raise AbortError(f"{what} has {len(ids)} sites, below the threshold")
+        missing = len(self._ctx.cohort) - len(ids)
+        if missing > self._plan.missing_allowed:
+            raise AbortError(
+                f"{what} misses {missing} of {len(self._ctx.cohort)} sites; this round "
+                f"allows {self._plan.missing_allowed} (raise dropout_rate to allow more)"
+            )
 
     # -- stage 2 ----------------------------------------------------------------
 
@@ -193,8 +194,14 @@ class MaskSite(SiteAggregator):
         self._check_members(list(adverts), "the key adverts")
         keys: list[bytes] = []
         for site, adv in adverts.items():
+            if adv["digest"] != ctx.round_digest:
+                raise AbortError(
+                    f"{site!r} was given a different round start (model or settings) "
+                    "than this site"
+                )
             message = m.advert_message(
-                ctx.federation, ctx.round, site, adv["c_pk"], adv["s_pk"], adv["commit"]
+                ctx.federation, ctx.round, site, adv["c_pk"], adv["s_pk"], adv["commit"],
+                ctx.round_digest,
             )
             try:
                 verify(self._roster[site], message, adv["sig"])

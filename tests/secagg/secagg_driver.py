@@ -11,6 +11,7 @@ one stage from one sender or to one receiver) and :func:`chain` runs several.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,11 @@ def chain(*tampers: Tamper) -> Tamper:
     return tamper
 
 
+def round_digest(round_id: int, dimension: int, max_weight: float, model: bytes = b"") -> bytes:
+    """Stands in for the SHA-256 of a round-start payload the runtime computes."""
+    return hashlib.sha256(repr((round_id, dimension, max_weight, model)).encode()).digest()
+
+
 def site_names(n: int) -> tuple[str, ...]:
     return tuple(f"site-{i:02d}" for i in range(n))
 
@@ -94,6 +100,7 @@ class Federation:
             cohort=self.names,
             dimension=dimension,
             max_weight=max_weight,
+            round_digest=round_digest(round_id, dimension, max_weight),
         )
 
     def site_mode(self, name: str) -> MaskSiteMode:
@@ -137,10 +144,20 @@ def run_round(
     *,
     drop: dict[str, str] | None = None,
     tamper: Tamper | None = None,
+    server_config: MaskConfig | None = None,
 ) -> Run:
-    """Drive one round to completion; a stage ends on the deadline if someone is silent."""
+    """Drive one round to completion; a stage ends on the deadline if someone is silent.
+
+    ``server_config`` runs the server half under another configuration than
+    the sites' (a server set up with a lower threshold, say).
+    """
     drop = drop or {}
-    server = fed.server(ctx)
+    if server_config is None:
+        server = fed.server(ctx)
+    else:
+        half = MaskServerMode(roster=fed.roster, config=server_config).server(ctx)
+        assert isinstance(half, MaskServer)
+        server = half
     sites = fed.sites(ctx)
     sent_by: dict[str, list[str]] = {s: [] for s in sites}
     server_log: list[bytes] = []

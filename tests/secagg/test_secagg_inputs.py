@@ -7,10 +7,24 @@ from typing import Any
 
 import numpy as np
 import pytest
-from secagg_driver import QUICK_D, Federation, edit_payload, quick_round, random_updates
+from secagg_driver import (
+    QUICK_D,
+    Federation,
+    edit_payload,
+    quick_round,
+    random_updates,
+    run_round,
+    site_names,
+)
 
 from securefl.errors import AbortError, ConfigError, OverflowRefusedError, ProtocolError
-from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
+from securefl.secagg import (
+    MaskConfig,
+    MaskServerMode,
+    MaskSiteMode,
+    colluders_tolerated,
+    dropouts_tolerated,
+)
 from securefl.secagg import _messages as m
 from securefl.wire import Envelope, pack, unpack
 
@@ -221,13 +235,51 @@ def test_overflow_prone_ring_is_refused() -> None:
         MaskConfig(clip=1.0, precision_bits=30).quantization(8)  # needs more than 32 bits
 
 
+@pytest.mark.parametrize(
+    ("n", "t", "colluders", "dropouts"),
+    [(3, 3, 2, 0), (4, 3, 1, 1), (5, 4, 2, 1), (6, 4, 1, 2), (7, 5, 2, 2), (10, 7, 3, 3)],
+)
+def test_default_threshold_withstands_a_third_of_the_cohort_colluding(
+    n: int, t: int, colluders: int, dropouts: int
+) -> None:
+    """2t > n + floor((n-1)/3), and never below min_cohort (n = 3 forces t = 3)."""
+    plan = MaskConfig(clip=1.0).plan(federation="f", round_id=1, cohort=site_names(n))
+    assert plan.threshold == t
+    assert 2 * t > n + (n - 1) // 3 and t >= 3
+    assert colluders_tolerated(n, t) == plan.colluders_tolerated == colluders >= (n - 1) // 3
+    assert dropouts_tolerated(n, t) == plan.missing_allowed == dropouts
+
+
 def test_thresholds() -> None:
-    cfg = MaskConfig(clip=1.0)
-    names = tuple(f"s{i}" for i in range(10))
-    assert cfg.plan(federation="f", round_id=1, cohort=names).threshold == 6
-    active = MaskConfig(clip=1.0, corrupt=3)
-    assert active.plan(federation="f", round_id=1, cohort=names).threshold == 7  # 2t > 13
+    names = site_names(10)
+    assert MaskConfig(clip=1.0, corrupt=3).plan(federation="f", round_id=1, cohort=names).threshold == 7
+    explicit = MaskConfig(clip=1.0, corrupt=0)  # says one thing: no colluders assumed
+    assert explicit.plan(federation="f", round_id=1, cohort=names).threshold == 6
+    assert explicit.plan(federation="f", round_id=1, cohort=names[:3]).threshold == 3  # min_cohort
+    with pytest.raises(ConfigError, match="threshold"):  # 2 * 6 <= 10 + 3 (default policy)
+        MaskConfig(clip=1.0, threshold=6).plan(federation="f", round_id=1, cohort=names)
+    with pytest.raises(ConfigError, match="exceeds"):
+        MaskConfig(clip=1.0, corrupt=10).plan(federation="f", round_id=1, cohort=names)
     with pytest.raises(ConfigError):
-        MaskConfig(clip=1.0, threshold=5).plan(federation="f", round_id=1, cohort=names)
+        MaskConfig(clip=1.0).plan(federation="f", round_id=1, cohort=names[:2])  # below min_cohort
     with pytest.raises(ConfigError):
-        cfg.plan(federation="f", round_id=1, cohort=names[:2])  # below min_cohort
+        MaskConfig(clip=1.0, corrupt=-1)
+
+
+def test_a_site_refuses_a_server_running_a_lower_threshold(tmp_path: Path) -> None:
+    """The server is configured for t = 3 of 5; every site derives t = 4 from its own policy."""
+    fed = Federation(tmp_path, 5, MaskConfig(clip=1.0))
+    lower = MaskConfig(clip=1.0, corrupt=0)
+    assert lower.plan(federation="fed", round_id=1, cohort=fed.names).threshold == 3
+    gone = dict.fromkeys(fed.names[3:], m.MASKED_INPUT)  # two sites "drop" before their inputs
+    run = run_round(
+        fed,
+        fed.ctx(1, D),
+        random_updates(fed.names, D),
+        dict.fromkeys(fed.names, 1.0),
+        drop=gone,
+        server_config=lower,
+    )
+    assert set(run.aborted) == set(fed.names[:3]), "a site accepted 3 survivors under its t = 4"
+    assert all(m.UNMASK not in sent for sent in run.sent_by.values())
+    assert run.result is None

@@ -7,13 +7,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secagg_driver import QUICK_D, Federation, Run, Tamper, chain, edit_payload, quick_round
+from secagg_driver import (
+    QUICK_D,
+    Federation,
+    Run,
+    Tamper,
+    chain,
+    edit_payload,
+    quick_round,
+    round_digest,
+)
 
 from securefl.secagg import MaskConfig
 from securefl.secagg import _messages as m
 from securefl.wire import Envelope, unpack
 
 TARGET = "site-01"
+DIGEST = round_digest(1, QUICK_D, 100.0)
+"""What every site of a quick round 1 received."""
 
 
 @pytest.fixture
@@ -237,7 +248,7 @@ def test_altered_own_advert_aborts(fed: Federation) -> None:
         adv["c_pk"] = KeyPair.generate().public_bytes()
         adv["sig"] = fed.keys[TARGET].sign(
             m.advert_message(  # even with a valid signature
-                "fed", 1, TARGET, adv["c_pk"], adv["s_pk"], adv["commit"]
+                "fed", 1, TARGET, adv["c_pk"], adv["s_pk"], adv["commit"], adv["digest"]
             )
         )
 
@@ -246,8 +257,8 @@ def test_altered_own_advert_aborts(fed: Federation) -> None:
 
 def _signed_advert(fed: Federation, site: str, c_pk: bytes, s_pk: bytes) -> dict[str, bytes]:
     commit = bytes(32)
-    sig = fed.keys[site].sign(m.advert_message("fed", 1, site, c_pk, s_pk, commit))
-    return {"c_pk": c_pk, "s_pk": s_pk, "commit": commit, "sig": sig}
+    sig = fed.keys[site].sign(m.advert_message("fed", 1, site, c_pk, s_pk, commit, DIGEST))
+    return {"c_pk": c_pk, "s_pk": s_pk, "commit": commit, "digest": DIGEST, "sig": sig}
 
 
 def test_duplicated_public_key_in_adverts_aborts(fed: Federation) -> None:
@@ -321,17 +332,18 @@ def _corrupt_unmask(site: str, kind: str) -> Tamper:
 
 
 @pytest.mark.parametrize("kind", ["b", "s"])
-def test_corrupted_unmask_shares_are_caught_and_routed_around(fed: Federation, kind: str) -> None:
+def test_corrupted_unmask_shares_are_caught_and_routed_around(tmp_path: Path, kind: str) -> None:
+    fed = Federation(tmp_path, 6, MaskConfig(clip=1.0))  # t = 4: 5 responders leave a spare
     result = quick_round(
         fed, _corrupt_unmask("site-00", kind), drop={"site-04": "mask/masked-input"}
     )
     assert result.result is not None  # checked against the commitment / signed key, retried
-    assert result.result.survivors == ("site-00", "site-01", "site-02", "site-03")
-    assert abs(result.result.total_weight - 4.0) <= 4 * 100.0 / 2**16
+    assert result.result.survivors == ("site-00", "site-01", "site-02", "site-03", "site-05")
+    assert abs(result.result.total_weight - 5.0) <= 5 * 100.0 / 2**16
 
 
 def test_too_many_corrupted_shares_abort_rather_than_return_a_wrong_sum(tmp_path: Path) -> None:
-    fed = Federation(tmp_path, 3, MaskConfig(clip=1.0))  # t = 2 of 3
+    fed = Federation(tmp_path, 4, MaskConfig(clip=1.0))  # t = 3 of 4
     result = quick_round(
         fed, chain(_corrupt_unmask("site-00", "b"), _corrupt_unmask("site-01", "b"))
     )
