@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,10 +112,13 @@ class Federation:
             config=self.config,
         )
 
-    def sites(self, ctx: RoundContext) -> dict[str, MaskSite]:
+    def sites(
+        self, ctx: RoundContext, contexts: Mapping[str, RoundContext] | None = None
+    ) -> dict[str, MaskSite]:
+        """Every site's half; ``contexts`` gives some sites another round start than ``ctx``."""
         out = {}
         for s in ctx.cohort:
-            half = self.site_mode(s).site(ctx, s)
+            half = self.site_mode(s).site((contexts or {}).get(s, ctx), s)
             assert isinstance(half, MaskSite)
             out[s] = half
         return out
@@ -145,11 +148,13 @@ def run_round(
     drop: dict[str, str] | None = None,
     tamper: Tamper | None = None,
     server_config: MaskConfig | None = None,
+    contexts: Mapping[str, RoundContext] | None = None,
 ) -> Run:
     """Drive one round to completion; a stage ends on the deadline if someone is silent.
 
     ``server_config`` runs the server half under another configuration than
-    the sites' (a server set up with a lower threshold, say).
+    the sites' (a server set up with a lower threshold, say); ``contexts``
+    gives some sites another round start (another model or settings).
     """
     drop = drop or {}
     if server_config is None:
@@ -158,7 +163,7 @@ def run_round(
         half = MaskServerMode(roster=fed.roster, config=server_config).server(ctx)
         assert isinstance(half, MaskServer)
         server = half
-    sites = fed.sites(ctx)
+    sites = fed.sites(ctx, contexts)
     sent_by: dict[str, list[str]] = {s: [] for s in sites}
     server_log: list[bytes] = []
     aborted: dict[str, AbortError] = {}
