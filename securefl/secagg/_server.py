@@ -202,7 +202,13 @@ class MaskServer(ServerAggregator):
     def _accept_advert(self, sender: str, adv: dict[str, Any]) -> None:
         ctx = self._ctx
         message = m.advert_message(
-            ctx.federation, ctx.round, sender, adv["c_pk"], adv["s_pk"], adv["commit"], adv["digest"]
+            ctx.federation,
+            ctx.round,
+            sender,
+            adv["c_pk"],
+            adv["s_pk"],
+            adv["commit"],
+            adv["digest"],
         )
         verify(self._roster[sender], message, adv["sig"])
         seen = {k for a in self._adverts.values() for k in (a["c_pk"], a["s_pk"])}

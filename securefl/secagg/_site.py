@@ -196,11 +196,15 @@ class MaskSite(SiteAggregator):
         for site, adv in adverts.items():
             if adv["digest"] != ctx.round_digest:
                 raise AbortError(
-                    f"{site!r} was given a different round start (model or settings) "
-                    "than this site"
+                    f"{site!r} was given a different round start (model or settings) than this site"
                 )
             message = m.advert_message(
-                ctx.federation, ctx.round, site, adv["c_pk"], adv["s_pk"], adv["commit"],
+                ctx.federation,
+                ctx.round,
+                site,
+                adv["c_pk"],
+                adv["s_pk"],
+                adv["commit"],
                 ctx.round_digest,
             )
             try:

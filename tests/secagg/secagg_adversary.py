@@ -42,7 +42,9 @@ class CheatingServer:
         self.shares: dict[str, dict[str, bytes]] = {}  # sender -> receiver -> ciphertext
         self.inputs: dict[str, npt.NDArray[np.uint32]] = {}
         self.sigs: dict[str, bytes] = {}
-        self.released: dict[str, dict[str, dict[str, bytes]]] = {}  # holder -> b/s -> owner -> share
+        self.released: dict[
+            str, dict[str, dict[str, bytes]]
+        ] = {}  # holder -> b/s -> owner -> share
         self.colluder = ""
         self.stolen: dict[str, tuple[bytes, bytes]] = {}  # owner -> the colluder's (s, b) shares
 

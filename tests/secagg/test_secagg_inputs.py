@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from secagg_driver import (
     QUICK_D,
     Federation,
+    Tamper,
     edit_payload,
     quick_round,
     random_updates,
@@ -18,6 +20,7 @@ from secagg_driver import (
 )
 
 from securefl.errors import AbortError, ConfigError, OverflowRefusedError, ProtocolError
+from securefl.hazmat.quantize import QuantizationParams
 from securefl.secagg import (
     MaskConfig,
     MaskServerMode,
@@ -252,7 +255,10 @@ def test_default_threshold_withstands_a_third_of_the_cohort_colluding(
 
 def test_thresholds() -> None:
     names = site_names(10)
-    assert MaskConfig(clip=1.0, corrupt=3).plan(federation="f", round_id=1, cohort=names).threshold == 7
+    assert (
+        MaskConfig(clip=1.0, corrupt=3).plan(federation="f", round_id=1, cohort=names).threshold
+        == 7
+    )
     explicit = MaskConfig(clip=1.0, corrupt=0)  # says one thing: no colluders assumed
     assert explicit.plan(federation="f", round_id=1, cohort=names).threshold == 6
     assert explicit.plan(federation="f", round_id=1, cohort=names[:3]).threshold == 3  # min_cohort
@@ -283,3 +289,45 @@ def test_a_site_refuses_a_server_running_a_lower_threshold(tmp_path: Path) -> No
     assert set(run.aborted) == set(fed.names[:3]), "a site accepted 3 survivors under its t = 4"
     assert all(m.UNMASK not in sent for sent in run.sent_by.values())
     assert run.result is None
+
+
+def _shift(coordinate: int, by: Callable[[QuantizationParams], int]) -> Tamper:
+    """site-02 adds ``by(quant)`` to one coordinate of its masked input: any ring element passes."""
+
+    def edit(body: dict[str, Any]) -> None:
+        quant = MaskConfig(clip=1.0, bits=20).quantization(5)
+        y = m.unpack_ring(body["y"], body["n"], body["bits"]).astype(np.int64)
+        y[coordinate] = (y[coordinate] + by(quant)) % (1 << body["bits"])
+        body["y"] = m.pack_ring(y.astype(np.uint32), body["bits"])
+
+    return edit_payload(m.MASKED_INPUT, edit, sender="site-02")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _shift(1, lambda q: int(4 * q.scale)),  # 4 x clip: inside the ring's range for 5 sites
+        _shift(3, lambda q: -int(2 * q.scale)),
+        _shift(0, lambda q: -int(q.scale)),  # a negative weight: the total goes below zero
+        _shift(0, lambda q: 5 * q.value_bound),  # a weight of 6 x max_weight
+    ],
+    ids=["update-4x-clip", "update-minus-2x-clip", "negative-weight", "weight-beyond-max"],
+)
+def test_an_infeasible_masked_input_gets_the_round_rejected(
+    fed: Federation, tamper: Tamper
+) -> None:
+    """Weights of 1 of 100: five honest sites sum to at most 0.05 x clip per coordinate."""
+    run = quick_round(fed, tamper)
+    assert not run.aborted and "site-02" not in run.server.rejected  # it looked like any input
+    assert run.result is None and run.server.stage == "aborted"
+    assert run.server_abort is not None
+
+
+def test_a_shift_within_the_feasible_bound_is_not_caught(fed: Federation) -> None:
+    """The limit of the check (threat_models/mask.md): it bounds the sum, not each input."""
+    honest = quick_round(fed)
+    assert honest.result is not None
+    run = quick_round(fed, _shift(1, lambda q: int(0.02 * q.scale)), round_id=2)
+    assert run.result is not None  # 0.02 x clip more than site-02's weighted update could hold
+    moved = run.result.weighted_sum[0] - honest.result.weighted_sum[0]
+    assert 1.5 <= moved <= 2.5  # x max_weight = 100: site-02 moved the sum by 2 instead of <= 1

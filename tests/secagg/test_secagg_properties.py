@@ -1,4 +1,4 @@
-"""Hypothesis properties: masks cancel for any survivors, any t shares reconstruct, bounds hold."""
+"""Hypothesis properties: masks cancel, any t shares reconstruct, bounds hold, honest sums pass."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from secagg_driver import Federation, plaintext, run_round
 
 from securefl.errors import OverflowRefusedError
+from securefl.hazmat.quantize import dequantize_sum, quantize
 from securefl.secagg import STAGES, MaskConfig
+from securefl.secagg._unmask import check_feasible
 
 D = 8
 MAX_W = 10.0
@@ -60,7 +62,7 @@ def test_masks_cancel_for_any_set_of_survivors(
 @SETTINGS
 @given(unmask_drops=st.sets(st.sampled_from(range(6)), max_size=5))
 def test_any_threshold_of_unmask_shares_reconstructs(unmask_drops: set[int]) -> None:
-    """t = 4 of 6: any 4 unmask responders recover everything; 3 or fewer cannot."""
+    """t = 4 of 6 (the default policy at n = 6): any 4 unmask responders recover everything."""
     updates = _updates([0.25] * 6 * D)
     w = dict.fromkeys(FED.names, 1.0)
     drop = {FED.names[i]: "mask/unmask" for i in unmask_drops}
@@ -97,3 +99,55 @@ def test_overflow_is_refused_exactly_when_the_sum_could_wrap(
         assert not fits  # n >= min_cohort, so fitting n also fits the config check
         return
     assert fits and q.bits == bits
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    precision=st.integers(4, 20),
+    clip=st.floats(1e-3, 1e3),
+    data=st.data(),
+)
+def test_honest_inputs_always_pass_the_feasibility_check(
+    n: int, precision: int, clip: float, data: st.DataObject
+) -> None:
+    """Honest encodings at any weight and any (clipped) value: the unmasked sum is feasible."""
+    quant = MaskConfig(clip=clip, precision_bits=precision).quantization(max(n, 3))
+    fracs = data.draw(
+        st.lists(
+            st.one_of(st.just(1.0), st.floats(1e-9, 1.0, exclude_min=False)),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    total = np.zeros(D + 1, dtype=np.uint32)
+    for frac in fracs:
+        raw = data.draw(
+            st.lists(
+                st.one_of(st.just(clip), st.just(-clip), st.floats(-4 * clip, 4 * clip)),
+                min_size=D,
+                max_size=D,
+            )
+        )
+        z = np.empty(D + 1)
+        z[0] = frac * clip  # exactly as MaskSite.submit encodes it
+        np.clip(np.asarray(raw), -clip, clip, out=z[1:])
+        z[1:] *= frac
+        np.add(total, quantize(z, quant).astype(np.uint32), out=total)
+    summed = dequantize_sum(total & np.uint32(quant.modulus_mask), quant, summands=n)
+    check_feasible(summed, quant, summands=n)  # never raises for honest inputs
+
+
+@SETTINGS
+@given(
+    vals=st.lists(
+        st.sampled_from([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]), min_size=6 * D, max_size=6 * D
+    ),
+    ws=st.lists(st.sampled_from([1e-4, 0.5, 3.0, MAX_W]), min_size=6, max_size=6),
+)
+def test_honest_rounds_are_never_rejected(vals: list[float], ws: list[float]) -> None:
+    """Whole rounds at extreme values (at and beyond the clip) and weights: always aggregated."""
+    run = run_round(
+        FED, FED.ctx(next(_ROUND), D, MAX_W), _updates(vals), dict(zip(FED.names, ws, strict=True))
+    )
+    assert run.server_abort is None and not run.aborted and run.result is not None
