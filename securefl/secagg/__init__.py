@@ -6,8 +6,8 @@ the masks of sites that drop out, and only those. A consistency round of
 signatures, with a threshold sized for a cheating server plus colluding sites,
 stops a server from showing different survivor lists to different sites; key
 adverts sign the round start each site received, so no site can be given a
-different model or settings unnoticed. Protocol, stages and benchmarks: ``docs/mask.md``; what is and is not
-guaranteed: ``threat_models/mask.md``.
+different model or settings unnoticed. Protocol, stages and benchmarks:
+``docs/mask.md``; what is and is not guaranteed: ``threat_models/mask.md``.
 """
 
 from __future__ import annotations
