@@ -31,8 +31,9 @@ __all__ = [
     "threat_summary",
 ]
 
-#: The mask protocol's minimum cohort, read from the protocol's own default.
-_MASK_MIN_COHORT = MaskConfig(clip=1.0).min_cohort
+#: The mask settings the parties run (``simulate`` uses the protocol's defaults).
+_MASK = MaskConfig(clip=1.0)
+_MASK_MIN_COHORT = _MASK.min_cohort
 
 #: How far past ``rounds.max_rounds`` the "rounds allowed" search looks.
 ROUNDS_SEARCH_FACTOR = 10
@@ -254,26 +255,18 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
         )
         drops = f"any number, as long as at least {m} sites report in a round"
     elif mode == "mask":
-        threshold = n // 2 + 1
-        need = max(threshold, m, _MASK_MIN_COHORT)
         sees = (
             "only the sum of the surviving sites' updates; "
             "each masked vector looks uniformly random"
         )
-        collusion = (
-            f"the server with up to {threshold - 1} colluding sites learns nothing beyond "
-            f"the sum; with {threshold} or more (threshold t = floor(n/2)+1 = {threshold} "
-            f"of n = {n}) it can unmask an honest site's update"
-        )
-        drops = (
-            f"up to {max(n - need, 0)} of {n} sites may drop out mid-round: at least "
-            f"{need} must survive (t = {threshold} to rebuild masks, min_sites = {m}, and "
-            f"a minimum cohort of {_MASK_MIN_COHORT} so no update is isolated)"
-        )
-        if n < 3:
+        if n < _MASK_MIN_COHORT:
+            collusion = f"no masked round can run: the minimum cohort is {_MASK_MIN_COHORT} sites"
+            drops = "none: no round can open"
             notes.append(
                 "with fewer than 3 sites the sum reveals the other site's update to each site"
             )
+        else:
+            threshold, collusion, drops = _mask_threat(n, m)
     else:
         sees = (
             "ciphertexts only: it adds them with the public context and never holds the secret key"
@@ -293,6 +286,48 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
         dp=dp,
         notes=tuple(notes),
     )
+
+
+def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
+    """Threshold, collusion and dropout lines for a masked cohort of n, from the real plan."""
+    names = tuple(f"site-{i:05d}" for i in range(n))
+    plan = _MASK.plan(federation="plan", round_id=1, cohort=names)
+    t, c = plan.threshold, plan.colluders_tolerated
+    if plan.complete:
+        collusion = (
+            f"a cheating server together with up to {c} colluding sites learns nothing beyond "
+            f"the sum (threshold t = {t} of n = {n}, so 2t - n - 1 = {c}); with {c + 1} or more "
+            f"colluding sites it can show different survivor lists to different sites and read "
+            f"individual updates"
+        )
+    else:
+        collusion = (
+            f"k-regular graph: each site's secrets are shared among its {plan.k} neighbours and "
+            f"itself, threshold t = {t} of {plan.k + 1}; a cheating server with up to {c} "
+            f"colluders among one site's {plan.k + 1} holders learns nothing beyond the sum; this "
+            f"holds with probability 1 - 2^-40 if at most {_MASK.corrupt_rate:.0%} of sites "
+            f"collude and do not choose their place in the public order"
+        )
+    need = max(t if plan.complete else 0, min_sites, _MASK_MIN_COHORT)
+    allowed = min(plan.missing_allowed, n - need)
+    if allowed <= 0:
+        drops = (
+            f"none: all {n} sites must complete every round (threshold t = {t} of n = {n}); "
+            f"a site that drops out aborts the round, and masking then reveals nothing"
+        )
+    elif plan.complete:
+        drops = (
+            f"up to {allowed} of {n} sites may drop out mid-round: at least {n - allowed} must "
+            f"survive (t = {t} to rebuild masks, min_sites = {min_sites}, and a minimum cohort "
+            f"of {_MASK_MIN_COHORT} so no update is isolated); more dropouts abort the round"
+        )
+    else:
+        drops = (
+            f"up to {allowed} of {n} sites may be missing from a round "
+            f"(dropout_rate = {_MASK.dropout_rate:.0%} of the cohort, and each site needs {t} "
+            f"of its {plan.k + 1} holders); more missing sites abort the round"
+        )
+    return t, collusion, drops
 
 
 def plan_federation(

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from securefl.cli.plan import plan
 from securefl.config import FederationConfig, SiteSpec
 from securefl.reports.plan import threat_summary
+from securefl.secagg import MaskConfig
 
 BASE = ["--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5"]
 
@@ -106,7 +107,8 @@ def test_federation_plan_json_per_site(tmp_path: Path) -> None:
         assert len(eps) == 3 and eps == sorted(eps)
         assert eps[-1] <= budget and eps[-1] > 0.95 * budget  # calibrated to the site's budget
         assert sites[name]["calibrated"] and sites[name]["rounds_allowed"] == 3
-    assert data["threat"]["mode"] == "mask" and data["threat"]["threshold"] == 2
+    assert data["threat"]["mode"] == "mask" and data["threat"]["threshold"] is None  # 2 < 3 sites
+    assert "no masked round can run" in data["threat"]["collusion"]
 
 
 def test_fixed_noise_multiplier_reports_rounds_allowed(tmp_path: Path) -> None:
@@ -125,13 +127,36 @@ def test_site_without_num_examples_is_one_error_line(tmp_path: Path) -> None:
     assert "sites.b.num_examples" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("n", "t", "drops"), [(3, 2, 0), (5, 3, 2), (10, 6, 4)])
-def test_mask_threat_summary_threshold_and_dropouts(n: int, t: int, drops: int) -> None:
+@pytest.mark.parametrize(
+    ("n", "t", "colluders", "drops"), [(3, 3, 2, 0), (4, 3, 1, 1), (5, 4, 2, 1), (10, 7, 3, 3)]
+)
+def test_mask_threat_summary_threshold_colluders_and_dropouts(
+    n: int, t: int, colluders: int, drops: int
+) -> None:
+    """The numbers come from the plan the parties run: 2t - n - 1 colluders, n - t dropouts."""
     config = FederationConfig(secure="mask", sites=tuple(SiteSpec(name=f"s{i}") for i in range(n)))
     summary = threat_summary(config)
     assert summary.threshold == t
-    assert f"{t} or more" in summary.collusion
-    assert summary.dropouts.startswith(f"up to {drops} of {n}")
+    assert f"up to {colluders} colluding sites" in summary.collusion
+    assert f"with {colluders + 1} or more colluding sites" in summary.collusion
+    if drops:
+        assert summary.dropouts.startswith(f"up to {drops} of {n}")
+    else:
+        assert summary.dropouts.startswith(f"none: all {n} sites must complete every round")
+
+
+def test_mask_threat_summary_on_the_regular_graph_names_holders_and_the_dropout_cap() -> None:
+    config = FederationConfig(
+        secure="mask", sites=tuple(SiteSpec(name=f"s{i}") for i in range(100))
+    )
+    summary = threat_summary(config)
+    plan = MaskConfig(clip=1.0).plan(
+        federation="f", round_id=1, cohort=tuple(f"x{i:03d}" for i in range(100))
+    )
+    assert not plan.complete and summary.threshold == plan.threshold
+    assert f"threshold t = {plan.threshold} of {plan.k + 1}" in summary.collusion
+    assert f"up to {plan.colluders_tolerated} colluders" in summary.collusion
+    assert summary.dropouts.startswith(f"up to {plan.missing_allowed} of 100")
 
 
 def test_he_and_plain_threat_summaries_say_who_reads_updates() -> None:
