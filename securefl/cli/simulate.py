@@ -82,7 +82,9 @@ DEFAULT_CLIP = 0.5
     default="plain",
     show_default=True,
     type=click.Choice(SECURE_MODES),
-    help="How updates are protected from the server.",
+    help="How updates are protected from the server. mask: the server sees only the sum, even "
+    "when it cheats with floor((n-1)/3) colluding sites; n sites tolerate n - t dropouts: none "
+    "with the default three (t = 3 of 3), 1 of 4 or 5, 2 of 6 or 7 (see `securefl plan`).",
 )
 @click.option(
     "--data",
@@ -130,7 +132,8 @@ DEFAULT_CLIP = 0.5
     multiple=True,
     metavar="SITE@STAGE",
     help="Rehearse SITE vanishing when it would send STAGE (repeatable). Stages: mask: "
-    "advertise, share, masked-input, consistency, unmask; plain and he: update.",
+    "advertise, share, masked-input, consistency, unmask; plain and he: update. With mask, "
+    "the default three sites tolerate no dropout (threshold 3 of 3): the round aborts.",
 )
 @click.option(
     "--he-preset",
