@@ -184,12 +184,12 @@ class MaskConfig:
             max_missing=max_missing(n, self.dropout_rate),
         )
 
-    def colluders(self, n: int) -> int:
+    def assumed_colluders(self, n: int) -> int:
         """How many colluding sites the complete-graph threshold must withstand at n."""
         return self.corrupt if self.corrupt is not None else (n - 1) // 3
 
     def _complete_threshold(self, n: int) -> int:
-        c = self.colluders(n)
+        c = self.assumed_colluders(n)
         least = max((n + c) // 2 + 1, self.min_cohort)
         t = least if self.threshold is None else max(self.threshold, self.min_cohort)
         if not 2 * t > n + c:

@@ -183,7 +183,7 @@ class MaskSite(SiteAggregator):
         if missing > self._plan.missing_allowed:
             raise AbortError(
                 f"{what} misses {missing} of {len(self._ctx.cohort)} sites; this round "
-                f"allows {self._plan.missing_allowed} (raise dropout_rate to allow more)"
+                f"allows at most {self._plan.missing_allowed} missing"
             )
 
     # -- stage 2 ----------------------------------------------------------------

@@ -143,3 +143,18 @@ def test_regular_graph_round_with_dropouts(tmp_path: Path) -> None:
         fed, fed.ctx(1, D, MAX_W), updates, weights, drop={fed.names[3]: "mask/masked-input"}
     )
     _check(fed, run, updates, weights, [s for s in fed.names if s != fed.names[3]])
+
+
+def test_regular_graph_round_with_more_dropouts_than_it_was_sized_for_aborts(
+    tmp_path: Path,
+) -> None:
+    """dropout_rate = 0.05 of 20 sites allows one missing: the honest server stops at two."""
+    cfg = MaskConfig(clip=CLIP, complete_graph_max=3, dropout_rate=0.05, corrupt_rate=0.0)
+    fed = Federation(tmp_path, 20, cfg)
+    updates = random_updates(fed.names, D)
+    weights = dict.fromkeys(fed.names, 50.0)
+    drop = dict.fromkeys(fed.names[3:5], "mask/masked-input")
+    run = run_round(fed, fed.ctx(1, D, MAX_W), updates, weights, drop=drop)
+    assert run.result is None and run.server_abort is not None
+    assert not run.aborted  # the server stopped before showing anyone the short list
+    assert all(UNMASK not in stages for stages in run.sent_by.values())
