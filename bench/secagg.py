@@ -3,8 +3,9 @@
 Run ``python bench/secagg.py`` (n in {5, 20, 100}, d in {1e5, 1e6}, 0/1/2
 sites dropped after sharing keys and at unmasking, as far as the default
 threshold tolerates: one at n=5) or ``--quick`` (n=5, d=1e5); ``--n 20 --d
-1000000`` selects rows, ``--repeat R`` reports the best of R rounds per row (the keystream bound is itself a best-of time, and a
-shared machine adds noise only upwards). Every party runs in this process;
+1000000`` selects rows, ``--repeat R`` reports the best of R rounds per row
+(the keystream bound is itself a best-of time, and a shared machine adds
+noise only upwards). Every party runs in this process;
 envelopes go to their receiver as soon as they are produced, so at most one
 masked vector waits at a time.
 
