@@ -10,14 +10,16 @@ advertised s public key). A site whose message is malformed or fails a check
 is dropped from the round (listed in :attr:`MaskServer.rejected`); its masks
 are then recovered like any other dropout's. The unmasked sum must be one
 honest clipped inputs can produce (``_unmask.check_feasible``), else the
-round is rejected.
+round is rejected. Each stage is one row of a table (``_Step``): who must
+answer, who has, how one answer is taken, and what completing the stage sends.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,16 @@ class ServerStage(enum.Enum):
     ABORTED = "aborted"
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One stage: who must answer, who has, how one answer is taken, what completing it sends."""
+
+    expected: Callable[[], Collection[str]]
+    answered: Callable[[], Collection[str]]
+    accept: Callable[[str, dict[str, Any]], None]
+    complete: Callable[[], list[Envelope]]
+
+
 class MaskServer(ServerAggregator):
     """The server's half of one masked round."""
 
@@ -70,6 +82,29 @@ class MaskServer(ServerAggregator):
         self._unmask: dict[str, dict[str, dict[str, bytes]]] = {}
         self._result: AggregateResult | None = None
         self._u3: tuple[str, ...] = ()
+        self._steps = {
+            ServerStage.ADVERTISE: _Step(
+                lambda: ctx.cohort, lambda: self._adverts, self._accept_advert, self._open_share
+            ),
+            ServerStage.SHARE: _Step(
+                lambda: self._adverts,
+                lambda: self._shares,
+                self._accept_shares,
+                self._open_masked_input,
+            ),
+            ServerStage.MASKED_INPUT: _Step(
+                lambda: self._shares,
+                lambda: self._inputs,
+                self._accept_input,
+                self._open_consistency,
+            ),
+            ServerStage.CONSISTENCY: _Step(
+                lambda: self._u3, lambda: self._sigs, self._accept_signature, self._open_unmask
+            ),
+            ServerStage.UNMASK: _Step(
+                lambda: self._sigs, lambda: self._unmask, self._accept_unmask, self._finish
+            ),
+        }
 
     # -- the seam ---------------------------------------------------------------
 
@@ -124,33 +159,12 @@ class MaskServer(ServerAggregator):
     # -- bookkeeping ------------------------------------------------------------
 
     def _expected(self) -> set[str]:
-        # Only the current stage's set is built: this runs twice per message.
-        stage = self._stage
-        if stage is ServerStage.ADVERTISE:
-            return set(self._ctx.cohort)
-        if stage is ServerStage.SHARE:
-            return set(self._adverts)
-        if stage is ServerStage.MASKED_INPUT:
-            return set(self._shares)
-        if stage is ServerStage.CONSISTENCY:
-            return set(self._u3)
-        if stage is ServerStage.UNMASK:
-            return set(self._sigs)
-        return set()
+        step = self._steps.get(self._stage)
+        return set(step.expected()) if step else set()
 
     def _answered(self) -> set[str]:
-        stage = self._stage
-        if stage is ServerStage.ADVERTISE:
-            return set(self._adverts)
-        if stage is ServerStage.SHARE:
-            return set(self._shares)
-        if stage is ServerStage.MASKED_INPUT:
-            return set(self._inputs)
-        if stage is ServerStage.CONSISTENCY:
-            return set(self._sigs)
-        if stage is ServerStage.UNMASK:
-            return set(self._unmask)
-        return set()
+        step = self._steps.get(self._stage)
+        return set(step.answered()) if step else set()
 
     def _reject(self, sender: str, reason: str) -> list[Envelope]:
         log.warning("dropping %s from the masked round: %s", sender, reason)
@@ -190,14 +204,7 @@ class MaskServer(ServerAggregator):
     # -- accepting one site's message -------------------------------------------
 
     def _accept(self, sender: str, body: dict[str, Any]) -> None:
-        accept: dict[ServerStage, Callable[[str, dict[str, Any]], None]] = {
-            ServerStage.ADVERTISE: self._accept_advert,
-            ServerStage.SHARE: self._accept_shares,
-            ServerStage.MASKED_INPUT: self._accept_input,
-            ServerStage.CONSISTENCY: self._accept_signature,
-            ServerStage.UNMASK: self._accept_unmask,
-        }
-        accept[self._stage](sender, body)
+        self._steps[self._stage].accept(sender, body)
 
     def _accept_advert(self, sender: str, adv: dict[str, Any]) -> None:
         ctx = self._ctx
@@ -251,60 +258,62 @@ class MaskServer(ServerAggregator):
     # -- stage transitions ------------------------------------------------------
 
     def _advance(self) -> list[Envelope]:
-        stage = self._stage
-        if stage is ServerStage.ADVERTISE:
-            u1 = self._live(self._adverts)
-            self._require(u1, "advertised keys", minimum=self._need)
-            self._adverts = {u: self._adverts[u] for u in u1}
-            self._stage = ServerStage.SHARE
-            payload = m.encode(m.SHARE_REQUEST, adverts=self._adverts)
-            return [self._send(m.SHARE_REQUEST, u, payload) for u in u1]
-        if stage is ServerStage.SHARE:
-            u2 = self._live(self._shares)
-            self._require(u2, "shared keys", minimum=self._need)
-            self._shares = {u: self._shares[u] for u in u2}
-            self._stage = ServerStage.MASKED_INPUT
-            return [
-                self._send(
+        step = self._steps.get(self._stage)
+        return step.complete() if step else []
+
+    def _open_share(self) -> list[Envelope]:
+        u1 = self._live(self._adverts)
+        self._require(u1, "advertised keys", minimum=self._need)
+        self._adverts = {u: self._adverts[u] for u in u1}
+        self._stage = ServerStage.SHARE
+        payload = m.encode(m.SHARE_REQUEST, adverts=self._adverts)
+        return [self._send(m.SHARE_REQUEST, u, payload) for u in u1]
+
+    def _open_masked_input(self) -> list[Envelope]:
+        u2 = self._live(self._shares)
+        self._require(u2, "shared keys", minimum=self._need)
+        self._shares = {u: self._shares[u] for u in u2}
+        self._stage = ServerStage.MASKED_INPUT
+        return [
+            self._send(
+                m.MASKED_INPUT_REQUEST,
+                j,
+                m.encode(
                     m.MASKED_INPUT_REQUEST,
-                    j,
-                    m.encode(
-                        m.MASKED_INPUT_REQUEST,
-                        senders=u2,
-                        shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
-                    ),
-                )
-                for j in u2
-            ]
-        if stage is ServerStage.MASKED_INPUT:
-            # A site whose masked input arrived stays in U3 even if it vanishes later.
-            self._u3 = tuple(sorted(self._inputs))
-            self._require(list(self._u3), "sent masked inputs", minimum=self._need)
-            self._stage = ServerStage.CONSISTENCY
-            payload = m.encode(m.CONSISTENCY_REQUEST, survivors=list(self._u3))
-            return [self._send(m.CONSISTENCY_REQUEST, u, payload) for u in self._u3]
-        if stage is ServerStage.CONSISTENCY:
-            u4 = self._live(self._sigs)
-            t = self._plan.threshold
-            lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
-            if len(u4) < t or lacking:
-                self._stage = ServerStage.ABORTED
-                raise AbortError(
-                    f"only {len(u4)} sites signed the survivor list; the threshold "
-                    f"is {t}; no shares were requested"
-                )
-            self._sigs = {u: self._sigs[u] for u in u4}
-            self._stage = ServerStage.UNMASK
-            payload = m.encode(
-                m.UNMASK_REQUEST,
-                survivors=list(self._u3),
-                dropped=sorted(set(self._shares) - set(self._u3)),
-                signatures=self._sigs,
+                    senders=u2,
+                    shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
+                ),
             )
-            return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
-        if stage is ServerStage.UNMASK:
-            self._finish()
-        return []
+            for j in u2
+        ]
+
+    def _open_consistency(self) -> list[Envelope]:
+        # A site whose masked input arrived stays in U3 even if it vanishes later.
+        self._u3 = tuple(sorted(self._inputs))
+        self._require(list(self._u3), "sent masked inputs", minimum=self._need)
+        self._stage = ServerStage.CONSISTENCY
+        payload = m.encode(m.CONSISTENCY_REQUEST, survivors=list(self._u3))
+        return [self._send(m.CONSISTENCY_REQUEST, u, payload) for u in self._u3]
+
+    def _open_unmask(self) -> list[Envelope]:
+        u4 = self._live(self._sigs)
+        t = self._plan.threshold
+        lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
+        if len(u4) < t or lacking:
+            self._stage = ServerStage.ABORTED
+            raise AbortError(
+                f"only {len(u4)} sites signed the survivor list; the threshold "
+                f"is {t}; no shares were requested"
+            )
+        self._sigs = {u: self._sigs[u] for u in u4}
+        self._stage = ServerStage.UNMASK
+        payload = m.encode(
+            m.UNMASK_REQUEST,
+            survivors=list(self._u3),
+            dropped=sorted(set(self._shares) - set(self._u3)),
+            signatures=self._sigs,
+        )
+        return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
 
     # -- unmasking --------------------------------------------------------------
 
@@ -317,7 +326,7 @@ class MaskServer(ServerAggregator):
             self._stage = ServerStage.ABORTED
             raise
 
-    def _finish(self) -> None:
+    def _finish(self) -> list[Envelope]:
         ctx, plan = self._ctx, self._plan
         u3 = list(self._u3)
         dropped = sorted(set(self._shares) - set(u3))
@@ -354,3 +363,4 @@ class MaskServer(ServerAggregator):
             weighted_sum=summed[1:],
             survivors=tuple(u3),
         )
+        return []
