@@ -1,0 +1,68 @@
+"""Known-answer and must-fail vectors (tests/vectors/secagg.json, made without securefl)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from secagg_driver import site_names
+
+from securefl.errors import AbortError, IntegrityError
+from securefl.hazmat.sign import verify
+from securefl.secagg import MaskConfig, colluders_tolerated, dropouts_tolerated
+from securefl.secagg import _messages as m
+from securefl.secagg._unmask import check_feasible
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "secagg.json").read_text())
+
+
+@pytest.mark.parametrize("row", VECTORS["thresholds"], ids=lambda r: f"n={r['n']}")
+def test_threshold_vectors(row: dict[str, int]) -> None:
+    n = row["n"]
+    plan = MaskConfig(clip=1.0).plan(federation="f", round_id=1, cohort=site_names(n))
+    assert plan.complete and plan.threshold == row["t"]
+    assert colluders_tolerated(n, plan.threshold) == row["colluders"]
+    assert dropouts_tolerated(n, plan.threshold) == plan.missing_allowed == row["dropouts"]
+    lower = MaskConfig(clip=1.0, corrupt=0).plan(federation="f", round_id=1, cohort=site_names(n))
+    assert lower.threshold == row["t_corrupt_0"]
+    assert lower.colluders_tolerated == row["colluders_corrupt_0"]
+
+
+def _advert(fields: dict[str, Any]) -> bytes:
+    return m.advert_message(
+        fields["federation"],
+        fields["round"],
+        fields["site"],
+        *(bytes.fromhex(fields[k]) for k in ("c_pk", "s_pk", "commit", "digest")),
+    )
+
+
+@pytest.mark.parametrize("case", VECTORS["adverts"]["cases"], ids=lambda c: c["fields"]["site"])
+def test_advert_vectors(case: dict[str, Any]) -> None:
+    public = bytes.fromhex(VECTORS["adverts"]["public_key"])
+    message = _advert(case["fields"])
+    assert message.hex() == case["message"]
+    verify(public, message, bytes.fromhex(case["signature"]))
+    for bad in case["must_fail"]:
+        other = _advert(bad["fields"])
+        assert other.hex() == bad["message"], bad["what"]
+        with pytest.raises(IntegrityError):
+            verify(public, other, bytes.fromhex(case["signature"]))
+
+
+@pytest.mark.parametrize(
+    "row", VECTORS["feasibility"], ids=lambda r: f"{r['what']}-clip{r['clip']}-m{r['summands']}"
+)
+def test_feasibility_vectors(row: dict[str, Any]) -> None:
+    cfg = MaskConfig(clip=row["clip"], precision_bits=row["precision_bits"])
+    quant = cfg.quantization(row["summands"])
+    assert quant.scale == row["scale"]
+    summed = np.asarray(row["sum"], dtype=np.float64) / quant.scale
+    if row["feasible"]:
+        check_feasible(summed, quant, summands=row["summands"])
+    else:
+        with pytest.raises(AbortError):
+            check_feasible(summed, quant, summands=row["summands"])
