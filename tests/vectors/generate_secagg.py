@@ -109,9 +109,7 @@ def adverts() -> dict[str, Any]:
         ):
             other = {**fields, **change}
             other_message = encode_ref(ADVERT_DOMAIN, *(other[k] for k in order))
-            must_fail.append(
-                {"what": what, "fields": _hex(other), "message": other_message.hex()}
-            )
+            must_fail.append({"what": what, "fields": _hex(other), "message": other_message.hex()})
         cases.append(
             {
                 "fields": _hex(fields),
