@@ -296,10 +296,14 @@ def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
     if plan.complete:
         collusion = (
             f"a cheating server together with up to {c} colluding sites learns nothing beyond "
-            f"the sum (threshold t = {t} of n = {n}, so 2t - n - 1 = {c}); with {c + 1} or more "
-            f"colluding sites it can show different survivor lists to different sites and read "
-            f"individual updates"
+            f"the sum, which minus the colluders' own updates is the honest sites' sum "
+            f"(threshold t = {t} of n = {n}, so 2t - n - 1 = {c})"
         )
+        if c + 1 < n:
+            collusion += (
+                f"; with {c + 1} or more colluding sites it can show different survivor lists "
+                f"to different sites and read individual updates"
+            )
     else:
         collusion = (
             f"k-regular graph: each site's secrets are shared among its {plan.k} neighbours and "
