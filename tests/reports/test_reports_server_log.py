@@ -8,6 +8,7 @@ server announced, a folder whose records were cut short.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +187,15 @@ def test_record_for_a_round_the_log_does_not_have_warns(fed: Federation) -> None
         ("alpha", 2, "warn"),
         ("beta", 2, "warn"),
     }
+
+
+def test_log_lines_validate_against_the_json_schema(fed: Federation) -> None:
+    import jsonschema
+
+    schema_path = Path(__file__).parents[2] / "docs" / "schema" / "server-round-log-v1.json"
+    schema = json.loads(schema_path.read_text())
+    lines = fed.log_lines()
+    for line in lines:
+        jsonschema.validate(line, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(dict(lines[0], status="skipped"), schema)
