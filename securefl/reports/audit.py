@@ -24,6 +24,7 @@ from securefl.reports.chain import check_chain, check_signatures
 from securefl.reports.claims import check_claim, check_secure_rng
 from securefl.reports.crosscheck import (
     check_against_log,
+    check_coverage,
     check_expected_rounds,
     check_models_agree,
     survived_rounds,
@@ -222,7 +223,7 @@ def audit(
         findings += check_against_log(ordered, sites, log, str(server_log))
     if expect_rounds is not None:
         findings += check_expected_rounds(ordered, sorted(roster.sites), log, expect_rounds)
-    findings += _coverage_findings(roster, results)
+    findings += check_coverage(ordered, sorted(roster.sites), log)
     findings.sort(key=lambda f: (_SEVERITY_ORDER[f.severity], f.site or "", f.round_id or -1))
     return AuditReport(
         federation=roster.federation,
@@ -234,37 +235,3 @@ def audit(
         server_log=None if server_log is None else str(server_log),
         expected_rounds=expect_rounds,
     )
-
-
-def _coverage_findings(roster: Roster, results: list[RoundResult]) -> list[Finding]:
-    """Informational: roster sites without records, sites whose records stop early."""
-    last: dict[str, int] = {}
-    for r in results:
-        last[r.site] = max(last.get(r.site, r.round_id), r.round_id)
-    out = [
-        Finding(
-            "site_without_records",
-            INFO,
-            site,
-            None,
-            "no records from this roster site",
-            "records/<site>.jsonl",
-        )
-        for site in sorted(set(roster.sites) - set(last))
-    ]
-    if last:
-        final = max(last.values())
-        out += [
-            Finding(
-                "site_behind",
-                INFO,
-                site,
-                r + 1,
-                f"last record is round {r}; other sites recorded up to round {final} "
-                "(dropped out, or later records are missing)",
-                f"records up to round {final}",
-            )
-            for site, r in sorted(last.items())
-            if r < final
-        ]
-    return out

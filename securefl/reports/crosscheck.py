@@ -14,10 +14,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from securefl.reports.findings import CODES, Finding
+from securefl.reports.findings import CODES, INFO, WARN, Finding
 from securefl.reports.records import LoadedRecord
 
-__all__ = ["check_against_log", "check_expected_rounds", "check_models_agree", "survived_rounds"]
+__all__ = [
+    "check_against_log",
+    "check_coverage",
+    "check_expected_rounds",
+    "check_models_agree",
+    "survived_rounds",
+]
 
 Log = dict[int, dict[str, Any]]
 
@@ -224,3 +230,65 @@ def check_expected_rounds(
         for site in sites
         if len(by_site.get(site, [])) < expected
     ]
+
+
+def check_coverage(
+    by_site: dict[str, list[LoadedRecord]], roster_sites: list[str], log: Log | None
+) -> list[Finding]:
+    """Chains that start late or stop early compared with the other sites'.
+
+    Without a round log that is a warning: a site that joined late or dropped
+    out looks the same as one whose first or last records were removed (and
+    re-signed). With a verified log it is informational, because
+    :func:`check_against_log` already fails every round the site survived
+    without a record of it.
+    """
+    severity = WARN if log is None else INFO
+    bounds = {
+        site: (records[0].record["round_id"], records[-1].record["round_id"])
+        for site, records in by_site.items()
+        if records
+    }
+    out = [
+        Finding(
+            "site_without_records",
+            INFO,
+            site,
+            None,
+            "no records from this roster site",
+            "records/<site>.jsonl",
+        )
+        for site in sorted(set(roster_sites) - set(bounds))
+    ]
+    if not bounds:
+        return out
+    start = min(first for first, _ in bounds.values())
+    final = max(last for _, last in bounds.values())
+    for site, (first, last) in sorted(bounds.items()):
+        if first > start:
+            out.append(
+                Finding(
+                    "round_skipped",
+                    severity,
+                    site,
+                    first,
+                    f"first record is round {first}; other sites recorded from round {start} "
+                    "(joined late, or earlier records are missing)",
+                    f"records from round {start}",
+                    _at(by_site[site][0]),
+                )
+            )
+        if last < final:
+            out.append(
+                Finding(
+                    "site_behind",
+                    severity,
+                    site,
+                    last + 1,
+                    f"last record is round {last}; other sites recorded up to round {final} "
+                    "(dropped out, or later records are missing)",
+                    f"records up to round {final}",
+                    _at(by_site[site][-1]),
+                )
+            )
+    return out

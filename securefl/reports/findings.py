@@ -61,7 +61,7 @@ CODES: dict[str, str] = {
     "record_outside_cohort": WARN,
     # coverage
     "site_without_records": INFO,
-    "site_behind": INFO,
+    "site_behind": WARN,
 }
 
 

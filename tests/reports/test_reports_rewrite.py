@@ -57,6 +57,25 @@ def test_dropped_round_resigned_fails_against_the_server_log(builder: Builder) -
     assert {f.code for f in report.findings if f.fails} == {"participation_unrecorded"}
 
 
+def test_dropped_first_or_last_round_is_at_least_a_warning_without_the_log(
+    builder: Builder,
+) -> None:
+    # no gap in the round ids: only the other sites' chains show the missing ends
+    fed = builder({"alpha": 640, "beta": 640}, rounds=3)
+    recs = fed.lines("alpha")
+    fed.rewrite_chain("alpha", recs[1:])
+    assert found(fed, "round_skipped") == [("alpha", 1, WARN)]
+    fed.rewrite_chain("beta", fed.lines("beta")[:2])  # a prefix: nothing to re-sign
+    assert found(fed, "site_behind") == [("beta", 2, WARN)]
+
+
+def test_dropped_first_round_resigned_fails_against_the_server_log(builder: Builder) -> None:
+    fed = builder({"alpha": 640, "beta": 640}, rounds=3, server_log=True)
+    fed.rewrite_chain("alpha", fed.lines("alpha")[1:])
+    assert failing(fed) == {"participation_unrecorded"}
+    assert found(fed, "round_skipped") == [("alpha", 1, INFO)]
+
+
 def test_a_skip_the_log_explains_is_informational(builder: Builder) -> None:
     # beta dropped out of round 1 before submitting: no record, and the log agrees
     fed = builder({"alpha": 640, "beta": 640, "gamma": 640}, rounds=3, server_log=True)
