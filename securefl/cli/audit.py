@@ -97,6 +97,10 @@ def _print_tables(report: AuditReport) -> None:
                 f.expected or "",
             )
         console.print(table)
+    if report.server_log is None:
+        console.print("No server round log: records were not held against what the server saw.")
+    else:
+        console.print(f"Held against the server's round log {report.server_log}.")
     verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
     console.print(f"{verdict}: {sum(f.fails for f in report.findings)} failing findings")
 
@@ -108,6 +112,19 @@ def _print_tables(report: AuditReport) -> None:
     type=click.Path(path_type=Path),
     default=None,
     help="roster.json with each site's public key (default: found next to the records)",
+)
+@click.option(
+    "--server-log",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the server's signed round log to hold the records against "
+    "(default: server_log.jsonl found next to the records, if any)",
+)
+@click.option(
+    "--expect-rounds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="fail when the records (or the server's round log) hold fewer rounds than this",
 )
 @click.option(
     "--tolerance",
@@ -141,19 +158,31 @@ def audit(
     *,
     paths: tuple[Path, ...],
     roster: Path | None,
+    server_log: Path | None,
+    expect_rounds: int | None,
     rel_tol: str,
     abs_tol: str,
     require_secure_rng: bool,
     as_json: bool,
     html_path: Path | None,
 ) -> None:
-    """Verify signed privacy records and recompute every ε claim."""
+    """Verify signed privacy records and recompute every ε claim.
+
+    With the server's round log (found next to the records, or --server-log)
+    every site's records are also held against what the server announced and
+    who it says took part.
+    """
     rel = _number("--tolerance", rel_tol)
     if rel >= 1:
         raise ConfigError(f"--tolerance must be < 1 (relative), got {rel_tol!r}")
     tolerance = Tolerance(relative=rel, absolute=_number("--abs-tolerance", abs_tol))
     report = run_audit(
-        list(paths), roster=roster, tolerance=tolerance, require_secure_rng=require_secure_rng
+        list(paths),
+        roster=roster,
+        tolerance=tolerance,
+        require_secure_rng=require_secure_rng,
+        server_log=server_log,
+        expect_rounds=expect_rounds,
     )
     if html_path is not None:
         from securefl.reports.html import write_html

@@ -7,6 +7,11 @@ ASCII only (non-ASCII escaped as ``\\uXXXX``), integers as integers and floats
 as Python's ``repr`` (the shortest text that round-trips the IEEE double, e.g.
 ``1.0``, ``1e-05``); NaN and infinities are refused. docs/records.md spells it
 out for re-implementation.
+
+Reading is as strict as writing: :func:`strict_loads` refuses an object with
+a repeated key (``json.loads`` would silently keep the last value, so two
+readers could disagree on what a signed line says), and an auditor compares
+each stored line byte for byte with the canonical encoding of what it parsed.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 __all__ = [
     "GENESIS_HASH",
     "SIGNATURE_DOMAIN",
+    "DuplicateKeyError",
     "canonical_bytes",
     "record_hash",
     "sign_record",
     "signing_payload",
+    "strict_loads",
     "verify_signature",
 ]
 
@@ -44,6 +51,39 @@ def canonical_bytes(obj: dict[str, Any]) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     ).encode("ascii")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def strict_loads(line: bytes) -> Any:
+    """Decode one JSON line, refusing repeated keys and NaN/Infinity.
+
+    Raises :class:`DuplicateKeyError` for a repeated key and
+    :class:`ValueError` (``json.JSONDecodeError`` or a decode error) for
+    anything that is not strict JSON text.
+    """
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(
+        line.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=no_constants
+    )
 
 
 def signing_payload(record: dict[str, Any]) -> bytes:

@@ -1,132 +1,70 @@
 """Audit privacy records: verify who wrote them and recompute what they cost.
 
 Why: a site's claim "we spent ε = 2.1 of our 3.0" is only worth what its
-arithmetic is worth. The audit trusts only the roster's public keys and the
-events in the records: it checks signatures and chains
-(:mod:`securefl.reports.chain`), recomputes ε after every round with the
-site's stated accountant *and* independently with dp-accounting's PLD
-(:mod:`securefl.reports.recompute`), and turns every discrepancy into a
+arithmetic is worth. The audit trusts only the roster's public keys, the
+events in the records and, when present, the server's signed round log. It
+runs, per site, the signature and chain checks (:mod:`~securefl.reports.chain`),
+the policy checks along the chain (:mod:`~securefl.reports.policy`) and the
+claim checks with the site's accountant *and* dp-accounting's PLD
+(:mod:`~securefl.reports.claims`); then the checks across sites and against
+the round log (:mod:`~securefl.reports.crosscheck`). Every discrepancy is a
 :class:`~securefl.reports.findings.Finding` with the site, the round and what
-was expected. It passes only when no finding has severity ``fail``.
+was expected; the audit passes only when no finding has severity ``fail``.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from securefl.errors import DataError
 from securefl.reports.chain import check_chain, check_signatures
+from securefl.reports.claims import check_claim, check_secure_rng
+from securefl.reports.crosscheck import (
+    check_against_log,
+    check_coverage,
+    check_expected_rounds,
+    check_models_agree,
+    survived_rounds,
+)
 from securefl.reports.findings import CODES, FAIL, INFO, Finding
+from securefl.reports.policy import check_policy
 from securefl.reports.recompute import independent_pld_epsilon, securefl_epsilon
 from securefl.reports.records import LoadedRecord, read_record_file
+from securefl.reports.report import AuditReport, RoundResult, Tolerance
 from securefl.reports.roster import Roster
+from securefl.reports.server_log import SERVER_LOG_NAME, read_server_log
 
-__all__ = ["AuditReport", "RoundResult", "Tolerance", "audit", "find_record_files", "find_roster"]
+__all__ = [
+    "AuditReport",
+    "RoundResult",
+    "Tolerance",
+    "audit",
+    "find_record_files",
+    "find_roster",
+    "find_server_log",
+]
 
 _SEVERITY_ORDER = {FAIL: 0, "warn": 1, INFO: 2}
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far below a recomputed ε a claim may be: ``relative·ε + absolute``.
-
-    Accountants differ slightly in their numerics (PRV and PLD discretise
-    differently), so an exact comparison would flag honest sites.
-    """
-
-    relative: float = 0.01
-    absolute: float = 1e-3
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.relative < 1 and 0 <= self.absolute and math.isfinite(self.absolute)):
-            raise DataError("tolerance must be relative in [0, 1) and absolute >= 0")
-
-    def slack(self, value: float) -> float:
-        """The allowed shortfall below ``value``."""
-        return self.relative * abs(value) + self.absolute
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    """One record's claim next to the two recomputations."""
-
-    site: str
-    round_id: int
-    accountant: str
-    delta: float
-    claimed: float
-    budget: float
-    recomputed: float
-    independent: float
-    location: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (an unbounded ε is written as ``null``)."""
-
-        def num(x: float) -> float | None:
-            return x if math.isfinite(x) else None
-
-        return {
-            "site": self.site,
-            "round_id": self.round_id,
-            "accountant": self.accountant,
-            "delta": self.delta,
-            "claimed": self.claimed,
-            "budget": self.budget,
-            "recomputed": num(self.recomputed),
-            "independent_pld": num(self.independent),
-            "location": self.location,
-        }
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    """Everything an audit found, ready for a table, JSON or HTML."""
-
-    federation: str
-    roster_sites: tuple[str, ...]
-    files: tuple[str, ...]
-    tolerance: Tolerance
-    rounds: tuple[RoundResult, ...] = ()
-    findings: tuple[Finding, ...] = field(default_factory=tuple)
-
-    @property
-    def passed(self) -> bool:
-        """True when no finding fails the audit."""
-        return not any(f.fails for f in self.findings)
-
-    def sites(self) -> list[str]:
-        """Sites with records, in name order."""
-        return sorted({r.site for r in self.rounds})
-
-    def site_rounds(self, site: str) -> list[RoundResult]:
-        """One site's results in round order."""
-        return [r for r in self.rounds if r.site == site]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document (also embedded in the HTML report)."""
-        return {
-            "federation": self.federation,
-            "passed": self.passed,
-            "roster_sites": list(self.roster_sites),
-            "files": list(self.files),
-            "tolerance": {"relative": self.tolerance.relative, "absolute": self.tolerance.absolute},
-            "rounds": [r.to_dict() for r in self.rounds],
-            "findings": [f.to_dict() for f in self.findings],
-        }
+Log = dict[int, dict[str, Any]]
 
 
 def find_record_files(paths: Sequence[Path]) -> list[Path]:
-    """Record files named directly, and every ``*.jsonl`` under named directories."""
+    """Record files named directly, and every ``*.jsonl`` under named directories.
+
+    The server's round log (``server_log.jsonl``) is not a record file and is
+    skipped when found in a directory (see :func:`find_server_log`).
+    """
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*.jsonl") if p.is_file()))
+            out.extend(
+                sorted(
+                    p for p in path.rglob("*.jsonl") if p.is_file() and p.name != SERVER_LOG_NAME
+                )
+            )
         elif path.is_file():
             out.append(path)
         else:
@@ -136,100 +74,59 @@ def find_record_files(paths: Sequence[Path]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def find_roster(paths: Sequence[Path]) -> Path:
-    """``roster.json`` in a named directory, or next to / one above a named file."""
+def _near(paths: Sequence[Path], name: str) -> list[Path]:
     candidates: list[Path] = []
     for path in map(Path, paths):
         base = path if path.is_dir() else path.parent
-        candidates += [base / "roster.json", base.parent / "roster.json"]
-    found = list(dict.fromkeys(c.resolve() for c in candidates if c.is_file()))
+        candidates += [base / name, base.parent / name]
+    return list(dict.fromkeys(c.resolve() for c in candidates if c.is_file()))
+
+
+def find_roster(paths: Sequence[Path]) -> Path:
+    """``roster.json`` in a named directory, or next to / one above a named file."""
+    found = _near(paths, "roster.json")
     if len(found) != 1:
         what = "no roster.json" if not found else "several roster.json files"
         raise DataError(f"{what} found next to the records; pass --roster FILE")
     return found[0]
 
 
-def _finding(
-    code: str, rec: LoadedRecord, message: str, expected: str, severity: str = ""
-) -> Finding:
-    return Finding(
-        code=code,
-        severity=severity or CODES[code],
-        site=rec.record["site"],
-        round_id=rec.record["round_id"],
-        message=message,
-        expected=expected,
-        location=f"{rec.path}:{rec.line}",
-    )
+def find_server_log(paths: Sequence[Path]) -> Path | None:
+    """``server_log.jsonl`` where :func:`find_roster` looks, or None when there is none."""
+    found = _near(paths, SERVER_LOG_NAME)
+    if len(found) > 1:
+        raise DataError(f"several {SERVER_LOG_NAME} files found; pass --server-log FILE")
+    return found[0] if found else None
 
 
-def _below(claimed: float, value: float, tolerance: Tolerance) -> bool:
-    """Whether ``claimed`` is under ``value`` by more than the tolerance (∞ always is)."""
-    return math.isinf(value) or claimed + tolerance.slack(value) < value
-
-
-def _at_least(value: float, tolerance: Tolerance) -> str:
-    if math.isinf(value):
-        return "no finite ε can be claimed (the event is not accountable)"
-    return f"ε ≥ {value - tolerance.slack(value):.6g}"
-
-
-def _check_round(
-    loaded: LoadedRecord, recomputed: float, independent: float, tolerance: Tolerance
-) -> list[Finding]:
-    rec = loaded.record
-    ev = rec["event"]
-    claimed, budget, acct = rec["epsilon"], rec["epsilon_budget"], rec["accountant"]
-    out: list[Finding] = []
-    if _below(claimed, recomputed, tolerance):
-        out.append(
-            _finding(
-                "epsilon_under_reported",
-                loaded,
-                f"claims ε = {claimed:.6g}, its accountant ({acct}) gives {recomputed:.6g}",
-                _at_least(recomputed, tolerance),
-            )
+def _line_findings(path: Path) -> tuple[list[LoadedRecord], list[Finding]]:
+    good, bad = read_record_file(path)
+    findings = [
+        Finding(
+            b.code,
+            CODES[b.code],
+            None,
+            None,
+            b.error,
+            "one record per line, valid under docs/schema/privacy-record-v1.json",
+            f"{path}:{b.line}",
         )
-    if _below(claimed, independent, tolerance):
-        out.append(
-            _finding(
-                "epsilon_below_independent",
-                loaded,
-                f"claims ε = {claimed:.6g}, dp-accounting PLD gives {independent:.6g}",
-                _at_least(independent, tolerance),
-            )
+        for b in bad
+    ]
+    findings += [
+        Finding(
+            "non_canonical",
+            FAIL,
+            r.record["site"],
+            r.record["round_id"],
+            "the stored line is not the canonical encoding of the record it holds",
+            "the canonical JSON bytes that were hashed and signed (docs/records.md)",
+            f"{path}:{r.line}",
         )
-    if claimed > budget or recomputed > budget + tolerance.slack(budget):
-        out.append(
-            _finding(
-                "budget_exceeded",
-                loaded,
-                f"ε = {max(claimed, recomputed):.6g} passes the budget {budget:.6g}",
-                f"ε ≤ {budget:.6g}",
-            )
-        )
-    if ev["kind"] == "dpsgd":
-        n, batch, q = rec["dataset_size"], rec["expected_batch_size"], ev["sample_rate"]
-        if abs(q * n - batch) > max(1.0, tolerance.relative * batch):
-            out.append(
-                _finding(
-                    "sample_rate_inconsistent",
-                    loaded,
-                    f"sample rate {q:.6g} with {n} examples means a mean batch of "
-                    f"{q * n:.6g}, but the record says {batch}",
-                    f"sample_rate ≈ {batch}/{n} = {batch / n:.6g}",
-                )
-            )
-    if ev["sampling"] != "poisson":
-        out.append(
-            _finding(
-                "non_poisson_sampling",
-                loaded,
-                f"sampling is {ev['sampling']!r}; no accountant bounds it",
-                "sampling = 'poisson'",
-            )
-        )
-    return out
+        for r in good
+        if not r.canonical
+    ]
+    return good, findings
 
 
 def _audit_site(
@@ -238,13 +135,15 @@ def _audit_site(
     roster: Roster,
     tolerance: Tolerance,
     require_secure_rng: bool,
-) -> tuple[list[RoundResult], list[Finding]]:
+    log: Log | None,
+) -> tuple[list[LoadedRecord], list[RoundResult], list[Finding]]:
     key = roster.sites.get(site)
     findings = check_signatures(records, key, roster.federation)
     if key is None:
-        return [], findings
-    ordered, chain_findings = check_chain(records)
-    findings += chain_findings
+        return [], [], findings
+    survived = survived_rounds(log, site) if log is not None else None
+    ordered, chain_findings = check_chain(records, survived)
+    findings += chain_findings + check_policy(ordered)
     results: list[RoundResult] = []
     events: list[dict[str, Any]] = []
     for loaded in ordered:
@@ -252,7 +151,7 @@ def _audit_site(
         events.append(rec["event"])
         recomputed = securefl_epsilon(events, delta=rec["delta"], accountant=rec["accountant"])
         independent = independent_pld_epsilon(events, delta=rec["delta"])
-        findings += _check_round(loaded, recomputed, independent, tolerance)
+        findings += check_claim(loaded, recomputed, independent, tolerance)
         results.append(
             RoundResult(
                 site=site,
@@ -266,27 +165,8 @@ def _audit_site(
                 location=f"{loaded.path}:{loaded.line}",
             )
         )
-    findings += _secure_rng(ordered, require_secure_rng)
-    return results, findings
-
-
-def _secure_rng(ordered: list[LoadedRecord], required: bool) -> list[Finding]:
-    """One finding per site listing the rounds without a secure RNG (not one per round)."""
-    rounds = [r.record["round_id"] for r in ordered if not r.record["event"]["secure_rng"]]
-    if not rounds:
-        return []
-    listed = ", ".join(map(str, rounds[:10])) + (", ..." if len(rounds) > 10 else "")
-    first = next(r for r in ordered if not r.record["event"]["secure_rng"])
-    return [
-        _finding(
-            "no_secure_rng",
-            first,
-            f"{len(rounds)} round(s) did not use a cryptographically secure RNG for noise "
-            f"and sampling: {listed}",
-            "secure_rng = true",
-            FAIL if required else "",
-        )
-    ]
+    findings += check_secure_rng(ordered, require_secure_rng)
+    return ordered, results, findings
 
 
 def audit(
@@ -295,43 +175,55 @@ def audit(
     roster: Roster | Path | None = None,
     tolerance: Tolerance | None = None,
     require_secure_rng: bool = False,
+    server_log: Path | None = None,
+    expect_rounds: int | None = None,
 ) -> AuditReport:
     """Audit every record under ``paths`` against ``roster``.
 
-    ``roster`` defaults to the ``roster.json`` found next to the records.
-    Raises :class:`DataError` only when there is nothing to audit (no record
-    files, no roster); everything wrong *in* the records becomes a finding.
+    ``roster`` defaults to the ``roster.json`` found next to the records, and
+    ``server_log`` to the ``server_log.jsonl`` found there (none: no
+    cross-check against the server). ``expect_rounds``: fail records (or a
+    round log) holding fewer rounds. Raises :class:`DataError` only when there
+    is nothing to audit (no record files, no roster, a named log that does
+    not exist); everything wrong *in* the records or the log is a finding.
     """
     tolerance = tolerance or Tolerance()
+    if expect_rounds is not None and (isinstance(expect_rounds, bool) or expect_rounds < 1):
+        raise DataError(f"expect_rounds must be an integer >= 1, got {expect_rounds!r}")
     files = find_record_files(paths)
     if not isinstance(roster, Roster):
         roster = Roster.load(roster if roster is not None else find_roster(paths))
-    by_site: dict[str, list[LoadedRecord]] = defaultdict(list)
+    if server_log is None:
+        server_log = find_server_log(paths)
+    elif not Path(server_log).is_file():
+        raise DataError(f"{server_log}: no such server round log")
+    log: Log | None = None
     findings: list[Finding] = []
+    if server_log is not None:
+        log, findings = read_server_log(
+            server_log, federation=roster.federation, public_key=roster.server
+        )
+    by_site: dict[str, list[LoadedRecord]] = defaultdict(list)
     for path in files:
-        good, bad = read_record_file(path)
+        good, line_findings = _line_findings(path)
+        findings += line_findings
         for loaded in good:
             by_site[loaded.record["site"]].append(loaded)
-        findings += [
-            Finding(
-                "malformed_record",
-                FAIL,
-                None,
-                None,
-                error,
-                "a record valid under docs/schema/privacy-record-v1.json",
-                f"{path}:{line}",
-            )
-            for line, error in bad
-        ]
     results: list[RoundResult] = []
+    ordered: dict[str, list[LoadedRecord]] = {}
     for site in sorted(by_site):
-        site_results, site_findings = _audit_site(
-            site, by_site[site], roster, tolerance, require_secure_rng
+        ordered[site], site_results, site_findings = _audit_site(
+            site, by_site[site], roster, tolerance, require_secure_rng, log
         )
         results += site_results
         findings += site_findings
-    findings += _coverage_findings(roster, results)
+    sites = sorted(set(roster.sites) | set(ordered))
+    findings += check_models_agree(ordered)
+    if log is not None:
+        findings += check_against_log(ordered, sites, log, str(server_log))
+    if expect_rounds is not None:
+        findings += check_expected_rounds(ordered, sorted(roster.sites), log, expect_rounds)
+    findings += check_coverage(ordered, sorted(roster.sites), log)
     findings.sort(key=lambda f: (_SEVERITY_ORDER[f.severity], f.site or "", f.round_id or -1))
     return AuditReport(
         federation=roster.federation,
@@ -340,38 +232,6 @@ def audit(
         tolerance=tolerance,
         rounds=tuple(results),
         findings=tuple(findings),
+        server_log=None if server_log is None else str(server_log),
+        expected_rounds=expect_rounds,
     )
-
-
-def _coverage_findings(roster: Roster, results: list[RoundResult]) -> list[Finding]:
-    """Informational: roster sites without records, sites whose records stop early."""
-    last: dict[str, int] = {}
-    for r in results:
-        last[r.site] = max(last.get(r.site, r.round_id), r.round_id)
-    out = [
-        Finding(
-            "site_without_records",
-            INFO,
-            site,
-            None,
-            "no records from this roster site",
-            "records/<site>.jsonl",
-        )
-        for site in sorted(set(roster.sites) - set(last))
-    ]
-    if last:
-        final = max(last.values())
-        out += [
-            Finding(
-                "site_behind",
-                INFO,
-                site,
-                r + 1,
-                f"last record is round {r}; other sites recorded up to round {final} "
-                "(dropped out, or later records are missing)",
-                f"records up to round {final}",
-            )
-            for site, r in sorted(last.items())
-            if r < final
-        ]
-    return out

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from dataclasses import replace
 
 from securefl.reports._canonical import GENESIS_HASH, verify_signature
-from securefl.reports.findings import CODES, Finding
+from securefl.reports.findings import CODES, INFO, Finding
 from securefl.reports.records import LoadedRecord
 
 __all__ = ["check_chain", "check_signatures"]
@@ -157,29 +158,43 @@ def _order(
     ]
 
 
-def _skips(ordered: list[LoadedRecord], by_hash: dict[str, LoadedRecord]) -> list[Finding]:
+def _skips(
+    ordered: list[LoadedRecord], by_hash: dict[str, LoadedRecord], survived: set[int] | None
+) -> list[Finding]:
+    """A gap in the round ids: a warning, unless the server's round log explains it.
+
+    A site that re-signs its chain without one expensive round leaves exactly
+    such a gap, so a gap is never silent. With a verified round log
+    (``survived``: the rounds the log says the site survived) a gap over
+    rounds the site did not survive is informational; one over a round it did
+    survive stays a warning here and fails in the cross-check.
+    """
     findings: list[Finding] = []
     for before, after in itertools.pairwise(ordered):
         first, last = before.record["round_id"] + 1, after.record["round_id"] - 1
-        if last >= first and by_hash.get(after.record["prev_hash"]) is before:
-            findings.append(
-                _finding(
-                    "round_skipped",
-                    after,
-                    f"the site signed no record for rounds {first} to {last} (did not take part)",
-                    "a record for every round (informational)",
-                )
-            )
+        if last < first or by_hash.get(after.record["prev_hash"]) is not before:
+            continue
+        explained = survived is not None and not survived & set(range(first, last + 1))
+        finding = _finding(
+            "round_skipped",
+            after,
+            f"the site signed no record for rounds {first} to {last}"
+            + (" (the server's round log shows it did not take part)" if explained else ""),
+            "a record for every round the site took part in",
+        )
+        findings.append(replace(finding, severity=INFO) if explained else finding)
     return findings
 
 
-def check_chain(records: list[LoadedRecord]) -> tuple[list[LoadedRecord], list[Finding]]:
+def check_chain(
+    records: list[LoadedRecord], survived: set[int] | None = None
+) -> tuple[list[LoadedRecord], list[Finding]]:
     """Check one site's records in file order.
 
     Returns the distinct records in round order (what ε is recomputed from:
     every distinct record counts, so a fork is charged for both branches) and
     the findings: duplicate, fork, missing round, reorder, non-increasing or
-    skipped round ids.
+    skipped round ids (``survived``: see :func:`_skips`).
     """
     unique, findings = _dedupe(records)
     by_hash = {loaded.hash: loaded for loaded in unique}
@@ -191,4 +206,4 @@ def check_chain(records: list[LoadedRecord]) -> tuple[list[LoadedRecord], list[F
         if id(loaded) not in fork_extras:
             findings += _order(loaded, parent, unique[index - 1] if index else None)
     ordered = sorted(unique, key=lambda r: r.record["round_id"])
-    return ordered, findings + _skips(ordered, by_hash)
+    return ordered, findings + _skips(ordered, by_hash, survived)

@@ -19,24 +19,49 @@ INFO = "info"
 
 #: Every finding code and its default severity.
 CODES: dict[str, str] = {
+    # one line
     "malformed_record": FAIL,
+    "duplicate_key": FAIL,
+    "non_canonical": FAIL,
+    # who signed it
     "unknown_site": FAIL,
     "federation_mismatch": FAIL,
     "bad_signature": FAIL,
+    # one site's chain
     "duplicate_record": FAIL,
     "fork": FAIL,
     "missing_round": FAIL,
     "reordered": FAIL,
     "round_not_increasing": FAIL,
+    "round_skipped": WARN,
+    # one site's policy along its chain
+    "budget_raised": FAIL,
+    "delta_changed": FAIL,
+    "accountant_changed": FAIL,
+    "dataset_size_changed": FAIL,
+    "delta_too_large": FAIL,
+    # the ε claims
     "epsilon_under_reported": FAIL,
     "epsilon_below_independent": FAIL,
     "budget_exceeded": FAIL,
     "sample_rate_inconsistent": FAIL,
     "non_poisson_sampling": FAIL,
     "no_secure_rng": WARN,
-    "round_skipped": INFO,
+    # the server's round log, and the records held against it
+    "server_not_on_roster": FAIL,
+    "server_log_invalid": FAIL,
+    "server_log_bad_signature": FAIL,
+    "server_log_truncated": FAIL,
+    "participation_unrecorded": FAIL,
+    "records_truncated": FAIL,
+    "models_differ": FAIL,
+    "model_not_announced": FAIL,
+    "parameters_differ": FAIL,
+    "round_not_in_server_log": WARN,
+    "record_outside_cohort": WARN,
+    # coverage
     "site_without_records": INFO,
-    "site_behind": INFO,
+    "site_behind": WARN,
 }
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -24,9 +25,11 @@ from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError, DataError, IntegrityError, ProtocolError
 from securefl.reports._canonical import (
     GENESIS_HASH,
+    DuplicateKeyError,
     canonical_bytes,
     record_hash,
     sign_record,
+    strict_loads,
     verify_signature,
 )
 
@@ -34,9 +37,12 @@ __all__ = [
     "RECORD_ACCOUNTANTS",
     "RECORD_FIELDS",
     "RECORD_VERSION",
+    "BadLine",
     "LoadedRecord",
     "RecordWriter",
+    "append_line",
     "parse_record",
+    "read_json_lines",
     "read_record_file",
 ]
 
@@ -89,9 +95,11 @@ def _str(rec: dict[str, Any], name: str, pattern: re.Pattern[str] | None = None)
 def parse_record(obj: object) -> dict[str, Any]:
     """Validate one decoded JSON line; return it with float fields as floats.
 
-    Integers written for float fields (``"epsilon": 1``) are accepted and
-    normalised, because the canonical form of the float 1.0 is what was signed.
-    Raises :class:`DataError` naming the first bad field.
+    Integers written for float fields (``"epsilon": 1``) are normalised to
+    floats, because the canonical form of the float 1.0 is what was signed; a
+    *file* holding such a line still fails the audit, which requires every
+    stored line to be byte-equal to its canonical encoding. Raises
+    :class:`DataError` naming the first bad field.
     """
     if not isinstance(obj, dict):
         raise DataError("a record must be a JSON object")
@@ -134,11 +142,17 @@ def parse_record(obj: object) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LoadedRecord:
-    """A record read from a file, with where it came from (for findings)."""
+    """A record read from a file, with where it came from (for findings).
+
+    ``canonical`` is False when the stored line is not byte-equal to the
+    canonical encoding of the record (e.g. spaces, key order, ``1`` for
+    ``1.0``): what was hashed and signed is then not what is stored.
+    """
 
     record: dict[str, Any]
     path: Path
     line: int
+    canonical: bool = True
 
     @property
     def hash(self) -> str:
@@ -146,25 +160,62 @@ class LoadedRecord:
         return record_hash(self.record)
 
 
-def read_record_file(path: Path) -> tuple[list[LoadedRecord], list[tuple[int, str]]]:
-    """Read a JSON-lines file: (valid records, [(line number, error)])."""
-    import json
+class BadLine(NamedTuple):
+    """A line that could not be read as a record, and why (``code`` is a finding code)."""
 
-    good: list[LoadedRecord] = []
-    bad: list[tuple[int, str]] = []
+    line: int
+    error: str
+    code: str = "malformed_record"
+
+
+def read_json_lines(
+    path: Path,
+) -> Iterator[tuple[int, bytes, Any] | BadLine]:
+    """Each non-empty line of ``path`` decoded strictly: ``(number, raw, value)`` or a BadLine.
+
+    Shared by the record and the server round-log readers: repeated keys and
+    non-JSON lines become :class:`BadLine` (codes ``duplicate_key`` and
+    ``malformed_record``).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw_file = Path(path).read_bytes()
+    except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for number, raw in enumerate(raw_file.split(b"\n"), start=1):
+        if not raw:
             continue
         try:
-            good.append(LoadedRecord(parse_record(json.loads(line)), path, number))
-        except json.JSONDecodeError as exc:
-            bad.append((number, f"not JSON ({exc.msg})"))
+            yield number, raw, strict_loads(raw)
+        except DuplicateKeyError as exc:
+            yield BadLine(
+                number, f"{exc}: a reader could not tell which value was signed", "duplicate_key"
+            )
+        except UnicodeDecodeError:
+            yield BadLine(number, "not UTF-8 text")
+        except ValueError as exc:
+            yield BadLine(number, f"not JSON ({getattr(exc, 'msg', exc)})")
+
+
+def read_record_file(path: Path) -> tuple[list[LoadedRecord], list[BadLine]]:
+    """Read a JSON-lines file: (valid records, lines that are not records).
+
+    A valid record whose line is not its canonical encoding is returned with
+    ``canonical=False`` (the audit fails it) rather than dropped, so the rest
+    of its chain can still be checked.
+    """
+    good: list[LoadedRecord] = []
+    bad: list[BadLine] = []
+    for item in read_json_lines(path):
+        if isinstance(item, BadLine):
+            bad.append(item)
+            continue
+        number, raw, value = item
+        try:
+            record = parse_record(value)
         except DataError as exc:
-            bad.append((number, str(exc)))
+            bad.append(BadLine(number, str(exc)))
+            continue
+        good.append(LoadedRecord(record, path, number, canonical_bytes(record) == raw))
     return good, bad
 
 
@@ -174,6 +225,18 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append ``line`` and a newline to ``path`` and fsync (the directory too when created)."""
+    created = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        fh.write(line + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    if created:
+        _fsync_dir(path.parent)
 
 
 class RecordWriter:
@@ -219,11 +282,12 @@ class RecordWriter:
                 os.fsync(fh.fileno())
         records, bad = read_record_file(self._path)
         if bad:
-            raise IntegrityError(f"{self._path}: line {bad[0][0]} is not a valid record")
+            raise IntegrityError(f"{self._path}: line {bad[0].line} is not a valid record")
         for loaded in records:
             rec = loaded.record
             ok = (
-                rec["prev_hash"] == self._prev_hash
+                loaded.canonical
+                and rec["prev_hash"] == self._prev_hash
                 and rec["federation"] == self._federation
                 and rec["site"] == self._site
                 and (self._last_round is None or rec["round_id"] > self._last_round)
@@ -274,15 +338,7 @@ class RecordWriter:
         }
         unsigned["signature"] = sign_record(unsigned, self._key)
         record = parse_record(unsigned)  # refuse to write what an audit would reject
-        line = canonical_bytes(record) + b"\n"
-        created = not self._path.exists()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("ab") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if created:
-            _fsync_dir(self._path.parent)
+        append_line(self._path, canonical_bytes(record))
         self._prev_hash = record_hash(record)
         self._last_round = round_id
         return record

@@ -11,11 +11,12 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from securefl.aggregation.base import AggregationMode, RoundContext, ServerAggregator
 from securefl.config import RoundConfig
 from securefl.errors import AbortError, ProtocolError, SecureFLError
-from securefl.params import ParamSpec
+from securefl.params import ParamSpec, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime.global_model import GlobalModel
 from securefl.strategy.base import Strategy
@@ -43,6 +44,13 @@ class RoundSummary:
     total_weight: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    #: what the round announced, for the server's signed round log
+    #: (:mod:`securefl.reports.server_log`): params_hash of the model sent
+    #: (None when the server holds no plaintext, as in he mode) and the settings
+    model_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    max_weight: float = 0.0
+    min_sites: int = 0
 
 
 class ServerDriver:
@@ -82,6 +90,7 @@ class ServerDriver:
         self._round = 0
         self._aggregator: ServerAggregator | None = None
         self._cohort: tuple[str, ...] = ()
+        self._announced: dict[str, Any] = {}
         self._reports: dict[str, m.Report] = {}
         self._best: float | None = None
         self._stale = 0
@@ -191,13 +200,21 @@ class ServerDriver:
         )
         self._aggregator = self.mode.server(ctx)
         self.stage = ServerStage.ROUND_OPEN
+        config = self.strategy.round_config(self._round)
+        plain = self.model.plaintext()
+        self._announced = {
+            "model_hash": None if plain is None else params_hash(plain),
+            "config": dict(config),
+            "max_weight": self.max_weight,
+            "min_sites": self.rounds.min_sites,
+        }
         start = m.RoundStart(
             cohort=self._cohort,
             model=self.model.payload(),
             spec=self.spec.to_dict(),
             max_weight=self.max_weight,
             min_sites=self.rounds.min_sites,
-            config=self.strategy.round_config(self._round),
+            config=config,
         ).to_bytes()
         out = [self._envelope(m.ROUND_START, site, start) for site in self._cohort]
         return out + self._aggregator.start()
@@ -233,6 +250,7 @@ class ServerDriver:
                 total_weight=weight,
                 metrics=metrics,
                 reason=reason,
+                **self._announced,
             )
         )
         if status == "abandoned":

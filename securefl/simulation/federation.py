@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 from securefl.aggregation.base import AggregationMode
 from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.errors import BudgetExhaustedError, ConfigError, SecureFLError
+from securefl.hazmat.sign import SigningKey
 from securefl.params import ParamSpec, model_vector
 from securefl.reports import RecordWriter, Roster
 from securefl.runtime.loop import run_server
@@ -77,12 +78,15 @@ class LocalFederation:
         self.hub = MemoryHub()
         self._server_transport = self.hub.connect(SERVER)
         self.signing_keys = {n: Ed25519PrivateKey.generate() for n in site_names}
+        # the server's identity: it signs the round log an audit holds records against
+        self.server_key = SigningKey.generate()
         self.roster = Roster(
             federation=federation,
             sites={
                 n: k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
                 for n, k in self.signing_keys.items()
             },
+            server=self.server_key.public_bytes(),
         )
         self.roster.save(self.workdir / "roster.json")
         setup = make_setup(

@@ -24,6 +24,7 @@ from securefl.data.federations import FederatedData, SiteData
 from securefl.dp import make_private
 from securefl.errors import ConfigError
 from securefl.params import load_vector_into, save_params
+from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
 from securefl.runtime.server import ServerDriver
 from securefl.runtime.site import Site
 from securefl.simulation.federation import LocalFederation
@@ -194,6 +195,7 @@ def run_simulation(
         )
 
     driver = fed.run(train_site, on_progress=on_progress)
+    _write_server_log(fed, driver)
     if not driver.history and fed.failures:  # nothing ran: the first site error is the answer
         raise next(iter(fed.failures.values()))
     final = driver.model.plaintext()
@@ -227,6 +229,33 @@ def run_simulation(
             json.dumps(result.summary(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
     return result
+
+
+def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
+    """The server's signed round log, next to the records and the roster."""
+    writer = ServerLogWriter(
+        fed.workdir / SERVER_LOG_NAME, federation=fed.federation, signing_key=fed.server_key
+    )
+    policy = dp_policy(
+        epsilon=fed.dp.epsilon,
+        delta=fed.dp.delta,
+        accountant=fed.dp.accountant,
+        local_epochs=fed.train.local_epochs,
+        max_grad_norm=fed.dp.max_grad_norm,
+    )
+    for h in driver.history:
+        writer.append(
+            round_id=h.round,
+            status=h.status,
+            cohort=h.cohort,
+            survivors=h.survivors,
+            model_hash=h.model_hash,
+            max_weight=h.max_weight,
+            min_sites=h.min_sites,
+            config=h.config,
+            dp=policy,
+            reason=h.reason,
+        )
 
 
 def _outcome(

@@ -135,3 +135,32 @@ def test_roster_round_trips_and_rejects_garbage(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError):
         Roster.load(tmp_path / "bad.json")
+
+
+def test_roster_with_a_server_key_is_version_2_and_validated(tmp_path: Path) -> None:
+    a, b, server = (raw_public(Ed25519PrivateKey.generate()) for _ in range(3))
+    Roster("fed", {"a": a, "b": b}, server).save(tmp_path / "roster.json")
+    data = json.loads((tmp_path / "roster.json").read_text())
+    assert data["version"] == 2 and data["server"] == {"name": "server", "public_key": server.hex()}
+    assert Roster.load(tmp_path / "roster.json") == Roster("fed", {"a": a, "b": b}, server)
+    schema = json.loads((SCHEMA.parent / "roster.json").read_text())
+    jsonschema.validate(data, schema)
+    jsonschema.validate(Roster("fed", {"a": a}).to_dict(), schema)
+    # a site that holds the server key could sign the log it is checked against
+    with pytest.raises(DataError, match="server"):
+        Roster("fed", {"a": a, "b": b}, a)
+    with pytest.raises(DataError, match="share"):
+        Roster("fed", {"a": a, "b": a})
+    with pytest.raises(DataError):
+        Roster("fed", {"server": a}, server)
+    for bad in (
+        dict(data, version=1),  # a version 1 roster has no server entry
+        {k: v for k, v in data.items() if k != "server"},  # version 2 needs one
+        dict(data, server={"name": "srv", "public_key": server.hex()}),
+        dict(data, server={"name": "server", "public_key": server.hex()[:-2]}),
+        dict(data, extra=1),
+        dict(data, version=True),
+    ):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(DataError):
+            Roster.load(tmp_path / "bad.json")

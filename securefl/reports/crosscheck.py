@@ -1,0 +1,294 @@
+"""Checks across sites and against the server's signed round log.
+
+Why: each site's chain only speaks for that site. Held side by side, the
+records of one round must name one model (a server that sends two sites
+different models can isolate one update, Pasquini et al., CCS 2022), and held
+against the server's round log (:mod:`securefl.reports.server_log`) every
+site the log lists among a round's survivors must have a record of it (a site
+that drops an expensive round and re-signs the rest, or a folder cut short,
+no longer passes), under the DP policy the server announced.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from securefl.reports.findings import CODES, INFO, WARN, Finding
+from securefl.reports.records import LoadedRecord
+
+__all__ = [
+    "check_against_log",
+    "check_coverage",
+    "check_expected_rounds",
+    "check_models_agree",
+    "survived_rounds",
+]
+
+Log = dict[int, dict[str, Any]]
+
+
+def _finding(
+    code: str,
+    site: str | None,
+    round_id: int | None,
+    message: str,
+    expected: str,
+    location: str | None,
+) -> Finding:
+    return Finding(code, CODES[code], site, round_id, message, expected, location)
+
+
+def _at(loaded: LoadedRecord) -> str:
+    return f"{loaded.path}:{loaded.line}"
+
+
+def survived_rounds(log: Log, site: str) -> set[int]:
+    """The rounds the log lists ``site`` among the survivors of."""
+    return {r for r, entry in log.items() if site in entry["survivors"]}
+
+
+def check_models_agree(by_site: dict[str, list[LoadedRecord]]) -> list[Finding]:
+    """One round, one model: records of a round that name different model hashes fail."""
+    rounds: dict[int, dict[str, list[LoadedRecord]]] = defaultdict(lambda: defaultdict(list))
+    for records in by_site.values():
+        for loaded in records:
+            rounds[loaded.record["round_id"]][loaded.record["model_hash"]].append(loaded)
+    out: list[Finding] = []
+    for round_id, by_hash in sorted(rounds.items()):
+        if len(by_hash) < 2:
+            continue
+        groups = "; ".join(
+            f"{h[:12]}...: {', '.join(sorted(r.record['site'] for r in recs))}"
+            for h, recs in sorted(by_hash.items())
+        )
+        out.append(
+            _finding(
+                "models_differ",
+                None,
+                round_id,
+                f"sites received different models in round {round_id} ({groups})",
+                "one model hash per round",
+                _at(next(iter(by_hash.values()))[0]),
+            )
+        )
+    return out
+
+
+def _parameters(loaded: LoadedRecord, entry: dict[str, Any]) -> list[str]:
+    rec, dp = loaded.record, entry["dp"]
+    differ = [
+        f"{name} {ours!r} (announced {theirs!r})"
+        for name, ours, theirs in (
+            ("delta", rec["delta"], dp["delta"]),
+            ("accountant", rec["accountant"], dp["accountant"]),
+            ("max_grad_norm", rec["event"]["max_grad_norm"], dp["max_grad_norm"]),
+        )
+        if ours != theirs
+    ]
+    if rec["epsilon_budget"] > dp["epsilon"]:
+        differ.append(f"epsilon_budget {rec['epsilon_budget']!r} (announced {dp['epsilon']!r})")
+    return differ
+
+
+def _record_vs_entry(loaded: LoadedRecord, log: Log, where: str) -> list[Finding]:
+    rec = loaded.record
+    site, rnd = rec["site"], rec["round_id"]
+    entry = log.get(rnd)
+    if entry is None:
+        return [
+            _finding(
+                "round_not_in_server_log",
+                site,
+                rnd,
+                f"the server's round log has no round {rnd}",
+                f"round {rnd} in {where}",
+                _at(loaded),
+            )
+        ]
+    out: list[Finding] = []
+    if site not in entry["cohort"]:
+        out.append(
+            _finding(
+                "record_outside_cohort",
+                site,
+                rnd,
+                f"the round log does not list {site!r} in round {rnd}'s cohort",
+                f"a cohort member of round {rnd}",
+                _at(loaded),
+            )
+        )
+    if entry["model_hash"] is not None and rec["model_hash"] != entry["model_hash"]:
+        out.append(
+            _finding(
+                "model_not_announced",
+                site,
+                rnd,
+                f"the record names model {rec['model_hash'][:12]}..., the server sent "
+                f"{entry['model_hash'][:12]}...",
+                f"model_hash = {entry['model_hash']}",
+                _at(loaded),
+            )
+        )
+    differ = _parameters(loaded, entry)
+    if differ:
+        out.append(
+            _finding(
+                "parameters_differ",
+                site,
+                rnd,
+                "the record's parameters differ from what the server announced: "
+                + "; ".join(differ),
+                "the announced δ, accountant and clip, and a budget no higher",
+                _at(loaded),
+            )
+        )
+    return out
+
+
+def _participation(site: str, records: list[LoadedRecord], log: Log, where: str) -> list[Finding]:
+    recorded = {r.record["round_id"] for r in records}
+    missing = sorted(survived_rounds(log, site) - recorded)
+    last = max(recorded, default=-1)
+    out = [
+        _finding(
+            "participation_unrecorded",
+            site,
+            rnd,
+            f"the server's round log lists {site!r} among round {rnd}'s survivors, "
+            "but the site has no record of it",
+            f"a record for round {rnd}",
+            where,
+        )
+        for rnd in missing
+        if rnd < last
+    ]
+    tail = [rnd for rnd in missing if rnd > last]
+    if tail:
+        out.append(
+            _finding(
+                "records_truncated",
+                site,
+                tail[0],
+                f"the records stop at round {last if recorded else 'none'}; the server's round "
+                f"log shows the site took part in rounds {', '.join(map(str, tail))}",
+                f"records up to round {tail[-1]}",
+                where,
+            )
+        )
+    return out
+
+
+def check_against_log(
+    by_site: dict[str, list[LoadedRecord]], sites: list[str], log: Log, where: str
+) -> list[Finding]:
+    """Every record against its round's log line, every survivor against its records.
+
+    ``sites``: every site to hold against the log (the roster's and those
+    with records); ``where``: the log's path, for findings about absent records.
+    """
+    out: list[Finding] = []
+    for site in sites:
+        records = by_site.get(site, [])
+        for loaded in records:
+            out += _record_vs_entry(loaded, log, where)
+        out += _participation(site, records, log, where)
+    return out
+
+
+def check_expected_rounds(
+    by_site: dict[str, list[LoadedRecord]], sites: list[str], log: Log | None, expected: int
+) -> list[Finding]:
+    """What the auditor was told to expect: ``expected`` rounds.
+
+    With a round log, the log must hold that many rounds (the per-site check
+    is then :func:`check_against_log`, which knows who took part); without
+    one, every roster site must have at least that many records.
+    """
+    if log is not None:
+        if len(log) >= expected:
+            return []
+        return [
+            _finding(
+                "server_log_truncated",
+                None,
+                None,
+                f"the server's round log holds {len(log)} round(s), {expected} were expected",
+                f"{expected} rounds",
+                None,
+            )
+        ]
+    return [
+        _finding(
+            "records_truncated",
+            site,
+            None,
+            f"{len(by_site.get(site, []))} record(s), {expected} rounds were expected",
+            f"at least {expected} records",
+            None,
+        )
+        for site in sites
+        if len(by_site.get(site, [])) < expected
+    ]
+
+
+def check_coverage(
+    by_site: dict[str, list[LoadedRecord]], roster_sites: list[str], log: Log | None
+) -> list[Finding]:
+    """Chains that start late or stop early compared with the other sites'.
+
+    Without a round log that is a warning: a site that joined late or dropped
+    out looks the same as one whose first or last records were removed (and
+    re-signed). With a verified log it is informational, because
+    :func:`check_against_log` already fails every round the site survived
+    without a record of it.
+    """
+    severity = WARN if log is None else INFO
+    bounds = {
+        site: (records[0].record["round_id"], records[-1].record["round_id"])
+        for site, records in by_site.items()
+        if records
+    }
+    out = [
+        Finding(
+            "site_without_records",
+            INFO,
+            site,
+            None,
+            "no records from this roster site",
+            "records/<site>.jsonl",
+        )
+        for site in sorted(set(roster_sites) - set(bounds))
+    ]
+    if not bounds:
+        return out
+    start = min(first for first, _ in bounds.values())
+    final = max(last for _, last in bounds.values())
+    for site, (first, last) in sorted(bounds.items()):
+        if first > start:
+            out.append(
+                Finding(
+                    "round_skipped",
+                    severity,
+                    site,
+                    first,
+                    f"first record is round {first}; other sites recorded from round {start} "
+                    "(joined late, or earlier records are missing)",
+                    f"records from round {start}",
+                    _at(by_site[site][0]),
+                )
+            )
+        if last < final:
+            out.append(
+                Finding(
+                    "site_behind",
+                    severity,
+                    site,
+                    last + 1,
+                    f"last record is round {last}; other sites recorded up to round {final} "
+                    "(dropped out, or later records are missing)",
+                    f"records up to round {final}",
+                    _at(by_site[site][-1]),
+                )
+            )
+    return out

@@ -1,0 +1,201 @@
+"""The server's signed round log, and the records held against it.
+
+Each test plays one party: a server that edits or forges its log, a site that
+forges the server's log with its own key, a server that sent two sites
+different models, a site whose records claim other parameters than the
+server announced, a folder whose records were cut short.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from reports_fixtures import Federation, model_hash
+
+from securefl.cli.audit import audit as audit_command
+from securefl.errors import IntegrityError, ProtocolError
+from securefl.hazmat.sign import SigningKey
+from securefl.reports import Roster, audit
+from securefl.reports.server_log import ServerLogWriter, dp_policy, read_server_log
+
+Builder = Callable[..., Federation]
+
+
+def failing(fed: Federation, **kwargs: object) -> dict[str, list[tuple[str | None, int | None]]]:
+    out: dict[str, list[tuple[str | None, int | None]]] = {}
+    for f in audit([fed.root], **kwargs).findings:  # type: ignore[arg-type]
+        if f.fails:
+            out.setdefault(f.code, []).append((f.site, f.round_id))
+    return out
+
+
+@pytest.fixture
+def fed(builder: Builder) -> Federation:
+    """Two sites, three rounds, with the server's round log and key."""
+    return builder({"alpha": 640, "beta": 1280}, server_log=True)
+
+
+def test_honest_log_passes_and_is_used(fed: Federation) -> None:
+    report = audit([fed.root])
+    assert report.passed and report.server_log == str(fed.log_path.resolve())
+    assert Roster.load(fed.root / "roster.json").server == fed.server_key.public_bytes()
+
+
+def test_writer_continues_its_chain_and_refuses_what_it_did_not_write(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    policy = dp_policy(epsilon=1, delta=1e-5, accountant="prv", local_epochs=1, max_grad_norm=1)
+    line = dict(
+        status="aggregated",
+        cohort=["a", "b"],
+        survivors=["a", "b"],
+        model_hash=None,
+        max_weight=10.0,
+        min_sites=2,
+        config={"proximal_mu": 0.0},
+        dp=policy,
+    )
+    ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=key).append(
+        round_id=1, **line
+    )
+    again = ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=key)
+    with pytest.raises(ProtocolError):
+        again.append(round_id=1, **line)
+    again.append(round_id=2, **line)
+    entries, findings = read_server_log(
+        tmp_path / "log.jsonl", federation="f", public_key=key.public_bytes()
+    )
+    assert findings == [] and entries is not None and sorted(entries) == [1, 2]
+    with pytest.raises(IntegrityError):  # another key cannot continue this log
+        ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=SigningKey.generate())
+
+
+def test_edited_log_line_is_a_bad_signature(fed: Federation) -> None:
+    # the server pretends beta did not survive round 1 after the fact
+    log = fed.log_lines()
+    log[1]["survivors"] = ["alpha"]
+    fed.write_log(log)
+    found = failing(fed)
+    assert found["server_log_bad_signature"] == [(None, 1)]
+    assert found["server_log_invalid"] == [(None, 2)]  # the next line links to the original
+
+
+def test_log_forged_by_a_site_key_is_a_bad_signature(fed: Federation) -> None:
+    # alpha drops its round 1 and forges a log without it, signed with alpha's own key
+    recs = fed.lines("alpha")
+    fed.rewrite_chain("alpha", [recs[0], recs[2]])
+    log = fed.log_lines()
+    log[1]["survivors"] = ["beta"]
+    alpha = SigningKey.from_private_bytes(fed.keys["alpha"].private_bytes_raw())
+    fed.rewrite_log(log, key=alpha)
+    found = failing(fed)
+    assert set(found) == {"server_log_bad_signature"}
+    assert len(found["server_log_bad_signature"]) == 3
+
+
+def test_log_line_removed_breaks_its_chain(fed: Federation) -> None:
+    log = fed.log_lines()
+    fed.write_log([log[0], log[2]])
+    assert failing(fed) == {"server_log_invalid": [(None, 2)]}
+
+
+def test_log_with_a_duplicate_key_is_invalid(fed: Federation) -> None:
+    text = fed.log_path.read_text().splitlines()
+    text[0] = text[0].replace('"status":', '"status":"abandoned","status":', 1)
+    fed.log_path.write_text("\n".join(text) + "\n")
+    assert "server_log_invalid" in failing(fed)
+
+
+def test_log_without_a_server_key_on_the_roster_fails(fed: Federation) -> None:
+    roster = Roster.load(fed.root / "roster.json")
+    Roster(roster.federation, roster.sites).save(fed.root / "roster.json")  # version 1
+    assert failing(fed) == {"server_not_on_roster": [(None, None)]}
+
+
+def test_sites_that_received_different_models_fail(fed: Federation) -> None:
+    # the server sent beta another model in round 1; beta recorded what it got
+    recs = fed.lines("beta")
+    recs[1]["model_hash"] = model_hash(99)
+    fed.rewrite_chain("beta", recs)
+    assert failing(fed) == {"models_differ": [(None, 1)], "model_not_announced": [("beta", 1)]}
+    fed.log_path.unlink()  # without the log the records still disagree with each other
+    assert failing(fed) == {"models_differ": [(None, 1)]}
+
+
+def test_record_parameters_other_than_announced_fail(fed: Federation) -> None:
+    # alpha claims a higher budget and a larger δ from its first round on: the chain
+    # itself is consistent, only the server's announcement shows it
+    recs = fed.lines("alpha")
+    for rec in recs:
+        rec["epsilon_budget"], rec["delta"] = 50.0, 1e-4
+        rec["event"]["max_grad_norm"] = 4.0
+    fed.rewrite_chain("alpha", recs)
+    found = failing(fed)
+    assert found == {"parameters_differ": [("alpha", 0), ("alpha", 1), ("alpha", 2)]}
+    message = next(f.message for f in audit([fed.root]).findings if f.code == "parameters_differ")
+    assert "delta" in message and "epsilon_budget" in message and "max_grad_norm" in message
+
+
+def test_truncated_records_fail_against_the_log(fed: Federation) -> None:
+    # the last record removed: what remains is a valid chain
+    fed.write_lines("alpha", fed.lines("alpha")[:2])
+    assert failing(fed) == {"records_truncated": [("alpha", 2)]}
+    fed.write_lines("beta", [])
+    assert failing(fed) == {"records_truncated": [("alpha", 2), ("beta", 0)]}
+
+
+def test_truncated_records_pass_without_expectations(builder: Builder) -> None:
+    fed = builder({"alpha": 640, "beta": 1280})
+    fed.write_lines("alpha", fed.lines("alpha")[:2])
+    assert failing(fed) == {}
+
+
+def test_expect_rounds_fails_truncated_records_without_a_log(builder: Builder) -> None:
+    fed = builder({"alpha": 640, "beta": 1280})
+    fed.write_lines("alpha", fed.lines("alpha")[:2])
+    assert failing(fed, expect_rounds=3) == {"records_truncated": [("alpha", None)]}
+    assert failing(fed, expect_rounds=2) == {}
+
+
+def test_expect_rounds_fails_a_truncated_log(fed: Federation) -> None:
+    fed.write_log(fed.log_lines()[:2])  # a prefix is still a valid chain
+    assert failing(fed, expect_rounds=3) == {"server_log_truncated": [(None, None)]}
+    assert failing(fed, expect_rounds=2) == {}
+
+
+def test_explicit_server_log_flag(fed: Federation, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere.jsonl"
+    fed.log_path.rename(moved)
+    fed.write_lines("alpha", fed.lines("alpha")[:2])
+    runner = CliRunner()
+    assert runner.invoke(audit_command, [str(fed.root)]).exit_code == 0
+    result = runner.invoke(audit_command, [str(fed.root), "--server-log", str(moved), "--json"])
+    assert result.exit_code == 1 and '"records_truncated"' in result.output
+    result = runner.invoke(audit_command, [str(fed.root), "--expect-rounds", "3", "--json"])
+    assert result.exit_code == 1 and '"records_truncated"' in result.output
+    missing = runner.invoke(audit_command, [str(fed.root), "--server-log", str(tmp_path / "no")])
+    assert missing.exit_code not in (0, 1)
+
+
+def test_record_for_a_round_the_log_does_not_have_warns(fed: Federation) -> None:
+    fed.write_log(fed.log_lines()[:2])
+    findings = [f for f in audit([fed.root]).findings if f.code == "round_not_in_server_log"]
+    assert {(f.site, f.round_id, f.severity) for f in findings} == {
+        ("alpha", 2, "warn"),
+        ("beta", 2, "warn"),
+    }
+
+
+def test_log_lines_validate_against_the_json_schema(fed: Federation) -> None:
+    import jsonschema
+
+    schema_path = Path(__file__).parents[2] / "docs" / "schema" / "server-round-log-v1.json"
+    schema = json.loads(schema_path.read_text())
+    lines = fed.log_lines()
+    for line in lines:
+        jsonschema.validate(line, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(dict(lines[0], status="skipped"), schema)
