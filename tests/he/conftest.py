@@ -18,6 +18,7 @@ from securefl.he import (
     BFV_N4096,
     CKKS_N4096,
     CKKS_N8192,
+    PRESETS,
     HEPreset,
     HEServerMode,
     HESiteMode,
@@ -94,13 +95,6 @@ def ckks8192_secret(ckks8192_kit: Kit) -> SecretContext:
     return ckks8192_kit.secret
 
 
-@pytest.fixture(params=["bfv_kit", "ckks_kit", "ckks8192_kit"])
-def kit(request: pytest.FixtureRequest) -> Kit:
-    """Each preset in turn."""
-    value: Kit = request.getfixturevalue(request.param)
-    return value
-
-
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -135,3 +129,16 @@ def craft_vector(
         assert scale is not None
         out += b"\x19" + struct.pack("<d", scale)
     return out
+
+
+_KITS: dict[str, Kit] = {}
+
+
+@pytest.fixture(params=sorted(PRESETS))
+def any_kit(request: pytest.FixtureRequest) -> Kit:
+    """Every preset in turn (kits made once per session)."""
+    name: str = request.param
+    if name not in _KITS:
+        preset = PRESETS[name]
+        _KITS[name] = _kit(preset, clip=0.1) if preset.scheme == "bfv" else _kit(preset)
+    return _KITS[name]
