@@ -71,8 +71,54 @@ def _secret_bytes(ctx: ts.Context) -> bytes:
     )
 
 
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _proto_fields(data: bytes) -> dict[int, bytes]:
+    """Length-delimited top-level fields of a protobuf message (others skipped)."""
+    out: dict[int, bytes] = {}
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        wire = key & 7
+        if wire == 2:
+            n, i = _varint(data, i)
+            out[key >> 3] = data[i : i + n]
+            i += n
+        elif wire == 0:
+            _, i = _varint(data, i)
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError("unexpected protobuf wire type")
+    return out
+
+
 def _key_id(secret_bytes: bytes) -> bytes:
-    return hashlib.sha256(_KEY_ID_DOMAIN + secret_bytes).digest()[:_KEY_ID_LEN]
+    """A hash of the parameters and the secret key only.
+
+    TenSEAL's context serialization (``TenSEALContextProto``) also holds
+    flags that change when the context is used, so hashing all of it would
+    give one key several ids: fields 1 (encryption parameters) and 3 (the
+    private part, holding the secret key) are what identify the key.
+    """
+    try:
+        fields = _proto_fields(secret_bytes)
+        parts = (fields[1], fields[3])
+    except (IndexError, KeyError, ValueError):
+        raise WireError("HE context bytes do not decode") from None
+    digest = hashlib.sha256(_KEY_ID_DOMAIN)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.digest()[:_KEY_ID_LEN]
 
 
 def _new_tenseal(preset: HEPreset) -> ts.Context:
