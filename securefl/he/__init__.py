@@ -19,8 +19,6 @@ refuse an aggregate that honest clipped inputs cannot produce
 from securefl.he._context import PublicContext, SecretContext
 from securefl.he._decrypt import OpenedAggregate, decrypt_aggregate, decrypt_sum, open_aggregate
 from securefl.he._messages import STAGE_UPDATE
-from securefl.he._server import HEServer, HEServerMode
-from securefl.he._site import HESite, HESiteMode
 from securefl.he._presets import (
     BFV_N4096,
     CKKS_N4096,
@@ -31,6 +29,8 @@ from securefl.he._presets import (
     HEPreset,
     preset_by_name,
 )
+from securefl.he._server import HEServer, HEServerMode
+from securefl.he._site import HESite, HESiteMode
 
 __all__ = [
     "BFV_N4096",

@@ -96,9 +96,9 @@ def open_aggregate(
         assert preset.plain_modulus is not None
         t, levels = preset.plain_modulus, preset.quant_levels
         centred = np.where(raw > t // 2, raw - t, raw)
-        peak = int(np.max(np.abs(centred))) if centred.size else 0
-        if peak > n * levels:
-            raise _infeasible(round_id, f"a coordinate of {peak} levels exceeds {n}·{levels}")
+        top = int(np.max(np.abs(centred))) if centred.size else 0
+        if top > n * levels:
+            raise _infeasible(round_id, f"a coordinate of {top} levels exceeds {n}·{levels}")
         normalized = _fixed_point.dequantize_sum(
             raw, clip=secret.clip, levels=levels, summands=n, modulus=t
         )
@@ -108,7 +108,9 @@ def open_aggregate(
         finite = bool(np.all(np.isfinite(normalized)))
         peak = float(np.max(np.abs(normalized))) if finite and normalized.size else 0.0
         if not finite or peak > bound:
-            raise _infeasible(round_id, f"a coordinate of {peak:.3g} exceeds {n}·clip = {bound:.3g}")
+            raise _infeasible(
+                round_id, f"a coordinate of {peak:.3g} exceeds {n}·clip = {bound:.3g}"
+            )
     return OpenedAggregate(
         round=round_id,
         sites=sites,
@@ -125,7 +127,7 @@ def decrypt_sum(
     roster: Mapping[str, bytes],
     federation: str,
 ) -> npt.NDArray[np.float64]:
-    """Decrypt an aggregate blob to ``Σ w·Δ`` (float64), after every check of :func:`open_aggregate`."""
+    """Decrypt an aggregate blob to ``Σ w·Δ`` (float64), after every check of ``open_aggregate``."""
     opened = open_aggregate(
         secret_context, encrypted_sum, dimension, roster=roster, federation=federation
     )

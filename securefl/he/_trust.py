@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 PUBLIC_CONTEXT_DOMAIN = "he/public-context/v1"
-SECRET_CONTEXT_DOMAIN = "he/secret-context/v1"
+SECRET_CONTEXT_DOMAIN = "he/secret-context/v1"  # noqa: S105 (a domain name, not a secret)
 UPDATE_DOMAIN = "he/update/v1"
 _FORMAT = "securefl-he-signed-context"
 _FIELDS = {"v", "format", "kind", "federation", "maker", "context", "signature"}

@@ -5,9 +5,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import FEDERATION, Kit, make_kit
 
 from securefl.aggregation.base import RoundContext
-from conftest import FEDERATION, Kit, make_kit
 from securefl.errors import AbortError, ConfigError, IntegrityError, WireError
 from securefl.he import (
     CKKS_N4096,
@@ -25,7 +25,12 @@ D = 5000  # two chunks in every preset
 
 def _rc(cohort: tuple[str, ...], d: int = D, min_sites: int = 2) -> RoundContext:
     return RoundContext(
-        federation=FEDERATION, round=3, cohort=cohort, dimension=d, max_weight=100.0, min_sites=min_sites
+        federation=FEDERATION,
+        round=3,
+        cohort=cohort,
+        dimension=d,
+        max_weight=100.0,
+        min_sites=min_sites,
     )
 
 

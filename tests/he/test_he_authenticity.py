@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import FEDERATION, Kit, make_kit
+from test_he_aggregate import signed_update
+
 from securefl.aggregation.base import RoundContext
 from securefl.errors import AbortError, ConfigError, IntegrityError, SecureFLError, WireError
 from securefl.hazmat.sign import SigningKey, signed_message
@@ -28,7 +29,6 @@ from securefl.he._codec import decrypt_chunks, encrypt_chunks, load_chunks
 from securefl.he._fixed_point import quantize
 from securefl.he._trust import PUBLIC_CONTEXT_DOMAIN, sign_context
 from securefl.wire import SERVER, Envelope, pack, unpack
-from test_he_aggregate import signed_update
 
 D = 300  # one chunk in every preset
 COHORT = ("a", "b", "c")
@@ -244,8 +244,12 @@ def test_sites_refuse_a_sum_holding_a_chunk_under_another_key(any_kit: Kit) -> N
     )
     with pytest.raises(AbortError, match="cannot come from honest inputs"):
         decrypt_aggregate(
-            any_kit.secret, res.encrypted_sum, res.total_weight, D,
-            roster=any_kit.roster, federation=FEDERATION,
+            any_kit.secret,
+            res.encrypted_sum,
+            res.total_weight,
+            D,
+            roster=any_kit.roster,
+            federation=FEDERATION,
         )
 
 

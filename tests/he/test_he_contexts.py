@@ -4,11 +4,10 @@ import pickle
 
 import pytest
 import tenseal as ts
-
 from conftest import FEDERATION, Kit
+
 from securefl.aggregation.base import RoundContext
-from securefl.errors import ConfigError, IntegrityError
-from securefl.hazmat.sign import SigningKey
+from securefl.errors import ConfigError
 from securefl.he import (
     BFV_N4096,
     PRESETS,

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import tenseal as ts
 import tenseal.sealapi as sealapi
-
 from conftest import FEDERATION, Kit, craft_vector, seal_bytes
+from test_he_aggregate import signed_update
+
 from securefl.aggregation.base import (
     AggregateResult,
     AggregationMode,
@@ -34,7 +35,6 @@ from securefl.runtime.encrypted_model import EncryptedAggregatesModel
 from securefl.runtime.server import ServerDriver
 from securefl.strategy import make_strategy
 from securefl.wire import SERVER, Envelope
-from test_he_aggregate import signed_update
 
 D = 5000  # two or three chunks in every preset: the bad chunk is the last one
 COHORT = ("a", "b", "c")
@@ -102,7 +102,7 @@ def _bad_chunks(kit: Kit, case: str, tmp: Path) -> list[bytes]:
     """A whole update whose chunks are honest but for the last one."""
     scheme = kit.secret.preset.scheme
     good = encrypt_chunks(kit.secret, np.zeros(D, np.int64 if scheme == "bfv" else np.float64))
-    return good[:-1] + [_bad_last(kit, case, tmp)]
+    return [*good[:-1], _bad_last(kit, case, tmp)]
 
 
 CASES = [
@@ -149,8 +149,16 @@ def _driver(kit: Kit, cohort: tuple[str, ...], mode: AggregationMode | None = No
         expected_sites=cohort,
     )
     for site in cohort:
-        driver.handle(Envelope(federation=FEDERATION, round=0, stage="fed/hello", sender=site,
-                               receiver=SERVER, payload=b""))
+        driver.handle(
+            Envelope(
+                federation=FEDERATION,
+                round=0,
+                stage="fed/hello",
+                sender=site,
+                receiver=SERVER,
+                payload=b"",
+            )
+        )
     return driver
 
 
@@ -200,8 +208,9 @@ class _Exploding(ServerAggregator):
     @property
     def result(self) -> AggregateResult | None:
         if self.sent | self.gone >= set(self.ctx.cohort):
-            return AggregateResult(total_weight=1.0, survivors=tuple(sorted(self.sent)),
-                                   encrypted_sum=b"")
+            return AggregateResult(
+                total_weight=1.0, survivors=tuple(sorted(self.sent)), encrypted_sum=b""
+            )
         return None
 
     @property
@@ -223,11 +232,18 @@ class _ExplodingMode(AggregationMode):
 def test_any_error_in_one_peers_message_drops_that_peer_not_the_server(bfv_kit: Kit) -> None:
     driver = _driver(bfv_kit, COHORT, _ExplodingMode())
     for site in ("c", "a", "b"):
-        driver.handle(Envelope(federation=FEDERATION, round=1, stage="he/update", sender=site,
-                               receiver=SERVER, payload=b""))
+        driver.handle(
+            Envelope(
+                federation=FEDERATION,
+                round=1,
+                stage="he/update",
+                sender=site,
+                receiver=SERVER,
+                payload=b"",
+            )
+        )
     assert driver.history[-1].status == "aggregated"
     assert driver.history[-1].survivors == ("a", "b")
-
 
 
 def test_an_unexpected_library_error_rejects_only_the_sender(
@@ -248,7 +264,9 @@ def test_an_unexpected_library_error_rejects_only_the_sender(
     rc = _rc()
     server = bfv_kit.server_mode().server(rc)
     for site in "ab":
-        server.handle(bfv_kit.site_mode(site).site(rc, site).submit(np.zeros(D, np.float32), 5.0)[0])
+        server.handle(
+            bfv_kit.site_mode(site).site(rc, site).submit(np.zeros(D, np.float32), 5.0)[0]
+        )
     server.handle(signed_update(bfv_kit, "c", rc, poison))
     assert isinstance(server.rejected["c"], WireError)
     assert server.result is not None and server.result.survivors == ("a", "b")
