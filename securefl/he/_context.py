@@ -5,9 +5,10 @@ secret key reaching the server. So the secret context is its own type that
 refuses pickling and only serializes when asked with
 ``include_secret_key=True``; the server builds a :class:`PublicContext` from
 bytes and that constructor refuses any context that can decrypt. Both carry a
-``key_id`` (a hash of the secret key, never the key) so a ciphertext made
-under another key is refused at the server instead of silently decrypting to
-noise at the sites.
+``key_id`` (a hash of the parameters and secret key, never the key): a label
+that catches a site provisioned with the wrong kit. It authenticates nothing;
+the signatures in :mod:`securefl.he._trust` and the feasibility check in
+:mod:`securefl.he._decrypt` do.
 
 Both are signed by the site that generated them (:mod:`securefl.he._trust`):
 ``from_signed`` checks the maker's signature against the roster before
@@ -198,6 +199,8 @@ class SecretContext:
         #: BFV: each coordinate of w/max_weight·Δ is clipped to [-clip, clip] before quantization.
         self.clip = clip
         self.key_id = key_id
+        #: The roster site that made and signed this context (``None`` if loaded unsigned).
+        self.maker: str | None = None
 
     @classmethod
     def generate(cls, preset: HEPreset = DEFAULT_PRESET, *, clip: float = 1.0) -> SecretContext:
@@ -293,8 +296,12 @@ class SecretContext:
         cls, data: bytes, *, roster: Mapping[str, bytes], federation: str
     ) -> SecretContext:
         """Load a secret context after checking its maker's signature against the roster."""
-        _, inner = open_signed_context(data, kind="secret", roster=roster, federation=federation)
-        return cls.from_bytes(inner)
+        maker, inner = open_signed_context(
+            data, kind="secret", roster=roster, federation=federation
+        )
+        loaded = cls.from_bytes(inner)
+        loaded.maker = maker
+        return loaded
 
     def public(self) -> PublicContext:
         """This context's public half, as the server would load it."""
@@ -318,6 +325,8 @@ class PublicContext:
         self.preset = preset
         self.clip = clip
         self.key_id = key_id
+        #: The roster site that made and signed this context (``None`` if loaded unsigned).
+        self.maker: str | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PublicContext:
@@ -337,8 +346,12 @@ class PublicContext:
         cls, data: bytes, *, roster: Mapping[str, bytes], federation: str
     ) -> PublicContext:
         """Load the server's context after checking its maker's signature against the roster."""
-        _, inner = open_signed_context(data, kind="public", roster=roster, federation=federation)
-        return cls.from_bytes(inner)
+        maker, inner = open_signed_context(
+            data, kind="public", roster=roster, federation=federation
+        )
+        loaded = cls.from_bytes(inner)
+        loaded.maker = maker
+        return loaded
 
     @property
     def tenseal(self) -> ts.Context:
