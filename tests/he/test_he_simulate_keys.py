@@ -1,4 +1,4 @@
-"""In ``simulate``, a site makes the HE keys; the server only ever holds the signed public context."""
+"""In ``simulate`` a site makes the HE keys; the server holds only the signed public context."""
 
 from __future__ import annotations
 
