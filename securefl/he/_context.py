@@ -41,7 +41,7 @@ __all__ = ["PublicContext", "SecretContext", "max_clip"]
 
 _FORMAT = "securefl-he-context"
 _VERSION = 1
-_KEY_ID_DOMAIN = b"securefl/he/key-id/v1\x00"
+_KEY_ID_DOMAIN = b"securefl/he/key-id/v2\x00"
 _KEY_ID_LEN = 16
 
 
