@@ -5,18 +5,20 @@ integers, see :mod:`securefl.he._presets`); the server loads only
 ``SecretContext.public_context_bytes()``. Read ``threat_models/he.md`` before
 deploying: every site holds the same key, so one site colluding with the
 server can read every update.
+
+Contexts are signed by the site that made them and every upload by its
+sender (Ed25519 identities on the roster, :mod:`securefl.he._trust`); sites
+refuse an aggregate that honest clipped inputs cannot produce
+(:mod:`securefl.he._decrypt`). Modules: ``_presets`` (parameter sets),
+``_context`` (secret/public contexts), ``_codec`` (chunks, structural checks),
+``_pool`` (helper processes), ``_fixed_point`` (BFV quantization),
+``_messages`` (byte formats), ``_site`` / ``_server`` (the two halves),
+``_decrypt`` (opening an aggregate).
 """
 
-from securefl.he._aggregator import (
-    STAGE_UPDATE,
-    HEServer,
-    HEServerMode,
-    HESite,
-    HESiteMode,
-    decrypt_aggregate,
-    decrypt_sum,
-)
 from securefl.he._context import PublicContext, SecretContext
+from securefl.he._decrypt import OpenedAggregate, decrypt_aggregate, decrypt_sum, open_aggregate
+from securefl.he._messages import STAGE_UPDATE
 from securefl.he._presets import (
     BFV_N4096,
     CKKS_N4096,
@@ -27,6 +29,8 @@ from securefl.he._presets import (
     HEPreset,
     preset_by_name,
 )
+from securefl.he._server import HEServer, HEServerMode
+from securefl.he._site import HESite, HESiteMode
 
 __all__ = [
     "BFV_N4096",
@@ -41,9 +45,11 @@ __all__ = [
     "HEServerMode",
     "HESite",
     "HESiteMode",
+    "OpenedAggregate",
     "PublicContext",
     "SecretContext",
     "decrypt_aggregate",
     "decrypt_sum",
+    "open_aggregate",
     "preset_by_name",
 ]

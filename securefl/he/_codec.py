@@ -6,6 +6,14 @@ check the count before adding anything. Encryption itself lives in
 :mod:`securefl.he._pool` (TenSEAL's C++ constructors, on every core).
 Sums are taken in place on the first site's deserialized ciphertexts, never
 on a ``copy()``.
+
+Why every chunk is checked structurally on load: SEAL accepts any ciphertext
+valid for *some* level of the context, at any scale, of any size. Adding two
+that differ raises a plain ``ValueError`` deep in TenSEAL, and a ciphertext of
+size 3 adds without complaint. So each chunk must hold exactly one SEAL
+ciphertext of size 2 at the context's first data level, in the scheme's form,
+at the preset's scale, not transparent; anything else is the sender's
+:class:`WireError` before it can reach the sum.
 """
 
 from __future__ import annotations
@@ -88,23 +96,46 @@ def check_chunk_list(preset: HEPreset, chunks: Any, dimension: int) -> list[int]
     return lengths
 
 
+def _check_structure(vec: Any, preset: HEPreset, first_parms: list[int], i: int) -> None:
+    """One fresh ciphertext, size 2, first data level, preset's scale and form (WireError)."""
+    ckks = preset.scheme == "ckks"
+    scale = 2.0**preset.scale_bits if ckks and preset.scale_bits is not None else 1.0
+    cts = vec.ciphertext()
+    if len(cts) != 1:
+        raise WireError(f"chunk {i} holds {len(cts)} ciphertexts, expected 1")
+    ct = cts[0]
+    if ct.size() != 2:
+        raise WireError(f"chunk {i} is a ciphertext of size {ct.size()}, expected 2")
+    if list(ct.parms_id()) != first_parms:
+        raise WireError(f"chunk {i} is at another parameter level than preset {preset.name}")
+    # the SEAL ciphertext's scale is what addition and decoding use (TenSEAL's
+    # own per-vector scale only serves plaintext operations, which we never run)
+    if ct.scale != scale:
+        raise WireError(f"chunk {i} is at another scale than preset {preset.name}")
+    if ct.is_ntt_form() != ckks or ct.is_transparent():
+        raise WireError(f"chunk {i} is not a fresh {preset.scheme} ciphertext")
+
+
 def load_range(
     context: PublicContext | SecretContext, chunks: list[bytes], lengths: list[int], first: int
 ) -> list[Any]:
-    """Deserialize chunks ``first, first + 1, ...`` and check their sizes (WireError)."""
+    """Deserialize chunks ``first, first + 1, ...`` and check them (WireError)."""
     preset = context.preset
     loader = ts.bfv_vector_from if preset.scheme == "bfv" else ts.ckks_vector_from
+    first_parms = list(context.tenseal.seal_context().data.first_parms_id())
     vectors = []
     for i, (raw, n) in enumerate(zip(chunks, lengths, strict=True), start=first):
         try:
             vec = loader(context.tenseal, raw)
+            size = vec.size()
         except Exception:
             raise WireError(
                 f"chunk {i} is not a ciphertext for preset {preset.name} "
                 "(garbage, or made under other parameters)"
             ) from None
-        if vec.size() != n:
-            raise WireError(f"chunk {i} holds {vec.size()} values, expected {n}")
+        if size != n:
+            raise WireError(f"chunk {i} holds {size} values, expected {n}")
+        _check_structure(vec, preset, first_parms, i)
         vectors.append(vec)
     return vectors
 
@@ -121,14 +152,25 @@ class ChunkSum:
     def __init__(self) -> None:
         self._acc: list[Any] | None = None
         self.count = 0
+        #: True once an addition failed part-way: the sum holds part of an update.
+        self.broken = False
 
     def add(self, vectors: list[Any]) -> None:
-        """Add one site's (already checked) ciphertexts."""
+        """Add one site's (already checked) ciphertexts.
+
+        Should TenSEAL still refuse an addition part-way (the load checks make
+        that a bug, not an input), the sum is marked :attr:`broken` and must
+        not be released: it would hold part of one site's update.
+        """
         if self._acc is None:
             self._acc = vectors  # the first site's ciphertexts become the accumulator
         else:
-            for acc, vec in zip(self._acc, vectors, strict=True):
-                acc.add_(vec)
+            for k, (acc, vec) in enumerate(zip(self._acc, vectors, strict=True)):
+                try:
+                    acc.add_(vec)
+                except Exception:
+                    self.broken = self.broken or k > 0
+                    raise WireError(f"chunk {k} could not be added to the sum") from None
         self.count += 1
 
     @property

@@ -5,9 +5,15 @@ secret key reaching the server. So the secret context is its own type that
 refuses pickling and only serializes when asked with
 ``include_secret_key=True``; the server builds a :class:`PublicContext` from
 bytes and that constructor refuses any context that can decrypt. Both carry a
-``key_id`` (a hash of the secret key, never the key) so a ciphertext made
-under another key is refused at the server instead of silently decrypting to
-noise at the sites.
+``key_id`` (a hash of the parameters and secret key, never the key): a label
+that catches a site provisioned with the wrong kit. It authenticates nothing;
+the signatures in :mod:`securefl.he._trust` and the feasibility check in
+:mod:`securefl.he._decrypt` do.
+
+Both are signed by the site that generated them (:mod:`securefl.he._trust`):
+``from_signed`` checks the maker's signature against the roster before
+anything in the bytes is used, then validates every parameter (preset, clip,
+key id) so a tampered kit is refused rather than half-trusted.
 
 Sites encrypt with the secret key (SEAL's symmetric mode). Measured in
 ``docs/he.md``: it is faster and less noisy than public-key encryption, and
@@ -18,20 +24,102 @@ public context needs no public key, only the parameters.
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import tenseal as ts
 import tenseal.sealapi  # registers the SEAL types the parameter checks read
 
-from securefl.errors import ConfigError, WireError
+from securefl.errors import ConfigError, IntegrityError, WireError
+from securefl.hazmat.sign import SigningKey
 from securefl.he._presets import DEFAULT_PRESET, HEPreset, preset_by_name
+from securefl.he._trust import open_signed_context, sign_context
 from securefl.wire import pack, unpack
 
-__all__ = ["PublicContext", "SecretContext"]
+__all__ = ["PublicContext", "SecretContext", "max_clip"]
 
 _FORMAT = "securefl-he-context"
 _VERSION = 1
-_KEY_ID_DOMAIN = b"securefl/he/key-id/v1\x00"
+_KEY_ID_DOMAIN = b"securefl/he/key-id/v2\x00"
+_KEY_ID_LEN = 16
+
+
+def max_clip(preset: HEPreset) -> float:
+    """The largest clip a preset takes: CKKS sums of ``max_sites`` clipped values must not wrap."""
+    if preset.scheme == "ckks":
+        return preset.max_abs_sum / preset.max_sites
+    return math.inf
+
+
+def _check_clip(clip: object, preset: HEPreset) -> float:
+    if not isinstance(clip, float) or not (0 < clip < math.inf) or clip > max_clip(preset):
+        raise ConfigError(
+            f"HE clip must be a positive finite float of at most {max_clip(preset):g} "
+            f"for preset {preset.name}"
+        )
+    return clip
+
+
+def _secret_bytes(ctx: ts.Context) -> bytes:
+    return bytes(
+        ctx.serialize(
+            save_public_key=False,
+            save_secret_key=True,
+            save_galois_keys=False,
+            save_relin_keys=False,
+        )
+    )
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _proto_fields(data: bytes) -> dict[int, bytes]:
+    """Length-delimited top-level fields of a protobuf message (others skipped)."""
+    out: dict[int, bytes] = {}
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        wire = key & 7
+        if wire == 2:
+            n, i = _varint(data, i)
+            out[key >> 3] = data[i : i + n]
+            i += n
+        elif wire == 0:
+            _, i = _varint(data, i)
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError("unexpected protobuf wire type")
+    return out
+
+
+def _key_id(secret_bytes: bytes) -> bytes:
+    """A hash of the parameters and the secret key only.
+
+    TenSEAL's context serialization (``TenSEALContextProto``) also holds
+    flags that change when the context is used, so hashing all of it would
+    give one key several ids: fields 1 (encryption parameters) and 3 (the
+    private part, holding the secret key) are what identify the key.
+    """
+    try:
+        fields = _proto_fields(secret_bytes)
+        parts = (fields[1], fields[3])
+    except (IndexError, KeyError, ValueError):
+        raise WireError("HE context bytes do not decode") from None
+    digest = hashlib.sha256(_KEY_ID_DOMAIN)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.digest()[:_KEY_ID_LEN]
 
 
 def _new_tenseal(preset: HEPreset) -> ts.Context:
@@ -86,10 +174,13 @@ def _parse(data: bytes) -> dict[str, Any]:
         raise WireError("HE context fields have the wrong types")
     if not isinstance(obj["clip"], float) or not isinstance(obj["preset"], str):
         raise WireError("HE context fields have the wrong types")
+    if len(obj["key_id"]) != _KEY_ID_LEN or not isinstance(obj["secret"], bool):
+        raise WireError("HE context fields have the wrong types")
     return obj
 
 
 def _load(obj: dict[str, Any], preset: HEPreset) -> ts.Context:
+    _check_clip(obj["clip"], preset)
     try:
         ctx = ts.context_from(obj["context"], n_threads=1)
     except Exception:
@@ -108,21 +199,17 @@ class SecretContext:
         #: BFV: each coordinate of w/max_weight·Δ is clipped to [-clip, clip] before quantization.
         self.clip = clip
         self.key_id = key_id
+        #: The roster site that made and signed this context (``None`` if loaded unsigned).
+        self.maker: str | None = None
 
     @classmethod
     def generate(cls, preset: HEPreset = DEFAULT_PRESET, *, clip: float = 1.0) -> SecretContext:
         """Fresh keys for a federation (done once, at provisioning)."""
-        if not (clip > 0 and clip < float("inf")):
-            raise ConfigError("clip must be a positive finite number")
+        if isinstance(clip, int) and not isinstance(clip, bool):
+            clip = float(clip)
+        _check_clip(clip, preset)
         ctx = _new_tenseal(preset)
-        secret_bytes = ctx.serialize(
-            save_public_key=False,
-            save_secret_key=True,
-            save_galois_keys=False,
-            save_relin_keys=False,
-        )
-        key_id = hashlib.sha256(_KEY_ID_DOMAIN + secret_bytes).digest()[:16]
-        return cls(_ctx=ctx, preset=preset, clip=float(clip), key_id=key_id)
+        return cls(_ctx=ctx, preset=preset, clip=clip, key_id=_key_id(_secret_bytes(ctx)))
 
     @property
     def tenseal(self) -> ts.Context:
@@ -161,13 +248,7 @@ class SecretContext:
                 "exporting a secret HE context writes its secret key; "
                 "call to_bytes(include_secret_key=True) if that is intended"
             )
-        secret = self._ctx.serialize(
-            save_public_key=False,
-            save_secret_key=True,
-            save_galois_keys=False,
-            save_relin_keys=False,
-        )
-        return self._header(secret=True, context=secret)
+        return self._header(secret=True, context=_secret_bytes(self._ctx))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SecretContext:
@@ -177,7 +258,50 @@ class SecretContext:
         ctx = _load(obj, preset)
         if obj["secret"] is not True or not ctx.is_private():
             raise ConfigError("these bytes hold a public HE context; a site needs the secret one")
+        if _key_id(_secret_bytes(ctx)) != obj["key_id"]:
+            raise IntegrityError("the HE context's key id does not match its secret key")
         return cls(_ctx=ctx, preset=preset, clip=obj["clip"], key_id=obj["key_id"])
+
+    def signed_public_context(
+        self, *, federation: str, maker: str, signing_key: SigningKey
+    ) -> bytes:
+        """:meth:`public_context_bytes` signed by ``maker``, the site that generated the keys."""
+        return sign_context(
+            self.public_context_bytes(),
+            kind="public",
+            federation=federation,
+            maker=maker,
+            signing_key=signing_key,
+        )
+
+    def signed_secret_context(
+        self,
+        *,
+        federation: str,
+        maker: str,
+        signing_key: SigningKey,
+        include_secret_key: bool = False,
+    ) -> bytes:
+        """The secret context signed by ``maker``, for the other sites only (never the server)."""
+        return sign_context(
+            self.to_bytes(include_secret_key=include_secret_key),
+            kind="secret",
+            federation=federation,
+            maker=maker,
+            signing_key=signing_key,
+        )
+
+    @classmethod
+    def from_signed(
+        cls, data: bytes, *, roster: Mapping[str, bytes], federation: str
+    ) -> SecretContext:
+        """Load a secret context after checking its maker's signature against the roster."""
+        maker, inner = open_signed_context(
+            data, kind="secret", roster=roster, federation=federation
+        )
+        loaded = cls.from_bytes(inner)
+        loaded.maker = maker
+        return loaded
 
     def public(self) -> PublicContext:
         """This context's public half, as the server would load it."""
@@ -201,6 +325,8 @@ class PublicContext:
         self.preset = preset
         self.clip = clip
         self.key_id = key_id
+        #: The roster site that made and signed this context (``None`` if loaded unsigned).
+        self.maker: str | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PublicContext:
@@ -214,6 +340,18 @@ class PublicContext:
                 "ever receive public_context_bytes(), never a site's secret context"
             )
         return cls(_ctx=ctx, preset=preset, clip=obj["clip"], key_id=obj["key_id"])
+
+    @classmethod
+    def from_signed(
+        cls, data: bytes, *, roster: Mapping[str, bytes], federation: str
+    ) -> PublicContext:
+        """Load the server's context after checking its maker's signature against the roster."""
+        maker, inner = open_signed_context(
+            data, kind="public", roster=roster, federation=federation
+        )
+        loaded = cls.from_bytes(inner)
+        loaded.maker = maker
+        return loaded
 
     @property
     def tenseal(self) -> ts.Context:

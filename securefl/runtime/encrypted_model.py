@@ -7,11 +7,18 @@ every round with its Σw. Sites decrypt the aggregates and replay the
 strategy (FedAvg or FedAvgM: both are linear and deterministic) to obtain
 θ_r; a site that joins late replays from θ₀, so nobody falls out of step.
 A site decrypts only aggregates it has not seen (they are cached by prefix).
+
+Each aggregate is opened with :func:`securefl.he.open_aggregate`: the
+sites' signed upload headers are rechecked against the roster, the
+announced weight must equal the signed weights, rounds must increase, and
+a sum that honest clipped inputs cannot produce is refused; a refused
+aggregate is never applied (the site stops with the error).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -63,15 +70,20 @@ class EncryptedAggregatesModel(GlobalModel):
 class EncryptedModelDecoder:
     """Site side: turns the server's payload into θ_r, decrypting only what is new."""
 
-    def __init__(self, secret_context: Any) -> None:
+    def __init__(
+        self, secret_context: Any, *, roster: Mapping[str, bytes], federation: str
+    ) -> None:
         self._secret = secret_context
+        self._roster = dict(roster)
+        self._federation = federation
+        self._rounds: list[int] = []
         self._digests: list[bytes] = []
         self._theta: npt.NDArray[np.float64] | None = None
         self._strategy: Strategy | None = None
         self._theta0_digest = b""
 
     def __call__(self, payload: bytes, dimension: int) -> npt.NDArray[np.float32]:
-        from securefl.he import decrypt_aggregate
+        from securefl.he import open_aggregate
 
         obj = unpack(payload)
         if not isinstance(obj, dict) or set(obj) != {"theta0", "strategy", "aggregates"}:
@@ -92,8 +104,19 @@ class EncryptedModelDecoder:
         assert self._theta is not None and self._strategy is not None
         for i in range(len(self._digests), len(aggregates)):
             agg = aggregates[i]
-            mean = decrypt_aggregate(self._secret, agg["sum"], float(agg["weight"]), dimension)
-            self._theta = np.asarray(self._strategy.apply(self._theta, mean, i + 1))
+            opened = open_aggregate(
+                self._secret,
+                agg["sum"],
+                dimension,
+                roster=self._roster,
+                federation=self._federation,
+            )
+            if not np.isclose(opened.total_weight, float(agg["weight"]), rtol=1e-12, atol=0.0):
+                raise IntegrityError("announced total weight differs from the signed weights")
+            if self._rounds and opened.round <= self._rounds[-1]:
+                raise IntegrityError("the server replayed an aggregate of an earlier round")
+            self._theta = np.asarray(self._strategy.apply(self._theta, opened.mean(), i + 1))
+            self._rounds.append(opened.round)
             self._digests.append(digests[i])
         return self._theta.astype(np.float32)
 
@@ -110,6 +133,7 @@ class EncryptedModelDecoder:
         self._theta = theta0.astype(np.float64)
         self._theta0_digest = digest0
         self._digests = []
+        self._rounds = []
 
 
 def _is_aggregate(entry: Any) -> bool:

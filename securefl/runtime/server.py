@@ -124,7 +124,7 @@ class ServerDriver:
             self._reports[env.sender] = m.decode(env.payload, m.Report)
             return []
         assert self._aggregator is not None
-        return self._guard(lambda agg: agg.handle(env))
+        return self._guard(lambda agg: agg.handle(env), peer=env.sender)
 
     def on_deadline(self) -> list[Envelope]:
         """The current stage took too long: start with who is here, or drop who is not."""
@@ -219,14 +219,32 @@ class ServerDriver:
         out = [self._envelope(m.ROUND_START, site, start) for site in self._cohort]
         return out + self._aggregator.start()
 
-    def _guard(self, step: object) -> list[Envelope]:
-        """Run an aggregator step; close the round when it completes or aborts."""
+    def _guard(self, step: object, peer: str | None = None) -> list[Envelope]:
+        """Run an aggregator step; close the round when it completes or aborts.
+
+        A step handling ``peer``'s message that fails with anything but our
+        own errors (a native library refusing odd bytes) drops that peer from
+        the round, logged with the reason: one site must never stop the server.
+        """
         assert self._aggregator is not None and callable(step)
         try:
             out: list[Envelope] = step(self._aggregator)
             result = self._aggregator.result
         except AbortError as exc:
             return self._close_round(status="abandoned", reason=str(exc))
+        except SecureFLError:
+            raise
+        except Exception as exc:
+            if peer is None:
+                raise
+            log.warning(
+                "dropping %s from round %d: its message failed (%s: %s)",
+                peer,
+                self._round,
+                type(exc).__name__,
+                exc,
+            )
+            return self._guard(lambda agg: agg.on_departure(peer))
         if result is None:
             return out
         try:

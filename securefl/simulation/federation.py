@@ -96,6 +96,7 @@ class LocalFederation:
             strategy=strategy,
             dropouts=dict(dropouts or {}),
             he_preset=he_preset,
+            federation=federation,
             signing_keys={
                 n: k.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
                 for n, k in self.signing_keys.items()

@@ -117,6 +117,7 @@ def make_setup(
     strategy: StrategyConfig,
     dropouts: Mapping[str, str],
     he_preset: str | None = None,
+    federation: str = "securefl-sim",
 ) -> SecureSetup:
     """Both halves and the model holders for ``secure`` in an in-process federation."""
     if secure == "plain":
@@ -126,7 +127,7 @@ def make_setup(
     elif secure == "mask":
         setup = _mask_setup(signing_keys, roster, workdir)
     elif secure == "he":
-        setup = _he_setup(strategy, he_preset)
+        setup = _he_setup(strategy, he_preset, signing_keys, roster, federation)
     else:
         raise ConfigError(f"unknown secure mode {secure!r}")
     if dropouts:
@@ -160,7 +161,22 @@ def _mask_setup(
     return SecureSetup(modes.__getitem__, server, PlainGlobalModel, lambda _n: decode_plain_model)
 
 
-def _he_setup(strategy: StrategyConfig, preset_name: str | None) -> SecureSetup:
+def _he_setup(
+    strategy: StrategyConfig,
+    preset_name: str | None,
+    signing_keys: Mapping[str, bytes],
+    roster: Mapping[str, bytes],
+    federation: str,
+) -> SecureSetup:
+    """One site (the first by name) makes the keys and signs both contexts.
+
+    The secret context goes from that site to the others in this process,
+    never through the server; each site, and the server, checks the maker's
+    signature against the roster before using a context. In a real
+    federation provisioning carries the signed secret context to each site
+    encrypted to it.
+    """
+    from securefl.hazmat.sign import SigningKey
     from securefl.he import (
         DEFAULT_PRESET,
         HEServerMode,
@@ -169,16 +185,37 @@ def _he_setup(strategy: StrategyConfig, preset_name: str | None) -> SecureSetup:
         preset_by_name,
     )
     from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
+    from securefl.wire import SERVER
 
     preset = preset_by_name(preset_name) if preset_name else DEFAULT_PRESET
-    # In a real federation the sites share this context through provisioning;
-    # the server only ever receives public_context_bytes().
-    secret = SecretContext.generate(preset)
-    site_mode = HESiteMode(secret)
-    server_mode = HEServerMode(secret.public_context_bytes())
+    sites = sorted(name for name in signing_keys if name != SERVER)
+    maker = sites[0]
+    maker_key = SigningKey.from_private_bytes(signing_keys[maker])
+    made = SecretContext.generate(preset)
+    signed_secret = made.signed_secret_context(
+        federation=federation, maker=maker, signing_key=maker_key, include_secret_key=True
+    )
+    signed_public = made.signed_public_context(
+        federation=federation, maker=maker, signing_key=maker_key
+    )
+    secrets = {
+        name: made
+        if name == maker
+        else SecretContext.from_signed(signed_secret, roster=roster, federation=federation)
+        for name in sites
+    }
+    modes = {
+        name: HESiteMode(
+            secrets[name],
+            site_id=name,
+            signing_key=SigningKey.from_private_bytes(signing_keys[name]),
+        )
+        for name in sites
+    }
+    server_mode = HEServerMode(signed_public, roster=roster, federation=federation)
     return SecureSetup(
-        lambda _name: site_mode,
+        modes.__getitem__,
         server_mode,
         lambda theta0: EncryptedAggregatesModel(theta0, strategy),
-        lambda _name: EncryptedModelDecoder(secret),
+        lambda name: EncryptedModelDecoder(secrets[name], roster=roster, federation=federation),
     )

@@ -5,18 +5,19 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import FEDERATION, Kit, make_kit
 
 from securefl.aggregation.base import RoundContext
-from securefl.errors import AbortError, ConfigError, DataError, IntegrityError, WireError
+from securefl.errors import AbortError, ConfigError, IntegrityError, WireError
 from securefl.he import (
     CKKS_N4096,
     CKKS_N8192,
-    HEServerMode,
-    HESiteMode,
     SecretContext,
     decrypt_aggregate,
 )
 from securefl.he._codec import ChunkSum, decrypt_chunks, encrypt_chunks, load_chunks
+from securefl.he._messages import encode_update
+from securefl.he._trust import chunks_digest, update_message
 from securefl.wire import Envelope, pack, unpack
 
 D = 5000  # two chunks in every preset
@@ -24,7 +25,12 @@ D = 5000  # two chunks in every preset
 
 def _rc(cohort: tuple[str, ...], d: int = D, min_sites: int = 2) -> RoundContext:
     return RoundContext(
-        federation="f", round=3, cohort=cohort, dimension=d, max_weight=100.0, min_sites=min_sites
+        federation=FEDERATION,
+        round=3,
+        cohort=cohort,
+        dimension=d,
+        max_weight=100.0,
+        min_sites=min_sites,
     )
 
 
@@ -34,10 +40,49 @@ def _updates(cohort: tuple[str, ...], d: int = D) -> dict[str, Any]:
 
 
 def _envelopes(
-    secret: SecretContext, rc: RoundContext, xs: dict[str, Any], ws: dict[str, float]
+    kit: Kit, rc: RoundContext, xs: dict[str, Any], ws: dict[str, float]
 ) -> dict[str, Envelope]:
-    mode = HESiteMode(secret)
-    return {k: mode.site(rc, k).submit(xs[k], ws[k])[0] for k in xs}
+    return {k: kit.site_mode(k).site(rc, k).submit(xs[k], ws[k])[0] for k in xs}
+
+
+def signed_update(
+    kit: Kit, site: str, rc: RoundContext, chunks: list[bytes], weight: float = 10.0
+) -> Envelope:
+    """What a cheating roster site sends: any chunks, correctly signed by itself."""
+    secret = kit.secret
+    message = update_message(
+        federation=rc.federation,
+        round_id=rc.round,
+        site=site,
+        key_id=secret.key_id,
+        preset=secret.preset.name,
+        dimension=rc.dimension,
+        weight=weight,
+        max_weight=rc.max_weight,
+        digest=chunks_digest(chunks),
+    )
+    payload = encode_update(
+        preset=secret.preset.name,
+        key_id=secret.key_id,
+        weight=weight,
+        dimension=rc.dimension,
+        chunks=chunks,
+        signature=kit.keys[site].sign(message),
+    )
+    return Envelope(
+        federation=rc.federation,
+        round=rc.round,
+        stage="he/update",
+        sender=site,
+        receiver="server",
+        payload=payload,
+    )
+
+
+def decrypt(kit: Kit, res: Any, d: int = D) -> Any:
+    return decrypt_aggregate(
+        kit.secret, res.encrypted_sum, res.total_weight, d, roster=kit.roster, federation=FEDERATION
+    )
 
 
 def _mean(xs: dict[str, Any], ws: dict[str, float]) -> Any:
@@ -45,39 +90,36 @@ def _mean(xs: dict[str, Any], ws: dict[str, float]) -> Any:
     return sum(ws[k] * xs[k].astype(np.float64) for k in xs) / total
 
 
-def _run(secret: SecretContext, rc: RoundContext, envs: list[Envelope]) -> Any:
-    server = HEServerMode(secret.public_context_bytes()).server(rc)
+def _run(kit: Kit, rc: RoundContext, envs: list[Envelope]) -> Any:
+    server = kit.server_mode().server(rc)
     for env in envs:
         server.handle(env)
     return server
 
 
-def _aggregate(
-    secret: SecretContext, rc: RoundContext, xs: dict[str, Any], ws: dict[str, float]
-) -> Any:
+def _aggregate(kit: Kit, rc: RoundContext, xs: dict[str, Any], ws: dict[str, float]) -> Any:
     """The server half after every site in ``xs`` has submitted its update."""
-    return _run(secret, rc, list(_envelopes(secret, rc, xs, ws).values()))
+    return _run(kit, rc, list(_envelopes(kit, rc, xs, ws).values()))
 
 
-def _two_of_three(secret: SecretContext) -> tuple[Any, dict[str, Any], dict[str, float]]:
+def _two_of_three(kit: Kit) -> tuple[Any, dict[str, Any], dict[str, float]]:
     """A round of cohort a, b, c in which only a and b submit: (server, updates, weights)."""
     cohort = ("a", "b", "c")
     xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0}
-    return _aggregate(secret, _rc(cohort), {k: xs[k] for k in "ab"}, ws), xs, ws
+    return _aggregate(kit, _rc(cohort), {k: xs[k] for k in "ab"}, ws), xs, ws
 
 
-def test_ckks_mean_matches_plaintext_within_bound(ckks_secret: SecretContext) -> None:
+def test_ckks_mean_matches_plaintext_within_bound(ckks_kit: Kit) -> None:
     cohort = ("a", "b", "c")
     xs, ws = _updates(cohort), {"a": 10.0, "b": 50.0, "c": 100.0}
-    rc = _rc(cohort)
-    res = _aggregate(ckks_secret, rc, xs, ws).result
+    res = _aggregate(ckks_kit, _rc(cohort), xs, ws).result
     assert res.weighted_sum is None and res.total_weight == 160.0
-    mean = decrypt_aggregate(ckks_secret, res.encrypted_sum, res.total_weight, D)
+    mean = decrypt(ckks_kit, res)
     ref = _mean(xs, ws)
     assert np.max(np.abs(mean - ref)) < 1e-6 * np.max(np.abs(ref))
 
 
-def test_ckks_mean_of_real_model_updates(ckks_secret: SecretContext) -> None:
+def test_ckks_mean_of_real_model_updates(ckks_kit: Kit) -> None:
     torch.manual_seed(0)
 
     def net() -> torch.nn.Module:
@@ -97,9 +139,8 @@ def test_ckks_mean_of_real_model_updates(ckks_secret: SecretContext) -> None:
         xs[k] = (theta - theta0).numpy().astype(np.float32)
     d = theta0.numel()
     ws = {"a": 3.0, "b": 7.0}
-    rc = _rc(("a", "b"), d=d)
-    res = _aggregate(ckks_secret, rc, xs, ws).result
-    mean = decrypt_aggregate(ckks_secret, res.encrypted_sum, res.total_weight, d)
+    res = _aggregate(ckks_kit, _rc(("a", "b"), d=d), xs, ws).result
+    mean = decrypt(ckks_kit, res, d)
     ref = _mean(xs, ws)
     assert np.max(np.abs(mean - ref)) < 1e-6 * np.max(np.abs(ref))
 
@@ -119,57 +160,50 @@ def test_bfv_sum_is_exact_on_quantized_values(bfv_secret: SecretContext) -> None
     assert np.array_equal(centred, np.sum(ints, axis=0))
 
 
-def test_bfv_mean_within_quantization_bound(bfv_secret: SecretContext) -> None:
+def test_bfv_mean_within_quantization_bound(bfv_kit: Kit) -> None:
     cohort = ("a", "b", "c")
     xs, ws = _updates(cohort), {"a": 20.0, "b": 30.0, "c": 100.0}
-    rc = _rc(cohort)
-    res = _aggregate(bfv_secret, rc, xs, ws).result
-    mean = decrypt_aggregate(bfv_secret, res.encrypted_sum, res.total_weight, D)
+    res = _aggregate(bfv_kit, _rc(cohort), xs, ws).result
+    mean = decrypt(bfv_kit, res)
     # each site rounds by less than one level: |error| < n·clip/L · max_weight/Σw
-    bound = 3 * bfv_secret.clip / bfv_secret.preset.quant_levels * 100.0 / 150.0
+    bound = 3 * bfv_kit.secret.clip / bfv_kit.secret.preset.quant_levels * 100.0 / 150.0
     assert np.max(np.abs(mean - _mean(xs, ws))) < bound
 
 
-@pytest.mark.parametrize("secret_name", ["bfv_secret", "ckks_secret"])
+@pytest.mark.parametrize("kit_name", ["bfv_kit", "ckks_kit"])
 def test_bad_inputs_are_dropped_and_round_goes_on(
-    secret_name: str, request: pytest.FixtureRequest
+    kit_name: str, request: pytest.FixtureRequest
 ) -> None:
-    secret: SecretContext = request.getfixturevalue(secret_name)
+    kit: Kit = request.getfixturevalue(kit_name)
+    secret = kit.secret
     cohort = ("a", "b", "c", "d", "e", "f")
     rc = _rc(cohort)
     xs, ws = _updates(cohort), dict.fromkeys(cohort, 10.0)
-    envs = _envelopes(secret, rc, {k: xs[k] for k in ("a", "b")}, ws)
-    other_key = SecretContext.generate(secret.preset, clip=secret.clip)
+    envs = _envelopes(kit, rc, {k: xs[k] for k in ("a", "b")}, ws)
     # another parameter set: another scheme for BFV, a larger ring for CKKS
     other_params = SecretContext.generate(
         CKKS_N4096 if secret.preset.scheme == "bfv" else CKKS_N8192
     )
     good = unpack(envs["a"].payload)
-    garbage = dict(good, chunks=[b"garbage" * 10, b"\x00" * 64])
-    few = dict(good, chunks=good["chunks"][:1])
-    foreign = unpack(_envelopes(other_key, rc, {"d": xs["d"]}, ws)["d"].payload)
-    wrong_params = dict(good, chunks=encrypt_chunks(other_params, np.zeros(D)))
-
-    def env(site: str, payload: dict[str, Any]) -> Envelope:
-        return Envelope(
-            federation="f",
-            round=3,
-            stage="he/update",
-            sender=site,
-            receiver="server",
-            payload=pack(payload),
-        )
-
+    # each cheating site signs what it sends: only the checks after the signature can stop it
     server = _run(
-        secret,
+        kit,
         rc,
         [
             envs["a"],
             envs["b"],
-            env("c", garbage),
-            env("d", foreign),
-            env("e", few),
-            env("f", wrong_params),
+            signed_update(kit, "c", rc, [b"garbage" * 10, b"\x00" * 64]),
+            signed_update(kit, "e", rc, good["chunks"][:1]),
+            signed_update(kit, "f", rc, encrypt_chunks(other_params, np.zeros(D))),
+            # labelled with another key id (a site provisioned with the wrong kit)
+            Envelope(
+                federation=FEDERATION,
+                round=3,
+                stage="he/update",
+                sender="d",
+                receiver="server",
+                payload=pack(dict(good, key_id=bytes(16))),
+            ),
         ],
     )
     assert isinstance(server.rejected["c"], WireError)
@@ -179,52 +213,71 @@ def test_bad_inputs_are_dropped_and_round_goes_on(
     assert isinstance(server.rejected["f"], WireError)
     res = server.result
     assert res.survivors == ("a", "b")
-    mean = decrypt_aggregate(secret, res.encrypted_sum, res.total_weight, D)
+    mean = decrypt(kit, res)
     assert np.max(np.abs(mean - _mean({k: xs[k] for k in "ab"}, ws))) < 1e-4
 
 
-def test_dropout_is_not_summed(ckks_secret: SecretContext) -> None:
-    server, xs, ws = _two_of_three(ckks_secret)
+def test_dropout_is_not_summed(ckks_kit: Kit) -> None:
+    server, xs, ws = _two_of_three(ckks_kit)
     assert server.result is None
     server.on_deadline()
     res = server.result
     assert res.survivors == ("a", "b") and res.total_weight == 3.0
-    mean = decrypt_aggregate(ckks_secret, res.encrypted_sum, res.total_weight, D)
+    mean = decrypt(ckks_kit, res)
     assert np.allclose(mean, _mean({k: xs[k] for k in "ab"}, ws), rtol=0, atol=1e-6)
 
 
-def test_a_departed_site_is_not_waited_for(ckks_secret: SecretContext) -> None:
-    server, _, _ = _two_of_three(ckks_secret)
+def test_a_departed_site_is_not_waited_for(ckks_kit: Kit) -> None:
+    server, _, _ = _two_of_three(ckks_kit)
     assert server.result is None
     server.on_departure("c")  # no deadline needed
     assert server.result is not None and server.result.survivors == ("a", "b")
 
 
-def test_min_cohort_enforced(ckks_secret: SecretContext) -> None:
+def test_min_cohort_enforced(ckks_kit: Kit) -> None:
     cohort = ("a", "b", "c")
     rc = _rc(cohort, min_sites=2)
     xs, ws = _updates(cohort), dict.fromkeys(cohort, 1.0)
-    server = _aggregate(ckks_secret, rc, {"a": xs["a"]}, ws)
+    server = _aggregate(ckks_kit, rc, {"a": xs["a"]}, ws)
     server.on_deadline()
     assert server.stage == "aborted"
     with pytest.raises(AbortError, match="at least 2"):
         _ = server.result
     with pytest.raises(ConfigError, match="min_sites"):
-        HEServerMode(ckks_secret.public_context_bytes()).server(_rc(cohort, min_sites=1))
+        ckks_kit.server_mode().server(_rc(cohort, min_sites=1))
 
 
-def test_sites_refuse_to_decrypt_a_single_update(ckks_secret: SecretContext) -> None:
-    rc = _rc(("a", "b"))
+def test_sites_refuse_to_decrypt_a_single_update(ckks_kit: Kit) -> None:
+    """A server that drops a summand's header (or repeats one) to pass one update off as a sum."""
     xs, ws = _updates(("a", "b")), {"a": 1.0, "b": 1.0}
-    blob = _aggregate(ckks_secret, rc, xs, ws)
-    obj = unpack(blob.result.encrypted_sum)
-    obj["summands"] = 1
-    with pytest.raises(AbortError):
-        decrypt_aggregate(ckks_secret, pack(obj), 1.0, D)
+    res = _aggregate(ckks_kit, _rc(("a", "b")), xs, ws).result
+    obj = unpack(res.encrypted_sum)
+    for uploads in (obj["uploads"][:1], [obj["uploads"][0]] * 2):
+        with pytest.raises(AbortError, match="two distinct"):
+            decrypt_aggregate(
+                ckks_kit.secret,
+                pack(dict(obj, uploads=uploads)),
+                1.0,
+                D,
+                roster=ckks_kit.roster,
+                federation=FEDERATION,
+            )
 
 
-def test_ckks_magnitude_that_could_wrap_is_refused(ckks_secret: SecretContext) -> None:
+def test_ckks_values_beyond_clip_are_clipped_so_sums_cannot_wrap(ckks_kit: Kit) -> None:
     rc = _rc(("a", "b"))
-    big = np.full(D, 3000.0, dtype=np.float32)
-    with pytest.raises(DataError, match="wrap"):
-        HESiteMode(ckks_secret).site(rc, "a").submit(big, 100.0)
+    big = {k: np.full(D, 3000.0, dtype=np.float32) for k in "ab"}
+    res = _aggregate(ckks_kit, rc, big, {"a": 100.0, "b": 100.0}).result
+    # each site sent (w/max_w)·Δ clipped to clip = 1: the mean is clip·max_w/w = 1
+    assert np.allclose(decrypt(ckks_kit, res), 1.0, atol=1e-6)
+    with pytest.raises(ConfigError, match="clip"):
+        SecretContext.generate(CKKS_N4096, clip=CKKS_N4096.max_abs_sum)
+
+
+def test_an_other_kit_is_a_different_federation(ckks_kit: Kit) -> None:
+    """Same keys, other identities: the server refuses the context and every upload."""
+    stranger = make_kit(ckks_kit.secret)
+    with pytest.raises(IntegrityError):
+        ckks_kit.server_mode().__class__(
+            stranger.signed_public, roster=ckks_kit.roster, federation=FEDERATION
+        )

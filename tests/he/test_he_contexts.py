@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 import tenseal as ts
+from conftest import FEDERATION, Kit
 
 from securefl.aggregation.base import RoundContext
 from securefl.errors import ConfigError
@@ -17,6 +18,7 @@ from securefl.he import (
     SecretContext,
 )
 from securefl.he._presets import SEAL_128BIT_MAX_COEFF_BITS
+from securefl.he._trust import sign_context
 from securefl.wire import pack, unpack
 
 RC = RoundContext(federation="f", round=0, cohort=("a", "b"), dimension=10, max_weight=1.0)
@@ -30,9 +32,17 @@ def test_public_context_has_no_secret_key(bfv_secret: SecretContext) -> None:
     assert not bfv_secret.public().tenseal.is_private()
 
 
-def test_server_refuses_secret_context(bfv_secret: SecretContext) -> None:
+def test_server_refuses_secret_context(bfv_kit: Kit) -> None:
+    # even correctly signed by the maker, a secret context is refused by the server
+    wrapped = sign_context(
+        bfv_kit.secret.to_bytes(include_secret_key=True),
+        kind="public",
+        federation=FEDERATION,
+        maker="a",
+        signing_key=bfv_kit.keys["a"],
+    )
     with pytest.raises(ConfigError, match="secret key"):
-        HEServerMode(bfv_secret.to_bytes(include_secret_key=True))
+        HEServerMode(wrapped, roster=bfv_kit.roster, federation=FEDERATION)
 
 
 def test_server_refuses_secret_key_under_public_label(bfv_secret: SecretContext) -> None:
@@ -42,11 +52,11 @@ def test_server_refuses_secret_key_under_public_label(bfv_secret: SecretContext)
         PublicContext.from_bytes(pack(obj))
 
 
-def test_secret_objects_refuse_pickling(bfv_secret: SecretContext) -> None:
+def test_secret_objects_refuse_pickling(bfv_kit: Kit) -> None:
     with pytest.raises(TypeError, match="cannot be pickled"):
-        pickle.dumps(bfv_secret)
+        pickle.dumps(bfv_kit.secret)
     with pytest.raises(TypeError, match="cannot be pickled"):
-        pickle.dumps(HESiteMode(bfv_secret))
+        pickle.dumps(bfv_kit.site_mode("a"))
 
 
 def test_export_needs_explicit_flag(bfv_secret: SecretContext) -> None:
@@ -64,11 +74,15 @@ def test_site_refuses_public_context_as_secret(bfv_secret: SecretContext) -> Non
         SecretContext.from_bytes(bfv_secret.public_context_bytes())
 
 
-def test_each_mode_refuses_the_other_half(bfv_secret: SecretContext) -> None:
-    with pytest.raises(ConfigError, match="public_context_bytes"):
-        HESiteMode(bfv_secret).server(RC)
+def test_each_mode_refuses_the_other_half(bfv_kit: Kit) -> None:
+    with pytest.raises(ConfigError, match="signed_public_context"):
+        bfv_kit.site_mode("a").server(RC)
     with pytest.raises(ConfigError, match="no secret key"):
-        HEServerMode(bfv_secret.public_context_bytes()).site(RC, "a")
+        bfv_kit.server_mode().site(RC, "a")
+    with pytest.raises(ConfigError, match="signs as"):  # a site cannot sign as another
+        bfv_kit.site_mode("a").site(RC, "b")
+    with pytest.raises(ConfigError, match="SigningKey"):
+        HESiteMode(bfv_kit.secret, site_id="a", signing_key=b"\x00" * 32)  # type: ignore[arg-type]
 
 
 def test_presets_respect_128bit_bound() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from securefl.errors import ConfigError
+from securefl.hazmat.sign import SigningKey
 from securefl.he import BFV_N4096, HESiteMode, SecretContext
 from securefl.he._codec import decrypt_chunks, encrypt_chunks, num_chunks
 from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool
@@ -48,10 +49,12 @@ def test_pool_refuses_pickling_and_public_contexts(
 
 
 def test_site_mode_starts_helpers_only_for_large_updates(bfv_secret: SecretContext) -> None:
-    mode = HESiteMode(bfv_secret, workers=2)
+    key = SigningKey.generate()
+    mode = HESiteMode(bfv_secret, site_id="a", signing_key=key, workers=2)
     assert mode.pool(5000) is None
     started = mode.pool(D_BIG)
     assert started is not None and started.helpers == 1
-    assert HESiteMode(bfv_secret, workers=2, processes=False).pool(D_BIG) is None
-    assert HESiteMode(bfv_secret, workers=1).pool(D_BIG) is None
+    off = HESiteMode(bfv_secret, site_id="a", signing_key=key, workers=2, processes=False)
+    assert off.pool(D_BIG) is None
+    assert HESiteMode(bfv_secret, site_id="a", signing_key=key, workers=1).pool(D_BIG) is None
     mode.close()

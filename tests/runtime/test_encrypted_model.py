@@ -5,7 +5,8 @@ import pytest
 
 from securefl.aggregation import RoundContext
 from securefl.config import StrategyConfig
-from securefl.errors import IntegrityError
+from securefl.errors import AbortError, IntegrityError
+from securefl.hazmat.sign import SigningKey
 from securefl.he import CKKS_N4096, HEServerMode, HESiteMode, SecretContext
 from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
 from securefl.strategy import make_strategy
@@ -14,18 +15,28 @@ from securefl.wire import pack, unpack
 D = 16
 
 
+KEYS = {s: SigningKey.generate() for s in ("a", "b")}
+ROSTER = {s: k.public_bytes() for s, k in KEYS.items()}
+
+
 @pytest.fixture(scope="module")
 def secret():
     return SecretContext.generate(CKKS_N4096)
 
 
-def _aggregate(secret, round_id, updates):
+def _decoder(secret):
+    return EncryptedModelDecoder(secret, roster=ROSTER, federation="f")
+
+
+def _aggregate(secret, round_id, updates, encrypt=None):
     ctx = RoundContext(
         federation="f", round=round_id, cohort=("a", "b"), dimension=D, max_weight=10.0
     )
-    server = HEServerMode(secret.public_context_bytes()).server(ctx)
+    public = secret.signed_public_context(federation="f", maker="a", signing_key=KEYS["a"])
+    server = HEServerMode(public, roster=ROSTER, federation="f").server(ctx)
     for site, (vector, weight) in updates.items():
-        (env,) = HESiteMode(secret, processes=False).site(ctx, site).submit(vector, weight)
+        mode = HESiteMode(secret, site_id=site, signing_key=KEYS[site], processes=False)
+        (env,) = mode.site(ctx, site).submit(vector, weight)
         server.handle(env)
     return server.result
 
@@ -40,7 +51,7 @@ def test_server_holds_no_plaintext_and_sites_get_the_fedavg_model(secret):
     payload = model.payload()
     for update in (a, b):
         assert update.tobytes() not in payload
-    theta1 = EncryptedModelDecoder(secret)(payload, D)
+    theta1 = _decoder(secret)(payload, D)
     np.testing.assert_allclose(theta1, theta0 + (0.1 * 1 - 0.3 * 3) / 4, atol=1e-5)
 
 
@@ -51,7 +62,7 @@ def test_a_site_refuses_a_rewritten_or_shortened_history(secret):
     for r in (1, 2):
         upd = np.full(D, 0.01 * r, np.float32)
         model.apply(_aggregate(secret, r, {"a": (upd, 1.0), "b": (upd, 1.0)}), strategy, r)
-    decoder = EncryptedModelDecoder(secret)
+    decoder = _decoder(secret)
     decoder(model.payload(), D)
     obj = unpack(model.payload())
     shortened = pack({**obj, "aggregates": obj["aggregates"][:1]})
@@ -61,3 +72,46 @@ def test_a_site_refuses_a_rewritten_or_shortened_history(secret):
     rewritten = pack({**obj, "aggregates": [reweighted, obj["aggregates"][1]]})
     with pytest.raises(IntegrityError):
         decoder(rewritten, D)
+
+
+def test_a_site_refuses_an_old_round_replayed_as_a_new_one(secret):
+    config = StrategyConfig(name="fedavg")
+    model = EncryptedAggregatesModel(np.zeros(D, np.float32), config)
+    upd = np.full(D, 0.01, np.float32)
+    first = _aggregate(secret, 1, {"a": (upd, 1.0), "b": (upd, 1.0)})
+    model.apply(first, make_strategy(config), 1)
+    model.apply(first, make_strategy(config), 2)  # the server adds round 1's sum again
+    with pytest.raises(IntegrityError, match="replayed"):
+        _decoder(secret)(model.payload(), D)
+
+
+def test_a_site_refuses_an_infeasible_aggregate_and_applies_nothing(secret):
+    """A cheating site's out-of-range values reach the sum; every site stops instead of using it."""
+    config = StrategyConfig(name="fedavg")
+    model = EncryptedAggregatesModel(np.zeros(D, np.float32), config)
+    good = _aggregate(
+        secret,
+        1,
+        {"a": (np.full(D, 0.01, np.float32), 1.0), "b": (np.full(D, 0.01, np.float32), 1.0)},
+    )
+    model.apply(good, make_strategy(config), 1)
+    decoder = _decoder(secret)
+    theta1 = decoder(model.payload(), D)
+    bad = _aggregate(
+        secret,
+        2,
+        {"a": (np.full(D, 0.01, np.float32), 1.0), "b": (np.full(D, 0.01, np.float32), 1.0)},
+    )
+    obj = unpack(bad.encrypted_sum)
+    from securefl.he._codec import encrypt_chunks
+
+    obj["chunks"] = encrypt_chunks(secret, np.full(D, 50.0))  # beyond 2 · clip
+    model.apply(
+        type(bad)(total_weight=bad.total_weight, survivors=bad.survivors, encrypted_sum=pack(obj)),
+        make_strategy(config),
+        2,
+    )
+    with pytest.raises(AbortError, match="honest"):
+        decoder(model.payload(), D)
+    # the site's model is still round 1's
+    np.testing.assert_array_equal(decoder._theta.astype(np.float32), theta1)
