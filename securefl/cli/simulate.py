@@ -22,7 +22,7 @@ from securefl.config import (
     StrategyConfig,
     TrainConfig,
 )
-from securefl.errors import ConfigError
+from securefl.errors import AbortError, ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the heavy modules load inside the command, so --help is quick
@@ -79,10 +79,12 @@ DEFAULT_CLIP = 0.5
 )
 @click.option(
     "--secure",
-    default="plain",
+    default="mask",
     show_default=True,
     type=click.Choice(SECURE_MODES),
-    help="How updates are protected from the server.",
+    help="How updates are protected from the server: mask (secure aggregation; with three "
+    "sites every site must stay to the end, so --dropout needs --sites 5 or more), he "
+    "(homomorphic encryption), or plain (the server sees each update; for debugging only).",
 )
 @click.option(
     "--data",
@@ -163,7 +165,9 @@ def simulate(
 
     With no options: the bundled Wisconsin breast-cancer data (569 patients)
     split into three hospitals that see different tumour sizes, DP-SGD at
-    each site with ε = 1, and a table of what each hospital gained.
+    each site with ε = 1, secure aggregation by masking, and a table of what
+    each hospital gained. A run that ends before its rounds are done (too
+    few sites left to open a round) says why and exits non-zero.
     """
     # Opacus's hook warnings are about its internals, not the user's data
     warnings.filterwarnings("ignore", message="Full backward hook")
@@ -224,8 +228,17 @@ def simulate(
         )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
-        return
-    _print_result(console, result, data.x_test is not None, out)
+    elif result.trained:
+        _print_result(console, result, data.x_test is not None, out)
+    if not result.trained:
+        raise AbortError(
+            f"no round completed ({result.finish_reason}); no federated model was trained"
+        )
+    if result.halted:
+        raise AbortError(
+            f"the federation stopped after {result.rounds_completed} of {rounds} rounds: "
+            f"{result.halted}"
+        )
 
 
 def _load_data(
@@ -259,8 +272,8 @@ def _print_result(
     console: Console, result: SimulationResult, has_test: bool, out: Path | None
 ) -> None:
     table = Table(
-        title=f"Was joining worth it?  (secure={result.secure}, {result.rounds} rounds, "
-        f"{result.finish_reason})",
+        title=f"Was joining worth it?  (secure={result.secure}, {result.rounds_completed} "
+        f"rounds, {result.finish_reason})",
         caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
         f"model; ε at δ = {result.sites[0].delta:g} (PRV accountant)",
     )

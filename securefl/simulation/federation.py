@@ -132,6 +132,7 @@ class LocalFederation:
             state_dir=self.workdir / "state" / name,
             record_writer=writer,
             decode_model=decoder,
+            roster=self.roster.sites,
         )
 
     def run(
