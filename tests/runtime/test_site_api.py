@@ -80,8 +80,9 @@ def test_only_the_server_may_open_a_round(tmp_path):
 
 
 def test_an_oversized_weight_is_refused_before_privacy_is_committed(tmp_path):
+    # the site's 32 examples fit the bound; the loop then claims 50
     _, server, site, model, _opt, _loader = _setup(tmp_path)
-    server.send(_start(model, max_weight=10.0))
+    server.send(_start(model, max_weight=40.0))
     with pytest.raises(ConfigError, match="maximum weight"):
         for rnd in site.rounds(model):
             rnd.submit(num_examples=50)
