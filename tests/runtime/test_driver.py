@@ -195,3 +195,54 @@ def test_reports_must_be_small_and_finite():
         m.Report.from_bytes(pack({"metrics": {f"m{i}": 1.0 for i in range(50)}}))
     with pytest.raises(WireError):
         m.Report.from_bytes(pack({"metrics": {"acc": True}}))
+
+
+class _MinimumCohortMode(PlainMode):
+    """A mode whose server half refuses cohorts below three, as mask does."""
+
+    def server(self, ctx):
+        from securefl.errors import ConfigError
+
+        if len(ctx.cohort) < 3:
+            raise ConfigError(f"cohort of {len(ctx.cohort)} is below min_cohort=3")
+        return super().server(ctx)
+
+
+def test_a_round_that_cannot_open_halts_the_run_instead_of_retrying():
+    d = _driver(max_rounds=5)
+    d.mode = _MinimumCohortMode()
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    _submit(d, "a", [0, 0, 0], 10)
+    d.handle(_env("b", m.BYE, b"gone"))
+    d.on_deadline()  # round 1 closes without b
+    out = d.advance()  # round 2 would be a and c only
+    assert d.stage is ServerStage.FINISHED
+    assert "round 2 cannot open" in d.halted and "min_cohort" in d.halted
+    assert d.current_round == 1  # no round id was spent on the refused cohort
+    assert sorted(e.receiver for e in out if e.stage == m.FINISH) == ["a", "c"]
+    assert d.on_deadline() == [] and d.advance() == []  # and nothing reopens
+
+
+def test_too_few_sites_after_a_round_halts_the_run():
+    d = _driver(max_rounds=5)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    for s in "abc":
+        _submit(d, s, [0, 0, 0], 10)
+    d.handle(_env("b", m.BYE, b"budget"))
+    d.handle(_env("c", m.BYE, b"budget"))
+    d.on_deadline()  # round 2 is abandoned: a alone
+    assert d.advance() == []  # round 3 cannot open with one site
+    d.on_deadline()
+    assert d.stage is ServerStage.FINISHED and "only 1 site(s) remain" in d.halted
+    assert d.completed_rounds == 1
+
+
+def test_a_finished_plan_is_not_a_halt():
+    d = _driver(max_rounds=1)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    for s in "abc":
+        _submit(d, s, [0, 0, 0], 10)
+    assert d.stage is ServerStage.FINISHED and d.halted == "" and d.completed_rounds == 1
