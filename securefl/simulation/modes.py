@@ -112,23 +112,31 @@ def parse_dropouts(values: tuple[str, ...], secure: str, sites: list[str]) -> di
 def check_dropouts(
     secure: str, sites: list[str], dropouts: Mapping[str, str], min_sites: int
 ) -> None:
-    """Refuse a rehearsal the federation cannot survive, saying why.
+    """Refuse a federation, or a rehearsal, that cannot complete its rounds, saying why.
 
     Every rehearsed site vanishes in round 1 and never returns, so the round
     it vanishes in must still reach the mode's threshold, and the next round's
     smaller cohort must still be one the mode (and ``min_sites``) accepts.
     The numbers come from the mode itself (``MaskConfig.plan``), not a copy.
     """
+    cohort = tuple(sorted(sites))
+    config = mask_config() if secure == "mask" else None
+    if config is not None:
+        try:
+            need = config.plan(federation="check", round_id=1, cohort=cohort).threshold
+        except ConfigError as exc:
+            raise ConfigError(
+                f"--secure mask cannot run {len(sites)} sites ({exc}); "
+                "add sites or use --secure he"
+            ) from None
     if not dropouts:
         return
-    survivors = tuple(sorted(s for s in sites if s not in dropouts))
+    survivors = tuple(s for s in cohort if s not in dropouts)
     lost = f"{len(dropouts)} of {len(sites)} sites vanishing leaves {len(survivors)}"
     if len(survivors) < min_sites:
         raise ConfigError(f"--dropout: {lost}, below min_sites={min_sites}; use more --sites")
-    if secure != "mask":
+    if config is None:
         return
-    config = mask_config()
-    need = config.plan(federation="check", round_id=1, cohort=tuple(sorted(sites))).threshold
     if len(survivors) < need:
         raise ConfigError(
             f"--dropout: {lost}, but masking {len(sites)} sites needs {need} to survive "
