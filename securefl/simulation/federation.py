@@ -61,7 +61,7 @@ class LocalFederation:
         strategy: StrategyConfig,
         max_weight: float,
         federation: str = "securefl-sim",
-        secure: str = "plain",
+        secure: str = "mask",
         workdir: Path | None = None,
         dropouts: Mapping[str, str] | None = None,
         he_preset: str | None = None,

@@ -126,8 +126,7 @@ def check_dropouts(
             need = config.plan(federation="check", round_id=1, cohort=cohort).threshold
         except ConfigError as exc:
             raise ConfigError(
-                f"--secure mask cannot run {len(sites)} sites ({exc}); "
-                "add sites or use --secure he"
+                f"--secure mask cannot run {len(sites)} sites ({exc}); add sites or use --secure he"
             ) from None
     if not dropouts:
         return

@@ -162,7 +162,7 @@ def run_simulation(
     data: FederatedData,
     *,
     federation: str = "securefl-sim",
-    secure: str = "plain",
+    secure: str = "mask",
     dp: DPConfig,
     train: TrainConfig,
     rounds: RoundConfig,
@@ -181,7 +181,8 @@ def run_simulation(
             f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
             f"{smallest.num_examples} training examples"
         )
-    check_delta(dp.delta, smallest.num_examples, smallest.name)
+    for site_data in data.sites:  # each site checks again in privatize; say it once, here
+        check_delta(dp.delta, site_data.num_examples, site_data.name)
     check_dropouts(secure, [s.name for s in data.sites], dropouts or {}, rounds.min_sites)
     initial = _seeded_model(data.num_features, num_classes, seed)
     fed = LocalFederation(

@@ -119,11 +119,11 @@ def test_run_simulation_refuses_a_dropout_the_cohort_cannot_survive(
 
 def test_a_delta_at_or_above_one_over_n_is_refused(tmp_path):
     data = breast_cancer_federation(sites=3, seed=0)
-    smallest = min(s.num_examples for s in data.sites)
-    with pytest.raises(ConfigError, match=r"dp\.delta"):
+    largest = max(data.sites, key=lambda s: s.num_examples)
+    with pytest.raises(ConfigError, match=rf"dp\.delta.*{largest.name}"):
         run_simulation(
             data,
-            dp=DPConfig(epsilon=1.0, delta=1.0 / smallest, batch_size=16),
+            dp=DPConfig(epsilon=1.0, delta=1.0 / largest.num_examples, batch_size=16),
             train=TrainConfig(),
             rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
             strategy=StrategyConfig(),
