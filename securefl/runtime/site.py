@@ -11,7 +11,12 @@ A user keeps their loop and changes a handful of lines::
 Why the ledger check sits in ``rounds``: the site must refuse *before* any
 training starts if the round could pass its budget, and must keep refusing
 after a restart. The reservation is written to disk first, so a crash in the
-middle of training still counts as spent (fail closed).
+middle of training still counts as spent (fail closed). Everything that can
+refuse a round runs before that reservation: the server's settings against
+the site's policy (``_policy``), the model's shape and values, and building
+the mode's site half; so a cheating server costs the site no privacy. The
+round's privacy itself (reserve, step limit, charge, signed record) is kept
+by ``_account``.
 """
 
 from __future__ import annotations
