@@ -149,9 +149,12 @@ class RoundEnd:
         obj = _expect(data, {"status", "survivors", "reason"})
         if obj["status"] not in ("aggregated", "abandoned"):
             raise WireError("round-end status must be 'aggregated' or 'abandoned'")
-        return cls(
-            status=obj["status"], survivors=tuple(obj["survivors"]), reason=str(obj["reason"])
-        )
+        survivors = obj["survivors"]
+        if not isinstance(survivors, list) or not all(isinstance(s, str) for s in survivors):
+            raise WireError("round-end survivors must be a list of site names")
+        if not isinstance(obj["reason"], str):
+            raise WireError("round-end reason must be a string")
+        return cls(status=obj["status"], survivors=tuple(survivors), reason=obj["reason"])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,9 +171,12 @@ class Finish:
     @classmethod
     def from_bytes(cls, data: bytes) -> Finish:
         obj = _expect(data, {"model", "reason", "rounds"})
-        if not isinstance(obj["model"], bytes):
-            raise WireError("finish model must be bytes")
-        return cls(model=obj["model"], reason=str(obj["reason"]), rounds=int(obj["rounds"]))
+        if not isinstance(obj["model"], bytes) or not isinstance(obj["reason"], str):
+            raise WireError("finish model must be bytes and reason a string")
+        rounds = obj["rounds"]
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise WireError(f"finish rounds must be an integer >= 0, got {rounds!r}")
+        return cls(model=obj["model"], reason=obj["reason"], rounds=rounds)
 
 
 def _is_number(value: object) -> bool:

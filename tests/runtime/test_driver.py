@@ -246,3 +246,21 @@ def test_a_finished_plan_is_not_a_halt():
     for s in "abc":
         _submit(d, s, [0, 0, 0], 10)
     assert d.stage is ServerStage.FINISHED and d.halted == "" and d.completed_rounds == 1
+
+
+@pytest.mark.parametrize(
+    "cls, fields",
+    [
+        (m.RoundEnd, {"status": "aggregated", "survivors": [1, 2], "reason": ""}),
+        (m.RoundEnd, {"status": "abandoned", "survivors": [], "reason": ["x"]}),
+        (m.Finish, {"model": b"", "reason": "done", "rounds": -1}),
+        (m.Finish, {"model": b"", "reason": "done", "rounds": 1.5}),
+        (m.Finish, {"model": b"", "reason": 7, "rounds": 1}),
+    ],
+)
+def test_server_messages_with_fields_of_the_wrong_type_are_refused(cls, fields):
+    from securefl.errors import WireError
+    from securefl.wire import pack
+
+    with pytest.raises(WireError):
+        m.decode(pack(fields), cls)
