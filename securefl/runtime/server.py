@@ -185,6 +185,10 @@ class ServerDriver:
             return self._guard(lambda agg: agg.on_departure(site))
         return []
 
+    def _roster_complete(self) -> bool:
+        """Every expected site is here (so waiting cannot bring a larger cohort)."""
+        return bool(self.expected_sites) and set(self.expected_sites) <= set(self.present)
+
     def _all_expected_present(self) -> bool:
         if self.expected_sites:
             return set(self.expected_sites) <= set(self.present)
@@ -206,6 +210,11 @@ class ServerDriver:
         try:
             aggregator = self.mode.server(ctx)
         except ConfigError as exc:
+            if self._round == 0 and not self._roster_complete():
+                # before the first round more sites may still join: wait for them
+                log.warning("round 1 cannot open yet: %s", exc)
+                self.stage = ServerStage.WAITING_FOR_SITES
+                return []
             # the same sites would be refused again: retrying can only spin
             return self.halt(f"round {ctx.round} cannot open: {exc}")
         self._round, self._cohort, self._reports = ctx.round, cohort, {}

@@ -217,3 +217,35 @@ def test_a_run_in_which_no_round_completes_exits_non_zero_without_a_federated_mo
     assert "Federated model" not in result.output and "Was joining worth it" not in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds_completed"] == 0 and summary["global"]["accuracy"] is None
+
+
+def test_a_run_that_stops_early_shows_its_rounds_then_exits_non_zero(monkeypatch):
+    from securefl.simulation import orchestrator
+
+    def stopped_after_two(data, **kwargs):
+        site = orchestrator.SiteOutcome(
+            name="hospital-a",
+            num_examples=100,
+            epsilon=0.4,
+            epsilon_budget=1.0,
+            delta=1e-5,
+            noise_multiplier=3.0,
+            local_only_accuracy=0.8,
+            federated_accuracy=0.9,
+            rounds_trained=2,
+        )
+        return orchestrator.SimulationResult(
+            secure="mask",
+            rounds=3,
+            rounds_completed=2,
+            finish_reason="round 3 cannot open: cohort of 2 is below min_cohort=3",
+            halted="round 3 cannot open: cohort of 2 is below min_cohort=3",
+            global_accuracy=0.9,
+            sites=[site],
+        )
+
+    monkeypatch.setattr(orchestrator, "run_simulation", stopped_after_two)
+    result = _invoke("simulate", "--rounds", "5")
+    assert result.exit_code == 5, result.output
+    assert "Was joining worth it?" in result.output  # the two rounds that did complete
+    assert "stopped after 2 of 5 rounds: round 3 cannot open" in result.output

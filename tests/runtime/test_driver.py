@@ -264,3 +264,34 @@ def test_server_messages_with_fields_of_the_wrong_type_are_refused(cls, fields):
 
     with pytest.raises(WireError):
         m.decode(pack(fields), cls)
+
+
+def test_before_the_first_round_a_refused_cohort_waits_for_more_sites():
+    d = ServerDriver(
+        federation="f",
+        mode=_MinimumCohortMode(),
+        strategy=FedAvg(),
+        model=PlainGlobalModel(np.zeros(3, dtype=np.float32)),
+        spec=SPEC,
+        rounds=RoundConfig(max_rounds=3, min_sites=2),
+        max_weight=100.0,
+    )
+    d.handle(_env("a", m.HELLO))
+    assert d.handle(_env("b", m.HELLO)) == []  # two are enough for min_sites, not for the mode
+    d.on_deadline()
+    assert d.stage is ServerStage.WAITING_FOR_SITES and not d.halted
+    out = d.handle(_env("c", m.HELLO))
+    assert d.stage is ServerStage.ROUND_OPEN and d.current_round == 1
+    assert sorted(e.receiver for e in out if e.stage == m.ROUND_START) == ["a", "b", "c"]
+
+
+def test_a_full_roster_the_mode_refuses_halts_at_once():
+    d = _driver()  # expects a, b, c
+    d.mode = _MinimumCohortMode()
+    d.handle(_env("a", m.HELLO))
+    d.handle(_env("b", m.HELLO))
+    d.on_deadline()  # c has not come yet: wait
+    assert not d.halted
+    d.expected_sites = ("a", "b")  # a federation of two that masking cannot serve
+    d.on_deadline()
+    assert d.stage is ServerStage.FINISHED and "round 1 cannot open" in d.halted
