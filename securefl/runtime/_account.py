@@ -22,11 +22,7 @@ from securefl.dp.ledger import Reservation
 from securefl.dp.privatize import PrivateTraining
 from securefl.errors import ConfigError, ProtocolError
 
-__all__ = ["RoundAccount", "StepLimitError"]
-
-
-class StepLimitError(ConfigError):
-    """The training loop took a noisy step beyond what the round admitted."""
+__all__ = ["RoundAccount"]
 
 
 class RoundAccount:
@@ -34,7 +30,7 @@ class RoundAccount:
 
     ``private`` is the site's DP-SGD wrapping; its optimizer is guarded so
     that a noisy step outside an open round, or beyond the round's planned
-    steps, raises :class:`StepLimitError` *before* clipping and noise.
+    steps, raises :class:`ConfigError` *before* clipping and noise.
     """
 
     def __init__(
@@ -121,7 +117,7 @@ class RoundAccount:
 
     def _admit_step(self) -> None:
         if self._reservation is None:
-            raise StepLimitError(
+            raise ConfigError(
                 "a private optimizer step outside a round would spend privacy no ledger "
                 "admitted; train only inside `for rnd in site.rounds(model)`"
             )
@@ -130,7 +126,7 @@ class RoundAccount:
             return
         round_id = self._reservation.round_id
         self.charge()  # the steps that did run are spent; the extra one never runs
-        raise StepLimitError(
+        raise ConfigError(
             f"round {round_id}: the training loop went past the {limit} noisy steps planned "
             f"for train.local_epochs={self.local_epochs} ({limit // self.local_epochs} per "
             f"epoch); those {limit} steps are charged and nothing is sent. Train "

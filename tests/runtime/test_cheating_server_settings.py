@@ -22,7 +22,6 @@ from securefl.dp import planned_event
 from securefl.errors import ConfigError, SecureFLError
 from securefl.params import ParamSpec, model_vector
 from securefl.runtime import messages as m
-from securefl.runtime._account import StepLimitError
 from securefl.runtime.global_model import PlainGlobalModel
 from securefl.runtime.site import Site
 from securefl.transport import MemoryHub
@@ -205,7 +204,7 @@ def test_a_loop_running_three_epochs_is_stopped_in_round_one(tmp_path):
     server, site, model, opt, loader = _site(tmp_path, local_epochs=1)
     _open(server, _fields(model))
     taken = 0
-    with pytest.raises(StepLimitError, match="local_epochs=1"):
+    with pytest.raises(ConfigError, match="local_epochs=1"):
         for rnd in site.rounds(model):
             for _ in range(3):  # the config says one
                 for x, y in loader:
@@ -224,7 +223,7 @@ def test_a_loop_running_three_epochs_is_stopped_in_round_one(tmp_path):
 
 def test_a_private_step_outside_a_round_is_refused(tmp_path):
     _server, site, model, opt, loader = _site(tmp_path)
-    with pytest.raises(StepLimitError, match="outside a round"):
+    with pytest.raises(ConfigError, match="outside a round"):
         _train_epoch(model, opt, loader)
     assert site.ledger.history() == []
     assert site.private.steps_taken() == 0  # refused before clipping and noise
