@@ -197,10 +197,17 @@ class SiteSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class FederationConfig:
-    """Everything the parties of one federation agree on."""
+    """Everything the parties of one federation agree on.
+
+    ``secure`` defaults to ``"mask"``: the server learns only the sum unless
+    the federation asks for ``"plain"`` (which says loudly that it hides
+    nothing). ``dp.delta`` must be below 1/n of every site whose
+    ``num_examples`` is known; each site checks its own n again when training
+    starts.
+    """
 
     name: str = "securefl"
-    secure: str = "plain"
+    secure: str = "mask"
     dp: DPConfig = field(default_factory=DPConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rounds: RoundConfig = field(default_factory=RoundConfig)
@@ -217,6 +224,13 @@ class FederationConfig:
         names = [s.name for s in self.sites]
         if len(set(names)) != len(names):
             raise ConfigError("sites: a site name appears twice")
+        for spec in self.sites:
+            # δ ≥ 1/n admits publishing one whole record: ε would mean nothing
+            if spec.num_examples is not None and not self.dp.delta < 1 / spec.num_examples:
+                raise ConfigError(
+                    f"dp.delta={self.dp.delta:g} must be below 1/n = {1 / spec.num_examples:.2g} "
+                    f"for site {spec.name!r} with {spec.num_examples} examples (use e.g. 1e-5)"
+                )
 
     def site_dp(self, site: str) -> DPConfig:
         """The DP settings of one site (its own ε if it overrides the default)."""
@@ -274,7 +288,7 @@ def load_federation(path: str | Path) -> FederationConfig:
     try:
         return FederationConfig(
             name=top.get("name", "securefl"),
-            secure=top.get("secure", "plain"),
+            secure=top.get("secure", "mask"),
             dp=_build(DPConfig, data.get("dp", {}), "dp", source),
             train=_build(TrainConfig, data.get("train", {}), "train", source),
             rounds=_build(RoundConfig, data.get("rounds", {}), "rounds", source),

@@ -22,7 +22,7 @@ from securefl.config import (
     StrategyConfig,
     TrainConfig,
 )
-from securefl.errors import ConfigError
+from securefl.errors import AbortError, ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the heavy modules load inside the command, so --help is quick
@@ -79,12 +79,14 @@ DEFAULT_CLIP = 0.5
 )
 @click.option(
     "--secure",
-    default="plain",
+    default="mask",
     show_default=True,
     type=click.Choice(SECURE_MODES),
-    help="How updates are protected from the server. mask: the server sees only the sum, even "
-    "when it cheats with floor((n-1)/3) colluding sites; n sites tolerate n - t dropouts: none "
-    "with the default three (t = 3 of 3), 1 of 4 or 5, 2 of 6 or 7 (see `securefl plan`).",
+    help="How updates are protected from the server. mask (default): the server sees only the "
+    "sum, even when it cheats with floor((n-1)/3) colluding sites; n sites tolerate n - t "
+    "dropouts: none with the default three (t = 3 of 3), 1 of 4 or 5, 2 of 6 or 7 (see "
+    "`securefl plan`). he: homomorphic encryption. plain: the server sees each update "
+    "(for debugging only).",
 )
 @click.option(
     "--data",
@@ -166,7 +168,9 @@ def simulate(
 
     With no options: the bundled Wisconsin breast-cancer data (569 patients)
     split into three hospitals that see different tumour sizes, DP-SGD at
-    each site with ε = 1, and a table of what each hospital gained.
+    each site with ε = 1, secure aggregation by masking, and a table of what
+    each hospital gained. A run that ends before its rounds are done (too
+    few sites left to open a round) says why and exits non-zero.
     """
     # Opacus's hook warnings are about its internals, not the user's data
     warnings.filterwarnings("ignore", message="Full backward hook")
@@ -227,8 +231,17 @@ def simulate(
         )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
-        return
-    _print_result(console, result, data.x_test is not None, out)
+    elif result.trained:
+        _print_result(console, result, data.x_test is not None, out)
+    if not result.trained:
+        raise AbortError(
+            f"no round completed ({result.finish_reason}); no federated model was trained"
+        )
+    if result.halted:
+        raise AbortError(
+            f"the federation stopped after {result.rounds_completed} of {rounds} rounds: "
+            f"{result.halted}"
+        )
 
 
 def _load_data(
@@ -262,8 +275,8 @@ def _print_result(
     console: Console, result: SimulationResult, has_test: bool, out: Path | None
 ) -> None:
     table = Table(
-        title=f"Was joining worth it?  (secure={result.secure}, {result.rounds} rounds, "
-        f"{result.finish_reason})",
+        title=f"Was joining worth it?  (secure={result.secure}, {result.rounds_completed} "
+        f"rounds, {result.finish_reason})",
         caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
         f"model; ε at δ = {result.sites[0].delta:g} (PRV accountant)",
     )

@@ -66,7 +66,7 @@ def run_server(
         if driver.stage is ServerStage.FINISHED:
             break
         if keep_running is not None and not keep_running():
-            driver.stop("every site has left the federation")
+            driver.halt("every site has left the federation")
             break
         received = transport.receive(timeout=poll)
         if received is not None:

@@ -66,20 +66,36 @@ class RoundStart:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundStart:
+        """Decode and check every field's type and range (the site's policy checks follow).
+
+        A server is not trusted with the settings it announces: a NaN weight
+        bound, a cohort listing a site twice or a non-integer site minimum is
+        refused here, before the site reserves any privacy for the round.
+        """
         obj = _expect(data, {"cohort", "model", "spec", "max_weight", "min_sites", "config"})
-        if not isinstance(obj["cohort"], list) or not all(
-            isinstance(s, str) for s in obj["cohort"]
-        ):
-            raise WireError("round-start cohort must be a list of names")
-        if not isinstance(obj["model"], bytes) or not isinstance(obj["config"], dict):
-            raise WireError("round-start model must be bytes and config a map")
+        cohort = obj["cohort"]
+        if not isinstance(cohort, list) or not all(isinstance(s, str) and s for s in cohort):
+            raise WireError("round-start cohort must be a list of site names")
+        if cohort != sorted(set(cohort)):
+            raise WireError("round-start cohort must be sorted and list each site once")
+        if not isinstance(obj["model"], bytes) or not isinstance(obj["spec"], dict):
+            raise WireError("round-start model must be bytes and spec a map")
+        config = obj["config"]
+        if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+            raise WireError("round-start config must be a map with string keys")
+        max_weight = obj["max_weight"]
+        if not _is_number(max_weight) or not (math.isfinite(max_weight) and max_weight > 0):
+            raise WireError(f"round-start max_weight must be finite and > 0, got {max_weight!r}")
+        min_sites = obj["min_sites"]
+        if isinstance(min_sites, bool) or not isinstance(min_sites, int) or min_sites < 2:
+            raise WireError(f"round-start min_sites must be an integer >= 2, got {min_sites!r}")
         return cls(
-            cohort=tuple(obj["cohort"]),
+            cohort=tuple(cohort),
             model=obj["model"],
             spec=obj["spec"],
-            max_weight=float(obj["max_weight"]),
-            min_sites=int(obj["min_sites"]),
-            config=obj["config"],
+            max_weight=float(max_weight),
+            min_sites=min_sites,
+            config=config,
         )
 
 
@@ -133,9 +149,12 @@ class RoundEnd:
         obj = _expect(data, {"status", "survivors", "reason"})
         if obj["status"] not in ("aggregated", "abandoned"):
             raise WireError("round-end status must be 'aggregated' or 'abandoned'")
-        return cls(
-            status=obj["status"], survivors=tuple(obj["survivors"]), reason=str(obj["reason"])
-        )
+        survivors = obj["survivors"]
+        if not isinstance(survivors, list) or not all(isinstance(s, str) for s in survivors):
+            raise WireError("round-end survivors must be a list of site names")
+        if not isinstance(obj["reason"], str):
+            raise WireError("round-end reason must be a string")
+        return cls(status=obj["status"], survivors=tuple(survivors), reason=obj["reason"])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,9 +171,16 @@ class Finish:
     @classmethod
     def from_bytes(cls, data: bytes) -> Finish:
         obj = _expect(data, {"model", "reason", "rounds"})
-        if not isinstance(obj["model"], bytes):
-            raise WireError("finish model must be bytes")
-        return cls(model=obj["model"], reason=str(obj["reason"]), rounds=int(obj["rounds"]))
+        if not isinstance(obj["model"], bytes) or not isinstance(obj["reason"], str):
+            raise WireError("finish model must be bytes and reason a string")
+        rounds = obj["rounds"]
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise WireError(f"finish rounds must be an integer >= 0, got {rounds!r}")
+        return cls(model=obj["model"], reason=obj["reason"], rounds=rounds)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _expect(data: bytes, keys: set[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from securefl.aggregation.base import AggregationMode, RoundContext, ServerAggregator
 from securefl.config import RoundConfig
-from securefl.errors import AbortError, ProtocolError, SecureFLError
+from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLError
 from securefl.params import ParamSpec, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime.global_model import GlobalModel
@@ -87,6 +87,8 @@ class ServerDriver:
         self.present: list[str] = []
         self.history: list[RoundSummary] = []
         self.finish_reason = ""
+        #: why the run ended before its plan (no round could open); "" otherwise
+        self.halted = ""
         self._round = 0
         self._aggregator: ServerAggregator | None = None
         self._cohort: tuple[str, ...] = ()
@@ -99,6 +101,11 @@ class ServerDriver:
     @property
     def current_round(self) -> int:
         return self._round
+
+    @property
+    def completed_rounds(self) -> int:
+        """Rounds whose aggregate reached the model."""
+        return sum(1 for h in self.history if h.status == "aggregated")
 
     @property
     def aggregator_stage(self) -> str:
@@ -132,11 +139,9 @@ class ServerDriver:
             if len(self.present) >= self.rounds.min_sites:
                 return self._open_round()
             if self._round > 0:
-                self.stage = ServerStage.FINISHED
-                self.finish_reason = (
+                return self.halt(
                     f"only {len(self.present)} site(s) remain; rounds need {self.rounds.min_sites}"
                 )
-                return self._finish_messages(self.present)
             return []
         if self.stage is ServerStage.ROUND_OPEN:
             return self._guard(lambda agg: agg.on_deadline())
@@ -149,6 +154,17 @@ class ServerDriver:
             self.finish_reason = reason
             self._aggregator = None
         return self._finish_messages(self.present)
+
+    def halt(self, reason: str) -> list[Envelope]:
+        """End the run because no further round can open (too few sites, a refused cohort).
+
+        Unlike :meth:`stop`, this is a failure: ``halted`` keeps the reason so
+        that a caller can say so and exit non-zero instead of retrying.
+        """
+        if self.stage is not ServerStage.FINISHED:
+            log.error("the federation cannot continue: %s", reason)
+            self.halted = reason
+        return self.stop(reason)
 
     def site_unreachable(self, site: str) -> list[Envelope]:
         """A message to ``site`` could not be delivered: treat it as gone."""
@@ -178,6 +194,10 @@ class ServerDriver:
             return self._guard(lambda agg: agg.on_departure(site))
         return []
 
+    def _roster_complete(self) -> bool:
+        """Every expected site is here (so waiting cannot bring a larger cohort)."""
+        return bool(self.expected_sites) and set(self.expected_sites) <= set(self.present)
+
     def _all_expected_present(self) -> bool:
         if self.expected_sites:
             return set(self.expected_sites) <= set(self.present)
@@ -187,18 +207,27 @@ class ServerDriver:
         if len(self.present) < self.rounds.min_sites:
             self.stage = ServerStage.WAITING_FOR_SITES
             return []
-        self._round += 1
-        self._cohort = tuple(sorted(self.present))
-        self._reports = {}
+        cohort = tuple(sorted(self.present))
         ctx = RoundContext(
             federation=self.federation,
-            round=self._round,
-            cohort=self._cohort,
+            round=self._round + 1,
+            cohort=cohort,
             dimension=self.spec.size,
             max_weight=self.max_weight,
             min_sites=self.rounds.min_sites,
         )
-        self._aggregator = self.mode.server(ctx)
+        try:
+            aggregator = self.mode.server(ctx)
+        except ConfigError as exc:
+            if self._round == 0 and not self._roster_complete():
+                # before the first round more sites may still join: wait for them
+                log.warning("round 1 cannot open yet: %s", exc)
+                self.stage = ServerStage.WAITING_FOR_SITES
+                return []
+            # the same sites would be refused again: retrying can only spin
+            return self.halt(f"round {ctx.round} cannot open: {exc}")
+        self._round, self._cohort, self._reports = ctx.round, cohort, {}
+        self._aggregator = aggregator
         self.stage = ServerStage.ROUND_OPEN
         config = self.strategy.round_config(self._round)
         plain = self.model.plaintext()

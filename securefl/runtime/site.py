@@ -11,15 +11,20 @@ A user keeps their loop and changes a handful of lines::
 Why the ledger check sits in ``rounds``: the site must refuse *before* any
 training starts if the round could pass its budget, and must keep refusing
 after a restart. The reservation is written to disk first, so a crash in the
-middle of training still counts as spent (fail closed).
+middle of training still counts as spent (fail closed). Everything that can
+refuse a round runs before that reservation: the server's settings against
+the site's policy (``_policy``), the model's shape and values, and building
+the mode's site half; so a cheating server costs the site no privacy. The
+round's privacy itself (reserve, step limit, charge, signed record) is kept
+by ``_account``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +34,19 @@ import torch
 
 from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
 from securefl.config import DPConfig, RoundConfig, TrainConfig
-from securefl.dp import PrivacyLedger, calibrate_noise, make_private, planned_event
+from securefl.dp import PrivacyLedger, calibrate_noise, make_private
 from securefl.dp.privatize import PrivateTraining
 from securefl.errors import ConfigError, ProtocolError, TransportError
-from securefl.params import (
-    ParamSpec,
-    load_vector_into,
-    model_vector,
-    params_hash,
-    unflatten,
-    unwrap,
-)
+from securefl.params import ParamSpec, load_vector_into, model_vector, params_hash
 from securefl.runtime import messages as m
+from securefl.runtime._account import RoundAccount
+from securefl.runtime._policy import SitePolicy, check_round
+from securefl.runtime._proximal import ProximalPull
 from securefl.runtime.global_model import decode_plain_model
 from securefl.transport.base import Transport
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["ModelDecoder", "Round", "Site"]
+__all__ = ["ModelDecoder", "Round", "Site", "check_delta"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,11 @@ class Round:
 
 
 class Site:
-    """One hospital in a federation: DP-SGD, budget ledger, protected submission."""
+    """One hospital in a federation: DP-SGD, budget ledger, protected submission.
+
+    ``roster``: the names of the federation's sites, when known; a round whose
+    cohort lists anyone else is refused before any privacy is spent.
+    """
 
     def __init__(
         self,
@@ -91,6 +96,7 @@ class Site:
         state_dir: str | Path,
         record_writer: Any = None,
         decode_model: ModelDecoder = decode_plain_model,
+        roster: Collection[str] | None = None,
     ) -> None:
         self.name = name
         self.federation = federation
@@ -99,6 +105,7 @@ class Site:
         self.dp = dp
         self.train = train
         self.round_config = rounds
+        self.roster = frozenset(roster) if roster is not None else None
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = PrivacyLedger(
@@ -117,8 +124,10 @@ class Site:
         self.history: list[dict[str, Any]] = []
         self._spec: ParamSpec | None = None
         self._aggregator: SiteAggregator | None = None
-        self._reservation: Any = None
-        self._dataset_size = 0
+        self._account: RoundAccount | None = None
+        self._proximal = ProximalPull()
+        self._round_max_weight = 0.0
+        self._model: torch.nn.Module | None = None
 
     # -- privatize ---------------------------------------------------------------
 
@@ -133,16 +142,19 @@ class Site:
         """Wrap the user's objects for DP-SGD with Poisson sampling.
 
         The noise multiplier is calibrated so that ``max_rounds`` rounds of
-        ``local_epochs`` epochs stay within the site's (ε, δ) budget.
+        ``local_epochs`` epochs stay within the site's (ε, δ) budget. The
+        returned optimizer refuses a noisy step outside a round, or beyond the
+        steps the round planned, before it is taken.
         """
         batches = len(loader)
         if batches < 1:
             raise ConfigError("the data loader is empty")
-        sample_rate = 1.0 / batches
+        dataset_size = len(loader.dataset)  # type: ignore[arg-type]
+        check_delta(self.dp.delta, dataset_size, self.name)
         sigma = self.dp.noise_multiplier or calibrate_noise(
             target_epsilon=self.dp.epsilon,
             delta=self.dp.delta,
-            sample_rate=sample_rate,
+            sample_rate=1.0 / batches,
             steps=self.round_config.max_rounds * self.train.local_epochs * batches,
             accountant=self.dp.accountant,
         )
@@ -156,7 +168,14 @@ class Site:
             secure_rng=self.dp.secure_rng,
             fix_model=fix_model,
         )
-        self._dataset_size = len(loader.dataset)  # type: ignore[arg-type]
+        self._account = RoundAccount(
+            ledger=self.ledger,
+            dp=self.dp,
+            local_epochs=self.train.local_epochs,
+            private=self.private,
+            dataset_size=dataset_size,
+            records=self.records,
+        )
         return self.private.model, self.private.optimizer, self.private.loader
 
     # -- rounds -------------------------------------------------------------------
@@ -165,7 +184,9 @@ class Site:
         """Yield each round the server opens, with the global weights loaded into ``model``.
 
         Raises :class:`BudgetExhaustedError` (after telling the server it
-        leaves) when a round would pass this site's budget.
+        leaves) when a round would pass this site's budget, and
+        :class:`ProtocolError` or :class:`ConfigError` when the server's
+        settings break this site's policy; both before any training.
         """
         if self.private is None:
             raise ConfigError("call site.privatize(model, optimizer, loader) before site.rounds()")
@@ -188,7 +209,7 @@ class Site:
                     raise ProtocolError(f"round {rnd.number} ended without submit()")
                 self._finish_round(env.round)
         finally:
-            self._remove_proximal()
+            self._proximal.remove()
             if not finished:  # an error, a refusal or a `break` in the user's loop
                 self.leave("site stopped")
 
@@ -200,26 +221,25 @@ class Site:
             log.debug("server unreachable while leaving")
 
     def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
+        """Check everything the server sent, then (and only then) reserve the round's privacy."""
+        assert self.private is not None and self._account is not None
         start: m.RoundStart = m.decode(env.payload, m.RoundStart)
-        spec = ParamSpec.from_dict(start.spec)
-        local_spec = ParamSpec.from_state_dict(_state(model))
-        if spec != local_spec:
-            self.leave("model does not match the federation")
-            raise ConfigError("this site's model does not match the federation's parameter spec")
-        self._spec = spec
-        params = self.decode_model(start.model, spec.size)
-        load_vector_into(model, params, spec)
-        assert self.private is not None and self.noise_multiplier is not None
-        planned = planned_event(
-            noise_multiplier=self.noise_multiplier,
-            sample_rate=self.private.sample_rate,
-            epochs=self.train.local_epochs,
-            max_grad_norm=self.dp.max_grad_norm,
-            secure_rng=self.dp.secure_rng,
+        settings = check_round(
+            start,
+            SitePolicy(
+                site=self.name,
+                min_sites=self.round_config.min_sites,
+                local_epochs=self.train.local_epochs,
+                dataset_size=self._account.dataset_size,
+                roster=self.roster,
+            ),
         )
-        self._reservation = self.ledger.reserve(env.round, planned)
-        self.private.reset_steps()
-        self._install_proximal(model, params, _proximal_mu(start.config))
+        spec = ParamSpec.from_dict(start.spec)
+        if spec != ParamSpec.from_state_dict(_state(model)):
+            raise ConfigError("this site's model does not match the federation's parameter spec")
+        params = self.decode_model(start.model, spec.size)
+        if not np.all(np.isfinite(params)):
+            raise ProtocolError("the server sent a global model with NaN or infinite values")
         ctx = RoundContext(
             federation=self.federation,
             round=env.round,
@@ -229,9 +249,13 @@ class Site:
             min_sites=start.min_sites,
             round_digest=hashlib.sha256(env.payload).digest(),
         )
-        self._aggregator = self.mode.site(ctx, self.name)
+        aggregator = self.mode.site(ctx, self.name)
+        # every check passed: only now is privacy reserved and training allowed
+        self._account.reserve(env.round, params_hash(params))
+        self._spec, self._aggregator, self._model = spec, aggregator, model
         self._round_max_weight = start.max_weight
-        self._model = model
+        load_vector_into(model, params, spec)
+        self._proximal.install(self.private.optimizer, model, params, spec, settings.proximal_mu)
         return Round(
             number=env.round,
             cohort=start.cohort,
@@ -241,19 +265,11 @@ class Site:
         )
 
     def _submit(self, rnd: Round, num_examples: int, metrics: dict[str, float]) -> None:
-        assert self.private is not None and self._spec is not None and self._aggregator
-        self._remove_proximal()
-        assert self.noise_multiplier is not None
-        actual = replace(
-            planned_event(
-                noise_multiplier=self.noise_multiplier,
-                sample_rate=self.private.sample_rate,
-                epochs=1,
-                max_grad_norm=self.dp.max_grad_norm,
-                secure_rng=self.dp.secure_rng,
-            ),
-            steps=max(1, self.private.steps_taken()),
-        )
+        assert self._account is not None and self._spec is not None and self._aggregator
+        assert self._model is not None
+        self._proximal.remove()
+        if self._account.open_round != rnd.number:
+            raise ProtocolError(f"round {rnd.number} is closed; nothing was sent")
         # every check that could refuse the update runs before privacy is committed
         delta = (model_vector(self._model, self._spec) - rnd.global_params).astype(np.float32)
         if not np.all(np.isfinite(delta)):
@@ -263,20 +279,8 @@ class Site:
                 f"num_examples={num_examples} exceeds the federation's maximum weight "
                 f"{self._round_max_weight:g}; nothing was sent"
             )
-        rnd.epsilon = self.ledger.commit(self._reservation, actual)
-        if self.records is not None:
-            self.records.append(
-                round_id=rnd.number,
-                event=actual,
-                accountant=self.dp.accountant,
-                delta=self.dp.delta,
-                epsilon=rnd.epsilon,
-                epsilon_budget=self.dp.epsilon,
-                model_hash=params_hash(rnd.global_params),
-                dataset_size=self._dataset_size,
-                expected_batch_size=max(1, round(self.private.sample_rate * self._dataset_size)),
-            )
-        outgoing = self._aggregator.submit(delta, float(num_examples))
+        outgoing = self._aggregator.submit(delta, float(num_examples))  # held until charged
+        rnd.epsilon, actual = self._account.charge()
         # the report goes first: the update may complete the round on arrival
         report = m.Report(metrics=metrics).to_bytes()
         self._send(m.REPORT, SERVER, report, rnd.number)
@@ -307,35 +311,6 @@ class Site:
         self.final_params = self.decode_model(finish.model, self._spec.size)
         load_vector_into(model, self.final_params, self._spec)
         self.finish_reason = finish.reason
-
-    # -- FedProx: a proximal pull after each private step (post-processing) ----
-
-    def _install_proximal(
-        self, model: torch.nn.Module, anchor: npt.NDArray[np.float32], mu: float
-    ) -> None:
-        self._remove_proximal()
-        if mu <= 0 or self.private is None or self._spec is None:
-            return
-        inner = getattr(self.private.optimizer, "original_optimizer", self.private.optimizer)
-        anchors = unflatten(anchor, self._spec)
-        pairs = [
-            (p, anchors[n].to(p.dtype)) for n, p in unwrap(model).named_parameters() if n in anchors
-        ]
-
-        def pull(opt: torch.optim.Optimizer, *_: Any) -> None:
-            lr = float(opt.param_groups[0]["lr"])  # read each step: schedulers change it
-            step = min(lr * mu, 1.0)  # never overshoot the anchor
-            with torch.no_grad():
-                for p, a in pairs:
-                    p.sub_(step * (p - a))
-
-        self._proximal_handle = inner.register_step_post_hook(pull)
-
-    def _remove_proximal(self) -> None:
-        handle = getattr(self, "_proximal_handle", None)
-        if handle is not None:
-            handle.remove()
-            self._proximal_handle = None
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -373,9 +348,14 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return dict(inner.state_dict())
 
 
-def _proximal_mu(config: Mapping[str, Any]) -> float:
-    """FedProx's μ from the server's round config: a finite number in [0, 100]."""
-    mu = config.get("proximal_mu", 0.0)
-    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu <= 100:
-        raise ProtocolError(f"the server sent an invalid proximal_mu {mu!r}")
-    return float(mu)
+def check_delta(delta: float, dataset_size: int, site: str) -> None:
+    """Refuse a δ at or above 1/n: it admits releasing one whole record outright.
+
+    With δ ≥ 1/n, publishing one random patient's record satisfies (0, δ)-DP,
+    so ε says nothing (accountants even report ε below 0).
+    """
+    if not delta < 1.0 / dataset_size:
+        raise ConfigError(
+            f"dp.delta={delta:g} must be below 1/n = {1.0 / dataset_size:.2g} for site "
+            f"{site!r} with {dataset_size} training examples (use e.g. 1e-5, well below 1/n)"
+        )

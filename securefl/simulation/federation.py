@@ -62,7 +62,7 @@ class LocalFederation:
         strategy: StrategyConfig,
         max_weight: float,
         federation: str = "securefl-sim",
-        secure: str = "plain",
+        secure: str = "mask",
         workdir: Path | None = None,
         dropouts: Mapping[str, str] | None = None,
         he_preset: str | None = None,
@@ -137,6 +137,7 @@ class LocalFederation:
             state_dir=self.workdir / "state" / name,
             record_writer=writer,
             decode_model=decoder,
+            roster=self.roster.sites,
         )
 
     def run(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,18 @@ from securefl.runtime.global_model import GlobalModel, PlainGlobalModel, decode_
 from securefl.runtime.site import ModelDecoder
 from securefl.wire import Envelope
 
-__all__ = ["STAGES", "SecureSetup", "SiteVanished", "make_setup", "parse_dropouts"]
+if TYPE_CHECKING:
+    from securefl.secagg import MaskConfig
+
+__all__ = [
+    "STAGES",
+    "SecureSetup",
+    "SiteVanished",
+    "check_dropouts",
+    "make_setup",
+    "mask_config",
+    "parse_dropouts",
+]
 
 #: The stages a site sends in, in order, per mode (what ``--dropout`` may name).
 STAGES: dict[str, tuple[str, ...]] = {
@@ -98,6 +109,51 @@ def parse_dropouts(values: tuple[str, ...], secure: str, sites: list[str]) -> di
     return out
 
 
+def check_dropouts(
+    secure: str, sites: list[str], dropouts: Mapping[str, str], min_sites: int
+) -> None:
+    """Refuse a federation, or a rehearsal, that cannot complete its rounds, saying why.
+
+    Every rehearsed site vanishes in round 1 and never returns, so the round
+    it vanishes in must still reach the mode's threshold, and the next round's
+    smaller cohort must still be one the mode (and ``min_sites``) accepts.
+    The numbers come from the mode itself (``MaskConfig.plan``), not a copy.
+    """
+    cohort = tuple(sorted(sites))
+    config = mask_config() if secure == "mask" else None
+    if config is not None:
+        try:
+            need = config.plan(federation="check", round_id=1, cohort=cohort).threshold
+        except ConfigError as exc:
+            raise ConfigError(
+                f"--secure mask cannot run {len(sites)} sites ({exc}); add sites or use --secure he"
+            ) from None
+    if not dropouts:
+        return
+    survivors = tuple(s for s in cohort if s not in dropouts)
+    lost = f"{len(dropouts)} of {len(sites)} sites vanishing leaves {len(survivors)}"
+    if len(survivors) < min_sites:
+        raise ConfigError(f"--dropout: {lost}, below min_sites={min_sites}; use more --sites")
+    if config is None:
+        return
+    if len(survivors) < need:
+        raise ConfigError(
+            f"--dropout: {lost}, but masking {len(sites)} sites needs {need} to survive "
+            f"(threshold t = {need}); use more --sites or fewer dropouts"
+        )
+    try:
+        config.plan(federation="check", round_id=2, cohort=survivors)
+    except ConfigError as exc:
+        raise ConfigError(f"--dropout: {lost}, and the next round cannot open: {exc}") from None
+
+
+def mask_config() -> MaskConfig:
+    """The masking settings of an in-process federation."""
+    from securefl.secagg import MaskConfig
+
+    return MaskConfig(clip=1.0)
+
+
 def _with_dropouts(
     base: Callable[[str], AggregationMode], secure: str, dropouts: Mapping[str, str]
 ) -> Callable[[str], AggregationMode]:
@@ -144,9 +200,9 @@ def _mask_setup(
     signing_keys: Mapping[str, bytes], roster: Mapping[str, bytes], workdir: Path
 ) -> SecureSetup:
     from securefl.hazmat.sign import SigningKey
-    from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
+    from securefl.secagg import MaskServerMode, MaskSiteMode
 
-    config = MaskConfig(clip=1.0)
+    config = mask_config()
     modes = {
         name: MaskSiteMode(
             site_id=name,

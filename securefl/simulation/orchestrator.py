@@ -23,11 +23,12 @@ from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data.federations import FederatedData, SiteData
 from securefl.dp import make_private
 from securefl.errors import ConfigError
-from securefl.params import load_vector_into, save_params
+from securefl.params import load_vector_into, model_vector, save_params
 from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
 from securefl.runtime.server import ServerDriver
-from securefl.runtime.site import Site
+from securefl.runtime.site import Site, check_delta
 from securefl.simulation.federation import LocalFederation
+from securefl.simulation.modes import check_dropouts
 from securefl.simulation.trainer import (
     accuracy,
     default_model,
@@ -61,20 +62,37 @@ class SiteOutcome:
 
 @dataclass(kw_only=True)
 class SimulationResult:
+    """What a simulation produced.
+
+    ``rounds`` counts the rounds opened, ``rounds_completed`` those whose
+    aggregate reached the model; with none completed there is no federated
+    model and every federated accuracy is NaN (``null`` in ``summary.json``).
+    ``halted`` says why the run ended before its plan ("" if it did not).
+    """
+
     secure: str
     rounds: int
     finish_reason: str
     global_accuracy: float
     sites: list[SiteOutcome]
     history: list[dict[str, Any]] = field(default_factory=list)
+    rounds_completed: int = 0
+    halted: str = ""
+
+    @property
+    def trained(self) -> bool:
+        """Whether any round's aggregate reached the model."""
+        return self.rounds_completed > 0
 
     def summary(self) -> dict[str, Any]:
         """The ``summary.json`` document."""
         return {
             "secure": self.secure,
             "rounds": self.rounds,
+            "rounds_completed": self.rounds_completed,
             "finish_reason": self.finish_reason,
-            "global": {"accuracy": self.global_accuracy},
+            "halted": self.halted or None,
+            "global": {"accuracy": _finite_or_none(self.global_accuracy)},
             "sites": [
                 {
                     "name": s.name,
@@ -84,7 +102,7 @@ class SimulationResult:
                     "delta": s.delta,
                     "noise_multiplier": s.noise_multiplier,
                     "local_only_accuracy": _finite_or_none(s.local_only_accuracy),
-                    "federated_accuracy": s.federated_accuracy,
+                    "federated_accuracy": _finite_or_none(s.federated_accuracy),
                     "local_only_test_accuracy": _finite_or_none(s.local_only_test_accuracy),
                     "rounds_trained": s.rounds_trained,
                 }
@@ -145,7 +163,7 @@ def run_simulation(
     data: FederatedData,
     *,
     federation: str = "securefl-sim",
-    secure: str = "plain",
+    secure: str = "mask",
     dp: DPConfig,
     train: TrainConfig,
     rounds: RoundConfig,
@@ -158,12 +176,15 @@ def run_simulation(
 ) -> SimulationResult:
     """Run a whole federation in this process and return what each party learned."""
     num_classes = len(data.classes)
-    min_site = min(s.num_examples for s in data.sites)
-    if dp.batch_size > min_site:
+    smallest = min(data.sites, key=lambda s: s.num_examples)
+    if dp.batch_size > smallest.num_examples:
         raise ConfigError(
             f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
-            f"{min_site} training examples"
+            f"{smallest.num_examples} training examples"
         )
+    for site_data in data.sites:  # each site checks again in privatize; say it once, here
+        check_delta(dp.delta, site_data.num_examples, site_data.name)
+    check_dropouts(secure, [s.name for s in data.sites], dropouts or {}, rounds.min_sites)
     initial = _seeded_model(data.num_features, num_classes, seed)
     fed = LocalFederation(
         site_names=[s.name for s in data.sites],
@@ -196,20 +217,27 @@ def run_simulation(
 
     driver = fed.run(train_site, on_progress=on_progress)
     _write_server_log(fed, driver)
-    if not driver.history and fed.failures:  # nothing ran: the first site error is the answer
+    trained = driver.completed_rounds > 0
+    if not trained and fed.failures:  # nothing trained: the first site error is the answer
         raise next(iter(fed.failures.values()))
-    final = driver.model.plaintext()
-    if final is None:  # he mode: the server cannot read it; every site holds it
-        final = next(s.final_params for s in fed.sites.values() if s.final_params is not None)
-    final_model = default_model(data.num_features, num_classes)
-    load_vector_into(final_model, final, fed.spec)
+    final_model: torch.nn.Module | None = None
+    if trained:  # an untrained model is never reported as the federation's
+        final = driver.model.plaintext()
+        if final is None:  # he mode: the server cannot read it; every site holds it
+            final = next(s.final_params for s in fed.sites.values() if s.final_params is not None)
+        final_model = default_model(data.num_features, num_classes)
+        load_vector_into(final_model, final, fed.spec)
     test = (data.x_test, data.y_test) if data.x_test is not None else None
     outcomes = [_outcome(fed, s, final_model, test, num_classes, seed) for s in data.sites]
     result = SimulationResult(
         secure=secure,
         rounds=driver.current_round,
+        rounds_completed=driver.completed_rounds,
         finish_reason=driver.finish_reason,
-        global_accuracy=_global_accuracy(data, final_model, outcomes),
+        halted=driver.halted,
+        global_accuracy=(
+            _global_accuracy(data, final_model, outcomes) if final_model else float("nan")
+        ),
         sites=outcomes,
         history=[
             {
@@ -224,7 +252,9 @@ def run_simulation(
         ],
     )
     if out is not None:
-        save_params(out / "global_model.safetensors", final, fed.spec)
+        if final_model is not None:
+            vector = model_vector(final_model, fed.spec)
+            save_params(out / "global_model.safetensors", vector, fed.spec)
         (out / "summary.json").write_text(
             json.dumps(result.summary(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
@@ -261,7 +291,7 @@ def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
 def _outcome(
     fed: LocalFederation,
     data: SiteData,
-    final_model: torch.nn.Module,
+    final_model: torch.nn.Module | None,
     test: tuple[Any, Any] | None,
     num_classes: int,
     seed: int,
@@ -283,7 +313,9 @@ def _outcome(
         delta=fed.dp.delta,
         noise_multiplier=sigma,
         local_only_accuracy=local_val,
-        federated_accuracy=accuracy(final_model, data.x_val, data.y_val),
+        federated_accuracy=(
+            accuracy(final_model, data.x_val, data.y_val) if final_model else float("nan")
+        ),
         local_only_test_accuracy=local_test,
         rounds_trained=rounds,
         error=fed.errors.get(data.name) or fed.vanished.get(data.name, ""),

@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, load_federation
+from securefl.config import (
+    DPConfig,
+    FederationConfig,
+    RoundConfig,
+    SiteSpec,
+    StrategyConfig,
+    load_federation,
+)
 from securefl.errors import ConfigError
 
 
@@ -91,3 +98,26 @@ def test_toml_errors_name_the_file_and_key(tmp_path: Path, body, needle):
 def test_missing_toml_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="no such file"):
         load_federation(tmp_path / "nope.toml")
+
+
+def test_secure_by_default(tmp_path: Path):
+    assert FederationConfig().secure == "mask"
+    path = tmp_path / "fed.toml"
+    path.write_text('[federation]\nname = "x"\n', encoding="utf-8")
+    assert load_federation(path).secure == "mask"
+
+
+def test_delta_must_be_below_one_over_n_at_every_site(tmp_path: Path):
+    # each site protects its own n records, so a shared δ must be below 1/n of each
+    sites = (SiteSpec(name="small", num_examples=20), SiteSpec(name="big", num_examples=1000))
+    with pytest.raises(ConfigError, match="'small' with 20 examples"):
+        FederationConfig(dp=DPConfig(delta=0.5), sites=sites)
+    with pytest.raises(ConfigError, match="'big' with 1000 examples"):
+        FederationConfig(dp=DPConfig(delta=0.01), sites=sites)
+    assert FederationConfig(dp=DPConfig(delta=0.0009), sites=sites).dp.delta == 0.0009
+    path = tmp_path / "fed.toml"
+    path.write_text(
+        '[dp]\ndelta = 0.5\n[[sites]]\nname = "a"\nnum_examples = 10\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"fed\.toml: dp\.delta=0\.5 must be below"):
+        load_federation(path)

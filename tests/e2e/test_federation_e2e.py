@@ -30,7 +30,7 @@ def _run(tmp_path, **kw):
 def test_three_sites_train_within_budget_and_write_auditable_records(tmp_path):
     result = _run(tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["secure"] == "plain" and summary["rounds"] == 3
+    assert summary["secure"] == "mask" and summary["rounds"] == 3  # secure by default
     assert [h["status"] for h in summary["history"]] == ["aggregated"] * 3
     assert len(summary["sites"]) == 3
     for site in summary["sites"]:
@@ -76,7 +76,7 @@ def test_site_whose_budget_runs_out_leaves_and_keeps_refusing_after_restart(tmp_
 
 
 def test_dropout_rehearsal_continues_with_survivors(tmp_path):
-    result = _run(tmp_path, dropouts={"hospital-b": "update"})
+    result = _run(tmp_path, secure="plain", dropouts={"hospital-b": "update"})
     assert all(h["survivors"] == ["hospital-a", "hospital-c"] for h in result.history)
     assert "vanished" in next(s.error for s in result.sites if s.name == "hospital-b")
     assert np.isfinite(result.global_accuracy)

@@ -195,3 +195,103 @@ def test_reports_must_be_small_and_finite():
         m.Report.from_bytes(pack({"metrics": {f"m{i}": 1.0 for i in range(50)}}))
     with pytest.raises(WireError):
         m.Report.from_bytes(pack({"metrics": {"acc": True}}))
+
+
+class _MinimumCohortMode(PlainMode):
+    """A mode whose server half refuses cohorts below three, as mask does."""
+
+    def server(self, ctx):
+        from securefl.errors import ConfigError
+
+        if len(ctx.cohort) < 3:
+            raise ConfigError(f"cohort of {len(ctx.cohort)} is below min_cohort=3")
+        return super().server(ctx)
+
+
+def test_a_round_that_cannot_open_halts_the_run_instead_of_retrying():
+    d = _driver(max_rounds=5)
+    d.mode = _MinimumCohortMode()
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    _submit(d, "a", [0, 0, 0], 10)
+    d.handle(_env("b", m.BYE, b"gone"))
+    d.on_deadline()  # round 1 closes without b
+    out = d.advance()  # round 2 would be a and c only
+    assert d.stage is ServerStage.FINISHED
+    assert "round 2 cannot open" in d.halted and "min_cohort" in d.halted
+    assert d.current_round == 1  # no round id was spent on the refused cohort
+    assert sorted(e.receiver for e in out if e.stage == m.FINISH) == ["a", "c"]
+    assert d.on_deadline() == [] and d.advance() == []  # and nothing reopens
+
+
+def test_too_few_sites_after_a_round_halts_the_run():
+    d = _driver(max_rounds=5)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    for s in "abc":
+        _submit(d, s, [0, 0, 0], 10)
+    d.handle(_env("b", m.BYE, b"budget"))
+    d.handle(_env("c", m.BYE, b"budget"))
+    d.on_deadline()  # round 2 is abandoned: a alone
+    assert d.advance() == []  # round 3 cannot open with one site
+    d.on_deadline()
+    assert d.stage is ServerStage.FINISHED and "only 1 site(s) remain" in d.halted
+    assert d.completed_rounds == 1
+
+
+def test_a_finished_plan_is_not_a_halt():
+    d = _driver(max_rounds=1)
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    for s in "abc":
+        _submit(d, s, [0, 0, 0], 10)
+    assert d.stage is ServerStage.FINISHED and d.halted == "" and d.completed_rounds == 1
+
+
+@pytest.mark.parametrize(
+    "cls, fields",
+    [
+        (m.RoundEnd, {"status": "aggregated", "survivors": [1, 2], "reason": ""}),
+        (m.RoundEnd, {"status": "abandoned", "survivors": [], "reason": ["x"]}),
+        (m.Finish, {"model": b"", "reason": "done", "rounds": -1}),
+        (m.Finish, {"model": b"", "reason": "done", "rounds": 1.5}),
+        (m.Finish, {"model": b"", "reason": 7, "rounds": 1}),
+    ],
+)
+def test_server_messages_with_fields_of_the_wrong_type_are_refused(cls, fields):
+    from securefl.errors import WireError
+    from securefl.wire import pack
+
+    with pytest.raises(WireError):
+        m.decode(pack(fields), cls)
+
+
+def test_before_the_first_round_a_refused_cohort_waits_for_more_sites():
+    d = ServerDriver(
+        federation="f",
+        mode=_MinimumCohortMode(),
+        strategy=FedAvg(),
+        model=PlainGlobalModel(np.zeros(3, dtype=np.float32)),
+        spec=SPEC,
+        rounds=RoundConfig(max_rounds=3, min_sites=2),
+        max_weight=100.0,
+    )
+    d.handle(_env("a", m.HELLO))
+    assert d.handle(_env("b", m.HELLO)) == []  # two are enough for min_sites, not for the mode
+    d.on_deadline()
+    assert d.stage is ServerStage.WAITING_FOR_SITES and not d.halted
+    out = d.handle(_env("c", m.HELLO))
+    assert d.stage is ServerStage.ROUND_OPEN and d.current_round == 1
+    assert sorted(e.receiver for e in out if e.stage == m.ROUND_START) == ["a", "b", "c"]
+
+
+def test_a_full_roster_the_mode_refuses_halts_at_once():
+    d = _driver()  # expects a, b, c
+    d.mode = _MinimumCohortMode()
+    d.handle(_env("a", m.HELLO))
+    d.handle(_env("b", m.HELLO))
+    d.on_deadline()  # c has not come yet: wait
+    assert not d.halted
+    d.expected_sites = ("a", "b")  # a federation of two that masking cannot serve
+    d.on_deadline()
+    assert d.stage is ServerStage.FINISHED and "round 1 cannot open" in d.halted

@@ -80,8 +80,9 @@ def test_only_the_server_may_open_a_round(tmp_path):
 
 
 def test_an_oversized_weight_is_refused_before_privacy_is_committed(tmp_path):
+    # the site's 32 examples fit the bound; the loop then claims 50
     _, server, site, model, _opt, _loader = _setup(tmp_path)
-    server.send(_start(model, max_weight=10.0))
+    server.send(_start(model, max_weight=40.0))
     with pytest.raises(ConfigError, match="maximum weight"):
         for rnd in site.rounds(model):
             rnd.submit(num_examples=50)
@@ -114,3 +115,46 @@ def test_a_submitted_round_sends_report_then_update_and_spends_privacy(tmp_path)
     assert site.ledger.history()[0].status == "committed"
     assert 0 < (rnd.epsilon or 0) <= 5.0
     assert np.isfinite(site.ledger.spent())
+
+
+@pytest.mark.parametrize("delta", [0.5, 1 / 32, 1 / 20])
+def test_a_delta_not_below_one_over_n_is_refused_before_any_training(tmp_path, delta):
+    # with δ ≥ 1/n, releasing one random record outright is (0, δ)-DP: ε would mean nothing
+    hub = MemoryHub()
+    site = Site(
+        name="a",
+        federation="f",
+        transport=hub.connect("a"),
+        mode=PlainMode(),
+        dp=DPConfig(epsilon=1.0, delta=delta, batch_size=8),
+        train=TrainConfig(),
+        rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=5),
+        state_dir=tmp_path,
+    )
+    model = nn.Sequential(nn.Linear(3, 2))
+    data = TensorDataset(torch.randn(32, 3), torch.randint(0, 2, (32,)))
+    with pytest.raises(ConfigError, match=r"dp\.delta.*32 training examples"):
+        site.privatize(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(data, batch_size=8)
+        )
+    assert site.private is None and site.ledger.history() == []
+
+
+def test_a_delta_just_below_one_over_n_is_accepted(tmp_path):
+    hub = MemoryHub()
+    site = Site(
+        name="a",
+        federation="f",
+        transport=hub.connect("a"),
+        mode=PlainMode(),
+        dp=DPConfig(epsilon=5.0, delta=1 / 33, noise_multiplier=1.0, batch_size=8),
+        train=TrainConfig(),
+        rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=5),
+        state_dir=tmp_path,
+    )
+    model = nn.Sequential(nn.Linear(3, 2))
+    data = TensorDataset(torch.randn(32, 3), torch.randint(0, 2, (32,)))
+    site.privatize(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(data, batch_size=8)
+    )
+    assert site.private is not None

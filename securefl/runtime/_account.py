@@ -1,0 +1,140 @@
+"""A site's privacy for each round: reserve before training, stop overruns, charge what ran.
+
+Why it is one object: three things must happen in a fixed order and must not
+drift apart. The ledger admits the round (a durable pending row) before any
+gradient is computed; the optimizer may take at most the steps that were
+admitted; and what is committed to the ledger and to the signed record is the
+number of noisy steps that really ran. A loop that trains longer than planned
+is stopped at the first extra step, with the steps it did take charged,
+instead of quietly spending the budget of the rounds to come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from securefl.config import DPConfig
+from securefl.dp import PrivacyLedger, planned_event
+from securefl.dp.events import DPEvent
+from securefl.dp.ledger import Reservation
+from securefl.dp.privatize import PrivateTraining
+from securefl.errors import ConfigError, ProtocolError
+
+__all__ = ["RoundAccount"]
+
+
+class RoundAccount:
+    """Privacy bookkeeping of one site across rounds.
+
+    ``private`` is the site's DP-SGD wrapping; its optimizer is guarded so
+    that a noisy step outside an open round, or beyond the round's planned
+    steps, raises :class:`ConfigError` *before* clipping and noise.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: PrivacyLedger,
+        dp: DPConfig,
+        local_epochs: int,
+        private: PrivateTraining,
+        dataset_size: int,
+        records: Any = None,
+    ) -> None:
+        self.ledger = ledger
+        self.dp = dp
+        self.local_epochs = local_epochs
+        self.private = private
+        self.dataset_size = dataset_size
+        self.records = records
+        self._reservation: Reservation | None = None
+        self._model_hash = ""
+        self._guard_optimizer(private.optimizer)
+
+    @property
+    def open_round(self) -> int | None:
+        """The round whose privacy is reserved and not yet charged."""
+        return self._reservation.round_id if self._reservation else None
+
+    def reserve(self, round_id: int, model_hash: str) -> None:
+        """Admit ``round_id`` in the ledger (or raise BudgetExhaustedError) and arm the guard."""
+        if self._reservation is not None:
+            raise ProtocolError(f"round {self._reservation.round_id} is still open")
+        planned = planned_event(
+            noise_multiplier=self.private.noise_multiplier,
+            sample_rate=self.private.sample_rate,
+            epochs=self.local_epochs,
+            max_grad_norm=self.dp.max_grad_norm,
+            secure_rng=self.private.secure_rng,
+        )
+        self._reservation = self.ledger.reserve(round_id, planned)
+        self._model_hash = model_hash
+        self.private.reset_steps()
+
+    def actual_event(self) -> DPEvent:
+        """The event of the steps taken so far this round (at least one: the round ran)."""
+        return replace(self.private.actual_event(), steps=max(1, self.private.steps_taken()))
+
+    def charge(self) -> tuple[float, DPEvent]:
+        """Commit the steps taken to the ledger and the signed record; return (ε, event).
+
+        Raises BudgetExhaustedError (from the ledger) if the round ran over the
+        budget: it is recorded as spent and the update must not be released.
+        """
+        if self._reservation is None:
+            raise ProtocolError("no round is open: nothing to charge")
+        reservation, self._reservation = self._reservation, None
+        actual = self.actual_event()
+        epsilon = self.ledger.commit(reservation, actual)
+        if self.records is not None:
+            self.records.append(
+                round_id=reservation.round_id,
+                event=actual,
+                accountant=self.dp.accountant,
+                delta=self.dp.delta,
+                epsilon=epsilon,
+                epsilon_budget=self.dp.epsilon,
+                model_hash=self._model_hash,
+                dataset_size=self.dataset_size,
+                expected_batch_size=max(1, round(self.private.sample_rate * self.dataset_size)),
+            )
+        return epsilon, actual
+
+    # -- the step guard -----------------------------------------------------------
+
+    def _guard_optimizer(self, optimizer: Any) -> None:
+        """Check each step before Opacus clips and noises it (``pre_step``)."""
+        pre_step: Callable[..., Any] = optimizer.pre_step
+
+        def guarded_pre_step(*args: Any, **kwargs: Any) -> Any:
+            if not _skipped(optimizer):
+                self._admit_step()
+            return pre_step(*args, **kwargs)
+
+        optimizer.pre_step = guarded_pre_step
+
+    def _admit_step(self) -> None:
+        if self._reservation is None:
+            raise ConfigError(
+                "a private optimizer step outside a round would spend privacy no ledger "
+                "admitted; train only inside `for rnd in site.rounds(model)`"
+            )
+        limit = self._reservation.planned.steps
+        if self.private.steps_taken() < limit:
+            return
+        round_id = self._reservation.round_id
+        self.charge()  # the steps that did run are spent; the extra one never runs
+        raise ConfigError(
+            f"round {round_id}: the training loop went past the {limit} noisy steps planned "
+            f"for train.local_epochs={self.local_epochs} ({limit // self.local_epochs} per "
+            f"epoch); those {limit} steps are charged and nothing is sent. Train "
+            f"local_epochs epochs per round, or set train.local_epochs to what the loop runs"
+        )
+
+
+def _skipped(optimizer: Any) -> bool:
+    """Opacus skips (accumulates without noise) some physical batches of a large one."""
+    check = getattr(optimizer, "_check_skip_next_step", None)
+    return bool(check(pop_next=False)) if check is not None else False
