@@ -161,10 +161,10 @@ def read_record_file(path: Path) -> tuple[list[LoadedRecord], list[tuple[int, st
             continue
         try:
             good.append(LoadedRecord(parse_record(json.loads(line)), path, number))
-        except json.JSONDecodeError as exc:
-            bad.append((number, f"not JSON ({exc.msg})"))
         except DataError as exc:
             bad.append((number, str(exc)))
+        except (ValueError, RecursionError) as exc:  # not JSON, nested too deep, a huge number
+            bad.append((number, f"not JSON ({type(exc).__name__})"))
     return good, bad
 
 
