@@ -32,12 +32,15 @@ from securefl.wire import (
     unpack,
 )
 
-FLOOD_BYTES = 3 * 1024 * 1024
+FLOOD_BYTES = 1536 * 1024
 SMALL_CONSTANT = 1024 * 1024
 
 
 def _flood(kind: str, size: int = FLOOD_BYTES) -> bytes:
     """One array of ``size`` bytes of the cheapest-to-send, costliest-to-build values."""
+    if kind == "blocks":  # arrays of 100 empty arrays: every container short, many in all
+        n = size // 103
+        return b"\xdd" + n.to_bytes(4, "big") + (b"\xdc\x00\x64" + b"\x90" * 100) * n
     unit = {
         "arrays": b"\x90",  # []
         "maps": b"\x81\xa1k\x80",  # {"k": {}}
@@ -141,7 +144,7 @@ def _peak(call: Callable[[], object]) -> int:
     return peak
 
 
-@pytest.mark.parametrize("kind", ["arrays", "maps", "strings", "nils", "nested"])
+@pytest.mark.parametrize("kind", ["arrays", "maps", "strings", "nils", "nested", "blocks"])
 @pytest.mark.parametrize("decoder", sorted(RECEIVERS))
 def test_hostile_message_costs_under_twice_its_size(decoder: str, kind: str) -> None:
     """A few MB of tiny values, sent to each decoder: refused within 2x size + 1 MiB."""
@@ -267,3 +270,28 @@ def test_limits_refuse_negative_or_non_integer_values() -> None:
         Limits(max_items=-1)
     with pytest.raises(ValueError, match="max_depth"):
         Limits(max_depth=True)
+
+
+@pytest.mark.parametrize(
+    ("stage", "field"),
+    [
+        (sm.CONSISTENCY_REQUEST, "survivors"),
+        (sm.MASKED_INPUT_REQUEST, "senders"),
+        (sm.UNMASK_REQUEST, "dropped"),
+    ],
+)
+def test_mask_payload_beyond_the_cohort_is_refused_before_it_is_built(
+    stage: str, field: str
+) -> None:
+    """Stage limits follow the cohort: 8,000 ids for a cohort of 5 cost nothing to refuse."""
+    fields, _ = _SECAGG[stage]
+    payload = msgpack.packb({**fields, field: [f"s{i}" for i in range(8000)]})
+    peak = _peak(lambda: sm.decode(stage, payload, cohort_size=5))
+    assert peak < 64 * 1024
+    assert sm.decode_limits(stage, 5).max_items < 200
+
+
+def test_runtime_report_beyond_its_metric_count_is_refused_before_it_is_built() -> None:
+    payload = msgpack.packb({"metrics": {f"m{i}": 0.5 for i in range(1000)}})
+    peak = _peak(lambda: m.decode(payload, m.Report))
+    assert peak < 64 * 1024
