@@ -358,6 +358,8 @@ def decrypt_sum(
         raise IntegrityError("aggregate was made under another preset or key")
     if obj["dimension"] != dimension:
         raise WireError(f"aggregate has dimension {obj['dimension']}, expected {dimension}")
+    if not isinstance(obj["weight_scale"], float) or not 0 < obj["weight_scale"] < float("inf"):
+        raise WireError("aggregate weight scale must be a positive finite number")
     summands = obj["summands"]
     if not isinstance(summands, int) or summands < 2:
         raise AbortError("refusing to decrypt an aggregate of fewer than two updates")
