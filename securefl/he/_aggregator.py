@@ -42,7 +42,8 @@ from securefl.he import _fixed_point
 from securefl.he._codec import ChunkSum, decrypt_chunks, encrypt_chunks, load_chunks, num_chunks
 from securefl.he._context import PublicContext, SecretContext
 from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool
-from securefl.wire import SERVER, Envelope, pack, unpack
+from securefl.he._presets import HEPreset
+from securefl.wire import PAYLOAD_LIMITS, SERVER, Envelope, Limits, pack, unpack
 
 __all__ = [
     "STAGE_UPDATE",
@@ -59,6 +60,14 @@ log = logging.getLogger(__name__)
 STAGE_UPDATE = "he/update"
 _UPDATE_FIELDS = {"v", "preset", "key_id", "weight", "dimension", "chunks"}
 _SUM_FIELDS = {"v", "preset", "key_id", "weight_scale", "summands", "dimension", "chunks"}
+
+
+def _chunk_limits(preset: HEPreset, dimension: int) -> Limits:
+    """An update or an aggregate: a few short fields and one list of ciphertext chunks."""
+    chunks = num_chunks(preset, dimension)
+    return PAYLOAD_LIMITS.tightened(
+        max_items=32 + chunks, max_depth=2, max_array_len=chunks, max_map_len=16, max_str_len=256
+    )
 
 
 def _check_round(ctx: RoundContext, max_sites: int) -> None:
@@ -174,7 +183,7 @@ class HEServer(ServerAggregator):
             raise ProtocolError(f"unexpected stage {envelope.stage!r} or receiver")
         if envelope.sender in self._weights or envelope.sender in self.rejected:
             raise ProtocolError("this site already sent its update")
-        obj = unpack(envelope.payload)
+        obj = unpack(envelope.payload, limits=_chunk_limits(self._public.preset, ctx.dimension))
         if not isinstance(obj, dict) or set(obj) != _UPDATE_FIELDS or obj["v"] != 1:
             raise WireError("not an he/update payload")
         if obj["preset"] != self._public.preset.name or obj["dimension"] != ctx.dimension:
@@ -351,7 +360,7 @@ def decrypt_sum(
     secret_context: SecretContext, encrypted_sum: bytes, dimension: int
 ) -> npt.NDArray[np.float64]:
     """Decrypt an aggregate blob to Σ (w / max_weight)·Δ (float64, dequantized for BFV)."""
-    obj = unpack(encrypted_sum)
+    obj = unpack(encrypted_sum, limits=_chunk_limits(secret_context.preset, dimension))
     if not isinstance(obj, dict) or set(obj) != _SUM_FIELDS or obj["v"] != 1:
         raise WireError("not an he aggregate")
     if obj["preset"] != secret_context.preset.name or obj["key_id"] != secret_context.key_id:

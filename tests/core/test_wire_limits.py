@@ -295,3 +295,24 @@ def test_runtime_report_beyond_its_metric_count_is_refused_before_it_is_built() 
     payload = msgpack.packb({"metrics": {f"m{i}": 0.5 for i in range(1000)}})
     peak = _peak(lambda: m.decode(payload, m.Report))
     assert peak < 64 * 1024
+
+
+def test_he_update_with_more_chunks_than_its_dimension_is_refused_before_it_is_built() -> None:
+    """he/update: limits follow the chunk count the round's dimension needs (one here)."""
+    from securefl.aggregation.base import RoundContext
+    from securefl.he import BFV_N4096, HEServerMode, SecretContext
+
+    secret = SecretContext.generate(BFV_N4096, clip=0.1)
+    ctx = RoundContext(federation="fed", round=1, cohort=("a", "b"), dimension=8, max_weight=1.0)
+    server = HEServerMode(secret.public_context_bytes()).server(ctx)
+    payload = msgpack.packb(
+        {"v": 1, "preset": secret.preset.name, "key_id": secret.key_id, "weight": 1.0,
+         "dimension": 8, "chunks": [b"c"] * 12_000},
+        use_bin_type=True,
+    )  # fmt: skip
+    envelope = Envelope(
+        federation="fed", round=1, stage="he/update", sender="a", receiver="server", payload=payload
+    )
+    peak = _peak(lambda: server.handle(envelope))
+    assert peak < 64 * 1024
+    assert isinstance(server.rejected["a"], WireError)
