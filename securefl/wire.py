@@ -34,6 +34,7 @@ __all__ = [
     "ENVELOPE_LIMITS",
     "ENVELOPE_VERSION",
     "MAX_ENVELOPE_BYTES",
+    "MAX_NAME_LEN",
     "PAYLOAD_LIMITS",
     "SERVER",
     "Envelope",
@@ -305,6 +306,8 @@ class Envelope:
             if _unpackb(raw[key_at:value_at], ENVELOPE_LIMITS) != name:
                 raise WireError("not an envelope: unexpected, missing or reordered fields")
             if name != "payload":
+                if value_end - value_at > 2 + MAX_NAME_LEN:  # a header field is a short str or int
+                    raise WireError(f"envelope field {name!r} is too long")
                 values[name] = _unpackb(raw[value_at:value_end], ENVELOPE_LIMITS)
         header = _check_header(values, payload_at=value_at, payload_end=value_end, raw=raw)
         if check is not None:
@@ -323,7 +326,7 @@ class Envelope:
 def _check_header(
     values: dict[str, Any], *, payload_at: int, payload_end: int, raw: bytes
 ) -> EnvelopeHeader:
-    if values["v"] != ENVELOPE_VERSION or isinstance(values["v"], bool):
+    if type(values["v"]) is not int or values["v"] != ENVELOPE_VERSION:
         raise WireError(f"unsupported envelope version {values['v']!r}")
     for name in ("federation", "stage", "sender", "receiver"):
         if not isinstance(values[name], str):

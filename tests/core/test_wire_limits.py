@@ -23,6 +23,7 @@ from securefl.runtime import messages as m
 from securefl.secagg import _messages as sm
 from securefl.wire import (
     ENVELOPE_LIMITS,
+    MAX_NAME_LEN,
     PAYLOAD_LIMITS,
     Envelope,
     EnvelopeHeader,
@@ -316,3 +317,20 @@ def test_he_update_with_more_chunks_than_its_dimension_is_refused_before_it_is_b
     peak = _peak(lambda: server.handle(envelope))
     assert peak < 64 * 1024
     assert isinstance(server.rejected["a"], WireError)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"x" * 10_000_000, "x" * (MAX_NAME_LEN + 1), 1.0, True],
+    ids=["huge-bin", "long-name", "float-version", "bool-version"],
+)
+def test_envelope_header_fields_are_short_and_exactly_typed(value: object) -> None:
+    """A header field holding a 10 MB byte string is refused without being copied."""
+    values = {"v": 1, "federation": "f", "round": 1, "stage": "s", "sender": "a"}
+    values |= {"receiver": "b", "payload": b""}
+    field = "v" if isinstance(value, (float, bool)) else "federation"
+    data = msgpack.packb({**values, field: value}, use_bin_type=True)
+    peak = _peak(lambda: Envelope.from_bytes(data))
+    assert peak < SMALL_CONSTANT
+    with pytest.raises(WireError):
+        Envelope.from_bytes(data)
