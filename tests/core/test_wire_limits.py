@@ -190,7 +190,7 @@ _VALUES = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_VALUES)
 def test_unpack_round_trips_what_fits(value: object) -> None:
     assert unpack(msgpack.packb(value, use_bin_type=True)) == value

@@ -17,9 +17,11 @@ floods of tiny containers, huge numbers) mixed in.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -273,6 +275,7 @@ def _report_targets() -> list[Target]:
     from securefl.reports.records import read_record_file
 
     workdir = Path(tempfile.mkdtemp(prefix="securefl-fuzz-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     key = Ed25519PrivateKey.generate()
     record: dict[str, Any] = {
         "version": 1, "federation": "fed", "site": "site-a", "round_id": 0,
