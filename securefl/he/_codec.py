@@ -105,6 +105,8 @@ def load_range(
             ) from None
         if vec.size() != n:
             raise WireError(f"chunk {i} holds {vec.size()} values, expected {n}")
+        if len(vec.ciphertext()) != 1:  # none: adding or decrypting it segfaults TenSEAL
+            raise WireError(f"chunk {i} does not hold exactly one ciphertext")
         vectors.append(vec)
     return vectors
 

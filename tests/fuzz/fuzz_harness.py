@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -377,6 +378,10 @@ def native_targets() -> dict[str, Target]:
 # -- running targets in a child process ----------------------------------------------
 
 
+#: Where the input that crashed a child is kept, to reproduce it.
+CRASH_DIR = Path(tempfile.gettempdir()) / "securefl-fuzz-crashes"
+
+
 @dataclass
 class Outcome:
     """What fuzzing one target found."""
@@ -404,7 +409,16 @@ def run_in_child(names: list[str], examples: int, *, derandomize: bool) -> list[
         proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
         if proc.returncode == 0 and report.exists():
             return [Outcome(**o) for o in json.loads(report.read_text())]
-        where = progress.read_text() if progress.exists() else "before the first case"
+        where = "before the first case"
+        if progress.exists():  # the child wrote each input here before trying it
+            name, _, data = progress.read_bytes().partition(b"\n")
+            CRASH_DIR.mkdir(parents=True, exist_ok=True)
+            saved = (
+                CRASH_DIR
+                / f"{name.decode().replace('/', '-')}-{hashlib.sha256(data).hexdigest()[:16]}.bin"
+            )
+            saved.write_bytes(data)
+            where = f"{name.decode()} input saved to {saved} ({data[:32].hex()}...)"
         return [
             Outcome(
                 name=",".join(names),
@@ -439,7 +453,7 @@ def _child(argv: list[str]) -> None:
         def traced(
             data: bytes, inner: Callable[[bytes], object] = inner, name: str = name
         ) -> object:
-            args.progress.write_text(f"{name} input {data[:4096].hex()}")
+            args.progress.write_bytes(name.encode() + b"\n" + data)
             return inner(data)
 
         target.call = traced

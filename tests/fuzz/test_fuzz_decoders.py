@@ -64,7 +64,7 @@ def test_child_reports_a_native_crash_instead_of_dying_with_the_runner() -> None
     """The harness itself: a decoder that aborts the process is reported, with its input."""
     outcomes = run_in_child(["selftest/abort"], 5, derandomize=True)
     assert len(outcomes) == 1 and outcomes[0].crashed
-    assert "selftest/abort input" in outcomes[0].failures[0]
+    assert "selftest/abort input saved to" in outcomes[0].failures[0]
 
 
 def test_the_property_catches_a_foreign_exception() -> None:
@@ -108,3 +108,54 @@ def test_he_aggregate_with_a_bad_weight_scale_is_a_wire_error(scale: object) -> 
     blob |= {"weight_scale": scale, "dimension": 8, "chunks": chunks}
     with pytest.raises(WireError):
         decrypt_sum(secret, pack(blob), 8)
+
+
+_EMPTY_CIPHERTEXT_ATTACK = """
+import logging
+import numpy as np
+from securefl.aggregation.base import RoundContext
+from securefl.errors import WireError
+from securefl.he import BFV_N4096, CKKS_N4096, HEServerMode, HESiteMode, SecretContext
+from securefl.wire import Envelope, pack, unpack
+
+logging.getLogger("securefl").setLevel(logging.ERROR)
+for preset in (BFV_N4096, CKKS_N4096):
+    secret = SecretContext.generate(preset, clip=0.1)
+    ctx = RoundContext(federation="f", round=1, cohort=("a", "b", "c"), dimension=8, max_weight=4.0)
+    mode = HESiteMode(secret, workers=1, processes=False)
+    a, b = (mode.site(ctx, s).submit(np.full(8, 0.01, np.float32), 2.0)[0] for s in "ab")
+    body = unpack(b.payload)
+    chunk = bytearray(body["chunks"][0])
+    assert chunk[:4] == bytes.fromhex("0a010812")  # protobuf: field 1, then the ciphertexts (2)
+    chunk[3] = 0x5A  # one flipped byte renames field 2: the vector loads with no ciphertext
+    body["chunks"] = [bytes(chunk)]
+    hostile = Envelope(federation="f", round=1, stage="he/update", sender="b",
+                       receiver="server", payload=pack(body))
+    server = HEServerMode(secret.public_context_bytes()).server(ctx)
+    server.handle(a)
+    server.handle(hostile)
+    assert isinstance(server.rejected["b"], WireError), server.rejected
+print("refused")
+"""
+
+
+def test_he_update_with_no_ciphertext_in_its_chunk_is_refused_not_a_server_crash() -> None:
+    """Regression (found by the 100,000-case fuzz run, he/update): one flipped protobuf tag
+    byte left a TenSEAL vector of the right size holding no ciphertext, and adding it to
+    the running sum segfaulted the server. Run in a child so the crash it guards against
+    cannot take the test runner down."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _EMPTY_CIPHERTEXT_ATTACK],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout.strip() == "refused"
