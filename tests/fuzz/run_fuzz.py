@@ -18,17 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fuzz_harness import Outcome, pure_targets, run_in_child
-
-NATIVE = [
-    "he/public-context",
-    "he/secret-context",
-    "he/ciphertext-bfv",
-    "he/ciphertext-ckks",
-    "he/update",
-    "he/aggregate",
-    "he/encrypted-model",
-]
+from fuzz_harness import Outcome, run_in_child
+from fuzz_targets import NATIVE, pure_targets
 
 
 def main() -> int:

@@ -14,27 +14,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fuzz_harness import (
-    HOSTILE_JSON,
-    Target,
-    check_target,
-    classify,
-    pure_targets,
-    run_in_child,
-)
+from fuzz_harness import HOSTILE_JSON, check_target, classify, run_in_child
+from fuzz_targets import NATIVE, Target, pure_targets
 
 from securefl.errors import SecureFLError
 
 PURE = pure_targets()
-NATIVE = [
-    "he/public-context",
-    "he/secret-context",
-    "he/ciphertext-bfv",
-    "he/ciphertext-ckks",
-    "he/update",
-    "he/aggregate",
-    "he/encrypted-model",
-]
 CASES_PER_DECODER = 150
 CASES_PER_NATIVE_DECODER = 60
 
