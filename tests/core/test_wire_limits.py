@@ -33,15 +33,15 @@ from securefl.wire import (
     unpack,
 )
 
-FLOOD_BYTES = 1536 * 1024
+FLOOD_BYTES = 3 * 1024 * 1024
 SMALL_CONSTANT = 1024 * 1024
 
 
 def _flood(kind: str, size: int = FLOOD_BYTES) -> bytes:
     """One array of ``size`` bytes of the cheapest-to-send, costliest-to-build values."""
-    if kind == "blocks":  # arrays of 100 empty arrays: every container short, many in all
-        n = size // 103
-        return b"\xdd" + n.to_bytes(4, "big") + (b"\xdc\x00\x64" + b"\x90" * 100) * n
+    if kind == "blocks":  # arrays of 200 empty arrays: every container short, many in all
+        n = size // 203
+        return b"\xdd" + n.to_bytes(4, "big") + (b"\xdc\x00\xc8" + b"\x90" * 200) * n
     unit = {
         "arrays": b"\x90",  # []
         "maps": b"\x81\xa1k\x80",  # {"k": {}}
