@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from securefl.errors import AbortError, DataError, IntegrityError, WireError
 from securefl.he import _fixed_point
-from securefl.he._codec import decrypt_chunks
+from securefl.he._codec import decrypt_chunks, num_chunks
 from securefl.he._context import SecretContext
 from securefl.he._messages import parse_aggregate
 
@@ -66,8 +66,8 @@ def open_aggregate(
     federation: str,
 ) -> OpenedAggregate:
     """Recheck the signed upload headers, decrypt, and check the sum is feasible."""
-    obj = parse_aggregate(encrypted_sum)
     preset = secret.preset
+    obj = parse_aggregate(encrypted_sum, chunks=num_chunks(preset, dimension))
     if obj["preset"] != preset.name or obj["key_id"] != secret.key_id:
         raise IntegrityError("aggregate was made under another preset or key")
     if obj["dimension"] != dimension:

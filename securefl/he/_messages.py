@@ -19,7 +19,7 @@ from typing import Any
 from securefl.errors import IntegrityError, WireError
 from securefl.hazmat.sign import verify
 from securefl.he._trust import roster_key, update_message
-from securefl.wire import pack, unpack
+from securefl.wire import PAYLOAD_LIMITS, Limits, pack, unpack
 
 __all__ = [
     "STAGE_UPDATE",
@@ -43,6 +43,25 @@ _SUM_FIELDS = {
     "uploads",
     "chunks",
 }
+
+
+#: The most upload headers an aggregate may carry (the runtime's cohort cap).
+_MAX_UPLOADS = 4096
+
+
+def chunk_limits(chunks: int, *, uploads: int = 0) -> Limits:
+    """An update or aggregate: a few short fields, ``chunks`` ciphertexts, ``uploads`` headers.
+
+    Sized to the round so a hostile payload of many tiny values is refused
+    before msgpack builds it (see :mod:`securefl.wire`).
+    """
+    return PAYLOAD_LIMITS.tightened(
+        max_items=32 + chunks + 6 * uploads,
+        max_depth=3 if uploads else 2,
+        max_array_len=max(chunks, uploads),
+        max_map_len=16,
+        max_str_len=256,
+    )
 
 
 def _positive_float(value: Any) -> bool:
@@ -121,10 +140,16 @@ def encode_update(
 
 
 def parse_update(
-    payload: bytes, *, preset: str, key_id: bytes, dimension: int, max_weight: float
+    payload: bytes,
+    *,
+    preset: str,
+    key_id: bytes,
+    dimension: int,
+    max_weight: float,
+    chunks: int,
 ) -> tuple[float, list[bytes], bytes]:
     """``(weight, chunks, signature)`` of an ``he/update`` payload, fields checked."""
-    obj = unpack(payload)
+    obj = unpack(payload, limits=chunk_limits(chunks))
     if not isinstance(obj, dict) or set(obj) != _UPDATE_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he/update payload")
     if obj["preset"] != preset or obj["dimension"] != dimension:
@@ -166,9 +191,9 @@ def encode_aggregate(
     )
 
 
-def parse_aggregate(blob: bytes) -> dict[str, Any]:
+def parse_aggregate(blob: bytes, *, chunks: int) -> dict[str, Any]:
     """The fields of an aggregate, types checked; ``uploads`` as :class:`UploadHeader`."""
-    obj = unpack(blob)
+    obj = unpack(blob, limits=chunk_limits(chunks, uploads=_MAX_UPLOADS))
     if not isinstance(obj, dict) or set(obj) != _SUM_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he aggregate")
     if not isinstance(obj["round"], int) or isinstance(obj["round"], bool) or obj["round"] < 0:

@@ -24,7 +24,7 @@ from securefl.aggregation.base import (
 )
 from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLError, WireError
 from securefl.hazmat.sign import verify
-from securefl.he._codec import ChunkSum, load_chunks
+from securefl.he._codec import ChunkSum, load_chunks, num_chunks
 from securefl.he._context import PublicContext
 from securefl.he._messages import STAGE_UPDATE, UploadHeader, encode_aggregate, parse_update
 from securefl.he._site import check_cohort
@@ -78,6 +78,7 @@ class HEServer(ServerAggregator):
             key_id=public.key_id,
             dimension=ctx.dimension,
             max_weight=ctx.max_weight,
+            chunks=num_chunks(public.preset, ctx.dimension),
         )
         digest = chunks_digest(chunks)
         message = update_message(

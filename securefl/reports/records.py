@@ -192,8 +192,8 @@ def read_json_lines(
             )
         except UnicodeDecodeError:
             yield BadLine(number, "not UTF-8 text")
-        except ValueError as exc:
-            yield BadLine(number, f"not JSON ({getattr(exc, 'msg', exc)})")
+        except (ValueError, RecursionError) as exc:  # not JSON, nested too deep, a huge number
+            yield BadLine(number, f"not JSON ({type(exc).__name__})")
 
 
 def read_record_file(path: Path) -> tuple[list[LoadedRecord], list[BadLine]]:

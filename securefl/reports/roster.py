@@ -120,7 +120,7 @@ class Roster:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"{path}: no such roster file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # also too deep, a huge number
             raise DataError(f"{path}: not a roster ({exc})") from None
         try:
             return cls.from_dict(data)

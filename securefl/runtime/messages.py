@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from securefl.errors import WireError
-from securefl.wire import pack, unpack
+from securefl.wire import Limits, pack, unpack
 
 __all__ = [
     "BYE",
@@ -39,6 +39,34 @@ FINISH = "fed/finish"
 #: The most metrics one report may carry.
 MAX_METRICS = 16
 RUNTIME_STAGES = frozenset({HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH})
+#: The most sites a round-start or round-end message may name.
+MAX_COHORT = 4096
+#: The most tensors a round-start's parameter spec may describe.
+MAX_TENSORS = 4096
+#: The longest free-text reason a round-end or finish message may carry.
+MAX_REASON_LEN = 65_536
+
+# Decode limits, checked before anything is built (securefl.wire.scan): each
+# message may hold only what it legitimately carries. A spec entry is a name,
+# a dtype and a shape list (up to 6 values for a 4-d tensor), hence 8 per tensor.
+_ROUND_START_LIMITS = Limits(
+    max_items=64 + MAX_COHORT + 8 * MAX_TENSORS,
+    max_depth=4,
+    max_array_len=max(MAX_COHORT, MAX_TENSORS),
+    max_map_len=64,
+    max_str_len=4096,
+)
+_REPORT_LIMITS = Limits(
+    max_items=8 + 2 * MAX_METRICS, max_depth=2, max_array_len=0, max_map_len=MAX_METRICS,
+    max_str_len=64, max_bin_len=0,
+)  # fmt: skip
+_ROUND_END_LIMITS = Limits(
+    max_items=16 + MAX_COHORT, max_depth=2, max_array_len=MAX_COHORT, max_map_len=3,
+    max_str_len=MAX_REASON_LEN, max_bin_len=0,
+)  # fmt: skip
+_FINISH_LIMITS = Limits(
+    max_items=16, max_depth=1, max_array_len=0, max_map_len=3, max_str_len=MAX_REASON_LEN
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +79,7 @@ class RoundStart:
     max_weight: float
     min_sites: int
     config: dict[str, Any] = field(default_factory=dict)
+    LIMITS: ClassVar[Limits] = _ROUND_START_LIMITS
 
     def to_bytes(self) -> bytes:
         return pack(
@@ -72,7 +101,9 @@ class RoundStart:
         bound, a cohort listing a site twice or a non-integer site minimum is
         refused here, before the site reserves any privacy for the round.
         """
-        obj = _expect(data, {"cohort", "model", "spec", "max_weight", "min_sites", "config"})
+        obj = _expect(
+            data, {"cohort", "model", "spec", "max_weight", "min_sites", "config"}, cls.LIMITS
+        )
         cohort = obj["cohort"]
         if not isinstance(cohort, list) or not all(isinstance(s, str) and s for s in cohort):
             raise WireError("round-start cohort must be a list of site names")
@@ -109,13 +140,14 @@ class Report:
     """
 
     metrics: dict[str, float]
+    LIMITS: ClassVar[Limits] = _REPORT_LIMITS
 
     def to_bytes(self) -> bytes:
         return pack({"metrics": self.metrics})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Report:
-        obj = _expect(data, {"metrics"})
+        obj = _expect(data, {"metrics"}, cls.LIMITS)
         metrics = obj["metrics"]
         if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
             raise WireError(f"report metrics must be a map of at most {MAX_METRICS} entries")
@@ -138,6 +170,7 @@ class RoundEnd:
     status: str
     survivors: tuple[str, ...] = ()
     reason: str = ""
+    LIMITS: ClassVar[Limits] = _ROUND_END_LIMITS
 
     def to_bytes(self) -> bytes:
         return pack(
@@ -146,7 +179,7 @@ class RoundEnd:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundEnd:
-        obj = _expect(data, {"status", "survivors", "reason"})
+        obj = _expect(data, {"status", "survivors", "reason"}, cls.LIMITS)
         if obj["status"] not in ("aggregated", "abandoned"):
             raise WireError("round-end status must be 'aggregated' or 'abandoned'")
         survivors = obj["survivors"]
@@ -164,13 +197,14 @@ class Finish:
     model: bytes
     reason: str
     rounds: int
+    LIMITS: ClassVar[Limits] = _FINISH_LIMITS
 
     def to_bytes(self) -> bytes:
         return pack({"model": self.model, "reason": self.reason, "rounds": self.rounds})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Finish:
-        obj = _expect(data, {"model", "reason", "rounds"})
+        obj = _expect(data, {"model", "reason", "rounds"}, cls.LIMITS)
         if not isinstance(obj["model"], bytes) or not isinstance(obj["reason"], str):
             raise WireError("finish model must be bytes and reason a string")
         rounds = obj["rounds"]
@@ -183,8 +217,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _expect(data: bytes, keys: set[str]) -> dict[str, Any]:
-    obj = unpack(data)
+def _expect(data: bytes, keys: set[str], limits: Limits) -> dict[str, Any]:
+    obj = unpack(data, limits=limits)
     if not isinstance(obj, dict) or set(obj) != keys:
         raise WireError(f"malformed message: expected fields {sorted(keys)}")
     return obj

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from securefl.errors import ConfigError, WireError
 from securefl.hazmat.sign import SIGNATURE_LEN, signed_message
-from securefl.wire import pack, unpack
+from securefl.wire import MAX_ENVELOPE_BYTES, Limits, pack, unpack
 
 __all__ = [
     "ADVERTISE",
@@ -37,6 +37,7 @@ __all__ = [
     "commit_self_seed",
     "consistency_message",
     "decode",
+    "decode_limits",
     "encode",
     "pack_ring",
     "unpack_ring",
@@ -187,11 +188,47 @@ _DECODERS: dict[str, Any] = {
 }
 
 
+# Decode limits: values per cohort member (a map entry is two values, an
+# advert map nine more) and the longest byte string of each stage. The slack
+# (``_FIXED_VALUES``, values per member rounded up) leaves room for a field or
+# two without retuning; only MASKED_INPUT carries a large byte string.
+_FIXED_VALUES = 32
+_SMALL_BIN = 4096
+_VALUES_PER_SITE: dict[str, int] = {
+    ADVERTISE: 0,
+    SHARE: 4,
+    MASKED_INPUT: 0,
+    CONSISTENCY: 0,
+    UNMASK: 8,
+    SHARE_REQUEST: 16,
+    MASKED_INPUT_REQUEST: 8,
+    CONSISTENCY_REQUEST: 2,
+    UNMASK_REQUEST: 8,
+}
+
+
+def decode_limits(stage: str, cohort_size: int) -> Limits:
+    """What a ``stage`` payload may hold in a cohort of ``cohort_size``: checked before decoding.
+
+    Sized so a hostile payload costs at most its own bytes plus a few hundred
+    bytes per cohort member, whatever it is made of (docs/wire.md).
+    """
+    n = max(int(cohort_size), 0)
+    return Limits(
+        max_items=_FIXED_VALUES + _VALUES_PER_SITE[stage] * n,
+        max_depth=3,
+        max_array_len=n,
+        max_map_len=max(n, 16),
+        max_str_len=_MAX_ID,
+        max_bin_len=MAX_ENVELOPE_BYTES if stage == MASKED_INPUT else _SMALL_BIN,
+    )
+
+
 def decode(stage: str, payload: bytes, *, cohort_size: int) -> dict[str, Any]:
     """Strictly decode a payload of ``stage``; ``cohort_size`` bounds every list and map."""
     if stage not in _DECODERS:
         raise WireError(f"unknown stage {stage!r}")
-    obj = unpack(payload)
+    obj = unpack(payload, limits=decode_limits(stage, cohort_size))
     if not isinstance(obj, dict) or set(obj) != _SCHEMAS[stage] | {"v"}:
         raise WireError(f"malformed {stage} payload")
     if obj["v"] != VERSION:
