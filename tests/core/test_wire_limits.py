@@ -301,11 +301,16 @@ def test_runtime_report_beyond_its_metric_count_is_refused_before_it_is_built() 
 def test_he_update_with_more_chunks_than_its_dimension_is_refused_before_it_is_built() -> None:
     """he/update: limits follow the chunk count the round's dimension needs (one here)."""
     from securefl.aggregation.base import RoundContext
+    from securefl.hazmat.sign import SigningKey
     from securefl.he import BFV_N4096, HEServerMode, SecretContext
 
     secret = SecretContext.generate(BFV_N4096, clip=0.1)
-    ctx = RoundContext(federation="fed", round=1, cohort=("a", "b"), dimension=8, max_weight=1.0)
-    server = HEServerMode(secret.public_context_bytes()).server(ctx)
+    keys = {s: SigningKey.generate() for s in "abc"}
+    roster = {s: k.public_bytes() for s, k in keys.items()}
+    public = secret.signed_public_context(federation="fed", maker="a", signing_key=keys["a"])
+    cohort = ("a", "b", "c")
+    ctx = RoundContext(federation="fed", round=1, cohort=cohort, dimension=8, max_weight=1.0)
+    server = HEServerMode(public, roster=roster, federation="fed").server(ctx)
     payload = msgpack.packb(
         {"v": 1, "preset": secret.preset.name, "key_id": secret.key_id, "weight": 1.0,
          "dimension": 8, "chunks": [b"c"] * 12_000},

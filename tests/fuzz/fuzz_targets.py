@@ -164,10 +164,11 @@ def native_targets() -> dict[str, Target]:
 
     from securefl.aggregation.base import RoundContext
     from securefl.config import StrategyConfig
+    from securefl.hazmat.sign import SigningKey
     from securefl.he import BFV_N4096, CKKS_N4096, HEServerMode, HESiteMode, SecretContext
-    from securefl.he._aggregator import decrypt_sum
     from securefl.he._codec import encrypt_chunks, load_chunks
     from securefl.he._context import PublicContext
+    from securefl.he._decrypt import decrypt_sum
     from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
     from securefl.strategy import make_strategy
     from securefl.wire import Envelope
@@ -176,11 +177,16 @@ def native_targets() -> dict[str, Target]:
     ckks = SecretContext.generate(CKKS_N4096)
     dim = 8
     cohort = ("site-a", "site-b", "site-c")
+    keys = {s: SigningKey.generate() for s in cohort}
+    roster = {s: k.public_bytes() for s, k in keys.items()}
+    signed = {"federation": "fed", "maker": "site-a", "signing_key": keys["site-a"]}
     ctx = RoundContext(federation="fed", round=1, cohort=cohort, dimension=dim, max_weight=10.0)
-    site_mode = HESiteMode(bfv, workers=1, processes=False)
-    server_mode = HEServerMode(bfv.public_context_bytes())
+    server_mode = HEServerMode(bfv.signed_public_context(**signed), roster=roster, federation="fed")
     updates = [
-        site_mode.site(ctx, s).submit(np.full(dim, 0.01, dtype=np.float32), 2.0)[0] for s in cohort
+        HESiteMode(bfv, site_id=s, signing_key=keys[s], processes=False)
+        .site(ctx, s)
+        .submit(np.full(dim, 0.01, dtype=np.float32), 2.0)[0]
+        for s in cohort
     ]
     server = server_mode.server(ctx)
     for envelope in updates:
@@ -203,7 +209,7 @@ def native_targets() -> dict[str, Target]:
     model.apply(result, make_strategy(strategy), 1)
 
     def encrypted_model(data: bytes) -> object:
-        return EncryptedModelDecoder(bfv)(data, dim)
+        return EncryptedModelDecoder(bfv, roster=roster, federation="fed")(data, dim)
 
     targets = [
         Target(
@@ -219,7 +225,11 @@ def native_targets() -> dict[str, Target]:
         Target("he/ciphertext-bfv", lambda d: load_chunks(bfv, [d], dim), [chunk], "raw"),
         Target("he/ciphertext-ckks", lambda d: load_chunks(ckks, [d], dim), [ckks_chunk], "raw"),
         Target("he/update", he_update, [updates[0].payload]),
-        Target("he/aggregate", lambda d: decrypt_sum(bfv, d, dim), [result.encrypted_sum]),
+        Target(
+            "he/aggregate",
+            lambda d: decrypt_sum(bfv, d, dim, roster=roster, federation="fed"),
+            [result.encrypted_sum],
+        ),
         Target("he/encrypted-model", encrypted_model, [model.payload()]),
     ]
     return {t.name: t for t in targets}

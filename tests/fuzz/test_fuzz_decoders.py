@@ -81,43 +81,65 @@ def test_he_aggregate_with_a_bad_weight_scale_is_a_wire_error(scale: object) -> 
     finite float escaped decrypt_sum as ValueError/TypeError, or scaled the mean by NaN."""
     import numpy as np
 
+    from securefl.aggregation.base import RoundContext
     from securefl.errors import WireError
-    from securefl.he import BFV_N4096, SecretContext
-    from securefl.he._aggregator import decrypt_sum
-    from securefl.he._codec import encrypt_chunks
-    from securefl.wire import pack
+    from securefl.hazmat.sign import SigningKey
+    from securefl.he import BFV_N4096, HEServerMode, HESiteMode, SecretContext
+    from securefl.he._decrypt import decrypt_sum
+    from securefl.wire import pack, unpack
 
     secret = SecretContext.generate(BFV_N4096, clip=0.1)
-    chunks = encrypt_chunks(secret, np.zeros(8, dtype=np.int64), workers=1)
-    blob = {"v": 1, "preset": secret.preset.name, "key_id": secret.key_id, "summands": 3}
-    blob |= {"weight_scale": scale, "dimension": 8, "chunks": chunks}
+    cohort = ("a", "b", "c")
+    keys = {s: SigningKey.generate() for s in cohort}
+    roster = {s: k.public_bytes() for s, k in keys.items()}
+    public = secret.signed_public_context(federation="f", maker="a", signing_key=keys["a"])
+    ctx = RoundContext(federation="f", round=1, cohort=cohort, dimension=8, max_weight=4.0)
+    server = HEServerMode(public, roster=roster, federation="f").server(ctx)
+    for s in cohort:
+        mode = HESiteMode(secret, site_id=s, signing_key=keys[s], processes=False)
+        server.handle(mode.site(ctx, s).submit(np.zeros(8, np.float32), 2.0)[0])
+    assert server.result is not None and server.result.encrypted_sum is not None
+    blob = unpack(server.result.encrypted_sum)
+    blob["weight_scale"] = scale
     with pytest.raises(WireError):
-        decrypt_sum(secret, pack(blob), 8)
+        decrypt_sum(secret, pack(blob), 8, roster=roster, federation="f")
 
 
 _EMPTY_CIPHERTEXT_ATTACK = """
 import logging
 import numpy as np
+import securefl.he._site as site_half
 from securefl.aggregation.base import RoundContext
 from securefl.errors import WireError
+from securefl.hazmat.sign import SigningKey
 from securefl.he import BFV_N4096, CKKS_N4096, HEServerMode, HESiteMode, SecretContext
-from securefl.wire import Envelope, pack, unpack
 
 logging.getLogger("securefl").setLevel(logging.ERROR)
+honest_encrypt = site_half.encrypt_chunks
+
+def hollow_encrypt(*args, **kwargs):
+    # a cheating site signs a chunk whose one flipped byte renames the protobuf field
+    # holding the ciphertexts (2): the vector loads at the right size with no ciphertext
+    chunks = honest_encrypt(*args, **kwargs)
+    chunk = bytearray(chunks[0])
+    assert chunk[:4] == bytes.fromhex("0a010812")
+    chunk[3] = 0x5A
+    return [bytes(chunk), *chunks[1:]]
+
+cohort = ("a", "b", "c")
 for preset in (BFV_N4096, CKKS_N4096):
     secret = SecretContext.generate(preset, clip=0.1)
-    ctx = RoundContext(federation="f", round=1, cohort=("a", "b", "c"), dimension=8, max_weight=4.0)
-    mode = HESiteMode(secret, workers=1, processes=False)
-    a, b = (mode.site(ctx, s).submit(np.full(8, 0.01, np.float32), 2.0)[0] for s in "ab")
-    body = unpack(b.payload)
-    chunk = bytearray(body["chunks"][0])
-    assert chunk[:4] == bytes.fromhex("0a010812")  # protobuf: field 1, then the ciphertexts (2)
-    chunk[3] = 0x5A  # one flipped byte renames field 2: the vector loads with no ciphertext
-    body["chunks"] = [bytes(chunk)]
-    hostile = Envelope(federation="f", round=1, stage="he/update", sender="b",
-                       receiver="server", payload=pack(body))
-    server = HEServerMode(secret.public_context_bytes()).server(ctx)
-    server.handle(a)
+    keys = {s: SigningKey.generate() for s in cohort}
+    roster = {s: k.public_bytes() for s, k in keys.items()}
+    public = secret.signed_public_context(federation="f", maker="a", signing_key=keys["a"])
+    ctx = RoundContext(federation="f", round=1, cohort=cohort, dimension=8, max_weight=4.0)
+    modes = {s: HESiteMode(secret, site_id=s, signing_key=keys[s], processes=False) for s in cohort}
+    honest = modes["a"].site(ctx, "a").submit(np.full(8, 0.01, np.float32), 2.0)[0]
+    site_half.encrypt_chunks = hollow_encrypt
+    hostile = modes["b"].site(ctx, "b").submit(np.full(8, 0.01, np.float32), 2.0)[0]
+    site_half.encrypt_chunks = honest_encrypt
+    server = HEServerMode(public, roster=roster, federation="f").server(ctx)
+    server.handle(honest)
     server.handle(hostile)
     assert isinstance(server.rejected["b"], WireError), server.rejected
 print("refused")
