@@ -74,7 +74,7 @@ class DPConfig:
     noise_multiplier: float | None = None
     batch_size: int = 64
     accountant: str = "prv"
-    secure_rng: bool = False
+    secure_rng: bool = True
 
     def __post_init__(self) -> None:
         _positive("dp.epsilon", self.epsilon)
