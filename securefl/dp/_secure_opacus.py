@@ -122,8 +122,13 @@ class CsprngDPOptimizer(DPOptimizer):  # type: ignore[misc]
     Opacus then scales it by the expected batch size.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, noise: SecureGaussianNoise | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        noise: SecureGaussianNoise | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(optimizer, **kwargs)
         dims = sum(p.numel() for p in self.params)
         self.secure_noise = noise or SecureGaussianNoise(

@@ -112,7 +112,7 @@ def _make_private_secure(
     *,
     sigma: float,
     clip: float,
-) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader[Any]]:
+) -> tuple[nn.Module, Any, DataLoader[Any]]:
     """Opacus with our CSPRNG Poisson loader and grid-noise optimizer.
 
     The engine gets the already-Poisson loader (so it adds no sampler of its

@@ -272,8 +272,7 @@ def plan_variance(at_least: int) -> VariancePlan:
         raise ConfigError(f"variance must be an integer >= 1, got {at_least!r}")
     if at_least > MAX_VARIANCE:
         raise ConfigError(
-            f"variance {at_least} is above the sampler's maximum {MAX_VARIANCE}; "
-            f"use a coarser grid"
+            f"variance {at_least} is above the sampler's maximum {MAX_VARIANCE}; use a coarser grid"
         )
     if at_least <= MAX_BASE_VARIANCE:
         return VariancePlan(k=0, fine=at_least, coarse=0)

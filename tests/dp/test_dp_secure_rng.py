@@ -1,4 +1,4 @@
-"""make_private's default randomness: AES-CTR noise and Poisson sampling, never torch's generator."""
+"""make_private's default randomness: AES-CTR noise and Poisson sampling, never torch's RNG."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def test_default_training_never_touches_torchs_generator(monkeypatch: pytest.Mon
     # UniformWithReplacementSampler) calls one of these and turns this red.
     model = nn.Linear(4, 2)
     pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader(), noise_multiplier=1.0,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader(),
+        noise_multiplier=1.0,
         max_grad_norm=1.0,
     )
     assert pt.secure_rng
@@ -60,7 +63,10 @@ def test_the_released_gradient_is_the_keyed_mechanisms_output() -> None:
     # the clipped sum Opacus computed, compare with the gradient the step used.
     model = nn.Linear(4, 2)
     pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), loader(), noise_multiplier=1.3,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        loader(),
+        noise_multiplier=1.3,
         max_grad_norm=0.7,
     )
     opt = pt.optimizer
@@ -72,9 +78,12 @@ def test_the_released_gradient_is_the_keyed_mechanisms_output() -> None:
     )
     one_step(pt)
     summed = np.concatenate([p.summed_grad.double().reshape(-1).numpy() for p in opt.params])
-    expected = SecureGaussianNoise._from_parts(
-        noise_multiplier=1.3, max_grad_norm=0.7, dims=dims, key=key
-    ).privatize(summed) / opt.expected_batch_size
+    expected = (
+        SecureGaussianNoise._from_parts(
+            noise_multiplier=1.3, max_grad_norm=0.7, dims=dims, key=key
+        ).privatize(summed)
+        / opt.expected_batch_size
+    )
     got = np.concatenate([p.grad.double().reshape(-1).numpy() for p in opt.params])
     np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6)
 
@@ -85,7 +94,10 @@ def test_noise_and_batches_differ_across_runs_under_a_fixed_torch_seed() -> None
         torch.manual_seed(0)
         model = nn.Linear(4, 2)
         pt = make_private(
-            model, torch.optim.SGD(model.parameters(), lr=0.1), loader(), noise_multiplier=1.0,
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            loader(),
+            noise_multiplier=1.0,
             max_grad_norm=1.0,
         )
         torch.manual_seed(0)
@@ -112,8 +124,11 @@ def test_poisson_batches_vary_and_follow_the_binomial() -> None:
 def test_poisson_loader_of_make_private_draws_each_record_independently() -> None:
     model = nn.Linear(4, 2)
     pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader(n=64, batch_size=8),
-        noise_multiplier=1.0, max_grad_norm=1.0,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader(n=64, batch_size=8),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
     )
     assert pt.sample_rate == 1 / 8
     sizes = [len(y) for _ in range(40) for _, y in pt.loader]
@@ -124,8 +139,12 @@ def test_poisson_loader_of_make_private_draws_each_record_independently() -> Non
 def test_opting_out_still_works_and_is_recorded() -> None:
     model = nn.Linear(4, 2)
     pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader(), noise_multiplier=1.0,
-        max_grad_norm=1.0, secure_rng=False,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loader(),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        secure_rng=False,
     )
     assert not isinstance(pt.optimizer, CsprngDPOptimizer)
     one_step(pt)

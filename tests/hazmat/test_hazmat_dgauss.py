@@ -65,7 +65,9 @@ def test_single_draws_match_the_scalar_transcription_of_the_paper(case: dict) ->
 @pytest.mark.parametrize("case", VECTORS["batch_draws"])
 def test_batch_draws_known_answer(case: dict) -> None:
     plan = plan_variance(case["at_least"])
-    assert (plan.k, plan.fine, plan.coarse) == tuple(case["plan"][f] for f in ("k", "fine", "coarse"))
+    assert (plan.k, plan.fine, plan.coarse) == tuple(
+        case["plan"][f] for f in ("k", "fine", "coarse")
+    )
     got = gaussian_integers(KeystreamRng(bytes.fromhex(case["key"])), len(case["values"]), plan)
     assert got.tolist() == case["values"]
 
