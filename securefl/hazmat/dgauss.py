@@ -116,15 +116,35 @@ class KeystreamRng:
         m = np.asarray(m, dtype=_U64)
         if m.size and int(m.min()) < 1:
             raise ConfigError("below() needs every bound >= 1")
-        out = np.empty(m.shape, dtype=_U64)
         limit = (_U64_MAX // m) * m
-        todo = np.arange(m.size)
-        while todo.size:
-            w = self.words(todo.size)
-            ok = w < limit[todo]
-            out[todo[ok]] = w[ok] % m[todo[ok]]
-            todo = todo[~ok]
-        return out
+        w = self.words(m.size)
+        bad = np.flatnonzero(w >= limit)
+        while bad.size:  # rare: probability m/2^64 per draw
+            fresh = self.words(bad.size)
+            ok = fresh < limit[bad]
+            w[bad[ok]] = fresh[ok]
+            bad = bad[~ok]
+        return w % m
+
+    def coins(
+        self, num: npt.NDArray[np.uint64], den: npt.NDArray[np.uint64]
+    ) -> npt.NDArray[np.bool_]:
+        """Bernoulli(num[i]/den[i]) for each i, exactly; 0 <= num <= den, den >= 1.
+
+        Same law as ``below(den) < num`` without the second division: a word
+        w below the largest multiple B·den of den is uniform on den blocks of
+        B values, and w < num·B selects exactly num of them.
+        """
+        block = _U64_MAX // den
+        limit = block * den
+        w = self.words(den.size)
+        bad = np.flatnonzero(w >= limit)
+        while bad.size:  # rare: probability den/2^64 per draw
+            fresh = self.words(bad.size)
+            ok = fresh < limit[bad]
+            w[bad[ok]] = fresh[ok]
+            bad = bad[~ok]
+        return w < num * block
 
     def bits(self, n: int) -> npt.NDArray[np.bool_]:
         """``n`` fair coins."""
@@ -158,7 +178,7 @@ def _bernoulli_exp_le1(
     k = np.ones(num.shape, dtype=_U64)
     active = np.arange(num.size)
     while active.size:
-        a = rng.below(den[active] * k[active]) < num[active]
+        a = rng.coins(num[active], den[active] * k[active])
         k[active[a]] += _ONE
         active = active[a]
     return (k & _ONE).astype(bool)

@@ -8,6 +8,8 @@ Cross-checks, written out here without securefl:
 * the keystream words are AES-256-ECB of the big-endian counter blocks
   0, 1, 2, ... read as little-endian uint64 (AES-CTR with a zero nonce);
 * Poisson coins (``bernoulli_rate``) are word < floor(q·2^64), one word per record;
+* a Bernoulli(n/m) coin reads words until one falls below B·m, B = floor((2^64 - 1)/m),
+  and is heads when that word is below n·B (exactly n of the m blocks of B words);
 * single draws (``count = 1``) of the discrete Gaussian are recomputed by a
   scalar transcription of Canonne, Kamath & Steinke (2020), Algorithms 1-3,
   with exact ``Fraction`` thresholds, reading the same keystream words in the
@@ -74,15 +76,21 @@ class RefWords:
             if w < limit:
                 return w % m
 
+    def coin(self, num: int, den: int) -> bool:
+        """Bernoulli(num/den): w uniform below B·den (B = floor((2^64-1)/den)), w < num·B."""
+        block = (2**64 - 1) // den
+        while True:
+            w = self.word()
+            if w < block * den:
+                return w < num * block
+
     def bern_exp_le1(self, gamma: Fraction) -> bool:  # CKS Algorithm 1
-        k = 1
-        while self.below(gamma.denominator * k) < gamma.numerator:
-            k += 1
-        return k % 2 == 1
+        return self.bern_exp_le1_den(gamma.numerator, gamma.denominator)
 
     def bern_exp_le1_den(self, num: int, den: int) -> bool:
+        # K <- 1; while Bernoulli(γ/K): K <- K + 1; return K odd (exp(-γ), γ = num/den).
         k = 1
-        while self.below(den * k) < num:
+        while self.coin(num, den * k):
             k += 1
         return k % 2 == 1
 
