@@ -149,3 +149,32 @@ def test_opting_out_still_works_and_is_recorded() -> None:
     assert not isinstance(pt.optimizer, CsprngDPOptimizer)
     one_step(pt)
     assert pt.actual_event().secure_rng is False
+
+
+@pytest.mark.slow
+def test_a_default_simulation_records_secure_rng_and_the_audit_has_no_warning(tmp_path) -> None:
+    import json
+
+    from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+    from securefl.data import breast_cancer_federation
+    from securefl.reports import audit
+    from securefl.simulation import run_simulation
+
+    assert DPConfig().secure_rng is True
+    run_simulation(
+        breast_cancer_federation(seed=1),
+        dp=DPConfig(epsilon=1.0, batch_size=32),
+        train=TrainConfig(),
+        rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
+        strategy=StrategyConfig(),
+        out=tmp_path,
+    )
+    records = [
+        json.loads(line)
+        for path in (tmp_path / "records").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert records and all(r["event"]["secure_rng"] is True for r in records)
+    report = audit([tmp_path])
+    assert report.passed
+    assert "no_secure_rng" not in {f.code for f in report.findings}
