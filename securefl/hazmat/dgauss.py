@@ -103,8 +103,10 @@ class KeystreamRng:
 
     def words(self, n: int) -> npt.NDArray[np.uint64]:
         """The next ``n`` keystream words, little-endian ``uint64``."""
-        raw = self._encryptor.update(bytes(8 * n))
-        return np.frombuffer(raw, dtype="<u8").astype(_U64)
+        # Encrypt zeros straight into the result; update_into wants a spare block.
+        out = np.empty(n + 2, dtype="<u8")
+        self._encryptor.update_into(bytes(8 * n), memoryview(out.view(np.uint8)))  # type: ignore[arg-type]
+        return out[:n].astype(_U64, copy=False)
 
     def below(self, m: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         """One uniform integer in [0, m[i]) for each i; every m[i] >= 1.
@@ -127,21 +129,27 @@ class KeystreamRng:
         return w % m
 
     def coins(
-        self, num: npt.NDArray[np.uint64], den: npt.NDArray[np.uint64]
+        self, num: npt.NDArray[np.uint64], den: npt.NDArray[np.uint64] | int
     ) -> npt.NDArray[np.bool_]:
         """Bernoulli(num[i]/den[i]) for each i, exactly; 0 <= num <= den, den >= 1.
 
         Same law as ``below(den) < num`` without the second division: a word
         w below the largest multiple B·den of den is uniform on den blocks of
-        B values, and w < num·B selects exactly num of them.
+        B values, and w < num·B selects exactly num of them. ``den`` may be
+        one int shared by all (the same words, the same coins, no division
+        per element).
         """
-        block = _U64_MAX // den
-        limit = block * den
-        w = self.words(den.size)
+        if isinstance(den, int):
+            block = np.full(1, (2**64 - 1) // den, dtype=_U64)
+            limit = block * _U64(den)
+        else:
+            block = _U64_MAX // den
+            limit = block * den
+        w = self.words(num.size)
         bad = np.flatnonzero(w >= limit)
         while bad.size:  # rare: probability den/2^64 per draw
             fresh = self.words(bad.size)
-            ok = fresh < limit[bad]
+            ok = fresh < (limit if limit.size == 1 else limit[bad])
             w[bad[ok]] = fresh[ok]
             bad = bad[~ok]
         return w < num * block
@@ -175,13 +183,20 @@ def _bernoulli_exp_le1(
 ) -> npt.NDArray[np.bool_]:
     # CKS 2020, Algorithm 1: for γ = num/den in [0, 1], K <- 1; while
     # Bernoulli(γ/K): K <- K + 1; return K odd. P[K odd] = exp(-γ).
-    k = np.ones(num.shape, dtype=_U64)
+    # Every element still running is at the same K, so K is one number.
+    result = np.empty(num.shape, dtype=bool)
+    shared = int(den[0]) if den.size and bool(np.all(den == den[0])) else None
     active = np.arange(num.size)
+    a_num, a_den = num, den
+    k = 1
     while active.size:
-        a = rng.coins(num[active], den[active] * k[active])
-        k[active[a]] += _ONE
-        active = active[a]
-    return (k & _ONE).astype(bool)
+        heads = rng.coins(a_num, shared * k if shared is not None else a_den * _U64(k))
+        result[active[~heads]] = k % 2 == 1
+        active, a_num = active[heads], a_num[heads]
+        if shared is None:
+            a_den = a_den[heads]
+        k += 1
+    return result
 
 
 def bernoulli_exp(

@@ -210,3 +210,14 @@ def test_distribution_checks_catch_a_naive_rounded_float_sampler(
         np.append(expected, draws.size - expected.sum()),
     )
     assert chi2.pvalue < SIGNIFICANCE
+
+
+def test_coins_with_a_shared_or_per_element_denominator_agree_also_when_rejecting() -> None:
+    # den just above 2^63: about half the words fall outside the largest
+    # multiple of den and are redrawn, so the rejection path runs.
+    den = 2**63 + 1
+    num = np.full(4000, den // 3, dtype=np.uint64)
+    shared = KeystreamRng(key("coins")).coins(num, den)
+    per_element = KeystreamRng(key("coins")).coins(num, np.full(4000, den, dtype=np.uint64))
+    assert np.array_equal(shared, per_element)
+    assert stats.binomtest(int(shared.sum()), shared.size, (den // 3) / den).pvalue > SIGNIFICANCE
