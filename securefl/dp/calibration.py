@@ -60,6 +60,11 @@ def _groups(events: Sequence[DPEvent], sigma: float, q: float, steps: int) -> tu
     return tuple(sorted((s, qq, n) for (s, qq), n in totals.items()))
 
 
+def _log(value: float) -> float:
+    # ε is clamped at 0 (a huge δ); keep the logarithm finite.
+    return math.log(max(value, 1e-300))
+
+
 def _solve(
     f: Callable[[float], float], target: float, lo: float, hi: float, rel: float
 ) -> tuple[float, float]:
@@ -69,7 +74,7 @@ def _solve(
     a power law of σ; every returned end was evaluated.
     """
     log_t = math.log(target)
-    glo, ghi = math.log(f(lo)) - log_t, math.log(f(hi)) - log_t
+    glo, ghi = _log(f(lo)) - log_t, _log(f(hi)) - log_t
     side = 0
     while hi / lo > 1 + rel:
         x = (math.log(lo) * ghi - math.log(hi) * glo) / (ghi - glo)
@@ -78,7 +83,7 @@ def _solve(
         x += -(rel / 3) if side == 1 else (rel / 3)
         x = min(max(x, math.log(lo) + 0.01 * span), math.log(hi) - 0.01 * span)
         mid = math.exp(x)
-        g = math.log(f(mid)) - log_t
+        g = _log(f(mid)) - log_t
         if g > 0:
             lo, glo = mid, g
             if side == -1:
@@ -115,15 +120,15 @@ def _locate(
         return seen[sigma]
 
     log_t = math.log(target)
-    if ev(start) <= target:
-        slope = math.log(rough(start * 1.05) / rough(start)) / math.log(1.05)
+    if 0 < ev(start) <= target:
+        slope = (_log(rough(start * 1.05)) - _log(rough(start))) / math.log(1.05)
         if slope < 0:
             first = start * math.exp((log_t - math.log(seen[start])) / slope)
             # A second step with the accountant's own slope between the two points.
             if first < start and ev(first) != seen[start]:
-                slope = math.log(seen[first] / seen[start]) / math.log(first / start)
+                slope = (_log(seen[first]) - _log(seen[start])) / math.log(first / start)
             if slope < 0:
-                guess = first * math.exp((log_t - math.log(seen[first])) / slope)
+                guess = first * math.exp((log_t - _log(seen[first])) / slope)
                 hi = min(guess * (1 + tolerance / 2), start)
                 ev(hi)
                 ev(hi / (1 + tolerance))
