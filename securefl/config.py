@@ -74,7 +74,7 @@ class DPConfig:
     noise_multiplier: float | None = None
     batch_size: int = 64
     accountant: str = "prv"
-    secure_rng: bool = False
+    secure_rng: bool = True
 
     def __post_init__(self) -> None:
         _positive("dp.epsilon", self.epsilon)
@@ -229,7 +229,7 @@ class FederationConfig:
             if spec.num_examples is not None and not self.dp.delta < 1 / spec.num_examples:
                 raise ConfigError(
                     f"dp.delta={self.dp.delta:g} must be below 1/n = {1 / spec.num_examples:.2g} "
-                    f"for site {spec.name!r} with {spec.num_examples} examples (use e.g. 1e-5)"
+                    f"for site {spec.name!r} with n = {spec.num_examples} records (use e.g. 1e-5)"
                 )
 
     def site_dp(self, site: str) -> DPConfig:

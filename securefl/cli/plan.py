@@ -123,6 +123,12 @@ def _print_plan(result: FederationPlan) -> None:
 )
 @click.option("--steps", default=None, help="number of DP-SGD steps T >= 1")
 @click.option("--delta", default=None, help="δ in (0, 1)")
+@click.option(
+    "--num-examples",
+    default=None,
+    type=int,
+    help="records at the smallest site: δ must then be below 1/n",
+)
 @click.option("--accountant", default="all", show_default=True, help="rdp, prv, pld or all")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only")
 @exit_on_error
@@ -134,6 +140,7 @@ def plan(
     epsilon: str | None,
     steps: str | None,
     delta: str | None,
+    num_examples: int | None,
     accountant: str,
     as_json: bool,
 ) -> None:
@@ -144,6 +151,7 @@ def plan(
         "--epsilon": epsilon,
         "--steps": steps,
         "--delta": delta,
+        "--num-examples": num_examples,
     }
     given = [k for k, v in flags.items() if v is not None]
     accountants = _accountants(accountant)
@@ -162,6 +170,7 @@ def plan(
         epsilon=epsilon,
         steps=steps,
         delta=delta,
+        num_examples=num_examples,
         accountants=accountants,
         as_json=as_json,
     )
@@ -174,6 +183,7 @@ def _answer(
     epsilon: str | None,
     steps: str | None,
     delta: str | None,
+    num_examples: int | None,
     accountants: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -189,14 +199,24 @@ def _answer(
         target = _float("--epsilon", epsilon)
         assert target is not None
         out = noise_multipliers(
-            sample_rate=q, target_epsilon=target, steps=t, delta=d, accountants=accountants
+            sample_rate=q,
+            target_epsilon=target,
+            steps=t,
+            delta=d,
+            accountants=accountants,
+            num_examples=num_examples,
         )
         what = f"noise multiplier for ε = {target:g}"
     else:
         sigma = _float("--noise-multiplier", noise_multiplier)
         assert sigma is not None
         out = query_epsilons(
-            sample_rate=q, noise_multiplier=sigma, steps=t, delta=d, accountants=accountants
+            sample_rate=q,
+            noise_multiplier=sigma,
+            steps=t,
+            delta=d,
+            accountants=accountants,
+            num_examples=num_examples,
         )
         what = "ε"
     if as_json:

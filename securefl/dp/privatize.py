@@ -6,22 +6,23 @@ assume it), refuses models Opacus cannot handle unless asked to fix them, and
 counts the optimizer steps that really happened so the ledger records the
 actual event, not the planned one.
 
-Randomness: Opacus's ``secure_mode`` (CSPRNG noise and sampling, plus the
-floating-point attack mitigation of Holohan et al.) needs the ``torchcsprng``
-package, which has no release for torch 2.x. ``secure_rng=True`` therefore
-raises :class:`~securefl.errors.ConfigError` unless ``torchcsprng`` is
-importable. With ``secure_rng=False`` we still seed the noise generator and
-the Poisson sampler from ``os.urandom`` (64 bits each), so a user's
-``torch.manual_seed(0)`` cannot make the noise or the batches predictable;
-the generators themselves are torch's Mersenne Twister, not a CSPRNG, and the
-floating-point mitigation is off. The DPEvent records ``secure_rng=False`` so
-an auditor sees which one ran.
+Randomness: with ``secure_rng=True`` (the default) Poisson sampling and the
+Gaussian noise come from AES-256-CTR keystreams under fresh ``os.urandom``
+keys, and the noise is exact integer noise added to the clipped sum rounded
+to a power-of-two grid (:mod:`securefl.dp.noise`), which closes the
+floating-point attacks on Gaussian samplers (Mironov 2012; Jin et al. 2022).
+This replaces Opacus's ``secure_mode``, which needs ``torchcsprng`` (no
+release for torch 2.x). With ``secure_rng=False`` noise and sampling come
+from torch's Mersenne Twister seeded from ``os.urandom`` (64 bits each), so a
+user's ``torch.manual_seed(0)`` still cannot make them predictable, but it is
+not a CSPRNG and the floating-point attacks apply. The DPEvent records which
+one ran, and an auditor sees it.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from torch.utils.data import DataLoader
 from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError, UnsupportedModelError
 
-__all__ = ["PrivateTraining", "make_private", "planned_event", "secure_rng_available"]
+__all__ = ["PrivateTraining", "make_private", "planned_event"]
 
 _FIX_HINT = (
     "replace BatchNorm with GroupNorm, or pass fix_model=True to let Opacus's "
@@ -91,11 +92,6 @@ class PrivateTraining:
         )
 
 
-def secure_rng_available() -> bool:
-    """Whether Opacus's ``secure_mode`` can run here (it needs ``torchcsprng``)."""
-    return importlib.util.find_spec("torchcsprng") is not None
-
-
 def _urandom_generator() -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
 
@@ -103,7 +99,51 @@ def _urandom_generator() -> torch.Generator:
 def _check_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
     return float(value)
+
+
+def _make_private_secure(
+    engine: Any,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader[Any],
+    *,
+    sigma: float,
+    clip: float,
+) -> tuple[nn.Module, Any, DataLoader[Any]]:
+    """Opacus with our CSPRNG Poisson loader and grid-noise optimizer.
+
+    The engine gets the already-Poisson loader (so it adds no sampler of its
+    own) and computes q = 1/len(loader) and the expected batch size as it
+    always does; its optimizer is then rebuilt as :class:`CsprngDPOptimizer`
+    with the same settings and the engine's accountant hook.
+    """
+    from securefl.dp._secure_opacus import CsprngDPOptimizer, secure_poisson_loader
+
+    poisson = secure_poisson_loader(loader)
+    dp_model, opacus_optimizer, dp_loader = engine.make_private(
+        module=model,
+        optimizer=optimizer,
+        data_loader=poisson,
+        noise_multiplier=sigma,
+        max_grad_norm=clip,
+        poisson_sampling=False,
+    )
+    # What poisson_sampling=True would have done to the model.
+    dp_model.forbid_grad_accumulation()
+    dp_optimizer = CsprngDPOptimizer(
+        opacus_optimizer.original_optimizer,
+        noise_multiplier=sigma,
+        max_grad_norm=clip,
+        expected_batch_size=opacus_optimizer.expected_batch_size,
+        loss_reduction=opacus_optimizer.loss_reduction,
+    )
+    dp_optimizer.attach_step_hook(
+        engine.accountant.get_optimizer_hook_fn(sample_rate=dp_loader.sample_rate)
+    )
+    return dp_model, dp_optimizer, dp_loader
 
 
 def _fix_model(
@@ -149,7 +189,7 @@ def make_private(
     *,
     noise_multiplier: float,
     max_grad_norm: float,
-    secure_rng: bool = False,
+    secure_rng: bool = True,
     fix_model: bool = False,
 ) -> PrivateTraining:
     """Wrap model, optimizer and loader in Opacus DP-SGD with Poisson sampling.
@@ -161,22 +201,16 @@ def make_private(
     Raises:
         UnsupportedModelError: Opacus cannot compute per-sample gradients for
             the model (e.g. BatchNorm) and ``fix_model`` is False.
-        ConfigError: a non-positive noise multiplier or clipping norm, or
-            ``secure_rng=True`` where ``torchcsprng`` is not installed.
+        ConfigError: a noise multiplier or clipping norm that is not a finite
+            number > 0.
     """
     from opacus import PrivacyEngine
     from opacus.validators import ModuleValidator
 
     sigma = _check_positive("noise_multiplier", noise_multiplier)
     clip = _check_positive("max_grad_norm", max_grad_norm)
-    if secure_rng and not secure_rng_available():
-        raise ConfigError(
-            "secure_rng=True needs Opacus's secure_mode, which needs the torchcsprng "
-            "package; it is not installed (and has no release for torch 2.x). Use "
-            "secure_rng=False (noise and sampling seeded from os.urandom, recorded "
-            "as secure_rng=False in the privacy ledger) or install a torchcsprng "
-            "build matching this torch."
-        )
+    if not isinstance(secure_rng, bool):
+        raise ConfigError(f"secure_rng must be a bool, got {secure_rng!r}")
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
         if not fix_model:
@@ -186,25 +220,28 @@ def make_private(
         model, optimizer = _fix_model(model, optimizer)
 
     with warnings.catch_warnings():
-        # Opacus warns whenever secure_mode is off; the DPEvent records it instead.
+        # Opacus warns whenever its secure_mode is off; ours replaces it, and
+        # the DPEvent records which randomness ran.
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant="prv", secure_mode=secure_rng)
-    extra: dict[str, Any] = {}
-    if not secure_rng:
+        engine = PrivacyEngine(accountant="prv", secure_mode=False)
+    if secure_rng:
+        dp_model, dp_optimizer, dp_loader = _make_private_secure(
+            engine, model, optimizer, loader, sigma=sigma, clip=clip
+        )
+    else:
         # Never let the user's global torch seed decide the batches or the noise.
         loader = copy.copy(loader)
         loader.generator = _urandom_generator()
-        extra["noise_generator"] = _urandom_generator()
+        dp_model, dp_optimizer, dp_loader = engine.make_private(
+            module=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=sigma,
+            max_grad_norm=clip,
+            poisson_sampling=True,
+            noise_generator=_urandom_generator(),
+        )
     counter = _StepCounter()
-    dp_model, dp_optimizer, dp_loader = engine.make_private(
-        module=model,
-        optimizer=optimizer,
-        data_loader=loader,
-        noise_multiplier=sigma,
-        max_grad_norm=clip,
-        poisson_sampling=True,
-        **extra,
-    )
     # Counted in Opacus's own step hook, which runs only after per-sample
     # clipping and noise, exactly when its accountant is charged; a step on
     # the unwrapped optimizer (no clipping, no noise) is never counted as private.

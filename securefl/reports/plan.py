@@ -46,14 +46,23 @@ def check_query(
     delta: float,
     noise_multiplier: float | None = None,
     epsilon: float | None = None,
+    num_examples: int | None = None,
 ) -> None:
-    """Refuse values no accountant can use, naming the flag."""
+    """Refuse values no accountant can use, naming the flag.
+
+    With ``num_examples`` (the smallest site's number of records), δ must
+    also be below 1/n (:func:`securefl.dp.check_delta`).
+    """
     if not (math.isfinite(sample_rate) and 0 < sample_rate <= 1):
         raise ConfigError(f"--sample-rate must be in (0, 1], got {sample_rate}")
     if steps < 1:
         raise ConfigError(f"--steps must be an integer >= 1, got {steps}")
     if not (math.isfinite(delta) and 0 < delta < 1):
         raise ConfigError(f"--delta must be in (0, 1), got {delta}")
+    if num_examples is not None:
+        from securefl.dp.accounting import check_delta
+
+        check_delta(delta, num_examples=num_examples, name="--delta")
     if noise_multiplier is not None and not (
         math.isfinite(noise_multiplier) and noise_multiplier > 0
     ):
@@ -78,10 +87,15 @@ def query_epsilons(
     steps: int,
     delta: float,
     accountants: Sequence[str] = ACCOUNTANTS,
+    num_examples: int | None = None,
 ) -> dict[str, float]:
-    """ε of ``steps`` Poisson-sampled Gaussian steps under each accountant."""
+    """ε of ``steps`` Poisson-sampled Gaussian steps under each accountant (never below 0)."""
     check_query(
-        sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        noise_multiplier=noise_multiplier,
+        num_examples=num_examples,
     )
     return {a: _epsilon(noise_multiplier, sample_rate, steps, delta, a) for a in accountants}
 
@@ -93,11 +107,18 @@ def noise_multipliers(
     steps: int,
     delta: float,
     accountants: Sequence[str] = ACCOUNTANTS,
+    num_examples: int | None = None,
 ) -> dict[str, float]:
     """The noise multiplier each accountant needs to stay within ``target_epsilon``."""
-    from securefl.dp.accounting import calibrate_noise
+    from securefl.dp.calibration import calibrate_noise
 
-    check_query(sample_rate=sample_rate, steps=steps, delta=delta, epsilon=target_epsilon)
+    check_query(
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        epsilon=target_epsilon,
+        num_examples=num_examples,
+    )
     return {
         a: float(
             calibrate_noise(
@@ -185,11 +206,13 @@ def _rounds_allowed(
 def _plan_site(
     config: FederationConfig, name: str, n: int | None, accountants: Sequence[str]
 ) -> SitePlan:
-    from securefl.dp.accounting import calibrate_noise
+    from securefl.dp.accounting import check_delta
+    from securefl.dp.calibration import calibrate_noise
 
     dp = config.site_dp(name)
     if n is None:
         raise ConfigError(f"sites.{name}.num_examples is needed to plan (sample rate = batch / n)")
+    check_delta(dp.delta, num_examples=n, name=f"dp.delta of site {name!r}")
     q = dp.batch_size / n
     if q > 1:
         raise ConfigError(f"dp.batch_size {dp.batch_size} exceeds sites.{name}.num_examples {n}")

@@ -34,7 +34,7 @@ import torch
 
 from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
 from securefl.config import DPConfig, RoundConfig, TrainConfig
-from securefl.dp import PrivacyLedger, calibrate_noise, make_private
+from securefl.dp import PrivacyLedger, calibrate_noise, check_delta, make_private
 from securefl.dp.privatize import PrivateTraining
 from securefl.errors import ConfigError, ProtocolError, TransportError
 from securefl.params import ParamSpec, load_vector_into, model_vector, params_hash
@@ -46,7 +46,7 @@ from securefl.runtime.global_model import decode_plain_model
 from securefl.transport.base import Transport
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["ModelDecoder", "Round", "Site", "check_delta"]
+__all__ = ["ModelDecoder", "Round", "Site"]
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,9 @@ class Site:
         if batches < 1:
             raise ConfigError("the data loader is empty")
         dataset_size = len(loader.dataset)  # type: ignore[arg-type]
-        check_delta(self.dp.delta, dataset_size, self.name)
+        check_delta(
+            self.dp.delta, num_examples=dataset_size, name=f"dp.delta of site {self.name!r}"
+        )
         sigma = self.dp.noise_multiplier or calibrate_noise(
             target_epsilon=self.dp.epsilon,
             delta=self.dp.delta,
@@ -346,16 +348,3 @@ class Site:
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     inner = getattr(model, "_module", model)
     return dict(inner.state_dict())
-
-
-def check_delta(delta: float, dataset_size: int, site: str) -> None:
-    """Refuse a δ at or above 1/n: it admits releasing one whole record outright.
-
-    With δ ≥ 1/n, publishing one random patient's record satisfies (0, δ)-DP,
-    so ε says nothing (accountants even report ε below 0).
-    """
-    if not delta < 1.0 / dataset_size:
-        raise ConfigError(
-            f"dp.delta={delta:g} must be below 1/n = {1.0 / dataset_size:.2g} for site "
-            f"{site!r} with {dataset_size} training examples (use e.g. 1e-5, well below 1/n)"
-        )

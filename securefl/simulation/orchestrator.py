@@ -21,12 +21,12 @@ import torch
 
 from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data.federations import FederatedData, SiteData
-from securefl.dp import make_private
+from securefl.dp import check_delta, make_private
 from securefl.errors import ConfigError
 from securefl.params import load_vector_into, model_vector, save_params
 from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
 from securefl.runtime.server import ServerDriver
-from securefl.runtime.site import Site, check_delta
+from securefl.runtime.site import Site
 from securefl.simulation.federation import LocalFederation
 from securefl.simulation.modes import check_dropouts
 from securefl.simulation.trainer import (
@@ -183,7 +183,11 @@ def run_simulation(
             f"{smallest.num_examples} training examples"
         )
     for site_data in data.sites:  # each site checks again in privatize; say it once, here
-        check_delta(dp.delta, site_data.num_examples, site_data.name)
+        check_delta(
+            dp.delta,
+            num_examples=site_data.num_examples,
+            name=f"dp.delta of site {site_data.name!r}",
+        )
     check_dropouts(secure, [s.name for s in data.sites], dropouts or {}, rounds.min_sites)
     initial = _seeded_model(data.num_features, num_classes, seed)
     fed = LocalFederation(

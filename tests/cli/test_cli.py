@@ -47,7 +47,7 @@ def _good_rows(n, shift=0.0):
         (["--dropout", "nobody@update"], "expected SITE@STAGE", 2),
         (["--dropout", "hospital-a@update"], "stage must be one of", 2),
         (["--secure", "plain", "--dropout", "hospital-a@unmask"], "stage must be one of", 2),
-        (["--delta", "0.5"], "must be below 1/n", 2),
+        (["--delta", "0.5"], "below 1/n", 2),
         # three masking sites need all three: a rehearsed dropout is refused up front
         (["--dropout", "hospital-b@share"], "--dropout: 1 of 3 sites vanishing", 2),
         (

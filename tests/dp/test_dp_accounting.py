@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securefl.dp import ACCOUNTANTS, DPEvent, calibrate_noise, epsilon, supports
-from securefl.dp.accounting import NUMERIC_CUTOFF, PRV_EPS_ERROR
+from securefl.dp.accounting import (
+    NUMERIC_CUTOFF,
+    PRV_EPS_ERROR,
+    int_order_rdp,
+    pld_discretization,
+)
 from securefl.errors import ConfigError
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "dp_epsilon.json").read_text())
@@ -41,22 +46,45 @@ def case_id(case: dict) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_prv_matches_opacus_known_answer(case: dict) -> None:
+    # Our PRV sizes its safe domain with integer Rényi orders (faster); the
+    # discretisation then differs from PRVAccountant's in the fifth digit.
     got = epsilon(case_events(case), delta=case["delta"], accountant="prv")
-    assert got == pytest.approx(case["epsilon"]["prv"], rel=1e-6)
+    assert got == pytest.approx(case["epsilon"]["prv"], rel=1e-4)
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_rdp_matches_opacus_and_independent_dp_accounting(case: dict) -> None:
+def test_rdp_is_the_larger_of_opacus_and_dp_accounting(case: dict) -> None:
+    # Never below the more conservative of the two well-kept references: they
+    # treat fractional orders differently and each is lower somewhere.
     got = epsilon(case_events(case), delta=case["delta"], accountant="rdp")
-    assert got == pytest.approx(case["epsilon"]["rdp_opacus"], rel=1e-9)
-    assert got == pytest.approx(case["epsilon"]["rdp_dp_accounting"], rel=1e-3)
+    both = (case["epsilon"]["rdp_opacus"], case["epsilon"]["rdp_dp_accounting"])
+    assert got == pytest.approx(max(both), rel=1e-9)
+    assert got >= max(both) * (1 - 1e-12)
+
+
+def test_rdp_low_noise_case_reports_dp_accountings_larger_epsilon() -> None:
+    # Issue 12: q = 0.1, σ = 0.6, 100 steps, δ = 1e-4: Opacus 20.26, dp-accounting 20.48.
+    case = next(c for c in CASES if c["noise_multiplier"] == 0.6)
+    assert case["epsilon"]["rdp_opacus"] < case["epsilon"]["rdp_dp_accounting"] * 0.995
+    got = epsilon(case_events(case), delta=1e-4, accountant="rdp")
+    assert got == pytest.approx(20.4755, abs=5e-4)
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_pld_is_a_close_upper_bound_of_finer_pld(case: dict) -> None:
+def test_pld_is_within_two_percent_of_a_fine_pld(case: dict) -> None:
     got = epsilon(case_events(case), delta=case["delta"], accountant="pld")
     fine = case["epsilon"]["pld_fine"]
-    assert fine - 1e-9 <= got <= fine * 1.02 + 1e-3
+    assert fine - 1e-9 <= got <= fine * 1.02
+
+
+def test_small_epsilon_pld_is_not_overstated() -> None:
+    # Issue 12: a fixed 1e-3 grid reported 0.187 where the fine PLD gives 0.152.
+    case = next(c for c in CASES if c["steps"] == 6250)
+    got = epsilon(case_events(case), delta=case["delta"], accountant="pld")
+    assert got <= case["epsilon"]["pld_fine"] * 1.02
+    acc = pld.PLDAccountant(value_discretization_interval=1e-3)
+    acc.compose(case_events(case)[0].to_dp_accounting())
+    assert acc.get_epsilon(case["delta"]) > case["epsilon"]["pld_fine"] * 1.2  # the old grid
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if "analytic" in c["epsilon"]], ids=case_id)
@@ -129,6 +157,29 @@ def test_tiny_noise_falls_back_to_the_rdp_upper_bound() -> None:
     assert rdp > NUMERIC_CUTOFF
     assert epsilon(events, delta=1e-5, accountant="prv") == rdp
     assert epsilon(events, delta=1e-5, accountant="pld") == rdp
+
+
+CALIBRATION_CASES = [
+    # (target ε, δ, q, steps, accountant): the simulate default, plan-like and long runs.
+    (1.0, 1e-5, 0.25, 48, "prv"),
+    (0.5, 1e-5, 0.01, 300, "prv"),
+    (3.0, 1e-6, 0.02, 500, "prv"),
+    (0.2, 1e-5, 0.0016, 6250, "prv"),
+    (1.0, 1e-5, 0.05, 200, "rdp"),
+    (1.0, 1e-5, 0.05, 200, "pld"),
+]
+
+
+@pytest.mark.parametrize(("target", "delta", "q", "steps", "accountant"), CALIBRATION_CASES)
+def test_calibrated_noise_never_exceeds_the_target(
+    target: float, delta: float, q: float, steps: int, accountant: str
+) -> None:
+    sigma = calibrate_noise(
+        target_epsilon=target, delta=delta, sample_rate=q, steps=steps, accountant=accountant
+    )
+    assert epsilon([ev(sigma, q, steps)], delta=delta, accountant=accountant) <= target
+    # Calibrated, not merely safe: 1 % less noise misses the target.
+    assert epsilon([ev(sigma / 1.01, q, steps)], delta=delta, accountant=accountant) > target
 
 
 def test_calibrate_noise_round_trip_prv() -> None:
@@ -208,7 +259,14 @@ def test_dp_accounting_mapping_is_what_auditors_recompute() -> None:
     assert mapped == dp_accounting.SelfComposedDpEvent(
         dp_accounting.PoissonSampledDpEvent(0.02, dp_accounting.GaussianDpEvent(1.1)), 150
     )
-    acc = pld.PLDAccountant(value_discretization_interval=1e-3)
+    rough = int_order_rdp(((1.1, 0.02, 150),), 1e-5)
+    acc = pld.PLDAccountant(value_discretization_interval=pld_discretization(rough))
     acc.compose(mapped)
     assert acc.get_epsilon(1e-5) == pytest.approx(epsilon([event], delta=1e-5, accountant="pld"))
     assert math.isfinite(acc.get_epsilon(1e-5))
+
+
+def test_pld_discretization_is_relative_to_epsilon_within_bounds() -> None:
+    assert pld_discretization(100.0) == 1e-3
+    assert pld_discretization(0.2) == pytest.approx(1e-4)
+    assert pld_discretization(1e-6) == 1e-5

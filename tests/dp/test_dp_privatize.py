@@ -8,7 +8,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from securefl.dp import DPEvent, make_private, planned_event
-from securefl.dp.privatize import secure_rng_available
 from securefl.errors import ConfigError, UnsupportedModelError
 
 # Opacus's per-sample hooks make torch warn about full backward hooks on inputs
@@ -71,7 +70,7 @@ def test_two_step_run_counts_steps_and_resets() -> None:
     train_steps(pt, 2)
     assert pt.steps_taken() == 2
     assert pt.actual_event() == DPEvent(
-        noise_multiplier=1.0, sample_rate=0.5, steps=2, max_grad_norm=1.0, secure_rng=False
+        noise_multiplier=1.0, sample_rate=0.5, steps=2, max_grad_norm=1.0, secure_rng=True
     )
     pt.reset_steps()
     assert pt.steps_taken() == 0
@@ -121,14 +120,6 @@ def test_global_torch_seed_does_not_fix_the_noise() -> None:
         train_steps(pt, 1)
         results.append(torch.cat([p.detach().flatten() for p in pt.model.parameters()]))
     assert not torch.equal(results[0], results[1])
-
-
-@pytest.mark.skipif(secure_rng_available(), reason="torchcsprng is installed here")
-def test_secure_rng_without_torchcsprng_is_refused() -> None:
-    model = nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ConfigError, match="torchcsprng"):
-        make_private(model, opt, loader(), noise_multiplier=1.0, max_grad_norm=1.0, secure_rng=True)
 
 
 @pytest.mark.parametrize(("sigma", "clip"), [(0.0, 1.0), (-1.0, 1.0), (1.0, 0.0)])

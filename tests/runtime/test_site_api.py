@@ -133,7 +133,7 @@ def test_a_delta_not_below_one_over_n_is_refused_before_any_training(tmp_path, d
     )
     model = nn.Sequential(nn.Linear(3, 2))
     data = TensorDataset(torch.randn(32, 3), torch.randint(0, 2, (32,)))
-    with pytest.raises(ConfigError, match=r"dp\.delta.*32 training examples"):
+    with pytest.raises(ConfigError, match=r"dp\.delta.*n = 32 records"):
         site.privatize(
             model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(data, batch_size=8)
         )

@@ -7,7 +7,8 @@ Sources, per field of each case:
 * ``rdp_dp_accounting``: Google dp-accounting ``RdpAccountant`` (its own orders
   and conversion): an independent implementation of the same bound.
 * ``pld_fine``: dp-accounting ``PLDAccountant`` at value discretisation 1e-4
-  (ten times finer than securefl uses), pessimistic estimate.
+  (1e-5 where ε < 0.5), pessimistic estimate: at least ten times finer than
+  securefl's fixed cap, and finer than its ε-relative choice.
 * ``analytic`` (only for q = 1): the exact ε of the Gaussian mechanism
   (Balle & Wang 2018, Theorem 8): δ(ε) = Φ(-εs + 1/(2s)) - e^ε Φ(-εs - 1/(2s))
   with s = σ / √steps (k Gaussians compose to one with σ/√k), solved for ε by
@@ -38,6 +39,11 @@ GRID = [
     (0.1, 3.0, 50, 1e-6),
     (1.0, 5.0, 1, 1e-5),  # one-off Gaussian release (feature standardisation)
     (1.0, 10.0, 4, 1e-6),
+    # Small ε: a fixed PLD discretisation of 1e-3 reported 0.187 here (issue 12).
+    (0.0016, 2.77, 6250, 1e-5),
+    (0.01, 4.0, 200, 1e-5),
+    # Low noise: Opacus's fractional RDP orders give 1 % less than dp-accounting's.
+    (0.1, 0.6, 100, 1e-4),
 ]
 
 
@@ -75,7 +81,8 @@ def case(q: float, sigma: float, steps: int, delta: float) -> dict[str, object]:
     )
     rdp_acc = rdp.RdpAccountant()
     rdp_acc.compose(event)
-    pld_acc = pld.PLDAccountant(value_discretization_interval=1e-4)
+    rdp_eps = rdp_acc.get_epsilon(delta)
+    pld_acc = pld.PLDAccountant(value_discretization_interval=1e-5 if rdp_eps < 0.5 else 1e-4)
     pld_acc.compose(event)
     eps = {
         "prv": _stepped(PRVAccountant(), sigma, q, steps).get_epsilon(delta=delta, eps_error=0.01),
