@@ -14,8 +14,13 @@ import numpy as np
 from secagg_adversary import CheatingServer
 from secagg_driver import Federation, random_updates
 
+from securefl.errors import ProtocolError
+from securefl.hazmat import aead, prg, shamir
+from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import SigningKey
 from securefl.secagg import MaskConfig
+from securefl.secagg import _messages as m
+from securefl.secagg._keys import mask_sign, pair_seed, share_key
 
 MAX_W = 100.0
 
@@ -77,4 +82,87 @@ def test_per_site_views_cannot_split_the_regular_ring_within_the_dropout_cap(
     assert learned is None, (
         f"the sum of {len(arc)} of {len(everyone)} sites was learned: "
         f"{learned[1:]} ~ {want} (weights {learned[0]:.2f})"
+    )
+
+
+def test_colluders_within_the_stated_per_holder_cap_cannot_split_the_regular_ring(
+    tmp_path: Path,
+) -> None:
+    """Default settings at n = 280: k = 80, t = 54, m = 28, 2t - k - 2 = 26 colluders tolerated.
+
+    ``threat_models/mask.md`` assumes "at most 2t - k - 2 [colluders] among
+    any site's k + 1 holders" and ``plan`` says a cheating server with up to
+    that many colluders among one site's holders learns nothing beyond the
+    sum. Cut two runs of k/2 = 40 sites around an arc of 80: in each run 26
+    sites collude and 14 are claimed dropped (28 = m missing in all, one list
+    shown to everyone). No site's holders contain more than 26 colluders, yet
+    every arc site keeps t live holders and t signatures, masks only with arc
+    sites and colluders (whose masking keys the server holds), and the server
+    reads the sum of the 80 arc sites.
+    """
+    cfg = MaskConfig(clip=1.0)
+    fed = big_federation(tmp_path, 280, cfg)
+    ctx = fed.ctx(1, 4, MAX_W)
+    srv = CheatingServer(fed, ctx, fed.sites(ctx))
+    plan = srv.plan
+    k, t, half = plan.k, plan.threshold, plan.k // 2
+    assert (k, t, plan.missing_allowed, plan.colluders_tolerated) == (80, 54, 28, 26)
+    order = list(plan.order)
+    runs = (order[:half], order[3 * half : 4 * half])
+    arc = order[half : 3 * half]
+    cut = plan.missing_allowed // 2
+    dropped = [*runs[0][:cut], *runs[1][half - cut :]]  # the run ends away from the arc
+    colluders = [s for s in (*runs[0], *runs[1]) if s not in dropped]
+    worst = max(len(plan.holders(s) & set(colluders)) for s in order)
+    assert worst <= plan.colluders_tolerated  # the stated assumption holds
+    everyone = list(fed.names)
+    listed = sorted(set(everyone) - set(dropped))  # one list for all: 28 missing
+    updates = random_updates(fed.names, 4)
+    srv.advertise(updates, MAX_W)
+    srv.share(dict.fromkeys([*arc, *colluders], everyone))
+    masking_keys = {c: srv.sites[c]._s for c in colluders}  # the colluders' memory
+    srv.mask(dict.fromkeys(arc, listed))
+    srv.sign(dict.fromkeys(arc, listed))
+    sigs = {s: srv.sigs[s] for s in arc if s in srv.sigs}
+    for c in colluders:
+        sigs[c] = fed.keys[c].sign(m.consistency_message("fed", 1, tuple(listed)))
+    srv.unmask(dict.fromkeys(arc, (listed, [], sigs)))
+    # The colluders open the share ciphertexts the arc sites sent them.
+    stolen: dict[str, dict[int, bytes]] = {a: {} for a in arc}
+    for c in colluders:
+        c_key = srv.sites[c]._c
+        assert c_key is not None
+        for a in arc:
+            if c in srv.shares.get(a, {}):
+                key = share_key(c_key, srv.adverts[a]["c_pk"], ctx, a, c)
+                ad = aead.share_ad("fed", 1, a, c, m.SHARE)
+                stolen[a][plan.share_id(c)] = aead.open_(key, srv.shares[a][c], associated_data=ad)[
+                    66:
+                ]
+    total = np.zeros(5, dtype=np.uint32)
+    masks = []
+    for a in arc:
+        assert a in srv.inputs, f"{a} stopped: {srv.aborted.get(a)}"
+        shares = dict(stolen[a])
+        for h, resp in srv.released.items():
+            if a in resp["b"]:
+                shares[plan.share_id(h)] = resp["b"][a]
+        assert len(shares) >= t
+        masks.append((shamir.combine(dict(list(shares.items())[:t]), threshold=t), -1))
+        np.add(total, srv.inputs[a], out=total)
+        for c in sorted(plan.neighbours(a) & set(colluders)):
+            kp = masking_keys[c]
+            assert kp is not None
+            seed = pair_seed(kp, srv.adverts[a]["s_pk"], ctx, c, a)
+            masks.append((seed, -mask_sign(a, c)))
+    prg.add_masks(total, masks, bits=plan.quant.bits)
+    try:
+        learned = dequantize_sum(total, plan.quant, summands=len(arc))
+    except ProtocolError:
+        learned = None
+    want = sum(np.clip(updates[v].astype(np.float64), -1.0, 1.0) for v in arc)
+    assert learned is None or not np.allclose(learned[1:], want, atol=1e-2), (
+        f"the sum of {len(arc)} of {len(everyone)} sites was learned with "
+        f"{len(colluders)} colluders, at most {worst} among any site's holders: "
+        f"{learned[1:]} ~ {want}"
     )
