@@ -9,10 +9,11 @@ what it likes. A test fails while the attack works.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from secagg_adversary import CheatingServer
-from secagg_driver import Federation, random_updates
+from secagg_driver import Federation, edit_payload, random_updates, run_round
 
 from securefl.errors import ProtocolError
 from securefl.hazmat import aead, prg, shamir
@@ -166,3 +167,37 @@ def test_colluders_within_the_stated_per_holder_cap_cannot_split_the_regular_rin
         f"{len(colluders)} colluders, at most {worst} among any site's holders: "
         f"{learned[1:]} ~ {want}"
     )
+
+
+def test_an_aggregate_with_zero_total_weight_is_rejected(tmp_path: Path) -> None:
+    """One cheating site cancels the total weight: the feasibility check lets S0 = 0 through.
+
+    Five sites at full weight whose updates are zero on every coordinate (a
+    frozen model, or a site that took no step): S_i = 0, and site-02 subtracts
+    the five weight quanta from its masked weight coordinate. 0 <= S0 and
+    |S_i| <= S0 + 2m both hold, the round completes with total weight 0, and
+    its mean, the update every strategy applies, is 0/0.
+    """
+    fed = Federation(tmp_path, 5, MaskConfig(clip=1.0, bits=20))
+    quant = fed.config.quantization(5)
+    q0 = round(1.0 * quant.scale)  # weight = max_weight: z0 = clip, exactly representable
+
+    def edit(body: dict[str, Any]) -> None:
+        y = m.unpack_ring(body["y"], body["n"], body["bits"]).astype(np.int64)
+        y[0] = (y[0] - 5 * q0) % (1 << body["bits"])
+        body["y"] = m.pack_ring(y.astype(np.uint32), body["bits"])
+
+    zeros = {s: np.zeros(4, dtype=np.float32) for s in fed.names}
+    run = run_round(
+        fed,
+        fed.ctx(1, 4, MAX_W),
+        zeros,
+        dict.fromkeys(fed.names, MAX_W),
+        tamper=edit_payload(m.MASKED_INPUT, edit, sender="site-02"),
+    )
+    if run.result is not None:
+        with np.errstate(all="ignore"):
+            mean = run.result.mean()
+        assert run.result.total_weight > 0 and np.all(np.isfinite(mean)), (
+            f"accepted an aggregate of total weight {run.result.total_weight}: mean {mean}"
+        )
