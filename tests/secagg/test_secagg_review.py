@@ -8,6 +8,7 @@ what it likes. A test fails while the attack works.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,52 @@ def test_an_aggregate_with_zero_total_weight_is_rejected(tmp_path: Path) -> None
         assert run.result.total_weight > 0 and np.all(np.isfinite(mean)), (
             f"accepted an aggregate of total weight {run.result.total_weight}: mean {mean}"
         )
+
+
+def test_a_smaller_cohort_does_not_lower_the_collusion_tolerance_below_the_federations(
+    tmp_path: Path,
+) -> None:
+    """A federation of 7: ``plan`` and the docs promise 2 colluders are tolerated (t = 5).
+
+    The cheating server, not the site, picks the cohort, and each site
+    derives t from the cohort it is shown. It opens a round for 6 of the 7
+    sites, two of them colluding: at n = 6 the default policy gives t = 4,
+    which tolerates one colluder. The split view of
+    ``test_secagg_collusion.py`` (two honest sites on each side, both
+    colluders signing both lists) then rebuilds both secrets of all four
+    honest sites, and the server reads each update on its own.
+    """
+    cfg = MaskConfig(clip=1.0)
+    fed = Federation(tmp_path, 7, cfg)
+    full = cfg.plan(federation="fed", round_id=1, cohort=fed.names)
+    assert full.colluders_tolerated == 2  # what plan prints for this federation
+    cohort = fed.names[:6]
+    ctx = dataclasses.replace(fed.ctx(1, 4, MAX_W), cohort=cohort)
+    srv = CheatingServer(fed, ctx, fed.sites(ctx))
+    assert srv.plan.threshold == 4
+    updates = random_updates(fed.names, 4)
+    srv.advertise({s: updates[s] for s in cohort}, MAX_W)
+    everyone = list(cohort)
+    srv.share(dict.fromkeys(everyone, everyone))
+    srv.mask(dict.fromkeys(everyone, everyone))
+    colluders, honest = everyone[4:], everyone[:4]
+    held = {c: dict(srv.sites[c]._held) for c in colluders}  # the colluders' memory
+    sides = (honest[:2], honest[2:])
+    lists = [sorted([*side, *colluders]) for side in sides]
+    srv.sign({s: lists[i] for i, side in enumerate(sides) for s in side})
+    requests = {}
+    for i, side in enumerate(sides):
+        sigs = {s: srv.sigs[s] for s in side if s in srv.sigs}
+        for c in colluders:
+            sigs[c] = fed.keys[c].sign(m.consistency_message("fed", 1, tuple(lists[i])))
+        for s in side:
+            requests[s] = (lists[i], sorted(sides[1 - i]), sigs)
+    srv.unmask(requests)
+    for c in colluders:  # the colluders hand over both shares of every honest site
+        srv.released[c] = {
+            "b": {v: pair[1] for v, pair in held[c].items() if v in honest},
+            "s": {v: pair[0] for v, pair in held[c].items() if v in honest},
+        }
+    exposed = [v for v in honest if srv.both_secrets(v)]
+    read = {v: srv.read_update(v, [s for s in everyone if s != v])[1:] for v in exposed}
+    assert exposed == [], f"the server read the updates of {exposed} one by one: {read}"
