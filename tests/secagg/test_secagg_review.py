@@ -73,7 +73,7 @@ def test_per_site_views_cannot_split_the_regular_ring_within_the_dropout_cap(
     assert all(len(everyone) - len(u) <= plan.missing_allowed for u in lists.values())
     srv.mask(lists)
     srv.sign(lists)
-    requests = {}
+    requests: dict[str, tuple[list[str], list[str], dict[str, bytes]]] = {}
     for group in (left, right):
         sigs = {s: srv.sigs[s] for s in group if s in srv.sigs}
         for s in group:
