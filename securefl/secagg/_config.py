@@ -149,9 +149,25 @@ class MaskConfig:
             precision_bits=self.precision_bits,
         )
 
-    def plan(self, *, federation: str, round_id: int, cohort: tuple[str, ...]) -> MaskPlan:
-        """The round's threshold, neighbour graph and ring; identical on every party."""
+    def plan(
+        self,
+        *,
+        federation: str,
+        round_id: int,
+        cohort: tuple[str, ...],
+        federation_size: int | None = None,
+    ) -> MaskPlan:
+        """The round's threshold, neighbour graph and ring; identical on every party.
+
+        ``federation_size`` is N, the number of sites on the roster (the
+        whole federation; default: the cohort). The colluders the complete
+        graph withstands are taken from N, not from the cohort, because the
+        server picks the cohort: a smaller one must not lower the tolerance.
+        """
         n = len(cohort)
+        big_n = n if federation_size is None else federation_size
+        if not _is_int(big_n) or big_n < n:
+            raise ConfigError(f"federation_size {big_n!r} is smaller than the cohort of {n}")
         if n < self.min_cohort:
             raise ConfigError(f"cohort of {n} is below min_cohort={self.min_cohort}")
         if list(cohort) != sorted(set(cohort)):
@@ -161,7 +177,7 @@ class MaskConfig:
             return MaskPlan(
                 cohort=cohort,
                 k=n - 1,
-                threshold=self._complete_threshold(n),
+                threshold=self._complete_threshold(n, big_n),
                 quant=quant,
                 order=cohort,
             )
@@ -170,7 +186,7 @@ class MaskConfig:
             return MaskPlan(
                 cohort=cohort,
                 k=n - 1,
-                threshold=self._complete_threshold(n),
+                threshold=self._complete_threshold(n, big_n),
                 quant=quant,
                 order=cohort,
             )
@@ -184,12 +200,31 @@ class MaskConfig:
             max_missing=max_missing(n, self.dropout_rate),
         )
 
-    def assumed_colluders(self, n: int) -> int:
-        """How many colluding sites the complete-graph threshold must withstand at n."""
-        return self.corrupt if self.corrupt is not None else (n - 1) // 3
+    def assumed_colluders(self, federation_size: int) -> int:
+        """Colluding sites the complete-graph threshold withstands in a federation of N sites.
 
-    def _complete_threshold(self, n: int) -> int:
-        c = self.assumed_colluders(n)
+        ``corrupt`` if set, else floor((N - 1) / 3): a count over the whole
+        roster, so it holds in every cohort the server may open.
+        """
+        return self.corrupt if self.corrupt is not None else (federation_size - 1) // 3
+
+    def smallest_cohort(self, federation_size: int) -> int:
+        """The smallest cohort a site of an N-site federation accepts: max(min_cohort, c + 2).
+
+        With c colluders in a cohort of c + 1 sites the sum is the one honest
+        site's update; c + 2 leaves at least two honest sites in every sum.
+        """
+        return max(self.min_cohort, self.assumed_colluders(federation_size) + 2)
+
+    def _complete_threshold(self, n: int, federation_size: int) -> int:
+        c = self.assumed_colluders(federation_size)
+        smallest = self.smallest_cohort(federation_size)
+        if n < smallest:
+            raise ConfigError(
+                f"a cohort of {n} of the federation's {federation_size} sites is refused: with "
+                f"corrupt = {c} colluders assumed a cohort needs at least {smallest} sites "
+                f"(c + 2, so no sum is one honest site's update); open a larger cohort"
+            )
         least = max((n + c) // 2 + 1, self.min_cohort)
         t = least if self.threshold is None else max(self.threshold, self.min_cohort)
         if not 2 * t > n + c:
@@ -202,6 +237,30 @@ class MaskConfig:
                 f"threshold {t} exceeds the cohort of {n}; lower corrupt or threshold"
             )
         return t
+
+    def federation_tolerance(self, federation_size: int) -> int:
+        """Colluders withstood in *every* complete-graph cohort the server may open.
+
+        The least, over the cohort sizes n a site accepts (from
+        :meth:`smallest_cohort` to min(N, complete_graph_max)), of
+        2t - n - 1 and of n - 2 (so at least two honest sites remain in the
+        sum). Raises :class:`ConfigError` when no cohort can open.
+        """
+        top = min(federation_size, self.complete_graph_max)
+        least: int | None = None
+        for n in range(self.smallest_cohort(federation_size), top + 1):
+            try:
+                t = self._complete_threshold(n, federation_size)
+            except ConfigError:
+                continue  # a cohort of this size is refused by every site
+            here = min(colluders_tolerated(n, t), n - 2)
+            least = here if least is None else min(least, here)
+        if least is None:
+            raise ConfigError(
+                f"no cohort of a {federation_size}-site federation can open: each needs at "
+                f"least {self.smallest_cohort(federation_size)} sites and t <= n"
+            )
+        return least
 
 
 def colluders_tolerated(n: int, t: int) -> int:
@@ -287,9 +346,36 @@ class MaskPlan:
         return min(self.max_missing, n - 1)
 
     @property
+    def quorum(self) -> int:
+        """Consistency signatures over one survivor list a site needs: n - missing_allowed.
+
+        Signatures come from the whole cohort, not only a site's holders: two
+        lists that each gather n - m signatures share n - 2m signers, and an
+        honest site signs one list per round, so two honest sites release
+        shares under different lists only if n - 2m sites collude. On the
+        complete graph this is t (m = n - t).
+        """
+        return len(self.cohort) - self.missing_allowed
+
+    @property
     def colluders_tolerated(self) -> int:
-        """Colluding sites withstood: in the whole cohort, or among a site's k + 1 holders."""
-        return colluders_tolerated(self.k + 1, self.threshold)
+        """Colluding sites anywhere in the cohort withstood by a cheating server, for any placement.
+
+        Complete graph: 2t - n - 1 (the split view). k-regular graph: one
+        fewer than the least of n - 2m (to split the survivor list, see
+        :attr:`quorum`), t (a site's t colluding holders give its masking
+        key) and max(k - m, 2t - k - 2) (cutting the ring: the graph is
+        k-connected, so a cut removes k sites of which at most m are
+        missing, and the two arc sites next to the cut need t - k/2 - 1
+        colluding holders each to have their self masks rebuilt). It holds
+        whatever order the server makes the sites fall in; the 2**-40 bound
+        of :func:`regular_parameters` is a separate claim about a random
+        corrupt_rate fraction placed independently of the order.
+        """
+        n, t, k, m = len(self.cohort), self.threshold, self.k, self.missing_allowed
+        if self.complete:
+            return colluders_tolerated(n, t)
+        return max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
 
     def share_id(self, site: str) -> int:
         """The Shamir x-coordinate of ``site``: its 1-based position in the cohort."""
