@@ -191,10 +191,15 @@ def test_colluders_within_the_whole_cohort_cap_cannot_split_the_regular_ring(
     )
     tolerated, m = plan.colluders_tolerated, plan.missing_allowed
     assert tolerated == plan.k - m - 1 == 51
-    srv, arc, colluders, _, _ = _ring_cut(tmp_path, tolerated, plan.k - tolerated)
+    srv, arc, colluders, _, extra = _ring_cut(tmp_path, tolerated, plan.k - tolerated)
     assert len(colluders) == tolerated
-    assert srv.partial_sum(arc) is None and not srv.released
-    assert set(srv.aborted) >= set(arc)
+    learned = _arc_sum_with_colluders(srv, arc, colluders, extra["keys"])
+    updates = extra["updates"]
+    want = sum(np.clip(updates[v].astype(np.float64), -1.0, 1.0) for v in arc)
+    assert learned is None or not np.allclose(learned[1:], want, atol=1e-2), (
+        f"the sum of the {len(arc)} arc sites was learned with {tolerated} colluders"
+    )
+    assert not srv.released and set(srv.aborted) >= set(arc)
 
 
 def test_k_minus_m_colluders_split_the_regular_ring(tmp_path: Path) -> None:
