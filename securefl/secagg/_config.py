@@ -48,6 +48,7 @@ Thresholds:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -239,21 +240,27 @@ class MaskConfig:
         return t
 
     def federation_tolerance(self, federation_size: int) -> int:
-        """Colluders withstood in *every* complete-graph cohort the server may open.
+        """Colluders withstood in *every* cohort a server may open in a federation of N sites.
 
-        The least, over the cohort sizes n a site accepts (from
-        :meth:`smallest_cohort` to min(N, complete_graph_max)), of
-        2t - n - 1 and of n - 2 (so at least two honest sites remain in the
-        sum). Raises :class:`ConfigError` when no cohort can open.
+        The least, over the cohort sizes n = 3..N a site accepts, of the
+        plan's :attr:`MaskPlan.colluders_tolerated` and of n - 2 (so at least
+        two honest sites remain in the sum). Raises :class:`ConfigError`
+        when no cohort can open. Cost grows with N above complete_graph_max
+        (one plan per size); ``securefl plan`` calls it once.
         """
-        top = min(federation_size, self.complete_graph_max)
         least: int | None = None
-        for n in range(self.smallest_cohort(federation_size), top + 1):
+        for n in range(self.smallest_cohort(federation_size), federation_size + 1):
+            cohort = tuple(f"{i:06d}" for i in range(n))
             try:
-                t = self._complete_threshold(n, federation_size)
+                plan = self.plan(
+                    federation="tolerance",
+                    round_id=1,
+                    cohort=cohort,
+                    federation_size=federation_size,
+                )
             except ConfigError:
                 continue  # a cohort of this size is refused by every site
-            here = min(colluders_tolerated(n, t), n - 2)
+            here = min(plan.colluders_tolerated, n - 2)
             least = here if least is None else min(least, here)
         if least is None:
             raise ConfigError(
@@ -295,6 +302,7 @@ def _binom_tail_ge(k: int, p: float, m: int) -> float:
     return math.fsum(math.comb(k, i) * p**i * (1 - p) ** (k - i) for i in range(m, k + 1))
 
 
+@functools.lru_cache(maxsize=1024)
 def regular_parameters(n: int, corrupt_rate: float, dropout_rate: float) -> tuple[int, int] | None:
     """Smallest even degree k and threshold t meeting the bounds in the module docstring."""
     g, d, m = corrupt_rate, dropout_rate, max_missing(n, dropout_rate)
