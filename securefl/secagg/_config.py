@@ -18,13 +18,22 @@ server (:func:`colluders_tolerated`) and n - t dropouts
 (:func:`dropouts_tolerated`); beyond 2t - n - 1 colluders a split view can
 reveal individual updates.
 
+Why c comes from the roster: the server, not the site, picks the cohort. If
+c were derived from the cohort, a server could open a smaller cohort whose
+threshold tolerates fewer colluders than the federation was promised (7
+sites: c = 2, but a cohort of 6 would give c = 1), or a cohort of one victim
+plus the colluders. So c is counted over the N sites of the roster, and a
+cohort of fewer than c + 2 sites is refused (every sum keeps two honest sites).
+
 Thresholds:
 
 * complete graph (n <= ``complete_graph_max``): the smallest t with
   2t > n + c, where c = ``corrupt`` if set, else the default policy
-  c = floor((n - 1) / 3); never below ``min_cohort`` (a round needs that many
-  survivors anyway, so the higher threshold costs no dropout tolerance: at
-  n = 3, t = 3). An explicit ``threshold`` must meet the same bound.
+  c = floor((N - 1) / 3) of the roster's N sites; never below ``min_cohort``
+  (a round needs that many survivors anyway, so the higher threshold costs no
+  dropout tolerance: at n = 3, t = 3). An explicit ``threshold`` must meet the
+  same bound. :meth:`MaskConfig.federation_tolerance` is what holds over
+  every cohort size the server may choose.
 * k-regular SecAgg+ graph (Bell et al., CCS 2020) for larger n: each site
   shares with its k neighbours plus itself, threshold t of k + 1. ``k`` and
   ``t`` are the smallest even k (and, for it, the smallest t) meeting the
@@ -44,6 +53,15 @@ Thresholds:
     fewer than t live holders).
 
   If no k < n - 1 meets them, the complete graph is used.
+
+  These are probabilities over a *random* placement of colluders in the
+  order, which is a hash of (federation, round id, cohort), all chosen by
+  the server: it can search for an order that suits the colluders it knows.
+  What holds for any order is :attr:`MaskPlan.colluders_tolerated`: with one
+  survivor list for the cohort (each site needs n - m signatures over its
+  list, :attr:`MaskPlan.quorum`; two lists need n - 2m common signers),
+  reading one update needs t colluding holders and cutting the k-connected
+  ring needs max(k - m, 2t - k - 2) colluders.
 """
 
 from __future__ import annotations
@@ -88,7 +106,8 @@ class MaskConfig:
     that could wrap is refused with :class:`OverflowRefusedError`.
     ``corrupt`` is the number of colluding sites the complete-graph threshold
     must withstand together with a cheating server; ``None`` means the default
-    policy, floor((n - 1) / 3) of a cohort of n. ``dropout_rate`` is the
+    policy, floor((N - 1) / 3) of the N sites on the roster (never of the
+    cohort, which the server picks). ``dropout_rate`` is the
     largest fraction of a k-regular cohort that may be missing from a round
     (more aborts it) and the dropout probability the graph is sized for.
     """
