@@ -53,12 +53,14 @@ class PlainGlobalModel(GlobalModel):
             strategy.apply(self._params.astype(np.float64), result.mean(), round_number),
             dtype=np.float64,
         )
-        if new.shape != self._params.shape or not np.all(np.isfinite(new.astype(np.float32))):
+        with np.errstate(over="ignore"):  # an overflow to inf is what we test for
+            narrowed = new.astype(np.float32)
+        if new.shape != self._params.shape or not np.all(np.isfinite(narrowed)):
             raise AbortError(
                 f"the strategy {strategy.name!r} produced a non-finite model in round "
                 f"{round_number}; the round is abandoned and the model kept"
             )
-        self._params = new.astype(np.float32)
+        self._params = narrowed
 
     def plaintext(self) -> npt.NDArray[np.float32]:
         return self._params.copy()
