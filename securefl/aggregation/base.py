@@ -11,6 +11,7 @@ how dropouts are noticed.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from securefl.errors import ConfigError
+from securefl.errors import AbortError, ConfigError
 from securefl.wire import Envelope
 
 __all__ = [
@@ -83,7 +84,16 @@ class AggregateResult:
         """Σ w·Δ / Σ w, the weighted average update (plaintext modes only)."""
         if self.weighted_sum is None:
             raise ConfigError("this aggregate is encrypted; only sites can read it")
-        return self.weighted_sum / self.total_weight
+        if not (math.isfinite(self.total_weight) and self.total_weight > 0):
+            raise AbortError(
+                f"the aggregate's total weight is {self.total_weight}: no mean exists; "
+                "the round is abandoned"
+            )
+        with np.errstate(all="ignore"):
+            mean = self.weighted_sum / self.total_weight
+        if mean.size and not (np.isfinite(np.min(mean)) and np.isfinite(np.max(mean))):
+            raise AbortError("the aggregate's mean is not finite; the round is abandoned")
+        return mean
 
 
 class SiteAggregator(ABC):

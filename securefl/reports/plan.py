@@ -312,28 +312,41 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
 
 
 def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
-    """Threshold, collusion and dropout lines for a masked cohort of n, from the real plan."""
+    """Threshold, collusion and dropout lines for a masked federation of n, from the real plan.
+
+    The server picks each round's cohort, so the collusion line gives what
+    holds in *every* cohort it may open (``MaskConfig.federation_tolerance``),
+    not only in a round of all n sites.
+    """
     names = tuple(f"site-{i:05d}" for i in range(n))
-    plan = _MASK.plan(federation="plan", round_id=1, cohort=names)
-    t, c = plan.threshold, plan.colluders_tolerated
+    plan = _MASK.plan(federation="plan", round_id=1, cohort=names, federation_size=n)
+    t, full = plan.threshold, plan.colluders_tolerated
+    c, smallest = _MASK.assumed_colluders(n), _MASK.smallest_cohort(n)
+    tol = _MASK.federation_tolerance(n)
+    collusion = (
+        f"a cheating server together with up to {tol} colluding sites learns nothing beyond "
+        f"the sum of the honest sites' updates, in every cohort it may open: each site takes "
+        f"c = {c} colluders from the federation's {n} sites (not from the cohort the server "
+        f"picked), sets t with 2t > cohort + c, and refuses cohorts of fewer than {smallest} "
+        f"sites so every sum holds at least two honest sites"
+    )
     if plan.complete:
-        collusion = (
-            f"a cheating server together with up to {c} colluding sites learns nothing beyond "
-            f"the sum, which minus the colluders' own updates is the honest sites' sum "
-            f"(threshold t = {t} of n = {n}, so 2t - n - 1 = {c})"
-        )
-        if c + 1 < n:
-            collusion += (
-                f"; with {c + 1} or more colluding sites it can show different survivor lists "
-                f"to different sites and read individual updates"
-            )
+        collusion += f" (a round of all {n}: threshold t = {t} of n = {n}, 2t - n - 1 = {full})"
     else:
-        collusion = (
-            f"k-regular graph: each site's secrets are shared among its {plan.k} neighbours and "
-            f"itself, threshold t = {t} of {plan.k + 1}; a cheating server with up to {c} "
-            f"colluders among one site's {plan.k + 1} holders learns nothing beyond the sum; this "
-            f"holds with probability 1 - 2^-40 if at most {_MASK.corrupt_rate:.0%} of sites "
-            f"collude and do not choose their place in the public order"
+        collusion += (
+            f" (a round of all {n}: k-regular graph, each site's secrets shared among its "
+            f"{plan.k} neighbours and itself, threshold t = {t} of {plan.k + 1}, at most "
+            f"{plan.missing_allowed} missing, up to {full} colluders anywhere in the cohort, "
+            f"whatever order the server makes the sites fall in; the server picks the cohort "
+            f"and round id, so it can search for an order, and the 2^-40 bound for up to "
+            f"{_MASK.corrupt_rate:.0%} of sites colluding holds only if the colluders are "
+            f"placed at random, independently of that order)"
+        )
+    if tol + 1 < n:
+        collusion += (
+            f"; with {tol + 1} or more colluding sites it can open a cohort where that is too "
+            f"many and read individual updates (by showing different survivor lists to "
+            f"different sites, or from the sum itself where one honest site remains)"
         )
     need = max(t if plan.complete else 0, min_sites, _MASK_MIN_COHORT)
     allowed = min(plan.missing_allowed, n - need)

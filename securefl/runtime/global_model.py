@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from securefl.aggregation.base import AggregateResult
+from securefl.errors import AbortError
 from securefl.strategy.base import Strategy
 from securefl.wire import array_from_wire, array_to_wire, pack, unpack
 
@@ -46,8 +47,20 @@ class PlainGlobalModel(GlobalModel):
         return pack(array_to_wire(self._params))
 
     def apply(self, result: AggregateResult, strategy: Strategy, round_number: int) -> None:
-        new = strategy.apply(self._params.astype(np.float64), result.mean(), round_number)
-        self._params = np.asarray(new, dtype=np.float32)
+        # mean() refuses a zero or non-finite total weight; a strategy could still
+        # overflow, and a NaN model must never reach the sites: abandon the round.
+        new = np.asarray(
+            strategy.apply(self._params.astype(np.float64), result.mean(), round_number),
+            dtype=np.float64,
+        )
+        with np.errstate(over="ignore"):  # an overflow to inf is what we test for
+            narrowed = new.astype(np.float32)
+        if new.shape != self._params.shape or not np.all(np.isfinite(narrowed)):
+            raise AbortError(
+                f"the strategy {strategy.name!r} produced a non-finite model in round "
+                f"{round_number}; the round is abandoned and the model kept"
+            )
+        self._params = narrowed
 
     def plaintext(self) -> npt.NDArray[np.float32]:
         return self._params.copy()

@@ -18,13 +18,22 @@ server (:func:`colluders_tolerated`) and n - t dropouts
 (:func:`dropouts_tolerated`); beyond 2t - n - 1 colluders a split view can
 reveal individual updates.
 
+Why c comes from the roster: the server, not the site, picks the cohort. If
+c were derived from the cohort, a server could open a smaller cohort whose
+threshold tolerates fewer colluders than the federation was promised (7
+sites: c = 2, but a cohort of 6 would give c = 1), or a cohort of one victim
+plus the colluders. So c is counted over the N sites of the roster, and a
+cohort of fewer than c + 2 sites is refused (every sum keeps two honest sites).
+
 Thresholds:
 
 * complete graph (n <= ``complete_graph_max``): the smallest t with
   2t > n + c, where c = ``corrupt`` if set, else the default policy
-  c = floor((n - 1) / 3); never below ``min_cohort`` (a round needs that many
-  survivors anyway, so the higher threshold costs no dropout tolerance: at
-  n = 3, t = 3). An explicit ``threshold`` must meet the same bound.
+  c = floor((N - 1) / 3) of the roster's N sites; never below ``min_cohort``
+  (a round needs that many survivors anyway, so the higher threshold costs no
+  dropout tolerance: at n = 3, t = 3). An explicit ``threshold`` must meet the
+  same bound. :meth:`MaskConfig.federation_tolerance` is what holds over
+  every cohort size the server may choose.
 * k-regular SecAgg+ graph (Bell et al., CCS 2020) for larger n: each site
   shares with its k neighbours plus itself, threshold t of k + 1. ``k`` and
   ``t`` are the smallest even k (and, for it, the smallest t) meeting the
@@ -44,10 +53,20 @@ Thresholds:
     fewer than t live holders).
 
   If no k < n - 1 meets them, the complete graph is used.
+
+  These are probabilities over a *random* placement of colluders in the
+  order, which is a hash of (federation, round id, cohort), all chosen by
+  the server: it can search for an order that suits the colluders it knows.
+  What holds for any order is :attr:`MaskPlan.colluders_tolerated`: with one
+  survivor list for the cohort (each site needs n - m signatures over its
+  list, :attr:`MaskPlan.quorum`; two lists need n - 2m common signers),
+  reading one update needs t colluding holders and cutting the k-connected
+  ring needs max(k - m, 2t - k - 2) colluders.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -87,7 +106,8 @@ class MaskConfig:
     that could wrap is refused with :class:`OverflowRefusedError`.
     ``corrupt`` is the number of colluding sites the complete-graph threshold
     must withstand together with a cheating server; ``None`` means the default
-    policy, floor((n - 1) / 3) of a cohort of n. ``dropout_rate`` is the
+    policy, floor((N - 1) / 3) of the N sites on the roster (never of the
+    cohort, which the server picks). ``dropout_rate`` is the
     largest fraction of a k-regular cohort that may be missing from a round
     (more aborts it) and the dropout probability the graph is sized for.
     """
@@ -149,9 +169,25 @@ class MaskConfig:
             precision_bits=self.precision_bits,
         )
 
-    def plan(self, *, federation: str, round_id: int, cohort: tuple[str, ...]) -> MaskPlan:
-        """The round's threshold, neighbour graph and ring; identical on every party."""
+    def plan(
+        self,
+        *,
+        federation: str,
+        round_id: int,
+        cohort: tuple[str, ...],
+        federation_size: int | None = None,
+    ) -> MaskPlan:
+        """The round's threshold, neighbour graph and ring; identical on every party.
+
+        ``federation_size`` is N, the number of sites on the roster (the
+        whole federation; default: the cohort). The colluders the complete
+        graph withstands are taken from N, not from the cohort, because the
+        server picks the cohort: a smaller one must not lower the tolerance.
+        """
         n = len(cohort)
+        big_n = n if federation_size is None else federation_size
+        if not _is_int(big_n) or big_n < n:
+            raise ConfigError(f"federation_size {big_n!r} is smaller than the cohort of {n}")
         if n < self.min_cohort:
             raise ConfigError(f"cohort of {n} is below min_cohort={self.min_cohort}")
         if list(cohort) != sorted(set(cohort)):
@@ -161,7 +197,7 @@ class MaskConfig:
             return MaskPlan(
                 cohort=cohort,
                 k=n - 1,
-                threshold=self._complete_threshold(n),
+                threshold=self._complete_threshold(n, big_n),
                 quant=quant,
                 order=cohort,
             )
@@ -170,7 +206,7 @@ class MaskConfig:
             return MaskPlan(
                 cohort=cohort,
                 k=n - 1,
-                threshold=self._complete_threshold(n),
+                threshold=self._complete_threshold(n, big_n),
                 quant=quant,
                 order=cohort,
             )
@@ -184,12 +220,31 @@ class MaskConfig:
             max_missing=max_missing(n, self.dropout_rate),
         )
 
-    def assumed_colluders(self, n: int) -> int:
-        """How many colluding sites the complete-graph threshold must withstand at n."""
-        return self.corrupt if self.corrupt is not None else (n - 1) // 3
+    def assumed_colluders(self, federation_size: int) -> int:
+        """Colluding sites the complete-graph threshold withstands in a federation of N sites.
 
-    def _complete_threshold(self, n: int) -> int:
-        c = self.assumed_colluders(n)
+        ``corrupt`` if set, else floor((N - 1) / 3): a count over the whole
+        roster, so it holds in every cohort the server may open.
+        """
+        return self.corrupt if self.corrupt is not None else (federation_size - 1) // 3
+
+    def smallest_cohort(self, federation_size: int) -> int:
+        """The smallest cohort a site of an N-site federation accepts: max(min_cohort, c + 2).
+
+        With c colluders in a cohort of c + 1 sites the sum is the one honest
+        site's update; c + 2 leaves at least two honest sites in every sum.
+        """
+        return max(self.min_cohort, self.assumed_colluders(federation_size) + 2)
+
+    def _complete_threshold(self, n: int, federation_size: int) -> int:
+        c = self.assumed_colluders(federation_size)
+        smallest = self.smallest_cohort(federation_size)
+        if n < smallest:
+            raise ConfigError(
+                f"a cohort of {n} of the federation's {federation_size} sites is refused: with "
+                f"corrupt = {c} colluders assumed a cohort needs at least {smallest} sites "
+                f"(c + 2, so no sum is one honest site's update); open a larger cohort"
+            )
         least = max((n + c) // 2 + 1, self.min_cohort)
         t = least if self.threshold is None else max(self.threshold, self.min_cohort)
         if not 2 * t > n + c:
@@ -202,6 +257,39 @@ class MaskConfig:
                 f"threshold {t} exceeds the cohort of {n}; lower corrupt or threshold"
             )
         return t
+
+    def federation_tolerance(self, federation_size: int) -> int:
+        """Colluders withstood in *every* cohort a server may open in a federation of N sites.
+
+        The least, over the cohort sizes n = 3..N a site accepts, of the
+        plan's :attr:`MaskPlan.colluders_tolerated` and of n - 2 (so at least
+        two honest sites remain in the sum). Raises :class:`ConfigError`
+        when no cohort can open. Above complete_graph_max it sizes the graph
+        for every n (about 5 ms each: seconds at N = 1,000); ``securefl plan``
+        calls it once.
+        """
+        least: int | None = None
+        for n in range(self.smallest_cohort(federation_size), federation_size + 1):
+            kt = None
+            if n > self.complete_graph_max:
+                kt = regular_parameters(n, self.corrupt_rate, self.dropout_rate)
+            if kt is None:
+                try:
+                    t = self._complete_threshold(n, federation_size)
+                except ConfigError:
+                    continue  # a cohort of this size is refused by every site
+                here = min(colluders_tolerated(n, t), n - 2)
+            else:  # as MaskPlan.colluders_tolerated, without building the plan
+                k, t = kt
+                m = min(max_missing(n, self.dropout_rate), n - 1)
+                here = max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
+            least = here if least is None else min(least, here)
+        if least is None:
+            raise ConfigError(
+                f"no cohort of a {federation_size}-site federation can open: each needs at "
+                f"least {self.smallest_cohort(federation_size)} sites and t <= n"
+            )
+        return least
 
 
 def colluders_tolerated(n: int, t: int) -> int:
@@ -236,6 +324,7 @@ def _binom_tail_ge(k: int, p: float, m: int) -> float:
     return math.fsum(math.comb(k, i) * p**i * (1 - p) ** (k - i) for i in range(m, k + 1))
 
 
+@functools.lru_cache(maxsize=1024)
 def regular_parameters(n: int, corrupt_rate: float, dropout_rate: float) -> tuple[int, int] | None:
     """Smallest even degree k and threshold t meeting the bounds in the module docstring."""
     g, d, m = corrupt_rate, dropout_rate, max_missing(n, dropout_rate)
@@ -287,9 +376,36 @@ class MaskPlan:
         return min(self.max_missing, n - 1)
 
     @property
+    def quorum(self) -> int:
+        """Consistency signatures over one survivor list a site needs: n - missing_allowed.
+
+        Signatures come from the whole cohort, not only a site's holders: two
+        lists that each gather n - m signatures share n - 2m signers, and an
+        honest site signs one list per round, so two honest sites release
+        shares under different lists only if n - 2m sites collude. On the
+        complete graph this is t (m = n - t).
+        """
+        return len(self.cohort) - self.missing_allowed
+
+    @property
     def colluders_tolerated(self) -> int:
-        """Colluding sites withstood: in the whole cohort, or among a site's k + 1 holders."""
-        return colluders_tolerated(self.k + 1, self.threshold)
+        """Colluding sites anywhere in the cohort withstood by a cheating server, for any placement.
+
+        Complete graph: 2t - n - 1 (the split view). k-regular graph: one
+        fewer than the least of n - 2m (to split the survivor list, see
+        :attr:`quorum`), t (a site's t colluding holders give its masking
+        key) and max(k - m, 2t - k - 2) (cutting the ring: the graph is
+        k-connected, so a cut removes k sites of which at most m are
+        missing, and the two arc sites next to the cut need t - k/2 - 1
+        colluding holders each to have their self masks rebuilt). It holds
+        whatever order the server makes the sites fall in; the 2**-40 bound
+        of :func:`regular_parameters` is a separate claim about a random
+        corrupt_rate fraction placed independently of the order.
+        """
+        n, t, k, m = len(self.cohort), self.threshold, self.k, self.missing_allowed
+        if self.complete:
+            return colluders_tolerated(n, t)
+        return max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
 
     def share_id(self, site: str) -> int:
         """The Shamir x-coordinate of ``site``: its 1-based position in the cohort."""

@@ -67,7 +67,12 @@ class MaskServer(ServerAggregator):
 
     def __init__(self, *, ctx: RoundContext, roster: dict[str, bytes], config: MaskConfig) -> None:
         self._ctx, self._roster, self._config = ctx, roster, config
-        self._plan = config.plan(federation=ctx.federation, round_id=ctx.round, cohort=ctx.cohort)
+        self._plan = config.plan(
+            federation=ctx.federation,
+            round_id=ctx.round,
+            cohort=ctx.cohort,
+            federation_size=len(roster),
+        )
         self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
         self._stage = ServerStage.ADVERTISE
         self._dropped: set[str] = set()
@@ -299,7 +304,7 @@ class MaskServer(ServerAggregator):
         u4 = self._live(self._sigs)
         t = self._plan.threshold
         lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
-        if len(u4) < t or lacking:
+        if len(u4) < max(t, self._plan.quorum) or lacking:
             self._stage = ServerStage.ABORTED
             raise AbortError(
                 f"only {len(u4)} sites signed the survivor list; the threshold "

@@ -16,8 +16,10 @@ Stages (Bonawitz et al. 2017, with the active-security consistency round):
    y = x + PRG(b) + sum over neighbours j in U2 of +/-PRG(s_ij) mod 2^bits.
 4. ``mask/consistency-request`` (U3): sign the survivor list.
 5. ``mask/unmask-request`` (U3, dropped, signatures): check t signatures over
-   the *same* list; reveal b-shares of survivors and s-shares of the dropped,
-   never both for one peer, then finish.
+   the *same* list among this site's holders and n - m (``plan.quorum``) in
+   the whole cohort, so that two honest sites can only release shares under
+   two different lists if n - 2m sites sign both; reveal b-shares of
+   survivors and s-shares of the dropped, never both for one peer, then finish.
 
 Every list the server sends must name enough sites for this site's own
 threshold and miss no more sites than its plan allows (``missing_allowed``:
@@ -73,8 +75,12 @@ class MaskSite(SiteAggregator):
             )
         self._ctx, self._me, self._sk = ctx, site_id, signing_key
         self._roster, self._log, self._config = roster, log, config
+        # Colluders assumed come from the whole roster, not the cohort the server chose.
         self._plan: MaskPlan = config.plan(
-            federation=ctx.federation, round_id=ctx.round, cohort=ctx.cohort
+            federation=ctx.federation,
+            round_id=ctx.round,
+            cohort=ctx.cohort,
+            federation_size=len(roster),
         )
         self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
         self._holders = self._plan.holders(site_id)
@@ -308,6 +314,11 @@ class MaskSite(SiteAggregator):
             signers.add(site)
         if len(signers & self._holders) < self._plan.threshold:
             raise AbortError(f"{len(signers)} consistency signatures, below the threshold")
+        if len(signers) < self._plan.quorum:  # cohort-wide: one list for every honest site
+            raise AbortError(
+                f"{len(signers)} consistency signatures over this list; the round needs "
+                f"{self._plan.quorum} from the cohort"
+            )
         b_out = {p: self._held[p][1] for p in self._u3 if p in self._held}
         s_out = {p: self._held[p][0] for p in dropped if p in self._held}
         if set(b_out) & set(s_out):  # pragma: no cover - excluded by the checks above

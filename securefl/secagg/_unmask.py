@@ -90,16 +90,18 @@ def check_feasible(
     rounded addition lands on the next integer), so |q_i| <= q_0 + 2. Summed
     over the survivors: 0 <= S_0 <= summands·(floor(clip·scale) + 2) (the total
     weight is at most Σ max_w, up to two quanta per site) and
-    |S_i| <= S_0 + 2·summands for every coordinate. A masked input is any ring
-    element, so a cheating site can send more; this catches what falls outside.
+    |S_i| <= S_0 + 2·summands for every coordinate. S_0 = 0 is refused too:
+    the mean would be 0/0 (a cheating site can cancel the others' weight, and
+    weights far below max_weight can all round to zero). A masked input is any
+    ring element, so a cheating site can send more; this catches what falls outside.
     ``summed`` is the dequantized sum (S / scale, exact: scale is a power of two).
     """
     scale = quant.scale
     s0 = float(summed[0]) * scale
-    if not 0 <= s0 <= summands * (quant.value_bound + 1):
+    if not 0 < s0 <= summands * (quant.value_bound + 1):
         raise AbortError(
-            f"the unmasked total weight is outside [0, {summands} x max_weight]: a site sent "
-            "an infeasible input; the round is rejected"
+            f"the unmasked total weight is outside (0, {summands} x max_weight]: a site sent "
+            "an infeasible input (or every weight rounded to zero); the round is rejected"
         )
     if summed.size > 1:
         body = summed[1:]

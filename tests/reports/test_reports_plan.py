@@ -128,12 +128,19 @@ def test_site_without_num_examples_is_one_error_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "t", "colluders", "drops"), [(3, 3, 2, 0), (4, 3, 1, 1), (5, 4, 2, 1), (10, 7, 3, 3)]
+    ("n", "t", "colluders", "drops"),
+    [(3, 3, 1, 0), (4, 3, 1, 1), (5, 4, 1, 1), (6, 4, 1, 2), (7, 5, 2, 2), (10, 7, 3, 3)],
 )
 def test_mask_threat_summary_threshold_colluders_and_dropouts(
     n: int, t: int, colluders: int, drops: int
 ) -> None:
-    """The numbers come from the plan the parties run: 2t - n - 1 colluders, n - t dropouts."""
+    """The numbers come from the plan the parties run, over every cohort the server may open.
+
+    Colluders: the least, over cohort sizes a site accepts, of 2t - n' - 1 and
+    n' - 2 (at 5 sites a cohort of 4 has t = 3 and withstands one colluder;
+    at 3 sites two colluders leave one honest site, whose update is the sum).
+    Dropouts: n - t in a round of all n sites.
+    """
     config = FederationConfig(secure="mask", sites=tuple(SiteSpec(name=f"s{i}") for i in range(n)))
     summary = threat_summary(config)
     assert summary.threshold == t
@@ -156,7 +163,10 @@ def test_mask_threat_summary_on_the_regular_graph_names_holders_and_the_dropout_
     )
     assert not plan.complete and summary.threshold == plan.threshold
     assert f"threshold t = {plan.threshold} of {plan.k + 1}" in summary.collusion
-    assert f"up to {plan.colluders_tolerated} colluders" in summary.collusion
+    assert f"up to {plan.colluders_tolerated} colluders anywhere in the cohort" in summary.collusion
+    assert "placed at random" in summary.collusion  # the 2^-40 bound's assumption is stated
+    tolerance = MaskConfig(clip=1.0).federation_tolerance(100)
+    assert f"up to {tolerance} colluding sites" in summary.collusion and tolerance == 33
     assert summary.dropouts.startswith(f"up to {plan.missing_allowed} of 100")
 
 

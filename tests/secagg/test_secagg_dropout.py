@@ -158,3 +158,22 @@ def test_regular_graph_round_with_more_dropouts_than_it_was_sized_for_aborts(
     assert run.result is None and run.server_abort is not None
     assert not run.aborted  # the server stopped before showing anyone the short list
     assert all(UNMASK not in stages for stages in run.sent_by.values())
+
+
+def test_regular_graph_round_with_too_few_consistency_signatures_aborts_at_the_server(
+    tmp_path: Path,
+) -> None:
+    """n = 20, m = 1: one site gone before its input and one before signing leave 18 < n - m.
+
+    Each site would refuse the list for lack of n - m cohort-wide signatures
+    (``plan.quorum``); the honest server stops first and requests no share.
+    """
+    cfg = MaskConfig(clip=CLIP, complete_graph_max=3, dropout_rate=0.05, corrupt_rate=0.0)
+    fed = Federation(tmp_path, 20, cfg)
+    plan = cfg.plan(federation="fed", round_id=1, cohort=fed.names)
+    assert not plan.complete and plan.quorum == 19 > plan.threshold
+    updates = random_updates(fed.names, D)
+    drop = {fed.names[3]: "mask/masked-input", fed.names[9]: "mask/consistency"}
+    run = run_round(fed, fed.ctx(1, D, MAX_W), updates, dict.fromkeys(fed.names, 50.0), drop=drop)
+    assert run.result is None and run.server_abort is not None
+    assert not run.aborted and all(UNMASK not in s for s in run.sent_by.values())

@@ -264,8 +264,12 @@ def test_thresholds() -> None:
     assert explicit.plan(federation="f", round_id=1, cohort=names[:3]).threshold == 3  # min_cohort
     with pytest.raises(ConfigError, match="threshold"):  # 2 * 6 <= 10 + 3 (default policy)
         MaskConfig(clip=1.0, threshold=6).plan(federation="f", round_id=1, cohort=names)
-    with pytest.raises(ConfigError, match="exceeds"):
+    with pytest.raises(ConfigError, match="at least 12 sites"):  # c + 2 = 12 > 10
         MaskConfig(clip=1.0, corrupt=10).plan(federation="f", round_id=1, cohort=names)
+    with pytest.raises(ConfigError, match="exceeds"):  # t = 9 > 8 at n = 8 for c = 9 of N = 20
+        MaskConfig(clip=1.0, corrupt=6, threshold=9).plan(
+            federation="f", round_id=1, cohort=names[:8], federation_size=20
+        )
     with pytest.raises(ConfigError):
         MaskConfig(clip=1.0).plan(federation="f", round_id=1, cohort=names[:2])  # below min_cohort
     with pytest.raises(ConfigError):

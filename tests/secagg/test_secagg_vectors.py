@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from secagg_driver import site_names
 
-from securefl.errors import AbortError, IntegrityError
+from securefl.errors import AbortError, ConfigError, IntegrityError
 from securefl.hazmat.sign import verify
 from securefl.secagg import MaskConfig, colluders_tolerated, dropouts_tolerated
 from securefl.secagg import _messages as m
@@ -29,6 +29,26 @@ def test_threshold_vectors(row: dict[str, int]) -> None:
     lower = MaskConfig(clip=1.0, corrupt=0).plan(federation="f", round_id=1, cohort=site_names(n))
     assert lower.threshold == row["t_corrupt_0"]
     assert lower.colluders_tolerated == row["colluders_corrupt_0"]
+
+
+@pytest.mark.parametrize(
+    "row",
+    VECTORS["cohort_thresholds"],
+    ids=lambda r: f"N={r['N']}-n={r.get('n', 'all')}",
+)
+def test_cohort_threshold_vectors(row: dict[str, Any]) -> None:
+    """t comes from the cohort the server opened and c from the whole federation's N."""
+    cfg = MaskConfig(clip=1.0)
+    if "tolerance" in row:
+        assert cfg.federation_tolerance(row["N"]) == row["tolerance"]
+        return
+    cohort = site_names(row["n"])
+    if row["t"] is None:
+        with pytest.raises(ConfigError, match="refused"):
+            cfg.plan(federation="f", round_id=1, cohort=cohort, federation_size=row["N"])
+        return
+    plan = cfg.plan(federation="f", round_id=1, cohort=cohort, federation_size=row["N"])
+    assert plan.threshold == row["t"]
 
 
 def _advert(fields: dict[str, Any]) -> bytes:

@@ -8,6 +8,11 @@ Everything here is computed without securefl:
   and t >= 3 (the minimum cohort), found by counting up; with it the
   colluders tolerated, 2t - n - 1, and the dropouts tolerated, n - t; and the
   same with corrupt = 0 (the earlier formula floor(n/2)+1, raised to 3).
+- ``cohort_thresholds``: for a federation of N = 3..24 sites (c =
+  floor((N-1)/3) colluders assumed from N, not from the cohort), each cohort
+  size n = 3..N: refused (t null) when n < max(3, c + 2), else the smallest
+  t >= 3 with 2t > n + c; and per N the colluders withstood over every cohort
+  the server may open, the least of min(2t - n - 1, n - 2).
 - ``adverts``: the bytes a site signs for its key advert, encoded with
   ``struct`` after docs/mask.md and securefl/hazmat/sign.py (context
   ``securefl/signed/v1``, domain ``securefl/mask/advert/v2``, then federation,
@@ -17,7 +22,8 @@ Everything here is computed without securefl:
   differ, under which the same signature must not verify.
 - ``feasibility``: quantized sums (integers, S_0 first) over m summands at a
   given clip and precision, with whether honest inputs can produce them:
-  0 <= S_0 <= m (floor(clip scale) + 2) and |S_i| <= S_0 + 2m.
+  0 < S_0 <= m (floor(clip scale) + 2) and |S_i| <= S_0 + 2m (a zero total
+  weight has no mean).
 """
 
 from __future__ import annotations
@@ -84,6 +90,24 @@ def thresholds() -> list[dict[str, int]]:
     return rows
 
 
+def cohort_thresholds() -> list[dict[str, Any]]:
+    """For a federation of N sites, every cohort size n the server may open."""
+    rows: list[dict[str, Any]] = []
+    for big_n in range(3, 25):
+        c = (big_n - 1) // 3
+        least = None
+        for n in range(3, big_n + 1):
+            if n < max(3, c + 2):
+                rows.append({"N": big_n, "n": n, "t": None})
+                continue
+            t = threshold(n, c)
+            here = min(2 * t - n - 1, n - 2)
+            least = here if least is None else min(least, here)
+            rows.append({"N": big_n, "n": n, "t": t})
+        rows.append({"N": big_n, "tolerance": least})
+    return rows
+
+
 def adverts() -> dict[str, Any]:
     key = Ed25519PrivateKey.from_private_bytes(TEST_SEED)
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -140,7 +164,8 @@ def feasibility() -> list[dict[str, Any]]:
             ("at the bound", [s0, s0 + 2 * m, -(s0 + 2 * m)], True),
             ("one past the bound", [s0, s0 + 2 * m + 1, 0], False),
             ("one below minus the bound", [s0, 0, -(s0 + 2 * m) - 1], False),
-            ("zero weight", [0, 2 * m, -2 * m], True),
+            ("zero weight", [0, 2 * m, -2 * m], False),
+            ("least weight", [1, 1 + 2 * m, -(1 + 2 * m)], True),
             ("negative weight", [-1, 0, 0], False),
             ("largest weight", [top, top + 2 * m, 0], True),
             ("weight past the largest", [top + 1, 0, 0], False),
@@ -163,6 +188,7 @@ def main() -> None:
     doc = {
         "source": "tests/vectors/generate_secagg.py (no securefl code)",
         "thresholds": thresholds(),
+        "cohort_thresholds": cohort_thresholds(),
         "adverts": adverts(),
         "feasibility": feasibility(),
     }
