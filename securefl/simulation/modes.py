@@ -123,7 +123,9 @@ def check_dropouts(
     config = mask_config() if secure == "mask" else None
     if config is not None:
         try:
-            need = config.plan(federation="check", round_id=1, cohort=cohort).threshold
+            need = config.plan(
+                federation="check", round_id=1, cohort=cohort, federation_size=len(cohort)
+            ).threshold
         except ConfigError as exc:
             raise ConfigError(
                 f"--secure mask cannot run {len(sites)} sites ({exc}); add sites or use --secure he"
@@ -142,7 +144,9 @@ def check_dropouts(
             f"(threshold t = {need}); use more --sites or fewer dropouts"
         )
     try:
-        config.plan(federation="check", round_id=2, cohort=survivors)
+        config.plan(
+            federation="check", round_id=2, cohort=survivors, federation_size=len(cohort)
+        )
     except ConfigError as exc:
         raise ConfigError(f"--dropout: {lost}, and the next round cannot open: {exc}") from None
 
