@@ -69,9 +69,7 @@ def test_a_dataset_size_above_the_announced_max_weight_fails(builder: Builder) -
 
 
 @pytest.mark.parametrize("sample_rate", [1e-6, 1e-9])
-def test_a_sample_rate_far_below_batch_over_n_fails(
-    builder: Builder, sample_rate: float
-) -> None:
+def test_a_sample_rate_far_below_batch_over_n_fails(builder: Builder, sample_rate: float) -> None:
     # |q·n - batch| <= max(1, 1% of batch): with expected_batch_size = 1 any q in
     # (0, 2/n] passes, so a site can claim q ≈ 0 and ε ≈ 0
     fed = builder({"alpha": 640, "beta": 640}, rounds=3, server_log=True)
