@@ -143,3 +143,17 @@ def test_the_accountant_never_returns_a_negative_epsilon() -> None:
     for accountant in ("rdp", "prv", "pld"):
         value = epsilon([event], delta=0.5, accountant=accountant)
         assert math.isfinite(value) and value >= 0, (accountant, value)
+
+
+@pytest.mark.parametrize("where", ["record", "server_log"])
+def test_a_huge_integer_in_a_line_is_a_finding_not_a_crash(builder: Builder, where: str) -> None:
+    # JSON integers are unbounded: 10**400 in a float field raises OverflowError in
+    # float(), outside the parsers' DataError handling, and the whole audit dies
+    fed = builder({"alpha": 640, "beta": 640}, rounds=2, server_log=True)
+    path = fed.path("beta") if where == "record" else fed.log_path
+    field = '"epsilon_budget":10.0' if where == "record" else '"max_weight":640.0'
+    text = path.read_text()
+    assert field in text
+    path.write_text(text.replace(field, field.split(":", maxsplit=1)[0] + ":1" + "0" * 400, 1))
+    report = audit([fed.root])
+    assert not report.passed

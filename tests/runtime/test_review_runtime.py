@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_cheating_server_settings import N_EXAMPLES, _drain, _fields, _open, _site, _train_epoch
 
 from securefl.errors import SecureFLError
+from securefl.params import ParamSpec
 from securefl.reports import RecordWriter
 from securefl.reports.records import read_record_file
 from securefl.runtime import messages as m
+from securefl.runtime.global_model import PlainGlobalModel
 from securefl.wire import SERVER, Envelope
 
 
@@ -81,3 +84,22 @@ def test_a_huge_round_id_is_refused_with_the_projects_error(tmp_path):
     with pytest.raises(SecureFLError):
         list(site.rounds(model))
     assert site.ledger.history() == []
+
+
+def test_an_update_refused_after_training_is_charged_and_recorded(tmp_path):
+    # The server sends a finite global model of 1e38 weights: it passes every check,
+    # the site trains (noisy steps run, privacy spent), then its own update check
+    # refuses the non-finite update. The reservation stays pending (charged in
+    # full by the ledger) and no signed record exists: the audit sees nothing.
+    server, site, model, opt, loader, writer = _with_records(tmp_path, epsilon=50.0)
+    spec = ParamSpec.from_state_dict(model._module.state_dict())
+    huge = np.full(spec.size, 1e38, dtype=np.float32)
+    _open(server, _fields(model, model=PlainGlobalModel(huge).payload()), rnd=1)
+    with pytest.raises(SecureFLError):
+        for rnd in site.rounds(model):
+            _train_epoch(model, opt, loader)
+            rnd.submit(num_examples=N_EXAMPLES)
+    assert site.ledger.spent() > 0  # the steps ran
+    assert site.ledger.pending() == []  # what ran is committed, not left pending
+    assert [e.round_id for e in site.ledger.history()] == _recorded_rounds(writer) == [1]
+    assert m.REPORT not in [e.stage for e in _drain(server)]  # nothing was released
