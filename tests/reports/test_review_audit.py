@@ -40,9 +40,11 @@ def test_deleting_the_server_log_does_not_turn_a_dropped_round_into_a_pass(
 
 
 def test_a_round_log_and_records_cut_short_together_fail(builder: Builder) -> None:
-    # Cut the signed log's last line (its chain stays valid) and alpha's last record
-    # (a prefix, nothing to re-sign): beta's signed record of round 2 shows the log
-    # was cut, yet round_not_in_server_log is only a warning.
+    # A finished federation: cut the signed log's last line (its chain stays valid)
+    # and alpha's last record (a prefix, nothing to re-sign). beta's signed record
+    # of round 2 shows the log was cut, yet round_not_in_server_log only warns: a
+    # log cut by one line looks like a round still in progress. (A signed closing
+    # line, "finished after N rounds", would tell the two apart.)
     fed = builder({"alpha": 640, "beta": 640}, rounds=3, server_log=True)
     true_eps = fed.lines("alpha")[-1]["epsilon"]
     fed.write_log(fed.log_lines()[:2])
