@@ -88,7 +88,10 @@ def dp_policy(
 def _positive(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(f"{name} must be a number, got {value!r}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # JSON integers are unbounded; 10**400 is no float
+        raise DataError(f"{name} is too large to be a float") from None
     if not (math.isfinite(out) and out > 0):
         raise DataError(f"{name} must be finite and > 0, got {value!r}")
     return out

@@ -11,6 +11,7 @@ instead of quietly spending the budget of the rounds to come.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -20,9 +21,11 @@ from securefl.dp import PrivacyLedger, planned_event
 from securefl.dp.events import DPEvent
 from securefl.dp.ledger import Reservation
 from securefl.dp.privatize import PrivateTraining
-from securefl.errors import ConfigError, ProtocolError
+from securefl.errors import ConfigError, ProtocolError, SecureFLError
 
 __all__ = ["RoundAccount"]
+
+log = logging.getLogger(__name__)
 
 
 class RoundAccount:
@@ -58,10 +61,30 @@ class RoundAccount:
         """The round whose privacy is reserved and not yet charged."""
         return self._reservation.round_id if self._reservation else None
 
+    def check_round_id(self, round_id: int) -> None:
+        """Refuse a round id not above every round in the ledger and the records.
+
+        Why before anything else: the ledger alone admits any unused id, but
+        the signed record of a round below the last one cannot be written (a
+        chain's round ids increase), so a server that goes back to round 3
+        after round 5 would have the site train and be charged with no record
+        an audit can see. Refused here, it costs nothing.
+        """
+        last = max((e.round_id for e in self.ledger.history()), default=None)
+        recorded = getattr(self.records, "last_round", None)
+        if recorded is not None and (last is None or recorded > last):
+            last = recorded
+        if last is not None and round_id <= last:
+            raise ProtocolError(
+                f"the server opened round {round_id}, but this site already took part in "
+                f"round {last}; round ids only increase (nothing was trained or spent)"
+            )
+
     def reserve(self, round_id: int, model_hash: str) -> None:
         """Admit ``round_id`` in the ledger (or raise BudgetExhaustedError) and arm the guard."""
         if self._reservation is not None:
             raise ProtocolError(f"round {self._reservation.round_id} is still open")
+        self.check_round_id(round_id)
         planned = planned_event(
             noise_multiplier=self.private.noise_multiplier,
             sample_rate=self.private.sample_rate,
@@ -101,6 +124,21 @@ class RoundAccount:
                 expected_batch_size=max(1, round(self.private.sample_rate * self.dataset_size)),
             )
         return epsilon, actual
+
+    def charge_refused(self) -> None:
+        """Commit and record the steps that ran in a round whose update will not be sent.
+
+        Called when the round fails after its reservation (the update is
+        refused, the user's loop raised or stopped). The privacy was spent; a
+        pending row would be charged in full with no signed record. Errors here
+        are logged, not raised: the caller is already raising the reason.
+        """
+        if self._reservation is None:
+            return
+        try:
+            self.charge()
+        except SecureFLError as exc:
+            log.error("round charged but not recorded cleanly: %s", exc)
 
     # -- the step guard -----------------------------------------------------------
 
