@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,12 @@ from securefl.reports.records import (
 
 __all__ = [
     "DP_POLICY_FIELDS",
+    "FINISHED",
     "LOG_FIELDS",
     "SERVER_LOG_DOMAIN",
     "SERVER_LOG_NAME",
     "SERVER_LOG_VERSION",
+    "ServerLog",
     "ServerLogWriter",
     "dp_policy",
     "entry_hash",
@@ -56,6 +59,7 @@ LOG_FIELDS = (
     "status",
     "cohort",
     "survivors",
+    "submitted",
     "model_hash",
     "max_weight",
     "min_sites",
@@ -65,15 +69,39 @@ LOG_FIELDS = (
     "prev_hash",
     "signature",
 )
-DP_POLICY_FIELDS = ("epsilon", "delta", "accountant", "local_epochs", "max_grad_norm")
-_STATUSES = ("aggregated", "abandoned")
+DP_POLICY_FIELDS = (
+    "epsilon",
+    "delta",
+    "accountant",
+    "local_epochs",
+    "max_grad_norm",
+    "batch_size",
+    "noise_multiplier",
+    "max_rounds",
+)
+#: The status of the closing line the server signs when the run ends.
+FINISHED = "finished"
+_STATUSES = ("aggregated", "abandoned", FINISHED)
 _HEX = frozenset("0123456789abcdef")
 
 
 def dp_policy(
-    *, epsilon: float, delta: float, accountant: str, local_epochs: int, max_grad_norm: float
+    *,
+    epsilon: float,
+    delta: float,
+    accountant: str,
+    local_epochs: int,
+    max_grad_norm: float,
+    batch_size: int | None = None,
+    noise_multiplier: float | None = None,
+    max_rounds: int | None = None,
 ) -> dict[str, Any]:
-    """The federation's DP policy as the log states it (validated like a parsed line)."""
+    """The federation's DP policy as the log states it (validated like a parsed line).
+
+    ``batch_size``, ``noise_multiplier`` and ``max_rounds`` are None when the
+    federation does not fix them (a site's own loader; σ calibrated by each
+    site from its own dataset size); the audit checks only what is stated.
+    """
     return _parse_dp(
         {
             "epsilon": epsilon,
@@ -81,6 +109,9 @@ def dp_policy(
             "accountant": accountant,
             "local_epochs": local_epochs,
             "max_grad_norm": max_grad_norm,
+            "batch_size": batch_size,
+            "noise_multiplier": noise_multiplier,
+            "max_rounds": max_rounds,
         }
     )
 
@@ -131,7 +162,14 @@ def _parse_dp(value: object) -> dict[str, Any]:
         "accountant": value["accountant"],
         "local_epochs": _count(value["local_epochs"], "dp.local_epochs", 1),
         "max_grad_norm": _positive(value["max_grad_norm"], "dp.max_grad_norm"),
+        "batch_size": _optional(_count, value["batch_size"], "dp.batch_size", 1),
+        "noise_multiplier": _optional(_positive, value["noise_multiplier"], "dp.noise_multiplier"),
+        "max_rounds": _optional(_count, value["max_rounds"], "dp.max_rounds", 1),
     }
+
+
+def _optional(parse: Any, value: object, *args: Any) -> Any:
+    return None if value is None else parse(value, *args)
 
 
 def parse_log_entry(obj: object) -> dict[str, Any]:
@@ -151,8 +189,11 @@ def parse_log_entry(obj: object) -> dict[str, Any]:
     if obj["status"] not in _STATUSES:
         raise DataError(f"status must be one of {_STATUSES}")
     cohort, survivors = _names(obj["cohort"], "cohort"), _names(obj["survivors"], "survivors")
-    if not set(survivors) <= set(cohort):
-        raise DataError("survivors must be members of the cohort")
+    submitted = _names(obj["submitted"], "submitted")
+    if not set(survivors) <= set(submitted) <= set(cohort):
+        raise DataError("survivors must have submitted, and who submitted be in the cohort")
+    if obj["status"] == FINISHED and (cohort or not obj["reason"]):
+        raise DataError("a closing line lists no sites and says why the run ended")
     model_hash = obj["model_hash"]
     if model_hash is not None:
         _hex(model_hash, "model_hash", 64)
@@ -165,6 +206,7 @@ def parse_log_entry(obj: object) -> dict[str, Any]:
         "status": obj["status"],
         "cohort": cohort,
         "survivors": survivors,
+        "submitted": submitted,
         "model_hash": model_hash,
         "max_weight": _positive(obj["max_weight"], "max_weight"),
         "min_sites": _count(obj["min_sites"], "min_sites", 1),
@@ -194,12 +236,30 @@ def _verifies(entry: dict[str, Any], public_key: bytes) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ServerLog:
+    """A verified round log: its round lines by round id, and its closing line if signed.
+
+    ``closing`` is None while the federation runs (or when the log was cut):
+    only a closed log says that no round after its last one exists.
+    """
+
+    rounds: dict[int, dict[str, Any]]
+    closing: dict[str, Any] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server signed that the run ended."""
+        return self.closing is not None
+
+
 class _Reader:
     """Walk a log file line by line; collect the first problem of each kind."""
 
     def __init__(self, path: Path, federation: str, public_key: bytes | None) -> None:
         self.path, self.federation, self.key = Path(path), federation, public_key
         self.entries: dict[int, dict[str, Any]] = {}
+        self.closing: dict[str, Any] | None = None
         self.findings: list[Finding] = []
 
     def fail(self, code: str, line: int, round_id: int | None, message: str, want: str) -> None:
@@ -221,15 +281,20 @@ class _Reader:
                 continue
             self._check(entry, number, raw, prev, last)
             prev, last = entry_hash(entry), entry["round_id"]
-            self.entries[entry["round_id"]] = entry
+            if entry["status"] == FINISHED:
+                self.closing = entry
+            else:
+                self.entries[entry["round_id"]] = entry
 
     def _check(self, entry: dict[str, Any], line: int, raw: bytes, prev: str, last: int) -> None:
         rnd = entry["round_id"]
+        closing = entry["status"] == FINISHED
         problems = [
             (canonical_bytes(entry) != raw, "the line is not its canonical encoding"),
             (entry["federation"] != self.federation, f"names federation {entry['federation']!r}"),
             (entry["prev_hash"] != prev, "does not follow the line before (chain broken)"),
-            (rnd <= last, f"round {rnd} follows round {last}"),
+            (rnd < last or (rnd == last and not closing), f"round {rnd} follows round {last}"),
+            (self.closing is not None, "a line after the closing line"),
         ]
         for bad, message in problems:
             if bad:
@@ -246,8 +311,8 @@ class _Reader:
 
 def read_server_log(
     path: Path, *, federation: str, public_key: bytes | None
-) -> tuple[dict[int, dict[str, Any]] | None, list[Finding]]:
-    """Verify a round log; return its entries by round id, or None when it cannot be trusted.
+) -> tuple[ServerLog | None, list[Finding]]:
+    """Verify a round log; return it, or None when it cannot be trusted.
 
     ``public_key`` is the roster's server key; without one nothing can be
     verified (``server_not_on_roster``). Every problem is a failing finding.
@@ -264,7 +329,7 @@ def read_server_log(
         )
     if reader.findings:
         return None, reader.findings
-    return reader.entries, []
+    return ServerLog(reader.entries, reader.closing), []
 
 
 class ServerLogWriter:
@@ -281,14 +346,17 @@ class ServerLogWriter:
         self._key = signing_key
         self._prev_hash = GENESIS_HASH
         self._last_round: int | None = None
+        self._closed = False
         if self._path.exists():
-            entries, _ = read_server_log(
+            log, _ = read_server_log(
                 self._path, federation=federation, public_key=signing_key.public_bytes()
             )
-            if entries is None:
+            if log is None:
                 raise IntegrityError(f"{self._path}: the round log does not verify")
-            for entry in entries.values():
+            for entry in log.rounds.values():
                 self._prev_hash, self._last_round = entry_hash(entry), entry["round_id"]
+            if log.closing is not None:
+                self._prev_hash, self._closed = entry_hash(log.closing), True
 
     @property
     def path(self) -> Path:
@@ -302,6 +370,7 @@ class ServerLogWriter:
         status: str,
         cohort: tuple[str, ...] | list[str],
         survivors: tuple[str, ...] | list[str],
+        submitted: tuple[str, ...] | list[str],
         model_hash: str | None,
         max_weight: float,
         min_sites: int,
@@ -309,7 +378,14 @@ class ServerLogWriter:
         dp: dict[str, Any],
         reason: str = "",
     ) -> dict[str, Any]:
-        """Sign, chain and durably append one round's line; return it."""
+        """Sign, chain and durably append one round's line; return it.
+
+        ``submitted``: every site the server received anything from in the
+        round (its update or its first protocol message, after which the site
+        has been charged): each must have a record, even of an abandoned round.
+        """
+        if self._closed:
+            raise ProtocolError("the round log is closed: the run has ended")
         if self._last_round is not None and round_id <= self._last_round:
             raise ProtocolError(
                 f"round {round_id} is not after the last logged round {self._last_round}"
@@ -321,6 +397,7 @@ class ServerLogWriter:
             "status": status,
             "cohort": sorted(cohort),
             "survivors": sorted(survivors),
+            "submitted": sorted(submitted),
             "model_hash": model_hash,
             "max_weight": float(max_weight),
             "min_sites": min_sites,
@@ -329,8 +406,43 @@ class ServerLogWriter:
             "reason": reason,
             "prev_hash": self._prev_hash,
         }
+        entry = self._write(entry)
+        self._last_round = round_id
+        return entry
+
+    def close(
+        self, *, reason: str, max_weight: float, min_sites: int, dp: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Sign the closing line: the run ended after the last logged round, and why.
+
+        Without it an audit cannot tell a finished log from one cut short
+        together with the records of its last rounds.
+        """
+        if self._closed:
+            raise ProtocolError("the round log is already closed")
+        entry: dict[str, Any] = {
+            "version": SERVER_LOG_VERSION,
+            "federation": self._federation,
+            "round_id": self._last_round or 0,
+            "status": FINISHED,
+            "cohort": [],
+            "survivors": [],
+            "submitted": [],
+            "model_hash": None,
+            "max_weight": float(max_weight),
+            "min_sites": min_sites,
+            "config": {},
+            "dp": _parse_dp(dp),
+            "reason": reason or "finished",
+            "prev_hash": self._prev_hash,
+        }
+        entry = self._write(entry)
+        self._closed = True
+        return entry
+
+    def _write(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry["signature"] = self._key.sign(_message(entry)).hex()
         entry = parse_log_entry(entry)  # refuse to write what an audit would reject
         append_line(self._path, canonical_bytes(entry))
-        self._prev_hash, self._last_round = entry_hash(entry), round_id
+        self._prev_hash = entry_hash(entry)
         return entry

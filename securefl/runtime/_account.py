@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from securefl.config import DPConfig
@@ -98,7 +97,14 @@ class RoundAccount:
 
     def actual_event(self) -> DPEvent:
         """The event of the steps taken so far this round (at least one: the round ran)."""
-        return replace(self.private.actual_event(), steps=max(1, self.private.steps_taken()))
+        private = self.private
+        return DPEvent(
+            noise_multiplier=private.noise_multiplier,
+            sample_rate=private.sample_rate,
+            steps=max(1, private.steps_taken()),  # a refused first step is charged as one
+            max_grad_norm=private.max_grad_norm,
+            secure_rng=private.secure_rng,
+        )
 
     def charge(self) -> tuple[float, DPEvent]:
         """Commit the steps taken to the ledger and the signed record; return (ε, event).
@@ -149,7 +155,13 @@ class RoundAccount:
         def guarded_pre_step(*args: Any, **kwargs: Any) -> Any:
             if not _skipped(optimizer):
                 self._admit_step()
-            return pre_step(*args, **kwargs)
+            try:
+                return pre_step(*args, **kwargs)
+            except SecureFLError:
+                # a refused step (non-finite gradients) ends the round here: what ran is
+                # charged and recorded now, not whenever the round's generator is closed
+                self.charge_refused()
+                raise
 
         optimizer.pre_step = guarded_pre_step
 

@@ -80,7 +80,7 @@ def test_a_skip_the_log_explains_is_informational(builder: Builder) -> None:
     # beta dropped out of round 1 before submitting: no record, and the log agrees
     fed = builder({"alpha": 640, "beta": 640, "gamma": 640}, rounds=3, server_log=True)
     log = fed.log_lines()
-    log[1]["survivors"] = ["alpha", "gamma"]
+    log[1]["survivors"] = log[1]["submitted"] = ["alpha", "gamma"]
     fed.rewrite_log(log)
     recs = fed.lines("beta")
     fed.rewrite_chain("beta", [recs[0], recs[2]])

@@ -52,6 +52,7 @@ def test_writer_continues_its_chain_and_refuses_what_it_did_not_write(tmp_path: 
         status="aggregated",
         cohort=["a", "b"],
         survivors=["a", "b"],
+        submitted=["a", "b"],
         model_hash=None,
         max_weight=10.0,
         min_sites=2,
@@ -65,10 +66,17 @@ def test_writer_continues_its_chain_and_refuses_what_it_did_not_write(tmp_path: 
     with pytest.raises(ProtocolError):
         again.append(round_id=1, **line)
     again.append(round_id=2, **line)
-    entries, findings = read_server_log(
+    again.close(reason="done", max_weight=10.0, min_sites=2, dp=policy)
+    with pytest.raises(ProtocolError):  # nothing after the closing line
+        again.append(round_id=3, **line)
+    log, findings = read_server_log(
         tmp_path / "log.jsonl", federation="f", public_key=key.public_bytes()
     )
-    assert findings == [] and entries is not None and sorted(entries) == [1, 2]
+    assert findings == [] and log is not None and sorted(log.rounds) == [1, 2] and log.closed
+    with pytest.raises(ProtocolError):  # a reopened closed log stays closed
+        ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=key).append(
+            round_id=3, **line
+        )
     with pytest.raises(IntegrityError):  # another key cannot continue this log
         ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=SigningKey.generate())
 
@@ -93,7 +101,7 @@ def test_log_forged_by_a_site_key_is_a_bad_signature(fed: Federation) -> None:
     fed.rewrite_log(log, key=alpha)
     found = failing(fed)
     assert set(found) == {"server_log_bad_signature"}
-    assert len(found["server_log_bad_signature"]) == 3
+    assert len(found["server_log_bad_signature"]) == 4  # three rounds and the closing line
 
 
 def test_log_line_removed_breaks_its_chain(fed: Federation) -> None:
@@ -121,8 +129,10 @@ def test_sites_that_received_different_models_fail(fed: Federation) -> None:
     recs[1]["model_hash"] = model_hash(99)
     fed.rewrite_chain("beta", recs)
     assert failing(fed) == {"models_differ": [(None, 1)], "model_not_announced": [("beta", 1)]}
-    fed.log_path.unlink()  # without the log the records still disagree with each other
-    assert failing(fed) == {"models_differ": [(None, 1)]}
+    fed.log_path.unlink()  # the roster promises a log: its absence fails by itself
+    assert failing(fed) == {"models_differ": [(None, 1)], "server_log_missing": [(None, None)]}
+    # audited knowingly without it, the records still disagree with each other
+    assert failing(fed, no_server_log=True) == {"models_differ": [(None, 1)]}
 
 
 def test_record_parameters_other_than_announced_fail(fed: Federation) -> None:
@@ -161,9 +171,22 @@ def test_expect_rounds_fails_truncated_records_without_a_log(builder: Builder) -
 
 
 def test_expect_rounds_fails_a_truncated_log(fed: Federation) -> None:
-    fed.write_log(fed.log_lines()[:2])  # a prefix is still a valid chain
-    assert failing(fed, expect_rounds=3) == {"server_log_truncated": [(None, None)]}
-    assert failing(fed, expect_rounds=2) == {}
+    fed.write_log(fed.log_lines()[:2])  # a prefix is still a valid chain, but not closed
+    assert failing(fed, expect_rounds=3, still_running=True) == {
+        "server_log_truncated": [(None, None)]
+    }
+    assert failing(fed, expect_rounds=2, still_running=True) == {}
+    assert failing(fed, expect_rounds=2) == {"server_log_open": [(None, 1)]}
+
+
+def test_a_record_beyond_a_closed_log_fails(fed: Federation) -> None:
+    # the server closes its log after round 1, yet both sites signed a round 2: the
+    # parties disagree (which one lies, the audit cannot tell), so it fails
+    log = fed.log_lines()
+    fed.rewrite_log([log[0], log[1], log[3]])
+    found = {(f.site, f.round_id, f.severity) for f in audit([fed.root]).findings}
+    assert {("alpha", 2, "fail"), ("beta", 2, "fail")} <= found
+    assert set(failing(fed)) == {"round_not_in_server_log"}
 
 
 def test_explicit_server_log_flag(fed: Federation, tmp_path: Path) -> None:
@@ -171,10 +194,16 @@ def test_explicit_server_log_flag(fed: Federation, tmp_path: Path) -> None:
     fed.log_path.rename(moved)
     fed.write_lines("alpha", fed.lines("alpha")[:2])
     runner = CliRunner()
-    assert runner.invoke(audit_command, [str(fed.root)]).exit_code == 0
+    # the roster names a server key: without its log the audit fails, unless told not to
+    result = runner.invoke(audit_command, [str(fed.root), "--json"])
+    assert result.exit_code == 1 and '"server_log_missing"' in result.output
+    result = runner.invoke(audit_command, [str(fed.root), "--no-server-log", "--json"])
+    assert result.exit_code == 0 and '"no_server_log"' in result.output
     result = runner.invoke(audit_command, [str(fed.root), "--server-log", str(moved), "--json"])
     assert result.exit_code == 1 and '"records_truncated"' in result.output
-    result = runner.invoke(audit_command, [str(fed.root), "--expect-rounds", "3", "--json"])
+    result = runner.invoke(
+        audit_command, [str(fed.root), "--no-server-log", "--expect-rounds", "3", "--json"]
+    )
     assert result.exit_code == 1 and '"records_truncated"' in result.output
     missing = runner.invoke(audit_command, [str(fed.root), "--server-log", str(tmp_path / "no")])
     assert missing.exit_code not in (0, 1)
