@@ -212,7 +212,8 @@ class Site:
                 self._finish_round(env.round)
         finally:
             self._proximal.remove()
-            if self._account.open_round is not None:  # the loop stopped inside a round
+            if self._account is not None and self._account.open_round is not None:
+                # the loop stopped inside a round: charge and record what ran
                 self._account.charge_refused()
             if not finished:  # an error, a refusal or a `break` in the user's loop
                 self.leave("site stopped")

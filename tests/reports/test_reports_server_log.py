@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from reports_fixtures import Federation, model_hash
 
 from securefl.cli.audit import audit as audit_command
-from securefl.errors import IntegrityError, ProtocolError
+from securefl.errors import DataError, IntegrityError, ProtocolError
 from securefl.hazmat.sign import SigningKey
 from securefl.reports import Roster, audit
 from securefl.reports.server_log import ServerLogWriter, dp_policy, read_server_log
@@ -228,3 +228,59 @@ def test_log_lines_validate_against_the_json_schema(fed: Federation) -> None:
         jsonschema.validate(line, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(dict(lines[0], status="skipped"), schema)
+
+
+def test_a_swapped_v1_roster_fails_against_the_provisioned_one(fed: Federation) -> None:
+    # alpha drops its round 1 and re-signs; whoever holds the folder deletes the log and
+    # replaces roster.json with a version 1 roster (no server key): alone, that passes
+    # with a warning, which is why the roster must come from provisioning
+    provisioned = fed.root.parent / "provisioned-roster.json"
+    (fed.root / "roster.json").rename(provisioned)
+    roster = Roster.load(provisioned)
+    Roster(roster.federation, roster.sites).save(fed.root / "roster.json")
+    recs = fed.lines("alpha")
+    fed.rewrite_chain("alpha", [recs[0], recs[2]])
+    fed.log_path.unlink()
+    swapped = audit([fed.root])
+    assert swapped.passed and "no_server_log" in {f.code for f in swapped.findings}
+    assert swapped.roster_fingerprint != roster.fingerprint()  # what the auditor compares
+    assert failing(fed, roster=provisioned) == {"server_log_missing": [(None, None)]}
+    result = CliRunner().invoke(audit_command, [str(fed.root), "--roster", str(provisioned)])
+    assert result.exit_code == 1 and roster.fingerprint() in result.output.replace("\n", "")
+
+
+def test_a_roster_with_a_repeated_key_is_refused(fed: Federation) -> None:
+    # which of two server keys would be trusted depends on the reader: refuse
+    path = fed.root / "roster.json"
+    text = path.read_text()
+    path.write_text(text.replace('"federation":', '"federation": "other", "federation":', 1))
+    with pytest.raises(DataError, match="not a roster"):
+        Roster.load(path)
+
+
+def test_a_sample_rate_below_the_announced_batch_size_fails(fed: Federation) -> None:
+    # alpha claims batches of 32 (q = 0.05) where the server announced 64 (q = 0.1): the
+    # record is self-consistent (q·n = batch), only the announcement shows it
+    recs = fed.lines("alpha")
+    for rec in recs:
+        rec["expected_batch_size"] = 32
+        rec["event"]["sample_rate"] = 32 / 640
+    fed.rewrite_chain("alpha", recs)
+    found = failing(fed)
+    assert found == {"parameters_differ": [("alpha", 0), ("alpha", 1), ("alpha", 2)]}
+    message = next(f.message for f in audit([fed.root]).findings if f.code == "parameters_differ")
+    assert "sample_rate" in message
+
+
+def test_a_noise_multiplier_other_than_announced_fails(fed: Federation) -> None:
+    # the server fixed σ = 1.2 for everyone; alpha claims it used 3.0 (a far lower ε)
+    log = fed.log_lines()
+    for entry in log:
+        entry["dp"]["noise_multiplier"] = 1.2
+    fed.rewrite_log(log)
+    assert failing(fed) == {}
+    recs = fed.lines("alpha")
+    for rec in recs:
+        rec["event"]["noise_multiplier"] = 3.0
+    fed.rewrite_chain("alpha", recs)
+    assert failing(fed) == {"parameters_differ": [("alpha", 0), ("alpha", 1), ("alpha", 2)]}
