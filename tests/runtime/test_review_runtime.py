@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_cheating_server_settings import N_EXAMPLES, _drain, _fields, _open, _site, _train_epoch
 
-from securefl.errors import SecureFLError
+from securefl.errors import SecureFLError, WireError
 from securefl.params import ParamSpec
 from securefl.reports import RecordWriter
 from securefl.reports.records import read_record_file
 from securefl.runtime import messages as m
 from securefl.runtime.global_model import PlainGlobalModel
-from securefl.wire import SERVER, Envelope
+from securefl.wire import MAX_ROUND, SERVER, Envelope
 
 
 def _with_records(tmp_path: Path, **kwargs):
@@ -103,3 +104,44 @@ def test_an_update_refused_after_training_is_charged_and_recorded(tmp_path):
     assert site.ledger.pending() == []  # what ran is committed, not left pending
     assert [e.round_id for e in site.ledger.history()] == _recorded_rounds(writer) == [1]
     assert m.REPORT not in [e.stage for e in _drain(server)]  # nothing was released
+
+
+@pytest.mark.parametrize("rnd", [MAX_ROUND + 1, 2**63, 2**64 - 1])
+def test_the_wire_refuses_a_round_id_above_its_cap(rnd):
+    # the ledger refuses such ids too (it keys on SQLite's signed 64-bit integers);
+    # the envelope decoder refuses them first, with the project's own error
+    env = Envelope(federation="f", round=rnd, stage="s", sender=SERVER, receiver="a", payload=b"")
+    with pytest.raises(WireError):
+        Envelope.from_bytes(env.to_bytes())
+    ok = Envelope(
+        federation="f", round=MAX_ROUND, stage="s", sender=SERVER, receiver="a", payload=b""
+    )
+    assert Envelope.from_bytes(ok.to_bytes()).round == MAX_ROUND
+
+
+def test_the_ledger_refuses_a_round_id_sqlite_cannot_hold(tmp_path):
+    _server, site, _model, _opt, _loader, _writer = _with_records(tmp_path)
+    planned = site._account.actual_event()
+    with pytest.raises(SecureFLError):
+        site.ledger.reserve(2**63, planned)
+    assert site.ledger.history() == []
+
+
+def test_a_step_refused_inside_the_loop_is_charged_at_once(tmp_path):
+    # the noisy step itself refuses non-finite gradients (a global model of 1e38): the
+    # round is charged and recorded right there, not whenever the round's generator is
+    # closed (a loop that keeps it alive would leave the charge pending, unrecorded)
+    server, site, model, opt, _loader, writer = _with_records(tmp_path, epsilon=50.0)
+    spec = ParamSpec.from_state_dict(model._module.state_dict())
+    huge = np.full(spec.size, 1e38, dtype=np.float32)
+    _open(server, _fields(model, model=PlainGlobalModel(huge).payload()), rnd=1)
+    rounds = site.rounds(model)
+    next(rounds)
+    x, y = torch.full((8, 3), 10.0), torch.zeros(8, dtype=torch.long)  # logits overflow
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    with pytest.raises(SecureFLError):
+        opt.step()
+    assert site.ledger.pending() == []  # generator still open
+    assert [e.round_id for e in site.ledger.history()] == _recorded_rounds(writer) == [1]
+    rounds.close()
