@@ -35,6 +35,7 @@ __all__ = [
     "ENVELOPE_VERSION",
     "MAX_ENVELOPE_BYTES",
     "MAX_NAME_LEN",
+    "MAX_ROUND",
     "PAYLOAD_LIMITS",
     "SERVER",
     "Envelope",
@@ -55,6 +56,9 @@ SERVER = "server"
 #: The longest federation, stage or party name an envelope may carry.
 MAX_NAME_LEN = 256
 
+#: The largest round id on the wire: 2**53 - 1, exact in every JSON reader (records carry
+#: round ids) and far inside SQLite's signed 64-bit integers (the ledger keys on them).
+MAX_ROUND = 2**53 - 1
 _ENVELOPE_FIELDS = ("v", "federation", "round", "stage", "sender", "receiver", "payload")
 _ALLOWED_DTYPES = {"<f4", "<f8", "<u4", "<u8", "<i8", "<u1", "<u2", "|u1"}
 
@@ -332,8 +336,8 @@ def _check_header(
         if not isinstance(values[name], str):
             raise WireError(f"envelope field {name!r} must be a string")
     rnd = values["round"]
-    if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
-        raise WireError("envelope round must be a non-negative integer")
+    if isinstance(rnd, bool) or not isinstance(rnd, int) or not 0 <= rnd <= MAX_ROUND:
+        raise WireError(f"envelope round must be an integer in [0, {MAX_ROUND}]")
     kind, size, body_at = _header(raw[payload_at], raw, payload_at + 1)
     if kind != "bin" or body_at + size != payload_end:
         raise WireError("envelope payload must be bytes")

@@ -97,6 +97,10 @@ def _print_tables(report: AuditReport) -> None:
                 f.expected or "",
             )
         console.print(table)
+    console.print(
+        f"Roster fingerprint (SHA-256): {report.roster_fingerprint}; compare it with the one "
+        "from provisioning, or pass --roster with a copy obtained out of band."
+    )
     if report.server_log is None:
         console.print("No server round log: records were not held against what the server saw.")
     else:
@@ -111,7 +115,8 @@ def _print_tables(report: AuditReport) -> None:
     "--roster",
     type=click.Path(path_type=Path),
     default=None,
-    help="roster.json with each site's public key (default: found next to the records)",
+    help="roster.json with each site's and the server's public key, as obtained from "
+    "provisioning (default: found next to the records, which whoever holds them can swap)",
 )
 @click.option(
     "--server-log",
@@ -119,6 +124,18 @@ def _print_tables(report: AuditReport) -> None:
     default=None,
     help="the server's signed round log to hold the records against "
     "(default: server_log.jsonl found next to the records, if any)",
+)
+@click.option(
+    "--no-server-log",
+    is_flag=True,
+    help="audit the records alone although the roster names a server key; then rounds a "
+    "site dropped and re-signed around, records cut short and the announced settings "
+    "are not checked",
+)
+@click.option(
+    "--still-running",
+    is_flag=True,
+    help="the federation still runs: a round log without its closing line only warns",
 )
 @click.option(
     "--expect-rounds",
@@ -159,6 +176,8 @@ def audit(
     paths: tuple[Path, ...],
     roster: Path | None,
     server_log: Path | None,
+    no_server_log: bool,
+    still_running: bool,
     expect_rounds: int | None,
     rel_tol: str,
     abs_tol: str,
@@ -170,8 +189,10 @@ def audit(
 
     With the server's round log (found next to the records, or --server-log)
     every site's records are also held against what the server announced and
-    who it says took part.
+    who it says took part. A roster that names a server key needs that log.
     """
+    if no_server_log and server_log is not None:
+        raise ConfigError("give either --server-log FILE or --no-server-log, not both")
     rel = _number("--tolerance", rel_tol)
     if rel >= 1:
         raise ConfigError(f"--tolerance must be < 1 (relative), got {rel_tol!r}")
@@ -183,6 +204,8 @@ def audit(
         require_secure_rng=require_secure_rng,
         server_log=server_log,
         expect_rounds=expect_rounds,
+        no_server_log=no_server_log,
+        still_running=still_running,
     )
     if html_path is not None:
         from securefl.reports.html import write_html

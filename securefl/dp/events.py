@@ -46,7 +46,10 @@ SAMPLINGS = ("poisson", "shuffle")
 def _finite_float(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"DPEvent.{name} must be a number, got {type(value).__name__}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer too large for a float (JSON integers are unbounded)
+        raise ConfigError(f"DPEvent.{name} is too large to be a float") from None
     if not math.isfinite(out):
         raise ConfigError(f"DPEvent.{name} must be finite, got {value!r}")
     return out

@@ -357,6 +357,13 @@ class PrivacyLedger:
             )
 
 
+#: Round ids above this are refused (SQLite stores signed 64-bit integers; the wire
+#: caps round ids at 2**53 - 1 already).
+MAX_ROUND_ID = 2**53 - 1
+
+
 def _check_round_id(round_id: int) -> None:
     if isinstance(round_id, bool) or not isinstance(round_id, int) or round_id < 0:
         raise ConfigError(f"round_id must be an integer >= 0, got {round_id!r}")
+    if round_id > MAX_ROUND_ID:
+        raise ProtocolError(f"round_id must be at most {MAX_ROUND_ID}, got {round_id}")

@@ -26,16 +26,17 @@ from securefl.reports.crosscheck import (
     check_against_log,
     check_coverage,
     check_expected_rounds,
+    check_log_closed,
     check_models_agree,
-    survived_rounds,
+    submitted_rounds,
 )
-from securefl.reports.findings import CODES, FAIL, INFO, Finding
+from securefl.reports.findings import CODES, FAIL, INFO, WARN, Finding
 from securefl.reports.policy import check_policy
 from securefl.reports.recompute import independent_pld_epsilon, securefl_epsilon
 from securefl.reports.records import LoadedRecord, read_record_file
 from securefl.reports.report import AuditReport, RoundResult, Tolerance
 from securefl.reports.roster import Roster
-from securefl.reports.server_log import SERVER_LOG_NAME, read_server_log
+from securefl.reports.server_log import SERVER_LOG_NAME, ServerLog, read_server_log
 
 __all__ = [
     "AuditReport",
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 _SEVERITY_ORDER = {FAIL: 0, "warn": 1, INFO: 2}
-Log = dict[int, dict[str, Any]]
 
 
 def find_record_files(paths: Sequence[Path]) -> list[Path]:
@@ -135,14 +135,14 @@ def _audit_site(
     roster: Roster,
     tolerance: Tolerance,
     require_secure_rng: bool,
-    log: Log | None,
+    log: ServerLog | None,
 ) -> tuple[list[LoadedRecord], list[RoundResult], list[Finding]]:
     key = roster.sites.get(site)
     findings = check_signatures(records, key, roster.federation)
     if key is None:
         return [], [], findings
-    survived = survived_rounds(log, site) if log is not None else None
-    ordered, chain_findings = check_chain(records, survived)
+    submitted = submitted_rounds(log, site) if log is not None else None
+    ordered, chain_findings = check_chain(records, submitted)
     findings += chain_findings + check_policy(ordered)
     results: list[RoundResult] = []
     events: list[dict[str, Any]] = []
@@ -177,15 +177,21 @@ def audit(
     require_secure_rng: bool = False,
     server_log: Path | None = None,
     expect_rounds: int | None = None,
+    no_server_log: bool = False,
+    still_running: bool = False,
 ) -> AuditReport:
     """Audit every record under ``paths`` against ``roster``.
 
     ``roster`` defaults to the ``roster.json`` found next to the records, and
-    ``server_log`` to the ``server_log.jsonl`` found there (none: no
-    cross-check against the server). ``expect_rounds``: fail records (or a
-    round log) holding fewer rounds. Raises :class:`DataError` only when there
-    is nothing to audit (no record files, no roster, a named log that does
-    not exist); everything wrong *in* the records or the log is a finding.
+    ``server_log`` to the ``server_log.jsonl`` found there. The roster is the
+    root of trust: one that names a server key promises a round log, and an
+    absent log then fails the audit, unless ``no_server_log`` (the auditor
+    knowingly audits the records alone; what that leaves unchecked is a
+    warning). A log without its signed closing line fails unless
+    ``still_running``. ``expect_rounds``: fail records (or a round log)
+    holding fewer rounds. Raises :class:`DataError` only when there is
+    nothing to audit (no record files, no roster, a named log that does not
+    exist); everything wrong *in* the records or the log is a finding.
     """
     tolerance = tolerance or Tolerance()
     if expect_rounds is not None and (isinstance(expect_rounds, bool) or expect_rounds < 1):
@@ -193,16 +199,20 @@ def audit(
     files = find_record_files(paths)
     if not isinstance(roster, Roster):
         roster = Roster.load(roster if roster is not None else find_roster(paths))
-    if server_log is None:
+    if no_server_log:
+        server_log = None
+    elif server_log is None:
         server_log = find_server_log(paths)
     elif not Path(server_log).is_file():
         raise DataError(f"{server_log}: no such server round log")
-    log: Log | None = None
-    findings: list[Finding] = []
+    log: ServerLog | None = None
+    findings: list[Finding] = _without_log(roster, no_server_log) if server_log is None else []
     if server_log is not None:
         log, findings = read_server_log(
             server_log, federation=roster.federation, public_key=roster.server
         )
+        if log is not None:
+            findings += check_log_closed(log, still_running, str(server_log))
     by_site: dict[str, list[LoadedRecord]] = defaultdict(list)
     for path in files:
         good, line_findings = _line_findings(path)
@@ -234,4 +244,40 @@ def audit(
         findings=tuple(findings),
         server_log=None if server_log is None else str(server_log),
         expected_rounds=expect_rounds,
+        roster_fingerprint=roster.fingerprint(),
     )
+
+
+#: What the audit cannot check without the server's round log.
+UNCHECKED_WITHOUT_LOG = (
+    "rounds a site took part in but dropped from its re-signed chain, records cut short, "
+    "and the announced max_weight, batch size, σ, δ, budget and model are not checked"
+)
+
+
+def _without_log(roster: Roster, opted_out: bool) -> list[Finding]:
+    """No round log: a failure when the roster promises one, else a warning naming the gap."""
+    if roster.server is not None and not opted_out:
+        return [
+            Finding(
+                "server_log_missing",
+                FAIL,
+                None,
+                None,
+                "the roster names a server key, so the server signed a round log, but none "
+                f"was found ({SERVER_LOG_NAME}); deleting it would hide what it shows",
+                f"{SERVER_LOG_NAME} next to the records, --server-log FILE, or --no-server-log "
+                "to audit the records alone",
+            )
+        ]
+    why = "--no-server-log was given" if opted_out else "the roster names no server key"
+    return [
+        Finding(
+            "no_server_log",
+            WARN,
+            None,
+            None,
+            f"records audited without the server's round log ({why}): {UNCHECKED_WITHOUT_LOG}",
+            "the server's signed round log",
+        )
+    ]

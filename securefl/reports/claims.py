@@ -78,7 +78,9 @@ def check_claim(
         )
     if ev["kind"] == "dpsgd":
         n, batch, q = rec["dataset_size"], rec["expected_batch_size"], ev["sample_rate"]
-        if abs(q * n - batch) > max(1.0, tolerance.relative * batch):
+        # an honest record says batch = round(q·n) (securefl writes it so), so |q·n − batch|
+        # is at most 1/2; a looser bound let batch = 1 pass with any q in (0, 2/n]
+        if abs(q * n - batch) > 0.5:
             out.append(
                 _finding(
                     "sample_rate_inconsistent",

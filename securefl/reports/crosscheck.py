@@ -4,28 +4,37 @@ Why: each site's chain only speaks for that site. Held side by side, the
 records of one round must name one model (a server that sends two sites
 different models can isolate one update, Pasquini et al., CCS 2022), and held
 against the server's round log (:mod:`securefl.reports.server_log`) every
-site the log lists among a round's survivors must have a record of it (a site
-that drops an expensive round and re-signs the rest, or a folder cut short,
-no longer passes), under the DP policy the server announced.
+site the log lists among those that submitted in a round must have a record
+of it (a site that drops an expensive round and re-signs the rest, or a
+folder cut short, no longer passes), under the DP policy the server announced.
+
+A disagreement between a site's records and the log is worded as exactly
+that: the audit cannot tell which party is lying. A cheating server can make
+an honest site fail (a round it invents, another model hash, a lower
+announced budget); it cannot make a site's under-reported ε pass.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
-from securefl.reports.findings import CODES, INFO, WARN, Finding
+from securefl.reports.findings import CODES, FAIL, INFO, WARN, Finding
 from securefl.reports.records import LoadedRecord
+from securefl.reports.server_log import ServerLog
 
 __all__ = [
     "check_against_log",
     "check_coverage",
     "check_expected_rounds",
+    "check_log_closed",
     "check_models_agree",
-    "survived_rounds",
+    "submitted_rounds",
 ]
 
-Log = dict[int, dict[str, Any]]
+#: Relative slack when comparing an announced float with a recorded one.
+_REL = 1e-9
 
 
 def _finding(
@@ -35,17 +44,18 @@ def _finding(
     message: str,
     expected: str,
     location: str | None,
+    severity: str = "",
 ) -> Finding:
-    return Finding(code, CODES[code], site, round_id, message, expected, location)
+    return Finding(code, severity or CODES[code], site, round_id, message, expected, location)
 
 
 def _at(loaded: LoadedRecord) -> str:
     return f"{loaded.path}:{loaded.line}"
 
 
-def survived_rounds(log: Log, site: str) -> set[int]:
-    """The rounds the log lists ``site`` among the survivors of."""
-    return {r for r, entry in log.items() if site in entry["survivors"]}
+def submitted_rounds(log: ServerLog, site: str) -> set[int]:
+    """The rounds the log lists ``site`` among those that submitted (were charged) in."""
+    return {r for r, entry in log.rounds.items() if site in entry["submitted"]}
 
 
 def check_models_agree(by_site: dict[str, list[LoadedRecord]]) -> list[Finding]:
@@ -76,7 +86,8 @@ def check_models_agree(by_site: dict[str, list[LoadedRecord]]) -> list[Finding]:
 
 
 def _parameters(loaded: LoadedRecord, entry: dict[str, Any]) -> list[str]:
-    rec, dp = loaded.record, entry["dp"]
+    rec, dp, ev = loaded.record, entry["dp"], loaded.record["event"]
+    n = rec["dataset_size"]
     differ = [
         f"{name} {ours!r} (announced {theirs!r})"
         for name, ours, theirs in (
@@ -88,22 +99,39 @@ def _parameters(loaded: LoadedRecord, entry: dict[str, Any]) -> list[str]:
     ]
     if rec["epsilon_budget"] > dp["epsilon"]:
         differ.append(f"epsilon_budget {rec['epsilon_budget']!r} (announced {dp['epsilon']!r})")
+    if n > entry["max_weight"]:  # an honest site refuses a round whose bound is below its n
+        differ.append(f"dataset_size {n} (announced max_weight {entry['max_weight']:g})")
+    if dp["batch_size"] is not None and ev["kind"] == "dpsgd":
+        # Poisson loader of a loader of B-sized batches: q = 1/len(loader) >= 1/ceil(n/B)
+        least = 1 / math.ceil(n / dp["batch_size"])
+        if ev["sample_rate"] < least * (1 - _REL):
+            differ.append(
+                f"sample_rate {ev['sample_rate']!r} (the announced batch_size "
+                f"{dp['batch_size']} with {n} examples gives at least {least:.6g})"
+            )
+    sigma = dp["noise_multiplier"]
+    if sigma is not None and not math.isclose(ev["noise_multiplier"], sigma, rel_tol=_REL):
+        differ.append(f"noise_multiplier {ev['noise_multiplier']!r} (announced {sigma!r})")
     return differ
 
 
-def _record_vs_entry(loaded: LoadedRecord, log: Log, where: str) -> list[Finding]:
+def _record_vs_entry(loaded: LoadedRecord, log: ServerLog, where: str) -> list[Finding]:
     rec = loaded.record
     site, rnd = rec["site"], rec["round_id"]
-    entry = log.get(rnd)
+    entry = log.rounds.get(rnd)
     if entry is None:
+        # a closed log says no other round ran: a site and the server disagree. An open
+        # one may just not have reached this round yet (a federation still running).
         return [
             _finding(
                 "round_not_in_server_log",
                 site,
                 rnd,
-                f"the server's round log has no round {rnd}",
+                f"{site!r} has a record of round {rnd}; the server's round log has no such "
+                "round" + (" and is closed" if log.closed else " (the log is not closed)"),
                 f"round {rnd} in {where}",
                 _at(loaded),
+                FAIL if log.closed else WARN,
             )
         ]
     out: list[Finding] = []
@@ -113,7 +141,8 @@ def _record_vs_entry(loaded: LoadedRecord, log: Log, where: str) -> list[Finding
                 "record_outside_cohort",
                 site,
                 rnd,
-                f"the round log does not list {site!r} in round {rnd}'s cohort",
+                f"{site!r} has a record of round {rnd}; the server's round log does not "
+                "list it in that round's cohort",
                 f"a cohort member of round {rnd}",
                 _at(loaded),
             )
@@ -124,8 +153,8 @@ def _record_vs_entry(loaded: LoadedRecord, log: Log, where: str) -> list[Finding
                 "model_not_announced",
                 site,
                 rnd,
-                f"the record names model {rec['model_hash'][:12]}..., the server sent "
-                f"{entry['model_hash'][:12]}...",
+                f"{site!r} and the server disagree: the record names model "
+                f"{rec['model_hash'][:12]}..., the round log {entry['model_hash'][:12]}...",
                 f"model_hash = {entry['model_hash']}",
                 _at(loaded),
             )
@@ -137,26 +166,28 @@ def _record_vs_entry(loaded: LoadedRecord, log: Log, where: str) -> list[Finding
                 "parameters_differ",
                 site,
                 rnd,
-                "the record's parameters differ from what the server announced: "
-                + "; ".join(differ),
-                "the announced δ, accountant and clip, and a budget no higher",
+                f"{site!r}'s record and the server's announcement disagree: " + "; ".join(differ),
+                "the announced δ, accountant, clip, batch size and σ, a budget no higher, "
+                "a dataset within max_weight",
                 _at(loaded),
             )
         )
     return out
 
 
-def _participation(site: str, records: list[LoadedRecord], log: Log, where: str) -> list[Finding]:
+def _participation(
+    site: str, records: list[LoadedRecord], log: ServerLog, where: str
+) -> list[Finding]:
     recorded = {r.record["round_id"] for r in records}
-    missing = sorted(survived_rounds(log, site) - recorded)
+    missing = sorted(submitted_rounds(log, site) - recorded)
     last = max(recorded, default=-1)
     out = [
         _finding(
             "participation_unrecorded",
             site,
             rnd,
-            f"the server's round log lists {site!r} among round {rnd}'s survivors, "
-            "but the site has no record of it",
+            f"the server's round log says {site!r} submitted in round {rnd}; "
+            "the site has no record of it",
             f"a record for round {rnd}",
             where,
         )
@@ -180,7 +211,7 @@ def _participation(site: str, records: list[LoadedRecord], log: Log, where: str)
 
 
 def check_against_log(
-    by_site: dict[str, list[LoadedRecord]], sites: list[str], log: Log, where: str
+    by_site: dict[str, list[LoadedRecord]], sites: list[str], log: ServerLog, where: str
 ) -> list[Finding]:
     """Every record against its round's log line, every survivor against its records.
 
@@ -196,8 +227,33 @@ def check_against_log(
     return out
 
 
+def check_log_closed(log: ServerLog, running: bool, where: str) -> list[Finding]:
+    """A log without its closing line was cut, unless the auditor says the run goes on.
+
+    Cutting the log's last lines and the records of those rounds together
+    leaves two valid chains that agree; only the signed closing line shows
+    the log is whole.
+    """
+    if log.closed:
+        return []
+    last = max(log.rounds, default=None)
+    return [
+        _finding(
+            "server_log_open",
+            None,
+            last,
+            f"the server's round log has no closing line after round {last}: it was cut "
+            "short, or the federation is still running"
+            + (" (the auditor says it is)" if running else ""),
+            "a signed closing line, or --still-running for a federation that runs",
+            where,
+            WARN if running else FAIL,
+        )
+    ]
+
+
 def check_expected_rounds(
-    by_site: dict[str, list[LoadedRecord]], sites: list[str], log: Log | None, expected: int
+    by_site: dict[str, list[LoadedRecord]], sites: list[str], log: ServerLog | None, expected: int
 ) -> list[Finding]:
     """What the auditor was told to expect: ``expected`` rounds.
 
@@ -206,14 +262,15 @@ def check_expected_rounds(
     one, every roster site must have at least that many records.
     """
     if log is not None:
-        if len(log) >= expected:
+        if len(log.rounds) >= expected:
             return []
         return [
             _finding(
                 "server_log_truncated",
                 None,
                 None,
-                f"the server's round log holds {len(log)} round(s), {expected} were expected",
+                f"the server's round log holds {len(log.rounds)} round(s), {expected} were "
+                "expected",
                 f"{expected} rounds",
                 None,
             )
@@ -233,7 +290,7 @@ def check_expected_rounds(
 
 
 def check_coverage(
-    by_site: dict[str, list[LoadedRecord]], roster_sites: list[str], log: Log | None
+    by_site: dict[str, list[LoadedRecord]], roster_sites: list[str], log: ServerLog | None
 ) -> list[Finding]:
     """Chains that start late or stop early compared with the other sites'.
 

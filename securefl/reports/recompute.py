@@ -51,8 +51,21 @@ def _runs(events: Sequence[dict[str, Any]]) -> tuple[_Run, ...]:
     return tuple(runs)
 
 
+#: What an accountant may raise on an event it cannot bound (steps = 10**30 overflows
+#: inside dp_accounting): no finite ε can then be vouched for, which is a finding
+#: (ε = ∞, the claim fails), never a crash of the whole audit.
+_UNACCOUNTABLE = (ArithmeticError, ValueError, SecureFLError)
+
+
 @lru_cache(maxsize=4096)
 def _pld(runs: tuple[_Run, ...], delta: float, discretization: float | None) -> float:
+    try:
+        return _pld_unguarded(runs, delta, discretization)
+    except _UNACCOUNTABLE:
+        return math.inf
+
+
+def _pld_unguarded(runs: tuple[_Run, ...], delta: float, discretization: float | None) -> float:
     import dp_accounting
     from dp_accounting.pld import pld_privacy_accountant
     from dp_accounting.rdp import rdp_privacy_accountant
@@ -115,7 +128,7 @@ def _securefl(runs: tuple[_Run, ...], delta: float, accountant: str) -> float:
     ]
     try:
         return float(epsilon(events, delta=delta, accountant=accountant))
-    except SecureFLError:
+    except _UNACCOUNTABLE:
         return math.inf
 
 

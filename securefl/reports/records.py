@@ -79,7 +79,10 @@ def _float(rec: dict[str, Any], name: str) -> float:
     value = rec.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(f"{name} must be a number, got {value!r}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # JSON integers are unbounded; 10**400 is no float
+        raise DataError(f"{name} is too large to be a float") from None
     if not math.isfinite(out):
         raise DataError(f"{name} must be finite, got {value!r}")
     return out
@@ -271,6 +274,11 @@ class RecordWriter:
     def path(self) -> Path:
         """The file records go to."""
         return self._path
+
+    @property
+    def last_round(self) -> int | None:
+        """The round id of the last record in the chain (None: no record yet)."""
+        return self._last_round
 
     def _resume(self) -> None:
         raw = self._path.read_bytes()

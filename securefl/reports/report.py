@@ -83,6 +83,8 @@ class AuditReport:
     server_log: str | None = None
     #: the number of rounds the auditor was told to expect, if any
     expected_rounds: int | None = None
+    #: SHA-256 of the roster audited against: compare it with the one from provisioning
+    roster_fingerprint: str = ""
 
     @property
     def passed(self) -> bool:
@@ -106,6 +108,7 @@ class AuditReport:
             "files": list(self.files),
             "server_log": self.server_log,
             "expected_rounds": self.expected_rounds,
+            "roster_fingerprint": self.roster_fingerprint,
             "tolerance": {"relative": self.tolerance.relative, "absolute": self.tolerance.absolute},
             "rounds": [r.to_dict() for r in self.rounds],
             "findings": [f.to_dict() for f in self.findings],

@@ -13,12 +13,14 @@ version 1 file that older auditors read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from securefl.errors import DataError
+from securefl.reports._canonical import DuplicateKeyError, canonical_bytes, strict_loads
 
 __all__ = ["ROSTER_VERSION", "ROSTER_VERSIONS", "SERVER_ENTRY", "Roster"]
 
@@ -77,6 +79,11 @@ class Roster:
             out["server"] = {"name": SERVER_ENTRY, "public_key": self.server.hex()}
         return out
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the roster's canonical JSON: what an auditor compares with the
+        fingerprint from provisioning, since whoever holds the folder can swap roster.json."""
+        return hashlib.sha256(canonical_bytes(self.to_dict())).hexdigest()
+
     def save(self, path: Path) -> None:
         """Write the roster as indented JSON."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -117,9 +124,11 @@ class Roster:
         """Read a roster file; any malformed content raises :class:`DataError`."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = strict_loads(path.read_bytes())
         except FileNotFoundError:
             raise DataError(f"{path}: no such roster file") from None
+        except DuplicateKeyError as exc:  # which of two keys would be trusted is not clear
+            raise DataError(f"{path}: not a roster ({exc})") from None
         except (OSError, ValueError, RecursionError) as exc:  # also too deep, a huge number
             raise DataError(f"{path}: not a roster ({exc})") from None
         try:

@@ -17,16 +17,26 @@ round. Format: docs/records.md and docs/schema/server-round-log-v1.json.
 from __future__ import annotations
 
 import hashlib
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from securefl.errors import DataError, IntegrityError, ProtocolError
 from securefl.hazmat.sign import SigningKey, signed_message, verify
 from securefl.reports._canonical import GENESIS_HASH, canonical_bytes
+from securefl.reports._log_entry import (
+    DP_POLICY_FIELDS,
+    FINISHED,
+    LOG_FIELDS,
+    SERVER_LOG_DOMAIN,
+    SERVER_LOG_NAME,
+    SERVER_LOG_VERSION,
+    dp_policy,
+    parse_dp,
+    parse_log_entry,
+)
 from securefl.reports.findings import CODES, Finding
 from securefl.reports.records import (
-    RECORD_ACCOUNTANTS,
     BadLine,
     append_line,
     read_json_lines,
@@ -34,143 +44,18 @@ from securefl.reports.records import (
 
 __all__ = [
     "DP_POLICY_FIELDS",
+    "FINISHED",
     "LOG_FIELDS",
     "SERVER_LOG_DOMAIN",
     "SERVER_LOG_NAME",
     "SERVER_LOG_VERSION",
+    "ServerLog",
     "ServerLogWriter",
     "dp_policy",
     "entry_hash",
     "parse_log_entry",
     "read_server_log",
 ]
-
-SERVER_LOG_NAME = "server_log.jsonl"
-SERVER_LOG_VERSION = 1
-#: Domain of :func:`securefl.hazmat.sign.signed_message` for a log line.
-SERVER_LOG_DOMAIN = "securefl/server-round-log/v1"
-LOG_FIELDS = (
-    "version",
-    "federation",
-    "round_id",
-    "status",
-    "cohort",
-    "survivors",
-    "model_hash",
-    "max_weight",
-    "min_sites",
-    "config",
-    "dp",
-    "reason",
-    "prev_hash",
-    "signature",
-)
-DP_POLICY_FIELDS = ("epsilon", "delta", "accountant", "local_epochs", "max_grad_norm")
-_STATUSES = ("aggregated", "abandoned")
-_HEX = frozenset("0123456789abcdef")
-
-
-def dp_policy(
-    *, epsilon: float, delta: float, accountant: str, local_epochs: int, max_grad_norm: float
-) -> dict[str, Any]:
-    """The federation's DP policy as the log states it (validated like a parsed line)."""
-    return _parse_dp(
-        {
-            "epsilon": epsilon,
-            "delta": delta,
-            "accountant": accountant,
-            "local_epochs": local_epochs,
-            "max_grad_norm": max_grad_norm,
-        }
-    )
-
-
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{name} must be a number, got {value!r}")
-    out = float(value)
-    if not (math.isfinite(out) and out > 0):
-        raise DataError(f"{name} must be finite and > 0, got {value!r}")
-    return out
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _hex(value: object, name: str, length: int) -> str:
-    if not isinstance(value, str) or len(value) != length or not set(value) <= _HEX:
-        raise DataError(f"{name} must be {length} lowercase hex digits")
-    return value
-
-
-def _names(value: object, name: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
-        raise DataError(f"{name} must be a list of site names")
-    if value != sorted(set(value)):
-        raise DataError(f"{name} must be sorted and without repeats")
-    return list(value)
-
-
-def _parse_dp(value: object) -> dict[str, Any]:
-    if not isinstance(value, dict) or sorted(value) != sorted(DP_POLICY_FIELDS):
-        raise DataError(f"dp must hold exactly {', '.join(DP_POLICY_FIELDS)}")
-    if value["accountant"] not in RECORD_ACCOUNTANTS:
-        raise DataError(f"dp.accountant must be one of {RECORD_ACCOUNTANTS}")
-    delta = _positive(value["delta"], "dp.delta")
-    if delta >= 1:
-        raise DataError("dp.delta must be < 1")
-    return {
-        "epsilon": _positive(value["epsilon"], "dp.epsilon"),
-        "delta": delta,
-        "accountant": value["accountant"],
-        "local_epochs": _count(value["local_epochs"], "dp.local_epochs", 1),
-        "max_grad_norm": _positive(value["max_grad_norm"], "dp.max_grad_norm"),
-    }
-
-
-def parse_log_entry(obj: object) -> dict[str, Any]:
-    """Validate one decoded log line; return it with float fields as floats."""
-    if not isinstance(obj, dict):
-        raise DataError("a log line must be a JSON object")
-    missing = [f for f in LOG_FIELDS if f not in obj]
-    if missing:
-        raise DataError(f"missing field {missing[0]!r}")
-    unknown = sorted(set(obj) - set(LOG_FIELDS))
-    if unknown:
-        raise DataError(f"unknown field {unknown[0]!r}")
-    if isinstance(obj["version"], bool) or obj["version"] != SERVER_LOG_VERSION:
-        raise DataError(f"unsupported server log version {obj['version']!r}")
-    if not isinstance(obj["federation"], str) or not obj["federation"]:
-        raise DataError("federation must be a non-empty string")
-    if obj["status"] not in _STATUSES:
-        raise DataError(f"status must be one of {_STATUSES}")
-    cohort, survivors = _names(obj["cohort"], "cohort"), _names(obj["survivors"], "survivors")
-    if not set(survivors) <= set(cohort):
-        raise DataError("survivors must be members of the cohort")
-    model_hash = obj["model_hash"]
-    if model_hash is not None:
-        _hex(model_hash, "model_hash", 64)
-    if not isinstance(obj["config"], dict) or not isinstance(obj["reason"], str):
-        raise DataError("config must be an object and reason a string")
-    return {
-        "version": SERVER_LOG_VERSION,
-        "federation": obj["federation"],
-        "round_id": _count(obj["round_id"], "round_id", 0),
-        "status": obj["status"],
-        "cohort": cohort,
-        "survivors": survivors,
-        "model_hash": model_hash,
-        "max_weight": _positive(obj["max_weight"], "max_weight"),
-        "min_sites": _count(obj["min_sites"], "min_sites", 1),
-        "config": obj["config"],
-        "dp": _parse_dp(obj["dp"]),
-        "reason": obj["reason"],
-        "prev_hash": _hex(obj["prev_hash"], "prev_hash", 64),
-        "signature": _hex(obj["signature"], "signature", 128),
-    }
 
 
 def _message(entry: dict[str, Any]) -> bytes:
@@ -191,12 +76,30 @@ def _verifies(entry: dict[str, Any], public_key: bytes) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ServerLog:
+    """A verified round log: its round lines by round id, and its closing line if signed.
+
+    ``closing`` is None while the federation runs (or when the log was cut):
+    only a closed log says that no round after its last one exists.
+    """
+
+    rounds: dict[int, dict[str, Any]]
+    closing: dict[str, Any] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server signed that the run ended."""
+        return self.closing is not None
+
+
 class _Reader:
     """Walk a log file line by line; collect the first problem of each kind."""
 
     def __init__(self, path: Path, federation: str, public_key: bytes | None) -> None:
         self.path, self.federation, self.key = Path(path), federation, public_key
         self.entries: dict[int, dict[str, Any]] = {}
+        self.closing: dict[str, Any] | None = None
         self.findings: list[Finding] = []
 
     def fail(self, code: str, line: int, round_id: int | None, message: str, want: str) -> None:
@@ -218,15 +121,20 @@ class _Reader:
                 continue
             self._check(entry, number, raw, prev, last)
             prev, last = entry_hash(entry), entry["round_id"]
-            self.entries[entry["round_id"]] = entry
+            if entry["status"] == FINISHED:
+                self.closing = entry
+            else:
+                self.entries[entry["round_id"]] = entry
 
     def _check(self, entry: dict[str, Any], line: int, raw: bytes, prev: str, last: int) -> None:
         rnd = entry["round_id"]
+        closing = entry["status"] == FINISHED
         problems = [
             (canonical_bytes(entry) != raw, "the line is not its canonical encoding"),
             (entry["federation"] != self.federation, f"names federation {entry['federation']!r}"),
             (entry["prev_hash"] != prev, "does not follow the line before (chain broken)"),
-            (rnd <= last, f"round {rnd} follows round {last}"),
+            (rnd < last or (rnd == last and not closing), f"round {rnd} follows round {last}"),
+            (self.closing is not None, "a line after the closing line"),
         ]
         for bad, message in problems:
             if bad:
@@ -243,8 +151,8 @@ class _Reader:
 
 def read_server_log(
     path: Path, *, federation: str, public_key: bytes | None
-) -> tuple[dict[int, dict[str, Any]] | None, list[Finding]]:
-    """Verify a round log; return its entries by round id, or None when it cannot be trusted.
+) -> tuple[ServerLog | None, list[Finding]]:
+    """Verify a round log; return it, or None when it cannot be trusted.
 
     ``public_key`` is the roster's server key; without one nothing can be
     verified (``server_not_on_roster``). Every problem is a failing finding.
@@ -261,7 +169,7 @@ def read_server_log(
         )
     if reader.findings:
         return None, reader.findings
-    return reader.entries, []
+    return ServerLog(reader.entries, reader.closing), []
 
 
 class ServerLogWriter:
@@ -278,14 +186,17 @@ class ServerLogWriter:
         self._key = signing_key
         self._prev_hash = GENESIS_HASH
         self._last_round: int | None = None
+        self._closed = False
         if self._path.exists():
-            entries, _ = read_server_log(
+            log, _ = read_server_log(
                 self._path, federation=federation, public_key=signing_key.public_bytes()
             )
-            if entries is None:
+            if log is None:
                 raise IntegrityError(f"{self._path}: the round log does not verify")
-            for entry in entries.values():
+            for entry in log.rounds.values():
                 self._prev_hash, self._last_round = entry_hash(entry), entry["round_id"]
+            if log.closing is not None:
+                self._prev_hash, self._closed = entry_hash(log.closing), True
 
     @property
     def path(self) -> Path:
@@ -299,6 +210,7 @@ class ServerLogWriter:
         status: str,
         cohort: tuple[str, ...] | list[str],
         survivors: tuple[str, ...] | list[str],
+        submitted: tuple[str, ...] | list[str],
         model_hash: str | None,
         max_weight: float,
         min_sites: int,
@@ -306,7 +218,14 @@ class ServerLogWriter:
         dp: dict[str, Any],
         reason: str = "",
     ) -> dict[str, Any]:
-        """Sign, chain and durably append one round's line; return it."""
+        """Sign, chain and durably append one round's line; return it.
+
+        ``submitted``: every site the server received anything from in the
+        round (its update or its first protocol message, after which the site
+        has been charged): each must have a record, even of an abandoned round.
+        """
+        if self._closed:
+            raise ProtocolError("the round log is closed: the run has ended")
         if self._last_round is not None and round_id <= self._last_round:
             raise ProtocolError(
                 f"round {round_id} is not after the last logged round {self._last_round}"
@@ -318,16 +237,52 @@ class ServerLogWriter:
             "status": status,
             "cohort": sorted(cohort),
             "survivors": sorted(survivors),
+            "submitted": sorted(submitted),
             "model_hash": model_hash,
             "max_weight": float(max_weight),
             "min_sites": min_sites,
             "config": dict(config),
-            "dp": _parse_dp(dp),
+            "dp": parse_dp(dp),
             "reason": reason,
             "prev_hash": self._prev_hash,
         }
+        entry = self._write(entry)
+        self._last_round = round_id
+        return entry
+
+    def close(
+        self, *, reason: str, max_weight: float, min_sites: int, dp: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Sign the closing line: the run ended after the last logged round, and why.
+
+        Without it an audit cannot tell a finished log from one cut short
+        together with the records of its last rounds.
+        """
+        if self._closed:
+            raise ProtocolError("the round log is already closed")
+        entry: dict[str, Any] = {
+            "version": SERVER_LOG_VERSION,
+            "federation": self._federation,
+            "round_id": self._last_round or 0,
+            "status": FINISHED,
+            "cohort": [],
+            "survivors": [],
+            "submitted": [],
+            "model_hash": None,
+            "max_weight": float(max_weight),
+            "min_sites": min_sites,
+            "config": {},
+            "dp": parse_dp(dp),
+            "reason": reason or "finished",
+            "prev_hash": self._prev_hash,
+        }
+        entry = self._write(entry)
+        self._closed = True
+        return entry
+
+    def _write(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry["signature"] = self._key.sign(_message(entry)).hex()
         entry = parse_log_entry(entry)  # refuse to write what an audit would reject
         append_line(self._path, canonical_bytes(entry))
-        self._prev_hash, self._last_round = entry_hash(entry), round_id
+        self._prev_hash = entry_hash(entry)
         return entry

@@ -11,8 +11,8 @@ instead of quietly spending the budget of the rounds to come.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from securefl.config import DPConfig
@@ -20,9 +20,11 @@ from securefl.dp import PrivacyLedger, planned_event
 from securefl.dp.events import DPEvent
 from securefl.dp.ledger import Reservation
 from securefl.dp.privatize import PrivateTraining
-from securefl.errors import ConfigError, ProtocolError
+from securefl.errors import ConfigError, ProtocolError, SecureFLError
 
 __all__ = ["RoundAccount"]
+
+log = logging.getLogger(__name__)
 
 
 class RoundAccount:
@@ -58,10 +60,30 @@ class RoundAccount:
         """The round whose privacy is reserved and not yet charged."""
         return self._reservation.round_id if self._reservation else None
 
+    def check_round_id(self, round_id: int) -> None:
+        """Refuse a round id not above every round in the ledger and the records.
+
+        Why before anything else: the ledger alone admits any unused id, but
+        the signed record of a round below the last one cannot be written (a
+        chain's round ids increase), so a server that goes back to round 3
+        after round 5 would have the site train and be charged with no record
+        an audit can see. Refused here, it costs nothing.
+        """
+        last = max((e.round_id for e in self.ledger.history()), default=None)
+        recorded = getattr(self.records, "last_round", None)
+        if recorded is not None and (last is None or recorded > last):
+            last = recorded
+        if last is not None and round_id <= last:
+            raise ProtocolError(
+                f"the server opened round {round_id}, but this site already took part in "
+                f"round {last}; round ids only increase (nothing was trained or spent)"
+            )
+
     def reserve(self, round_id: int, model_hash: str) -> None:
         """Admit ``round_id`` in the ledger (or raise BudgetExhaustedError) and arm the guard."""
         if self._reservation is not None:
             raise ProtocolError(f"round {self._reservation.round_id} is still open")
+        self.check_round_id(round_id)
         planned = planned_event(
             noise_multiplier=self.private.noise_multiplier,
             sample_rate=self.private.sample_rate,
@@ -75,7 +97,14 @@ class RoundAccount:
 
     def actual_event(self) -> DPEvent:
         """The event of the steps taken so far this round (at least one: the round ran)."""
-        return replace(self.private.actual_event(), steps=max(1, self.private.steps_taken()))
+        private = self.private
+        return DPEvent(
+            noise_multiplier=private.noise_multiplier,
+            sample_rate=private.sample_rate,
+            steps=max(1, private.steps_taken()),  # a refused first step is charged as one
+            max_grad_norm=private.max_grad_norm,
+            secure_rng=private.secure_rng,
+        )
 
     def charge(self) -> tuple[float, DPEvent]:
         """Commit the steps taken to the ledger and the signed record; return (ε, event).
@@ -102,6 +131,21 @@ class RoundAccount:
             )
         return epsilon, actual
 
+    def charge_refused(self) -> None:
+        """Commit and record the steps that ran in a round whose update will not be sent.
+
+        Called when the round fails after its reservation (the update is
+        refused, the user's loop raised or stopped). The privacy was spent; a
+        pending row would be charged in full with no signed record. Errors here
+        are logged, not raised: the caller is already raising the reason.
+        """
+        if self._reservation is None:
+            return
+        try:
+            self.charge()
+        except SecureFLError as exc:
+            log.error("round charged but not recorded cleanly: %s", exc)
+
     # -- the step guard -----------------------------------------------------------
 
     def _guard_optimizer(self, optimizer: Any) -> None:
@@ -111,7 +155,13 @@ class RoundAccount:
         def guarded_pre_step(*args: Any, **kwargs: Any) -> Any:
             if not _skipped(optimizer):
                 self._admit_step()
-            return pre_step(*args, **kwargs)
+            try:
+                return pre_step(*args, **kwargs)
+            except SecureFLError:
+                # a refused step (non-finite gradients) ends the round here: what ran is
+                # charged and recorded now, not whenever the round's generator is closed
+                self.charge_refused()
+                raise
 
         optimizer.pre_step = guarded_pre_step
 

@@ -41,6 +41,9 @@ class RoundSummary:
     cohort: tuple[str, ...]
     status: str
     survivors: tuple[str, ...] = ()
+    #: every cohort member the server heard from in the round (its report or its
+    #: update): each has been charged and must have a signed record of the round
+    submitted: tuple[str, ...] = ()
     total_weight: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
@@ -94,6 +97,7 @@ class ServerDriver:
         self._cohort: tuple[str, ...] = ()
         self._announced: dict[str, Any] = {}
         self._reports: dict[str, m.Report] = {}
+        self._submitted: set[str] = set()
         self._best: float | None = None
         self._stale = 0
         self._next_round_due = False
@@ -127,6 +131,8 @@ class ServerDriver:
             raise ProtocolError(f"{env.stage!r} from {env.sender!r} outside its round")
         if env.sender not in self._cohort:
             raise ProtocolError(f"{env.sender!r} is not in round {self._round}'s cohort")
+        # a site sends nothing in a round before its privacy is charged and recorded
+        self._submitted.add(env.sender)
         if env.stage == m.REPORT:
             self._reports[env.sender] = m.decode(env.payload, m.Report)
             return []
@@ -227,6 +233,7 @@ class ServerDriver:
             # the same sites would be refused again: retrying can only spin
             return self.halt(f"round {ctx.round} cannot open: {exc}")
         self._round, self._cohort, self._reports = ctx.round, cohort, {}
+        self._submitted = set()
         self._aggregator = aggregator
         self.stage = ServerStage.ROUND_OPEN
         config = self.strategy.round_config(self._round)
@@ -294,6 +301,7 @@ class ServerDriver:
                 cohort=self._cohort,
                 status=status,
                 survivors=survivors,
+                submitted=tuple(sorted(self._submitted | set(survivors))),
                 total_weight=weight,
                 metrics=metrics,
                 reason=reason,

@@ -212,6 +212,9 @@ class Site:
                 self._finish_round(env.round)
         finally:
             self._proximal.remove()
+            if self._account is not None and self._account.open_round is not None:
+                # the loop stopped inside a round: charge and record what ran
+                self._account.charge_refused()
             if not finished:  # an error, a refusal or a `break` in the user's loop
                 self.leave("site stopped")
 
@@ -225,6 +228,7 @@ class Site:
     def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
         """Check everything the server sent, then (and only then) reserve the round's privacy."""
         assert self.private is not None and self._account is not None
+        self._account.check_round_id(env.round)
         start: m.RoundStart = m.decode(env.payload, m.RoundStart)
         settings = check_round(
             start,
@@ -272,16 +276,14 @@ class Site:
         self._proximal.remove()
         if self._account.open_round != rnd.number:
             raise ProtocolError(f"round {rnd.number} is closed; nothing was sent")
-        # every check that could refuse the update runs before privacy is committed
-        delta = (model_vector(self._model, self._spec) - rnd.global_params).astype(np.float32)
-        if not np.all(np.isfinite(delta)):
-            raise ProtocolError("the update contains NaN or infinite values; nothing was sent")
-        if num_examples > self._round_max_weight:
-            raise ConfigError(
-                f"num_examples={num_examples} exceeds the federation's maximum weight "
-                f"{self._round_max_weight:g}; nothing was sent"
-            )
-        outgoing = self._aggregator.submit(delta, float(num_examples))  # held until charged
+        # every check that could refuse the update runs before privacy is committed; a
+        # refusal still commits the steps that ran, with their signed record (fail closed
+        # but recorded: the audit must see every round the ledger charges)
+        try:
+            outgoing = self._protect(rnd, num_examples)  # held until charged
+        except Exception:
+            self._account.charge_refused()
+            raise
         rnd.epsilon, actual = self._account.charge()
         # the report goes first: the update may complete the round on arrival
         report = m.Report(metrics=metrics).to_bytes()
@@ -291,6 +293,19 @@ class Site:
         self.history.append(
             {"round": rnd.number, "epsilon": rnd.epsilon, "steps": actual.steps, **metrics}
         )
+
+    def _protect(self, rnd: Round, num_examples: int) -> list[Envelope]:
+        """Check the update and protect it for the mode; raises if it must not leave."""
+        assert self._spec is not None and self._aggregator and self._model is not None
+        delta = (model_vector(self._model, self._spec) - rnd.global_params).astype(np.float32)
+        if not np.all(np.isfinite(delta)):
+            raise ProtocolError("the update contains NaN or infinite values; nothing was sent")
+        if num_examples > self._round_max_weight:
+            raise ConfigError(
+                f"num_examples={num_examples} exceeds the federation's maximum weight "
+                f"{self._round_max_weight:g}; nothing was sent"
+            )
+        return self._aggregator.submit(delta, float(num_examples))
 
     def _finish_round(self, round_number: int) -> None:
         """Answer the aggregator's stages until the server closes the round."""

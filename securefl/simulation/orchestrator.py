@@ -276,6 +276,9 @@ def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
         accountant=fed.dp.accountant,
         local_epochs=fed.train.local_epochs,
         max_grad_norm=fed.dp.max_grad_norm,
+        batch_size=fed.dp.batch_size,  # the built-in trainer's loaders use it
+        noise_multiplier=fed.dp.noise_multiplier,  # None: each site calibrates its own
+        max_rounds=fed.rounds.max_rounds,
     )
     for h in driver.history:
         writer.append(
@@ -283,6 +286,7 @@ def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
             status=h.status,
             cohort=h.cohort,
             survivors=h.survivors,
+            submitted=h.submitted,
             model_hash=h.model_hash,
             max_weight=h.max_weight,
             min_sites=h.min_sites,
@@ -290,6 +294,13 @@ def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
             dp=policy,
             reason=h.reason,
         )
+    # the closing line: no round after these ran (an audit fails a log without it)
+    writer.close(
+        reason=driver.halted or driver.finish_reason or "the run ended",
+        max_weight=driver.max_weight,
+        min_sites=fed.rounds.min_sites,
+        dp=policy,
+    )
 
 
 def _outcome(

@@ -54,8 +54,13 @@ def test_simulated_folder_passes_against_its_own_server_log(folder: Path) -> Non
     roster = json.loads((folder / "roster.json").read_text())
     assert roster["version"] == 2 and roster["server"]["name"] == "server"
     log = [json.loads(x) for x in (folder / "server_log.jsonl").read_text().splitlines()]
-    assert [e["round_id"] for e in log] == [1, 2]
-    assert all(e["model_hash"] and e["dp"]["accountant"] for e in log)
+    assert [(e["round_id"], e["status"]) for e in log] == [
+        (1, "aggregated"),
+        (2, "aggregated"),
+        (2, "finished"),  # the signed closing line
+    ]
+    assert all(e["model_hash"] and e["submitted"] == e["survivors"] for e in log[:2])
+    assert all(e["dp"]["batch_size"] and e["dp"]["max_rounds"] == 2 for e in log)
     result = _invoke("audit", str(folder), "--json", "--expect-rounds", "2")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["server_log"].endswith("server_log.jsonl")

@@ -16,7 +16,7 @@ from securefl.dp.events import DPEvent
 from securefl.hazmat.sign import SigningKey
 from securefl.reports import RecordWriter, Roster
 from securefl.reports._canonical import GENESIS_HASH, canonical_bytes, record_hash, sign_record
-from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
+from securefl.reports.server_log import FINISHED, SERVER_LOG_NAME, ServerLogWriter, dp_policy
 
 
 def raw_public(key: Ed25519PrivateKey) -> bytes:
@@ -49,7 +49,15 @@ class Federation:
         )
         skip = ("version", "federation", "prev_hash", "signature")
         for e in entries:
-            writer.append(**{k: v for k, v in e.items() if k not in skip})
+            if e["status"] == FINISHED:
+                writer.close(
+                    reason=e["reason"],
+                    max_weight=e["max_weight"],
+                    min_sites=e["min_sites"],
+                    dp=e["dp"],
+                )
+            else:
+                writer.append(**{k: v for k, v in e.items() if k not in skip})
 
     def rewrite_chain(
         self, site: str, records: list[dict[str, Any]], *, reclaim: bool = True
@@ -110,7 +118,8 @@ def build(
     """Honest records: every claim is the site's accountant's ε after the round.
 
     ``server_log``: also the server's signed round log (every site survives
-    every round, the model of round r hashes "model r") and its key in the roster.
+    every round, the model of round r hashes "model r"), closed after the last
+    round, and its key in the roster.
     """
     fed = Federation(root)
     (root / "records").mkdir(parents=True, exist_ok=True)
@@ -145,6 +154,7 @@ def build(
             accountant=accountant,
             local_epochs=1,
             max_grad_norm=1.0,
+            batch_size=batch,
         )
         for r in range(rounds):
             log.append(
@@ -152,12 +162,19 @@ def build(
                 status="aggregated",
                 cohort=sorted(sites),
                 survivors=sorted(sites),
+                submitted=sorted(sites),
                 model_hash=model_hash(r),
                 max_weight=float(max(sites.values())),
                 min_sites=2,
                 config={},
                 dp=policy,
             )
+        log.close(
+            reason=f"reached max_rounds={rounds}",
+            max_weight=float(max(sites.values())),
+            min_sites=2,
+            dp=policy,
+        )
     return fed
 
 

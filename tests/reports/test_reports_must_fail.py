@@ -58,9 +58,12 @@ def test_server_log_line_matches_its_known_answer(tmp_path: Path) -> None:
     path = tmp_path / "server_log.jsonl"
     key = bytes.fromhex(vec["public_key"])
     path.write_text(vec["canonical"] + "\n")
-    entries, findings = read_server_log(path, federation="vector-fed", public_key=key)
-    assert findings == [] and entries == {1: entry}
+    log, findings = read_server_log(path, federation="vector-fed", public_key=key)
+    assert findings == [] and log is not None and log.rounds == {1: entry} and not log.closed
+    path.write_text(vec["canonical"] + "\n" + vec["closing"] + "\n")
+    log, findings = read_server_log(path, federation="vector-fed", public_key=key)
+    assert findings == [] and log is not None and log.closed and log.rounds == {1: entry}
     for case in vec["must_fail"]:
         path.write_text(case["line"] + "\n")
-        entries, findings = read_server_log(path, federation="vector-fed", public_key=key)
-        assert entries is None and {f.code for f in findings} == {case["code"]}
+        log, findings = read_server_log(path, federation="vector-fed", public_key=key)
+        assert log is None and {f.code for f in findings} == {case["code"]}

@@ -80,7 +80,7 @@ def test_a_skip_the_log_explains_is_informational(builder: Builder) -> None:
     # beta dropped out of round 1 before submitting: no record, and the log agrees
     fed = builder({"alpha": 640, "beta": 640, "gamma": 640}, rounds=3, server_log=True)
     log = fed.log_lines()
-    log[1]["survivors"] = ["alpha", "gamma"]
+    log[1]["survivors"] = log[1]["submitted"] = ["alpha", "gamma"]
     fed.rewrite_log(log)
     recs = fed.lines("beta")
     fed.rewrite_chain("beta", [recs[0], recs[2]])
@@ -139,3 +139,16 @@ def test_delta_not_below_one_over_dataset_size_fails(builder: Builder, tmp_path:
     assert failing(fed) == {"delta_too_large"}
     assert found(fed, "delta_too_large") == [("alpha", 0, FAIL)]
     assert failing(build(tmp_path / "below", {"alpha": 640}, delta=0.99 / 640)) == set()
+
+
+def test_a_sample_rate_far_below_batch_over_n_fails_without_a_log(builder: Builder) -> None:
+    # the record alone: batch = round(q·n) for an honest record, so |q·n − batch| ≤ 1/2;
+    # expected_batch_size = 1 with q = 1e-6 must fail even with no announcement to hold
+    # it against
+    fed = builder({"alpha": 640, "beta": 640}, rounds=2)
+    recs = fed.lines("alpha")
+    for rec in recs:
+        rec["expected_batch_size"] = 1
+        rec["event"]["sample_rate"] = 1e-6
+    fed.rewrite_chain("alpha", recs)
+    assert failing(fed) == {"sample_rate_inconsistent"}

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from reports_fixtures import Federation, model_hash
 
 from securefl.cli.audit import audit as audit_command
-from securefl.errors import IntegrityError, ProtocolError
+from securefl.errors import DataError, IntegrityError, ProtocolError
 from securefl.hazmat.sign import SigningKey
 from securefl.reports import Roster, audit
 from securefl.reports.server_log import ServerLogWriter, dp_policy, read_server_log
@@ -52,6 +52,7 @@ def test_writer_continues_its_chain_and_refuses_what_it_did_not_write(tmp_path: 
         status="aggregated",
         cohort=["a", "b"],
         survivors=["a", "b"],
+        submitted=["a", "b"],
         model_hash=None,
         max_weight=10.0,
         min_sites=2,
@@ -65,10 +66,17 @@ def test_writer_continues_its_chain_and_refuses_what_it_did_not_write(tmp_path: 
     with pytest.raises(ProtocolError):
         again.append(round_id=1, **line)
     again.append(round_id=2, **line)
-    entries, findings = read_server_log(
+    again.close(reason="done", max_weight=10.0, min_sites=2, dp=policy)
+    with pytest.raises(ProtocolError):  # nothing after the closing line
+        again.append(round_id=3, **line)
+    log, findings = read_server_log(
         tmp_path / "log.jsonl", federation="f", public_key=key.public_bytes()
     )
-    assert findings == [] and entries is not None and sorted(entries) == [1, 2]
+    assert findings == [] and log is not None and sorted(log.rounds) == [1, 2] and log.closed
+    with pytest.raises(ProtocolError):  # a reopened closed log stays closed
+        ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=key).append(
+            round_id=3, **line
+        )
     with pytest.raises(IntegrityError):  # another key cannot continue this log
         ServerLogWriter(tmp_path / "log.jsonl", federation="f", signing_key=SigningKey.generate())
 
@@ -93,7 +101,7 @@ def test_log_forged_by_a_site_key_is_a_bad_signature(fed: Federation) -> None:
     fed.rewrite_log(log, key=alpha)
     found = failing(fed)
     assert set(found) == {"server_log_bad_signature"}
-    assert len(found["server_log_bad_signature"]) == 3
+    assert len(found["server_log_bad_signature"]) == 4  # three rounds and the closing line
 
 
 def test_log_line_removed_breaks_its_chain(fed: Federation) -> None:
@@ -121,8 +129,10 @@ def test_sites_that_received_different_models_fail(fed: Federation) -> None:
     recs[1]["model_hash"] = model_hash(99)
     fed.rewrite_chain("beta", recs)
     assert failing(fed) == {"models_differ": [(None, 1)], "model_not_announced": [("beta", 1)]}
-    fed.log_path.unlink()  # without the log the records still disagree with each other
-    assert failing(fed) == {"models_differ": [(None, 1)]}
+    fed.log_path.unlink()  # the roster promises a log: its absence fails by itself
+    assert failing(fed) == {"models_differ": [(None, 1)], "server_log_missing": [(None, None)]}
+    # audited knowingly without it, the records still disagree with each other
+    assert failing(fed, no_server_log=True) == {"models_differ": [(None, 1)]}
 
 
 def test_record_parameters_other_than_announced_fail(fed: Federation) -> None:
@@ -161,9 +171,22 @@ def test_expect_rounds_fails_truncated_records_without_a_log(builder: Builder) -
 
 
 def test_expect_rounds_fails_a_truncated_log(fed: Federation) -> None:
-    fed.write_log(fed.log_lines()[:2])  # a prefix is still a valid chain
-    assert failing(fed, expect_rounds=3) == {"server_log_truncated": [(None, None)]}
-    assert failing(fed, expect_rounds=2) == {}
+    fed.write_log(fed.log_lines()[:2])  # a prefix is still a valid chain, but not closed
+    assert failing(fed, expect_rounds=3, still_running=True) == {
+        "server_log_truncated": [(None, None)]
+    }
+    assert failing(fed, expect_rounds=2, still_running=True) == {}
+    assert failing(fed, expect_rounds=2) == {"server_log_open": [(None, 1)]}
+
+
+def test_a_record_beyond_a_closed_log_fails(fed: Federation) -> None:
+    # the server closes its log after round 1, yet both sites signed a round 2: the
+    # parties disagree (which one lies, the audit cannot tell), so it fails
+    log = fed.log_lines()
+    fed.rewrite_log([log[0], log[1], log[3]])
+    found = {(f.site, f.round_id, f.severity) for f in audit([fed.root]).findings}
+    assert {("alpha", 2, "fail"), ("beta", 2, "fail")} <= found
+    assert set(failing(fed)) == {"round_not_in_server_log"}
 
 
 def test_explicit_server_log_flag(fed: Federation, tmp_path: Path) -> None:
@@ -171,10 +194,16 @@ def test_explicit_server_log_flag(fed: Federation, tmp_path: Path) -> None:
     fed.log_path.rename(moved)
     fed.write_lines("alpha", fed.lines("alpha")[:2])
     runner = CliRunner()
-    assert runner.invoke(audit_command, [str(fed.root)]).exit_code == 0
+    # the roster names a server key: without its log the audit fails, unless told not to
+    result = runner.invoke(audit_command, [str(fed.root), "--json"])
+    assert result.exit_code == 1 and '"server_log_missing"' in result.output
+    result = runner.invoke(audit_command, [str(fed.root), "--no-server-log", "--json"])
+    assert result.exit_code == 0 and '"no_server_log"' in result.output
     result = runner.invoke(audit_command, [str(fed.root), "--server-log", str(moved), "--json"])
     assert result.exit_code == 1 and '"records_truncated"' in result.output
-    result = runner.invoke(audit_command, [str(fed.root), "--expect-rounds", "3", "--json"])
+    result = runner.invoke(
+        audit_command, [str(fed.root), "--no-server-log", "--expect-rounds", "3", "--json"]
+    )
     assert result.exit_code == 1 and '"records_truncated"' in result.output
     missing = runner.invoke(audit_command, [str(fed.root), "--server-log", str(tmp_path / "no")])
     assert missing.exit_code not in (0, 1)
@@ -199,3 +228,59 @@ def test_log_lines_validate_against_the_json_schema(fed: Federation) -> None:
         jsonschema.validate(line, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(dict(lines[0], status="skipped"), schema)
+
+
+def test_a_swapped_v1_roster_fails_against_the_provisioned_one(fed: Federation) -> None:
+    # alpha drops its round 1 and re-signs; whoever holds the folder deletes the log and
+    # replaces roster.json with a version 1 roster (no server key): alone, that passes
+    # with a warning, which is why the roster must come from provisioning
+    provisioned = fed.root.parent / "provisioned-roster.json"
+    (fed.root / "roster.json").rename(provisioned)
+    roster = Roster.load(provisioned)
+    Roster(roster.federation, roster.sites).save(fed.root / "roster.json")
+    recs = fed.lines("alpha")
+    fed.rewrite_chain("alpha", [recs[0], recs[2]])
+    fed.log_path.unlink()
+    swapped = audit([fed.root])
+    assert swapped.passed and "no_server_log" in {f.code for f in swapped.findings}
+    assert swapped.roster_fingerprint != roster.fingerprint()  # what the auditor compares
+    assert failing(fed, roster=provisioned) == {"server_log_missing": [(None, None)]}
+    result = CliRunner().invoke(audit_command, [str(fed.root), "--roster", str(provisioned)])
+    assert result.exit_code == 1 and roster.fingerprint() in result.output.replace("\n", "")
+
+
+def test_a_roster_with_a_repeated_key_is_refused(fed: Federation) -> None:
+    # which of two server keys would be trusted depends on the reader: refuse
+    path = fed.root / "roster.json"
+    text = path.read_text()
+    path.write_text(text.replace('"federation":', '"federation": "other", "federation":', 1))
+    with pytest.raises(DataError, match="not a roster"):
+        Roster.load(path)
+
+
+def test_a_sample_rate_below_the_announced_batch_size_fails(fed: Federation) -> None:
+    # alpha claims batches of 32 (q = 0.05) where the server announced 64 (q = 0.1): the
+    # record is self-consistent (q·n = batch), only the announcement shows it
+    recs = fed.lines("alpha")
+    for rec in recs:
+        rec["expected_batch_size"] = 32
+        rec["event"]["sample_rate"] = 32 / 640
+    fed.rewrite_chain("alpha", recs)
+    found = failing(fed)
+    assert found == {"parameters_differ": [("alpha", 0), ("alpha", 1), ("alpha", 2)]}
+    message = next(f.message for f in audit([fed.root]).findings if f.code == "parameters_differ")
+    assert "sample_rate" in message
+
+
+def test_a_noise_multiplier_other_than_announced_fails(fed: Federation) -> None:
+    # the server fixed σ = 1.2 for everyone; alpha claims it used 3.0 (a far lower ε)
+    log = fed.log_lines()
+    for entry in log:
+        entry["dp"]["noise_multiplier"] = 1.2
+    fed.rewrite_log(log)
+    assert failing(fed) == {}
+    recs = fed.lines("alpha")
+    for rec in recs:
+        rec["event"]["noise_multiplier"] = 3.0
+    fed.rewrite_chain("alpha", recs)
+    assert failing(fed) == {"parameters_differ": [("alpha", 0), ("alpha", 1), ("alpha", 2)]}

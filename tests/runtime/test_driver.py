@@ -89,6 +89,19 @@ def test_dropped_site_is_excluded_on_deadline_and_min_sites_enforced():
     np.testing.assert_allclose(d.model.plaintext(), [2, 2, 2])
 
 
+def test_an_abandoned_round_names_who_submitted_for_the_round_log():
+    # round 1 is abandoned after "a" sent its update (the server read it, "a" was
+    # charged); the round log must name "a" so the audit requires its record
+    d = _driver()
+    for s in "abc":
+        d.handle(_env(s, m.HELLO))
+    _submit(d, "a", [9, 9, 9], 10)
+    d.on_deadline()
+    (summary,) = d.history
+    assert summary.status == "abandoned" and summary.survivors == ()
+    assert summary.submitted == ("a",)
+
+
 def test_site_leaving_mid_round_finishes_the_round_without_waiting():
     d = _driver()
     for s in "abc":

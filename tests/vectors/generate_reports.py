@@ -271,6 +271,7 @@ def server_log_vector() -> dict[str, object]:
         "status": "aggregated",
         "cohort": ["site-a", "site-b"],
         "survivors": ["site-a", "site-b"],
+        "submitted": ["site-a", "site-b"],
         "model_hash": hashlib.sha256(b"global model round 1").hexdigest(),
         "max_weight": 6400.0,
         "min_sites": 2,
@@ -281,6 +282,9 @@ def server_log_vector() -> dict[str, object]:
             "accountant": "rdp",
             "local_epochs": 1,
             "max_grad_norm": 1.0,
+            "batch_size": 64,
+            "noise_multiplier": None,
+            "max_rounds": 3,
         },
         "reason": "",
         "prev_hash": "0" * 64,
@@ -288,6 +292,20 @@ def server_log_vector() -> dict[str, object]:
     message = signed_message(SERVER_LOG_DOMAIN, canonical(entry))
     entry["signature"] = key.sign(message).hex()
     edited = dict(entry, survivors=["site-a"])
+    unsubmitted = dict(entry, survivors=["site-a"], submitted=["site-a"])
+    closing: dict[str, Any] = dict(
+        entry,
+        status="finished",
+        cohort=[],
+        survivors=[],
+        submitted=[],
+        model_hash=None,
+        config={},
+        reason="reached max_rounds=1",
+        prev_hash=hashlib.sha256(canonical(entry)).hexdigest(),
+    )
+    del closing["signature"]
+    closing["signature"] = key.sign(signed_message(SERVER_LOG_DOMAIN, canonical(closing))).hex()
     return {
         "private_key_seed": SERVER_SEED.hex(),
         "public_key": key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex(),
@@ -295,12 +313,18 @@ def server_log_vector() -> dict[str, object]:
         "signed_message": message.hex(),
         "canonical": canonical(entry).decode("ascii"),
         "entry_hash": hashlib.sha256(canonical(entry)).hexdigest(),
+        "closing": canonical(closing).decode("ascii"),
         "must_fail": [
             {
                 "name": "survivors_edited",
                 "line": canonical(edited).decode("ascii"),
                 "code": "server_log_bad_signature",
-            }
+            },
+            {
+                "name": "submitted_edited",
+                "line": canonical(unsubmitted).decode("ascii"),
+                "code": "server_log_bad_signature",
+            },
         ],
     }
 
