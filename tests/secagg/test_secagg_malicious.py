@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from secagg_driver import (
     round_digest,
 )
 
+from securefl.hazmat import shamir
 from securefl.secagg import MaskConfig
 from securefl.secagg import _messages as m
 from securefl.wire import Envelope, unpack
@@ -322,11 +324,18 @@ def test_server_drops_a_site_copying_another_sites_key(fed: Federation) -> None:
 
 
 def _corrupt_unmask(site: str, kind: str) -> Tamper:
-    """``site`` flips the last byte of every ``kind`` share it reveals at unmasking."""
+    """``site`` adds a fresh random offset (mod p) to every ``kind`` share it reveals.
+
+    Random, not a fixed bit flip: two holders flipping the same bit the same
+    way can cancel in the Lagrange sum (coefficients 3 and -3 for ids 1, 2),
+    which would reconstruct the right secret and hide the corruption.
+    """
 
     def edit(body: dict[str, Any]) -> None:
         for v, share in body[kind].items():
-            body[kind][v] = share[:-1] + bytes([share[-1] ^ 1])
+            y = int.from_bytes(share, "big")
+            offset = 1 + secrets.randbelow(shamir.PRIME - 1)
+            body[kind][v] = ((y + offset) % shamir.PRIME).to_bytes(shamir.SHARE_LEN, "big")
 
     return edit_payload(m.UNMASK, edit, sender=site)
 
