@@ -14,23 +14,10 @@ from collections import defaultdict
 from dataclasses import replace
 
 from securefl.reports._canonical import GENESIS_HASH, verify_signature
-from securefl.reports.findings import CODES, INFO, Finding
+from securefl.reports.findings import INFO, Finding, record_finding
 from securefl.reports.records import LoadedRecord
 
 __all__ = ["check_chain", "check_signatures"]
-
-
-def _finding(code: str, loaded: LoadedRecord, message: str, expected: str | None = None) -> Finding:
-    rec = loaded.record
-    return Finding(
-        code=code,
-        severity=CODES[code],
-        site=rec["site"],
-        round_id=rec["round_id"],
-        message=message,
-        expected=expected,
-        location=f"{loaded.path}:{loaded.line}",
-    )
 
 
 def check_signatures(
@@ -42,7 +29,7 @@ def check_signatures(
         rec = loaded.record
         if public_key is None:
             out.append(
-                _finding(
+                record_finding(
                     "unknown_site",
                     loaded,
                     f"site {rec['site']!r} is not on the roster",
@@ -52,7 +39,7 @@ def check_signatures(
             continue
         if rec["federation"] != federation:
             out.append(
-                _finding(
+                record_finding(
                     "federation_mismatch",
                     loaded,
                     f"record names federation {rec['federation']!r}",
@@ -61,7 +48,7 @@ def check_signatures(
             )
         if not verify_signature(rec, public_key):
             out.append(
-                _finding(
+                record_finding(
                     "bad_signature",
                     loaded,
                     "signature does not verify under the site's roster key",
@@ -80,7 +67,7 @@ def _dedupe(records: list[LoadedRecord]) -> tuple[list[LoadedRecord], list[Findi
             by_hash[loaded.hash] = loaded
             continue
         findings.append(
-            _finding(
+            record_finding(
                 "duplicate_record",
                 loaded,
                 f"identical to the record at {first.path}:{first.line}",
@@ -101,7 +88,7 @@ def _forks(unique: list[LoadedRecord]) -> tuple[set[int], list[Finding]]:
             extras.add(id(extra))
             what = "the start of the chain" if prev == GENESIS_HASH else f"record {prev[:12]}..."
             findings.append(
-                _finding(
+                record_finding(
                     "fork",
                     extra,
                     f"a second record follows {what} (first: round {kids[0].record['round_id']})",
@@ -115,7 +102,7 @@ def _link(loaded: LoadedRecord, parent: LoadedRecord | None) -> list[Finding]:
     rec = loaded.record
     if rec["prev_hash"] != GENESIS_HASH and parent is None:
         return [
-            _finding(
+            record_finding(
                 "missing_round",
                 loaded,
                 f"the record before round {rec['round_id']} is missing",
@@ -124,7 +111,7 @@ def _link(loaded: LoadedRecord, parent: LoadedRecord | None) -> list[Finding]:
         ]
     if parent is not None and parent.record["round_id"] >= rec["round_id"]:
         return [
-            _finding(
+            record_finding(
                 "round_not_increasing",
                 loaded,
                 f"round {rec['round_id']} follows round {parent.record['round_id']}",
@@ -149,7 +136,7 @@ def _order(
         return []
     where = "first" if before is None else f"after round {before.record['round_id']}"
     return [
-        _finding(
+        record_finding(
             "reordered",
             loaded,
             f"round {rec['round_id']} is stored {where}",
@@ -175,7 +162,7 @@ def _skips(
         if last < first or by_hash.get(after.record["prev_hash"]) is not before:
             continue
         explained = survived is not None and not survived & set(range(first, last + 1))
-        finding = _finding(
+        finding = record_finding(
             "round_skipped",
             after,
             f"the site signed no record for rounds {first} to {last}"

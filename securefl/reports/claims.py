@@ -9,25 +9,11 @@ from __future__ import annotations
 
 import math
 
-from securefl.reports.findings import CODES, FAIL, Finding
+from securefl.reports.findings import FAIL, Finding, record_finding
 from securefl.reports.records import LoadedRecord
 from securefl.reports.report import Tolerance
 
 __all__ = ["check_claim", "check_secure_rng"]
-
-
-def _finding(
-    code: str, rec: LoadedRecord, message: str, expected: str, severity: str = ""
-) -> Finding:
-    return Finding(
-        code=code,
-        severity=severity or CODES[code],
-        site=rec.record["site"],
-        round_id=rec.record["round_id"],
-        message=message,
-        expected=expected,
-        location=f"{rec.path}:{rec.line}",
-    )
 
 
 def _below(claimed: float, value: float, tolerance: Tolerance) -> bool:
@@ -51,7 +37,7 @@ def check_claim(
     out: list[Finding] = []
     if _below(claimed, recomputed, tolerance):
         out.append(
-            _finding(
+            record_finding(
                 "epsilon_under_reported",
                 loaded,
                 f"claims ε = {claimed:.6g}, its accountant ({acct}) gives {recomputed:.6g}",
@@ -60,7 +46,7 @@ def check_claim(
         )
     if _below(claimed, independent, tolerance):
         out.append(
-            _finding(
+            record_finding(
                 "epsilon_below_independent",
                 loaded,
                 f"claims ε = {claimed:.6g}, dp-accounting PLD gives {independent:.6g}",
@@ -69,7 +55,7 @@ def check_claim(
         )
     if claimed > budget or recomputed > budget + tolerance.slack(budget):
         out.append(
-            _finding(
+            record_finding(
                 "budget_exceeded",
                 loaded,
                 f"ε = {max(claimed, recomputed):.6g} passes the budget {budget:.6g}",
@@ -82,7 +68,7 @@ def check_claim(
         # is at most 1/2; a looser bound let batch = 1 pass with any q in (0, 2/n]
         if abs(q * n - batch) > 0.5:
             out.append(
-                _finding(
+                record_finding(
                     "sample_rate_inconsistent",
                     loaded,
                     f"sample rate {q:.6g} with {n} examples means a mean batch of "
@@ -92,7 +78,7 @@ def check_claim(
             )
     if ev["sampling"] != "poisson":
         out.append(
-            _finding(
+            record_finding(
                 "non_poisson_sampling",
                 loaded,
                 f"sampling is {ev['sampling']!r}; no accountant bounds it",
@@ -110,7 +96,7 @@ def check_secure_rng(ordered: list[LoadedRecord], required: bool) -> list[Findin
     listed = ", ".join(map(str, rounds[:10])) + (", ..." if len(rounds) > 10 else "")
     first = next(r for r in ordered if not r.record["event"]["secure_rng"])
     return [
-        _finding(
+        record_finding(
             "no_secure_rng",
             first,
             f"{len(rounds)} round(s) did not use a cryptographically secure RNG for noise "

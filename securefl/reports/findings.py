@@ -9,9 +9,12 @@ round it is about. docs/audit.md lists every code.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CODES", "FAIL", "INFO", "WARN", "Finding"]
+if TYPE_CHECKING:
+    from securefl.reports.records import LoadedRecord
+
+__all__ = ["CODES", "FAIL", "INFO", "WARN", "Finding", "record_finding"]
 
 FAIL = "fail"
 WARN = "warn"
@@ -88,3 +91,23 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for ``--json`` and the HTML report."""
         return asdict(self)
+
+
+def record_finding(
+    code: str,
+    loaded: LoadedRecord,
+    message: str,
+    expected: str | None = None,
+    severity: str = "",
+) -> Finding:
+    """A finding about one stored record, located at its file and line."""
+    rec = loaded.record
+    return Finding(
+        code=code,
+        severity=severity or CODES[code],
+        site=rec["site"],
+        round_id=rec["round_id"],
+        message=message,
+        expected=expected,
+        location=f"{loaded.path}:{loaded.line}",
+    )

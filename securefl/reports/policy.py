@@ -15,23 +15,10 @@ from __future__ import annotations
 
 import itertools
 
-from securefl.reports.findings import CODES, Finding
+from securefl.reports.findings import Finding, record_finding
 from securefl.reports.records import LoadedRecord
 
 __all__ = ["check_policy"]
-
-
-def _finding(code: str, loaded: LoadedRecord, message: str, expected: str) -> Finding:
-    rec = loaded.record
-    return Finding(
-        code=code,
-        severity=CODES[code],
-        site=rec["site"],
-        round_id=rec["round_id"],
-        message=message,
-        expected=expected,
-        location=f"{loaded.path}:{loaded.line}",
-    )
 
 
 def _changes(before: LoadedRecord, after: LoadedRecord) -> list[Finding]:
@@ -39,7 +26,7 @@ def _changes(before: LoadedRecord, after: LoadedRecord) -> list[Finding]:
     out: list[Finding] = []
     if b["epsilon_budget"] > a["epsilon_budget"]:
         out.append(
-            _finding(
+            record_finding(
                 "budget_raised",
                 after,
                 f"budget raised from {a['epsilon_budget']:.6g} to {b['epsilon_budget']:.6g} "
@@ -54,7 +41,7 @@ def _changes(before: LoadedRecord, after: LoadedRecord) -> list[Finding]:
     ):
         if b[field] != a[field]:
             out.append(
-                _finding(
+                record_finding(
                     code,
                     after,
                     f"{field} changed from {a[field]!r} to {b[field]!r} "
@@ -68,7 +55,7 @@ def _changes(before: LoadedRecord, after: LoadedRecord) -> list[Finding]:
 def _delta_too_large(loaded: LoadedRecord) -> Finding:
     rec = loaded.record
     n = rec["dataset_size"]
-    return _finding(
+    return record_finding(
         "delta_too_large",
         loaded,
         f"δ = {rec['delta']:.3g} is not below 1/{n} = {1 / n:.3g}: the guarantee allows "
