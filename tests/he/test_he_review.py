@@ -1,0 +1,249 @@
+"""Attacks on ``he`` mode that the current checks let through.
+
+Each test plays a cheating server or a cheating site with the package's own
+API and asserts the protection the documents promise (or imply). They fail
+against the code they were written against; each says what the fix must do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FEDERATION, Kit
+
+from securefl.aggregation.base import RoundContext
+from securefl.errors import SecureFLError
+from securefl.he import open_aggregate
+from securefl.he._codec import ChunkSum, encrypt_chunks, load_chunks
+from securefl.he._fixed_point import quantize
+from securefl.wire import Envelope, pack, unpack
+
+D = 300  # one chunk in every preset
+COHORT = ("a", "b", "c")
+HERE = Path(__file__).resolve().parent
+
+
+def _rc(min_sites: int = 3) -> RoundContext:
+    return RoundContext(
+        federation=FEDERATION,
+        round=5,
+        cohort=COHORT,
+        dimension=D,
+        max_weight=100.0,
+        min_sites=min_sites,
+    )
+
+
+def _xs() -> dict[str, Any]:
+    gen = np.random.default_rng(8)  # test data only
+    return {s: (gen.normal(size=D) * 0.01).astype(np.float32) for s in COHORT}
+
+
+def _round(kit: Kit, rc: RoundContext) -> tuple[dict[str, Envelope], dict[str, Any]]:
+    """An honest round: every cohort site uploads, the honest server sums them."""
+    xs = _xs()
+    envs = {s: kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0] for s in COHORT}
+    server = kit.server_mode().server(rc)
+    for env in envs.values():
+        server.handle(env)
+    result = server.result
+    assert result is not None and result.survivors == COHORT
+    assert isinstance(result.encrypted_sum, bytes)
+    return envs, unpack(result.encrypted_sum)
+
+
+def _chunks(env: Envelope) -> list[bytes]:
+    chunks: list[bytes] = unpack(env.payload)["chunks"]
+    return chunks
+
+
+def _open(kit: Kit, blob: bytes) -> Any:
+    return open_aggregate(kit.secret, blob, D, roster=kit.roster, federation=FEDERATION)
+
+
+def _kits(bfv_kit: Kit, ckks_kit: Kit) -> list[Kit]:
+    return [bfv_kit, ckks_kit]
+
+
+# -- (d) a cheating server chooses what a site decrypts -----------------------------
+
+
+def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """The server keeps two genuine signed headers but hands over one site's ciphertext.
+
+    Site c (which took part and is left out) decrypts site a's update alone:
+    the headers say "a and b", the feasibility bound 2·clip is met. The
+    headers' chunk digests are never tied to the chunks of the sum. Fix: a
+    site must be able to check the sum is the sum of exactly the signed
+    uploads (e.g. re-add the signed ciphertexts itself, or a verifiable sum),
+    and must refuse a sum of the round that leaves its own upload out.
+    """
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc())
+        forged = pack(dict(agg, uploads=agg["uploads"][:2], chunks=_chunks(envs["a"])))
+        with pytest.raises(SecureFLError):
+            opened = _open(kit, forged)
+            # what site c just read: site a's own (w/max_w)·Δ, nothing added
+            lone = opened.weighted_sum / 50.0
+            pytest.fail(
+                f"{kit.secret.preset.name}: site c decrypted site a's update alone "
+                f"(max error {np.max(np.abs(lone - _xs()['a'])):.2g}) under headers {opened.sites}"
+            )
+
+
+def test_a_site_refuses_a_sum_counting_one_site_twice(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """Ciphertext a + a with headers {a, b}: b's update is replaced by a second copy of a's."""
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc())
+        acc = ChunkSum()
+        for _ in range(2):
+            acc.add(load_chunks(kit.secret.public(), _chunks(envs["a"]), D))
+        forged = pack(dict(agg, uploads=agg["uploads"][:2], chunks=acc.serialize()))
+        with pytest.raises(SecureFLError):
+            _open(kit, forged)
+
+
+def test_a_sum_below_the_rounds_min_sites_is_not_decrypted(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """The round asked for three sites; the server releases the honest sum of two.
+
+    ``open_aggregate`` (and the encrypted model's decoder) only asks for two
+    distinct headers, whatever ``min_sites`` the round and the site's policy
+    said. Handed the sum of {a, b}, site b subtracts its own update and reads
+    a's exactly. Fix: a site refuses a sum of fewer than its own ``min_sites``
+    summands, and never fewer than three (as ``mask``'s minimum cohort), since
+    a two-site sum always reveals each summand to the other.
+    """
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc(min_sites=3))
+        acc = ChunkSum()
+        for s in ("a", "b"):
+            acc.add(load_chunks(kit.secret.public(), _chunks(envs[s]), D))
+        two = pack(dict(agg, uploads=agg["uploads"][:2], chunks=acc.serialize()))
+        with pytest.raises(SecureFLError):
+            opened = _open(kit, two)
+            own = _xs()["b"].astype(np.float64) * 0.5  # what b encrypted: (w/max_w)·Δ
+            a = opened.weighted_sum / 100.0 - own
+            pytest.fail(
+                f"{kit.secret.preset.name}: site b opened a 2-site sum in a min_sites=3 round "
+                f"and read a's update to {np.max(np.abs(a - _xs()['a'] * 0.5)):.2g}"
+            )
+
+
+# -- a cheating site: poisoning beyond its clip ----------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+def test_a_cheating_site_moves_the_mean_by_at_most_its_clip_share(
+    scheme: str, bfv_kit: Kit, ckks_kit: Kit
+) -> None:
+    """threat_models/he.md: poisoning is "bounded by clip·max_weight/Σw per coordinate".
+
+    The sites' feasibility check bounds the *sum* by n·clip, so one cheating
+    site (which holds the secret key and signs what it likes) may encrypt up to
+    about n·clip per coordinate while the honest ones are small: here 2.5·clip
+    at n = 3, accepted. Fix: correct the claim to ≈ n·clip·max_weight/Σw (as
+    ``mask`` did for its masked inputs), or bound each summand (e.g. a range
+    proof per upload).
+    """
+    kit = bfv_kit if scheme == "bfv" else ckks_kit
+    secret, rc = kit.secret, _rc()
+    clip = secret.clip
+    xs = _xs()
+    envs = {s: kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0] for s in ("b", "c")}
+    evil = np.full(D, 2.5 * clip)
+    values = (
+        quantize(evil / 3.0, clip=clip, levels=secret.preset.quant_levels) * 3
+        if scheme == "bfv"
+        else evil
+    )
+    from test_he_aggregate import signed_update
+
+    envs["a"] = signed_update(kit, "a", rc, encrypt_chunks(secret, values, workers=1), 100.0)
+    server = kit.server_mode().server(rc)
+    for env in envs.values():
+        server.handle(env)
+    result = server.result
+    assert result is not None and result.survivors == COHORT, server.rejected
+    assert isinstance(result.encrypted_sum, bytes)
+    try:
+        opened = _open(kit, result.encrypted_sum)
+    except SecureFLError:
+        return  # refused: the protection holds
+    honest = sum(xs[s].astype(np.float64) * 50.0 for s in ("b", "c"))
+    shift = np.max(np.abs(opened.weighted_sum - honest)) / opened.total_weight
+    claimed = clip * rc.max_weight / opened.total_weight
+    assert shift <= claimed * 1.01, (
+        f"one site moved the mean by {shift:.3g}, {shift / claimed:.2f}× the claimed bound "
+        f"clip·max_weight/Σw = {claimed:.3g}"
+    )
+
+
+# -- (a) one site's message and the server's memory ------------------------------------
+
+_MEMORY_PROBE = r"""
+import json, resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import tenseal.sealapi as sealapi
+from conftest import craft_vector, make_kit, seal_bytes
+from test_he_aggregate import signed_update
+from securefl.aggregation.base import RoundContext
+from securefl.he import BFV_N4096, CKKS_N4096, SecretContext
+
+scheme, copies, tmp = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+preset = CKKS_N4096 if scheme == "ckks" else BFV_N4096
+kit = make_kit(SecretContext.generate(preset, clip=0.1))
+seal = kit.secret.tenseal.seal_context().data
+ct = sealapi.Ciphertext(seal)
+ct.resize(seal, seal.first_parms_id(), 16)  # SEAL's largest size, all zero: compresses to ~100 B
+if scheme == "ckks":
+    ct.scale = 2.0**40
+raw = seal_bytes(ct, tmp)
+chunk = craft_vector(scheme, [raw] * copies, [300], 2.0**40 if scheme == "ckks" else None)
+rc = RoundContext(federation="f", round=1, cohort=("a", "b", "c"), dimension=300, max_weight=1.0)
+server = kit.server_mode().server(rc)
+env = signed_update(kit, "a", rc, [chunk], 1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+server.handle(env)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"payload": len(env.payload), "growth": (after - before) * 1024,
+                  "rejected": sorted(server.rejected)}))
+"""
+
+
+@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+def test_one_signed_upload_cannot_make_the_server_allocate_far_beyond_its_size(
+    scheme: str, tmp_path: Path
+) -> None:
+    """A cheating site packs 300 zero ciphertexts of size 16 into one chunk (~35 kB).
+
+    TenSEAL deserializes every ciphertext of the vector (each decompresses
+    from ~100 bytes to 512 kB) before the "one ciphertext of size 2" check
+    runs: ~300 MB for 35 kB, linear in the count, so a few MB of upload
+    exhausts the server's memory. Fix: read the TenSEAL protobuf and the SEAL
+    header before deserializing (exactly one ciphertext field, its declared
+    size) and refuse anything else unread.
+    """
+    probe = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(HERE), scheme, "300", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert report["rejected"] == ["a"]
+    budget = 32 * 2**20 + 4 * report["payload"]
+    assert report["growth"] <= budget, (
+        f"{report['payload']} bytes from one site grew the server by "
+        f"{report['growth'] / 2**20:.0f} MiB"
+    )
