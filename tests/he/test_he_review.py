@@ -76,10 +76,10 @@ def _kits(bfv_kit: Kit, ckks_kit: Kit) -> list[Kit]:
 
 
 def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_kit: Kit) -> None:
-    """The server keeps two genuine signed headers but hands over one site's ciphertext.
+    """The server keeps every genuine signed header but hands over one site's ciphertext.
 
     Site c (which took part and is left out) decrypts site a's update alone:
-    the headers say "a and b", the feasibility bound 2·clip is met. The
+    the headers say "a, b and c", the feasibility bound 3·clip is met. The
     headers' chunk digests are never tied to the chunks of the sum. Fix: a
     site must be able to check the sum is the sum of exactly the signed
     uploads (e.g. re-add the signed ciphertexts itself, or a verifiable sum),
@@ -87,7 +87,7 @@ def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_
     """
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc())
-        forged = pack(dict(agg, uploads=agg["uploads"][:2], chunks=_chunks(envs["a"])))
+        forged = pack(dict(agg, chunks=_chunks(envs["a"])))
         with pytest.raises(SecureFLError):
             opened = _open(kit, forged)
             # what site c just read: site a's own (w/max_w)·Δ, nothing added
@@ -99,13 +99,13 @@ def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_
 
 
 def test_a_site_refuses_a_sum_counting_one_site_twice(bfv_kit: Kit, ckks_kit: Kit) -> None:
-    """Ciphertext a + a with headers {a, b}: b's update is replaced by a second copy of a's."""
+    """Ciphertext a + a + b under headers {a, b, c}: c's update replaced by a second a."""
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc())
         acc = ChunkSum()
-        for _ in range(2):
-            acc.add(load_chunks(kit.secret.public(), _chunks(envs["a"]), D))
-        forged = pack(dict(agg, uploads=agg["uploads"][:2], chunks=acc.serialize()))
+        for s in ("a", "a", "b"):
+            acc.add(load_chunks(kit.secret.public(), _chunks(envs[s]), D))
+        forged = pack(dict(agg, chunks=acc.serialize()))
         with pytest.raises(SecureFLError):
             _open(kit, forged)
 
