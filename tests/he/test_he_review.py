@@ -7,6 +7,7 @@ against the code they were written against; each says what the fix must do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -247,3 +248,35 @@ def test_one_signed_upload_cannot_make_the_server_allocate_far_beyond_its_size(
         f"{report['payload']} bytes from one site grew the server by "
         f"{report['growth'] / 2**20:.0f} MiB"
     )
+
+
+# -- a cheating server gives sites different rounds ------------------------------------
+
+
+def test_a_sum_of_sites_given_different_round_starts_is_refused(
+    bfv_kit: Kit, ckks_kit: Kit
+) -> None:
+    """The server sends site c another model (round start) than a and b, then sums all three.
+
+    ``mask`` signs the round-start digest each site received and refuses a
+    round whose signers disagree (Pasquini et al., CCS 2022). ``he`` ignores
+    ``RoundContext.round_digest``: the upload signature does not cover it, so
+    sites cannot see that the summands trained from different models (nor that
+    the server forked the encrypted model's history per site), and
+    docs/he.md's "all sites stay identical" rests on the server's honesty.
+    Fix: bind ``round_digest`` into the signed update, carry it in the
+    aggregate's headers, and refuse a sum whose headers disagree (or differ
+    from the opening site's own).
+    """
+    same, other = bytes(range(32)), bytes(range(1, 33))
+    for kit in _kits(bfv_kit, ckks_kit):
+        xs = _xs()
+        server = kit.server_mode().server(_rc())
+        for s in COHORT:
+            rc = dataclasses.replace(_rc(), round_digest=other if s == "c" else same)
+            server.handle(kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0])
+        result = server.result
+        assert result is not None and result.survivors == COHORT, server.rejected
+        assert isinstance(result.encrypted_sum, bytes)
+        with pytest.raises(SecureFLError):
+            _open(kit, result.encrypted_sum)
