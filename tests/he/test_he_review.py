@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from conftest import FEDERATION, Kit
 
-from securefl.aggregation.base import RoundContext
+from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.errors import SecureFLError
 from securefl.he import open_aggregate
 from securefl.he._codec import ChunkSum, encrypt_chunks, load_chunks
 from securefl.he._fixed_point import quantize
+from securefl.strategy.fedavg import make_strategy
 from securefl.wire import Envelope, pack, unpack
 
 D = 300  # one chunk in every preset
@@ -195,7 +196,7 @@ sys.path.insert(0, sys.argv[1])
 import tenseal.sealapi as sealapi
 from conftest import craft_vector, make_kit, seal_bytes
 from test_he_aggregate import signed_update
-from securefl.aggregation.base import RoundContext
+from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.he import BFV_N4096, CKKS_N4096, SecretContext
 
 scheme, copies, tmp = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
@@ -280,3 +281,56 @@ def test_a_sum_of_sites_given_different_round_starts_is_refused(
         assert isinstance(result.encrypted_sum, bytes)
         with pytest.raises(SecureFLError):
             _open(kit, result.encrypted_sum)
+
+
+# -- the same through the encrypted global model a site actually runs -----------------
+
+
+def _model_payload(kit: Kit, blob: bytes, weight: float, server_lr: float = 1.0) -> bytes:
+    from securefl.config import StrategyConfig
+    from securefl.runtime.encrypted_model import EncryptedAggregatesModel
+
+    config = StrategyConfig(name="fedavg", server_lr=server_lr)
+    model = EncryptedAggregatesModel(np.zeros(D, np.float32), config)
+    model.apply(
+        AggregateResult(total_weight=weight, survivors=COHORT, encrypted_sum=blob),
+        make_strategy(config),
+        1,
+    )
+    return model.payload()
+
+
+def _decoder(kit: Kit) -> Any:
+    from securefl.runtime.encrypted_model import EncryptedModelDecoder
+
+    return EncryptedModelDecoder(kit.secret, roster=kit.roster, federation=FEDERATION)
+
+
+def test_the_encrypted_model_never_becomes_one_sites_update(bfv_kit: Kit) -> None:
+    """Site c's model after the round is θ₀ + a's update alone (×50/150), all checks passed.
+
+    The runtime path of ``test_a_site_refuses_a_sum_that_is_one_other_sites_update``:
+    the decoder applies it, and c then trains on, evaluates and reports
+    metrics of a model that holds one other hospital's update in isolation.
+    """
+    envs, agg = _round(bfv_kit, _rc())
+    forged = pack(dict(agg, chunks=_chunks(envs["a"])))
+    with pytest.raises(SecureFLError):
+        theta = _decoder(bfv_kit)(_model_payload(bfv_kit, forged, 150.0), D)
+        gap = np.max(np.abs(theta * 3 - _xs()["a"]))
+        pytest.fail(f"site c applied a's lone update: 3·θ equals a's update to {gap:.2g}")
+
+
+def test_the_server_cannot_choose_the_step_sites_apply(bfv_kit: Kit) -> None:
+    """The strategy (name, server_lr, momentum) in the model payload is the server's word.
+
+    A cheating server announces server_lr = 1e9: every site's model moves 1e9
+    times the feasible mean, so the bound on poisoning and on a tampered sum
+    (n·clip·max_weight/Σw per coordinate of the *mean*) bounds nothing in the
+    model. Fix: the decoder takes the strategy from the site's own federation
+    configuration and refuses a payload that announces another.
+    """
+    _, agg = _round(bfv_kit, _rc())
+    with pytest.raises(SecureFLError):
+        theta = _decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0, server_lr=1e9), D)
+        pytest.fail(f"site applied a step of 1e9 × the mean: max |θ| = {np.max(np.abs(theta)):.3g}")
