@@ -334,3 +334,43 @@ def test_the_server_cannot_choose_the_step_sites_apply(bfv_kit: Kit) -> None:
     with pytest.raises(SecureFLError):
         theta = _decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0, server_lr=1e9), D)
         pytest.fail(f"site applied a step of 1e9 × the mean: max |θ| = {np.max(np.abs(theta)):.3g}")
+
+
+def test_a_server_cannot_scale_its_tampering_by_announcing_a_huge_max_weight(
+    bfv_kit: Kit,
+) -> None:
+    """The server alone: announce max_weight = 1e6, then add a plaintext offset to the sum.
+
+    A site's policy only asks ``max_weight`` ≥ its own example count, so every
+    site accepts 1e6 and signs it. The server needs no key to add a plaintext
+    to a BFV sum; an offset of 2.5·clip keeps the sum inside n·clip and the
+    sites open it, but the mean is the normalized sum × max_weight / Σw: every
+    coordinate moves by 2500 for updates of about 0.01 (and honest updates
+    of (50/1e6)·Δ quantize to a few levels). The feasibility bound is only as
+    tight as a ``max_weight`` the server chooses. Fix: ``max_weight`` is part
+    of the federation configuration each site holds, and a site refuses a
+    round that announces another.
+    """
+    from securefl.runtime._policy import SitePolicy, check_round
+    from securefl.runtime.messages import RoundStart
+
+    start = RoundStart(cohort=COHORT, model=b"", spec={}, max_weight=1e6, min_sites=3)
+    policy = SitePolicy(site="b", min_sites=3, local_epochs=1, dataset_size=50)
+    try:
+        check_round(start, policy)
+    except SecureFLError:
+        return  # refused before anything is trained: the protection holds
+    kit, secret = bfv_kit, bfv_kit.secret
+    rc = dataclasses.replace(_rc(), max_weight=start.max_weight)
+    _, agg = _round(kit, rc)
+    public = secret.public()
+    vectors = load_chunks(public, agg["chunks"], D)
+    offset = int(2.5 * secret.preset.quant_levels)
+    vectors[0].add_([offset] * D)  # plaintext addition: parameters only, no key
+    tampered = pack(dict(agg, chunks=[bytes(v.serialize()) for v in vectors]))
+    opened = _open(kit, tampered)
+    honest = sum(_xs()[s].astype(np.float64) for s in COHORT) / 3
+    shift = float(np.max(np.abs(opened.mean() - honest)))
+    pytest.fail(
+        f"the sites accepted max_weight=1e6 and a tampered sum moving the mean by {shift:g}"
+    )
