@@ -190,7 +190,7 @@ def test_a_cheating_site_moves_the_mean_by_at_most_its_clip_share(
 # -- (a) one site's message and the server's memory ------------------------------------
 
 _MEMORY_PROBE = r"""
-import json, resource, sys
+import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import tenseal.sealapi as sealapi
@@ -212,9 +212,12 @@ chunk = craft_vector(scheme, [raw] * copies, [300], 2.0**40 if scheme == "ckks" 
 rc = RoundContext(federation="f", round=1, cohort=("a", "b", "c"), dimension=300, max_weight=1.0)
 server = kit.server_mode().server(rc)
 env = signed_update(kit, "a", rc, [chunk], 1.0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_kib():  # this process's own high-water mark (ru_maxrss survives fork and exec)
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+before = peak_kib()
 server.handle(env)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kib()
 print(json.dumps({"payload": len(env.payload), "growth": (after - before) * 1024,
                   "rejected": sorted(server.rejected)}))
 """
