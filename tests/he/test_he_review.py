@@ -1,0 +1,379 @@
+"""Attacks on ``he`` mode that the current checks let through.
+
+Each test plays a cheating server or a cheating site with the package's own
+API and asserts the protection the documents promise (or imply). They fail
+against the code they were written against; each says what the fix must do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FEDERATION, Kit
+
+from securefl.aggregation.base import AggregateResult, RoundContext
+from securefl.errors import SecureFLError
+from securefl.he import open_aggregate
+from securefl.he._codec import ChunkSum, encrypt_chunks, load_chunks
+from securefl.he._fixed_point import quantize
+from securefl.strategy.fedavg import make_strategy
+from securefl.wire import Envelope, pack, unpack
+
+D = 300  # one chunk in every preset
+COHORT = ("a", "b", "c")
+HERE = Path(__file__).resolve().parent
+
+
+def _rc(min_sites: int = 3) -> RoundContext:
+    return RoundContext(
+        federation=FEDERATION,
+        round=5,
+        cohort=COHORT,
+        dimension=D,
+        max_weight=100.0,
+        min_sites=min_sites,
+    )
+
+
+def _xs() -> dict[str, Any]:
+    gen = np.random.default_rng(8)  # test data only
+    return {s: (gen.normal(size=D) * 0.01).astype(np.float32) for s in COHORT}
+
+
+def _round(kit: Kit, rc: RoundContext) -> tuple[dict[str, Envelope], dict[str, Any]]:
+    """An honest round: every cohort site uploads, the honest server sums them."""
+    xs = _xs()
+    envs = {s: kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0] for s in COHORT}
+    server = kit.server_mode().server(rc)
+    for env in envs.values():
+        server.handle(env)
+    result = server.result
+    assert result is not None and result.survivors == COHORT
+    assert isinstance(result.encrypted_sum, bytes)
+    return envs, unpack(result.encrypted_sum)
+
+
+def _chunks(env: Envelope) -> list[bytes]:
+    chunks: list[bytes] = unpack(env.payload)["chunks"]
+    return chunks
+
+
+def _open(kit: Kit, blob: bytes) -> Any:
+    return open_aggregate(kit.secret, blob, D, roster=kit.roster, federation=FEDERATION)
+
+
+def _kits(bfv_kit: Kit, ckks_kit: Kit) -> list[Kit]:
+    return [bfv_kit, ckks_kit]
+
+
+# -- (d) a cheating server chooses what a site decrypts -----------------------------
+
+
+def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """The server keeps every genuine signed header but hands over one site's ciphertext.
+
+    Site c (which took part and is left out) decrypts site a's update alone:
+    the headers say "a, b and c", the feasibility bound 3·clip is met. The
+    headers' chunk digests are never tied to the chunks of the sum. Fix: a
+    site must be able to check the sum is the sum of exactly the signed
+    uploads (e.g. re-add the signed ciphertexts itself, or a verifiable sum),
+    and must refuse a sum of the round that leaves its own upload out.
+    """
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc())
+        forged = pack(dict(agg, chunks=_chunks(envs["a"])))
+        with pytest.raises(SecureFLError):
+            opened = _open(kit, forged)
+            # what site c just read: site a's own (w/max_w)·Δ, nothing added
+            lone = opened.weighted_sum / 50.0
+            pytest.fail(
+                f"{kit.secret.preset.name}: site c decrypted site a's update alone "
+                f"(max error {np.max(np.abs(lone - _xs()['a'])):.2g}) under headers {opened.sites}"
+            )
+
+
+def test_a_site_refuses_a_sum_counting_one_site_twice(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """Ciphertext a + a + b under headers {a, b, c}: c's update replaced by a second a."""
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc())
+        acc = ChunkSum()
+        for s in ("a", "a", "b"):
+            acc.add(load_chunks(kit.secret.public(), _chunks(envs[s]), D))
+        forged = pack(dict(agg, chunks=acc.serialize()))
+        with pytest.raises(SecureFLError):
+            _open(kit, forged)
+
+
+def test_a_sum_below_the_rounds_min_sites_is_not_decrypted(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """The round asked for three sites; the server releases the honest sum of two.
+
+    ``open_aggregate`` (and the encrypted model's decoder) only asks for two
+    distinct headers, whatever ``min_sites`` the round and the site's policy
+    said. Handed the sum of {a, b}, site b subtracts its own update and reads
+    a's exactly. Fix: a site refuses a sum of fewer than its own ``min_sites``
+    summands, and never fewer than three (as ``mask``'s minimum cohort), since
+    a two-site sum always reveals each summand to the other.
+    """
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc(min_sites=3))
+        acc = ChunkSum()
+        for s in ("a", "b"):
+            acc.add(load_chunks(kit.secret.public(), _chunks(envs[s]), D))
+        two = pack(dict(agg, uploads=agg["uploads"][:2], chunks=acc.serialize()))
+        with pytest.raises(SecureFLError):
+            opened = _open(kit, two)
+            own = _xs()["b"].astype(np.float64) * 0.5  # what b encrypted: (w/max_w)·Δ
+            a = opened.weighted_sum / 100.0 - own
+            pytest.fail(
+                f"{kit.secret.preset.name}: site b opened a 2-site sum in a min_sites=3 round "
+                f"and read a's update to {np.max(np.abs(a - _xs()['a'] * 0.5)):.2g}"
+            )
+
+
+# -- a cheating site: poisoning beyond its clip ----------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+def test_a_cheating_site_moves_the_mean_by_at_most_its_clip_share(
+    scheme: str, bfv_kit: Kit, ckks_kit: Kit
+) -> None:
+    """threat_models/he.md: poisoning is "bounded by clip·max_weight/Σw per coordinate".
+
+    The sites' feasibility check bounds the *sum* by n·clip, so one cheating
+    site (which holds the secret key and signs what it likes) may encrypt up to
+    about n·clip per coordinate while the honest ones are small: here 2.5·clip
+    at n = 3, accepted. Fix: correct the claim to ≈ n·clip·max_weight/Σw (as
+    ``mask`` did for its masked inputs), or bound each summand (e.g. a range
+    proof per upload).
+    """
+    kit = bfv_kit if scheme == "bfv" else ckks_kit
+    secret, rc = kit.secret, _rc()
+    clip = secret.clip
+    xs = _xs()
+    envs = {s: kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0] for s in ("b", "c")}
+    evil = np.full(D, 2.5 * clip)
+    values = (
+        quantize(evil / 3.0, clip=clip, levels=secret.preset.quant_levels) * 3
+        if scheme == "bfv"
+        else evil
+    )
+    from test_he_aggregate import signed_update
+
+    envs["a"] = signed_update(kit, "a", rc, encrypt_chunks(secret, values, workers=1), 100.0)
+    server = kit.server_mode().server(rc)
+    for env in envs.values():
+        server.handle(env)
+    result = server.result
+    assert result is not None and result.survivors == COHORT, server.rejected
+    assert isinstance(result.encrypted_sum, bytes)
+    try:
+        opened = _open(kit, result.encrypted_sum)
+    except SecureFLError:
+        return  # refused: the protection holds
+    honest = sum(xs[s].astype(np.float64) * 50.0 for s in ("b", "c"))
+    shift = np.max(np.abs(opened.weighted_sum - honest)) / opened.total_weight
+    claimed = clip * rc.max_weight / opened.total_weight
+    assert shift <= claimed * 1.01, (
+        f"one site moved the mean by {shift:.3g}, {shift / claimed:.2f}× the claimed bound "
+        f"clip·max_weight/Σw = {claimed:.3g}"
+    )
+
+
+# -- (a) one site's message and the server's memory ------------------------------------
+
+_MEMORY_PROBE = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import tenseal.sealapi as sealapi
+from conftest import craft_vector, make_kit, seal_bytes
+from test_he_aggregate import signed_update
+from securefl.aggregation.base import AggregateResult, RoundContext
+from securefl.he import BFV_N4096, CKKS_N4096, SecretContext
+
+scheme, copies, tmp = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+preset = CKKS_N4096 if scheme == "ckks" else BFV_N4096
+kit = make_kit(SecretContext.generate(preset, clip=0.1))
+seal = kit.secret.tenseal.seal_context().data
+ct = sealapi.Ciphertext(seal)
+ct.resize(seal, seal.first_parms_id(), 16)  # SEAL's largest size, all zero: compresses to ~100 B
+if scheme == "ckks":
+    ct.scale = 2.0**40
+raw = seal_bytes(ct, tmp)
+chunk = craft_vector(scheme, [raw] * copies, [300], 2.0**40 if scheme == "ckks" else None)
+rc = RoundContext(federation="f", round=1, cohort=("a", "b", "c"), dimension=300, max_weight=1.0)
+server = kit.server_mode().server(rc)
+env = signed_update(kit, "a", rc, [chunk], 1.0)
+def peak_kib():  # this process's own high-water mark (ru_maxrss survives fork and exec)
+    status = Path("/proc/self/status").read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+before = peak_kib()
+server.handle(env)
+after = peak_kib()
+print(json.dumps({"payload": len(env.payload), "growth": (after - before) * 1024,
+                  "rejected": sorted(server.rejected)}))
+"""
+
+
+@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+def test_one_signed_upload_cannot_make_the_server_allocate_far_beyond_its_size(
+    scheme: str, tmp_path: Path
+) -> None:
+    """A cheating site packs 300 zero ciphertexts of size 16 into one chunk (~35 kB).
+
+    TenSEAL deserializes every ciphertext of the vector (each decompresses
+    from ~100 bytes to 512 kB) before the "one ciphertext of size 2" check
+    runs: ~300 MB for 35 kB, linear in the count, so a few MB of upload
+    exhausts the server's memory. Fix: read the TenSEAL protobuf and the SEAL
+    header before deserializing (exactly one ciphertext field, its declared
+    size) and refuse anything else unread.
+    """
+    probe = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(HERE), scheme, "300", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert report["rejected"] == ["a"]
+    budget = 32 * 2**20 + 4 * report["payload"]
+    assert report["growth"] <= budget, (
+        f"{report['payload']} bytes from one site grew the server by "
+        f"{report['growth'] / 2**20:.0f} MiB"
+    )
+
+
+# -- a cheating server gives sites different rounds ------------------------------------
+
+
+def test_a_sum_of_sites_given_different_round_starts_is_refused(
+    bfv_kit: Kit, ckks_kit: Kit
+) -> None:
+    """The server sends site c another model (round start) than a and b, then sums all three.
+
+    ``mask`` signs the round-start digest each site received and refuses a
+    round whose signers disagree (Pasquini et al., CCS 2022). ``he`` ignores
+    ``RoundContext.round_digest``: the upload signature does not cover it, so
+    sites cannot see that the summands trained from different models (nor that
+    the server forked the encrypted model's history per site), and
+    docs/he.md's "all sites stay identical" rests on the server's honesty.
+    Fix: bind ``round_digest`` into the signed update, carry it in the
+    aggregate's headers, and refuse a sum whose headers disagree (or differ
+    from the opening site's own).
+    """
+    same, other = bytes(range(32)), bytes(range(1, 33))
+    for kit in _kits(bfv_kit, ckks_kit):
+        xs = _xs()
+        server = kit.server_mode().server(_rc())
+        for s in COHORT:
+            rc = dataclasses.replace(_rc(), round_digest=other if s == "c" else same)
+            server.handle(kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0])
+        result = server.result
+        assert result is not None and result.survivors == COHORT, server.rejected
+        assert isinstance(result.encrypted_sum, bytes)
+        with pytest.raises(SecureFLError):
+            _open(kit, result.encrypted_sum)
+
+
+# -- the same through the encrypted global model a site actually runs -----------------
+
+
+def _model_payload(kit: Kit, blob: bytes, weight: float, server_lr: float = 1.0) -> bytes:
+    from securefl.config import StrategyConfig
+    from securefl.runtime.encrypted_model import EncryptedAggregatesModel
+
+    config = StrategyConfig(name="fedavg", server_lr=server_lr)
+    model = EncryptedAggregatesModel(np.zeros(D, np.float32), config)
+    model.apply(
+        AggregateResult(total_weight=weight, survivors=COHORT, encrypted_sum=blob),
+        make_strategy(config),
+        1,
+    )
+    return model.payload()
+
+
+def _decoder(kit: Kit) -> Any:
+    from securefl.runtime.encrypted_model import EncryptedModelDecoder
+
+    return EncryptedModelDecoder(kit.secret, roster=kit.roster, federation=FEDERATION)
+
+
+def test_the_encrypted_model_never_becomes_one_sites_update(bfv_kit: Kit) -> None:
+    """Site c's model after the round is θ₀ + a's update alone (×50/150), all checks passed.
+
+    The runtime path of ``test_a_site_refuses_a_sum_that_is_one_other_sites_update``:
+    the decoder applies it, and c then trains on, evaluates and reports
+    metrics of a model that holds one other hospital's update in isolation.
+    """
+    envs, agg = _round(bfv_kit, _rc())
+    forged = pack(dict(agg, chunks=_chunks(envs["a"])))
+    with pytest.raises(SecureFLError):
+        theta = _decoder(bfv_kit)(_model_payload(bfv_kit, forged, 150.0), D)
+        gap = np.max(np.abs(theta * 3 - _xs()["a"]))
+        pytest.fail(f"site c applied a's lone update: 3·θ equals a's update to {gap:.2g}")
+
+
+def test_the_server_cannot_choose_the_step_sites_apply(bfv_kit: Kit) -> None:
+    """The strategy (name, server_lr, momentum) in the model payload is the server's word.
+
+    A cheating server announces server_lr = 1e9: every site's model moves 1e9
+    times the feasible mean, so the bound on poisoning and on a tampered sum
+    (n·clip·max_weight/Σw per coordinate of the *mean*) bounds nothing in the
+    model. Fix: the decoder takes the strategy from the site's own federation
+    configuration and refuses a payload that announces another.
+    """
+    _, agg = _round(bfv_kit, _rc())
+    with pytest.raises(SecureFLError):
+        theta = _decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0, server_lr=1e9), D)
+        pytest.fail(f"site applied a step of 1e9 × the mean: max |θ| = {np.max(np.abs(theta)):.3g}")
+
+
+def test_a_server_cannot_scale_its_tampering_by_announcing_a_huge_max_weight(
+    bfv_kit: Kit,
+) -> None:
+    """The server alone: announce max_weight = 1e6, then add a plaintext offset to the sum.
+
+    A site's policy only asks ``max_weight`` ≥ its own example count, so every
+    site accepts 1e6 and signs it. The server needs no key to add a plaintext
+    to a BFV sum; an offset of 2.5·clip keeps the sum inside n·clip and the
+    sites open it, but the mean is the normalized sum × max_weight / Σw: every
+    coordinate moves by 2500 for updates of about 0.01 (and honest updates
+    of (50/1e6)·Δ quantize to a few levels). The feasibility bound is only as
+    tight as a ``max_weight`` the server chooses. Fix: ``max_weight`` is part
+    of the federation configuration each site holds, and a site refuses a
+    round that announces another.
+    """
+    from securefl.runtime._policy import SitePolicy, check_round
+    from securefl.runtime.messages import RoundStart
+
+    start = RoundStart(cohort=COHORT, model=b"", spec={}, max_weight=1e6, min_sites=3)
+    policy = SitePolicy(site="b", min_sites=3, local_epochs=1, dataset_size=50)
+    try:
+        check_round(start, policy)
+    except SecureFLError:
+        return  # refused before anything is trained: the protection holds
+    kit, secret = bfv_kit, bfv_kit.secret
+    rc = dataclasses.replace(_rc(), max_weight=start.max_weight)
+    _, agg = _round(kit, rc)
+    public = secret.public()
+    vectors = load_chunks(public, agg["chunks"], D)
+    offset = int(2.5 * secret.preset.quant_levels)
+    vectors[0].add_([offset] * D)  # plaintext addition: parameters only, no key
+    tampered = pack(dict(agg, chunks=[bytes(v.serialize()) for v in vectors]))
+    opened = _open(kit, tampered)
+    honest = sum(_xs()[s].astype(np.float64) for s in COHORT) / 3
+    shift = float(np.max(np.abs(opened.mean() - honest)))
+    pytest.fail(
+        f"the sites accepted max_weight=1e6 and a tampered sum moving the mean by {shift:g}"
+    )
