@@ -1,4 +1,9 @@
-"""A site opens an aggregate: recheck who was summed, decrypt, refuse the infeasible.
+"""A site opens an aggregate: recheck every signed upload, add them, decrypt, refuse the infeasible.
+
+Why the site adds the uploads itself: only then is the sum it decrypts
+exactly the sum of uploads their senders signed for this round (see
+:mod:`securefl.he._messages`); a server cannot hand over one site's
+ciphertext under three sites' headers.
 
 Why the feasibility check: signatures bind each upload to its sender, but no
 one but the sender knows what a ciphertext encrypts. A byte flipped in a
@@ -24,9 +29,10 @@ import numpy.typing as npt
 
 from securefl.errors import AbortError, DataError, IntegrityError, WireError
 from securefl.he import _fixed_point
-from securefl.he._codec import decrypt_chunks, num_chunks
+from securefl.he._codec import ChunkSum, decrypt_vectors, load_chunks, num_chunks
 from securefl.he._context import SecretContext
 from securefl.he._messages import parse_aggregate
+from securefl.he._server import MIN_SUMMANDS
 
 __all__ = ["OpenedAggregate", "decrypt_aggregate", "decrypt_sum", "open_aggregate"]
 
@@ -64,21 +70,60 @@ def open_aggregate(
     *,
     roster: Mapping[str, bytes],
     federation: str,
+    max_weight: float,
+    min_sites: int = MIN_SUMMANDS,
+    site: str | None = None,
+    took_part: Mapping[int, bytes] | None = None,
 ) -> OpenedAggregate:
-    """Recheck the signed upload headers, decrypt, and check the sum is feasible."""
+    """Recheck every signed upload, add them here, decrypt, and check the sum is feasible.
+
+    ``max_weight`` and ``min_sites`` are the opening site's own settings (an
+    aggregate scaled by another ``max_weight``, or of fewer than
+    ``max(min_sites, 3)`` uploads, is refused). ``site`` with ``took_part``
+    (round -> the round-start digest it signed, :attr:`HESiteMode.took_part`)
+    makes the site refuse a sum of a round it took part in that leaves its
+    own upload out or was given another round start. Every upload must carry
+    the same round-start digest.
+    """
     preset = secret.preset
-    obj = parse_aggregate(encrypted_sum, chunks=num_chunks(preset, dimension))
+    obj = parse_aggregate(
+        encrypted_sum, chunks=num_chunks(preset, dimension), max_uploads=preset.max_sites
+    )
     if obj["preset"] != preset.name or obj["key_id"] != secret.key_id:
         raise IntegrityError("aggregate was made under another preset or key")
     if obj["dimension"] != dimension:
         raise WireError(f"aggregate has dimension {obj['dimension']}, expected {dimension}")
     round_id, scale, uploads = obj["round"], obj["weight_scale"], obj["uploads"]
+    if scale != max_weight:
+        raise IntegrityError(
+            f"aggregate of round {round_id} is scaled by max_weight={scale:g}, but this site's "
+            f"configuration says {max_weight:g}"
+        )
     sites = tuple(u.site for u in uploads)
-    if len(set(sites)) < 2 or len(set(sites)) != len(sites):
-        raise AbortError("refusing to decrypt an aggregate of fewer than two distinct sites")
+    needed = max(min_sites, MIN_SUMMANDS)
+    if len(set(sites)) != len(sites):
+        raise AbortError(f"aggregate of round {round_id} counts a site twice")
+    if len(sites) < needed:
+        raise AbortError(
+            f"refusing to decrypt a sum of {len(sites)} uploads: this site needs at least "
+            f"{needed} (a sum of two reveals each summand to the other)"
+        )
     n = len(sites)
     if n > preset.max_sites:
         raise _infeasible(round_id, f"{n} summands exceed the preset's {preset.max_sites}")
+    digests = {u.round_digest for u in uploads}
+    if len(digests) != 1:
+        raise IntegrityError(
+            f"the sites summed in round {round_id} were given different round starts"
+        )
+    if site is not None and took_part is not None and round_id in took_part:
+        if site not in sites:
+            raise IntegrityError(f"the sum of round {round_id} leaves out this site's own upload")
+        if digests != {took_part[round_id]}:
+            raise IntegrityError(
+                f"the sites summed in round {round_id} were given another round start than this site"
+            )
+    total = ChunkSum()
     for u in uploads:
         if u.weight > scale:
             raise _infeasible(round_id, f"{u.site}'s weight {u.weight} exceeds max_weight {scale}")
@@ -91,7 +136,8 @@ def open_aggregate(
             dimension=dimension,
             max_weight=scale,
         )
-    raw = decrypt_chunks(secret, obj["chunks"], dimension)[:dimension]
+        total.add(load_chunks(secret, u.chunks, dimension))  # the signed bytes, added here
+    raw = decrypt_vectors(secret, total.vectors)[:dimension]
     if preset.scheme == "bfv":
         assert preset.plain_modulus is not None
         t, levels = preset.plain_modulus, preset.quant_levels
@@ -126,10 +172,18 @@ def decrypt_sum(
     *,
     roster: Mapping[str, bytes],
     federation: str,
+    max_weight: float,
+    min_sites: int = MIN_SUMMANDS,
 ) -> npt.NDArray[np.float64]:
     """Decrypt an aggregate blob to ``Σ w·Δ`` (float64), after every check of ``open_aggregate``."""
     opened = open_aggregate(
-        secret_context, encrypted_sum, dimension, roster=roster, federation=federation
+        secret_context,
+        encrypted_sum,
+        dimension,
+        roster=roster,
+        federation=federation,
+        max_weight=max_weight,
+        min_sites=min_sites,
     )
     return opened.weighted_sum
 
@@ -142,6 +196,8 @@ def decrypt_aggregate(
     *,
     roster: Mapping[str, bytes],
     federation: str,
+    max_weight: float,
+    min_sites: int = MIN_SUMMANDS,
 ) -> npt.NDArray[np.float64]:
     """The weighted mean update ``Σ w·Δ / Σ w``, decrypted at a site.
 
@@ -151,7 +207,13 @@ def decrypt_aggregate(
     if not total_weight > 0:
         raise DataError("total weight must be positive")
     opened = open_aggregate(
-        secret_context, encrypted_sum, dimension, roster=roster, federation=federation
+        secret_context,
+        encrypted_sum,
+        dimension,
+        roster=roster,
+        federation=federation,
+        max_weight=max_weight,
+        min_sites=min_sites,
     )
     if not np.isclose(opened.total_weight, total_weight, rtol=1e-12, atol=0.0):
         raise IntegrityError("announced total weight differs from the weights the sites signed")

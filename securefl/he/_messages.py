@@ -1,12 +1,14 @@
 """The ``he`` mode's two byte formats: a site's signed update and the server's aggregate.
 
-Why the aggregate carries the sites' signed headers: sites decrypt what the
-server hands them, and every number the server adds beside the ciphertext
-(how many were summed, their total weight, the weight scale) would otherwise
-be the server's word. With the headers, each site rechecks that at least two
-distinct roster sites signed an update for this round, under this key, with
-these weights and this ``max_weight``; only the ciphertext sum itself stays
-unverifiable, which is why :mod:`securefl.he._decrypt` also bounds it.
+Why the aggregate carries every signed upload *with its ciphertexts* rather
+than the server's sum: a signature binds a header to its sender, but nothing
+ties a sum the server computed to the signed headers beside it. A server that
+kept every genuine header and handed over one site's ciphertext alone made
+another site decrypt that single update (the feasibility bound, n·clip, is
+met by one summand). So each site rechecks every signature over the
+ciphertext bytes it received and adds the uploads itself: the sum it
+decrypts is exactly the sum of the signed uploads, nothing else. The price
+is n× the download of one sum (docs/he.md measures it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from securefl.errors import IntegrityError, WireError
 from securefl.hazmat.sign import verify
-from securefl.he._trust import roster_key, update_message
+from securefl.he._trust import chunks_digest, roster_key, update_message
 from securefl.wire import PAYLOAD_LIMITS, Limits, pack, unpack
 
 __all__ = [
@@ -31,34 +33,31 @@ __all__ = [
 ]
 
 STAGE_UPDATE = "he/update"
-_VERSION = 2
-_UPDATE_FIELDS = {"v", "preset", "key_id", "weight", "dimension", "chunks", "signature"}
-_SUM_FIELDS = {
+_VERSION = 3
+_UPDATE_FIELDS = {
     "v",
     "preset",
     "key_id",
-    "round",
-    "weight_scale",
+    "weight",
     "dimension",
-    "uploads",
+    "round_digest",
     "chunks",
+    "signature",
 }
-
-
-#: The most upload headers an aggregate may carry (the runtime's cohort cap).
-_MAX_UPLOADS = 4096
+_SUM_FIELDS = {"v", "preset", "key_id", "round", "weight_scale", "dimension", "uploads"}
+_UPLOAD_ITEMS = 5  # site, weight, round_digest, signature, chunks
 
 
 def chunk_limits(chunks: int, *, uploads: int = 0) -> Limits:
-    """An update or aggregate: a few short fields, ``chunks`` ciphertexts, ``uploads`` headers.
+    """An update (``uploads=0``) or an aggregate of ``uploads`` signed uploads of ``chunks`` each.
 
     Sized to the round so a hostile payload of many tiny values is refused
     before msgpack builds it (see :mod:`securefl.wire`).
     """
     return PAYLOAD_LIMITS.tightened(
-        max_items=32 + chunks + 6 * uploads,
-        max_depth=3 if uploads else 2,
-        max_array_len=max(chunks, uploads),
+        max_items=32 + (chunks + 2 * _UPLOAD_ITEMS) * max(uploads, 1),
+        max_depth=4 if uploads else 2,
+        max_array_len=max(chunks, uploads, _UPLOAD_ITEMS),
         max_map_len=16,
         max_str_len=256,
     )
@@ -70,26 +69,39 @@ def _positive_float(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class UploadHeader:
-    """What one site signed for its update: who, with which weight, over which bytes."""
+    """One site's signed upload as the aggregate carries it: who, weight, round, ciphertexts.
+
+    ``digest`` is never sent: it is recomputed from ``chunks``, so a
+    signature only verifies over the very ciphertexts that come with it.
+    """
 
     site: str
     weight: float
-    digest: bytes
+    round_digest: bytes
     signature: bytes
+    chunks: list[bytes]
+
+    @property
+    def digest(self) -> bytes:
+        return chunks_digest(self.chunks)
 
     def to_wire(self) -> list[Any]:
-        return [self.site, self.weight, self.digest, self.signature]
+        return [self.site, self.weight, self.round_digest, self.signature, self.chunks]
 
     @classmethod
     def from_wire(cls, obj: Any) -> UploadHeader:
-        if not isinstance(obj, list) or len(obj) != 4:
-            raise WireError("malformed upload header in an he aggregate")
-        site, weight, digest, signature = obj
+        if not isinstance(obj, list) or len(obj) != _UPLOAD_ITEMS:
+            raise WireError("malformed upload in an he aggregate")
+        site, weight, round_digest, signature, chunks = obj
         if not isinstance(site, str) or not _positive_float(weight):
-            raise WireError("malformed upload header in an he aggregate")
-        if not isinstance(digest, bytes) or not isinstance(signature, bytes):
-            raise WireError("malformed upload header in an he aggregate")
-        return cls(site, weight, digest, signature)
+            raise WireError("malformed upload in an he aggregate")
+        if not isinstance(round_digest, bytes) or len(round_digest) not in (0, 32):
+            raise WireError("malformed upload in an he aggregate")
+        if not isinstance(signature, bytes) or not isinstance(chunks, list):
+            raise WireError("malformed upload in an he aggregate")
+        if not all(isinstance(c, bytes) for c in chunks):
+            raise WireError("malformed upload in an he aggregate")
+        return cls(site, weight, round_digest, signature, chunks)
 
     def verify(
         self,
@@ -112,6 +124,7 @@ class UploadHeader:
             dimension=dimension,
             weight=self.weight,
             max_weight=max_weight,
+            round_digest=self.round_digest,
             digest=self.digest,
         )
         verify(roster_key(roster, self.site), message, self.signature)
@@ -123,6 +136,7 @@ def encode_update(
     key_id: bytes,
     weight: float,
     dimension: int,
+    round_digest: bytes,
     chunks: list[bytes],
     signature: bytes,
 ) -> bytes:
@@ -133,6 +147,7 @@ def encode_update(
             "key_id": key_id,
             "weight": float(weight),
             "dimension": dimension,
+            "round_digest": round_digest,
             "chunks": chunks,
             "signature": signature,
         }
@@ -147,8 +162,8 @@ def parse_update(
     dimension: int,
     max_weight: float,
     chunks: int,
-) -> tuple[float, list[bytes], bytes]:
-    """``(weight, chunks, signature)`` of an ``he/update`` payload, fields checked."""
+) -> tuple[float, bytes, list[bytes], bytes]:
+    """``(weight, round_digest, chunks, signature)`` of an ``he/update`` payload, fields checked."""
     obj = unpack(payload, limits=chunk_limits(chunks))
     if not isinstance(obj, dict) or set(obj) != _UPDATE_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he/update payload")
@@ -164,7 +179,10 @@ def parse_update(
         raise WireError("encrypted update: chunks must be a list of byte strings")
     if not isinstance(signature, bytes):
         raise WireError("encrypted update: signature must be bytes")
-    return weight, chunks, signature
+    round_digest = obj["round_digest"]
+    if not isinstance(round_digest, bytes) or len(round_digest) not in (0, 32):
+        raise WireError("encrypted update: round_digest must be a SHA-256 (or empty)")
+    return weight, round_digest, chunks, signature
 
 
 def encode_aggregate(
@@ -175,7 +193,6 @@ def encode_aggregate(
     weight_scale: float,
     dimension: int,
     uploads: list[UploadHeader],
-    chunks: list[bytes],
 ) -> bytes:
     return pack(
         {
@@ -186,14 +203,13 @@ def encode_aggregate(
             "weight_scale": float(weight_scale),
             "dimension": dimension,
             "uploads": [u.to_wire() for u in uploads],
-            "chunks": chunks,
         }
     )
 
 
-def parse_aggregate(blob: bytes, *, chunks: int) -> dict[str, Any]:
+def parse_aggregate(blob: bytes, *, chunks: int, max_uploads: int) -> dict[str, Any]:
     """The fields of an aggregate, types checked; ``uploads`` as :class:`UploadHeader`."""
-    obj = unpack(blob, limits=chunk_limits(chunks, uploads=_MAX_UPLOADS))
+    obj = unpack(blob, limits=chunk_limits(chunks, uploads=max_uploads))
     if not isinstance(obj, dict) or set(obj) != _SUM_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he aggregate")
     if not isinstance(obj["round"], int) or isinstance(obj["round"], bool) or obj["round"] < 0:

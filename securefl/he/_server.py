@@ -1,20 +1,24 @@
-"""The server's half of the ``he`` mode: check each signed update, add it in place.
+"""The server's half of the ``he`` mode: check each signed update, collect it.
 
-The server adds what arrives and, once every cohort site answered or the
-deadline passed, releases the encrypted sum only if at least ``min_sites``
-(and never fewer than two) updates went into it, so no single update is ever
-decrypted alone. Each update must carry its sender's signature (checked
-against the roster) over its ciphertext bytes before anything is loaded;
-each chunk is then checked structurally (:mod:`securefl.he._codec`). Bad
-input from one site, of any kind, is recorded in :attr:`HEServer.rejected`
-and that site is simply left out: one site can never stop the server.
+Once every cohort site answered or the deadline passed, the server releases
+the signed uploads it accepted, ciphertexts included, if at least
+``max(min_sites, 3)`` of them arrived (:data:`MIN_SUMMANDS`: a sum of two
+reveals each summand to the other). It does not add them: each site adds
+the signed uploads itself, so a sum the server made could not be checked
+against the signatures anyway (:mod:`securefl.he._messages`). Each update
+must carry its sender's signature (checked against the roster) over its
+ciphertext bytes before anything is loaded; each chunk is then checked
+structurally (:mod:`securefl.he._codec`), so a bad one drops its sender
+here rather than aborting the round at every site. Bad input from one site,
+of any kind, is recorded in :attr:`HEServer.rejected` and that site is
+simply left out: one site can never stop the server.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from securefl.aggregation.base import (
     AggregateResult,
@@ -24,14 +28,18 @@ from securefl.aggregation.base import (
 )
 from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLError, WireError
 from securefl.hazmat.sign import verify
-from securefl.he._codec import ChunkSum, load_chunks, num_chunks
+from securefl.he._codec import load_chunks, num_chunks
 from securefl.he._context import PublicContext
 from securefl.he._messages import STAGE_UPDATE, UploadHeader, encode_aggregate, parse_update
 from securefl.he._site import check_cohort
 from securefl.he._trust import chunks_digest, roster_key, update_message
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["HEServer", "HEServerMode"]
+__all__ = ["MIN_SUMMANDS", "HEServer", "HEServerMode"]
+
+#: The fewest uploads an he aggregate may hold, whatever ``min_sites`` says:
+#: in a sum of two, each site subtracts its own update and reads the other's.
+MIN_SUMMANDS = 3
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +58,7 @@ class HEServer(ServerAggregator):
         self._public = public
         self._ctx = ctx
         self._roster = dict(roster)
-        self._sum = ChunkSum()
+        self._needed = max(ctx.min_sites, MIN_SUMMANDS)
         self._uploads: dict[str, UploadHeader] = {}
         #: Sites left out of the sum, with the reason (always a SecureFLError).
         self.rejected: dict[str, SecureFLError] = {}
@@ -66,13 +74,13 @@ class HEServer(ServerAggregator):
             return "aborted"
         return "done" if self._closed else STAGE_UPDATE
 
-    def _parse(self, envelope: Envelope) -> tuple[UploadHeader, list[Any]]:
+    def _parse(self, envelope: Envelope) -> UploadHeader:
         ctx, public = self._ctx, self._public
         if envelope.federation != ctx.federation or envelope.round != ctx.round:
             raise ProtocolError("envelope is for another federation or round")
         if envelope.stage != STAGE_UPDATE or envelope.receiver != SERVER:
             raise ProtocolError(f"unexpected stage {envelope.stage!r} or receiver")
-        weight, chunks, signature = parse_update(
+        weight, round_digest, chunks, signature = parse_update(
             envelope.payload,
             preset=public.preset.name,
             key_id=public.key_id,
@@ -90,11 +98,12 @@ class HEServer(ServerAggregator):
             dimension=ctx.dimension,
             weight=weight,
             max_weight=float(ctx.max_weight),
+            round_digest=round_digest,
             digest=digest,
         )
         verify(roster_key(self._roster, envelope.sender), message, signature)
-        vectors = load_chunks(public, chunks, ctx.dimension)
-        return UploadHeader(envelope.sender, weight, digest, signature), vectors
+        load_chunks(public, chunks, ctx.dimension)  # structural checks; the sites add them
+        return UploadHeader(envelope.sender, weight, round_digest, signature, chunks)
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         """Add one site's update; a bad one is recorded in :attr:`rejected` and left out."""
@@ -109,8 +118,7 @@ class HEServer(ServerAggregator):
             log.warning("he: second update from %r ignored", sender)
             return []
         try:
-            header, vectors = self._parse(envelope)
-            self._sum.add(vectors)
+            header = self._parse(envelope)
         except SecureFLError as exc:
             self._reject(sender, exc)
         except Exception as exc:  # a native library refusing odd input is still that input's fault
@@ -145,13 +153,11 @@ class HEServer(ServerAggregator):
     def _close(self) -> None:
         self._closed = True
         survivors = tuple(sorted(self._uploads))
-        if self._sum.broken:
-            self._abort = AbortError("the encrypted sum holds part of a refused update")
-            return
-        if len(survivors) < self._ctx.min_sites:
+        if len(survivors) < self._needed:
             self._abort = AbortError(
                 f"only {len(survivors)} of {len(self._ctx.cohort)} sites contributed; "
-                f"he mode needs at least {self._ctx.min_sites} so no update is decrypted alone"
+                f"he mode needs at least {self._needed} (max(min_sites, {MIN_SUMMANDS})) so "
+                "no update can be read from the sum"
             )
             return
         blob = encode_aggregate(
@@ -161,7 +167,6 @@ class HEServer(ServerAggregator):
             weight_scale=float(self._ctx.max_weight),
             dimension=self._ctx.dimension,
             uploads=[self._uploads[s] for s in survivors],
-            chunks=self._sum.serialize(),
         )
         self._result = AggregateResult(
             total_weight=float(sum(self._uploads[s].weight for s in survivors)),

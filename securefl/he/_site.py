@@ -45,6 +45,13 @@ class HESite(SiteAggregator):
         if site_id not in ctx.cohort:
             raise ConfigError(f"site {site_id!r} is not in this round's cohort")
         check_cohort(ctx, mode.context.preset.max_sites)
+        if ctx.max_weight != mode.max_weight:
+            # the feasibility bound and the mean both scale with max_weight: the
+            # server must not choose it (a huge one hides a tampered sum)
+            raise ConfigError(
+                f"the round announces max_weight={ctx.max_weight:g} but this site's "
+                f"federation configuration says {mode.max_weight:g}; refusing the round"
+            )
         self._mode = mode
         self._ctx = ctx
         self._site_id = site_id
@@ -85,6 +92,7 @@ class HESite(SiteAggregator):
             dimension=ctx.dimension,
             weight=float(weight),
             max_weight=float(ctx.max_weight),
+            round_digest=ctx.round_digest,
             digest=chunks_digest(chunks),
         )
         payload = encode_update(
@@ -92,10 +100,12 @@ class HESite(SiteAggregator):
             key_id=secret.key_id,
             weight=float(weight),
             dimension=ctx.dimension,
+            round_digest=ctx.round_digest,
             chunks=chunks,
             signature=self._mode.signing_key.sign(message),
         )
         self._done = True
+        self._mode.took_part[ctx.round] = ctx.round_digest
         return [
             Envelope(
                 federation=ctx.federation,
@@ -124,10 +134,16 @@ class HESiteMode(AggregationMode):
         *,
         site_id: str,
         signing_key: SigningKey,
+        max_weight: float,
         workers: int = 2,
         processes: bool = True,
     ) -> None:
         """``site_id`` signs every upload with ``signing_key`` (its roster identity).
+
+        ``max_weight`` is the federation's weight bound from this site's own
+        configuration: a round announcing another is refused, and so is an
+        aggregate scaled by another (the server must not choose the scale of
+        the feasibility bound).
 
         ``workers`` cores encrypt each update. With ``processes`` (the default)
         the extra cores are helper processes that each receive the serialized
@@ -143,6 +159,12 @@ class HESiteMode(AggregationMode):
             raise ConfigError("HESiteMode needs the site's SigningKey to sign its uploads")
         if workers < 1:
             raise ConfigError("workers must be at least 1")
+        if not (isinstance(max_weight, (int, float)) and 0 < max_weight < float("inf")):
+            raise ConfigError(f"max_weight must be a positive finite number, got {max_weight!r}")
+        self.max_weight = float(max_weight)
+        #: round -> the round-start digest of every round this site signed an
+        #: upload for: an aggregate of such a round must hold that upload.
+        self.took_part: dict[int, bytes] = {}
         self.context = context
         self.site_id = site_id
         self.signing_key = signing_key

@@ -9,9 +9,11 @@ the right key id, would be added to the sum silently. So:
 - a context is signed by the site that generated it (its *maker*); the server
   and every site check the signature against the roster before loading it;
 - each site signs its upload, bound to the federation, round, site, key id,
-  preset, dimension, weight, ``max_weight`` and a hash of the ciphertext
-  bytes; the server checks it before adding, and the aggregate carries the
-  signed headers so sites can recheck who was summed and with which weights.
+  preset, dimension, weight, ``max_weight``, the round-start digest and a
+  hash of the ciphertext bytes; the server checks it, and the aggregate
+  carries every signed upload *with its ciphertexts*, so each site re-adds
+  exactly the signed uploads itself (the server's word on the sum is never
+  needed).
 
 A signature binds bytes to a sender; it does not prove the ciphertext
 encrypts a bounded value (a site holds the secret key and can encrypt
@@ -42,7 +44,7 @@ __all__ = [
 
 PUBLIC_CONTEXT_DOMAIN = "he/public-context/v1"
 SECRET_CONTEXT_DOMAIN = "he/secret-context/v1"  # noqa: S105 (a domain name, not a secret)
-UPDATE_DOMAIN = "he/update/v1"
+UPDATE_DOMAIN = "he/update/v2"
 _FORMAT = "securefl-he-signed-context"
 _FIELDS = {"v", "format", "kind", "federation", "maker", "context", "signature"}
 _KINDS = {"public": PUBLIC_CONTEXT_DOMAIN, "secret": SECRET_CONTEXT_DOMAIN}
@@ -122,9 +124,15 @@ def update_message(
     dimension: int,
     weight: float,
     max_weight: float,
+    round_digest: bytes,
     digest: bytes,
 ) -> bytes:
-    """The bytes a site signs for its ``he/update`` (and a site rechecks in an aggregate)."""
+    """The bytes a site signs for its ``he/update`` (and a site rechecks in an aggregate).
+
+    ``round_digest`` is the SHA-256 of the round start the site was given
+    (``RoundContext.round_digest``): sites opening a sum refuse one whose
+    summands were given different rounds (a per-site model, Pasquini et al.).
+    """
     return signed_message(
         UPDATE_DOMAIN,
         federation,
@@ -135,5 +143,6 @@ def update_message(
         dimension,
         struct.pack(">d", weight),
         struct.pack(">d", max_weight),
+        round_digest,
         digest,
     )

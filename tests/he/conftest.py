@@ -26,6 +26,8 @@ from securefl.he import (
 )
 
 FEDERATION = "f"
+#: The federation's max_weight every kit's sites are configured with.
+MAX_WEIGHT = 100.0
 SITES = ("a", "b", "c", "d", "e", "f")
 
 
@@ -41,7 +43,11 @@ class Kit:
     def site_mode(self, site: str) -> HESiteMode:
         if site not in self.modes:
             self.modes[site] = HESiteMode(
-                self.secret, site_id=site, signing_key=self.keys[site], processes=False
+                self.secret,
+                site_id=site,
+                signing_key=self.keys[site],
+                max_weight=MAX_WEIGHT,
+                processes=False,
             )
         return self.modes[site]
 

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FEDERATION, Kit, make_kit
+from conftest import FEDERATION, MAX_WEIGHT, Kit, make_kit
 
 from securefl.aggregation.base import RoundContext
 from securefl.errors import AbortError, ConfigError, IntegrityError, WireError
@@ -59,6 +59,7 @@ def signed_update(
         dimension=rc.dimension,
         weight=weight,
         max_weight=rc.max_weight,
+        round_digest=rc.round_digest,
         digest=chunks_digest(chunks),
     )
     payload = encode_update(
@@ -66,6 +67,7 @@ def signed_update(
         key_id=secret.key_id,
         weight=weight,
         dimension=rc.dimension,
+        round_digest=rc.round_digest,
         chunks=chunks,
         signature=kit.keys[site].sign(message),
     )
@@ -81,7 +83,14 @@ def signed_update(
 
 def decrypt(kit: Kit, res: Any, d: int = D) -> Any:
     return decrypt_aggregate(
-        kit.secret, res.encrypted_sum, res.total_weight, d, roster=kit.roster, federation=FEDERATION
+        kit.secret,
+        res.encrypted_sum,
+        res.total_weight,
+        d,
+        roster=kit.roster,
+        federation=FEDERATION,
+        max_weight=MAX_WEIGHT,
+        min_sites=3,
     )
 
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FEDERATION, Kit
+from conftest import FEDERATION, MAX_WEIGHT, Kit
 
 from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.errors import SecureFLError
 from securefl.he import open_aggregate
-from securefl.he._codec import ChunkSum, encrypt_chunks, load_chunks
+from securefl.he._codec import encrypt_chunks
 from securefl.he._fixed_point import quantize
 from securefl.strategy.fedavg import make_strategy
 from securefl.wire import Envelope, pack, unpack
@@ -66,8 +66,22 @@ def _chunks(env: Envelope) -> list[bytes]:
     return chunks
 
 
-def _open(kit: Kit, blob: bytes) -> Any:
-    return open_aggregate(kit.secret, blob, D, roster=kit.roster, federation=FEDERATION)
+def _open(kit: Kit, blob: bytes, **own: Any) -> Any:
+    """Open as a site with the federation's configured max_weight (and ``own`` settings)."""
+    return open_aggregate(
+        kit.secret, blob, D, roster=kit.roster, federation=FEDERATION, max_weight=MAX_WEIGHT, **own
+    )
+
+
+def _swap_chunks(agg: dict[str, Any], chunks: dict[str, list[bytes]]) -> bytes:
+    """The aggregate with the ciphertexts under some sites' signed headers replaced.
+
+    Since the aggregate carries each signed upload with its ciphertexts (and
+    no server-made sum), this is how a server hands a site other ciphertexts
+    than the ones the headers' signatures cover.
+    """
+    uploads = [[*u[:4], chunks.get(u[0], u[4])] for u in agg["uploads"]]
+    return pack(dict(agg, uploads=uploads))
 
 
 def _kits(bfv_kit: Kit, ckks_kit: Kit) -> list[Kit]:
@@ -89,27 +103,50 @@ def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_
     """
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc())
-        forged = pack(dict(agg, chunks=_chunks(envs["a"])))
+        # every signed header kept, site a's ciphertext under each of them; or a's alone
+        forged = _swap_chunks(agg, {s: _chunks(envs["a"]) for s in ("b", "c")})
         with pytest.raises(SecureFLError):
-            opened = _open(kit, forged)
-            # what site c just read: site a's own (w/max_w)·Δ, nothing added
-            lone = opened.weighted_sum / 50.0
+            opened = _open(kit, forged, site="c", took_part={5: b""})
+            # what site c just read: three times site a's own (w/max_w)·Δ, nothing else
+            lone = opened.weighted_sum / 150.0
             pytest.fail(
                 f"{kit.secret.preset.name}: site c decrypted site a's update alone "
                 f"(max error {np.max(np.abs(lone - _xs()['a'])):.2g}) under headers {opened.sites}"
             )
 
 
+def test_a_site_refuses_a_sum_of_its_round_that_leaves_its_own_upload_out(
+    bfv_kit: Kit,
+) -> None:
+    """Round of a, b, c, d: the server hands site c the (genuine) sum of a, b and d only."""
+    cohort = ("a", "b", "c", "d")
+    rc = dataclasses.replace(_rc(), cohort=cohort)
+    gen = np.random.default_rng(9)  # test data only
+    server = bfv_kit.server_mode().server(rc)
+    for s in cohort:
+        x = (gen.normal(size=D) * 0.01).astype(np.float32)
+        server.handle(bfv_kit.site_mode(s).site(rc, s).submit(x, 50.0)[0])
+    result = server.result
+    assert result is not None and result.survivors == cohort, server.rejected
+    assert isinstance(result.encrypted_sum, bytes)
+    agg = unpack(result.encrypted_sum)
+    without_c = pack(dict(agg, uploads=[u for u in agg["uploads"] if u[0] != "c"]))
+    assert _open(bfv_kit, without_c).sites == ("a", "b", "d")  # a site that did not take part
+    with pytest.raises(SecureFLError):
+        _open(bfv_kit, without_c, site="c", took_part={5: b""})
+    assert _open(bfv_kit, result.encrypted_sum, site="c", took_part={5: b""}).sites == cohort
+
+
 def test_a_site_refuses_a_sum_counting_one_site_twice(bfv_kit: Kit, ckks_kit: Kit) -> None:
     """Ciphertext a + a + b under headers {a, b, c}: c's update replaced by a second a."""
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc())
-        acc = ChunkSum()
-        for s in ("a", "a", "b"):
-            acc.add(load_chunks(kit.secret.public(), _chunks(envs[s]), D))
-        forged = pack(dict(agg, chunks=acc.serialize()))
-        with pytest.raises(SecureFLError):
-            _open(kit, forged)
+        # c's header with a's ciphertext, or a's upload listed twice in c's place
+        swapped = _swap_chunks(agg, {"c": _chunks(envs["a"])})
+        twice = pack(dict(agg, uploads=[agg["uploads"][0], *agg["uploads"][:2]]))
+        for forged in (swapped, twice):
+            with pytest.raises(SecureFLError):
+                _open(kit, forged)
 
 
 def test_a_sum_below_the_rounds_min_sites_is_not_decrypted(bfv_kit: Kit, ckks_kit: Kit) -> None:
@@ -124,44 +161,47 @@ def test_a_sum_below_the_rounds_min_sites_is_not_decrypted(bfv_kit: Kit, ckks_ki
     """
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc(min_sites=3))
-        acc = ChunkSum()
-        for s in ("a", "b"):
-            acc.add(load_chunks(kit.secret.public(), _chunks(envs[s]), D))
-        two = pack(dict(agg, uploads=agg["uploads"][:2], chunks=acc.serialize()))
+        two = pack(dict(agg, uploads=agg["uploads"][:2]))  # the genuine uploads of a and b
         with pytest.raises(SecureFLError):
-            opened = _open(kit, two)
+            opened = _open(kit, two, min_sites=2)  # never below 3, whatever a site configures
             own = _xs()["b"].astype(np.float64) * 0.5  # what b encrypted: (w/max_w)·Δ
             a = opened.weighted_sum / 100.0 - own
             pytest.fail(
                 f"{kit.secret.preset.name}: site b opened a 2-site sum in a min_sites=3 round "
                 f"and read a's update to {np.max(np.abs(a - _xs()['a'] * 0.5)):.2g}"
             )
+        with pytest.raises(SecureFLError):  # a site configured for 4 refuses the sum of 3
+            _open(kit, pack(agg), min_sites=4)
+        assert _open(kit, pack(agg), min_sites=3).sites == COHORT
 
 
 # -- a cheating site: poisoning beyond its clip ----------------------------------------
 
 
 @pytest.mark.parametrize("scheme", ["bfv", "ckks"])
-def test_a_cheating_site_moves_the_mean_by_at_most_its_clip_share(
-    scheme: str, bfv_kit: Kit, ckks_kit: Kit
+@pytest.mark.parametrize("factor", [2.5, 3.5])
+def test_a_cheating_site_moves_the_mean_by_at_most_n_times_its_clip_share(
+    scheme: str, factor: float, bfv_kit: Kit, ckks_kit: Kit
 ) -> None:
-    """threat_models/he.md: poisoning is "bounded by clip·max_weight/Σw per coordinate".
+    """The bound that holds: one cheating site moves the mean by at most n·clip·max_weight/Σw.
 
-    The sites' feasibility check bounds the *sum* by n·clip, so one cheating
-    site (which holds the secret key and signs what it likes) may encrypt up to
-    about n·clip per coordinate while the honest ones are small: here 2.5·clip
-    at n = 3, accepted. Fix: correct the claim to ≈ n·clip·max_weight/Σw (as
-    ``mask`` did for its masked inputs), or bound each summand (e.g. a range
-    proof per upload).
+    threat_models/he.md claimed "clip·max_weight/Σw". The sites' feasibility
+    check bounds the *sum* by n·clip, so one cheating site (which holds the
+    secret key and signs what it likes) may encrypt up to about n·clip per
+    coordinate while the honest ones are small: 2.5·clip at n = 3 is
+    accepted, and moves the mean beyond the old claim (so the docs now state
+    n·clip·max_weight/Σw, as ``mask`` does for its masked inputs). 3.5·clip
+    puts the sum beyond n·clip and must be refused.
     """
     kit = bfv_kit if scheme == "bfv" else ckks_kit
     secret, rc = kit.secret, _rc()
     clip = secret.clip
     xs = _xs()
     envs = {s: kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0] for s in ("b", "c")}
-    evil = np.full(D, 2.5 * clip)
+    evil = np.full(D, factor * clip)
+    parts = int(np.ceil(factor))
     values = (
-        quantize(evil / 3.0, clip=clip, levels=secret.preset.quant_levels) * 3
+        quantize(evil / parts, clip=clip, levels=secret.preset.quant_levels) * parts
         if scheme == "bfv"
         else evil
     )
@@ -177,14 +217,17 @@ def test_a_cheating_site_moves_the_mean_by_at_most_its_clip_share(
     try:
         opened = _open(kit, result.encrypted_sum)
     except SecureFLError:
+        assert factor > len(COHORT), "an aggregate within n·clip was refused"
         return  # refused: the protection holds
     honest = sum(xs[s].astype(np.float64) * 50.0 for s in ("b", "c"))
     shift = np.max(np.abs(opened.weighted_sum - honest)) / opened.total_weight
-    claimed = clip * rc.max_weight / opened.total_weight
-    assert shift <= claimed * 1.01, (
-        f"one site moved the mean by {shift:.3g}, {shift / claimed:.2f}× the claimed bound "
-        f"clip·max_weight/Σw = {claimed:.3g}"
+    old_claim = clip * rc.max_weight / opened.total_weight
+    bound = len(COHORT) * old_claim
+    assert shift <= bound * 1.01, (
+        f"one site moved the mean by {shift:.3g}, {shift / bound:.2f}× the bound "
+        f"n·clip·max_weight/Σw = {bound:.3g}"
     )
+    assert shift > old_claim  # why the claim had to be corrected
 
 
 # -- (a) one site's message and the server's memory ------------------------------------
@@ -284,6 +327,20 @@ def test_a_sum_of_sites_given_different_round_starts_is_refused(
         assert isinstance(result.encrypted_sum, bytes)
         with pytest.raises(SecureFLError):
             _open(kit, result.encrypted_sum)
+        # all three given the same round start, but not the one the opening site was given
+        agg = unpack(result.encrypted_sum)
+        uploads = [[u[0], u[1], same, u[3], u[4]] for u in agg["uploads"]]
+        assert all(u[2] == same for u in agg["uploads"][:2]) and agg["uploads"][2][2] == other
+        server = kit.server_mode().server(_rc())
+        for s in COHORT:
+            rc = dataclasses.replace(_rc(), round_digest=same)
+            server.handle(kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0])
+        assert server.result is not None and isinstance(server.result.encrypted_sum, bytes)
+        assert _open(kit, server.result.encrypted_sum, site="c", took_part={5: same})
+        with pytest.raises(SecureFLError):
+            _open(kit, server.result.encrypted_sum, site="c", took_part={5: other})
+        with pytest.raises(SecureFLError):  # relabelling c's round start breaks its signature
+            _open(kit, pack(dict(agg, uploads=uploads)))
 
 
 # -- the same through the encrypted global model a site actually runs -----------------
@@ -304,9 +361,17 @@ def _model_payload(kit: Kit, blob: bytes, weight: float, server_lr: float = 1.0)
 
 
 def _decoder(kit: Kit) -> Any:
+    """Site c's decoder, with c's own strategy (fedavg, server_lr 1) and min_sites."""
+    from securefl.config import StrategyConfig
     from securefl.runtime.encrypted_model import EncryptedModelDecoder
 
-    return EncryptedModelDecoder(kit.secret, roster=kit.roster, federation=FEDERATION)
+    return EncryptedModelDecoder(
+        kit.site_mode("c"),
+        roster=kit.roster,
+        federation=FEDERATION,
+        strategy=StrategyConfig(name="fedavg", server_lr=1.0),
+        min_sites=3,
+    )
 
 
 def test_the_encrypted_model_never_becomes_one_sites_update(bfv_kit: Kit) -> None:
@@ -317,7 +382,8 @@ def test_the_encrypted_model_never_becomes_one_sites_update(bfv_kit: Kit) -> Non
     metrics of a model that holds one other hospital's update in isolation.
     """
     envs, agg = _round(bfv_kit, _rc())
-    forged = pack(dict(agg, chunks=_chunks(envs["a"])))
+    forged = _swap_chunks(agg, {s: _chunks(envs["a"]) for s in ("b", "c")})
+    assert np.all(_decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0), D) != 0)
     with pytest.raises(SecureFLError):
         theta = _decoder(bfv_kit)(_model_payload(bfv_kit, forged, 150.0), D)
         gap = np.max(np.abs(theta * 3 - _xs()["a"]))
@@ -334,6 +400,8 @@ def test_the_server_cannot_choose_the_step_sites_apply(bfv_kit: Kit) -> None:
     configuration and refuses a payload that announces another.
     """
     _, agg = _round(bfv_kit, _rc())
+    honest = _decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0), D)
+    assert np.max(np.abs(honest)) < 1.0
     with pytest.raises(SecureFLError):
         theta = _decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0, server_lr=1e9), D)
         pytest.fail(f"site applied a step of 1e9 × the mean: max |θ| = {np.max(np.abs(theta)):.3g}")
@@ -357,23 +425,29 @@ def test_a_server_cannot_scale_its_tampering_by_announcing_a_huge_max_weight(
     from securefl.runtime._policy import SitePolicy, check_round
     from securefl.runtime.messages import RoundStart
 
+    from securefl.he import HESiteMode
+
     start = RoundStart(cohort=COHORT, model=b"", spec={}, max_weight=1e6, min_sites=3)
-    policy = SitePolicy(site="b", min_sites=3, local_epochs=1, dataset_size=50)
-    try:
-        check_round(start, policy)
-    except SecureFLError:
-        return  # refused before anything is trained: the protection holds
-    kit, secret = bfv_kit, bfv_kit.secret
-    rc = dataclasses.replace(_rc(), max_weight=start.max_weight)
-    _, agg = _round(kit, rc)
-    public = secret.public()
-    vectors = load_chunks(public, agg["chunks"], D)
-    offset = int(2.5 * secret.preset.quant_levels)
-    vectors[0].add_([offset] * D)  # plaintext addition: parameters only, no key
-    tampered = pack(dict(agg, chunks=[bytes(v.serialize()) for v in vectors]))
-    opened = _open(kit, tampered)
-    honest = sum(_xs()[s].astype(np.float64) for s in COHORT) / 3
-    shift = float(np.max(np.abs(opened.mean() - honest)))
-    pytest.fail(
-        f"the sites accepted max_weight=1e6 and a tampered sum moving the mean by {shift:g}"
+    policy = SitePolicy(
+        site="b", min_sites=3, local_epochs=1, dataset_size=50, max_weight=MAX_WEIGHT
     )
+    with pytest.raises(SecureFLError):  # refused before anything is trained
+        check_round(start, policy)
+    assert check_round(dataclasses.replace(start, max_weight=MAX_WEIGHT), policy)
+    kit = bfv_kit
+    rc = dataclasses.replace(_rc(), max_weight=start.max_weight)
+    with pytest.raises(SecureFLError):  # the he site pins its own max_weight as well
+        kit.site_mode("b").site(rc, "b")
+    # sites told 1e6 made a sum; a site configured with 100 refuses to open it
+    told = {
+        s: HESiteMode(
+            kit.secret, site_id=s, signing_key=kit.keys[s], max_weight=1e6, processes=False
+        )
+        for s in COHORT
+    }
+    server = kit.server_mode().server(rc)
+    for s in COHORT:
+        server.handle(told[s].site(rc, s).submit(_xs()[s], 50.0)[0])
+    assert server.result is not None and isinstance(server.result.encrypted_sum, bytes)
+    with pytest.raises(SecureFLError):
+        _open(kit, server.result.encrypted_sum)
