@@ -13,9 +13,10 @@ bytes are read first, with no allocation beyond the chunk itself:
   compression mode, declared length equal to the bytes that follow);
 - how large it can become when SEAL loads it: uncompressed, its length;
   zlib, inflated here into at most the bound; zstd, the frame's declared
-  content size and a walk over its block headers (each block inflates to at
-  most 128 KiB, a raw or RLE block to exactly its stated size), with the
-  frame required to end exactly where the ciphertext ends.
+  content size (zstd's decoder refuses a frame that regenerates more than it
+  declares) and a walk over its block headers (raw and RLE blocks regenerate
+  exactly their stated size, which must fit the declared one), with the frame
+  required to end exactly where the ciphertext ends.
 
 The bound is what one fresh ciphertext of the preset needs (two polynomials
 of ``N`` coefficients per data prime, eight bytes each) plus SEAL's few
@@ -106,7 +107,7 @@ def _zstd_bound(body: bytes, bound: int) -> None:
     if content > bound:
         raise WireError(f"ciphertext declares {content} bytes, above one fresh ciphertext")
     pos += fcs_len
-    inflated = 0
+    exact = 0  # what raw and RLE blocks regenerate; compressed ones zstd holds to the FCS
     while True:
         if pos + 3 > len(body):
             raise WireError("truncated zstd block")
@@ -115,10 +116,11 @@ def _zstd_bound(body: bytes, bound: int) -> None:
         pos += 3
         if kind == 3 or size > _ZSTD_BLOCK_MAX:
             raise WireError("invalid zstd block")
-        inflated += _ZSTD_BLOCK_MAX if kind == 2 else size
+        if kind != 2:
+            exact += size
         pos += 1 if kind == 1 else size
-        if inflated > bound + 2 * _ZSTD_BLOCK_MAX:  # the last blocks' rounding
-            raise WireError("ciphertext would inflate beyond one fresh ciphertext")
+        if exact > content:
+            raise WireError("ciphertext would inflate beyond its declared size")
         if last:
             break
     if pos + (4 if checksum else 0) != len(body):

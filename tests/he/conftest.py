@@ -1,6 +1,6 @@
 """Contexts are slow-ish to make; share one kit per preset across the he tests.
 
-A kit is what provisioning gives a federation: identity keys for sites a..f
+A kit is what provisioning gives a federation: identity keys for sites a..g
 on a roster, the HE keys made (and both contexts signed) by site ``a``.
 """
 
@@ -28,7 +28,7 @@ from securefl.he import (
 FEDERATION = "f"
 #: The federation's max_weight every kit's sites are configured with.
 MAX_WEIGHT = 100.0
-SITES = ("a", "b", "c", "d", "e", "f")
+SITES = ("a", "b", "c", "d", "e", "f", "g")
 
 
 @dataclass
