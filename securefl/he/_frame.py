@@ -130,9 +130,7 @@ def _zstd_bound(body: bytes, bound: int) -> None:
 def _seal_bound(ct: bytes, bound: int) -> None:
     if len(ct) < _SEAL_HEADER:
         raise WireError("truncated SEAL ciphertext")
-    magic, header_size, _major, _minor, mode, _reserved, size = struct.unpack_from(
-        "<HBBBBHQ", ct
-    )
+    magic, header_size, _major, _minor, mode, _reserved, size = struct.unpack_from("<HBBBBHQ", ct)
     if magic != _SEAL_MAGIC or header_size != _SEAL_HEADER or size != len(ct):
         raise WireError("not one SEAL ciphertext")
     body = ct[_SEAL_HEADER:]
@@ -170,4 +168,6 @@ def check_chunk_frame(preset: HEPreset, raw: bytes, values: int, index: int) -> 
             raise WireError("unexpected fields")
         _seal_bound(cts[0][2], max_ciphertext_bytes(preset))
     except WireError as exc:
-        raise WireError(f"chunk {index} is not one ciphertext of preset {preset.name}: {exc}") from None
+        raise WireError(
+            f"chunk {index} is not one ciphertext of preset {preset.name}: {exc}"
+        ) from None

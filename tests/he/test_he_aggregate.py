@@ -255,7 +255,9 @@ def test_min_cohort_enforced(ckks_kit: Kit) -> None:
     with pytest.raises(AbortError, match="at least 3"):
         _ = server.result
     big = ("a", "b", "c", "d", "e")
-    server = _aggregate(ckks_kit, _rc(big, min_sites=5), {k: xs.get(k, xs["a"]) for k in "abcd"}, ws | {"d": 1.0})
+    server = _aggregate(
+        ckks_kit, _rc(big, min_sites=5), {k: xs.get(k, xs["a"]) for k in "abcd"}, ws | {"d": 1.0}
+    )
     server.on_deadline()
     with pytest.raises(AbortError, match="at least 5"):
         _ = server.result

@@ -22,7 +22,7 @@ VECTORS = json.loads(
 
 
 def _fields(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: bytes.fromhex(v) if k == "key_id" else v for k, v in raw.items()}
+    return {k: bytes.fromhex(v) if k in ("key_id", "round_digest") else v for k, v in raw.items()}
 
 
 def test_upload_known_answer() -> None:
@@ -36,7 +36,11 @@ def test_upload_known_answer() -> None:
     assert key.sign(message).hex() == v["signature"]
     fields = _fields(v["fields"])
     header = UploadHeader(
-        fields["site"], fields["weight"], bytes.fromhex(v["digest"]), bytes.fromhex(v["signature"])
+        fields["site"],
+        fields["weight"],
+        fields["round_digest"],
+        bytes.fromhex(v["signature"]),
+        chunks,
     )
     roster = {fields["site"]: bytes.fromhex(v["public_key"])}
     check = {k: fields[k] for k in ("federation", "round_id", "key_id", "preset", "dimension")}
@@ -104,6 +108,7 @@ def test_upload_messages_bind_every_field(
         "dimension": 10,
         "weight": weight,
         "max_weight": max_weight,
+        "round_digest": b"r" * 32,
         "digest": b"d" * 32,
     }
     message = update_message(**base)
@@ -113,5 +118,6 @@ def test_upload_messages_bind_every_field(
         ("weight", weight * 2),
         ("max_weight", max_weight * 2),
         ("digest", b"e" * 32),
+        ("round_digest", b"s" * 32),
     ):
         assert update_message(**{**base, key: value}) != message
