@@ -29,7 +29,7 @@ from securefl.he._presets import (
     HEPreset,
     preset_by_name,
 )
-from securefl.he._server import HEServer, HEServerMode
+from securefl.he._server import MIN_SUMMANDS, HEServer, HEServerMode
 from securefl.he._site import HESite, HESiteMode
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "CKKS_N8192",
     "CKKS_N8192_4PRIMES",
     "DEFAULT_PRESET",
+    "MIN_SUMMANDS",
     "PRESETS",
     "STAGE_UPDATE",
     "HEPreset",
