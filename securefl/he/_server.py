@@ -190,16 +190,23 @@ class HEServerMode(AggregationMode):
     hides_updates = True
 
     def __init__(
-        self, signed_public_context: bytes, *, roster: Mapping[str, bytes], federation: str
+        self,
+        signed_public_context: bytes,
+        *,
+        roster: Mapping[str, bytes],
+        federation: str,
+        maker: str | None = None,
     ) -> None:
         """Check the context's maker signature against ``roster`` before using it.
+
+        ``maker`` pins the designated key maker (``None``: any roster site).
 
         One process: deserialization holds the GIL, and a helper process
         measured slower (docs/he.md).
         """
         self.roster = dict(roster)
         self.context = PublicContext.from_signed(
-            signed_public_context, roster=self.roster, federation=federation
+            signed_public_context, roster=self.roster, federation=federation, maker=maker
         )
 
     def site(self, ctx: RoundContext, site_id: str) -> NoReturn:

@@ -82,9 +82,18 @@ def sign_context(
 
 
 def open_signed_context(
-    data: bytes, *, kind: str, roster: Mapping[str, bytes], federation: str
+    data: bytes,
+    *,
+    kind: str,
+    roster: Mapping[str, bytes],
+    federation: str,
+    maker: str | None = None,
 ) -> tuple[str, bytes]:
     """Check a signed context against the roster; returns ``(maker, context bytes)``.
+
+    ``maker`` pins the designated key maker (from the party's own
+    configuration): a context signed by any other roster site is refused.
+    ``None`` accepts any roster site as maker.
 
     Raises :class:`WireError` for bytes that are not a signed context and
     :class:`IntegrityError` (opaque) for a wrong federation, an unknown or
@@ -95,13 +104,15 @@ def open_signed_context(
         raise WireError("not a signed securefl HE context")
     if obj["v"] != 1 or obj["kind"] != kind:
         raise WireError(f"expected a signed {kind} HE context, version 1")
-    maker, inner, sig = obj["maker"], obj["context"], obj["signature"]
-    if not isinstance(maker, str) or not isinstance(inner, bytes) or not isinstance(sig, bytes):
+    signer, inner, sig = obj["maker"], obj["context"], obj["signature"]
+    if not isinstance(signer, str) or not isinstance(inner, bytes) or not isinstance(sig, bytes):
         raise WireError("signed HE context fields have the wrong types")
     if obj["federation"] != federation:
         raise IntegrityError("HE context was signed for another federation")
-    verify(roster_key(roster, maker), signed_message(_KINDS[kind], federation, maker, inner), sig)
-    return maker, inner
+    if maker is not None and signer != maker:
+        raise IntegrityError(f"HE context was made by {signer!r}, not the designated maker")
+    verify(roster_key(roster, signer), signed_message(_KINDS[kind], federation, signer, inner), sig)
+    return signer, inner
 
 
 def chunks_digest(chunks: list[bytes]) -> bytes:

@@ -282,7 +282,9 @@ def _he_setup(
     secrets = {
         name: made
         if name == maker
-        else SecretContext.from_signed(signed_secret, roster=roster, federation=federation)
+        else SecretContext.from_signed(
+            signed_secret, roster=roster, federation=federation, maker=maker
+        )
         for name in sites
     }
     modes = {
@@ -294,7 +296,7 @@ def _he_setup(
         )
         for name in sites
     }
-    server_mode = HEServerMode(signed_public, roster=roster, federation=federation)
+    server_mode = HEServerMode(signed_public, roster=roster, federation=federation, maker=maker)
     return SecureSetup(
         modes.__getitem__,
         server_mode,

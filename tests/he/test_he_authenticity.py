@@ -117,6 +117,29 @@ def test_a_context_not_made_by_a_roster_site_is_refused(bfv_kit: Kit) -> None:
         SecretContext.from_signed(bfv_kit.signed_secret, roster=bfv_kit.roster, federation="g")
 
 
+def test_a_context_made_by_another_roster_site_than_the_designated_maker_is_refused(
+    bfv_kit: Kit,
+) -> None:
+    """A cheating roster site (b) makes its own keys and signs them as itself."""
+    own = SecretContext.generate(bfv_kit.secret.preset, clip=bfv_kit.secret.clip)
+    by_b = own.signed_secret_context(
+        federation=FEDERATION, maker="b", signing_key=bfv_kit.keys["b"], include_secret_key=True
+    )
+    public_by_b = own.signed_public_context(
+        federation=FEDERATION, maker="b", signing_key=bfv_kit.keys["b"]
+    )
+    pinned = {"roster": bfv_kit.roster, "federation": FEDERATION, "maker": "a"}
+    assert SecretContext.from_signed(by_b, roster=bfv_kit.roster, federation=FEDERATION)
+    with pytest.raises(IntegrityError):
+        SecretContext.from_signed(by_b, **pinned)
+    with pytest.raises(IntegrityError):
+        HEServerMode(public_by_b, **pinned)
+    assert (
+        SecretContext.from_signed(bfv_kit.signed_secret, **pinned).key_id == bfv_kit.secret.key_id
+    )
+    assert HEServerMode(bfv_kit.signed_public, **pinned).context.key_id == bfv_kit.secret.key_id
+
+
 def _wrap(kind: str, inner: bytes, maker: str, key: SigningKey) -> bytes:
     """A signed context built by hand, as a forger would (sign_context refuses the server)."""
     domain = PUBLIC_CONTEXT_DOMAIN if kind == "public" else "he/secret-context/v1"
