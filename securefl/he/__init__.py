@@ -1,4 +1,4 @@
-"""Homomorphic aggregation: the server adds ciphertexts and never holds a secret key.
+"""Homomorphic aggregation: the server forwards signed ciphertexts and never holds a secret key.
 
 Sites share one secret TenSEAL context (CKKS on floats or BFV on quantized
 integers, see :mod:`securefl.he._presets`); the server loads only
@@ -7,9 +7,10 @@ deploying: every site holds the same key, so one site colluding with the
 server can read every update.
 
 Contexts are signed by the site that made them and every upload by its
-sender (Ed25519 identities on the roster, :mod:`securefl.he._trust`); sites
-refuse an aggregate that honest clipped inputs cannot produce
-(:mod:`securefl.he._decrypt`). Modules: ``_presets`` (parameter sets),
+sender (Ed25519 identities on the roster, :mod:`securefl.he._trust`); each
+site re-adds exactly the signed uploads of a round (at least
+:data:`MIN_SUMMANDS`) and refuses a sum that honest clipped inputs cannot
+produce (:mod:`securefl.he._decrypt`). Modules: ``_presets`` (parameter sets),
 ``_context`` (secret/public contexts), ``_codec`` (chunks, structural checks),
 ``_pool`` (helper processes), ``_fixed_point`` (BFV quantization),
 ``_messages`` (byte formats), ``_site`` / ``_server`` (the two halves),

@@ -7,9 +7,9 @@ ciphertext under three sites' headers.
 
 Why the feasibility check: signatures bind each upload to its sender, but no
 one but the sender knows what a ciphertext encrypts. A byte flipped in a
-ciphertext, a chunk made under another key, a value a cheating site put
-outside the clip, or a sum the server tampered with all decrypt to numbers
-that honest inputs cannot produce. Honest inputs are bounded: each site
+ciphertext's plaintext is only bounded by this check: a chunk a site made
+under another key, or a value a cheating site put outside the clip, decrypt
+to numbers that honest inputs cannot produce. Honest inputs are bounded: each site
 clips every coordinate of ``(w / max_weight)·Δ`` to ``[-clip, clip]`` (BFV:
 to ``[-L, L]`` quantization levels), so a sum of ``n`` of them lies within
 ``n·clip`` (exactly ``n·L`` for BFV, plus CKKS's encryption error), and each
