@@ -6,17 +6,16 @@ exactly the sum of uploads their senders signed for this round (see
 ciphertext under three sites' headers.
 
 Why the feasibility check: signatures bind each upload to its sender, but no
-one but the sender knows what a ciphertext encrypts. A byte flipped in a
-ciphertext's plaintext is only bounded by this check: a chunk a site made
-under another key, or a value a cheating site put outside the clip, decrypt
-to numbers that honest inputs cannot produce. Honest inputs are bounded: each site
+one but the sender knows what a ciphertext encrypts. A chunk a cheating site
+made under another key, or values it put outside the clip, decrypt to
+numbers that honest inputs cannot produce. Honest inputs are bounded: each site
 clips every coordinate of ``(w / max_weight)·Δ`` to ``[-clip, clip]`` (BFV:
 to ``[-L, L]`` quantization levels), so a sum of ``n`` of them lies within
 ``n·clip`` (exactly ``n·L`` for BFV, plus CKKS's encryption error), and each
 signed weight lies in ``(0, max_weight]``. An aggregate outside those
 bounds is refused with :class:`AbortError` and its result is not applied.
-The check cannot see a tampering that stays within the bounds (see
-``threat_models/he.md``).
+The check cannot see a cheating site that stays within the bounds: one site
+can still move the sum by up to about ``n·clip`` (see ``threat_models/he.md``).
 """
 
 from __future__ import annotations
