@@ -242,12 +242,12 @@ from test_he_aggregate import signed_update
 from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.he import BFV_N4096, CKKS_N4096, SecretContext
 
-scheme, copies, tmp = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+scheme, copies, tmp, size = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
 preset = CKKS_N4096 if scheme == "ckks" else BFV_N4096
 kit = make_kit(SecretContext.generate(preset, clip=0.1))
 seal = kit.secret.tenseal.seal_context().data
 ct = sealapi.Ciphertext(seal)
-ct.resize(seal, seal.first_parms_id(), 16)  # SEAL's largest size, all zero: compresses to ~100 B
+ct.resize(seal, seal.first_parms_id(), size)  # all zero: compresses to ~100 B
 if scheme == "ckks":
     ct.scale = 2.0**40
 raw = seal_bytes(ct, tmp)
@@ -266,9 +266,11 @@ print(json.dumps({"payload": len(env.payload), "growth": (after - before) * 1024
 """
 
 
-@pytest.mark.parametrize("scheme", ["bfv", "ckks"])
+@pytest.mark.parametrize(
+    ("scheme", "size", "copies"), [("bfv", 16, 300), ("ckks", 16, 300), ("bfv", 2, 1000)]
+)
 def test_one_signed_upload_cannot_make_the_server_allocate_far_beyond_its_size(
-    scheme: str, tmp_path: Path
+    scheme: str, size: int, copies: int, tmp_path: Path
 ) -> None:
     """A cheating site packs 300 zero ciphertexts of size 16 into one chunk (~35 kB).
 
@@ -277,10 +279,21 @@ def test_one_signed_upload_cannot_make_the_server_allocate_far_beyond_its_size(
     runs: ~300 MB for 35 kB, linear in the count, so a few MB of upload
     exhausts the server's memory. Fix: read the TenSEAL protobuf and the SEAL
     header before deserializing (exactly one ciphertext field, its declared
-    size) and refuse anything else unread.
+    size) and refuse anything else unread. The third case packs 1000 zero
+    ciphertexts of SEAL's normal size 2 (~130 MB once loaded), so that the
+    count of ciphertexts is checked, not only the size of the first.
     """
     probe = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(HERE), scheme, "300", str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            _MEMORY_PROBE,
+            str(HERE),
+            scheme,
+            str(copies),
+            str(tmp_path),
+            str(size),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
