@@ -30,7 +30,7 @@ from securefl.errors import AbortError, DataError, IntegrityError, WireError
 from securefl.he import _fixed_point
 from securefl.he._codec import ChunkSum, decrypt_vectors, load_chunks, num_chunks
 from securefl.he._context import SecretContext
-from securefl.he._messages import parse_aggregate
+from securefl.he._messages import UploadHeader, parse_aggregate
 from securefl.he._server import MIN_SUMMANDS
 
 __all__ = ["OpenedAggregate", "decrypt_aggregate", "decrypt_sum", "open_aggregate"]
@@ -60,6 +60,39 @@ def _infeasible(round_id: int, why: str) -> AbortError:
         f"refusing the he aggregate of round {round_id}: {why}; it cannot come from honest "
         "inputs (a tampered ciphertext, another key, or a site beyond its clip)"
     )
+
+
+def _check_summands(
+    round_id: int,
+    uploads: list[UploadHeader],
+    max_sites: int,
+    min_sites: int,
+    site: str | None,
+    took_part: Mapping[int, bytes] | None,
+) -> tuple[str, ...]:
+    """Who was summed: distinct, enough, one round start, and the opener's own upload."""
+    sites = tuple(u.site for u in uploads)
+    needed = max(min_sites, MIN_SUMMANDS)
+    if len(set(sites)) != len(sites):
+        raise AbortError(f"aggregate of round {round_id} counts a site twice")
+    if len(sites) < needed:
+        raise AbortError(
+            f"refusing to decrypt a sum of {len(sites)} uploads: this site needs at least "
+            f"{needed} (a sum of two reveals each summand to the other)"
+        )
+    if len(sites) > max_sites:
+        raise _infeasible(round_id, f"{len(sites)} summands exceed the preset's {max_sites}")
+    digests = {u.round_digest for u in uploads}
+    if len(digests) != 1:
+        raise IntegrityError(f"the sites summed in round {round_id} were given different rounds")
+    if site is not None and took_part is not None and round_id in took_part:
+        if site not in sites:
+            raise IntegrityError(f"the sum of round {round_id} leaves out this site's own upload")
+        if digests != {took_part[round_id]}:
+            raise IntegrityError(
+                f"the sites summed in round {round_id} were given another round than this site"
+            )
+    return sites
 
 
 def open_aggregate(
@@ -98,30 +131,8 @@ def open_aggregate(
             f"aggregate of round {round_id} is scaled by max_weight={scale:g}, but this site's "
             f"configuration says {max_weight:g}"
         )
-    sites = tuple(u.site for u in uploads)
-    needed = max(min_sites, MIN_SUMMANDS)
-    if len(set(sites)) != len(sites):
-        raise AbortError(f"aggregate of round {round_id} counts a site twice")
-    if len(sites) < needed:
-        raise AbortError(
-            f"refusing to decrypt a sum of {len(sites)} uploads: this site needs at least "
-            f"{needed} (a sum of two reveals each summand to the other)"
-        )
+    sites = _check_summands(round_id, uploads, preset.max_sites, min_sites, site, took_part)
     n = len(sites)
-    if n > preset.max_sites:
-        raise _infeasible(round_id, f"{n} summands exceed the preset's {preset.max_sites}")
-    digests = {u.round_digest for u in uploads}
-    if len(digests) != 1:
-        raise IntegrityError(
-            f"the sites summed in round {round_id} were given different round starts"
-        )
-    if site is not None and took_part is not None and round_id in took_part:
-        if site not in sites:
-            raise IntegrityError(f"the sum of round {round_id} leaves out this site's own upload")
-        if digests != {took_part[round_id]}:
-            raise IntegrityError(
-                f"the sites summed in round {round_id} were given another round start than this site"
-            )
     total = ChunkSum()
     for u in uploads:
         if u.weight > scale:

@@ -245,7 +245,7 @@ def test_a_departed_site_is_not_waited_for(ckks_kit: Kit) -> None:
 
 
 def test_min_cohort_enforced(ckks_kit: Kit) -> None:
-    """The server releases no sum of fewer than max(min_sites, 3) uploads (two reveal each other)."""
+    """No sum of fewer than max(min_sites, 3) uploads is released (two reveal each other)."""
     cohort = ("a", "b", "c")
     rc = _rc(cohort, min_sites=2)
     xs, ws = _updates(cohort), dict.fromkeys(cohort, 1.0)

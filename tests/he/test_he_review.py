@@ -160,7 +160,7 @@ def test_a_sum_below_the_rounds_min_sites_is_not_decrypted(bfv_kit: Kit, ckks_ki
     a two-site sum always reveals each summand to the other.
     """
     for kit in _kits(bfv_kit, ckks_kit):
-        envs, agg = _round(kit, _rc(min_sites=3))
+        _, agg = _round(kit, _rc(min_sites=3))
         two = pack(dict(agg, uploads=agg["uploads"][:2]))  # the genuine uploads of a and b
         with pytest.raises(SecureFLError):
             opened = _open(kit, two, min_sites=2)  # never below 3, whatever a site configures
@@ -435,10 +435,9 @@ def test_a_server_cannot_scale_its_tampering_by_announcing_a_huge_max_weight(
     of the federation configuration each site holds, and a site refuses a
     round that announces another.
     """
+    from securefl.he import HESiteMode
     from securefl.runtime._policy import SitePolicy, check_round
     from securefl.runtime.messages import RoundStart
-
-    from securefl.he import HESiteMode
 
     start = RoundStart(cohort=COHORT, model=b"", spec={}, max_weight=1e6, min_sites=3)
     policy = SitePolicy(
