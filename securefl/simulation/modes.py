@@ -141,11 +141,12 @@ def check_dropouts(
         return
     survivors = tuple(s for s in cohort if s not in dropouts)
     lost = f"{len(dropouts)} of {len(sites)} sites vanishing leaves {len(survivors)}"
-    floor = max(min_sites, HE_MIN_SUMMANDS) if secure == "he" else min_sites
-    if len(survivors) < floor:
+    if len(survivors) < min_sites:
+        raise ConfigError(f"--dropout: {lost}, below min_sites={min_sites}; use more --sites")
+    if secure == "he" and len(survivors) < HE_MIN_SUMMANDS:
         raise ConfigError(
-            f"--dropout: {lost}, below the {floor} sites a {secure} round needs "
-            f"(min_sites={min_sites}); use more --sites"
+            f"--dropout: {lost}, below the {HE_MIN_SUMMANDS} uploads an he sum needs (a sum of "
+            "two reveals each update to the other site); use more --sites"
         )
     if config is None:
         return

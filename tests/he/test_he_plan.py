@@ -29,3 +29,16 @@ def test_he_summary_states_the_floor_of_three_and_the_dropouts_it_leaves() -> No
     assert five.dropouts.startswith("up to 1 of 5") and "at least 4 uploads" in five.collusion
     assert any("n·clip·max_weight/Σw" in n for n in five.notes)
     assert "re-adds exactly the signed uploads" in five.server_sees
+
+
+def test_simulate_refuses_an_he_federation_or_rehearsal_below_three_sites() -> None:
+    import pytest
+
+    from securefl.errors import ConfigError
+    from securefl.simulation.modes import check_dropouts
+
+    with pytest.raises(ConfigError, match="at least 3"):
+        check_dropouts("he", ["a", "b"], {}, 2)
+    with pytest.raises(ConfigError, match="3 uploads"):
+        check_dropouts("he", ["a", "b", "c"], {"c": "update"}, 2)
+    check_dropouts("he", ["a", "b", "c", "d"], {"d": "update"}, 2)
