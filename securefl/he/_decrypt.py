@@ -1,9 +1,15 @@
-"""A site opens an aggregate: recheck every signed upload, add them, decrypt, refuse the infeasible.
+"""A site opens an aggregate: recheck every signed header, decrypt, refuse the infeasible.
 
-Why the site adds the uploads itself: only then is the sum it decrypts
-exactly the sum of uploads their senders signed for this round (see
-:mod:`securefl.he._messages`); a server cannot hand over one site's
-ciphertext under three sites' headers.
+What the headers let a site check: who was summed (distinct roster sites,
+each having signed its weight, round start and chunk digest), that there
+are enough of them, that they all trained from this site's round start, and
+that this site's own upload, the very bytes it sent, is among them. What
+they cannot show: that the encrypted sum is exactly those uploads added.
+Checking that needs the individual ciphertexts, which no site may see
+(every site holds the secret key); a cheating server can therefore sum a
+subset, a repeat or its own encryptions within the feasibility bound. That
+is no weaker than he mode's trust assumption (a server colluding with any
+one site reads every update); see ``threat_models/he.md``.
 
 Why the feasibility check: signatures bind each upload to its sender, but no
 one but the sender knows what a ciphertext encrypts. A chunk a cheating site
@@ -28,10 +34,11 @@ import numpy.typing as npt
 
 from securefl.errors import AbortError, DataError, IntegrityError, WireError
 from securefl.he import _fixed_point
-from securefl.he._codec import ChunkSum, decrypt_vectors, load_chunks, num_chunks
+from securefl.he._codec import decrypt_chunks, num_chunks
 from securefl.he._context import SecretContext
 from securefl.he._messages import UploadHeader, parse_aggregate
 from securefl.he._server import MIN_SUMMANDS
+from securefl.he._site import OwnUpload
 
 __all__ = ["OpenedAggregate", "decrypt_aggregate", "decrypt_sum", "open_aggregate"]
 
@@ -68,7 +75,7 @@ def _check_summands(
     max_sites: int,
     min_sites: int,
     site: str | None,
-    took_part: Mapping[int, bytes] | None,
+    took_part: Mapping[int, OwnUpload] | None,
 ) -> tuple[str, ...]:
     """Who was summed: distinct, enough, one round start, and the opener's own upload."""
     sites = tuple(u.site for u in uploads)
@@ -86,9 +93,12 @@ def _check_summands(
     if len(digests) != 1:
         raise IntegrityError(f"the sites summed in round {round_id} were given different rounds")
     if site is not None and took_part is not None and round_id in took_part:
-        if site not in sites:
+        own = took_part[round_id]
+        if not any(u.site == site and u.digest == own.digest for u in uploads):
             raise IntegrityError(f"the sum of round {round_id} leaves out this site's own upload")
-        if digests != {took_part[round_id]}:
+        if not set(sites) <= set(own.cohort):
+            raise IntegrityError(f"the sum of round {round_id} names sites outside its cohort")
+        if digests != {own.round_digest}:
             raise IntegrityError(
                 f"the sites summed in round {round_id} were given another round than this site"
             )
@@ -105,17 +115,19 @@ def open_aggregate(
     max_weight: float,
     min_sites: int = MIN_SUMMANDS,
     site: str | None = None,
-    took_part: Mapping[int, bytes] | None = None,
+    took_part: Mapping[int, OwnUpload] | None = None,
 ) -> OpenedAggregate:
-    """Recheck every signed upload, add them here, decrypt, and check the sum is feasible.
+    """Recheck every signed header, decrypt the server's sum, and check it is feasible.
 
     ``max_weight`` and ``min_sites`` are the opening site's own settings (an
     aggregate scaled by another ``max_weight``, or of fewer than
     ``max(min_sites, 3)`` uploads, is refused). ``site`` with ``took_part``
-    (round -> the round-start digest it signed, :attr:`HESiteMode.took_part`)
-    makes the site refuse a sum of a round it took part in that leaves its
-    own upload out or was given another round start. Every upload must carry
-    the same round-start digest.
+    (round -> the upload it signed, :attr:`HESiteMode.took_part`) makes the
+    site refuse a sum of a round it took part in whose headers leave out its
+    own upload (by the chunk digest it sent), name a site outside that
+    round's cohort, or name another round start.
+    Every header must carry the same round-start digest. Not checked, and
+    not checkable here: that the sum is exactly the listed uploads added.
     """
     preset = secret.preset
     obj = parse_aggregate(
@@ -133,7 +145,6 @@ def open_aggregate(
         )
     sites = _check_summands(round_id, uploads, preset.max_sites, min_sites, site, took_part)
     n = len(sites)
-    total = ChunkSum()
     for u in uploads:
         if u.weight > scale:
             raise _infeasible(round_id, f"{u.site}'s weight {u.weight} exceeds max_weight {scale}")
@@ -146,8 +157,7 @@ def open_aggregate(
             dimension=dimension,
             max_weight=scale,
         )
-        total.add(load_chunks(secret, u.chunks, dimension))  # the signed bytes, added here
-    raw = decrypt_vectors(secret, total.vectors)[:dimension]
+    raw = decrypt_chunks(secret, obj["chunks"], dimension)[:dimension]
     if preset.scheme == "bfv":
         assert preset.plain_modulus is not None
         t, levels = preset.plain_modulus, preset.quant_levels

@@ -1,14 +1,15 @@
 """The ``he`` mode's two byte formats: a site's signed update and the server's aggregate.
 
-Why the aggregate carries every signed upload *with its ciphertexts* rather
-than the server's sum: a signature binds a header to its sender, but nothing
-ties a sum the server computed to the signed headers beside it. A server that
-kept every genuine header and handed over one site's ciphertext alone made
-another site decrypt that single update (the feasibility bound, n·clip, is
-met by one summand). So each site rechecks every signature over the
-ciphertext bytes it received and adds the uploads itself: the sum it
-decrypts is exactly the sum of the signed uploads, nothing else. The price
-is n× the download of one sum (docs/he.md measures it).
+The aggregate carries the server's encrypted sum and, beside it, the signed
+header of every upload that went into it (site, weight, round start, chunk
+digest, signature) but never another site's ciphertexts: all sites share
+the secret key, so a site handed another's ciphertext could decrypt it.
+The headers let each site recheck who was summed, with which weights, for
+which round start, and that its own upload (the very bytes it sent) is
+among them. What they cannot show is that the sum is exactly those uploads
+added: that is the server's word (``threat_models/he.md`` says why this is
+no weaker than he mode's trust assumption), bounded by the feasibility
+check of :mod:`securefl.he._decrypt`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from securefl.errors import IntegrityError, WireError
 from securefl.hazmat.sign import verify
-from securefl.he._trust import chunks_digest, roster_key, update_message
+from securefl.he._trust import roster_key, update_message
 from securefl.wire import PAYLOAD_LIMITS, Limits, pack, unpack
 
 __all__ = [
@@ -44,20 +45,29 @@ _UPDATE_FIELDS = {
     "chunks",
     "signature",
 }
-_SUM_FIELDS = {"v", "preset", "key_id", "round", "weight_scale", "dimension", "uploads"}
-_UPLOAD_ITEMS = 5  # site, weight, round_digest, signature, chunks
+_SUM_FIELDS = {
+    "v",
+    "preset",
+    "key_id",
+    "round",
+    "weight_scale",
+    "dimension",
+    "uploads",
+    "chunks",
+}
+_HEADER_ITEMS = 5  # site, weight, round_digest, digest, signature
 
 
 def chunk_limits(chunks: int, *, uploads: int = 0) -> Limits:
-    """An update (``uploads=0``) or an aggregate of ``uploads`` signed uploads of ``chunks`` each.
+    """An update (``uploads=0``) or an aggregate: ``chunks`` ciphertexts and ``uploads`` headers.
 
     Sized to the round so a hostile payload of many tiny values is refused
     before msgpack builds it (see :mod:`securefl.wire`).
     """
     return PAYLOAD_LIMITS.tightened(
-        max_items=32 + (chunks + 2 * _UPLOAD_ITEMS) * max(uploads, 1),
-        max_depth=4 if uploads else 2,
-        max_array_len=max(chunks, uploads, _UPLOAD_ITEMS),
+        max_items=32 + chunks + (_HEADER_ITEMS + 1) * uploads,
+        max_depth=3 if uploads else 2,
+        max_array_len=max(chunks, uploads, _HEADER_ITEMS),
         max_map_len=16,
         max_str_len=256,
     )
@@ -69,39 +79,36 @@ def _positive_float(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class UploadHeader:
-    """One site's signed upload as the aggregate carries it: who, weight, round, ciphertexts.
+    """What one site signed for its upload: who, weight, round start, and its chunks' digest.
 
-    ``digest`` is never sent: it is recomputed from ``chunks``, so a
-    signature only verifies over the very ciphertexts that come with it.
+    The aggregate carries it without the ciphertexts it covers. ``digest``
+    is signed, so a header cannot be altered or made up; a site recognises
+    its own upload by the digest of the chunks it actually sent.
     """
 
     site: str
     weight: float
     round_digest: bytes
+    digest: bytes
     signature: bytes
-    chunks: list[bytes]
-
-    @property
-    def digest(self) -> bytes:
-        return chunks_digest(self.chunks)
 
     def to_wire(self) -> list[Any]:
-        return [self.site, self.weight, self.round_digest, self.signature, self.chunks]
+        return [self.site, self.weight, self.round_digest, self.digest, self.signature]
 
     @classmethod
     def from_wire(cls, obj: Any) -> UploadHeader:
-        if not isinstance(obj, list) or len(obj) != _UPLOAD_ITEMS:
-            raise WireError("malformed upload in an he aggregate")
-        site, weight, round_digest, signature, chunks = obj
+        if not isinstance(obj, list) or len(obj) != _HEADER_ITEMS:
+            raise WireError("malformed upload header in an he aggregate")
+        site, weight, round_digest, digest, signature = obj
         if not isinstance(site, str) or not _positive_float(weight):
-            raise WireError("malformed upload in an he aggregate")
+            raise WireError("malformed upload header in an he aggregate")
         if not isinstance(round_digest, bytes) or len(round_digest) not in (0, 32):
-            raise WireError("malformed upload in an he aggregate")
-        if not isinstance(signature, bytes) or not isinstance(chunks, list):
-            raise WireError("malformed upload in an he aggregate")
-        if not all(isinstance(c, bytes) for c in chunks):
-            raise WireError("malformed upload in an he aggregate")
-        return cls(site, weight, round_digest, signature, chunks)
+            raise WireError("malformed upload header in an he aggregate")
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise WireError("malformed upload header in an he aggregate")
+        if not isinstance(signature, bytes):
+            raise WireError("malformed upload header in an he aggregate")
+        return cls(site, weight, round_digest, digest, signature)
 
     def verify(
         self,
@@ -193,6 +200,7 @@ def encode_aggregate(
     weight_scale: float,
     dimension: int,
     uploads: list[UploadHeader],
+    chunks: list[bytes],
 ) -> bytes:
     return pack(
         {
@@ -203,12 +211,16 @@ def encode_aggregate(
             "weight_scale": float(weight_scale),
             "dimension": dimension,
             "uploads": [u.to_wire() for u in uploads],
+            "chunks": chunks,
         }
     )
 
 
 def parse_aggregate(blob: bytes, *, chunks: int, max_uploads: int) -> dict[str, Any]:
-    """The fields of an aggregate, types checked; ``uploads`` as :class:`UploadHeader`."""
+    """The fields of an aggregate, types checked; ``uploads`` as :class:`UploadHeader`.
+
+    ``max_uploads`` bounds the headers (the preset's ``max_sites``).
+    """
     obj = unpack(blob, limits=chunk_limits(chunks, uploads=max_uploads))
     if not isinstance(obj, dict) or set(obj) != _SUM_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he aggregate")
@@ -218,5 +230,10 @@ def parse_aggregate(blob: bytes, *, chunks: int, max_uploads: int) -> dict[str, 
         raise WireError("he aggregate: weight_scale must be a positive float")
     if not isinstance(obj["uploads"], list):
         raise WireError("he aggregate: uploads must be a list")
+    if len(obj["uploads"]) > max_uploads:
+        raise WireError(f"he aggregate: more than {max_uploads} upload headers")
+    chunks = obj["chunks"]
+    if not isinstance(chunks, list) or not all(isinstance(c, bytes) for c in chunks):
+        raise WireError("he aggregate: chunks must be a list of byte strings")
     obj["uploads"] = [UploadHeader.from_wire(u) for u in obj["uploads"]]
     return obj

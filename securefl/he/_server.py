@@ -1,24 +1,23 @@
-"""The server's half of the ``he`` mode: check each signed update, collect it.
+"""The server's half of the ``he`` mode: check each signed update, add it in place.
 
-Once every cohort site answered or the deadline passed, the server releases
-the signed uploads it accepted, ciphertexts included, if at least
-``max(min_sites, 3)`` of them arrived (:data:`MIN_SUMMANDS`: a sum of two
-reveals each summand to the other). It does not add them: each site adds
-the signed uploads itself, so a sum the server made could not be checked
-against the signatures anyway (:mod:`securefl.he._messages`). Each update
-must carry its sender's signature (checked against the roster) over its
-ciphertext bytes before anything is loaded; each chunk is then checked
-structurally (:mod:`securefl.he._codec`), so a bad one drops its sender
-here rather than aborting the round at every site. Bad input from one site,
-of any kind, is recorded in :attr:`HEServer.rejected` and that site is
-simply left out: one site can never stop the server.
+The server adds what arrives and, once every cohort site answered or the
+deadline passed, releases the encrypted sum with the signed header of every
+upload in it, if at least ``max(min_sites, 3)`` went in
+(:data:`MIN_SUMMANDS`: a sum of two reveals each summand to the other). It
+never forwards one site's ciphertexts to another: every site holds the
+secret key. Each update must carry its sender's signature (checked against
+the roster) over its ciphertext bytes before anything is loaded; each chunk
+is then checked structurally (:mod:`securefl.he._codec`), so a bad one
+drops its sender here rather than aborting the round at every site. Bad
+input from one site, of any kind, is recorded in :attr:`HEServer.rejected`
+and that site is simply left out: one site can never stop the server.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from securefl.aggregation.base import (
     AggregateResult,
@@ -28,7 +27,7 @@ from securefl.aggregation.base import (
 )
 from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLError, WireError
 from securefl.hazmat.sign import verify
-from securefl.he._codec import load_chunks, num_chunks
+from securefl.he._codec import ChunkSum, load_chunks, num_chunks
 from securefl.he._context import PublicContext
 from securefl.he._messages import STAGE_UPDATE, UploadHeader, encode_aggregate, parse_update
 from securefl.he._site import check_cohort
@@ -59,6 +58,7 @@ class HEServer(ServerAggregator):
         self._ctx = ctx
         self._roster = dict(roster)
         self._needed = max(ctx.min_sites, MIN_SUMMANDS)
+        self._sum = ChunkSum()
         self._uploads: dict[str, UploadHeader] = {}
         #: Sites left out of the sum, with the reason (always a SecureFLError).
         self.rejected: dict[str, SecureFLError] = {}
@@ -74,7 +74,7 @@ class HEServer(ServerAggregator):
             return "aborted"
         return "done" if self._closed else STAGE_UPDATE
 
-    def _parse(self, envelope: Envelope) -> UploadHeader:
+    def _parse(self, envelope: Envelope) -> tuple[UploadHeader, list[Any]]:
         ctx, public = self._ctx, self._public
         if envelope.federation != ctx.federation or envelope.round != ctx.round:
             raise ProtocolError("envelope is for another federation or round")
@@ -102,8 +102,8 @@ class HEServer(ServerAggregator):
             digest=digest,
         )
         verify(roster_key(self._roster, envelope.sender), message, signature)
-        load_chunks(public, chunks, ctx.dimension)  # structural checks; the sites add them
-        return UploadHeader(envelope.sender, weight, round_digest, signature, chunks)
+        vectors = load_chunks(public, chunks, ctx.dimension)
+        return UploadHeader(envelope.sender, weight, round_digest, digest, signature), vectors
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         """Add one site's update; a bad one is recorded in :attr:`rejected` and left out."""
@@ -118,7 +118,8 @@ class HEServer(ServerAggregator):
             log.warning("he: second update from %r ignored", sender)
             return []
         try:
-            header = self._parse(envelope)
+            header, vectors = self._parse(envelope)
+            self._sum.add(vectors)
         except SecureFLError as exc:
             self._reject(sender, exc)
         except Exception as exc:  # a native library refusing odd input is still that input's fault
@@ -153,6 +154,9 @@ class HEServer(ServerAggregator):
     def _close(self) -> None:
         self._closed = True
         survivors = tuple(sorted(self._uploads))
+        if self._sum.broken:
+            self._abort = AbortError("the encrypted sum holds part of a refused update")
+            return
         if len(survivors) < self._needed:
             self._abort = AbortError(
                 f"only {len(survivors)} of {len(self._ctx.cohort)} sites contributed; "
@@ -167,6 +171,7 @@ class HEServer(ServerAggregator):
             weight_scale=float(self._ctx.max_weight),
             dimension=self._ctx.dimension,
             uploads=[self._uploads[s] for s in survivors],
+            chunks=self._sum.serialize(),
         )
         self._result = AggregateResult(
             total_weight=float(sum(self._uploads[s].weight for s in survivors)),

@@ -12,7 +12,7 @@ honest aggregate must respect (see :mod:`securefl.he._decrypt`).
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,20 @@ from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool
 from securefl.he._trust import chunks_digest, update_message
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["HESite", "HESiteMode", "check_cohort"]
+__all__ = ["HESite", "HESiteMode", "OwnUpload", "check_cohort"]
+
+
+class OwnUpload(NamedTuple):
+    """What a site remembers of the upload it signed: round start, chunk digest, cohort.
+
+    An aggregate of that round must carry this site's header with exactly
+    this digest (the bytes it sent), and only headers of that cohort, or the
+    site refuses it.
+    """
+
+    round_digest: bytes
+    digest: bytes
+    cohort: tuple[str, ...]
 
 
 def check_cohort(ctx: RoundContext, max_sites: int) -> None:
@@ -83,6 +96,7 @@ class HESite(SiteAggregator):
             workers=self._mode.workers,
             pool=self._mode.pool(ctx.dimension),
         )
+        digest = chunks_digest(chunks)
         message = update_message(
             federation=ctx.federation,
             round_id=ctx.round,
@@ -93,7 +107,7 @@ class HESite(SiteAggregator):
             weight=float(weight),
             max_weight=float(ctx.max_weight),
             round_digest=ctx.round_digest,
-            digest=chunks_digest(chunks),
+            digest=digest,
         )
         payload = encode_update(
             preset=secret.preset.name,
@@ -105,7 +119,7 @@ class HESite(SiteAggregator):
             signature=self._mode.signing_key.sign(message),
         )
         self._done = True
-        self._mode.took_part[ctx.round] = ctx.round_digest
+        self._mode.took_part[ctx.round] = OwnUpload(ctx.round_digest, digest, tuple(ctx.cohort))
         return [
             Envelope(
                 federation=ctx.federation,
@@ -162,9 +176,9 @@ class HESiteMode(AggregationMode):
         if not (isinstance(max_weight, (int, float)) and 0 < max_weight < float("inf")):
             raise ConfigError(f"max_weight must be a positive finite number, got {max_weight!r}")
         self.max_weight = float(max_weight)
-        #: round -> the round-start digest of every round this site signed an
-        #: upload for: an aggregate of such a round must hold that upload.
-        self.took_part: dict[int, bytes] = {}
+        #: round -> the upload this site signed in that round (round start and
+        #: chunk digest): an aggregate of such a round must hold that upload.
+        self.took_part: dict[int, OwnUpload] = {}
         self.context = context
         self.site_id = site_id
         self.signing_key = signing_key

@@ -9,11 +9,12 @@ strategy (FedAvg or FedAvgM: both are linear and deterministic) to obtain
 A site decrypts only aggregates it has not seen (they are cached by prefix).
 
 Each aggregate is opened with :func:`securefl.he.open_aggregate`: every
-signed upload is rechecked against the roster and added by the site itself,
-the announced weight must equal the signed weights, rounds must increase,
-a round this site took part in must hold its own upload, and a sum that
+signed header is rechecked against the roster, the announced weight must
+equal the signed weights, rounds must increase, a round this site took part
+in must list its own upload (the chunk digest it sent), and a sum that
 honest clipped inputs cannot produce is refused; a refused aggregate is
-never applied (the site stops with the error).
+never applied (the site stops with the error). That the sum is exactly the
+listed uploads added is the server's word (``threat_models/he.md``).
 
 Why the strategy, ``max_weight`` and ``min_sites`` come from the site's own
 configuration: the step a site applies multiplies every bound the checks

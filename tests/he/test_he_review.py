@@ -1,8 +1,9 @@
-"""Attacks on ``he`` mode that the current checks let through.
+"""Attacks on ``he`` mode found in review, and what the checks now do about each.
 
 Each test plays a cheating server or a cheating site with the package's own
-API and asserts the protection the documents promise (or imply). They fail
-against the code they were written against; each says what the fix must do.
+API and asserts the protection the documents promise. Where a protection
+cannot exist in this design (the server adds ciphertexts no site may see
+one by one), the test says so in its name and shows the limit.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from conftest import FEDERATION, MAX_WEIGHT, Kit
 
 from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.errors import SecureFLError
-from securefl.he import open_aggregate
-from securefl.he._codec import encrypt_chunks
+from securefl.he import OwnUpload, open_aggregate
+from securefl.he._codec import ChunkSum, encrypt_chunks, load_chunks
 from securefl.he._fixed_point import quantize
 from securefl.strategy.fedavg import make_strategy
 from securefl.wire import Envelope, pack, unpack
@@ -73,15 +74,18 @@ def _open(kit: Kit, blob: bytes, **own: Any) -> Any:
     )
 
 
-def _swap_chunks(agg: dict[str, Any], chunks: dict[str, list[bytes]]) -> bytes:
-    """The aggregate with the ciphertexts under some sites' signed headers replaced.
+def _server_sum(kit: Kit, envs: list[Envelope]) -> list[bytes]:
+    """What a cheating server can add without any key: any uploads it received, repeats too."""
+    public = kit.server_mode().context
+    total = ChunkSum()
+    for env in envs:
+        total.add(load_chunks(public, _chunks(env), D))
+    return total.serialize()
 
-    Since the aggregate carries each signed upload with its ciphertexts (and
-    no server-made sum), this is how a server hands a site other ciphertexts
-    than the ones the headers' signatures cover.
-    """
-    uploads = [[*u[:4], chunks.get(u[0], u[4])] for u in agg["uploads"]]
-    return pack(dict(agg, uploads=uploads))
+
+def _with_sum(kit: Kit, agg: dict[str, Any], envs: list[Envelope], **fields: Any) -> bytes:
+    """The aggregate (its genuine headers unless ``fields`` says otherwise) over another sum."""
+    return pack(dict(agg, chunks=_server_sum(kit, envs), **fields))
 
 
 def _kits(bfv_kit: Kit, ckks_kit: Kit) -> list[Kit]:
@@ -90,63 +94,132 @@ def _kits(bfv_kit: Kit, ckks_kit: Kit) -> list[Kit]:
 
 # -- (d) a cheating server chooses what a site decrypts -----------------------------
 
+COHORT4 = ("a", "b", "c", "d")
 
-def test_a_site_refuses_a_sum_that_is_one_other_sites_update(bfv_kit: Kit, ckks_kit: Kit) -> None:
-    """The server keeps every genuine signed header but hands over one site's ciphertext.
 
-    Site c (which took part and is left out) decrypts site a's update alone:
-    the headers say "a, b and c", the feasibility bound 3·clip is met. The
-    headers' chunk digests are never tied to the chunks of the sum. Fix: a
-    site must be able to check the sum is the sum of exactly the signed
-    uploads (e.g. re-add the signed ciphertexts itself, or a verifiable sum),
-    and must refuse a sum of the round that leaves its own upload out.
+def _round4(kit: Kit) -> tuple[dict[str, Envelope], dict[str, Any]]:
+    """An honest round of a, b, c, d (each site's own upload recorded in its took_part)."""
+    rc = dataclasses.replace(_rc(), cohort=COHORT4)
+    xs = _xs() | {"d": _xs()["a"][::-1].copy()}
+    envs = {s: kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0] for s in COHORT4}
+    server = kit.server_mode().server(rc)
+    for env in envs.values():
+        server.handle(env)
+    result = server.result
+    assert result is not None and result.survivors == COHORT4, server.rejected
+    assert isinstance(result.encrypted_sum, bytes)
+    return envs, unpack(result.encrypted_sum)
+
+
+def test_an_honest_server_gives_a_site_only_the_sum(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """Every site holds the secret key, so no site may ever receive another's ciphertext.
+
+    The aggregate an honest server sends holds none of the uploads' chunk
+    bytes (no site's, so none another site could decrypt alone), is about
+    the size of one upload rather than n of them, and decrypts to the sum.
     """
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc())
-        # every signed header kept, site a's ciphertext under each of them; or a's alone
-        forged = _swap_chunks(agg, {s: _chunks(envs["a"]) for s in ("b", "c")})
+        blob = pack(agg)
+        for s in COHORT:
+            for chunk in _chunks(envs[s]):
+                assert chunk not in blob, f"site {s}'s ciphertext reached the other sites"
+        assert len(blob) < 1.5 * max(len(e.payload) for e in envs.values())
+        assert [u[0] for u in agg["uploads"]] == list(COHORT)
+        assert all(len(u) == 5 and isinstance(u[3], bytes) for u in agg["uploads"])
+        opened = _open(kit, blob, site="c", took_part=kit.site_mode("c").took_part)
+        honest = sum(_xs()[s].astype(np.float64) * 50.0 for s in COHORT)
+        assert np.max(np.abs(opened.weighted_sum - honest)) < 0.02 * np.max(np.abs(honest))
+
+
+def test_a_site_refuses_a_sum_that_leaves_out_its_own_upload(bfv_kit: Kit, ckks_kit: Kit) -> None:
+    """Round of a, b, c, d: the server hands c a's update alone under the headers of a, b, d.
+
+    Dropping a header to make room is refused: c took part, and the headers
+    leave out the upload it sent. (With c's header kept, the sum itself
+    cannot be checked: see the test below.)
+    """
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round4(kit)
+        without_c = [u for u in agg["uploads"] if u[0] != "c"]
+        forged = _with_sum(kit, agg, [envs["a"]], uploads=without_c)
+        own = kit.site_mode("c").took_part
+        assert _open(kit, forged).sites == ("a", "b", "d")  # a site that did not take part
         with pytest.raises(SecureFLError):
-            opened = _open(kit, forged, site="c", took_part={5: b""})
-            # what site c just read: three times site a's own (w/max_w)·Δ, nothing else
-            lone = opened.weighted_sum / 150.0
+            opened = _open(kit, forged, site="c", took_part=own)
+            lone = opened.weighted_sum / 50.0
             pytest.fail(
                 f"{kit.secret.preset.name}: site c decrypted site a's update alone "
                 f"(max error {np.max(np.abs(lone - _xs()['a'])):.2g}) under headers {opened.sites}"
             )
+        assert _open(kit, pack(agg), site="c", took_part=own).sites == COHORT4
 
 
-def test_a_site_refuses_a_sum_of_its_round_that_leaves_its_own_upload_out(
-    bfv_kit: Kit,
-) -> None:
-    """Round of a, b, c, d: the server hands site c the (genuine) sum of a, b and d only."""
-    cohort = ("a", "b", "c", "d")
-    rc = dataclasses.replace(_rc(), cohort=cohort)
-    gen = np.random.default_rng(9)  # test data only
-    server = bfv_kit.server_mode().server(rc)
-    for s in cohort:
-        x = (gen.normal(size=D) * 0.01).astype(np.float32)
-        server.handle(bfv_kit.site_mode(s).site(rc, s).submit(x, 50.0)[0])
-    result = server.result
-    assert result is not None and result.survivors == cohort, server.rejected
-    assert isinstance(result.encrypted_sum, bytes)
-    agg = unpack(result.encrypted_sum)
-    without_c = pack(dict(agg, uploads=[u for u in agg["uploads"] if u[0] != "c"]))
-    assert _open(bfv_kit, without_c).sites == ("a", "b", "d")  # a site that did not take part
+def test_a_site_refuses_a_sum_listing_another_upload_of_its_own(bfv_kit: Kit) -> None:
+    """The header under c's name must carry the chunk digest of the upload c actually sent.
+
+    c's upload reached the server, then c (restarted) signed a second one for
+    the same round that the server never saw; c's took_part holds the second.
+    The aggregate lists the first: c refuses, it is not the upload c stands by.
+    """
+    rc = _rc()
+    _, agg = _round(bfv_kit, rc)
+    own = bfv_kit.site_mode("c").took_part
+    assert _open(bfv_kit, pack(agg), site="c", took_part=own).sites == COHORT
+    bfv_kit.site_mode("c").site(rc, "c").submit(_xs()["b"], 40.0)  # a second, unsent upload
+    assert own[5].digest != agg["uploads"][2][3]
     with pytest.raises(SecureFLError):
-        _open(bfv_kit, without_c, site="c", took_part={5: b""})
-    assert _open(bfv_kit, result.encrypted_sum, site="c", took_part={5: b""}).sites == cohort
+        _open(bfv_kit, pack(agg), site="c", took_part=own)
+
+
+def test_a_site_refuses_headers_of_sites_outside_its_rounds_cohort(bfv_kit: Kit) -> None:
+    """The server told c the cohort was a, b, c, yet the sum c is handed lists d as well."""
+    _, agg = _round4(bfv_kit)
+    sent = bfv_kit.site_mode("c").took_part[5]
+    assert sent.cohort == COHORT4
+    assert _open(bfv_kit, pack(agg), site="c", took_part={5: sent})
+    told_c = OwnUpload(sent.round_digest, sent.digest, COHORT)
+    with pytest.raises(SecureFLError):
+        _open(bfv_kit, pack(agg), site="c", took_part={5: told_c})
+
+
+def test_a_cheating_server_can_substitute_the_sum_within_the_feasibility_bound(
+    bfv_kit: Kit, ckks_kit: Kit
+) -> None:
+    """The LIMIT of he mode's checks: the sum is the server's word; the headers are not.
+
+    Every genuine header of a, b, c is kept, and the server (with the public
+    context only) sends as the sum a's upload alone, or a + a + b. Site c took
+    part, its own upload is listed, every count and weight checks out, the sum
+    lies within n·clip: c accepts, and in the first case decrypts a's update
+    alone. No check can see this without the individual ciphertexts, which no
+    site may receive (all share the secret key). This is the trust he mode
+    already places in the server: one that colludes with any one site reads
+    every update anyway (threat_models/he.md). Use ``mask`` when that is not
+    acceptable.
+    """
+    for kit in _kits(bfv_kit, ckks_kit):
+        envs, agg = _round(kit, _rc())
+        own = kit.site_mode("c").took_part
+        alone = _open(kit, _with_sum(kit, agg, [envs["a"]]), site="c", took_part=own)
+        assert alone.sites == COHORT
+        # what c just read: a's update alone, to the scheme's precision
+        assert np.max(np.abs(alone.weighted_sum / 50.0 - _xs()["a"])) < 1e-5
+        twice = _open(
+            kit, _with_sum(kit, agg, [envs["a"], envs["a"], envs["b"]]), site="c", took_part=own
+        )
+        expected = (2 * _xs()["a"] + _xs()["b"]).astype(np.float64) * 50.0
+        assert np.max(np.abs(twice.weighted_sum - expected)) < 1e-3
 
 
 def test_a_site_refuses_a_sum_counting_one_site_twice(bfv_kit: Kit, ckks_kit: Kit) -> None:
-    """Ciphertext a + a + b under headers {a, b, c}: c's update replaced by a second a."""
+    """Headers {a, a, b}: a's signed header listed twice in c's place (a + a + b summed)."""
     for kit in _kits(bfv_kit, ckks_kit):
         envs, agg = _round(kit, _rc())
-        # c's header with a's ciphertext, or a's upload listed twice in c's place
-        swapped = _swap_chunks(agg, {"c": _chunks(envs["a"])})
-        twice = pack(dict(agg, uploads=[agg["uploads"][0], *agg["uploads"][:2]]))
-        for forged in (swapped, twice):
-            with pytest.raises(SecureFLError):
-                _open(kit, forged)
+        headers = [agg["uploads"][0], *agg["uploads"][:2]]
+        forged = _with_sum(kit, agg, [envs["a"], envs["a"], envs["b"]], uploads=headers)
+        with pytest.raises(SecureFLError):
+            _open(kit, forged)
 
 
 def test_a_sum_below_the_rounds_min_sites_is_not_decrypted(bfv_kit: Kit, ckks_kit: Kit) -> None:
@@ -349,9 +422,12 @@ def test_a_sum_of_sites_given_different_round_starts_is_refused(
             rc = dataclasses.replace(_rc(), round_digest=same)
             server.handle(kit.site_mode(s).site(rc, s).submit(xs[s], 50.0)[0])
         assert server.result is not None and isinstance(server.result.encrypted_sum, bytes)
-        assert _open(kit, server.result.encrypted_sum, site="c", took_part={5: same})
+        own = kit.site_mode("c").took_part[5]
+        assert own.round_digest == same
+        assert _open(kit, server.result.encrypted_sum, site="c", took_part={5: own})
+        told_other = OwnUpload(other, own.digest, own.cohort)
         with pytest.raises(SecureFLError):
-            _open(kit, server.result.encrypted_sum, site="c", took_part={5: other})
+            _open(kit, server.result.encrypted_sum, site="c", took_part={5: told_other})
         with pytest.raises(SecureFLError):  # relabelling c's round start breaks its signature
             _open(kit, pack(dict(agg, uploads=uploads)))
 
@@ -387,16 +463,21 @@ def _decoder(kit: Kit) -> Any:
     )
 
 
-def test_the_encrypted_model_never_becomes_one_sites_update(bfv_kit: Kit) -> None:
-    """Site c's model after the round is θ₀ + a's update alone (×50/150), all checks passed.
+def test_the_encrypted_model_refuses_a_sum_that_leaves_out_its_own_upload(
+    bfv_kit: Kit,
+) -> None:
+    """Site c's decoder is handed a's update alone under the headers of a, b, d.
 
-    The runtime path of ``test_a_site_refuses_a_sum_that_is_one_other_sites_update``:
-    the decoder applies it, and c then trains on, evaluates and reports
-    metrics of a model that holds one other hospital's update in isolation.
+    The runtime path of ``test_a_site_refuses_a_sum_that_leaves_out_its_own_upload``:
+    had it applied it, c's model would be θ₀ + a's update alone, and c would
+    train on, evaluate and report metrics of one other hospital's update.
+    (A sum substituted under c's own header is not detectable:
+    ``test_a_cheating_server_can_substitute_the_sum_within_the_feasibility_bound``.)
     """
-    envs, agg = _round(bfv_kit, _rc())
-    forged = _swap_chunks(agg, {s: _chunks(envs["a"]) for s in ("b", "c")})
-    assert np.all(_decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 150.0), D) != 0)
+    envs, agg = _round4(bfv_kit)
+    without_c = [u for u in agg["uploads"] if u[0] != "c"]
+    forged = _with_sum(bfv_kit, agg, [envs["a"]], uploads=without_c)
+    assert np.all(_decoder(bfv_kit)(_model_payload(bfv_kit, pack(agg), 200.0), D) != 0)
     with pytest.raises(SecureFLError):
         theta = _decoder(bfv_kit)(_model_payload(bfv_kit, forged, 150.0), D)
         gap = np.max(np.abs(theta * 3 - _xs()["a"]))

@@ -39,8 +39,8 @@ def test_upload_known_answer() -> None:
         fields["site"],
         fields["weight"],
         fields["round_digest"],
+        chunks_digest(chunks),
         bytes.fromhex(v["signature"]),
-        chunks,
     )
     roster = {fields["site"]: bytes.fromhex(v["public_key"])}
     check = {k: fields[k] for k in ("federation", "round_id", "key_id", "preset", "dimension")}
