@@ -6,8 +6,9 @@ float32 and reference rows are always printed, the reference only when asked
 with ``--preset all``). Five distinct site updates are encrypted; for n=20 they are
 reused under other site names (re-signed by each name's identity key), which
 costs the server exactly the same. ``aggregate MB/site`` is what each site
-downloads: every signed upload with its ciphertexts (n × an upload), which
-the site re-adds itself; ``decrypt s`` includes those n − 1 additions.
+downloads per round: the server's encrypted sum (about one upload) plus a
+signed header (~170 bytes) per summand; ``decrypt s`` includes checking the
+headers' signatures.
 """
 
 from __future__ import annotations
