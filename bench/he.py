@@ -7,7 +7,7 @@ with ``--preset all``). Five distinct site updates are encrypted; for n=20 they 
 reused under other site names (re-signed by each name's identity key), which
 costs the server exactly the same. ``aggregate MB/site`` is what each site
 downloads per round: the server's encrypted sum (about one upload) plus a
-signed header (~170 bytes) per summand; ``decrypt s`` includes checking the
+signed header (~150 bytes) per summand; ``decrypt s`` includes checking the
 headers' signatures.
 """
 
