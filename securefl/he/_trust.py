@@ -10,10 +10,10 @@ the right key id, would be added to the sum silently. So:
   and every site check the signature against the roster before loading it;
 - each site signs its upload, bound to the federation, round, site, key id,
   preset, dimension, weight, ``max_weight``, the round-start digest and a
-  hash of the ciphertext bytes; the server checks it, and the aggregate
-  carries every signed upload *with its ciphertexts*, so each site re-adds
-  exactly the signed uploads itself (the server's word on the sum is never
-  needed).
+  hash of the ciphertext bytes; the server checks it before adding, and the
+  aggregate carries each summand's signed header (not its ciphertexts), so
+  every site rechecks who was summed and finds its own upload there. That
+  the sum is exactly those uploads added stays the server's word.
 
 A signature binds bytes to a sender; it does not prove the ciphertext
 encrypts a bounded value (a site holds the secret key and can encrypt

@@ -287,9 +287,9 @@ def _he_threat(n: int, min_sites: int, notes: list[str]) -> tuple[str, str, str]
     """Server view, collusion and dropout lines for ``he`` (tests/he/test_he_plan.py)."""
     need = max(min_sites, _HE_MIN_SUMMANDS)
     sees = (
-        "ciphertexts only: it checks each site's signed upload and forwards them all; each site "
-        "re-adds exactly the signed uploads and decrypts only their sum; the server never holds "
-        "the secret key"
+        "ciphertexts only: it checks each site's signed upload and adds them; each site gets "
+        "only the sum with the summands' signed headers (its own among them) and decrypts it; "
+        "the server never holds the secret key"
     )
     collusion = (
         "all sites share the secret key: any one site colluding with the server decrypts every "
@@ -307,8 +307,9 @@ def _he_threat(n: int, min_sites: int, notes: list[str]) -> tuple[str, str, str]
         drops = f"up to {n - need} of {n}: a round needs at least {need} uploads, fewer aborts it"
     notes.append(
         "he: a cheating site (it holds the key) can move the mean by up to "
-        "n·clip·max_weight/Σw per coordinate, not only by its own clip share; each site "
-        "downloads every signed upload (n times one upload) to re-add them"
+        "n·clip·max_weight/Σw per coordinate, not only by its own clip share; that the sum is "
+        "exactly the listed uploads is the server's word (a cheating server can substitute "
+        "another sum within that bound)"
     )
     return sees, collusion, drops
 

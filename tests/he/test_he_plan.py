@@ -28,7 +28,8 @@ def test_he_summary_states_the_floor_of_three_and_the_dropouts_it_leaves() -> No
     )
     assert five.dropouts.startswith("up to 1 of 5") and "at least 4 uploads" in five.collusion
     assert any("n·clip·max_weight/Σw" in n for n in five.notes)
-    assert "re-adds exactly the signed uploads" in five.server_sees
+    assert "only the sum" in five.server_sees
+    assert any("the server's word" in n for n in five.notes)
 
 
 def test_simulate_refuses_an_he_federation_or_rehearsal_below_three_sites() -> None:
