@@ -121,3 +121,32 @@ def test_upload_messages_bind_every_field(
         ("round_digest", b"s" * 32),
     ):
         assert update_message(**{**base, key: value}) != message
+
+
+@given(st.integers(min_value=0, max_value=31), st.integers(min_value=0, max_value=7))
+def test_an_aggregate_header_survives_the_wire_and_no_digest_bit_can_change(
+    byte: int, bit: int
+) -> None:
+    """The header an aggregate carries: round-trips unchanged; any flipped chunk-digest bit
+    breaks its signature (so a server cannot point a site's header at other ciphertexts)."""
+    v = VECTORS["upload"]
+    fields = _fields(v["fields"])
+    digest = bytes.fromhex(v["digest"])
+    header = UploadHeader(
+        fields["site"],
+        fields["weight"],
+        fields["round_digest"],
+        digest,
+        bytes.fromhex(v["signature"]),
+    )
+    assert UploadHeader.from_wire(unpack(pack(header.to_wire()))) == header
+    roster = {fields["site"]: bytes.fromhex(v["public_key"])}
+    check = {k: fields[k] for k in ("federation", "round_id", "key_id", "preset", "dimension")}
+    header.verify(roster=roster, max_weight=fields["max_weight"], **check)
+    flipped = bytearray(digest)
+    flipped[byte] ^= 1 << bit
+    forged = UploadHeader(
+        header.site, header.weight, header.round_digest, bytes(flipped), header.signature
+    )
+    with pytest.raises(IntegrityError):
+        forged.verify(roster=roster, max_weight=fields["max_weight"], **check)
