@@ -113,12 +113,16 @@ class RoundConfig:
     ``patience``: stop when the validation metric has not improved for this
     many rounds (``None`` = run all ``max_rounds``). ``min_sites``: a round
     with fewer surviving sites is abandoned, so no single update is isolated.
+    ``max_weight``: the largest weight (example count) a site may claim; when
+    set, each site refuses a round announcing another (``he`` sites always
+    pin it: it scales what they accept), ``None`` leaves it to the server.
     """
 
     max_rounds: int = 10
     patience: int | None = None
     min_sites: int = 2
     stage_timeout_seconds: float = 600.0
+    max_weight: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int("rounds.max_rounds", self.max_rounds)
@@ -131,6 +135,8 @@ class RoundConfig:
                 "that site's update alone"
             )
         _positive("rounds.stage_timeout_seconds", self.stage_timeout_seconds)
+        if self.max_weight is not None:
+            _positive("rounds.max_weight", self.max_weight)
 
 
 @dataclass(frozen=True, kw_only=True)

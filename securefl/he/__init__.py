@@ -7,9 +7,12 @@ deploying: every site holds the same key, so one site colluding with the
 server can read every update.
 
 Contexts are signed by the site that made them and every upload by its
-sender (Ed25519 identities on the roster, :mod:`securefl.he._trust`); sites
-refuse an aggregate that honest clipped inputs cannot produce
-(:mod:`securefl.he._decrypt`). Modules: ``_presets`` (parameter sets),
+sender (Ed25519 identities on the roster, :mod:`securefl.he._trust`); the
+server adds the checked uploads and sends each site only the sum with the
+signed headers of its summands (at least :data:`MIN_SUMMANDS`, the site's
+own among them), and a site refuses a sum that honest clipped inputs cannot
+produce (:mod:`securefl.he._decrypt`). That the sum is exactly the listed
+uploads is the server's word (``threat_models/he.md``). Modules: ``_presets`` (parameter sets),
 ``_context`` (secret/public contexts), ``_codec`` (chunks, structural checks),
 ``_pool`` (helper processes), ``_fixed_point`` (BFV quantization),
 ``_messages`` (byte formats), ``_site`` / ``_server`` (the two halves),
@@ -29,8 +32,8 @@ from securefl.he._presets import (
     HEPreset,
     preset_by_name,
 )
-from securefl.he._server import HEServer, HEServerMode
-from securefl.he._site import HESite, HESiteMode
+from securefl.he._server import MIN_SUMMANDS, HEServer, HEServerMode
+from securefl.he._site import HESite, HESiteMode, OwnUpload
 
 __all__ = [
     "BFV_N4096",
@@ -38,6 +41,7 @@ __all__ = [
     "CKKS_N8192",
     "CKKS_N8192_4PRIMES",
     "DEFAULT_PRESET",
+    "MIN_SUMMANDS",
     "PRESETS",
     "STAGE_UPDATE",
     "HEPreset",
@@ -46,6 +50,7 @@ __all__ = [
     "HESite",
     "HESiteMode",
     "OpenedAggregate",
+    "OwnUpload",
     "PublicContext",
     "SecretContext",
     "decrypt_aggregate",

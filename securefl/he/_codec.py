@@ -7,6 +7,10 @@ check the count before adding anything. Encryption itself lives in
 Sums are taken in place on the first site's deserialized ciphertexts, never
 on a ``copy()``.
 
+Why every chunk's framing is read from its bytes first
+(:mod:`securefl.he._frame`): TenSEAL would otherwise deserialize every
+ciphertext a chunk declares, at any size, before a check could run.
+
 Why every chunk is checked structurally on load: SEAL accepts any ciphertext
 valid for *some* level of the context, at any scale, of any size. Adding two
 that differ raises a plain ``ValueError`` deep in TenSEAL, and a ciphertext of
@@ -27,6 +31,7 @@ import tenseal as ts
 
 from securefl.errors import WireError
 from securefl.he._context import PublicContext, SecretContext
+from securefl.he._frame import check_chunk_frame
 from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool, encrypt_range
 from securefl.he._presets import HEPreset
 
@@ -34,6 +39,7 @@ __all__ = [
     "ChunkSum",
     "check_chunk_list",
     "decrypt_chunks",
+    "decrypt_vectors",
     "encrypt_chunks",
     "load_chunks",
     "load_range",
@@ -125,6 +131,7 @@ def load_range(
     first_parms = list(context.tenseal.seal_context().data.first_parms_id())
     vectors = []
     for i, (raw, n) in enumerate(zip(chunks, lengths, strict=True), start=first):
+        check_chunk_frame(preset, raw, n, i)  # from the bytes, before anything is allocated
         try:
             vec = loader(context.tenseal, raw)
             size = vec.size()
@@ -185,7 +192,11 @@ class ChunkSum:
 
 def decrypt_chunks(secret: SecretContext, chunks: Any, dimension: int) -> npt.NDArray[Any]:
     """Decrypt a chunk list to int64 (BFV, still modulo t) or float64 (CKKS)."""
-    vectors = load_chunks(secret, chunks, dimension)
+    return decrypt_vectors(secret, load_chunks(secret, chunks, dimension))
+
+
+def decrypt_vectors(secret: SecretContext, vectors: list[Any]) -> npt.NDArray[Any]:
+    """Decrypt loaded (checked) chunks to int64 (BFV, still modulo t) or float64 (CKKS)."""
     dtype = np.int64 if secret.preset.scheme == "bfv" else np.float64
     parts = [np.asarray(v.decrypt(), dtype=dtype) for v in vectors]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)

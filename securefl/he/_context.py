@@ -293,11 +293,16 @@ class SecretContext:
 
     @classmethod
     def from_signed(
-        cls, data: bytes, *, roster: Mapping[str, bytes], federation: str
+        cls,
+        data: bytes,
+        *,
+        roster: Mapping[str, bytes],
+        federation: str,
+        maker: str | None = None,
     ) -> SecretContext:
         """Load a secret context after checking its maker's signature against the roster."""
         maker, inner = open_signed_context(
-            data, kind="secret", roster=roster, federation=federation
+            data, kind="secret", roster=roster, federation=federation, maker=maker
         )
         loaded = cls.from_bytes(inner)
         loaded.maker = maker
@@ -343,11 +348,16 @@ class PublicContext:
 
     @classmethod
     def from_signed(
-        cls, data: bytes, *, roster: Mapping[str, bytes], federation: str
+        cls,
+        data: bytes,
+        *,
+        roster: Mapping[str, bytes],
+        federation: str,
+        maker: str | None = None,
     ) -> PublicContext:
         """Load the server's context after checking its maker's signature against the roster."""
         maker, inner = open_signed_context(
-            data, kind="public", roster=roster, federation=federation
+            data, kind="public", roster=roster, federation=federation, maker=maker
         )
         loaded = cls.from_bytes(inner)
         loaded.maker = maker

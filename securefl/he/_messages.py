@@ -1,12 +1,15 @@
 """The ``he`` mode's two byte formats: a site's signed update and the server's aggregate.
 
-Why the aggregate carries the sites' signed headers: sites decrypt what the
-server hands them, and every number the server adds beside the ciphertext
-(how many were summed, their total weight, the weight scale) would otherwise
-be the server's word. With the headers, each site rechecks that at least two
-distinct roster sites signed an update for this round, under this key, with
-these weights and this ``max_weight``; only the ciphertext sum itself stays
-unverifiable, which is why :mod:`securefl.he._decrypt` also bounds it.
+The aggregate carries the server's encrypted sum and, beside it, the signed
+header of every upload that went into it (site, weight, round start, chunk
+digest, signature) but never another site's ciphertexts: all sites share
+the secret key, so a site handed another's ciphertext could decrypt it.
+The headers let each site recheck who was summed, with which weights, for
+which round start, and that its own upload (the very bytes it sent) is
+among them. What they cannot show is that the sum is exactly those uploads
+added: that is the server's word (``threat_models/he.md`` says why this is
+no weaker than he mode's trust assumption), bounded by the feasibility
+check of :mod:`securefl.he._decrypt`.
 """
 
 from __future__ import annotations
@@ -31,8 +34,17 @@ __all__ = [
 ]
 
 STAGE_UPDATE = "he/update"
-_VERSION = 2
-_UPDATE_FIELDS = {"v", "preset", "key_id", "weight", "dimension", "chunks", "signature"}
+_VERSION = 3
+_UPDATE_FIELDS = {
+    "v",
+    "preset",
+    "key_id",
+    "weight",
+    "dimension",
+    "round_digest",
+    "chunks",
+    "signature",
+}
 _SUM_FIELDS = {
     "v",
     "preset",
@@ -43,22 +55,19 @@ _SUM_FIELDS = {
     "uploads",
     "chunks",
 }
-
-
-#: The most upload headers an aggregate may carry (the runtime's cohort cap).
-_MAX_UPLOADS = 4096
+_HEADER_ITEMS = 5  # site, weight, round_digest, digest, signature
 
 
 def chunk_limits(chunks: int, *, uploads: int = 0) -> Limits:
-    """An update or aggregate: a few short fields, ``chunks`` ciphertexts, ``uploads`` headers.
+    """An update (``uploads=0``) or an aggregate: ``chunks`` ciphertexts and ``uploads`` headers.
 
     Sized to the round so a hostile payload of many tiny values is refused
     before msgpack builds it (see :mod:`securefl.wire`).
     """
     return PAYLOAD_LIMITS.tightened(
-        max_items=32 + chunks + 6 * uploads,
+        max_items=32 + chunks + (_HEADER_ITEMS + 1) * uploads,
         max_depth=3 if uploads else 2,
-        max_array_len=max(chunks, uploads),
+        max_array_len=max(chunks, uploads, _HEADER_ITEMS),
         max_map_len=16,
         max_str_len=256,
     )
@@ -70,26 +79,36 @@ def _positive_float(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class UploadHeader:
-    """What one site signed for its update: who, with which weight, over which bytes."""
+    """What one site signed for its upload: who, weight, round start, and its chunks' digest.
+
+    The aggregate carries it without the ciphertexts it covers. ``digest``
+    is signed, so a header cannot be altered or made up; a site recognises
+    its own upload by the digest of the chunks it actually sent.
+    """
 
     site: str
     weight: float
+    round_digest: bytes
     digest: bytes
     signature: bytes
 
     def to_wire(self) -> list[Any]:
-        return [self.site, self.weight, self.digest, self.signature]
+        return [self.site, self.weight, self.round_digest, self.digest, self.signature]
 
     @classmethod
     def from_wire(cls, obj: Any) -> UploadHeader:
-        if not isinstance(obj, list) or len(obj) != 4:
+        if not isinstance(obj, list) or len(obj) != _HEADER_ITEMS:
             raise WireError("malformed upload header in an he aggregate")
-        site, weight, digest, signature = obj
+        site, weight, round_digest, digest, signature = obj
         if not isinstance(site, str) or not _positive_float(weight):
             raise WireError("malformed upload header in an he aggregate")
-        if not isinstance(digest, bytes) or not isinstance(signature, bytes):
+        if not isinstance(round_digest, bytes) or len(round_digest) not in (0, 32):
             raise WireError("malformed upload header in an he aggregate")
-        return cls(site, weight, digest, signature)
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise WireError("malformed upload header in an he aggregate")
+        if not isinstance(signature, bytes):
+            raise WireError("malformed upload header in an he aggregate")
+        return cls(site, weight, round_digest, digest, signature)
 
     def verify(
         self,
@@ -112,6 +131,7 @@ class UploadHeader:
             dimension=dimension,
             weight=self.weight,
             max_weight=max_weight,
+            round_digest=self.round_digest,
             digest=self.digest,
         )
         verify(roster_key(roster, self.site), message, self.signature)
@@ -123,6 +143,7 @@ def encode_update(
     key_id: bytes,
     weight: float,
     dimension: int,
+    round_digest: bytes,
     chunks: list[bytes],
     signature: bytes,
 ) -> bytes:
@@ -133,6 +154,7 @@ def encode_update(
             "key_id": key_id,
             "weight": float(weight),
             "dimension": dimension,
+            "round_digest": round_digest,
             "chunks": chunks,
             "signature": signature,
         }
@@ -147,8 +169,8 @@ def parse_update(
     dimension: int,
     max_weight: float,
     chunks: int,
-) -> tuple[float, list[bytes], bytes]:
-    """``(weight, chunks, signature)`` of an ``he/update`` payload, fields checked."""
+) -> tuple[float, bytes, list[bytes], bytes]:
+    """``(weight, round_digest, chunks, signature)`` of an ``he/update`` payload, fields checked."""
     obj = unpack(payload, limits=chunk_limits(chunks))
     if not isinstance(obj, dict) or set(obj) != _UPDATE_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he/update payload")
@@ -164,7 +186,10 @@ def parse_update(
         raise WireError("encrypted update: chunks must be a list of byte strings")
     if not isinstance(signature, bytes):
         raise WireError("encrypted update: signature must be bytes")
-    return weight, chunks, signature
+    round_digest = obj["round_digest"]
+    if not isinstance(round_digest, bytes) or len(round_digest) not in (0, 32):
+        raise WireError("encrypted update: round_digest must be a SHA-256 (or empty)")
+    return weight, round_digest, chunks, signature
 
 
 def encode_aggregate(
@@ -191,9 +216,12 @@ def encode_aggregate(
     )
 
 
-def parse_aggregate(blob: bytes, *, chunks: int) -> dict[str, Any]:
-    """The fields of an aggregate, types checked; ``uploads`` as :class:`UploadHeader`."""
-    obj = unpack(blob, limits=chunk_limits(chunks, uploads=_MAX_UPLOADS))
+def parse_aggregate(blob: bytes, *, chunks: int, max_uploads: int) -> dict[str, Any]:
+    """The fields of an aggregate, types checked; ``uploads`` as :class:`UploadHeader`.
+
+    ``max_uploads`` bounds the headers (the preset's ``max_sites``).
+    """
+    obj = unpack(blob, limits=chunk_limits(chunks, uploads=max_uploads))
     if not isinstance(obj, dict) or set(obj) != _SUM_FIELDS or obj["v"] != _VERSION:
         raise WireError("not an he aggregate")
     if not isinstance(obj["round"], int) or isinstance(obj["round"], bool) or obj["round"] < 0:
@@ -202,5 +230,10 @@ def parse_aggregate(blob: bytes, *, chunks: int) -> dict[str, Any]:
         raise WireError("he aggregate: weight_scale must be a positive float")
     if not isinstance(obj["uploads"], list):
         raise WireError("he aggregate: uploads must be a list")
+    if len(obj["uploads"]) > max_uploads:
+        raise WireError(f"he aggregate: more than {max_uploads} upload headers")
+    chunks = obj["chunks"]
+    if not isinstance(chunks, list) or not all(isinstance(c, bytes) for c in chunks):
+        raise WireError("he aggregate: chunks must be a list of byte strings")
     obj["uploads"] = [UploadHeader.from_wire(u) for u in obj["uploads"]]
     return obj

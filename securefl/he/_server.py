@@ -1,11 +1,14 @@
 """The server's half of the ``he`` mode: check each signed update, add it in place.
 
 The server adds what arrives and, once every cohort site answered or the
-deadline passed, releases the encrypted sum only if at least ``min_sites``
-(and never fewer than two) updates went into it, so no single update is ever
-decrypted alone. Each update must carry its sender's signature (checked
-against the roster) over its ciphertext bytes before anything is loaded;
-each chunk is then checked structurally (:mod:`securefl.he._codec`). Bad
+deadline passed, releases the encrypted sum with the signed header of every
+upload in it, if at least ``max(min_sites, 3)`` went in
+(:data:`MIN_SUMMANDS`: a sum of two reveals each summand to the other). It
+never forwards one site's ciphertexts to another: every site holds the
+secret key. Each update must carry its sender's signature (checked against
+the roster) over its ciphertext bytes before anything is loaded; each chunk
+is then checked structurally (:mod:`securefl.he._codec`), so a bad one
+drops its sender here rather than aborting the round at every site. Bad
 input from one site, of any kind, is recorded in :attr:`HEServer.rejected`
 and that site is simply left out: one site can never stop the server.
 """
@@ -31,7 +34,11 @@ from securefl.he._site import check_cohort
 from securefl.he._trust import chunks_digest, roster_key, update_message
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["HEServer", "HEServerMode"]
+__all__ = ["MIN_SUMMANDS", "HEServer", "HEServerMode"]
+
+#: The fewest uploads an he aggregate may hold, whatever ``min_sites`` says:
+#: in a sum of two, each site subtracts its own update and reads the other's.
+MIN_SUMMANDS = 3
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ class HEServer(ServerAggregator):
         self._public = public
         self._ctx = ctx
         self._roster = dict(roster)
+        self._needed = max(ctx.min_sites, MIN_SUMMANDS)
         self._sum = ChunkSum()
         self._uploads: dict[str, UploadHeader] = {}
         #: Sites left out of the sum, with the reason (always a SecureFLError).
@@ -72,7 +80,7 @@ class HEServer(ServerAggregator):
             raise ProtocolError("envelope is for another federation or round")
         if envelope.stage != STAGE_UPDATE or envelope.receiver != SERVER:
             raise ProtocolError(f"unexpected stage {envelope.stage!r} or receiver")
-        weight, chunks, signature = parse_update(
+        weight, round_digest, chunks, signature = parse_update(
             envelope.payload,
             preset=public.preset.name,
             key_id=public.key_id,
@@ -90,11 +98,12 @@ class HEServer(ServerAggregator):
             dimension=ctx.dimension,
             weight=weight,
             max_weight=float(ctx.max_weight),
+            round_digest=round_digest,
             digest=digest,
         )
         verify(roster_key(self._roster, envelope.sender), message, signature)
         vectors = load_chunks(public, chunks, ctx.dimension)
-        return UploadHeader(envelope.sender, weight, digest, signature), vectors
+        return UploadHeader(envelope.sender, weight, round_digest, digest, signature), vectors
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         """Add one site's update; a bad one is recorded in :attr:`rejected` and left out."""
@@ -148,10 +157,11 @@ class HEServer(ServerAggregator):
         if self._sum.broken:
             self._abort = AbortError("the encrypted sum holds part of a refused update")
             return
-        if len(survivors) < self._ctx.min_sites:
+        if len(survivors) < self._needed:
             self._abort = AbortError(
                 f"only {len(survivors)} of {len(self._ctx.cohort)} sites contributed; "
-                f"he mode needs at least {self._ctx.min_sites} so no update is decrypted alone"
+                f"he mode needs at least {self._needed} (max(min_sites, {MIN_SUMMANDS})) so "
+                "no update can be read from the sum"
             )
             return
         blob = encode_aggregate(
@@ -185,16 +195,23 @@ class HEServerMode(AggregationMode):
     hides_updates = True
 
     def __init__(
-        self, signed_public_context: bytes, *, roster: Mapping[str, bytes], federation: str
+        self,
+        signed_public_context: bytes,
+        *,
+        roster: Mapping[str, bytes],
+        federation: str,
+        maker: str | None = None,
     ) -> None:
         """Check the context's maker signature against ``roster`` before using it.
+
+        ``maker`` pins the designated key maker (``None``: any roster site).
 
         One process: deserialization holds the GIL, and a helper process
         measured slower (docs/he.md).
         """
         self.roster = dict(roster)
         self.context = PublicContext.from_signed(
-            signed_public_context, roster=self.roster, federation=federation
+            signed_public_context, roster=self.roster, federation=federation, maker=maker
         )
 
     def site(self, ctx: RoundContext, site_id: str) -> NoReturn:

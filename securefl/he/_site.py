@@ -12,7 +12,7 @@ honest aggregate must respect (see :mod:`securefl.he._decrypt`).
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,20 @@ from securefl.he._pool import MIN_CHUNKS_PER_CORE, EncryptPool
 from securefl.he._trust import chunks_digest, update_message
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["HESite", "HESiteMode", "check_cohort"]
+__all__ = ["HESite", "HESiteMode", "OwnUpload", "check_cohort"]
+
+
+class OwnUpload(NamedTuple):
+    """What a site remembers of the upload it signed: round start, chunk digest, cohort.
+
+    An aggregate of that round must carry this site's header with exactly
+    this digest (the bytes it sent), and only headers of that cohort, or the
+    site refuses it.
+    """
+
+    round_digest: bytes
+    digest: bytes
+    cohort: tuple[str, ...]
 
 
 def check_cohort(ctx: RoundContext, max_sites: int) -> None:
@@ -45,6 +58,13 @@ class HESite(SiteAggregator):
         if site_id not in ctx.cohort:
             raise ConfigError(f"site {site_id!r} is not in this round's cohort")
         check_cohort(ctx, mode.context.preset.max_sites)
+        if ctx.max_weight != mode.max_weight:
+            # the feasibility bound and the mean both scale with max_weight: the
+            # server must not choose it (a huge one hides a tampered sum)
+            raise ConfigError(
+                f"the round announces max_weight={ctx.max_weight:g} but this site's "
+                f"federation configuration says {mode.max_weight:g}; refusing the round"
+            )
         self._mode = mode
         self._ctx = ctx
         self._site_id = site_id
@@ -76,6 +96,7 @@ class HESite(SiteAggregator):
             workers=self._mode.workers,
             pool=self._mode.pool(ctx.dimension),
         )
+        digest = chunks_digest(chunks)
         message = update_message(
             federation=ctx.federation,
             round_id=ctx.round,
@@ -85,17 +106,20 @@ class HESite(SiteAggregator):
             dimension=ctx.dimension,
             weight=float(weight),
             max_weight=float(ctx.max_weight),
-            digest=chunks_digest(chunks),
+            round_digest=ctx.round_digest,
+            digest=digest,
         )
         payload = encode_update(
             preset=secret.preset.name,
             key_id=secret.key_id,
             weight=float(weight),
             dimension=ctx.dimension,
+            round_digest=ctx.round_digest,
             chunks=chunks,
             signature=self._mode.signing_key.sign(message),
         )
         self._done = True
+        self._mode.took_part[ctx.round] = OwnUpload(ctx.round_digest, digest, tuple(ctx.cohort))
         return [
             Envelope(
                 federation=ctx.federation,
@@ -124,10 +148,16 @@ class HESiteMode(AggregationMode):
         *,
         site_id: str,
         signing_key: SigningKey,
+        max_weight: float,
         workers: int = 2,
         processes: bool = True,
     ) -> None:
         """``site_id`` signs every upload with ``signing_key`` (its roster identity).
+
+        ``max_weight`` is the federation's weight bound from this site's own
+        configuration: a round announcing another is refused, and so is an
+        aggregate scaled by another (the server must not choose the scale of
+        the feasibility bound).
 
         ``workers`` cores encrypt each update. With ``processes`` (the default)
         the extra cores are helper processes that each receive the serialized
@@ -143,6 +173,12 @@ class HESiteMode(AggregationMode):
             raise ConfigError("HESiteMode needs the site's SigningKey to sign its uploads")
         if workers < 1:
             raise ConfigError("workers must be at least 1")
+        if not (isinstance(max_weight, (int, float)) and 0 < max_weight < float("inf")):
+            raise ConfigError(f"max_weight must be a positive finite number, got {max_weight!r}")
+        self.max_weight = float(max_weight)
+        #: round -> the upload this site signed in that round (round start and
+        #: chunk digest): an aggregate of such a round must hold that upload.
+        self.took_part: dict[int, OwnUpload] = {}
         self.context = context
         self.site_id = site_id
         self.signing_key = signing_key

@@ -9,9 +9,11 @@ the right key id, would be added to the sum silently. So:
 - a context is signed by the site that generated it (its *maker*); the server
   and every site check the signature against the roster before loading it;
 - each site signs its upload, bound to the federation, round, site, key id,
-  preset, dimension, weight, ``max_weight`` and a hash of the ciphertext
-  bytes; the server checks it before adding, and the aggregate carries the
-  signed headers so sites can recheck who was summed and with which weights.
+  preset, dimension, weight, ``max_weight``, the round-start digest and a
+  hash of the ciphertext bytes; the server checks it before adding, and the
+  aggregate carries each summand's signed header (not its ciphertexts), so
+  every site rechecks who was summed and finds its own upload there. That
+  the sum is exactly those uploads added stays the server's word.
 
 A signature binds bytes to a sender; it does not prove the ciphertext
 encrypts a bounded value (a site holds the secret key and can encrypt
@@ -42,7 +44,7 @@ __all__ = [
 
 PUBLIC_CONTEXT_DOMAIN = "he/public-context/v1"
 SECRET_CONTEXT_DOMAIN = "he/secret-context/v1"  # noqa: S105 (a domain name, not a secret)
-UPDATE_DOMAIN = "he/update/v1"
+UPDATE_DOMAIN = "he/update/v2"
 _FORMAT = "securefl-he-signed-context"
 _FIELDS = {"v", "format", "kind", "federation", "maker", "context", "signature"}
 _KINDS = {"public": PUBLIC_CONTEXT_DOMAIN, "secret": SECRET_CONTEXT_DOMAIN}
@@ -80,9 +82,18 @@ def sign_context(
 
 
 def open_signed_context(
-    data: bytes, *, kind: str, roster: Mapping[str, bytes], federation: str
+    data: bytes,
+    *,
+    kind: str,
+    roster: Mapping[str, bytes],
+    federation: str,
+    maker: str | None = None,
 ) -> tuple[str, bytes]:
     """Check a signed context against the roster; returns ``(maker, context bytes)``.
+
+    ``maker`` pins the designated key maker (from the party's own
+    configuration): a context signed by any other roster site is refused.
+    ``None`` accepts any roster site as maker.
 
     Raises :class:`WireError` for bytes that are not a signed context and
     :class:`IntegrityError` (opaque) for a wrong federation, an unknown or
@@ -93,13 +104,15 @@ def open_signed_context(
         raise WireError("not a signed securefl HE context")
     if obj["v"] != 1 or obj["kind"] != kind:
         raise WireError(f"expected a signed {kind} HE context, version 1")
-    maker, inner, sig = obj["maker"], obj["context"], obj["signature"]
-    if not isinstance(maker, str) or not isinstance(inner, bytes) or not isinstance(sig, bytes):
+    signer, inner, sig = obj["maker"], obj["context"], obj["signature"]
+    if not isinstance(signer, str) or not isinstance(inner, bytes) or not isinstance(sig, bytes):
         raise WireError("signed HE context fields have the wrong types")
     if obj["federation"] != federation:
         raise IntegrityError("HE context was signed for another federation")
-    verify(roster_key(roster, maker), signed_message(_KINDS[kind], federation, maker, inner), sig)
-    return maker, inner
+    if maker is not None and signer != maker:
+        raise IntegrityError(f"HE context was made by {signer!r}, not the designated maker")
+    verify(roster_key(roster, signer), signed_message(_KINDS[kind], federation, signer, inner), sig)
+    return signer, inner
 
 
 def chunks_digest(chunks: list[bytes]) -> bytes:
@@ -122,9 +135,15 @@ def update_message(
     dimension: int,
     weight: float,
     max_weight: float,
+    round_digest: bytes,
     digest: bytes,
 ) -> bytes:
-    """The bytes a site signs for its ``he/update`` (and a site rechecks in an aggregate)."""
+    """The bytes a site signs for its ``he/update`` (and a site rechecks in an aggregate).
+
+    ``round_digest`` is the SHA-256 of the round start the site was given
+    (``RoundContext.round_digest``): sites opening a sum refuse one whose
+    summands were given different rounds (a per-site model, Pasquini et al.).
+    """
     return signed_message(
         UPDATE_DOMAIN,
         federation,
@@ -135,5 +154,6 @@ def update_message(
         dimension,
         struct.pack(">d", weight),
         struct.pack(">d", max_weight),
+        round_digest,
         digest,
     )

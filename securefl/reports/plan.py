@@ -35,6 +35,8 @@ __all__ = [
 _MASK = MaskConfig(clip=1.0)
 _MASK_MIN_COHORT = _MASK.min_cohort
 
+#: ``securefl.he.MIN_SUMMANDS`` (kept free of TenSEAL; tests/he/test_he_plan.py checks it).
+_HE_MIN_SUMMANDS = 3
 #: How far past ``rounds.max_rounds`` the "rounds allowed" search looks.
 ROUNDS_SEARCH_FACTOR = 10
 
@@ -291,14 +293,7 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
         else:
             threshold, collusion, drops = _mask_threat(n, m)
     else:
-        sees = (
-            "ciphertexts only: it adds them with the public context and never holds the secret key"
-        )
-        collusion = (
-            "all sites share the secret key: any one site colluding with the server "
-            "decrypts every site's update"
-        )
-        drops = f"any number: the server adds the ciphertexts that arrive, at least {m} sites"
+        sees, collusion, drops = _he_threat(n, m, notes)
     return ThreatSummary(
         mode=mode,
         num_sites=n,
@@ -309,6 +304,37 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
         dp=dp,
         notes=tuple(notes),
     )
+
+
+def _he_threat(n: int, min_sites: int, notes: list[str]) -> tuple[str, str, str]:
+    """Server view, collusion and dropout lines for ``he`` (tests/he/test_he_plan.py)."""
+    need = max(min_sites, _HE_MIN_SUMMANDS)
+    sees = (
+        "ciphertexts only: it checks each site's signed upload and adds them; each site gets "
+        "only the sum with the summands' signed headers (its own among them) and decrypts it; "
+        "the server never holds the secret key"
+    )
+    collusion = (
+        "all sites share the secret key: any one site colluding with the server decrypts every "
+        f"site's update; without collusion a site opens only a sum of at least {need} uploads "
+        f"(max(min_sites, {_HE_MIN_SUMMANDS}): a sum of 2 would reveal each update to the other "
+        "site, so 3 is the floor)"
+    )
+    if n < need:
+        drops = "none: no round can open"
+        notes.append(
+            f"he needs at least {need} sites per round (a sum of two reveals each update to the "
+            f"other site); only {n} are listed"
+        )
+    else:
+        drops = f"up to {n - need} of {n}: a round needs at least {need} uploads, fewer aborts it"
+    notes.append(
+        "he: a cheating site (it holds the key) can move the mean by up to "
+        "n·clip·max_weight/Σw per coordinate, not only by its own clip share; that the sum is "
+        "exactly the listed uploads is the server's word (a cheating server can substitute "
+        "another sum within that bound)"
+    )
+    return sees, collusion, drops
 
 
 def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:

@@ -31,7 +31,9 @@ class SitePolicy:
     """The site's own terms for taking part in a round.
 
     ``roster`` is the set of sites the site knows belong to the federation
-    (``None``: not known, only the cohort's shape is checked).
+    (``None``: not known, only the cohort's shape is checked). ``max_weight``
+    is the federation's weight bound from the site's own configuration
+    (``None``: not configured, any bound at least the dataset size is taken).
     """
 
     site: str
@@ -39,6 +41,7 @@ class SitePolicy:
     local_epochs: int
     dataset_size: int
     roster: Collection[str] | None = None
+    max_weight: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +76,11 @@ def check_round(start: RoundStart, policy: SitePolicy) -> RoundSettings:
     if len(cohort) < start.min_sites:
         raise ProtocolError(
             f"the round's cohort of {len(cohort)} is below its own min_sites={start.min_sites}"
+        )
+    if policy.max_weight is not None and start.max_weight != policy.max_weight:
+        raise ProtocolError(
+            f"the server announced max_weight={start.max_weight:g} but this site's "
+            f"rounds.max_weight={policy.max_weight:g}; it scales what the site accepts"
         )
     if policy.dataset_size > start.max_weight:
         raise ConfigError(

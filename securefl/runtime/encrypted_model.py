@@ -8,11 +8,18 @@ strategy (FedAvg or FedAvgM: both are linear and deterministic) to obtain
 θ_r; a site that joins late replays from θ₀, so nobody falls out of step.
 A site decrypts only aggregates it has not seen (they are cached by prefix).
 
-Each aggregate is opened with :func:`securefl.he.open_aggregate`: the
-sites' signed upload headers are rechecked against the roster, the
-announced weight must equal the signed weights, rounds must increase, and
-a sum that honest clipped inputs cannot produce is refused; a refused
-aggregate is never applied (the site stops with the error).
+Each aggregate is opened with :func:`securefl.he.open_aggregate`: every
+signed header is rechecked against the roster, the announced weight must
+equal the signed weights, rounds must increase, a round this site took part
+in must list its own upload (the chunk digest it sent), and a sum that
+honest clipped inputs cannot produce is refused; a refused aggregate is
+never applied (the site stops with the error). That the sum is exactly the
+listed uploads added is the server's word (``threat_models/he.md``).
+
+Why the strategy, ``max_weight`` and ``min_sites`` come from the site's own
+configuration: the step a site applies multiplies every bound the checks
+give (a server announcing ``server_lr = 1e9`` would move the model 1e9
+times the feasible mean), so the payload's strategy must equal the site's.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import numpy.typing as npt
 
 from securefl.aggregation.base import AggregateResult
 from securefl.config import StrategyConfig
-from securefl.errors import ConfigError, IntegrityError, WireError
+from securefl.errors import ConfigError, IntegrityError, ProtocolError, WireError
 from securefl.runtime.global_model import GlobalModel
 from securefl.strategy.base import Strategy
 from securefl.strategy.fedavg import make_strategy
@@ -52,11 +59,7 @@ class EncryptedAggregatesModel(GlobalModel):
         return pack(
             {
                 "theta0": array_to_wire(self._theta0),
-                "strategy": {
-                    "name": self._strategy.name,
-                    "server_lr": self._strategy.effective_server_lr,
-                    "momentum": self._strategy.momentum,
-                },
+                "strategy": _strategy_fields(self._strategy),
                 "aggregates": self._aggregates,
             }
         )
@@ -67,15 +70,40 @@ class EncryptedAggregatesModel(GlobalModel):
         self._aggregates.append({"sum": result.encrypted_sum, "weight": result.total_weight})
 
 
+def _strategy_fields(config: StrategyConfig) -> dict[str, Any]:
+    """What the payload announces of a strategy (and a site requires to be its own)."""
+    return {
+        "name": config.name,
+        "server_lr": config.effective_server_lr,
+        "momentum": config.momentum,
+    }
+
+
 class EncryptedModelDecoder:
     """Site side: turns the server's payload into θ_r, decrypting only what is new."""
 
     def __init__(
-        self, secret_context: Any, *, roster: Mapping[str, bytes], federation: str
+        self,
+        site_mode: Any,
+        *,
+        roster: Mapping[str, bytes],
+        federation: str,
+        strategy: StrategyConfig,
+        min_sites: int,
     ) -> None:
-        self._secret = secret_context
+        """``site_mode`` is the site's :class:`~securefl.he.HESiteMode` (its key, its
+        ``max_weight`` and the rounds it took part in); ``strategy`` and
+        ``min_sites`` are the site's own federation configuration."""
+        from securefl.he import HESiteMode
+
+        if not isinstance(site_mode, HESiteMode):
+            raise ConfigError("EncryptedModelDecoder needs the site's HESiteMode")
+        self._mode = site_mode
         self._roster = dict(roster)
         self._federation = federation
+        self._own_strategy = _strategy_fields(strategy)
+        self._config = strategy
+        self._min_sites = min_sites
         self._rounds: list[int] = []
         self._digests: list[bytes] = []
         self._theta: npt.NDArray[np.float64] | None = None
@@ -105,11 +133,15 @@ class EncryptedModelDecoder:
         for i in range(len(self._digests), len(aggregates)):
             agg = aggregates[i]
             opened = open_aggregate(
-                self._secret,
+                self._mode.context,
                 agg["sum"],
                 dimension,
                 roster=self._roster,
                 federation=self._federation,
+                max_weight=self._mode.max_weight,
+                min_sites=self._min_sites,
+                site=self._mode.site_id,
+                took_part=self._mode.took_part,
             )
             if not np.isclose(opened.total_weight, float(agg["weight"]), rtol=1e-12, atol=0.0):
                 raise IntegrityError("announced total weight differs from the signed weights")
@@ -121,15 +153,12 @@ class EncryptedModelDecoder:
         return self._theta.astype(np.float32)
 
     def _restart(self, theta0: npt.NDArray[Any], digest0: bytes, strategy: Any) -> None:
-        try:
-            config = StrategyConfig(
-                name=str(strategy["name"]),
-                server_lr=float(strategy["server_lr"]),
-                momentum=float(strategy["momentum"]),
+        if strategy != self._own_strategy:
+            raise ProtocolError(
+                f"the server announces strategy {strategy!r}, but this site's configuration "
+                f"says {self._own_strategy!r}; refusing the model"
             )
-        except (KeyError, TypeError, ValueError):
-            raise WireError("malformed strategy in encrypted model") from None
-        self._strategy = make_strategy(config)
+        self._strategy = make_strategy(self._config)
         self._theta = theta0.astype(np.float64)
         self._theta0_digest = digest0
         self._digests = []

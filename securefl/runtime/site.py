@@ -235,6 +235,7 @@ class Site:
             SitePolicy(
                 site=self.name,
                 min_sites=self.round_config.min_sites,
+                max_weight=self.round_config.max_weight,
                 local_epochs=self.train.local_epochs,
                 dataset_size=self._account.dataset_size,
                 roster=self.roster,

@@ -97,6 +97,8 @@ class LocalFederation:
             dropouts=dict(dropouts or {}),
             he_preset=he_preset,
             federation=federation,
+            max_weight=max_weight,
+            min_sites=rounds.min_sites,
             signing_keys={
                 n: k.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
                 for n, k in self.signing_keys.items()

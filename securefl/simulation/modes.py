@@ -26,6 +26,10 @@ from securefl.runtime.global_model import GlobalModel, PlainGlobalModel, decode_
 from securefl.runtime.site import ModelDecoder
 from securefl.wire import Envelope
 
+#: ``securefl.he.MIN_SUMMANDS``, kept here without importing TenSEAL (a test
+#: checks the two agree): an he sum of two reveals each update to the other.
+HE_MIN_SUMMANDS = 3
+
 if TYPE_CHECKING:
     from securefl.secagg import MaskConfig
 
@@ -130,12 +134,22 @@ def check_dropouts(
             raise ConfigError(
                 f"--secure mask cannot run {len(sites)} sites ({exc}); add sites or use --secure he"
             ) from None
+    if secure == "he" and len(sites) < max(min_sites, HE_MIN_SUMMANDS):
+        raise ConfigError(
+            f"--secure he needs at least {max(min_sites, HE_MIN_SUMMANDS)} sites: a sum of two "
+            "reveals each update to the other site; add sites"
+        )
     if not dropouts:
         return
     survivors = tuple(s for s in cohort if s not in dropouts)
     lost = f"{len(dropouts)} of {len(sites)} sites vanishing leaves {len(survivors)}"
     if len(survivors) < min_sites:
         raise ConfigError(f"--dropout: {lost}, below min_sites={min_sites}; use more --sites")
+    if secure == "he" and len(survivors) < HE_MIN_SUMMANDS:
+        raise ConfigError(
+            f"--dropout: {lost}, below the {HE_MIN_SUMMANDS} uploads an he sum needs (a sum of "
+            "two reveals each update to the other site); use more --sites"
+        )
     if config is None:
         return
     if len(survivors) < need:
@@ -178,8 +192,14 @@ def make_setup(
     dropouts: Mapping[str, str],
     he_preset: str | None = None,
     federation: str = "securefl-sim",
+    max_weight: float | None = None,
+    min_sites: int = 2,
 ) -> SecureSetup:
-    """Both halves and the model holders for ``secure`` in an in-process federation."""
+    """Both halves and the model holders for ``secure`` in an in-process federation.
+
+    ``max_weight`` and ``min_sites`` are the federation's own settings, which
+    ``he`` sites pin (they refuse a round or an aggregate announcing others).
+    """
     if secure == "plain":
         plain = PlainMode()
         base: Callable[[str], AggregationMode] = lambda _name: plain  # noqa: E731
@@ -187,7 +207,11 @@ def make_setup(
     elif secure == "mask":
         setup = _mask_setup(signing_keys, roster, workdir)
     elif secure == "he":
-        setup = _he_setup(strategy, he_preset, signing_keys, roster, federation)
+        if max_weight is None:
+            raise ConfigError("he mode needs the federation's max_weight for its sites")
+        setup = _he_setup(
+            strategy, he_preset, signing_keys, roster, federation, max_weight, min_sites
+        )
     else:
         raise ConfigError(f"unknown secure mode {secure!r}")
     if dropouts:
@@ -227,6 +251,8 @@ def _he_setup(
     signing_keys: Mapping[str, bytes],
     roster: Mapping[str, bytes],
     federation: str,
+    max_weight: float,
+    min_sites: int,
 ) -> SecureSetup:
     """One site (the first by name) makes the keys and signs both contexts.
 
@@ -261,7 +287,9 @@ def _he_setup(
     secrets = {
         name: made
         if name == maker
-        else SecretContext.from_signed(signed_secret, roster=roster, federation=federation)
+        else SecretContext.from_signed(
+            signed_secret, roster=roster, federation=federation, maker=maker
+        )
         for name in sites
     }
     modes = {
@@ -269,13 +297,20 @@ def _he_setup(
             secrets[name],
             site_id=name,
             signing_key=SigningKey.from_private_bytes(signing_keys[name]),
+            max_weight=max_weight,
         )
         for name in sites
     }
-    server_mode = HEServerMode(signed_public, roster=roster, federation=federation)
+    server_mode = HEServerMode(signed_public, roster=roster, federation=federation, maker=maker)
     return SecureSetup(
         modes.__getitem__,
         server_mode,
         lambda theta0: EncryptedAggregatesModel(theta0, strategy),
-        lambda name: EncryptedModelDecoder(secrets[name], roster=roster, federation=federation),
+        lambda name: EncryptedModelDecoder(
+            modes[name],
+            roster=roster,
+            federation=federation,
+            strategy=strategy,
+            min_sites=min_sites,
+        ),
     )

@@ -200,7 +200,7 @@ def run_simulation(
         federation=federation,
         secure=secure,
         workdir=out,
-        max_weight=float(max(s.num_examples for s in data.sites)),
+        max_weight=rounds.max_weight or float(max(s.num_examples for s in data.sites)),
         dropouts=dropouts,
         he_preset=he_preset,
     )

@@ -1,6 +1,6 @@
 """Contexts are slow-ish to make; share one kit per preset across the he tests.
 
-A kit is what provisioning gives a federation: identity keys for sites a..f
+A kit is what provisioning gives a federation: identity keys for sites a..g
 on a roster, the HE keys made (and both contexts signed) by site ``a``.
 """
 
@@ -26,7 +26,9 @@ from securefl.he import (
 )
 
 FEDERATION = "f"
-SITES = ("a", "b", "c", "d", "e", "f")
+#: The federation's max_weight every kit's sites are configured with.
+MAX_WEIGHT = 100.0
+SITES = ("a", "b", "c", "d", "e", "f", "g")
 
 
 @dataclass
@@ -41,7 +43,11 @@ class Kit:
     def site_mode(self, site: str) -> HESiteMode:
         if site not in self.modes:
             self.modes[site] = HESiteMode(
-                self.secret, site_id=site, signing_key=self.keys[site], processes=False
+                self.secret,
+                site_id=site,
+                signing_key=self.keys[site],
+                max_weight=MAX_WEIGHT,
+                processes=False,
             )
         return self.modes[site]
 

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FEDERATION, Kit, make_kit
+from conftest import FEDERATION, MAX_WEIGHT, Kit, make_kit
 
 from securefl.aggregation.base import RoundContext
 from securefl.errors import AbortError, ConfigError, IntegrityError, WireError
@@ -59,6 +59,7 @@ def signed_update(
         dimension=rc.dimension,
         weight=weight,
         max_weight=rc.max_weight,
+        round_digest=rc.round_digest,
         digest=chunks_digest(chunks),
     )
     payload = encode_update(
@@ -66,6 +67,7 @@ def signed_update(
         key_id=secret.key_id,
         weight=weight,
         dimension=rc.dimension,
+        round_digest=rc.round_digest,
         chunks=chunks,
         signature=kit.keys[site].sign(message),
     )
@@ -81,7 +83,14 @@ def signed_update(
 
 def decrypt(kit: Kit, res: Any, d: int = D) -> Any:
     return decrypt_aggregate(
-        kit.secret, res.encrypted_sum, res.total_weight, d, roster=kit.roster, federation=FEDERATION
+        kit.secret,
+        res.encrypted_sum,
+        res.total_weight,
+        d,
+        roster=kit.roster,
+        federation=FEDERATION,
+        max_weight=MAX_WEIGHT,
+        min_sites=3,
     )
 
 
@@ -102,11 +111,11 @@ def _aggregate(kit: Kit, rc: RoundContext, xs: dict[str, Any], ws: dict[str, flo
     return _run(kit, rc, list(_envelopes(kit, rc, xs, ws).values()))
 
 
-def _two_of_three(kit: Kit) -> tuple[Any, dict[str, Any], dict[str, float]]:
-    """A round of cohort a, b, c in which only a and b submit: (server, updates, weights)."""
-    cohort = ("a", "b", "c")
-    xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0}
-    return _aggregate(kit, _rc(cohort), {k: xs[k] for k in "ab"}, ws), xs, ws
+def _three_of_four(kit: Kit) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    """A round of cohort a, b, c, d in which only a, b and c submit: (server, updates, weights)."""
+    cohort = ("a", "b", "c", "d")
+    xs, ws = _updates(cohort), {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    return _aggregate(kit, _rc(cohort), {k: xs[k] for k in "abc"}, ws), xs, ws
 
 
 def test_ckks_mean_matches_plaintext_within_bound(ckks_kit: Kit) -> None:
@@ -128,7 +137,7 @@ def test_ckks_mean_of_real_model_updates(ckks_kit: Kit) -> None:
     base = net()
     theta0 = torch.nn.utils.parameters_to_vector(base.parameters()).detach()
     xs = {}
-    for k in ("a", "b"):
+    for k in ("a", "b", "c"):
         local = net()
         local.load_state_dict(base.state_dict())
         opt = torch.optim.SGD(local.parameters(), lr=0.1)
@@ -138,8 +147,8 @@ def test_ckks_mean_of_real_model_updates(ckks_kit: Kit) -> None:
         theta = torch.nn.utils.parameters_to_vector(local.parameters()).detach()
         xs[k] = (theta - theta0).numpy().astype(np.float32)
     d = theta0.numel()
-    ws = {"a": 3.0, "b": 7.0}
-    res = _aggregate(ckks_kit, _rc(("a", "b"), d=d), xs, ws).result
+    ws = {"a": 3.0, "b": 7.0, "c": 5.0}
+    res = _aggregate(ckks_kit, _rc(("a", "b", "c"), d=d), xs, ws).result
     mean = decrypt(ckks_kit, res, d)
     ref = _mean(xs, ws)
     assert np.max(np.abs(mean - ref)) < 1e-6 * np.max(np.abs(ref))
@@ -176,10 +185,10 @@ def test_bad_inputs_are_dropped_and_round_goes_on(
 ) -> None:
     kit: Kit = request.getfixturevalue(kit_name)
     secret = kit.secret
-    cohort = ("a", "b", "c", "d", "e", "f")
+    cohort = ("a", "b", "c", "d", "e", "f", "g")
     rc = _rc(cohort)
     xs, ws = _updates(cohort), dict.fromkeys(cohort, 10.0)
-    envs = _envelopes(kit, rc, {k: xs[k] for k in ("a", "b")}, ws)
+    envs = _envelopes(kit, rc, {k: xs[k] for k in ("a", "b", "g")}, ws)
     # another parameter set: another scheme for BFV, a larger ring for CKKS
     other_params = SecretContext.generate(
         CKKS_N4096 if secret.preset.scheme == "bfv" else CKKS_N8192
@@ -192,6 +201,7 @@ def test_bad_inputs_are_dropped_and_round_goes_on(
         [
             envs["a"],
             envs["b"],
+            envs["g"],
             signed_update(kit, "c", rc, [b"garbage" * 10, b"\x00" * 64]),
             signed_update(kit, "e", rc, good["chunks"][:1]),
             signed_update(kit, "f", rc, encrypt_chunks(other_params, np.zeros(D))),
@@ -212,62 +222,71 @@ def test_bad_inputs_are_dropped_and_round_goes_on(
     assert "chunks" in str(server.rejected["e"])
     assert isinstance(server.rejected["f"], WireError)
     res = server.result
-    assert res.survivors == ("a", "b")
+    assert res.survivors == ("a", "b", "g")
     mean = decrypt(kit, res)
-    assert np.max(np.abs(mean - _mean({k: xs[k] for k in "ab"}, ws))) < 1e-4
+    assert np.max(np.abs(mean - _mean({k: xs[k] for k in "abg"}, ws))) < 1e-4
 
 
 def test_dropout_is_not_summed(ckks_kit: Kit) -> None:
-    server, xs, ws = _two_of_three(ckks_kit)
+    server, xs, ws = _three_of_four(ckks_kit)
     assert server.result is None
     server.on_deadline()
     res = server.result
-    assert res.survivors == ("a", "b") and res.total_weight == 3.0
+    assert res.survivors == ("a", "b", "c") and res.total_weight == 6.0
     mean = decrypt(ckks_kit, res)
-    assert np.allclose(mean, _mean({k: xs[k] for k in "ab"}, ws), rtol=0, atol=1e-6)
+    assert np.allclose(mean, _mean({k: xs[k] for k in "abc"}, ws), rtol=0, atol=1e-6)
 
 
 def test_a_departed_site_is_not_waited_for(ckks_kit: Kit) -> None:
-    server, _, _ = _two_of_three(ckks_kit)
+    server, _, _ = _three_of_four(ckks_kit)
     assert server.result is None
-    server.on_departure("c")  # no deadline needed
-    assert server.result is not None and server.result.survivors == ("a", "b")
+    server.on_departure("d")  # no deadline needed
+    assert server.result is not None and server.result.survivors == ("a", "b", "c")
 
 
 def test_min_cohort_enforced(ckks_kit: Kit) -> None:
+    """No sum of fewer than max(min_sites, 3) uploads is released (two reveal each other)."""
     cohort = ("a", "b", "c")
     rc = _rc(cohort, min_sites=2)
     xs, ws = _updates(cohort), dict.fromkeys(cohort, 1.0)
-    server = _aggregate(ckks_kit, rc, {"a": xs["a"]}, ws)
+    server = _aggregate(ckks_kit, rc, {"a": xs["a"], "b": xs["b"]}, ws)
     server.on_deadline()
     assert server.stage == "aborted"
-    with pytest.raises(AbortError, match="at least 2"):
+    with pytest.raises(AbortError, match="at least 3"):
+        _ = server.result
+    big = ("a", "b", "c", "d", "e")
+    server = _aggregate(
+        ckks_kit, _rc(big, min_sites=5), {k: xs.get(k, xs["a"]) for k in "abcd"}, ws | {"d": 1.0}
+    )
+    server.on_deadline()
+    with pytest.raises(AbortError, match="at least 5"):
         _ = server.result
     with pytest.raises(ConfigError, match="min_sites"):
         ckks_kit.server_mode().server(_rc(cohort, min_sites=1))
 
 
 def test_sites_refuse_to_decrypt_a_single_update(ckks_kit: Kit) -> None:
-    """A server that drops a summand's header (or repeats one) to pass one update off as a sum."""
-    xs, ws = _updates(("a", "b")), {"a": 1.0, "b": 1.0}
-    res = _aggregate(ckks_kit, _rc(("a", "b")), xs, ws).result
+    """A server that drops summands (or repeats one) to pass one update off as a sum."""
+    xs, ws = _updates(("a", "b", "c")), {"a": 1.0, "b": 1.0, "c": 1.0}
+    res = _aggregate(ckks_kit, _rc(("a", "b", "c")), xs, ws).result
     obj = unpack(res.encrypted_sum)
-    for uploads in (obj["uploads"][:1], [obj["uploads"][0]] * 2):
-        with pytest.raises(AbortError, match="two distinct"):
+    for uploads in (obj["uploads"][:1], [obj["uploads"][0]] * 3, obj["uploads"][:2]):
+        with pytest.raises(AbortError):
             decrypt_aggregate(
                 ckks_kit.secret,
                 pack(dict(obj, uploads=uploads)),
-                1.0,
+                float(len(uploads)),
                 D,
                 roster=ckks_kit.roster,
                 federation=FEDERATION,
+                max_weight=MAX_WEIGHT,
             )
 
 
 def test_ckks_values_beyond_clip_are_clipped_so_sums_cannot_wrap(ckks_kit: Kit) -> None:
-    rc = _rc(("a", "b"))
-    big = {k: np.full(D, 3000.0, dtype=np.float32) for k in "ab"}
-    res = _aggregate(ckks_kit, rc, big, {"a": 100.0, "b": 100.0}).result
+    rc = _rc(("a", "b", "c"))
+    big = {k: np.full(D, 3000.0, dtype=np.float32) for k in "abc"}
+    res = _aggregate(ckks_kit, rc, big, dict.fromkeys("abc", 100.0)).result
     # each site sent (w/max_w)·Δ clipped to clip = 1: the mean is clip·max_w/w = 1
     assert np.allclose(decrypt(ckks_kit, res), 1.0, atol=1e-6)
     with pytest.raises(ConfigError, match="clip"):

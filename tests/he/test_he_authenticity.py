@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FEDERATION, Kit, make_kit
+from conftest import FEDERATION, MAX_WEIGHT, Kit, make_kit
 from test_he_aggregate import signed_update
 
 from securefl.aggregation.base import RoundContext
@@ -34,15 +34,15 @@ D = 300  # one chunk in every preset
 COHORT = ("a", "b", "c")
 
 
-def _rc(round_id: int = 4) -> RoundContext:
+def _rc(round_id: int = 4, cohort: tuple[str, ...] = COHORT) -> RoundContext:
     return RoundContext(
-        federation=FEDERATION, round=round_id, cohort=COHORT, dimension=D, max_weight=100.0
+        federation=FEDERATION, round=round_id, cohort=cohort, dimension=D, max_weight=MAX_WEIGHT
     )
 
 
 def _xs() -> dict[str, Any]:
     gen = np.random.default_rng(5)  # test data only
-    return {k: (gen.normal(size=D) * 0.01).astype(np.float32) for k in COHORT}
+    return {k: (gen.normal(size=D) * 0.01).astype(np.float32) for k in "abcd"}
 
 
 def _honest(kit: Kit, rc: RoundContext, sites: str = "abc") -> dict[str, Envelope]:
@@ -51,7 +51,9 @@ def _honest(kit: Kit, rc: RoundContext, sites: str = "abc") -> dict[str, Envelop
 
 
 def _open(kit: Kit, blob: bytes) -> Any:
-    return open_aggregate(kit.secret, blob, D, roster=kit.roster, federation=FEDERATION)
+    return open_aggregate(
+        kit.secret, blob, D, roster=kit.roster, federation=FEDERATION, max_weight=MAX_WEIGHT
+    )
 
 
 def _values(kit: Kit, values: Any) -> Any:
@@ -113,6 +115,29 @@ def test_a_context_not_made_by_a_roster_site_is_refused(bfv_kit: Kit) -> None:
     # and the genuine kit of another federation is not this one's
     with pytest.raises(IntegrityError):
         SecretContext.from_signed(bfv_kit.signed_secret, roster=bfv_kit.roster, federation="g")
+
+
+def test_a_context_made_by_another_roster_site_than_the_designated_maker_is_refused(
+    bfv_kit: Kit,
+) -> None:
+    """A cheating roster site (b) makes its own keys and signs them as itself."""
+    own = SecretContext.generate(bfv_kit.secret.preset, clip=bfv_kit.secret.clip)
+    by_b = own.signed_secret_context(
+        federation=FEDERATION, maker="b", signing_key=bfv_kit.keys["b"], include_secret_key=True
+    )
+    public_by_b = own.signed_public_context(
+        federation=FEDERATION, maker="b", signing_key=bfv_kit.keys["b"]
+    )
+    pinned = {"roster": bfv_kit.roster, "federation": FEDERATION, "maker": "a"}
+    assert SecretContext.from_signed(by_b, roster=bfv_kit.roster, federation=FEDERATION)
+    with pytest.raises(IntegrityError):
+        SecretContext.from_signed(by_b, **pinned)
+    with pytest.raises(IntegrityError):
+        HEServerMode(public_by_b, **pinned)
+    assert (
+        SecretContext.from_signed(bfv_kit.signed_secret, **pinned).key_id == bfv_kit.secret.key_id
+    )
+    assert HEServerMode(bfv_kit.signed_public, **pinned).context.key_id == bfv_kit.secret.key_id
 
 
 def _wrap(kind: str, inner: bytes, maker: str, key: SigningKey) -> bytes:
@@ -182,16 +207,16 @@ def _loadable_flip(kit: Kit, chunk: bytes, n: int, start: int) -> bytes:
 
 
 def test_a_flipped_byte_in_a_chunk_on_the_way_is_refused_by_the_server(any_kit: Kit) -> None:
-    kit, rc = any_kit, _rc()
-    envs = _honest(kit, rc)
+    kit, rc = any_kit, _rc(cohort=("a", "b", "c", "d"))
+    envs = _honest(kit, rc, "abcd")
     obj = unpack(envs["c"].payload)
     flipped = _loadable_flip(kit, obj["chunks"][0], D, len(obj["chunks"][0]) // 2)
     tampered = dataclasses.replace(envs["c"], payload=pack(dict(obj, chunks=[flipped])))
     server = kit.server_mode().server(rc)
-    for env in (envs["a"], envs["b"], tampered):
+    for env in (envs["a"], envs["b"], tampered, envs["d"]):
         server.handle(env)
     assert isinstance(server.rejected["c"], IntegrityError)
-    assert server.result is not None and server.result.survivors == ("a", "b")
+    assert server.result is not None and server.result.survivors == ("a", "b", "d")
 
 
 def test_an_injected_chunk_under_another_key_with_the_right_label_is_refused(
@@ -250,6 +275,7 @@ def test_sites_refuse_a_sum_holding_a_chunk_under_another_key(any_kit: Kit) -> N
             D,
             roster=any_kit.roster,
             federation=FEDERATION,
+            max_weight=MAX_WEIGHT,
         )
 
 
@@ -283,10 +309,11 @@ def _within_bounds(kit: Kit, chunk: bytes, summands: int) -> bool:
 
 
 def test_sites_refuse_a_sum_the_server_flipped_out_of_bounds(any_kit: Kit) -> None:
-    """Every loadable one-byte flip of the aggregate is refused unless it stays in bounds.
+    """Every loadable one-byte flip of the aggregate's sum is refused unless it stays in bounds.
 
     What the check cannot do is shown too: a flip that moves the sum but keeps
-    it where honest inputs could reach is accepted (threat_models/he.md).
+    it where honest inputs could reach is accepted (the sum is the server's
+    word, threat_models/he.md).
     """
     kit, rc = any_kit, _rc()
     server = kit.server_mode().server(rc)
@@ -294,6 +321,7 @@ def test_sites_refuse_a_sum_the_server_flipped_out_of_bounds(any_kit: Kit) -> No
         server.handle(env)
     assert server.result is not None
     obj = unpack(server.result.encrypted_sum)
+    assert _open(kit, pack(obj)).sites == COHORT
     chunk = obj["chunks"][0]
     refused = 0
     for start in range(len(chunk) // 4, len(chunk), len(chunk) // 12):
@@ -334,7 +362,13 @@ def test_sites_refuse_numbers_the_server_changed_beside_the_sum(ckks_kit: Kit, f
         total = total / 10
     with pytest.raises(IntegrityError):
         decrypt_aggregate(
-            ckks_kit.secret, pack(obj), total, D, roster=ckks_kit.roster, federation=FEDERATION
+            ckks_kit.secret,
+            pack(obj),
+            total,
+            D,
+            roster=ckks_kit.roster,
+            federation=FEDERATION,
+            max_weight=MAX_WEIGHT,
         )
 
 

@@ -82,7 +82,7 @@ def test_each_mode_refuses_the_other_half(bfv_kit: Kit) -> None:
     with pytest.raises(ConfigError, match="signs as"):  # a site cannot sign as another
         bfv_kit.site_mode("a").site(RC, "b")
     with pytest.raises(ConfigError, match="SigningKey"):
-        HESiteMode(bfv_kit.secret, site_id="a", signing_key=b"\x00" * 32)  # type: ignore[arg-type]
+        HESiteMode(bfv_kit.secret, site_id="a", signing_key=b"\x00" * 32, max_weight=1.0)  # type: ignore[arg-type]
 
 
 def test_presets_respect_128bit_bound() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 import tenseal.sealapi as sealapi
-from conftest import FEDERATION, Kit, craft_vector, seal_bytes
+from conftest import FEDERATION, MAX_WEIGHT, Kit, craft_vector, seal_bytes
 from test_he_aggregate import signed_update
 
 from securefl.aggregation.base import (
@@ -37,7 +37,7 @@ from securefl.strategy import make_strategy
 from securefl.wire import SERVER, Envelope
 
 D = 5000  # two or three chunks in every preset: the bad chunk is the last one
-COHORT = ("a", "b", "c")
+COHORT = ("a", "b", "c", "d")  # c sends the bad chunk; three honest summands remain
 
 
 def _rc(cohort: tuple[str, ...] = COHORT, round_id: int = 1) -> RoundContext:
@@ -122,19 +122,26 @@ def test_a_malformed_ciphertext_drops_its_sender_and_the_round_completes(
 ) -> None:
     kit, rc = any_kit, _rc()
     gen = np.random.default_rng(3)  # test data only
-    xs = {k: (gen.normal(size=D) * 0.01).astype(np.float32) for k in "ab"}
+    xs = {k: (gen.normal(size=D) * 0.01).astype(np.float32) for k in "abd"}
     server = kit.server_mode().server(rc)
     for site in "ab":
         server.handle(kit.site_mode(site).site(rc, site).submit(xs[site], 50.0)[0])
     server.handle(signed_update(kit, "c", rc, _bad_chunks(kit, case, tmp_path)))
+    server.handle(kit.site_mode("d").site(rc, "d").submit(xs["d"], 50.0)[0])
     assert isinstance(server.rejected["c"], WireError)
     res = server.result
-    assert res is not None and res.survivors == ("a", "b")
+    assert res is not None and res.survivors == ("a", "b", "d")
     mean = decrypt_aggregate(
-        kit.secret, res.encrypted_sum, res.total_weight, D, roster=kit.roster, federation=FEDERATION
+        kit.secret,
+        res.encrypted_sum,
+        res.total_weight,
+        D,
+        roster=kit.roster,
+        federation=FEDERATION,
+        max_weight=MAX_WEIGHT,
     )
     tol = kit.secret.clip / max(kit.secret.preset.quant_levels, 1) * 10 + 1e-6
-    assert np.max(np.abs(mean - (xs["a"] + xs["b"]) / 2)) < tol
+    assert np.max(np.abs(mean - (xs["a"] + xs["b"] + xs["d"]) / 3)) < tol
 
 
 def _driver(kit: Kit, cohort: tuple[str, ...], mode: AggregationMode | None = None) -> ServerDriver:
@@ -169,16 +176,17 @@ def test_the_server_driver_survives_and_drops_the_sender(
     kit = any_kit
     driver = _driver(kit, COHORT)
     rc = _rc(round_id=driver.current_round)
-    for site in "ab":
+    for site in "abd":
         driver.handle(kit.site_mode(site).site(rc, site).submit(np.zeros(D, np.float32), 10.0)[0])
     driver.handle(signed_update(kit, "c", rc, _bad_chunks(kit, case, tmp_path)))
     summary = driver.history[-1]
-    assert summary.status == "aggregated" and summary.survivors == ("a", "b")
+    assert summary.status == "aggregated" and summary.survivors == ("a", "b", "d")
     # too few left: the next round aborts cleanly, and the driver still runs
     driver.advance()
     rc2 = _rc(round_id=driver.current_round)
     assert rc2.round == 2
-    driver.handle(kit.site_mode("a").site(rc2, "a").submit(np.zeros(D, np.float32), 10.0)[0])
+    for site in "ad":
+        driver.handle(kit.site_mode(site).site(rc2, site).submit(np.zeros(D, np.float32), 10.0)[0])
     driver.handle(signed_update(kit, "b", rc2, _bad_chunks(kit, case, tmp_path)))
     driver.handle(signed_update(kit, "c", rc2, _bad_chunks(kit, case, tmp_path)))
     assert [h.status for h in driver.history] == ["aggregated", "abandoned"]
@@ -230,7 +238,7 @@ class _ExplodingMode(AggregationMode):
 
 
 def test_any_error_in_one_peers_message_drops_that_peer_not_the_server(bfv_kit: Kit) -> None:
-    driver = _driver(bfv_kit, COHORT, _ExplodingMode())
+    driver = _driver(bfv_kit, ("a", "b", "c"), _ExplodingMode())
     for site in ("c", "a", "b"):
         driver.handle(
             Envelope(
@@ -263,10 +271,10 @@ def test_an_unexpected_library_error_rejects_only_the_sender(
     monkeypatch.setattr(server_module, "load_chunks", load)
     rc = _rc()
     server = bfv_kit.server_mode().server(rc)
-    for site in "ab":
+    for site in "abd":
         server.handle(
             bfv_kit.site_mode(site).site(rc, site).submit(np.zeros(D, np.float32), 5.0)[0]
         )
     server.handle(signed_update(bfv_kit, "c", rc, poison))
     assert isinstance(server.rejected["c"], WireError)
-    assert server.result is not None and server.result.survivors == ("a", "b")
+    assert server.result is not None and server.result.survivors == ("a", "b", "d")

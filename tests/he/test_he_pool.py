@@ -50,11 +50,16 @@ def test_pool_refuses_pickling_and_public_contexts(
 
 def test_site_mode_starts_helpers_only_for_large_updates(bfv_secret: SecretContext) -> None:
     key = SigningKey.generate()
-    mode = HESiteMode(bfv_secret, site_id="a", signing_key=key, workers=2)
+    mode = HESiteMode(bfv_secret, site_id="a", signing_key=key, max_weight=1.0, workers=2)
     assert mode.pool(5000) is None
     started = mode.pool(D_BIG)
     assert started is not None and started.helpers == 1
-    off = HESiteMode(bfv_secret, site_id="a", signing_key=key, workers=2, processes=False)
+    off = HESiteMode(
+        bfv_secret, site_id="a", signing_key=key, max_weight=1.0, workers=2, processes=False
+    )
     assert off.pool(D_BIG) is None
-    assert HESiteMode(bfv_secret, site_id="a", signing_key=key, workers=1).pool(D_BIG) is None
+    assert (
+        HESiteMode(bfv_secret, site_id="a", signing_key=key, max_weight=1.0, workers=1).pool(D_BIG)
+        is None
+    )
     mode.close()

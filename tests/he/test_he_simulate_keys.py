@@ -29,6 +29,8 @@ def _setup(tmp_path: Path, roster_extra: dict[str, bytes] | None = None) -> Secu
         dropouts={},
         he_preset="ckks-n4096",
         federation="fed",
+        max_weight=100.0,
+        min_sites=3,
     )
 
 

@@ -22,7 +22,7 @@ VECTORS = json.loads(
 
 
 def _fields(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: bytes.fromhex(v) if k == "key_id" else v for k, v in raw.items()}
+    return {k: bytes.fromhex(v) if k in ("key_id", "round_digest") else v for k, v in raw.items()}
 
 
 def test_upload_known_answer() -> None:
@@ -36,7 +36,11 @@ def test_upload_known_answer() -> None:
     assert key.sign(message).hex() == v["signature"]
     fields = _fields(v["fields"])
     header = UploadHeader(
-        fields["site"], fields["weight"], bytes.fromhex(v["digest"]), bytes.fromhex(v["signature"])
+        fields["site"],
+        fields["weight"],
+        fields["round_digest"],
+        chunks_digest(chunks),
+        bytes.fromhex(v["signature"]),
     )
     roster = {fields["site"]: bytes.fromhex(v["public_key"])}
     check = {k: fields[k] for k in ("federation", "round_id", "key_id", "preset", "dimension")}
@@ -104,6 +108,7 @@ def test_upload_messages_bind_every_field(
         "dimension": 10,
         "weight": weight,
         "max_weight": max_weight,
+        "round_digest": b"r" * 32,
         "digest": b"d" * 32,
     }
     message = update_message(**base)
@@ -113,5 +118,35 @@ def test_upload_messages_bind_every_field(
         ("weight", weight * 2),
         ("max_weight", max_weight * 2),
         ("digest", b"e" * 32),
+        ("round_digest", b"s" * 32),
     ):
         assert update_message(**{**base, key: value}) != message
+
+
+@given(st.integers(min_value=0, max_value=31), st.integers(min_value=0, max_value=7))
+def test_an_aggregate_header_survives_the_wire_and_no_digest_bit_can_change(
+    byte: int, bit: int
+) -> None:
+    """The header an aggregate carries: round-trips unchanged; any flipped chunk-digest bit
+    breaks its signature (so a server cannot point a site's header at other ciphertexts)."""
+    v = VECTORS["upload"]
+    fields = _fields(v["fields"])
+    digest = bytes.fromhex(v["digest"])
+    header = UploadHeader(
+        fields["site"],
+        fields["weight"],
+        fields["round_digest"],
+        digest,
+        bytes.fromhex(v["signature"]),
+    )
+    assert UploadHeader.from_wire(unpack(pack(header.to_wire()))) == header
+    roster = {fields["site"]: bytes.fromhex(v["public_key"])}
+    check = {k: fields[k] for k in ("federation", "round_id", "key_id", "preset", "dimension")}
+    header.verify(roster=roster, max_weight=fields["max_weight"], **check)
+    flipped = bytearray(digest)
+    flipped[byte] ^= 1 << bit
+    forged = UploadHeader(
+        header.site, header.weight, header.round_digest, bytes(flipped), header.signature
+    )
+    with pytest.raises(IntegrityError):
+        forged.verify(roster=roster, max_weight=fields["max_weight"], **check)

@@ -65,6 +65,7 @@ UPLOAD = {
     "dimension": 5000,
     "weight": 123.0,
     "max_weight": 500.0,
+    "round_digest": det_bytes("he/round-start", 32),
 }
 MUST_FAIL = {
     "other round": {"round_id": 8},
@@ -75,6 +76,7 @@ MUST_FAIL = {
     "other key id": {"key_id": det_bytes("he/other-key-id", 16)},
     "other preset": {"preset": "ckks-n4096"},
     "other dimension": {"dimension": 5001},
+    "other round start": {"round_digest": det_bytes("he/other-round-start", 32)},
 }
 
 
@@ -95,7 +97,7 @@ def upload_vectors() -> dict[str, Any]:
         got = update_message(**fields, digest=digest)
         ref = encode_ref(
             b"securefl/signed/v1",
-            "he/update/v1",
+            "he/update/v2",
             fields["federation"],
             fields["round_id"],
             fields["site"],
@@ -104,6 +106,7 @@ def upload_vectors() -> dict[str, Any]:
             fields["dimension"],
             struct.pack(">d", fields["weight"]),
             struct.pack(">d", fields["max_weight"]),
+            fields["round_digest"],
             digest,
         )
         assert got == ref
