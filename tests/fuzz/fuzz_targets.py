@@ -182,10 +182,12 @@ def native_targets() -> dict[str, Target]:
     signed = {"federation": "fed", "maker": "site-a", "signing_key": keys["site-a"]}
     ctx = RoundContext(federation="fed", round=1, cohort=cohort, dimension=dim, max_weight=10.0)
     server_mode = HEServerMode(bfv.signed_public_context(**signed), roster=roster, federation="fed")
+    site_modes = {
+        s: HESiteMode(bfv, site_id=s, signing_key=keys[s], max_weight=10.0, processes=False)
+        for s in cohort
+    }
     updates = [
-        HESiteMode(bfv, site_id=s, signing_key=keys[s], processes=False)
-        .site(ctx, s)
-        .submit(np.full(dim, 0.01, dtype=np.float32), 2.0)[0]
+        site_modes[s].site(ctx, s).submit(np.full(dim, 0.01, dtype=np.float32), 2.0)[0]
         for s in cohort
     ]
     server = server_mode.server(ctx)
@@ -209,7 +211,10 @@ def native_targets() -> dict[str, Target]:
     model.apply(result, make_strategy(strategy), 1)
 
     def encrypted_model(data: bytes) -> object:
-        return EncryptedModelDecoder(bfv, roster=roster, federation="fed")(data, dim)
+        decoder = EncryptedModelDecoder(
+            site_modes["site-c"], roster=roster, federation="fed", strategy=strategy, min_sites=3
+        )
+        return decoder(data, dim)
 
     targets = [
         Target(
@@ -227,7 +232,7 @@ def native_targets() -> dict[str, Target]:
         Target("he/update", he_update, [updates[0].payload]),
         Target(
             "he/aggregate",
-            lambda d: decrypt_sum(bfv, d, dim, roster=roster, federation="fed"),
+            lambda d: decrypt_sum(bfv, d, dim, roster=roster, federation="fed", max_weight=10.0),
             [result.encrypted_sum],
         ),
         Target("he/encrypted-model", encrypted_model, [model.payload()]),

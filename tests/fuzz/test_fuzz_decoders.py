@@ -96,13 +96,13 @@ def test_he_aggregate_with_a_bad_weight_scale_is_a_wire_error(scale: object) -> 
     ctx = RoundContext(federation="f", round=1, cohort=cohort, dimension=8, max_weight=4.0)
     server = HEServerMode(public, roster=roster, federation="f").server(ctx)
     for s in cohort:
-        mode = HESiteMode(secret, site_id=s, signing_key=keys[s], processes=False)
+        mode = HESiteMode(secret, site_id=s, signing_key=keys[s], max_weight=4.0, processes=False)
         server.handle(mode.site(ctx, s).submit(np.zeros(8, np.float32), 2.0)[0])
     assert server.result is not None and server.result.encrypted_sum is not None
     blob = unpack(server.result.encrypted_sum)
     blob["weight_scale"] = scale
     with pytest.raises(WireError):
-        decrypt_sum(secret, pack(blob), 8, roster=roster, federation="f")
+        decrypt_sum(secret, pack(blob), 8, roster=roster, federation="f", max_weight=4.0)
 
 
 _EMPTY_CIPHERTEXT_ATTACK = """
@@ -133,7 +133,10 @@ for preset in (BFV_N4096, CKKS_N4096):
     roster = {s: k.public_bytes() for s, k in keys.items()}
     public = secret.signed_public_context(federation="f", maker="a", signing_key=keys["a"])
     ctx = RoundContext(federation="f", round=1, cohort=cohort, dimension=8, max_weight=4.0)
-    modes = {s: HESiteMode(secret, site_id=s, signing_key=keys[s], processes=False) for s in cohort}
+    modes = {
+        s: HESiteMode(secret, site_id=s, signing_key=keys[s], max_weight=4.0, processes=False)
+        for s in cohort
+    }
     honest = modes["a"].site(ctx, "a").submit(np.full(8, 0.01, np.float32), 2.0)[0]
     site_half.encrypt_chunks = hollow_encrypt
     hostile = modes["b"].site(ctx, "b").submit(np.full(8, 0.01, np.float32), 2.0)[0]
