@@ -195,6 +195,13 @@ def _answer(
         raise ConfigError("give exactly one of --noise-multiplier and --epsilon")
     q, d, t = _float("--sample-rate", sample_rate), _float("--delta", delta), _steps(steps)
     assert q is not None and d is not None and t is not None
+    if num_examples is None and d >= q:
+        # a batch of at least one record means n >= 1/q, so δ >= q is δ >= 1/n
+        raise ConfigError(
+            f"--delta {d:g} is not below the sample rate {q:g}, so it is not below 1/n for any "
+            "site whose expected batch holds a record: at such a δ one record may be "
+            "published in full; use a δ well below 1/n (e.g. 1e-5), or give --num-examples"
+        )
     if epsilon is not None:
         target = _float("--epsilon", epsilon)
         assert target is not None

@@ -304,6 +304,7 @@ def _print_result(
             console.print(f"[yellow]{s.name}[/]: {s.error}")
     if out is not None:
         console.print(
-            f"Wrote {out}/summary.json, roster.json, records/ and global_model.safetensors"
+            f"Wrote {out}/summary.json, roster.json, records/, server_log.jsonl and "
+            "global_model.safetensors"
             f" (check with: securefl audit {out})"
         )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from securefl._quiet import quiet_logger
 from securefl.dp.events import DPEvent
 from securefl.errors import SecureFLError
 
@@ -81,8 +82,9 @@ def _pld_unguarded(runs: tuple[_Run, ...], delta: float, discretization: float |
     event = parts[0] if len(parts) == 1 else dp_accounting.ComposedDpEvent(parts)
     if discretization is None:
         rdp = rdp_privacy_accountant.RdpAccountant()
-        rdp.compose(event)
-        rough = PLD_RELATIVE_DISCRETIZATION * float(rdp.get_epsilon(delta))
+        with quiet_logger():  # dropped fractional orders only make this bound larger
+            rdp.compose(event)
+            rough = PLD_RELATIVE_DISCRETIZATION * float(rdp.get_epsilon(delta))
         discretization = min(PLD_DISCRETIZATION, max(_PLD_MIN_DISCRETIZATION, rough))
     accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=discretization)
     accountant.compose(event)

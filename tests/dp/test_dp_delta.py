@@ -101,3 +101,16 @@ def test_plan_question_with_a_dataset_size_refuses_a_large_delta() -> None:
         plan, [*base, "--delta", "1e-5", "--num-examples", "600", "--accountant", "rdp", "--json"]
     )
     assert good.exit_code == 0, good.output
+
+
+def test_plan_flags_refuse_a_delta_not_below_the_sample_rate() -> None:
+    """Without --num-examples, δ >= q already means δ >= 1/n (a batch holds a record)."""
+    flags = ["--sample-rate", "0.1", "--noise-multiplier", "1", "--steps", "10"]
+    refused = CliRunner().invoke(plan, [*flags, "--delta", "0.5"])
+    assert refused.exit_code == 2 and "1/n" in refused.stderr
+    assert refused.stdout == ""  # no ε printed for a δ that protects no one
+    ok = CliRunner().invoke(plan, [*flags, "--delta", "0.05", "--accountant", "rdp", "--json"])
+    assert ok.exit_code == 0, ok.output
+    # with the site's size given, the exact 1/n rule applies instead
+    sized = CliRunner().invoke(plan, [*flags, "--delta", "0.5", "--num-examples", "100"])
+    assert sized.exit_code == 2 and "n = 100" in sized.stderr
