@@ -195,7 +195,7 @@ def _answer(
         raise ConfigError("give exactly one of --noise-multiplier and --epsilon")
     q, d, t = _float("--sample-rate", sample_rate), _float("--delta", delta), _steps(steps)
     assert q is not None and d is not None and t is not None
-    if num_examples is None and d >= q:
+    if num_examples is None and 0 < q <= 1 and d >= q:  # a bad q gets its own error
         # a batch of at least one record means n >= 1/q, so δ >= q is δ >= 1/n
         raise ConfigError(
             f"--delta {d:g} is not below the sample rate {q:g}, so it is not below 1/n for any "
