@@ -10,18 +10,29 @@ colluding sites that know their own inputs.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from secagg_driver import Federation, random_updates, round_digest, run_round
+from secagg_driver import (
+    Federation,
+    edit_payload,
+    quick_round,
+    random_updates,
+    round_digest,
+    run_round,
+)
 
 from securefl.aggregation.base import RoundContext
 from securefl.config import FederationConfig, SiteSpec
 from securefl.errors import ConfigError
+from securefl.hazmat import shamir
 from securefl.hazmat.sign import SigningKey
 from securefl.reports.plan import threat_summary
 from securefl.secagg import MaskConfig, MaskSiteMode
+from securefl.secagg import _messages as m
 
 MAX_W = 100.0
 D = 6
@@ -128,3 +139,30 @@ def test_plan_text_states_the_threshold_rule_the_sites_run() -> None:
             f"plan says t follows 2t > cohort + c (c = {c}), but a round of all {n} runs at "
             f"t = {plan.threshold} (k = {plan.k}): {summary.collusion}"
         )
+
+
+def test_one_corrupted_share_is_routed_around_in_a_cohort_of_twenty(tmp_path: Path) -> None:
+    """threat_models/mask.md: corrupted unmask shares "are caught ... and routed around".
+
+    20 sites (t = 14, 20 b-shares of every survivor): one cheating site,
+    site-00, holds Shamir x = 1 and adds a random offset to every b-share it
+    releases. 19 honest shares remain for each secret, five more than t. The
+    server's first t-set contains x = 1 and fails the commitment; its retry
+    walks ``itertools.combinations`` in lexicographic order and gives up
+    after 64 t-sets, every one of which still contains x = 1 (there are
+    C(19, 13) = 27,132 of those), so one cheating site aborts every round
+    from a cohort of 20 up. Shown at n = 6 only (5 shares, t = 4: 4 t-sets).
+    """
+    fed = Federation(tmp_path, 20, MaskConfig(clip=1.0))
+
+    def edit(body: dict[str, Any]) -> None:
+        for v, share in body["b"].items():
+            y = int.from_bytes(share, "big")
+            offset = 1 + secrets.randbelow(shamir.PRIME - 1)
+            body["b"][v] = ((y + offset) % shamir.PRIME).to_bytes(shamir.SHARE_LEN, "big")
+
+    run = quick_round(fed, edit_payload(m.UNMASK, edit, sender="site-00"), dimension=4)
+    assert run.server._plan.threshold == 14
+    assert run.result is not None, (
+        f"one corrupted share among 20 aborted the round: {run.server_abort}"
+    )
