@@ -349,15 +349,26 @@ def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
     t, full = plan.threshold, plan.colluders_tolerated
     c, smallest = _MASK.assumed_colluders(n), _MASK.smallest_cohort(n)
     tol = _MASK.federation_tolerance(n)
+    cap = _MASK.complete_graph_max
+    rule = "sets t with 2t > n + c in a cohort of n sites"
+    if n > cap:  # larger cohorts run the k-regular graph, whose t follows its own bounds
+        rule = (
+            f"sets t with 2t > n + c in a cohort of n <= {cap} sites and, in larger cohorts, "
+            f"the k and t of the k-regular graph (sized for a {_MASK.corrupt_rate:.0%} "
+            f"colluding fraction, not for c)"
+        )
     collusion = (
         f"a cheating server together with up to {tol} colluding sites learns nothing beyond "
         f"the sum of the honest sites' updates, in every cohort it may open: each site takes "
         f"c = {c} colluders from the federation's {n} sites (not from the cohort the server "
-        f"picked), sets t with 2t > cohort + c, and refuses cohorts of fewer than {smallest} "
-        f"sites so every sum holds at least two honest sites"
+        f"picked), {rule}, and refuses cohorts of fewer than {smallest} sites so every sum "
+        f"holds at least two honest sites"
     )
     if plan.complete:
-        collusion += f" (a round of all {n}: threshold t = {t} of n = {n}, 2t - n - 1 = {full})"
+        collusion += (
+            f" (a round of all {n}: threshold t = {t} of n = {n}, "
+            f"min(2t - n - 1, n - 2) = {full})"
+        )
     else:
         collusion += (
             f" (a round of all {n}: k-regular graph, each site's secrets shared among its "

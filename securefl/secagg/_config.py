@@ -198,6 +198,7 @@ class MaskConfig:
             raise ConfigError(f"cohort of {n} is below min_cohort={self.min_cohort}")
         if list(cohort) != sorted(set(cohort)):
             raise ConfigError("cohort must be sorted and without duplicates")
+        self._check_cohort_size(n, big_n)  # on every graph: the server picks the cohort
         quant = self.quantization(n)
         if n <= self.complete_graph_max:
             return MaskPlan(
@@ -242,15 +243,20 @@ class MaskConfig:
         """
         return max(self.min_cohort, self.assumed_colluders(federation_size) + 2)
 
-    def _complete_threshold(self, n: int, federation_size: int) -> int:
-        c = self.assumed_colluders(federation_size)
+    def _check_cohort_size(self, n: int, federation_size: int) -> None:
+        """Refuse a cohort below :meth:`smallest_cohort`, whichever graph it would run."""
         smallest = self.smallest_cohort(federation_size)
         if n < smallest:
+            c = self.assumed_colluders(federation_size)
             raise ConfigError(
                 f"a cohort of {n} of the federation's {federation_size} sites is refused: with "
                 f"corrupt = {c} colluders assumed a cohort needs at least {smallest} sites "
                 f"(c + 2, so no sum is one honest site's update); open a larger cohort"
             )
+
+    def _complete_threshold(self, n: int, federation_size: int) -> int:
+        self._check_cohort_size(n, federation_size)
+        c = self.assumed_colluders(federation_size)
         least = max((n + c) // 2 + 1, self.min_cohort)
         t = least if self.threshold is None else max(self.threshold, self.min_cohort)
         if not 2 * t > n + c:

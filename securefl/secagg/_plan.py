@@ -132,7 +132,9 @@ class MaskPlan:
     def colluders_tolerated(self) -> int:
         """Colluding sites anywhere in the cohort withstood by a cheating server, for any placement.
 
-        Complete graph: 2t - n - 1 (the split view). k-regular graph: one
+        Complete graph: min(2t - n - 1, n - 2): the split view needs 2t - n
+        colluders, and n - 1 colluders read the one honest site's update from
+        the sum itself (at t = n, 2t - n - 1 = n - 1). k-regular graph: one
         fewer than the least of n - 2m (to split the survivor list, see
         :attr:`quorum`), t (a site's t colluding holders give its masking
         key) and max(k - m, 2t - k - 2) (cutting the ring: the graph is
@@ -145,7 +147,7 @@ class MaskPlan:
         """
         n, t, k, m = len(self.cohort), self.threshold, self.k, self.missing_allowed
         if self.complete:
-            return colluders_tolerated(n, t)
+            return min(colluders_tolerated(n, t), n - 2)
         return max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
 
     def share_id(self, site: str) -> int:

@@ -165,6 +165,10 @@ def test_mask_threat_summary_on_the_regular_graph_names_holders_and_the_dropout_
     assert f"threshold t = {plan.threshold} of {plan.k + 1}" in summary.collusion
     assert f"up to {plan.colluders_tolerated} colluders anywhere in the cohort" in summary.collusion
     assert "placed at random" in summary.collusion  # the 2^-40 bound's assumption is stated
+    # the complete-graph rule 2t > n + c is stated only for the cohorts that run it
+    assert 2 * plan.threshold <= 100 + MaskConfig(clip=1.0).assumed_colluders(100)
+    assert "2t > n + c in a cohort of n <= 64 sites" in summary.collusion
+    assert "the k and t of the k-regular graph" in summary.collusion
     tolerance = MaskConfig(clip=1.0).federation_tolerance(100)
     assert f"up to {tolerance} colluding sites" in summary.collusion and tolerance == 33
     assert summary.dropouts.startswith(f"up to {plan.missing_allowed} of 100")

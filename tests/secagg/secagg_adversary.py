@@ -34,8 +34,11 @@ class CheatingServer:
 
     def __init__(self, fed: Federation, ctx: RoundContext, sites: Mapping[str, MaskSite]) -> None:
         self.fed, self.ctx, self.sites = fed, ctx, dict(sites)
-        self.plan: MaskPlan = fed.config.plan(
-            federation=ctx.federation, round_id=ctx.round, cohort=ctx.cohort
+        self.plan: MaskPlan = fed.config.plan(  # the sites' plan: c from the whole roster
+            federation=ctx.federation,
+            round_id=ctx.round,
+            cohort=ctx.cohort,
+            federation_size=len(fed.roster),
         )
         self.aborted: dict[str, AbortError] = {}
         self.adverts: dict[str, dict[str, bytes]] = {}

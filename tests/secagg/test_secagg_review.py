@@ -281,7 +281,7 @@ def test_a_smaller_cohort_does_not_lower_the_collusion_tolerance_below_the_feder
     except (ConfigError, AbortError):
         return  # the sites refuse a cohort that lowers the federation's tolerance
     srv = CheatingServer(fed, ctx, sites)
-    srv.plan = sites[cohort[0]]._plan  # the threshold the sites actually run
+    assert srv.plan == sites[cohort[0]]._plan and srv.plan.threshold == 5  # the sites' t
     updates = random_updates(fed.names, 4)
     srv.advertise({s: updates[s] for s in cohort}, MAX_W)
     everyone = list(cohort)

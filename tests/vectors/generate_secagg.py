@@ -7,7 +7,9 @@ Everything here is computed without securefl:
 - ``thresholds``: for n = 3..40, the smallest t with 2t > n + floor((n-1)/3)
   and t >= 3 (the minimum cohort), found by counting up; with it the
   colluders tolerated, 2t - n - 1, and the dropouts tolerated, n - t; and the
-  same with corrupt = 0 (the earlier formula floor(n/2)+1, raised to 3).
+  same with corrupt = 0 (the earlier formula floor(n/2)+1, raised to 3), whose
+  colluders are the plan's min(2t - n - 1, n - 2) (at t = n, n - 1 colluders
+  would leave one honest site in the sum).
 - ``cohort_thresholds``: for a federation of N = 3..24 sites (c =
   floor((N-1)/3) colluders assumed from N, not from the cohort), each cohort
   size n = 3..N: refused (t null) when n < max(3, c + 2), else the smallest
@@ -84,7 +86,7 @@ def thresholds() -> list[dict[str, int]]:
                 "colluders": 2 * t - n - 1,
                 "dropouts": n - t,
                 "t_corrupt_0": t0,
-                "colluders_corrupt_0": 2 * t0 - n - 1,
+                "colluders_corrupt_0": min(2 * t0 - n - 1, n - 2),
             }
         )
     return rows
