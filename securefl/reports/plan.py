@@ -366,8 +366,7 @@ def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
     )
     if plan.complete:
         collusion += (
-            f" (a round of all {n}: threshold t = {t} of n = {n}, "
-            f"min(2t - n - 1, n - 2) = {full})"
+            f" (a round of all {n}: threshold t = {t} of n = {n}, min(2t - n - 1, n - 2) = {full})"
         )
     else:
         collusion += (
