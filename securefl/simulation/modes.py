@@ -158,9 +158,7 @@ def check_dropouts(
             f"(threshold t = {need}); use more --sites or fewer dropouts"
         )
     try:
-        config.plan(
-            federation="check", round_id=2, cohort=survivors, federation_size=len(cohort)
-        )
+        config.plan(federation="check", round_id=2, cohort=survivors, federation_size=len(cohort))
     except ConfigError as exc:
         raise ConfigError(f"--dropout: {lost}, and the next round cannot open: {exc}") from None
 
