@@ -28,6 +28,7 @@ __all__ = [
     "SiteSpec",
     "StrategyConfig",
     "TrainConfig",
+    "check_delta",
     "load_federation",
 ]
 
@@ -201,6 +202,35 @@ class SiteSpec:
             _positive(f"sites.{self.name}.epsilon", self.epsilon)
 
 
+def check_delta(delta: float, *, num_examples: int | None = None, name: str = "dp.delta") -> float:
+    """Refuse a δ that makes (ε, δ)-DP meaningless; return it as a float.
+
+    δ is the probability that the ε guarantee fails. It must be in (0, 1),
+    and, for a site with n records, below 1/n: at δ >= 1/n a mechanism that
+    publishes one randomly chosen record in full is (0, δ)-DP, so such a δ
+    cannot protect anyone. Give ``num_examples`` as the number of records of
+    the smallest site (or of this site). ``name`` is the setting named in the
+    error.
+
+    Raises:
+        ConfigError: δ not a number in (0, 1), or not below 1/``num_examples``.
+    """
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 < delta < 1.0:
+        raise ConfigError(f"{name} must be a number in (0, 1), got {delta!r}")
+    if num_examples is not None:
+        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
+            raise ConfigError(
+                f"the number of records must be an integer >= 1, got {num_examples!r}"
+            )
+        if delta >= 1.0 / num_examples:
+            raise ConfigError(
+                f"{name} = {delta:g} is not below 1/n = {1.0 / num_examples:.3g} for a site with "
+                f"n = {num_examples} records: at such a δ one record may be published in full; "
+                f"set {name} well below 1/n (for example 1e-5)"
+            )
+    return float(delta)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FederationConfig:
     """Everything the parties of one federation agree on.
@@ -231,11 +261,11 @@ class FederationConfig:
         if len(set(names)) != len(names):
             raise ConfigError("sites: a site name appears twice")
         for spec in self.sites:
-            # δ ≥ 1/n admits publishing one whole record: ε would mean nothing
-            if spec.num_examples is not None and not self.dp.delta < 1 / spec.num_examples:
-                raise ConfigError(
-                    f"dp.delta={self.dp.delta:g} must be below 1/n = {1 / spec.num_examples:.2g} "
-                    f"for site {spec.name!r} with n = {spec.num_examples} records (use e.g. 1e-5)"
+            if spec.num_examples is not None:  # δ ≥ 1/n: one whole record may be published
+                check_delta(
+                    self.dp.delta,
+                    num_examples=spec.num_examples,
+                    name=f"dp.delta of site {spec.name!r}",
                 )
 
     def site_dp(self, site: str) -> DPConfig:

@@ -51,6 +51,7 @@ from functools import lru_cache
 import numpy as np
 
 from securefl._quiet import quiet_logger
+from securefl.config import check_delta
 from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError
 
@@ -99,35 +100,6 @@ def _check_common(accountant: str, delta: float) -> None:
         raise ConfigError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 < delta < 1.0:
         raise ConfigError(f"delta must be a number in (0, 1), got {delta!r}")
-
-
-def check_delta(delta: float, *, num_examples: int | None = None, name: str = "dp.delta") -> float:
-    """Refuse a δ that makes (ε, δ)-DP meaningless; return it as a float.
-
-    δ is the probability that the ε guarantee fails. It must be in (0, 1),
-    and, for a site with n records, below 1/n: at δ >= 1/n a mechanism that
-    publishes one randomly chosen record in full is (0, δ)-DP, so such a δ
-    cannot protect anyone. Give ``num_examples`` as the number of records of
-    the smallest site (or of this site). ``name`` is the setting named in the
-    error.
-
-    Raises:
-        ConfigError: δ not a number in (0, 1), or not below 1/``num_examples``.
-    """
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 < delta < 1.0:
-        raise ConfigError(f"{name} must be a number in (0, 1), got {delta!r}")
-    if num_examples is not None:
-        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
-            raise ConfigError(
-                f"the number of records must be an integer >= 1, got {num_examples!r}"
-            )
-        if delta >= 1.0 / num_examples:
-            raise ConfigError(
-                f"{name} = {delta:g} is not below 1/n = {1.0 / num_examples:.3g} for a site with "
-                f"n = {num_examples} records: at such a δ one record may be published in full; "
-                f"set {name} well below 1/n (for example 1e-5)"
-            )
-    return float(delta)
 
 
 def _groups(events: Iterable[DPEvent], accountant: str) -> tuple[_Group, ...]:
