@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,16 +42,13 @@ from securefl.runtime import messages as m
 from securefl.runtime._account import RoundAccount
 from securefl.runtime._policy import SitePolicy, check_round
 from securefl.runtime._proximal import ProximalPull
-from securefl.runtime.global_model import decode_plain_model
+from securefl.runtime.global_model import ModelDecoder, decode_plain_model
 from securefl.transport.base import Transport
 from securefl.wire import SERVER, Envelope
 
 __all__ = ["ModelDecoder", "Round", "Site"]
 
 log = logging.getLogger(__name__)
-
-#: Turns the model bytes of a round-start message into a flat parameter vector.
-ModelDecoder = Callable[[bytes, int], npt.NDArray[np.float32]]
 
 
 @dataclass(kw_only=True)

@@ -1,0 +1,217 @@
+"""Each secure-aggregation mode's two halves, built from configuration and identity.
+
+Why one place: ``simulate``, ``securefl server`` and ``securefl client`` must
+build exactly the same mode from the same settings, and each party only ever
+holds its own keys. So the server builds its half from public material (the
+roster's identity keys, and in ``he`` mode the maker-signed *public* context),
+and a site builds its half from its own name, signing key and state folder
+(and in ``he`` mode its secret context). Neither side can ask for the other's
+half: that is a configuration error in the mode classes themselves.
+
+A mode needs four things: the site half, the server half, how the server
+holds the global model, and how a site reads it. ``plain`` and ``mask`` hold
+plaintext parameters on the server (the mask server learns only the sum,
+which *is* the next model); ``he`` holds only ciphertexts, so sites decrypt
+and replay the strategy.
+
+Nothing here imports torch: the coordinator machine needs no GPU stack.
+TenSEAL (``he``) and the mask code are imported only for their mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from securefl.aggregation.base import AggregationMode
+from securefl.aggregation.plain import PlainMode
+from securefl.config import SECURE_MODES, StrategyConfig
+from securefl.errors import ConfigError
+from securefl.hazmat.sign import SigningKey
+from securefl.runtime.global_model import (
+    GlobalModel,
+    ModelDecoder,
+    PlainGlobalModel,
+    decode_plain_model,
+)
+from securefl.wire import SERVER
+
+if TYPE_CHECKING:
+    from securefl.he import SecretContext
+    from securefl.secagg import MaskConfig
+
+__all__ = [
+    "HE_MIN_SUMMANDS",
+    "ServerHalf",
+    "SiteHalf",
+    "he_keymaker",
+    "mask_config",
+    "server_half",
+    "site_half",
+    "site_keys",
+]
+
+#: ``securefl.he.MIN_SUMMANDS``, kept here without importing TenSEAL (a test
+#: checks the two agree): an he sum of two reveals each update to the other.
+HE_MIN_SUMMANDS = 3
+
+
+@dataclass(frozen=True)
+class ServerHalf:
+    """What the server runs: the mode's server half and how it holds the global model."""
+
+    mode: AggregationMode
+    global_model: Callable[[npt.NDArray[np.float32]], GlobalModel]
+
+
+@dataclass(frozen=True)
+class SiteHalf:
+    """What one site runs: the mode's site half and how it reads the server's model bytes."""
+
+    mode: AggregationMode
+    decoder: ModelDecoder
+
+
+def mask_config() -> MaskConfig:
+    """The default masking settings (what ``simulate`` runs)."""
+    from securefl.secagg import MaskConfig
+
+    return MaskConfig(clip=1.0)
+
+
+def site_keys(identity_keys: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The sites' identity keys of a roster (the server's own key left out).
+
+    The server is never a cohort member, a context maker nor an upload's
+    sender; the modes are given only the sites, as before the server had a key.
+    """
+    return {name: key for name, key in identity_keys.items() if name != SERVER}
+
+
+def he_keymaker(identity_keys: Mapping[str, bytes], configured: str | None = None) -> str:
+    """The site that makes the federation's HE keys: the one configured, or the first by name."""
+    sites = sorted(site_keys(identity_keys))
+    if configured is None:
+        if not sites:
+            raise ConfigError("he.keymaker: the roster lists no site to make the HE keys")
+        return sites[0]
+    if configured not in sites:
+        raise ConfigError(
+            f"he.keymaker = {configured!r} is not a site on the roster; "
+            f"name one of {', '.join(sites) or '(none)'}"
+        )
+    return configured
+
+
+def _check_secure(secure: str) -> None:
+    if secure not in SECURE_MODES:
+        raise ConfigError(f"unknown secure mode {secure!r}; use one of {', '.join(SECURE_MODES)}")
+
+
+def server_half(
+    secure: str,
+    *,
+    identity_keys: Mapping[str, bytes],
+    federation: str,
+    strategy: StrategyConfig,
+    max_weight: float | None,
+    min_sites: int,
+    mask: MaskConfig | None = None,
+    he_public_context: bytes | None = None,
+    he_keymaker: str | None = None,
+) -> ServerHalf:
+    """The server's half of ``secure`` from public material only.
+
+    ``mask`` is the federation's masking settings (default :func:`mask_config`).
+    In ``he`` mode ``he_public_context`` is the keymaker-signed public context
+    (checked against the roster, with ``he_keymaker`` pinned when given); it
+    arrives from the keymaker site before round 1 (:mod:`securefl.he._delivery`),
+    so the server builds this half only then. ``max_weight`` and
+    ``min_sites`` reach the halves through each round's context; ``he``
+    refuses to start without a ``max_weight``, which its sites pin.
+    """
+    _check_secure(secure)
+    sites = site_keys(identity_keys)
+    if secure == "plain":
+        return ServerHalf(PlainMode(), PlainGlobalModel)
+    if secure == "mask":
+        from securefl.secagg import MaskServerMode
+
+        return ServerHalf(
+            MaskServerMode(roster=sites, config=mask or mask_config()), PlainGlobalModel
+        )
+    if max_weight is None:
+        raise ConfigError("he mode needs the federation's max_weight (rounds.max_weight)")
+    if he_public_context is None:
+        raise ConfigError(
+            "he mode: the server's half needs the keymaker's signed public context; "
+            "build it once the keymaker site has sent it"
+        )
+    from securefl.he import HEServerMode
+    from securefl.runtime.encrypted_model import EncryptedAggregatesModel
+
+    mode = HEServerMode(he_public_context, roster=sites, federation=federation, maker=he_keymaker)
+    return ServerHalf(mode, lambda theta0: EncryptedAggregatesModel(theta0, strategy))
+
+
+def site_half(
+    secure: str,
+    *,
+    name: str,
+    signing_key: SigningKey,
+    identity_keys: Mapping[str, bytes],
+    state_dir: str | Path,
+    federation: str,
+    strategy: StrategyConfig,
+    max_weight: float | None,
+    min_sites: int,
+    mask: MaskConfig | None = None,
+    he_secret_context: SecretContext | None = None,
+) -> SiteHalf:
+    """One site's half of ``secure`` from its own name, key and state folder.
+
+    ``state_dir`` is the site's state folder (the mask round log lives there as
+    ``mask.json``). ``max_weight`` and ``min_sites`` are the federation's own
+    settings, which ``he`` sites pin (they refuse a round or an aggregate
+    announcing others); ``he_secret_context`` is the federation's secret
+    context, made here (the keymaker) or opened from the keymaker's sealed
+    bundle (:func:`securefl.he._delivery.open_bundle`).
+    """
+    _check_secure(secure)
+    sites = site_keys(identity_keys)
+    if not isinstance(signing_key, SigningKey):
+        raise ConfigError("signing_key must be the site's securefl.hazmat.sign.SigningKey")
+    if sites.get(name) != signing_key.public_bytes():
+        raise ConfigError(f"the roster's identity key of {name!r} does not match its signing key")
+    if secure == "plain":
+        return SiteHalf(PlainMode(), decode_plain_model)
+    if secure == "mask":
+        from securefl.secagg import MaskSiteMode
+
+        mode = MaskSiteMode(
+            site_id=name,
+            signing_key=signing_key,
+            roster=sites,
+            state_path=Path(state_dir) / "mask.json",
+            config=mask or mask_config(),
+        )
+        return SiteHalf(mode, decode_plain_model)
+    if max_weight is None:
+        raise ConfigError("he mode needs the federation's max_weight (rounds.max_weight)")
+    if he_secret_context is None:
+        raise ConfigError("he mode: a site's half needs the federation's secret HE context")
+    from securefl.he import HESiteMode
+    from securefl.runtime.encrypted_model import EncryptedModelDecoder
+
+    he_mode = HESiteMode(
+        he_secret_context, site_id=name, signing_key=signing_key, max_weight=max_weight
+    )
+    decoder = EncryptedModelDecoder(
+        he_mode, roster=sites, federation=federation, strategy=strategy, min_sites=min_sites
+    )
+    return SiteHalf(he_mode, decoder)
