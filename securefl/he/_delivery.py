@@ -162,6 +162,40 @@ def bundle_header(data: bytes) -> tuple[str, str, str, bytes]:
     return obj["federation"], obj["maker"], obj["recipient"], obj["public_sha256"]
 
 
+def _unseal(
+    data: bytes,
+    *,
+    recipient: str,
+    exchange_key: KeyPair,
+    federation: str,
+    keymaker: str,
+    signed_public_context: bytes,
+) -> bytes:
+    """The sealed plaintext (the maker-signed secret context), or one opaque IntegrityError.
+
+    Every expectation is the recipient's own; the header fields are compared
+    for a clear refusal, and the key derivation and associated data bind them
+    again, so a header rewritten on the way still cannot open.
+    """
+    obj = _parse_bundle(data)
+    public_sha = public_context_hash(signed_public_context)
+    if (
+        obj["federation"] != federation
+        or obj["recipient"] != recipient
+        or obj["maker"] != keymaker
+        or obj["public_sha256"] != public_sha
+    ):
+        raise IntegrityError("the sealed HE context is not for this site, maker and key set")
+    eph = obj["ephemeral"]
+    own = exchange_key.public_bytes()
+    key = derive_key(
+        exchange_key, eph, info=_info(federation, keymaker, recipient, public_sha, eph, own)
+    )
+    return open_(
+        key, obj["box"], associated_data=_ad(federation, keymaker, recipient, public_sha, eph)
+    )
+
+
 def open_bundle(
     data: bytes,
     *,
@@ -177,28 +211,19 @@ def open_bundle(
     ``recipient``, ``exchange_key``, ``federation``, ``keymaker`` and
     ``identity_keys`` (the pinned roster) are this site's own; only the
     bundle and ``signed_public_context`` come through the server. The maker's
-    signature on the public context and on the secret context are checked
-    against the roster, and the two must hold the same key.
+    signatures on the public and on the secret context are checked against
+    the roster, and the two must hold the same key.
     """
-    obj = _parse_bundle(data)
-    public_sha = public_context_hash(signed_public_context)
-    if (
-        obj["federation"] != federation
-        or obj["recipient"] != recipient
-        or obj["maker"] != keymaker
-        or obj["public_sha256"] != public_sha
-    ):
-        raise IntegrityError("the sealed HE context is not for this site, maker and key set")
     public = PublicContext.from_signed(
         signed_public_context, roster=identity_keys, federation=federation, maker=keymaker
     )
-    eph = obj["ephemeral"]
-    own = exchange_key.public_bytes()
-    key = derive_key(
-        exchange_key, eph, info=_info(federation, keymaker, recipient, public_sha, eph, own)
-    )
-    plain = open_(
-        key, obj["box"], associated_data=_ad(federation, keymaker, recipient, public_sha, eph)
+    plain = _unseal(
+        data,
+        recipient=recipient,
+        exchange_key=exchange_key,
+        federation=federation,
+        keymaker=keymaker,
+        signed_public_context=signed_public_context,
     )
     secret = SecretContext.from_signed(
         plain, roster=identity_keys, federation=federation, maker=keymaker
