@@ -260,9 +260,8 @@ def test_server_readdressing_a_bundle_is_refused(fed, made) -> None:
         )
 
 
-def test_a_stranger_claiming_to_be_the_keymaker_is_refused(fed, made) -> None:
+def test_a_stranger_claiming_to_be_the_keymaker_is_refused(fed) -> None:
     """Not on the roster: neither the relay nor any site accepts its keys."""
-    _, material = made
     mallory, mallory_x = SigningKey.generate(), KeyPair.generate()
     fake = make_key_material(
         SecretContext.generate(),
