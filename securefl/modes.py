@@ -42,14 +42,19 @@ from securefl.runtime.global_model import (
 from securefl.wire import SERVER
 
 if TYPE_CHECKING:
-    from securefl.he import SecretContext
+    from securefl.hazmat.keys import KeyPair
+    from securefl.he import HEPreset, SecretContext, SiteKeys
+    from securefl.runtime.keys import PreRoundKeys
     from securefl.secagg import MaskConfig
+    from securefl.wire import Envelope
 
 __all__ = [
     "HE_MIN_SUMMANDS",
+    "HESiteKeys",
     "ServerHalf",
     "SiteHalf",
-    "he_keymaker",
+    "choose_keymaker",
+    "he_site_keys",
     "mask_config",
     "server_half",
     "site_half",
@@ -63,10 +68,17 @@ HE_MIN_SUMMANDS = 3
 
 @dataclass(frozen=True)
 class ServerHalf:
-    """What the server runs: the mode's server half and how it holds the global model."""
+    """What the server runs: the mode's server half and how it holds the global model.
 
-    mode: AggregationMode
+    In ``he`` mode before the keymaker's keys arrived, ``mode`` is ``None`` and
+    ``keys`` (the relay) and ``build_mode`` go to the round driver, which
+    builds the mode from the signed public context before round 1.
+    """
+
+    mode: AggregationMode | None
     global_model: Callable[[npt.NDArray[np.float32]], GlobalModel]
+    keys: PreRoundKeys | None = None
+    build_mode: Callable[[bytes], AggregationMode] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ def site_keys(identity_keys: Mapping[str, bytes]) -> dict[str, bytes]:
     return {name: key for name, key in identity_keys.items() if name != SERVER}
 
 
-def he_keymaker(identity_keys: Mapping[str, bytes], configured: str | None = None) -> str:
+def choose_keymaker(identity_keys: Mapping[str, bytes], configured: str | None = None) -> str:
     """The site that makes the federation's HE keys: the one configured, or the first by name."""
     sites = sorted(site_keys(identity_keys))
     if configured is None:
@@ -129,9 +141,10 @@ def server_half(
 
     ``mask`` is the federation's masking settings (default :func:`mask_config`).
     In ``he`` mode ``he_public_context`` is the keymaker-signed public context
-    (checked against the roster, with ``he_keymaker`` pinned when given); it
-    arrives from the keymaker site before round 1 (:mod:`securefl.he._delivery`),
-    so the server builds this half only then. ``max_weight`` and
+    (checked against the roster, with the keymaker pinned: ``he_keymaker`` or
+    the first site by name). It arrives from the keymaker site before round 1
+    (:mod:`securefl.he._relay`): without it the half holds the relay that
+    waits for it, and the driver builds the mode when it comes. ``max_weight`` and
     ``min_sites`` reach the halves through each round's context; ``he``
     refuses to start without a ``max_weight``, which its sites pin.
     """
@@ -147,16 +160,21 @@ def server_half(
         )
     if max_weight is None:
         raise ConfigError("he mode needs the federation's max_weight (rounds.max_weight)")
-    if he_public_context is None:
-        raise ConfigError(
-            "he mode: the server's half needs the keymaker's signed public context; "
-            "build it once the keymaker site has sent it"
-        )
-    from securefl.he import HEServerMode
+    from securefl.he import HEServerMode, KeyRelay
     from securefl.runtime.encrypted_model import EncryptedAggregatesModel
 
-    mode = HEServerMode(he_public_context, roster=sites, federation=federation, maker=he_keymaker)
-    return ServerHalf(mode, lambda theta0: EncryptedAggregatesModel(theta0, strategy))
+    maker = choose_keymaker(sites, he_keymaker)
+
+    def build(public: bytes) -> AggregationMode:
+        return HEServerMode(public, roster=sites, federation=federation, maker=maker)
+
+    def holder(theta0: npt.NDArray[np.float32]) -> GlobalModel:
+        return EncryptedAggregatesModel(theta0, strategy)
+
+    if he_public_context is not None:
+        return ServerHalf(build(he_public_context), holder)
+    relay = KeyRelay(federation=federation, identity_keys=sites, keymaker=maker)
+    return ServerHalf(None, holder, keys=relay, build_mode=build)
 
 
 def site_half(
@@ -215,3 +233,74 @@ def site_half(
         he_mode, roster=sites, federation=federation, strategy=strategy, min_sites=min_sites
     )
     return SiteHalf(he_mode, decoder)
+
+
+class HESiteKeys:
+    """A site's he key step (:class:`securefl.runtime.PreRoundSiteKeys`): keys -> its half.
+
+    The keymaker makes the keys at hello and builds its half at once; every
+    other site builds its half from the bundle the server relays.
+    """
+
+    def __init__(self, keys: SiteKeys, build: Callable[[SecretContext], SiteHalf]) -> None:
+        self._keys = keys
+        self._build = build
+        self.stages = keys.stages
+
+    def hello(self) -> tuple[list[Envelope], SiteHalf | None]:
+        out, secret = self._keys.hello()
+        return out, self._build(secret) if secret is not None else None
+
+    def handle(self, env: Envelope) -> SiteHalf:
+        return self._build(self._keys.handle(env))
+
+
+def he_site_keys(
+    *,
+    name: str,
+    signing_key: SigningKey,
+    exchange_key: KeyPair,
+    identity_keys: Mapping[str, bytes],
+    exchange_keys: Mapping[str, bytes],
+    state_dir: str | Path,
+    federation: str,
+    strategy: StrategyConfig,
+    max_weight: float,
+    min_sites: int,
+    keymaker: str | None = None,
+    preset: HEPreset | None = None,
+) -> HESiteKeys:
+    """One site's he key step, from its own keys and the pinned roster's identity and exchange keys.
+
+    ``keymaker`` is the federation file's ``[he] keymaker`` (default: the
+    first site by name); ``preset`` is what the keymaker makes (others take
+    the maker's, checked against its signed public context).
+    """
+    from securefl.he import DEFAULT_PRESET, SiteKeys
+
+    keys = SiteKeys(
+        name=name,
+        federation=federation,
+        keymaker=choose_keymaker(identity_keys, keymaker),
+        identity_keys=site_keys(identity_keys),
+        exchange_keys=exchange_keys,
+        signing_key=signing_key,
+        exchange_key=exchange_key,
+        preset=preset or DEFAULT_PRESET,
+    )
+
+    def build(secret: SecretContext) -> SiteHalf:
+        return site_half(
+            "he",
+            name=name,
+            signing_key=signing_key,
+            identity_keys=identity_keys,
+            state_dir=state_dir,
+            federation=federation,
+            strategy=strategy,
+            max_weight=max_weight,
+            min_sites=min_sites,
+            he_secret_context=secret,
+        )
+
+    return HESiteKeys(keys, build)

@@ -12,6 +12,7 @@ from securefl.runtime.global_model import (
     PlainGlobalModel,
     decode_plain_model,
 )
+from securefl.runtime.keys import PreRoundKeys, PreRoundSiteKeys
 from securefl.runtime.loop import run_server
 from securefl.runtime.server import RoundSummary, ServerDriver, ServerStage
 
@@ -22,6 +23,8 @@ __all__ = [
     "GlobalModel",
     "ModelDecoder",
     "PlainGlobalModel",
+    "PreRoundKeys",
+    "PreRoundSiteKeys",
     "Round",
     "RoundSummary",
     "ServerDriver",

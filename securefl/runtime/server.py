@@ -17,7 +17,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from securefl.aggregation.base import AggregationMode, RoundContext, ServerAggregator
 from securefl.config import RoundConfig
@@ -25,33 +25,13 @@ from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLErro
 from securefl.params import ParamSpec, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime.global_model import GlobalModel
+from securefl.runtime.keys import PreRoundKeys
 from securefl.strategy.base import Strategy
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["PreRoundKeys", "RoundSummary", "ServerDriver", "ServerStage"]
+__all__ = ["RoundSummary", "ServerDriver", "ServerStage"]
 
 log = logging.getLogger(__name__)
-
-
-class PreRoundKeys(Protocol):
-    """A key step that must finish before round 1 (``he``: :class:`securefl.he.KeyRelay`)."""
-
-    #: the envelope stages the step handles (sites' messages outside any round)
-    stages: frozenset[str]
-
-    @property
-    def ready(self) -> bool:
-        """Whether the mode can be built now."""
-
-    @property
-    def signed_public_context(self) -> bytes:
-        """The material the mode is built from."""
-
-    def handle(self, env: Envelope) -> list[Envelope]:
-        """One of the step's messages; returns what to send."""
-
-    def on_hello(self, site: str) -> list[Envelope]:
-        """A site said hello; returns what it must receive before its first round."""
 
 
 class ServerStage(enum.Enum):

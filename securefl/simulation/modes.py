@@ -201,7 +201,7 @@ def make_setup(
         secure,
         identity_keys=roster,
         he_public_context=public,
-        he_keymaker=library.he_keymaker(roster) if secure == "he" else None,
+        he_keymaker=library.choose_keymaker(roster) if secure == "he" else None,
         federation=federation,
         strategy=strategy,
         max_weight=max_weight,
@@ -223,6 +223,7 @@ def make_setup(
         for name, raw in signing_keys.items()
         if name != SERVER
     }
+    assert server.mode is not None  # he: the public context was given, so no key step
     site_mode: Callable[[str], AggregationMode] = lambda name: halves[name].mode  # noqa: E731
     if dropouts:
         site_mode = _with_dropouts(site_mode, secure, dropouts)
@@ -248,7 +249,7 @@ def _he_keys(
     from securefl.he import DEFAULT_PRESET, SecretContext, preset_by_name
 
     preset = preset_by_name(preset_name) if preset_name else DEFAULT_PRESET
-    maker = library.he_keymaker(roster)
+    maker = library.choose_keymaker(roster)
     maker_key = SigningKey.from_private_bytes(signing_keys[maker])
     made = SecretContext.generate(preset)
     signed_secret = made.signed_secret_context(

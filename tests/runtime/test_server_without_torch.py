@@ -60,7 +60,13 @@ SERVER_PATH = textwrap.dedent(
         )
         driver.stop("checked")
         run_server(driver, MemoryHub().connect("server"), stage_timeout=1.0)
-    KeyRelay(federation="f", identity_keys=ids, keymaker="site-a")
+    # he before the keymaker's keys: the relay, then the mode built from what it receives
+    waiting = server_half(
+        "he", identity_keys=ids, federation="f", strategy=StrategyConfig(),
+        max_weight=100.0, min_sites=2,
+    )
+    assert isinstance(waiting.keys, KeyRelay) and waiting.mode is None
+    assert waiting.build_mode is not None and waiting.build_mode(public).name == "he"
     assert CliRunner().invoke(securefl.cli.cli, ["--help"]).exit_code == 0
     loaded = [m for m in ("torch", "opacus") if m in sys.modules]
     print("LOADED:" + ",".join(loaded))
