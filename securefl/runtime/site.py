@@ -294,6 +294,8 @@ class Site:
     def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
         """Check everything the server sent, then (and only then) reserve the round's privacy."""
         assert self.private is not None and self._account is not None
+        if self.mode is None:  # he: the keys are delivered before any round start
+            raise ProtocolError(f"round {env.round} started before this site had its keys")
         self._account.check_round_id(env.round)
         start: m.RoundStart = m.decode(env.payload, m.RoundStart)
         settings = check_round(
@@ -322,8 +324,6 @@ class Site:
             min_sites=start.min_sites,
             round_digest=hashlib.sha256(env.payload).digest(),
         )
-        if self.mode is None:
-            raise ProtocolError(f"round {env.round} started before this site had its keys")
         aggregator = self.mode.site(ctx, self.name)
         # every check passed: only now is privacy reserved and training allowed
         self._account.reserve(env.round, params_hash(params))

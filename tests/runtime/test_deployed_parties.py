@@ -176,3 +176,66 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
     if secure == "he":  # the server built its half from the public context alone
         assert driver.mode is not None
         assert not driver.mode.context.tenseal.is_private()  # type: ignore[attr-defined]
+
+
+def test_an_he_site_refuses_a_round_before_it_holds_the_keys(tmp_path: Path) -> None:
+    """A server opening a round before delivering the keys costs the site no privacy."""
+    from securefl.errors import ProtocolError
+    from securefl.runtime import messages as m
+    from securefl.runtime.global_model import PlainGlobalModel
+    from securefl.wire import Envelope
+
+    signing = {n: SigningKey.generate() for n in SITES}
+    exchange = {n: KeyPair.generate() for n in SITES}
+    identity = {n: k.public_bytes() for n, k in signing.items()}
+    config = FederationConfig(
+        name="deployed",
+        secure="he",
+        dp=DPConfig(epsilon=50.0, noise_multiplier=1.0, batch_size=8),
+        rounds=RoundConfig(max_rounds=1, min_sites=3, stage_timeout_seconds=5, max_weight=64.0),
+    )
+    hub = MemoryHub()
+    server = hub.connect(SERVER)
+    keys = he_site_keys(
+        name="site-b",
+        signing_key=signing["site-b"],
+        exchange_key=exchange["site-b"],
+        exchange_keys={n: k.public_bytes() for n, k in exchange.items()},
+        identity_keys=identity,
+        state_dir=tmp_path,
+        federation=config.name,
+        strategy=config.strategy,
+        max_weight=64.0,
+        min_sites=3,
+    )
+    site = Site.for_federation(
+        name="site-b",
+        config=config,
+        identity_keys=identity,
+        signing_key=signing["site-b"],
+        state_dir=tmp_path,
+        transport=hub.connect("site-b"),
+        keys=keys,
+    )
+    model = _model()
+    spec = ParamSpec.from_state_dict(model.state_dict())
+    start = m.RoundStart(
+        cohort=SITES,
+        model=PlainGlobalModel(model_vector(model, spec)).payload(),
+        spec=spec.to_dict(),
+        max_weight=64.0,
+        min_sites=3,
+    ).to_bytes()
+    server.send(
+        Envelope(
+            federation=config.name,
+            round=1,
+            stage=m.ROUND_START,
+            sender=SERVER,
+            receiver="site-b",
+            payload=start,
+        )
+    )
+    with pytest.raises(ProtocolError, match="before this site had its keys"):
+        _train(site, 0)
+    assert site.ledger.history() == []  # nothing reserved, nothing spent
