@@ -24,7 +24,7 @@ def _ids(keys: dict[str, SigningKey]) -> dict[str, bytes]:
     }
 
 
-def _site(secure: str, keys, name: str, key: SigningKey, tmp_path):  # type: ignore[no-untyped-def]
+def _site(secure: str, keys, name: str, key: SigningKey, tmp_path):
     return site_half(
         secure,
         name=name,
@@ -63,7 +63,7 @@ def test_the_server_half_has_no_site_half(secure, keys) -> None:
     )
     assert half.mode is not None
     with pytest.raises(ConfigError):
-        half.mode.site(None, "site-a")  # type: ignore[arg-type]
+        half.mode.site(None, "site-a")
 
 
 def test_the_keymaker_is_the_configured_roster_site_or_the_first_by_name(keys) -> None:

@@ -348,7 +348,7 @@ def test_the_server_cannot_open_what_it_relays(fed, made) -> None:
         he_public_context=relay.signed_public_context,
         he_keymaker=MAKER,
     )
-    assert not half.mode.context.tenseal.is_private()  # type: ignore[attr-defined]
+    assert not half.mode.context.tenseal.is_private()
 
 
 def _hello(site: str, round_id: int = 0) -> Envelope:
@@ -370,7 +370,7 @@ def _driver(fed: Federation) -> ServerDriver:
     relay = fed.relay()
     strategy = StrategyConfig()
 
-    def build(public: bytes):  # type: ignore[no-untyped-def]
+    def build(public: bytes):
         return server_half(
             "he",
             identity_keys=fed.identity_keys,
@@ -398,14 +398,14 @@ def _driver(fed: Federation) -> ServerDriver:
     )
 
 
-def _pump(hub: MemoryHub, driver: ServerDriver, server) -> None:  # type: ignore[no-untyped-def]
+def _pump(hub: MemoryHub, driver: ServerDriver, server) -> None:
     """Feed the server everything queued for it, sending what it answers."""
     while (env := server.receive(timeout=0)) is not None:
         for out in driver.handle(env):
             server.send(out)
 
 
-def _drain(conn) -> list[Envelope]:  # type: ignore[no-untyped-def]
+def _drain(conn) -> list[Envelope]:
     got = []
     while (env := conn.receive(timeout=0)) is not None:
         got.append(env)

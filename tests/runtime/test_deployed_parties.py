@@ -117,7 +117,7 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
                 signing_key=signing[name],
                 exchange_key=exchange[name],
                 exchange_keys=exchange_keys,
-                **common,  # type: ignore[arg-type]
+                **common,
             )
             own_half = None
         else:
@@ -126,7 +126,7 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
                 secure,
                 name=name,
                 signing_key=signing[name],
-                **common,  # type: ignore[arg-type]
+                **common,
             )
         sites.append(
             Site.for_federation(
@@ -175,7 +175,7 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
         assert {r.record["round_id"] for r in records} == {1, 2}
     if secure == "he":  # the server built its half from the public context alone
         assert driver.mode is not None
-        assert not driver.mode.context.tenseal.is_private()  # type: ignore[attr-defined]
+        assert not driver.mode.context.tenseal.is_private()
 
 
 def test_an_he_site_refuses_a_round_before_it_holds_the_keys(tmp_path: Path) -> None:
