@@ -59,6 +59,7 @@ __all__ = [
     "server_half",
     "site_half",
     "site_keys",
+    "site_setup",
 ]
 
 #: ``securefl.he.MIN_SUMMANDS``, kept here without importing TenSEAL (a test
@@ -304,3 +305,61 @@ def he_site_keys(
         )
 
     return HESiteKeys(keys, build)
+
+
+def site_setup(
+    secure: str,
+    *,
+    name: str,
+    signing_key: SigningKey,
+    identity_keys: Mapping[str, bytes],
+    state_dir: str | Path,
+    federation: str,
+    strategy: StrategyConfig,
+    max_weight: float | None,
+    min_sites: int,
+    mask: MaskConfig | None = None,
+    exchange_key: KeyPair | None = None,
+    exchange_keys: Mapping[str, bytes] | None = None,
+    he_keymaker: str | None = None,
+    he_preset: HEPreset | None = None,
+) -> tuple[SiteHalf | None, HESiteKeys | None]:
+    """What a deployed site passes to :meth:`securefl.runtime.Site.for_federation`.
+
+    ``plain`` and ``mask``: its half now, no key step. ``he``: no half yet and
+    the key step (:func:`he_site_keys`), which needs the site's exchange key
+    and the pinned roster's exchange keys.
+    """
+    if secure != "he":
+        half = site_half(
+            secure,
+            name=name,
+            signing_key=signing_key,
+            identity_keys=identity_keys,
+            state_dir=state_dir,
+            federation=federation,
+            strategy=strategy,
+            max_weight=max_weight,
+            min_sites=min_sites,
+            mask=mask,
+        )
+        return half, None
+    if exchange_key is None or exchange_keys is None:
+        raise ConfigError("he mode: a site needs its exchange key and the roster's exchange keys")
+    if max_weight is None:
+        raise ConfigError("he mode needs the federation's max_weight (rounds.max_weight)")
+    keys = he_site_keys(
+        name=name,
+        signing_key=signing_key,
+        exchange_key=exchange_key,
+        identity_keys=identity_keys,
+        exchange_keys=exchange_keys,
+        state_dir=state_dir,
+        federation=federation,
+        strategy=strategy,
+        max_weight=max_weight,
+        min_sites=min_sites,
+        keymaker=he_keymaker,
+        preset=he_preset,
+    )
+    return None, keys

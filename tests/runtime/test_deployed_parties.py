@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.sign import SigningKey
-from securefl.modes import he_site_keys, server_half, site_half
+from securefl.modes import he_site_keys, server_half, site_setup
 from securefl.params import ParamSpec, model_vector
 from securefl.reports import read_record_file
 from securefl.runtime import ServerDriver, Site, run_server
@@ -103,31 +103,20 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
     sites = []
     for name in SITES:
         state = tmp_path / name
-        common = {
-            "federation": config.name,
-            "strategy": config.strategy,
-            "max_weight": config.rounds.max_weight,
-            "min_sites": config.rounds.min_sites,
-            "identity_keys": identity,
-            "state_dir": state,
-        }
-        if secure == "he":
-            keys = he_site_keys(
-                name=name,
-                signing_key=signing[name],
-                exchange_key=exchange[name],
-                exchange_keys=exchange_keys,
-                **common,
-            )
-            own_half = None
-        else:
-            keys = None
-            own_half = site_half(
-                secure,
-                name=name,
-                signing_key=signing[name],
-                **common,
-            )
+        own_half, keys = site_setup(
+            secure,
+            name=name,
+            signing_key=signing[name],
+            identity_keys=identity,
+            state_dir=state,
+            federation=config.name,
+            strategy=config.strategy,
+            max_weight=config.rounds.max_weight,
+            min_sites=config.rounds.min_sites,
+            exchange_key=exchange[name],
+            exchange_keys=exchange_keys,
+        )
+        assert (own_half is None) == (keys is not None) == (secure == "he")
         sites.append(
             Site.for_federation(
                 name=name,
