@@ -54,9 +54,11 @@ def _train(site: Site, seed: int) -> None:
         rnd.submit(num_examples=32)
 
 
-@pytest.mark.parametrize("secure", ["plain", "mask", "he"])
+@pytest.mark.parametrize(
+    ("secure", "keymaker"), [("plain", None), ("mask", None), ("he", None), ("he", "site-c")]
+)
 def test_parties_built_from_their_own_keys_complete_a_federation(
-    secure: str, tmp_path: Path
+    secure: str, keymaker: str | None, tmp_path: Path
 ) -> None:
     config = FederationConfig(
         name="deployed",
@@ -82,6 +84,7 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
         strategy=config.strategy,
         max_weight=config.rounds.max_weight,
         min_sites=config.rounds.min_sites,
+        he_keymaker=keymaker,
     )
     assert (half.mode is None) == (secure == "he")
     initial = _model()
@@ -115,6 +118,7 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
             min_sites=config.rounds.min_sites,
             exchange_key=exchange[name],
             exchange_keys=exchange_keys,
+            he_keymaker=keymaker,
         )
         assert (own_half is None) == (keys is not None) == (secure == "he")
         sites.append(
@@ -165,6 +169,7 @@ def test_parties_built_from_their_own_keys_complete_a_federation(
     if secure == "he":  # the server built its half from the public context alone
         assert driver.mode is not None
         assert not driver.mode.context.tenseal.is_private()
+        assert driver.mode.context.maker == (keymaker or "site-a")
 
 
 def test_an_he_site_refuses_a_round_before_it_holds_the_keys(tmp_path: Path) -> None:
