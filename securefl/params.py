@@ -6,6 +6,12 @@ strategy does vector arithmetic. The :class:`ParamSpec` travels with the
 federation so a site can check that the vector it receives fits its model:
 a mismatch in names, shapes or length raises instead of silently loading
 garbage into the wrong layer.
+
+Why two modules: the coordinator holds only the spec and a flat vector, and
+must run without torch (a coordinator machine needs no GPU stack). So this
+module is numpy-only (the spec, the hash, safetensors files); the functions
+that touch torch tensors live in :mod:`securefl._torch_params` and are
+loaded on first use under their usual names here.
 """
 
 from __future__ import annotations
@@ -14,14 +20,24 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from safetensors.numpy import load_file, save_file
 
 from securefl.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+
+    from securefl._torch_params import (
+        flatten,
+        load_vector_into,
+        model_vector,
+        unflatten,
+        unwrap,
+    )
 
 __all__ = [
     "ParamSpec",
@@ -31,9 +47,21 @@ __all__ = [
     "model_vector",
     "params_hash",
     "save_params",
+    "split_vector",
     "unflatten",
     "unwrap",
 ]
+
+_TORCH_NAMES = frozenset({"flatten", "load_vector_into", "model_vector", "unflatten", "unwrap"})
+
+
+def __getattr__(name: str) -> object:
+    """The torch-dependent names, imported on first use (a server never asks for them)."""
+    if name in _TORCH_NAMES:
+        from securefl import _torch_params
+
+        return getattr(_torch_params, name)
+    raise AttributeError(f"module 'securefl.params' has no attribute {name!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +80,8 @@ class ParamSpec:
     @classmethod
     def from_state_dict(cls, state: Mapping[str, torch.Tensor]) -> ParamSpec:
         """Describe the floating-point tensors of ``state`` (integer buffers are skipped)."""
+        import torch
+
         items = [(k, v) for k, v in state.items() if torch.is_floating_point(v)]
         return cls(
             names=tuple(k for k, _ in items),
@@ -81,76 +111,53 @@ class ParamSpec:
         return cls(names=names, shapes=shapes, dtypes=dtypes)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The user's module inside an Opacus ``GradSampleModule`` (or itself)."""
-    inner = getattr(model, "_module", None)
-    return inner if isinstance(inner, torch.nn.Module) else model
-
-
-def flatten(
-    state: Mapping[str, torch.Tensor], spec: ParamSpec | None = None
-) -> npt.NDArray[np.float32]:
-    """Concatenate the spec's tensors of ``state`` into one float32 vector."""
-    spec = spec or ParamSpec.from_state_dict(state)
-    parts: list[npt.NDArray[np.float32]] = []
-    for name, shape in zip(spec.names, spec.shapes, strict=True):
-        if name not in state:
-            raise DataError(f"model has no parameter {name!r} that the federation expects")
-        tensor = state[name]
-        if tuple(tensor.shape) != shape:
-            raise DataError(f"parameter {name!r} has shape {tuple(tensor.shape)}, expected {shape}")
-        parts.append(tensor.detach().to(torch.float32).cpu().numpy().reshape(-1))
-    if not parts:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(parts).astype(np.float32, copy=False)
-
-
-def unflatten(vector: npt.NDArray[Any], spec: ParamSpec) -> dict[str, torch.Tensor]:
-    """Split a flat vector back into named tensors of the spec's shapes and dtypes."""
-    vec = np.asarray(vector)
-    if vec.ndim != 1 or vec.shape[0] != spec.size:
-        raise DataError(f"parameter vector has {vec.size} values, the model needs {spec.size}")
-    if not np.all(np.isfinite(vec)):
-        raise DataError("parameter vector contains NaN or infinite values")
-    out: dict[str, torch.Tensor] = {}
-    offset = 0
-    for name, shape, dtype in zip(spec.names, spec.shapes, spec.dtypes, strict=True):
-        n = int(np.prod(shape)) if shape else 1
-        chunk = vec[offset : offset + n].astype(np.float32).reshape(shape)
-        out[name] = torch.from_numpy(chunk.copy()).to(getattr(torch, dtype))
-        offset += n
-    return out
-
-
-def model_vector(model: torch.nn.Module, spec: ParamSpec | None = None) -> npt.NDArray[np.float32]:
-    """The model's current parameters as a flat vector."""
-    return flatten(unwrap(model).state_dict(), spec)
-
-
-def load_vector_into(model: torch.nn.Module, vector: npt.NDArray[Any], spec: ParamSpec) -> None:
-    """Load a flat vector into ``model`` in place (keeps optimizer references valid)."""
-    tensors = unflatten(vector, spec)
-    target = unwrap(model).state_dict()
-    with torch.no_grad():
-        for name, value in tensors.items():
-            if name not in target:
-                raise DataError(f"model has no parameter {name!r} that the federation expects")
-            target[name].copy_(value)
-
-
 def params_hash(vector: npt.NDArray[Any]) -> str:
     """Hex SHA-256 of a parameter vector's little-endian float32 bytes."""
     return hashlib.sha256(np.asarray(vector, dtype="<f4").tobytes()).hexdigest()
 
 
+def split_vector(vector: npt.NDArray[Any], spec: ParamSpec) -> dict[str, npt.NDArray[Any]]:
+    """Split a flat vector into named numpy arrays of the spec's shapes and dtypes.
+
+    Refuses a vector of the wrong length and one with NaN or infinite values:
+    such a model must never be written or loaded.
+    """
+    vec = np.asarray(vector)
+    if vec.ndim != 1 or vec.shape[0] != spec.size:
+        raise DataError(f"parameter vector has {vec.size} values, the model needs {spec.size}")
+    if not np.all(np.isfinite(vec)):
+        raise DataError("parameter vector contains NaN or infinite values")
+    out: dict[str, npt.NDArray[Any]] = {}
+    offset = 0
+    for name, shape, dtype in zip(spec.names, spec.shapes, spec.dtypes, strict=True):
+        n = int(np.prod(shape)) if shape else 1
+        chunk = vec[offset : offset + n].astype(np.float32).reshape(shape)
+        try:
+            out[name] = chunk.astype(np.dtype(dtype))
+        except TypeError:
+            raise DataError(
+                f"parameter {name!r} has dtype {dtype!r}, which numpy cannot hold"
+            ) from None
+        offset += n
+    return out
+
+
 def save_params(path: str | Path, vector: npt.NDArray[Any], spec: ParamSpec) -> None:
     """Write named tensors as safetensors: loading it can never execute code."""
-    arrays = {k: v.numpy() for k, v in unflatten(vector, spec).items()}
-    save_file(arrays, str(path))
+    save_file(split_vector(vector, spec), str(path))
 
 
 def load_params(path: str | Path, spec: ParamSpec) -> npt.NDArray[np.float32]:
     """Read a safetensors file written by :func:`save_params`, checking it fits ``spec``."""
     arrays = load_file(str(path))
-    state = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    return flatten(state, spec)
+    parts: list[npt.NDArray[np.float32]] = []
+    for name, shape in zip(spec.names, spec.shapes, strict=True):
+        if name not in arrays:
+            raise DataError(f"model has no parameter {name!r} that the federation expects")
+        array = arrays[name]
+        if tuple(array.shape) != shape:
+            raise DataError(f"parameter {name!r} has shape {tuple(array.shape)}, expected {shape}")
+        parts.append(array.astype(np.float32).reshape(-1))
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)

@@ -16,11 +16,14 @@ uploads is the server's word (``threat_models/he.md``). Modules: ``_presets`` (p
 ``_context`` (secret/public contexts), ``_codec`` (chunks, structural checks),
 ``_pool`` (helper processes), ``_fixed_point`` (BFV quantization),
 ``_messages`` (byte formats), ``_site`` / ``_server`` (the two halves),
-``_decrypt`` (opening an aggregate).
+``_decrypt`` (opening an aggregate), ``_delivery`` (the secret context sealed
+from the keymaker site to each other site, relayed by a server that cannot
+open it) and ``_relay`` (that pre-round key step, sans-IO).
 """
 
 from securefl.he._context import PublicContext, SecretContext
 from securefl.he._decrypt import OpenedAggregate, decrypt_aggregate, decrypt_sum, open_aggregate
+from securefl.he._delivery import KeyMaterial, make_key_material, open_bundle, seal_bundle
 from securefl.he._messages import STAGE_UPDATE
 from securefl.he._presets import (
     BFV_N4096,
@@ -32,15 +35,18 @@ from securefl.he._presets import (
     HEPreset,
     preset_by_name,
 )
+from securefl.he._relay import BUNDLE_STAGE, KEYS_STAGE, KeyRelay, SiteKeys
 from securefl.he._server import MIN_SUMMANDS, HEServer, HEServerMode
 from securefl.he._site import HESite, HESiteMode, OwnUpload
 
 __all__ = [
     "BFV_N4096",
+    "BUNDLE_STAGE",
     "CKKS_N4096",
     "CKKS_N8192",
     "CKKS_N8192_4PRIMES",
     "DEFAULT_PRESET",
+    "KEYS_STAGE",
     "MIN_SUMMANDS",
     "PRESETS",
     "STAGE_UPDATE",
@@ -49,12 +55,18 @@ __all__ = [
     "HEServerMode",
     "HESite",
     "HESiteMode",
+    "KeyMaterial",
+    "KeyRelay",
     "OpenedAggregate",
     "OwnUpload",
     "PublicContext",
     "SecretContext",
+    "SiteKeys",
     "decrypt_aggregate",
     "decrypt_sum",
+    "make_key_material",
     "open_aggregate",
+    "open_bundle",
     "preset_by_name",
+    "seal_bundle",
 ]

@@ -9,6 +9,7 @@ the same two methods, so the round driver never knows which it has.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,10 @@ from securefl.errors import AbortError
 from securefl.strategy.base import Strategy
 from securefl.wire import array_from_wire, array_to_wire, pack, unpack
 
-__all__ = ["GlobalModel", "PlainGlobalModel", "decode_plain_model"]
+__all__ = ["GlobalModel", "ModelDecoder", "PlainGlobalModel", "decode_plain_model"]
+
+#: How a site turns the model bytes of a round start into a flat parameter vector.
+ModelDecoder = Callable[[bytes, int], npt.NDArray[np.float32]]
 
 
 class GlobalModel(ABC):

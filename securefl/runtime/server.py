@@ -4,12 +4,18 @@ It takes envelopes (and "the deadline passed") and returns envelopes; the
 caller owns the clock and the transport. That is why the same driver runs
 in ``simulate``, in tests and behind HTTPS. Sites may join (``fed/hello``)
 or leave (``fed/bye``) at any time; they take part from the next round.
+
+A mode whose server half needs material from a site first (``he``: the
+keymaker's signed public context) gives the driver a pre-round key step
+(:class:`PreRoundKeys`, e.g. :class:`securefl.he.KeyRelay`) and a way to build
+the mode from that material; no round opens before the step is ready.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,7 @@ from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLErro
 from securefl.params import ParamSpec, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime.global_model import GlobalModel
+from securefl.runtime.keys import PreRoundKeys
 from securefl.strategy.base import Strategy
 from securefl.wire import SERVER, Envelope
 
@@ -61,14 +68,16 @@ class ServerDriver:
 
     ``expected_sites``: start the first round as soon as all of them said
     hello; otherwise a round starts on the deadline with at least
-    ``min_sites`` present.
+    ``min_sites`` present. ``mode`` may be ``None`` only with ``keys`` and
+    ``build_mode``: the mode is then built from ``keys.signed_public_context``
+    once the step is ready, and until then no round opens.
     """
 
     def __init__(
         self,
         *,
         federation: str,
-        mode: AggregationMode,
+        mode: AggregationMode | None,
         strategy: Strategy,
         model: GlobalModel,
         spec: ParamSpec,
@@ -76,9 +85,15 @@ class ServerDriver:
         max_weight: float,
         expected_sites: tuple[str, ...] = (),
         monitor: str = "val_accuracy",
+        keys: PreRoundKeys | None = None,
+        build_mode: Callable[[bytes], AggregationMode] | None = None,
     ) -> None:
+        if mode is None and (keys is None or build_mode is None):
+            raise ConfigError("a driver without a mode needs the key step and build_mode")
         self.federation = federation
         self.mode = mode
+        self.keys = keys
+        self._build_mode = build_mode
         self.strategy = strategy
         self.model = model
         self.spec = spec
@@ -127,6 +142,8 @@ class ServerDriver:
             return self._on_hello(env.sender)
         if env.stage == m.BYE:
             return self._on_bye(env.sender)
+        if self.keys is not None and env.stage in self.keys.stages:
+            return self._on_keys(env)
         if self.stage is not ServerStage.ROUND_OPEN or env.round != self._round:
             raise ProtocolError(f"{env.stage!r} from {env.sender!r} outside its round")
         if env.sender not in self._cohort:
@@ -142,6 +159,8 @@ class ServerDriver:
     def on_deadline(self) -> list[Envelope]:
         """The current stage took too long: start with who is here, or drop who is not."""
         if self.stage is ServerStage.WAITING_FOR_SITES:
+            if self.mode is None:
+                return []  # no round can open before the keys: keep waiting for the keymaker
             if len(self.present) >= self.rounds.min_sites:
                 return self._open_round()
             if self._round > 0:
@@ -188,9 +207,25 @@ class ServerDriver:
         if site not in self.present:
             self.present.append(site)
             log.info("site %s joined", site)
+        out = self.keys.on_hello(site) if self.keys is not None else []
         if self.stage is ServerStage.WAITING_FOR_SITES and self._all_expected_present():
-            return self._open_round()
-        return []
+            return out + self._open_round()
+        return out
+
+    def _on_keys(self, env: Envelope) -> list[Envelope]:
+        """The pre-round key step; once it is ready, build the mode and open round 1 if due."""
+        assert self.keys is not None
+        out = self.keys.handle(env)
+        if self.mode is None and self.keys.ready:
+            assert self._build_mode is not None
+            try:
+                self.mode = self._build_mode(self.keys.signed_public_context)
+            except SecureFLError as exc:  # signed by the keymaker, yet unusable: cannot go on
+                return out + self.halt(f"the keys from {env.sender} cannot be used: {exc}")
+            log.info("the %s keys arrived from %s", self.mode.name, env.sender)
+            if self.stage is ServerStage.WAITING_FOR_SITES and self._all_expected_present():
+                return out + self._open_round()
+        return out
 
     def _on_bye(self, site: str) -> list[Envelope]:
         if site in self.present:
@@ -210,7 +245,7 @@ class ServerDriver:
         return len(self.present) >= self.rounds.min_sites
 
     def _open_round(self) -> list[Envelope]:
-        if len(self.present) < self.rounds.min_sites:
+        if self.mode is None or len(self.present) < self.rounds.min_sites:
             self.stage = ServerStage.WAITING_FOR_SITES
             return []
         cohort = tuple(sorted(self.present))

@@ -23,35 +23,38 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
-from securefl.config import DPConfig, RoundConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, RoundConfig, TrainConfig
 from securefl.dp import PrivacyLedger, calibrate_noise, check_delta, make_private
 from securefl.dp.privatize import PrivateTraining
 from securefl.errors import ConfigError, ProtocolError, TransportError
 from securefl.params import ParamSpec, load_vector_into, model_vector, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime._account import RoundAccount
+from securefl.runtime._deployed import record_writer
 from securefl.runtime._policy import SitePolicy, check_round
 from securefl.runtime._proximal import ProximalPull
-from securefl.runtime.global_model import decode_plain_model
+from securefl.runtime.global_model import ModelDecoder, decode_plain_model
+from securefl.runtime.keys import PreRoundSiteKeys
 from securefl.transport.base import Transport
 from securefl.wire import SERVER, Envelope
 
-__all__ = ["ModelDecoder", "Round", "Site"]
+if TYPE_CHECKING:
+    from securefl.hazmat.sign import SigningKey
+    from securefl.modes import SiteHalf
+
+__all__ = ["ModelDecoder", "PreRoundSiteKeys", "Round", "Site"]
 
 log = logging.getLogger(__name__)
-
-#: Turns the model bytes of a round-start message into a flat parameter vector.
-ModelDecoder = Callable[[bytes, int], npt.NDArray[np.float32]]
 
 
 @dataclass(kw_only=True)
@@ -81,6 +84,8 @@ class Site:
 
     ``roster``: the names of the federation's sites, when known; a round whose
     cohort lists anyone else is refused before any privacy is spent.
+    ``mode`` may be ``None`` only with ``keys``: the mode's half then comes
+    from the key step before the first round (``he``).
     """
 
     def __init__(
@@ -89,7 +94,7 @@ class Site:
         name: str,
         federation: str,
         transport: Transport,
-        mode: AggregationMode,
+        mode: AggregationMode | None,
         dp: DPConfig,
         train: TrainConfig,
         rounds: RoundConfig,
@@ -97,8 +102,12 @@ class Site:
         record_writer: Any = None,
         decode_model: ModelDecoder = decode_plain_model,
         roster: Collection[str] | None = None,
+        keys: PreRoundSiteKeys | None = None,
     ) -> None:
+        if mode is None and keys is None:
+            raise ConfigError("a site without a mode needs the mode's key step")
         self.name = name
+        self.keys = keys
         self.federation = federation
         self.transport = transport
         self.mode = mode
@@ -128,6 +137,43 @@ class Site:
         self._proximal = ProximalPull()
         self._round_max_weight = 0.0
         self._model: torch.nn.Module | None = None
+
+    @classmethod
+    def for_federation(
+        cls,
+        *,
+        name: str,
+        config: FederationConfig,
+        identity_keys: Mapping[str, bytes],
+        signing_key: SigningKey,
+        state_dir: str | Path,
+        transport: Transport,
+        half: SiteHalf | None = None,
+        keys: PreRoundSiteKeys | None = None,
+    ) -> Site:
+        """A site of a deployed federation, from its own configuration and keys.
+
+        ``identity_keys`` is the pinned roster (site names to Ed25519 keys,
+        the server's may be listed too); ``half`` is this site's mode half
+        from :func:`securefl.modes.site_half`, or ``None`` with ``keys`` (he:
+        the half arrives with the keymaker's secret context). Signed privacy
+        records go to ``state_dir/records/NAME.jsonl`` for ``securefl audit``.
+        """
+        writer = record_writer(name, config.name, signing_key, Path(state_dir))
+        return cls(
+            name=name,
+            federation=config.name,
+            transport=transport,
+            mode=half.mode if half is not None else None,
+            dp=config.site_dp(name),
+            train=config.train,
+            rounds=config.rounds,
+            state_dir=state_dir,
+            record_writer=writer,
+            decode_model=half.decoder if half is not None else decode_plain_model,
+            roster=[n for n in identity_keys if n != SERVER],
+            keys=keys,
+        )
 
     # -- privatize ---------------------------------------------------------------
 
@@ -192,11 +238,13 @@ class Site:
         """
         if self.private is None:
             raise ConfigError("call site.privatize(model, optimizer, loader) before site.rounds()")
-        self._send(m.HELLO, SERVER, b"", 0)
+        self._say_hello()
         finished = False
         try:
             while True:
                 env = self._receive()
+                if self._on_keys(env):
+                    continue
                 if env.stage == m.FINISH:
                     self._on_finish(model, m.decode(env.payload, m.Finish))
                     finished = True
@@ -218,6 +266,24 @@ class Site:
             if not finished:  # an error, a refusal or a `break` in the user's loop
                 self.leave("site stopped")
 
+    def _say_hello(self) -> None:
+        """Join; the key step's messages follow (the he keymaker sends the keys it makes)."""
+        self._send(m.HELLO, SERVER, b"", 0)
+        if self.keys is not None:
+            out, half = self.keys.hello()
+            for env in out:
+                self.transport.send(env)
+            if half is not None:
+                self.mode, self.decode_model = half.mode, half.decoder
+
+    def _on_keys(self, env: Envelope) -> bool:
+        """Take the key step's message, if ``env`` is one (he: the sealed secret context)."""
+        if self.keys is None or env.stage not in self.keys.stages:
+            return False
+        half = self.keys.handle(env)
+        self.mode, self.decode_model = half.mode, half.decoder
+        return True
+
     def leave(self, reason: str) -> None:
         """Tell the server this site stops taking part (best effort)."""
         try:
@@ -228,6 +294,8 @@ class Site:
     def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
         """Check everything the server sent, then (and only then) reserve the round's privacy."""
         assert self.private is not None and self._account is not None
+        if self.mode is None:  # he: the keys are delivered before any round start
+            raise ProtocolError(f"round {env.round} started before this site had its keys")
         self._account.check_round_id(env.round)
         start: m.RoundStart = m.decode(env.payload, m.RoundStart)
         settings = check_round(

@@ -1,11 +1,10 @@
 """Wiring each secure-aggregation mode into an in-process federation.
 
-A mode needs four things: the site half, the server half, how the server
-holds the global model, and how a site reads it. ``plain`` and ``mask``
-hold plaintext parameters on the server (the mask server learns only the
-sum, which *is* the next model); ``he`` holds only ciphertexts, so sites
-decrypt and replay the strategy. ``--dropout SITE@STAGE`` is rehearsed by
-wrapping a site's half so that it vanishes when it would send that stage.
+The halves themselves are built by :mod:`securefl.modes`, the same code a
+deployment runs; this module only gathers them for one process, makes the
+``he`` keys at the first site and hands the secret context to the others in
+memory, and rehearses ``--dropout SITE@STAGE`` by wrapping a site's half so
+that it vanishes when it would send that stage.
 """
 
 from __future__ import annotations
@@ -18,22 +17,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from securefl import modes as library
 from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
-from securefl.aggregation.plain import PlainMode
 from securefl.config import StrategyConfig
 from securefl.errors import ConfigError, SecureFLError
-from securefl.runtime.global_model import GlobalModel, PlainGlobalModel, decode_plain_model
-from securefl.runtime.site import ModelDecoder
-from securefl.wire import Envelope
-
-#: ``securefl.he.MIN_SUMMANDS``, kept here without importing TenSEAL (a test
-#: checks the two agree): an he sum of two reveals each update to the other.
-HE_MIN_SUMMANDS = 3
+from securefl.hazmat.sign import SigningKey
+from securefl.modes import HE_MIN_SUMMANDS, mask_config
+from securefl.runtime.global_model import GlobalModel, ModelDecoder
+from securefl.wire import SERVER, Envelope
 
 if TYPE_CHECKING:
-    from securefl.secagg import MaskConfig
+    from securefl.he import SecretContext
 
 __all__ = [
+    "HE_MIN_SUMMANDS",
     "STAGES",
     "SecureSetup",
     "SiteVanished",
@@ -163,13 +160,6 @@ def check_dropouts(
         raise ConfigError(f"--dropout: {lost}, and the next round cannot open: {exc}") from None
 
 
-def mask_config() -> MaskConfig:
-    """The masking settings of an in-process federation."""
-    from securefl.secagg import MaskConfig
-
-    return MaskConfig(clip=1.0)
-
-
 def _with_dropouts(
     base: Callable[[str], AggregationMode], secure: str, dropouts: Mapping[str, str]
 ) -> Callable[[str], AggregationMode]:
@@ -195,85 +185,71 @@ def make_setup(
 ) -> SecureSetup:
     """Both halves and the model holders for ``secure`` in an in-process federation.
 
+    Built by :mod:`securefl.modes`, as a deployment builds them: the server's
+    half from public material, each site's from its own key and state folder.
     ``max_weight`` and ``min_sites`` are the federation's own settings, which
     ``he`` sites pin (they refuse a round or an aggregate announcing others).
     """
-    if secure == "plain":
-        plain = PlainMode()
-        base: Callable[[str], AggregationMode] = lambda _name: plain  # noqa: E731
-        setup = SecureSetup(base, plain, PlainGlobalModel, lambda _n: decode_plain_model)
-    elif secure == "mask":
-        setup = _mask_setup(signing_keys, roster, workdir)
-    elif secure == "he":
-        if max_weight is None:
-            raise ConfigError("he mode needs the federation's max_weight for its sites")
-        setup = _he_setup(
-            strategy, he_preset, signing_keys, roster, federation, max_weight, min_sites
-        )
-    else:
+    if secure not in STAGES:
         raise ConfigError(f"unknown secure mode {secure!r}")
-    if dropouts:
-        setup = SecureSetup(
-            _with_dropouts(setup.site_mode, secure, dropouts),
-            setup.server_mode,
-            setup.global_model,
-            setup.decoder,
-        )
-    return setup
-
-
-def _mask_setup(
-    signing_keys: Mapping[str, bytes], roster: Mapping[str, bytes], workdir: Path
-) -> SecureSetup:
-    from securefl.hazmat.sign import SigningKey
-    from securefl.secagg import MaskServerMode, MaskSiteMode
-
-    config = mask_config()
-    modes = {
-        name: MaskSiteMode(
-            site_id=name,
+    if secure == "he" and max_weight is None:
+        raise ConfigError("he mode needs the federation's max_weight for its sites")
+    secrets, public = (
+        _he_keys(he_preset, signing_keys, roster, federation) if secure == "he" else ({}, None)
+    )
+    server = library.server_half(
+        secure,
+        identity_keys=roster,
+        he_public_context=public,
+        he_keymaker=library.choose_keymaker(roster) if secure == "he" else None,
+        federation=federation,
+        strategy=strategy,
+        max_weight=max_weight,
+        min_sites=min_sites,
+    )
+    halves = {
+        name: library.site_half(
+            secure,
+            name=name,
             signing_key=SigningKey.from_private_bytes(raw),
-            roster=dict(roster),
-            state_path=workdir / "state" / name / "mask.json",
-            config=config,
+            identity_keys=roster,
+            state_dir=workdir / "state" / name,
+            he_secret_context=secrets.get(name),
+            federation=federation,
+            strategy=strategy,
+            max_weight=max_weight,
+            min_sites=min_sites,
         )
         for name, raw in signing_keys.items()
+        if name != SERVER
     }
-    server = MaskServerMode(roster=dict(roster), config=config)
-    return SecureSetup(modes.__getitem__, server, PlainGlobalModel, lambda _n: decode_plain_model)
+    assert server.mode is not None  # he: the public context was given, so no key step
+    site_mode: Callable[[str], AggregationMode] = lambda name: halves[name].mode  # noqa: E731
+    if dropouts:
+        site_mode = _with_dropouts(site_mode, secure, dropouts)
+    return SecureSetup(
+        site_mode, server.mode, server.global_model, lambda name: halves[name].decoder
+    )
 
 
-def _he_setup(
-    strategy: StrategyConfig,
+def _he_keys(
     preset_name: str | None,
     signing_keys: Mapping[str, bytes],
     roster: Mapping[str, bytes],
     federation: str,
-    max_weight: float,
-    min_sites: int,
-) -> SecureSetup:
+) -> tuple[dict[str, SecretContext], bytes]:
     """One site (the first by name) makes the keys and signs both contexts.
 
     The secret context goes from that site to the others in this process,
     never through the server; each site, and the server, checks the maker's
-    signature against the roster before using a context. In a real
-    federation provisioning carries the signed secret context to each site
-    encrypted to it.
+    signature against the roster before using a context. Between machines the
+    keymaker seals it to each site's exchange key instead
+    (:mod:`securefl.he._delivery`).
     """
-    from securefl.hazmat.sign import SigningKey
-    from securefl.he import (
-        DEFAULT_PRESET,
-        HEServerMode,
-        HESiteMode,
-        SecretContext,
-        preset_by_name,
-    )
-    from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
-    from securefl.wire import SERVER
+    from securefl.he import DEFAULT_PRESET, SecretContext, preset_by_name
 
     preset = preset_by_name(preset_name) if preset_name else DEFAULT_PRESET
-    sites = sorted(name for name in signing_keys if name != SERVER)
-    maker = sites[0]
+    maker = library.choose_keymaker(roster)
     maker_key = SigningKey.from_private_bytes(signing_keys[maker])
     made = SecretContext.generate(preset)
     signed_secret = made.signed_secret_context(
@@ -288,27 +264,6 @@ def _he_setup(
         else SecretContext.from_signed(
             signed_secret, roster=roster, federation=federation, maker=maker
         )
-        for name in sites
+        for name in sorted(library.site_keys(signing_keys))
     }
-    modes = {
-        name: HESiteMode(
-            secrets[name],
-            site_id=name,
-            signing_key=SigningKey.from_private_bytes(signing_keys[name]),
-            max_weight=max_weight,
-        )
-        for name in sites
-    }
-    server_mode = HEServerMode(signed_public, roster=roster, federation=federation, maker=maker)
-    return SecureSetup(
-        modes.__getitem__,
-        server_mode,
-        lambda theta0: EncryptedAggregatesModel(theta0, strategy),
-        lambda name: EncryptedModelDecoder(
-            modes[name],
-            roster=roster,
-            federation=federation,
-            strategy=strategy,
-            min_sites=min_sites,
-        ),
-    )
+    return secrets, signed_public
