@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ class Harness:
     pki: Pki
     transport: HttpsServerTransport
     server: RunningServer
+    clients: list[HttpsSiteTransport | httpx.Client] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -32,18 +33,28 @@ class Harness:
     def site(self, name: str, *, party: Party | None = None, **kw: object) -> HttpsSiteTransport:
         p = party or self.pki.sites[name]
         kw.setdefault("retry", RetryPolicy(attempts=3, base=0.01, cap=0.05))
-        return HttpsSiteTransport(
+        t = HttpsSiteTransport(
             name=name, server_url=self.url, server_name="localhost", ca=p.ca_path,
             cert=p.cert_path, key=p.key_path, signing_key=p.identity,
             server_key=self.pki.server.identity.public_bytes(), **kw,  # type: ignore[arg-type]
         )  # fmt: skip
+        self.clients.append(t)
+        return t
 
     def raw(self, party: Party | None) -> httpx.Client:
         """A hostile client presenting ``party``'s certificate (or none)."""
         ctx = ssl.create_default_context(cafile=str(self.pki.server.ca_path))
         if party is not None:
             ctx.load_cert_chain(str(party.cert_path), str(party.key_path))
-        return httpx.Client(base_url=self.url, verify=ctx, timeout=10, trust_env=False)
+        client = httpx.Client(base_url=self.url, verify=ctx, timeout=10, trust_env=False)
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.transport.close()
+        self.server.stop()
 
     def inbound(self) -> list[Envelope]:
         """Everything the server admitted so far (drains its queue)."""
@@ -85,8 +96,7 @@ def serve() -> Iterator[Callable[..., Harness]]:
 
     yield _serve
     for h in running:
-        h.transport.close()
-        h.server.stop()
+        h.stop()
 
 
 @pytest.fixture
