@@ -64,7 +64,9 @@ class Harness:
         return out
 
 
-def start(pki: Pki, *, max_body: int = 1 << 20, crl: Path | None = None, **kw: object) -> Harness:
+def start(pki: Pki, *, listen: bool = True, max_body: int = 1 << 20, crl: Path | None = None,
+          **kw: object) -> Harness:  # fmt: skip
+    """A server for ``pki``; with ``listen=False`` its port is bound but refuses connections."""
     transport = HttpsServerTransport(
         federation=FEDERATION,
         signing_key=pki.server.identity,
@@ -76,7 +78,8 @@ def start(pki: Pki, *, max_body: int = 1 << 20, crl: Path | None = None, **kw: o
         **kw,  # type: ignore[arg-type]
     )
     ctx = server_context(cert=pki.server.cert_path, key=pki.server.key_path, ca=pki.server.ca_path)
-    return Harness(pki, transport, RunningServer(transport.app, ctx).start())
+    server = RunningServer(transport.app, ctx)
+    return Harness(pki, transport, server.start() if listen else server)
 
 
 @pytest.fixture
