@@ -282,10 +282,8 @@ class HttpsServerTransport(Transport):
                 raise _Refusal(400, f"malformed envelope: {exc}") from None
             except IntegrityError:
                 raise _Refusal(401, "signature does not verify under the roster key") from None
-        with self._seen_lock:
-            if (site, frame.id) in self._seen:  # a concurrent retry got here first
-                return 200 if self._seen[(site, frame.id)] == frame.digest else 409
-            self._seen[(site, frame.id)] = frame.digest
+            with self._seen_lock:  # under the decode lock: no concurrent retry slips between
+                self._seen[(site, frame.id)] = frame.digest
         self.status.admitted(sealed.envelope)
         self._inbound.put(sealed.envelope)
         return 202
