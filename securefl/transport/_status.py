@@ -26,8 +26,13 @@ log = logging.getLogger("securefl.server")
 
 # runtime stage names (securefl.runtime.messages; a test checks they agree)
 HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH = (
-    "fed/hello", "fed/bye", "fed/round-start", "fed/report", "fed/round-end", "fed/finish",
-)  # fmt: skip
+    "fed/hello",
+    "fed/bye",
+    "fed/round-start",
+    "fed/report",
+    "fed/round-end",
+    "fed/finish",
+)
 _SMALL = Limits(max_bytes=1 << 20, max_items=4096, max_depth=3, max_bin_len=0)
 
 
@@ -91,8 +96,17 @@ class StatusBoard:
             self._last_seen[site] = time.time()
 
     def admitted(self, env: Envelope) -> None:
-        _event(logging.INFO, "admission", "admitted %s from %s (round %d)", env.stage,
-               env.sender, env.round, site=env.sender, stage=env.stage, round=env.round)  # fmt: skip
+        _event(
+            logging.INFO,
+            "admission",
+            "admitted %s from %s (round %d)",
+            env.stage,
+            env.sender,
+            env.round,
+            site=env.sender,
+            stage=env.stage,
+            round=env.round,
+        )
         with self._lock:
             if env.stage == REPORT:
                 metrics = _metrics(env.payload)
@@ -102,8 +116,17 @@ class StatusBoard:
                 self._stage = env.stage
 
     def refused(self, site: str | None, status: int, reason: str) -> None:
-        _event(logging.WARNING, "refusal", "refused %s (%d): %s", site or "an unknown peer",
-               status, reason, site=site, status=status, reason=reason)  # fmt: skip
+        _event(
+            logging.WARNING,
+            "refusal",
+            "refused %s (%d): %s",
+            site or "an unknown peer",
+            status,
+            reason,
+            site=site,
+            status=status,
+            reason=reason,
+        )
 
     def sent(self, env: Envelope) -> None:
         """Note what the driver sends: round starts, round results, the end."""
@@ -111,8 +134,14 @@ class StatusBoard:
             if env.stage == ROUND_START and env.round != self._round:
                 self._round, self._stage, self._cohort, self._dropped = env.round, "open", (), ()
                 self._epsilon = {}
-                _event(logging.INFO, "stage", "round %d opened", env.round, round=env.round,
-                       stage="open")  # fmt: skip
+                _event(
+                    logging.INFO,
+                    "stage",
+                    "round %d opened",
+                    env.round,
+                    round=env.round,
+                    stage="open",
+                )
             if env.stage == ROUND_START:
                 self._cohort = (*self._cohort, env.receiver)
             elif env.stage == ROUND_END and self._stage != "closed":
@@ -124,15 +153,37 @@ class StatusBoard:
                 if status == "aggregated":
                     self._last_aggregate = time.time()
                 for site in self._dropped:
-                    _event(logging.WARNING, "dropout", "round %d: %s dropped out", env.round,
-                           site, round=env.round, site=site)  # fmt: skip
-                _event(logging.INFO, "round", "round %d %s with %d of %d sites", env.round,
-                       status, len(survivors), len(self._cohort), round=env.round,
-                       status=status, survivors=list(survivors))  # fmt: skip
+                    _event(
+                        logging.WARNING,
+                        "dropout",
+                        "round %d: %s dropped out",
+                        env.round,
+                        site,
+                        round=env.round,
+                        site=site,
+                    )
+                _event(
+                    logging.INFO,
+                    "round",
+                    "round %d %s with %d of %d sites",
+                    env.round,
+                    status,
+                    len(survivors),
+                    len(self._cohort),
+                    round=env.round,
+                    status=status,
+                    survivors=list(survivors),
+                )
             elif env.stage == FINISH and self._stage != "finished":
                 self._stage = "finished"
-                _event(logging.INFO, "stage", "federation finished after round %d", env.round,
-                       round=env.round, stage="finished")  # fmt: skip
+                _event(
+                    logging.INFO,
+                    "stage",
+                    "federation finished after round %d",
+                    env.round,
+                    round=env.round,
+                    stage="finished",
+                )
 
     def snapshot(self, *, connected_within: float = 60.0) -> dict[str, Any]:
         now = time.time()

@@ -99,9 +99,12 @@ class HttpsSiteTransport(Transport):
     def send_frame(self, frame: bytes, *, what: str = "envelope") -> None:
         """Post one sealed frame, retrying while the server is unreachable."""
         response = self._request(
-            "POST", "/v1/send", content=frame,
-            headers={"content-type": "application/octet-stream"}, what=f"sending {what}",
-        )  # fmt: skip
+            "POST",
+            "/v1/send",
+            content=frame,
+            headers={"content-type": "application/octet-stream"},
+            what=f"sending {what}",
+        )
         if response.status_code not in (200, 202):
             raise TransportError(
                 f"{self.name}: the server refused {what} ({response.status_code}: "
@@ -134,9 +137,11 @@ class HttpsSiteTransport(Transport):
 
     def _poll(self, wait: float) -> None:
         response = self._request(
-            "GET", "/v1/receive", params={"after": self._acked, "wait": f"{wait:.3f}"},
+            "GET",
+            "/v1/receive",
+            params={"after": self._acked, "wait": f"{wait:.3f}"},
             what="receiving",
-        )  # fmt: skip
+        )
         if response.status_code == 204:
             return
         if response.status_code != 200:
@@ -152,8 +157,12 @@ class HttpsSiteTransport(Transport):
         except (WireError, KeyError, TypeError):
             raise TransportError(f"{self.name}: the server sent a malformed receive body") from None
         for item in messages:
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
-                    and isinstance(item[1], bytes)):  # fmt: skip
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], int)
+                and isinstance(item[1], bytes)
+            ):
                 raise TransportError(f"{self.name}: the server sent a malformed message list")
             seq, frame = item
             if seq <= self._acked:

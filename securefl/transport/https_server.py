@@ -61,8 +61,13 @@ _POLL = 0.02
 BYTES_PER_VALUE = {"plain": 4.0, "mask": 4.0}
 
 
-def body_limit(*, dimension: int, mode: str = "mask", bytes_per_value: float | None = None,
-               overhead: int = 1 << 20) -> int:  # fmt: skip
+def body_limit(
+    *,
+    dimension: int,
+    mode: str = "mask",
+    bytes_per_value: float | None = None,
+    overhead: int = 1 << 20,
+) -> int:
     """The largest ``POST /v1/send`` body a site may need for a model of ``dimension`` values.
 
     ``plain`` sends float32 and ``mask`` at most 4-byte ring values (with the
@@ -346,8 +351,15 @@ class RunningServer:
     ``securefl server``.
     """
 
-    def __init__(self, app: Any, context: ssl.SSLContext, *, host: str = "127.0.0.1",
-                 port: int = 0, log_level: str = "warning") -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: Any,
+        context: ssl.SSLContext,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+    ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

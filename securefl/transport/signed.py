@@ -55,8 +55,14 @@ ID_LEN = 16
 #: Bytes a frame adds to the envelope it wraps (map header, keys, id, signature, bin headers).
 FRAME_OVERHEAD = 128
 _FRAME_FIELDS = ("v", "id", "env", "sig")
-_SMALL = Limits(max_items=1, max_depth=0, max_array_len=0, max_map_len=0, max_str_len=8,
-                max_bin_len=SIGNATURE_LEN)  # fmt: skip
+_SMALL = Limits(
+    max_items=1,
+    max_depth=0,
+    max_array_len=0,
+    max_map_len=0,
+    max_str_len=8,
+    max_bin_len=SIGNATURE_LEN,
+)
 
 
 def _frame_limits(max_bytes: int) -> Limits:
@@ -122,7 +128,9 @@ class Frame:
     digest: bytes
 
 
-def read_frame(data: bytes | bytearray, *, max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD) -> Frame:
+def read_frame(
+    data: bytes | bytearray, *, max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD
+) -> Frame:
     """Split a frame strictly (limits, field order, sizes) without verifying it.
 
     Copies the inner envelope out once, so a caller that holds the request
@@ -144,7 +152,9 @@ def read_frame(data: bytes | bytearray, *, max_bytes: int = MAX_ENVELOPE_BYTES +
         if value_at - key_at > 9 or unpack(bytes(view[key_at:value_at]), limits=_SMALL) != name:
             raise WireError("not a sealed envelope: unexpected, missing or reordered fields")
         spans[name] = (value_at, value_end)
-    small = {n: unpack(bytes(view[a:b]), limits=_SMALL) for n, (a, b) in spans.items() if n != "env"}
+    small = {
+        n: unpack(bytes(view[a:b]), limits=_SMALL) for n, (a, b) in spans.items() if n != "env"
+    }
     if type(small["v"]) is not int or small["v"] != FRAME_VERSION:
         raise WireError(f"unsupported sealed envelope version {small['v']!r}")
     eid, sig = small["id"], small["sig"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from transport_pki import Party, Pki
 
 from securefl.transport._tls import PeerCheck, server_context
 from securefl.transport.https_client import HttpsSiteTransport, RetryPolicy
 from securefl.transport.https_server import HttpsServerTransport, RunningServer
 from securefl.wire import Envelope
-from transport_pki import Party, Pki
 
 FEDERATION = "fed"
 
@@ -34,10 +34,16 @@ class Harness:
         p = party or self.pki.sites[name]
         kw.setdefault("retry", RetryPolicy(attempts=3, base=0.01, cap=0.05))
         t = HttpsSiteTransport(
-            name=name, server_url=self.url, server_name="localhost", ca=p.ca_path,
-            cert=p.cert_path, key=p.key_path, signing_key=p.identity,
-            server_key=self.pki.server.identity.public_bytes(), **kw,  # type: ignore[arg-type]
-        )  # fmt: skip
+            name=name,
+            server_url=self.url,
+            server_name="localhost",
+            ca=p.ca_path,
+            cert=p.cert_path,
+            key=p.key_path,
+            signing_key=p.identity,
+            server_key=self.pki.server.identity.public_bytes(),
+            **kw,  # type: ignore[arg-type]
+        )
         self.clients.append(t)
         return t
 
@@ -64,15 +70,17 @@ class Harness:
         return out
 
 
-def start(pki: Pki, *, listen: bool = True, max_body: int = 1 << 20, crl: Path | None = None,
-          **kw: object) -> Harness:  # fmt: skip
+def start(
+    pki: Pki, *, listen: bool = True, max_body: int = 1 << 20, crl: Path | None = None, **kw: object
+) -> Harness:
     """A server for ``pki``; with ``listen=False`` its port is bound but refuses connections."""
     transport = HttpsServerTransport(
         federation=FEDERATION,
         signing_key=pki.server.identity,
         site_keys={n: p.identity.public_bytes() for n, p in pki.sites.items()},
-        peer_check=PeerCheck(ca=pki.server.ca_path, sites=pki.fingerprints(),
-                             crl=crl or pki.crl_path),  # fmt: skip
+        peer_check=PeerCheck(
+            ca=pki.server.ca_path, sites=pki.fingerprints(), crl=crl or pki.crl_path
+        ),
         max_body=max_body,
         status_token=pki.status_token,
         **kw,  # type: ignore[arg-type]

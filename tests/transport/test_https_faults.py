@@ -28,10 +28,22 @@ from securefl.wire import Envelope
 FED = "fed"
 
 
-def _env(sender: str, *, payload: bytes = b"update", round: int = 1, stage: str = "plain/update",
-         federation: str = FED) -> Envelope:  # fmt: skip
-    return Envelope(federation=federation, round=round, stage=stage, sender=sender,
-                    receiver="server", payload=payload)  # fmt: skip
+def _env(
+    sender: str,
+    *,
+    payload: bytes = b"update",
+    round: int = 1,
+    stage: str = "plain/update",
+    federation: str = FED,
+) -> Envelope:
+    return Envelope(
+        federation=federation,
+        round=round,
+        stage=stage,
+        sender=sender,
+        receiver="server",
+        payload=payload,
+    )
 
 
 def _post(client: httpx.Client, frame: bytes) -> int | str:
@@ -80,8 +92,9 @@ def test_peer_check_refuses_a_certificate_outside_its_validity_on_every_request(
     site = pki.sites["site-a"]
     der = site.cert.public_bytes(Encoding.DER)
     clock = [NOW]
-    check = PeerCheck(ca=pki.server.ca_path, sites=pki.fingerprints(), crl=pki.crl_path,
-                      now=lambda: clock[0])  # fmt: skip
+    check = PeerCheck(
+        ca=pki.server.ca_path, sites=pki.fingerprints(), crl=pki.crl_path, now=lambda: clock[0]
+    )
     assert check.check(der) == "site-a"
     clock[0] = site.cert.not_valid_after_utc + DAY
     with pytest.raises(PeerRefused, match="validity"):
@@ -98,7 +111,9 @@ def test_ca_certificate_used_as_a_leaf_is_refused(pki, serve):
     assert fed.inbound() == []
 
 
-@pytest.mark.parametrize("usage", [ExtendedKeyUsageOID.SERVER_AUTH, None], ids=["serverAuth", "none"])
+@pytest.mark.parametrize(
+    "usage", [ExtendedKeyUsageOID.SERVER_AUTH, None], ids=["serverAuth", "none"]
+)
 def test_certificate_without_client_auth_is_refused(pki, serve, usage):
     wrong = pki.add_site("site-c", usage=usage)  # pinned on the roster, wrong usage
     fed = serve(pki)
@@ -153,7 +168,10 @@ def test_sender_field_other_than_the_tls_name_is_refused(fed):
 def test_bad_signature_is_refused(fed):
     a = fed.pki.sites["site-a"]
     client = fed.raw(a)
-    assert client.post("/v1/send", content=seal(_env("site-a"), SigningKey.generate())).status_code == 401
+    assert (
+        client.post("/v1/send", content=seal(_env("site-a"), SigningKey.generate())).status_code
+        == 401
+    )
     frame = bytearray(seal(_env("site-a", payload=b"honest update"), a.identity))
     at = bytes(frame).index(b"honest")
     frame[at] ^= 1  # tamper with the payload in flight
@@ -169,9 +187,11 @@ def test_oversized_body_is_refused_before_it_is_read(pki, serve):
     with socket.create_connection(("127.0.0.1", fed.server.port), timeout=20) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             # announce a gigabyte and send none of it: an answer proves nothing was read
-            tls.sendall(b"POST /v1/send HTTP/1.1\r\nHost: localhost\r\n"
-                        b"Content-Type: application/octet-stream\r\n"
-                        b"Content-Length: 1000000000\r\n\r\n")  # fmt: skip
+            tls.sendall(
+                b"POST /v1/send HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: application/octet-stream\r\n"
+                b"Content-Length: 1000000000\r\n\r\n"
+            )
             answer = tls.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
     assert fed.inbound() == []
@@ -200,8 +220,14 @@ def test_malformed_msgpack_is_refused_and_the_server_keeps_serving(fed):
     a = fed.pki.sites["site-a"]
     client = fed.raw(a)
     good = seal(_env("site-a"), a.identity)
-    for junk in (b"\xc1", b"\x84\xa1v\x01", os.urandom(300), good[:-10], good + b"\x00",
-                 b"\xdf\xff\xff\xff\xff"):  # fmt: skip
+    for junk in (
+        b"\xc1",
+        b"\x84\xa1v\x01",
+        os.urandom(300),
+        good[:-10],
+        good + b"\x00",
+        b"\xdf\xff\xff\xff\xff",
+    ):
         assert client.post("/v1/send", content=junk).status_code == 400
     assert client.post("/v1/send", content=good).status_code == 202
     assert [e.payload for e in fed.inbound()] == [b"update"]
@@ -224,8 +250,12 @@ def test_replay_of_an_id_with_other_bytes_is_refused(fed):
     a = fed.pki.sites["site-a"]
     eid = os.urandom(16)
     client = fed.raw(a)
-    assert client.post("/v1/send", content=seal(_env("site-a", payload=b"first"), a.identity,
-                                                envelope_id=eid)).status_code == 202  # fmt: skip
+    assert (
+        client.post(
+            "/v1/send", content=seal(_env("site-a", payload=b"first"), a.identity, envelope_id=eid)
+        ).status_code
+        == 202
+    )
     other = seal(_env("site-a", payload=b"second"), a.identity, envelope_id=eid)
     assert client.post("/v1/send", content=other).status_code == 409
     assert [e.payload for e in fed.inbound()] == [b"first"]
@@ -233,9 +263,10 @@ def test_replay_of_an_id_with_other_bytes_is_refused(fed):
 
 def _driver(round: int, stage: str, open: bool = True) -> types.SimpleNamespace:
     return types.SimpleNamespace(
-        current_round=round, aggregator_stage=stage,
+        current_round=round,
+        aggregator_stage=stage,
         stage=types.SimpleNamespace(value="round open" if open else "waiting for sites"),
-    )  # fmt: skip
+    )
 
 
 def test_envelope_for_a_wrong_round_is_refused(pki, serve):
@@ -243,9 +274,18 @@ def test_envelope_for_a_wrong_round_is_refused(pki, serve):
     fed = serve(pki, gate=driver_gate(driver))
     a = pki.sites["site-a"]
     client = fed.raw(a)
-    assert client.post("/v1/send", content=seal(_env("site-a", round=1), a.identity)).status_code == 409
-    assert client.post("/v1/send", content=seal(_env("site-a", round=3), a.identity)).status_code == 409
-    assert client.post("/v1/send", content=seal(_env("site-a", round=2), a.identity)).status_code == 202
+    assert (
+        client.post("/v1/send", content=seal(_env("site-a", round=1), a.identity)).status_code
+        == 409
+    )
+    assert (
+        client.post("/v1/send", content=seal(_env("site-a", round=3), a.identity)).status_code
+        == 409
+    )
+    assert (
+        client.post("/v1/send", content=seal(_env("site-a", round=2), a.identity)).status_code
+        == 202
+    )
     assert [e.round for e in fed.inbound()] == [2]
 
 
@@ -257,13 +297,26 @@ def test_envelope_for_a_wrong_stage_is_refused(pki, serve):
     late = seal(_env("site-a", stage="mask/advertise"), a.identity)
     assert client.post("/v1/send", content=late).status_code == 409
     for stage in ("mask/masked-input", "fed/report"):
-        assert client.post("/v1/send", content=seal(_env("site-a", stage=stage), a.identity)).status_code == 202
+        assert (
+            client.post(
+                "/v1/send", content=seal(_env("site-a", stage=stage), a.identity)
+            ).status_code
+            == 202
+        )
     assert [e.stage for e in fed.inbound()] == ["mask/masked-input", "fed/report"]
     driver.stage.value = "waiting for sites"  # between rounds only hello and bye pass
-    assert client.post("/v1/send", content=seal(_env("site-a", stage="mask/masked-input"),
-                                                a.identity)).status_code == 409  # fmt: skip
-    assert client.post("/v1/send", content=seal(_env("site-a", stage="fed/hello", round=0),
-                                                a.identity)).status_code == 202  # fmt: skip
+    assert (
+        client.post(
+            "/v1/send", content=seal(_env("site-a", stage="mask/masked-input"), a.identity)
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            "/v1/send", content=seal(_env("site-a", stage="fed/hello", round=0), a.identity)
+        ).status_code
+        == 202
+    )
 
 
 def test_replay_from_an_earlier_round_has_no_effect(pki, serve):
@@ -311,10 +364,11 @@ def test_site_gives_up_with_a_clear_error_when_the_budget_is_spent(pki, fed):
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # bound, never listening: connection refused
         delays: list[float] = []
-        site = fed.site("site-a", retry=RetryPolicy(attempts=4, base=0.01, cap=1.0),
-                        sleep=delays.append)  # fmt: skip
+        site = fed.site(
+            "site-a", retry=RetryPolicy(attempts=4, base=0.01, cap=1.0), sleep=delays.append
+        )
         site._client.base_url = httpx.URL(f"https://127.0.0.1:{dead}")  # the server went away
-        with pytest.raises(TransportError, match="unreachable.*4 attempts"):
+        with pytest.raises(TransportError, match=r"unreachable.*4 attempts"):
             site.send(_env("site-a"))
     assert len(delays) == 3
     assert all(0 <= d <= min(1.0, 0.01 * 2**k) for k, d in enumerate(delays))
@@ -322,12 +376,24 @@ def test_site_gives_up_with_a_clear_error_when_the_budget_is_spent(pki, fed):
 
 def test_site_drops_messages_not_sealed_by_the_pinned_server_key(fed):
     site = fed.site("site-a")
-    forged = Envelope(federation=FED, round=1, stage="fed/round-start", sender="server",
-                      receiver="site-a", payload=b"evil")  # fmt: skip
+    forged = Envelope(
+        federation=FED,
+        round=1,
+        stage="fed/round-start",
+        sender="server",
+        receiver="site-a",
+        payload=b"evil",
+    )
     fed.transport._outboxes["site-a"].put(seal(forged, SigningKey.generate()))
     assert site.receive(timeout=0.3) is None
-    honest = Envelope(federation=FED, round=1, stage="fed/round-start", sender="server",
-                      receiver="site-a", payload=b"ok")  # fmt: skip
+    honest = Envelope(
+        federation=FED,
+        round=1,
+        stage="fed/round-start",
+        sender="server",
+        receiver="site-a",
+        payload=b"ok",
+    )
     fed.transport.send(honest)
     assert site.receive(timeout=5) == honest
 
@@ -335,8 +401,16 @@ def test_site_drops_messages_not_sealed_by_the_pinned_server_key(fed):
 def test_outbox_is_acknowledged_by_sequence_number(fed):
     a = fed.pki.sites["site-a"]
     for i in range(3):
-        fed.transport.send(Envelope(federation=FED, round=1, stage="s", sender="server",
-                                    receiver="site-a", payload=bytes([i])))  # fmt: skip
+        fed.transport.send(
+            Envelope(
+                federation=FED,
+                round=1,
+                stage="s",
+                sender="server",
+                receiver="site-a",
+                payload=bytes([i]),
+            )
+        )
     client = fed.raw(a)
     from securefl.wire import unpack
 

@@ -44,8 +44,14 @@ class TransportContract(abc.ABC):
 
     def test_delivers_the_exact_envelope(self):
         a, b = self.pair()
-        env = Envelope(federation=FEDERATION, round=7, stage="mask/share", sender=a.name,
-                       receiver=b.name, payload=bytes(range(256)) * 40)  # fmt: skip
+        env = Envelope(
+            federation=FEDERATION,
+            round=7,
+            stage="mask/share",
+            sender=a.name,
+            receiver=b.name,
+            payload=bytes(range(256)) * 40,
+        )
         a.send(env)
         assert b.receive(timeout=5) == env
 

@@ -64,12 +64,19 @@ class Authority:
             .not_valid_after(NOW + 3650 * DAY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
-                x509.KeyUsage(digital_signature=False, content_commitment=False,
-                              key_encipherment=False, data_encipherment=False,
-                              key_agreement=False, key_cert_sign=True, crl_sign=True,
-                              encipher_only=False, decipher_only=False),
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
                 critical=True,
-            )  # fmt: skip
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
@@ -178,8 +185,13 @@ class Pki:
         return pki
 
     @staticmethod
-    def _party(folder: Path, name: str, ca: Authority, key: ec.EllipticCurvePrivateKey,
-               cert: x509.Certificate) -> Party:  # fmt: skip
+    def _party(
+        folder: Path,
+        name: str,
+        ca: Authority,
+        key: ec.EllipticCurvePrivateKey,
+        cert: x509.Certificate,
+    ) -> Party:
         _write(folder / "ca.cert.pem", ca.cert.public_bytes(serialization.Encoding.PEM))
         _write(folder / "tls.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
         _write(folder / "tls.key.pem", _pem_key(key), private=True)
@@ -188,14 +200,21 @@ class Pki:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         pem = Ed25519PrivateKey.from_private_bytes(seed).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )  # fmt: skip
+        )
         _write(folder / "identity.key.pem", pem, private=True)
         return Party(name=name, folder=folder, cert=cert, identity=identity)
 
-    def add_site(self, name: str, *, authority: Authority | None = None, folder: str | None = None,
-                 **issue: object) -> Party:  # fmt: skip
+    def add_site(
+        self,
+        name: str,
+        *,
+        authority: Authority | None = None,
+        folder: str | None = None,
+        **issue: object,
+    ) -> Party:
         """Issue a site certificate (from ``authority``, default the federation CA)."""
         key, cert = (authority or self.ca).issue(name, **issue)  # type: ignore[arg-type]
         party = self._party(self.root / (folder or name), name, self.ca, key, cert)
