@@ -169,6 +169,8 @@ class HttpsServerTransport(Transport):
         self._seen_lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one large body decoded at a time
         self._closed = False
+        #: request body bytes read by ``/v1/send`` (what the memory bound is measured against)
+        self.bytes_received = 0
         self.status = StatusBoard(federation, tuple(sorted(self._site_keys)))
         self.app = Starlette(
             routes=[
@@ -225,6 +227,7 @@ class HttpsServerTransport(Transport):
                 raise _Refusal(503, "the server is shutting down")
             site = self._peer(request)
             box = [await self._read_body(request)]
+            self.bytes_received += len(box[0])
             status = await anyio.to_thread.run_sync(self._admit, site, box)
         except _Refusal as exc:
             self.status.refused(site, exc.status, exc.reason)
