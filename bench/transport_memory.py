@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,14 +110,18 @@ def run_sites(root: Path, port: int, dimension: int) -> None:
     sys.exit(1 if errors else 0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dimension", type=int, default=10_000_000)
-    parser.add_argument("--child", nargs=2, metavar=("ROOT", "PORT"))
-    args = parser.parse_args()
-    if args.child:
-        run_sites(Path(args.child[0]), int(args.child[1]), args.dimension)
-        return
+@dataclass(frozen=True)
+class Measurement:
+    dimension: int
+    received: int
+    peak_growth: int
+    survivors: int
+    sites_exit_code: int
+    seconds: float
+
+
+def measure(dimension: int) -> Measurement:
+    """One mask round with three sites; the server's peak memory growth and bytes received."""
     from transport_pki import Pki
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,65 +132,88 @@ def main() -> None:
             signing_key=pki.server.identity,
             site_keys=roster,
             peer_check=PeerCheck(ca=pki.server.ca_path, sites=pki.fingerprints(), crl=pki.crl_path),
-            max_body=body_limit(dimension=args.dimension, mode="mask"),
+            max_body=body_limit(dimension=dimension, mode="mask"),
         )
         ctx = server_context(
             cert=pki.server.cert_path, key=pki.server.key_path, ca=pki.server.ca_path
         )
         server = RunningServer(transport.app, ctx).start()
-        agg = MaskServerMode(roster=roster, config=MaskConfig(clip=1.0)).server(
-            _ctx(args.dimension, b"")
-        )
-        tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0]
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--dimension",
-                str(args.dimension),
-                "--child",
-                tmp,
-                str(server.port),
-            ]
-        )
-        for env in agg.start():
-            transport.send(env)
-        while agg.result is None:
-            env = transport.receive(timeout=600)
-            if env is None:
-                raise SystemExit("no message from the sites in 600 s")
-            for out in agg.handle(env):
-                transport.send(out)
-        peak = tracemalloc.get_traced_memory()[1] - base
-        for s in SITES:
-            transport.send(
-                Envelope(
-                    federation=FED,
-                    round=1,
-                    stage="bench/done",
-                    sender="server",
-                    receiver=s,
-                    payload=b"",
-                )
+        try:
+            agg = MaskServerMode(roster=roster, config=MaskConfig(clip=1.0)).server(
+                _ctx(dimension, b"")
             )
-        code = child.wait(timeout=600)
-        elapsed = time.perf_counter() - started
-        tracemalloc.stop()
-        server.stop()
-        received = transport.bytes_received
-        print(
-            f"{'dimension':>12} {'sites':>5} {'received MB':>12} {'peak growth MB':>15} "
-            f"{'ratio':>6} {'wall s':>7}"
-        )
-        print(
-            f"{args.dimension:>12} {len(SITES):>5} {received / 1e6:>12.1f} "
-            f"{peak / 1e6:>15.1f} {peak / received:>6.2f} {elapsed:>7.1f}"
-        )
-        print(f"aggregate of {len(agg.result.survivors)} sites; sites exited with {code}")
-        if code != 0 or peak >= 4 * received:
-            raise SystemExit(1)
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--dimension",
+                    str(dimension),
+                    "--child",
+                    tmp,
+                    str(server.port),
+                ]
+            )
+            for env in agg.start():
+                transport.send(env)
+            while agg.result is None:
+                env = transport.receive(timeout=600)
+                if env is None:
+                    child.kill()
+                    raise SystemExit("no message from the sites in 600 s")
+                for out in agg.handle(env):
+                    transport.send(out)
+            peak = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+            for s in SITES:
+                transport.send(
+                    Envelope(
+                        federation=FED,
+                        round=1,
+                        stage="bench/done",
+                        sender="server",
+                        receiver=s,
+                        payload=b"",
+                    )
+                )
+            code = child.wait(timeout=600)
+            return Measurement(
+                dimension=dimension,
+                received=transport.bytes_received,
+                peak_growth=peak,
+                survivors=len(agg.result.survivors),
+                sites_exit_code=code,
+                seconds=time.perf_counter() - started,
+            )
+        finally:
+            if tracemalloc.is_tracing():
+                tracemalloc.stop()
+            transport.close()
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dimension", type=int, default=10_000_000)
+    parser.add_argument("--child", nargs=2, metavar=("ROOT", "PORT"))
+    args = parser.parse_args()
+    if args.child:
+        run_sites(Path(args.child[0]), int(args.child[1]), args.dimension)
+        return
+    m = measure(args.dimension)
+    print(
+        f"{'dimension':>12} {'sites':>5} {'received MB':>12} {'peak growth MB':>15} "
+        f"{'ratio':>6} {'wall s':>7}"
+    )
+    print(
+        f"{m.dimension:>12} {len(SITES):>5} {m.received / 1e6:>12.1f} "
+        f"{m.peak_growth / 1e6:>15.1f} {m.peak_growth / m.received:>6.2f} {m.seconds:>7.1f}"
+    )
+    print(f"aggregate of {m.survivors} sites; sites exited with {m.sites_exit_code}")
+    if m.sites_exit_code != 0 or m.peak_growth >= 4 * m.received:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
