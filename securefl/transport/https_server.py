@@ -24,15 +24,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import queue
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio.to_thread
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -41,7 +38,11 @@ from starlette.routing import Route
 from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
 from securefl.transport._status import BYE, HELLO, REPORT, StatusBoard, status_html
-from securefl.transport._tls import PEER_CERT_KEY, PeerCertProtocol, PeerCheck, PeerRefused
+from securefl.transport._tls import (
+    PEER_CERT_KEY,
+    PeerCheck,
+    PeerRefused,
+)
 from securefl.transport.base import Transport
 from securefl.transport.signed import FRAME_OVERHEAD, open_frame, read_frame, seal
 from securefl.wire import SERVER, Envelope, EnvelopeHeader, pack
@@ -346,62 +347,6 @@ class HttpsServerTransport(Transport):
         return HTMLResponse(status_html(self.status.snapshot()))
 
 
-class RunningServer:
-    """uvicorn serving ``app`` with mutual TLS in a background thread.
+from securefl.transport._uvicorn import RunningServer, serve_files  # noqa: E402  (re-exported)
 
-    ``port=0`` picks a free port (see :attr:`port`). ``stop`` (or leaving the
-    ``with`` block) shuts it down. :meth:`serve` runs in the foreground for
-    ``securefl server``.
-    """
-
-    def __init__(
-        self,
-        app: Any,
-        context: ssl.SSLContext,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        log_level: str = "warning",
-    ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            http=PeerCertProtocol,
-            ssl_context_factory=lambda _config, _default: context,
-            lifespan="off",
-            access_log=False,
-            log_level=log_level,
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
-
-    def serve(self) -> None:
-        """Serve in this thread until interrupted."""
-        self._server.run(sockets=[self._sock])
-
-    def start(self) -> RunningServer:
-        self._thread = threading.Thread(target=self.serve, name="securefl-https", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise TransportError("the HTTPS server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._sock.close()
-
-    def __enter__(self) -> RunningServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+__all__ += ["RunningServer", "serve_files"]

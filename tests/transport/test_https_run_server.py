@@ -68,7 +68,10 @@ def test_run_server_completes_rounds_over_https_and_a_stranger_cannot_join(tmp_p
     fed.transport.set_gate(driver_gate(driver))
     hello = Envelope(federation="fed", round=0, stage=m.HELLO, sender="mallory", receiver=SERVER,
                      payload=b"")  # fmt: skip
-    assert fed.raw(stranger).post("/v1/send", content=seal(hello, stranger.identity)).status_code == 403
+    assert (
+        fed.raw(stranger).post("/v1/send", content=seal(hello, stranger.identity)).status_code
+        == 403
+    )
 
     errors: list[BaseException] = []
     sites = [threading.Thread(target=_site, args=(fed, s, errors)) for s in ("site-a", "site-b")]

@@ -123,7 +123,11 @@ def main() -> None:
     flipped = bytearray(signature)
     flipped[0] ^= 1
     must_fail: dict[str, tuple[bytes, str, dict[str, bytes] | None]] = {
-        "signature bit flipped": (frame_ref(good_env, ENVELOPE_ID, bytes(flipped)), "IntegrityError", None),
+        "signature bit flipped": (
+            frame_ref(good_env, ENVELOPE_ID, bytes(flipped)),
+            "IntegrityError",
+            None,
+        ),
         "payload changed": (
             frame_ref(envelope_ref(FIELDS, PAYLOAD[:-1] + b"\x00"), ENVELOPE_ID, signature),
             "IntegrityError",
@@ -135,22 +139,30 @@ def main() -> None:
             None,
         ),
         "stage changed": (
-            frame_ref(envelope_ref({**FIELDS, "stage": "mask/unmask"}, PAYLOAD), ENVELOPE_ID, signature),
+            frame_ref(
+                envelope_ref({**FIELDS, "stage": "mask/unmask"}, PAYLOAD), ENVELOPE_ID, signature
+            ),
             "IntegrityError",
             None,
         ),
         "rerouted": (
-            frame_ref(envelope_ref({**FIELDS, "receiver": "site-b"}, PAYLOAD), ENVELOPE_ID, signature),
+            frame_ref(
+                envelope_ref({**FIELDS, "receiver": "site-b"}, PAYLOAD), ENVELOPE_ID, signature
+            ),
             "IntegrityError",
             None,
         ),
         "sender renamed": (
-            frame_ref(envelope_ref({**FIELDS, "sender": "site-b"}, PAYLOAD), ENVELOPE_ID, signature),
+            frame_ref(
+                envelope_ref({**FIELDS, "sender": "site-b"}, PAYLOAD), ENVELOPE_ID, signature
+            ),
             "IntegrityError",
             {"site-a": public, "site-b": public},
         ),
         "other federation": (
-            frame_ref(envelope_ref({**FIELDS, "federation": "other"}, PAYLOAD), ENVELOPE_ID, signature),
+            frame_ref(
+                envelope_ref({**FIELDS, "federation": "other"}, PAYLOAD), ENVELOPE_ID, signature
+            ),
             "IntegrityError",
             None,
         ),
@@ -163,7 +175,11 @@ def main() -> None:
         "sender not on the roster": (sealed, "IntegrityError", {"site-b": public}),
         "short id": (frame_ref(good_env, ENVELOPE_ID[:15], signature), "WireError", None),
         "short signature": (frame_ref(good_env, ENVELOPE_ID, signature[:63]), "WireError", None),
-        "frame version 2": (frame_ref(good_env, ENVELOPE_ID, signature, version=2), "WireError", None),
+        "frame version 2": (
+            frame_ref(good_env, ENVELOPE_ID, signature, version=2),
+            "WireError",
+            None,
+        ),
         "trailing byte": (sealed + b"\x00", "WireError", None),
         "truncated": (sealed[:-1], "WireError", None),
         "fields reordered": (
