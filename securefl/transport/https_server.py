@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -91,25 +91,30 @@ class _Driver(Protocol):
     def aggregator_stage(self) -> str: ...
 
 
-def driver_gate(driver: _Driver) -> Callable[[EnvelopeHeader], str | None]:
+def driver_gate(
+    driver: _Driver, *, anytime: tuple[str, ...] = (HELLO, BYE)
+) -> Callable[[EnvelopeHeader], str | None]:
     """Refuse (409) envelopes for a round or protocol stage the driver is not in.
 
-    ``fed/hello`` and ``fed/bye`` come at any time. Everything else must
-    carry the round the driver has open; an aggregator whose stage is itself
-    an envelope stage (``mask/...``, ``he/update``) takes only that stage,
-    besides the site's ``fed/report``. Read from another thread: a message
-    that passes just before the stage moves is refused by the driver itself.
+    Stages in ``anytime`` (``fed/hello``, ``fed/bye``) come at any time.
+    Everything else must carry the round the driver has open; while a
+    ``mask/...`` stage runs, only that stage (besides the site's
+    ``fed/report``) is taken, so a late or replayed message of an earlier
+    stage is refused before it is decoded. Other modes' stages are left to
+    their aggregator, which refuses what it does not expect. The driver is
+    read from another thread: a message that passes just before the stage
+    moves is refused by the driver itself.
     """
 
     def gate(header: EnvelopeHeader) -> str | None:
-        if header.stage in (HELLO, BYE):
+        if header.stage in anytime:
             return None
         if getattr(driver.stage, "value", driver.stage) != "round open":
             return "no round is open"
-        stage = driver.aggregator_stage
         if header.round != driver.current_round:
             return f"round {header.round} is not the open round {driver.current_round}"
-        if header.stage != REPORT and "/" in stage and header.stage != stage:
+        stage = driver.aggregator_stage
+        if stage.startswith("mask/") and header.stage not in (REPORT, stage):
             return f"stage {header.stage!r} is not the current stage {stage!r}"
         return None
 
@@ -227,7 +232,10 @@ class HttpsServerTransport(Transport):
             if self._closed:
                 raise _Refusal(503, "the server is shutting down")
             site = self._peer(request)
-            box = [await self._read_body(request)]
+            try:
+                box = [await self._read_body(request)]
+            except ClientDisconnect:
+                raise _Refusal(400, "the client left before its body was read") from None
             self.bytes_received += len(box[0])
             status = await anyio.to_thread.run_sync(self._admit, site, box)
         except _Refusal as exc:
