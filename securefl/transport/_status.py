@@ -233,7 +233,8 @@ def status_html(snapshot: dict[str, Any], *, refresh: int = 5) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     rows = "".join(
-        f"<tr><td>{e(name)}</td><td>{'yes' if s['connected'] else 'no'}</td>"
+        f"<tr><td>{e(name)}</td><td class='{'up' if s['connected'] else 'down'}'>"
+        f"{'yes' if s['connected'] else 'no'}</td>"
         f"<td>{e(str(s['last_seen'] or '-'))}</td><td>{eps(s['epsilon'])}</td></tr>"
         for name, s in snapshot["sites"].items()
     )
@@ -243,7 +244,8 @@ def status_html(snapshot: dict[str, Any], *, refresh: int = 5) -> str:
         f"<meta http-equiv='refresh' content='{refresh}'>"
         f"<title>securefl: {e(snapshot['federation'])}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;"
-        "border-bottom:1px solid #ccc;text-align:left}</style></head><body>"
+        "border-bottom:1px solid #ccc;text-align:left}.up{color:#2e7d32;font-weight:bold}"
+        ".down{color:#c62828;font-weight:bold}</style></head><body>"
         f"<h1>Federation {e(snapshot['federation'])}</h1>"
         f"<p>Round <b>{snapshot['round']}</b>, stage <b>{e(snapshot['stage'])}</b>. "
         f"Dropped this round: {e(dropped)}. "
