@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,6 +191,12 @@ class HttpsSiteTransport(Transport):
                     method, path, extensions={"sni_hostname": self._server_name}, **kwargs
                 )
             except httpx.TransportError as exc:
+                if _certificate_refused(exc):  # not our server: retrying cannot help
+                    raise TransportError(
+                        f"{self.name}: the server at {self._client.base_url} is not the "
+                        f"federation's server: its certificate does not verify against the "
+                        f"kit's CA for the name {self._server_name!r}"
+                    ) from None
                 last = f"{type(exc).__name__}: {exc}"
                 log.info("%s: server unreachable while %s (%s); retrying", self.name, what, last)
                 continue
@@ -201,6 +208,18 @@ class HttpsSiteTransport(Transport):
             f"{self.name}: the server at {self._client.base_url} was unreachable while {what} "
             f"after {self._retry.attempts} attempts ({last}); check the server and the network"
         )
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """True if ``exc`` was caused by the server's certificate failing verification."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _poll_limits(max_message: int) -> Limits:

@@ -20,7 +20,7 @@ from transport_pki import DAY, NOW, Authority
 
 from securefl.errors import TransportError
 from securefl.hazmat.sign import SigningKey
-from securefl.transport.https_client import RetryPolicy
+from securefl.transport.https_client import HttpsSiteTransport, RetryPolicy
 from securefl.transport.https_server import driver_gate
 from securefl.transport.signed import seal
 from securefl.wire import Envelope
@@ -434,3 +434,33 @@ def test_status_only_for_roster_certificates_or_the_token(pki, serve):
     assert page.status_code == 200 and "http-equiv='refresh'" in page.text
     wrong = {"Authorization": "Bearer " + "x" * len(pki.status_token)}
     assert fed.raw(stranger).get("/status", headers=wrong).status_code == 403
+
+
+def test_site_refuses_a_server_with_another_name_or_another_ca(fed, tmp_path):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    a = fed.pki.sites["site-a"]
+    rogue_ca = tmp_path / "rogue-ca.pem"
+    rogue_ca.write_bytes(Authority.make("rogue").cert.public_bytes(Encoding.PEM))
+    fast = RetryPolicy(attempts=2, base=0.001, cap=0.001)
+    wrong_name = fed.site("site-a", retry=fast)
+    wrong_name._server_name = "coordinator.example.org"  # the certificate names localhost
+    with pytest.raises(TransportError, match="not the federation's server"):
+        wrong_name.send(_env("site-a"))
+    other = HttpsSiteTransport(
+        name="site-a",
+        server_url=fed.url,
+        server_name="localhost",
+        ca=rogue_ca,
+        cert=a.cert_path,
+        key=a.key_path,
+        signing_key=a.identity,
+        server_key=fed.pki.server.identity.public_bytes(),
+        retry=fast,
+    )
+    fed.clients.append(other)
+    with pytest.raises(TransportError, match="not the federation's server"):
+        other.send(_env("site-a"))
+    assert fed.inbound() == []
+    fed.site("site-a").send(_env("site-a"))  # the right name and CA work
+    assert len(fed.inbound()) == 1
