@@ -1,4 +1,9 @@
-"""One contract for every transport; each implementation subclasses it."""
+"""One contract for every transport; each implementation subclasses it.
+
+``pair()`` gives two connected endpoints; the tests use their ``name``s, so
+a transport whose endpoints have fixed roles (a site and the server over
+HTTPS) passes the same contract as the symmetric memory transport.
+"""
 
 import abc
 import threading
@@ -9,10 +14,12 @@ from securefl.errors import TransportError
 from securefl.transport import MemoryHub
 from securefl.wire import Envelope
 
+FEDERATION = "fed"
+
 
 def _env(sender, receiver, payload=b"hi"):
     return Envelope(
-        federation="f", round=1, stage="s", sender=sender, receiver=receiver, payload=payload
+        federation=FEDERATION, round=1, stage="s", sender=sender, receiver=receiver, payload=payload
     )
 
 
@@ -21,33 +28,52 @@ class TransportContract(abc.ABC):
 
     @abc.abstractmethod
     def pair(self):
-        """Two connected endpoints, named 'a' and 'b'."""
+        """Two connected endpoints (memory: 'a' and 'b'; https: a site and the server)."""
 
     def test_delivers_in_order(self):
         a, b = self.pair()
         for i in range(5):
-            a.send(_env("a", "b", bytes([i])))
-        assert [b.receive(timeout=1).payload for _ in range(5)] == [bytes([i]) for i in range(5)]
+            a.send(_env(a.name, b.name, bytes([i])))
+        assert [b.receive(timeout=5).payload for _ in range(5)] == [bytes([i]) for i in range(5)]
+
+    def test_delivers_in_order_the_other_way(self):
+        a, b = self.pair()
+        for i in range(5):
+            b.send(_env(b.name, a.name, bytes([i])))
+        assert [a.receive(timeout=5).payload for _ in range(5)] == [bytes([i]) for i in range(5)]
+
+    def test_delivers_the_exact_envelope(self):
+        a, b = self.pair()
+        env = Envelope(
+            federation=FEDERATION,
+            round=7,
+            stage="mask/share",
+            sender=a.name,
+            receiver=b.name,
+            payload=bytes(range(256)) * 40,
+        )
+        a.send(env)
+        assert b.receive(timeout=5) == env
 
     def test_receive_times_out_with_none(self):
         a, _ = self.pair()
         assert a.receive(timeout=0.01) is None
 
     def test_cannot_send_as_someone_else(self):
-        a, _ = self.pair()
+        a, b = self.pair()
         with pytest.raises(TransportError):
-            a.send(_env("b", "b"))
+            a.send(_env(b.name, b.name))
 
     def test_unknown_receiver_fails(self):
         a, _ = self.pair()
         with pytest.raises(TransportError):
-            a.send(_env("a", "nobody"))
+            a.send(_env(a.name, "nobody"))
 
     def test_closed_endpoint_refuses(self):
         a, b = self.pair()
         b.close()
         with pytest.raises(TransportError):
-            a.send(_env("a", "b"))
+            a.send(_env(a.name, b.name))
         with pytest.raises(TransportError):
             b.receive(timeout=0.01)
 
@@ -87,3 +113,19 @@ class TestMemoryTransport(TransportContract):
         a.send(_env("a", "b"))
         t.join()
         assert got[0] is not None
+
+
+class TestHttpsTransport(TransportContract):
+    """A site ('a' = site-a) and the server over real mutual TLS on loopback."""
+
+    @pytest.fixture(autouse=True)
+    def _federation(self, fed):
+        self.fed = fed
+
+    def pair(self):
+        return self.fed.site("site-a"), self.fed.transport
+
+    def test_a_site_sends_only_to_the_server(self):
+        a, _server = self.pair()
+        with pytest.raises(TransportError):
+            a.send(_env(a.name, "site-b"))

@@ -1,0 +1,234 @@
+"""The site half of the HTTPS transport: httpx with the site's client certificate.
+
+A site only ever dials out: it posts its sealed envelopes to ``/v1/send``
+and long-polls ``/v1/receive`` for the server's. It verifies the server's
+certificate against the federation CA and the server name from its kit (not
+whatever name the URL holds), and opens every message against the server's
+identity key pinned in its roster, so it takes instructions only from its
+federation's server. While the server is unreachable it retries with
+exponential backoff and full jitter, re-sending the *same* frame (same
+envelope id, so a request that did arrive is acknowledged, not doubled);
+when the budget is spent it raises one clear :class:`TransportError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from securefl.errors import IntegrityError, TransportError, WireError
+from securefl.hazmat.sign import SigningKey
+from securefl.transport._tls import client_context
+from securefl.transport.base import Transport
+from securefl.transport.https_server import MAX_WAIT
+from securefl.transport.signed import FRAME_OVERHEAD, open_sealed, seal
+from securefl.wire import MAX_ENVELOPE_BYTES, SERVER, Envelope, Limits, unpack
+
+__all__ = ["HttpsSiteTransport", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
+_RNG = random.SystemRandom()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt k waits U(0, min(cap, base·2^k))."""
+
+    attempts: int = 10
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return _RNG.uniform(0.0, min(self.cap, self.base * 2.0**attempt))
+
+
+class HttpsSiteTransport(Transport):
+    """One site's endpoint: sends to the server, long-polls for the server's messages."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        server_url: str,
+        server_name: str,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        signing_key: SigningKey,
+        server_key: bytes,
+        retry: RetryPolicy = RetryPolicy(),
+        max_message_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self._server_name = server_name
+        self._key = signing_key
+        self._server_keys = {SERVER: server_key}
+        self._retry = retry
+        self._max = max_message_bytes
+        self._sleep = sleep
+        self._acked = 0
+        self._buffer: collections.deque[Envelope] = collections.deque()
+        self._closed = False
+        self._client = httpx.Client(
+            base_url=server_url.rstrip("/"),
+            verify=client_context(ca=ca, cert=cert, key=key),
+            timeout=httpx.Timeout(30.0, read=MAX_WAIT + 30.0),
+            trust_env=False,
+        )
+
+    # -- Transport --------------------------------------------------------------
+
+    def send(self, envelope: Envelope) -> None:
+        self._open()
+        if envelope.sender != self.name:
+            raise TransportError(f"{self.name!r} cannot send as {envelope.sender!r}")
+        if envelope.receiver != SERVER:
+            raise TransportError(f"a site sends only to the server, not to {envelope.receiver!r}")
+        frame = seal(envelope, self._key)  # sealed once: every retry re-sends these bytes
+        self.send_frame(frame, what=envelope.stage)
+
+    def send_frame(self, frame: bytes, *, what: str = "envelope") -> None:
+        """Post one sealed frame, retrying while the server is unreachable."""
+        response = self._request(
+            "POST",
+            "/v1/send",
+            content=frame,
+            headers={"content-type": "application/octet-stream"},
+            what=f"sending {what}",
+        )
+        if response.status_code not in (200, 202):
+            raise TransportError(
+                f"{self.name}: the server refused {what} ({response.status_code}: "
+                f"{response.text[:200]})"
+            )
+
+    def receive(self, timeout: float | None = None) -> Envelope | None:
+        self._open()
+        if timeout is None:
+            while not self._buffer:
+                self._poll(MAX_WAIT)
+        elif not self._buffer:
+            deadline = time.monotonic() + timeout
+            while True:
+                self._poll(max(0.0, min(MAX_WAIT, deadline - time.monotonic())))
+                if self._buffer or time.monotonic() >= deadline:
+                    break
+        return self._buffer.popleft() if self._buffer else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client.close()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self._closed:
+            raise TransportError(f"transport of {self.name!r} is closed")
+
+    def _poll(self, wait: float) -> None:
+        response = self._request(
+            "GET",
+            "/v1/receive",
+            params={"after": self._acked, "wait": f"{wait:.3f}"},
+            what="receiving",
+        )
+        if response.status_code == 204:
+            return
+        if response.status_code != 200:
+            raise TransportError(
+                f"{self.name}: the server refused to deliver ({response.status_code}: "
+                f"{response.text[:200]})"
+            )
+        try:
+            body = unpack(response.content, limits=_poll_limits(self._max))
+            messages = body["messages"]
+            if not isinstance(body, dict) or not isinstance(messages, list):
+                raise WireError("bad receive body")
+        except (WireError, KeyError, TypeError):
+            raise TransportError(f"{self.name}: the server sent a malformed receive body") from None
+        for item in messages:
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], int)
+                and isinstance(item[1], bytes)
+            ):
+                raise TransportError(f"{self.name}: the server sent a malformed message list")
+            seq, frame = item
+            if seq <= self._acked:
+                continue
+            self._acked = seq
+            try:
+                sealed = open_sealed(frame, keys=self._server_keys, max_bytes=self._max)
+            except (WireError, IntegrityError) as exc:
+                # not from our federation's server: dropped unread, like any stranger's message
+                log.warning("%s: dropped a message that is not the server's (%s)", self.name, exc)
+                continue
+            if sealed.envelope.receiver != self.name:
+                log.warning("%s: dropped a message for %r", self.name, sealed.envelope.receiver)
+                continue
+            self._buffer.append(sealed.envelope)
+
+    def _request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        """One request, retried with backoff on connection failures and 502/503/504."""
+        last = ""
+        for attempt in range(self._retry.attempts):
+            if attempt:
+                self._sleep(self._retry.delay(attempt - 1))
+            try:
+                response = self._client.request(
+                    method, path, extensions={"sni_hostname": self._server_name}, **kwargs
+                )
+            except httpx.TransportError as exc:
+                if _certificate_refused(exc):  # not our server: retrying cannot help
+                    raise TransportError(
+                        f"{self.name}: the server at {self._client.base_url} is not the "
+                        f"federation's server: its certificate does not verify against the "
+                        f"kit's CA for the name {self._server_name!r}"
+                    ) from None
+                last = f"{type(exc).__name__}: {exc}"
+                log.info("%s: server unreachable while %s (%s); retrying", self.name, what, last)
+                continue
+            if response.status_code in (502, 503, 504):
+                last = f"HTTP {response.status_code}"
+                continue
+            return response
+        raise TransportError(
+            f"{self.name}: the server at {self._client.base_url} was unreachable while {what} "
+            f"after {self._retry.attempts} attempts ({last}); check the server and the network"
+        )
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """True if ``exc`` was caused by the server's certificate failing verification."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _poll_limits(max_message: int) -> Limits:
+    return Limits(
+        max_bytes=64 * max_message,
+        max_items=4 * 4096 + 2,
+        max_depth=3,
+        max_array_len=4096,
+        max_map_len=1,
+        max_str_len=16,
+        max_bin_len=max_message,
+    )
