@@ -80,7 +80,7 @@ class ServerConfig:
 
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     port: int = 8443
-    bind: str = "0.0.0.0"
+    bind: str = "0.0.0.0"  # noqa: S104 - the server's one port must be reachable by the sites
 
     def __post_init__(self) -> None:
         if isinstance(self.hosts, list):  # TOML arrays arrive as lists
@@ -164,9 +164,7 @@ class ModelConfig:
             text = self.factory if isinstance(self.factory, str) else ""
             module, sep, attr = text.partition(":")
             if not sep or not _DOTTED.match(module) or not attr.isidentifier():
-                raise ConfigError(
-                    f"model.factory must be 'module:function', got {self.factory!r}"
-                )
+                raise ConfigError(f"model.factory must be 'module:function', got {self.factory!r}")
 
 
 def default_mask() -> MaskConfig:

@@ -30,7 +30,9 @@ def _build(config: ModelConfig) -> object:
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"model.factory {config.factory!r} cannot be imported ({exc})") from None
+            raise ConfigError(
+                f"model.factory {config.factory!r} cannot be imported ({exc})"
+            ) from None
         model = factory()
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model.factory {config.factory!r} must return a torch.nn.Module")

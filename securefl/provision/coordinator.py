@@ -116,6 +116,10 @@ class _Federation:
                 serials.append(int(entry["serial"]))
         return serials
 
+    def is_revoked(self, cert: x509.Certificate) -> bool:
+        serial = str(cert.serial_number)
+        return any(e["serial"] == serial and e["revoked_at"] for e in self.issued)
+
     def save(self, roster: SignedRoster | None) -> None:
         write_json(self.ca_dir / "issued.json", {"version": 1, "certificates": self.issued})
         revoked = [
@@ -319,26 +323,27 @@ def revoke(fed_path: str | Path, site: str, out: str | Path) -> list[int]:
     return serials
 
 
-def renew(
-    fed_path: str | Path, out: str | Path, *, parties: Sequence[str] = ()
-) -> ProvisionResult:
+def renew(fed_path: str | Path, out: str | Path, *, parties: Sequence[str] = ()) -> ProvisionResult:
     """Issue fresh certificates (same TLS keys) to ``parties`` (default: every party).
 
     Each party's current ``tls.cert.pem`` in ``out`` names the key to
     re-certify, so a site that made its own keys keeps them. The old
     certificates stay valid until they expire but are no longer pinned: every
-    kit gets a new signed roster with the new fingerprints.
+    kit gets a new signed roster with the new fingerprints. A revoked party
+    is never renewed (left out by default, refused when named).
     """
     fed = _Federation.open(Path(fed_path), Path(out))
     current = fed.roster()
-    chosen = list(parties) or [SERVER_ENTRY, *current.site_names]
+    olds = {p: load_cert(fed.out / p / "tls.cert.pem") for p in [SERVER_ENTRY, *current.site_names]}
+    chosen = list(parties) or [p for p, c in olds.items() if not fed.is_revoked(c)]
     for party in chosen:
-        if party != SERVER_ENTRY and party not in current.site_names:
+        if party not in olds:
             raise ConfigError(f"{party!r} is not a party of the federation in {out}")
+        if fed.is_revoked(olds[party]):
+            raise ConfigError(f"{party!r} is revoked; a revoked party is not renewed")
     server, sites = current.server, {s.name: s for s in current.sites}
     for party in chosen:
-        old = load_cert(fed.out / party / "tls.cert.pem")
-        key = old.public_key()
+        key = olds[party].public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise ConfigError(f"{fed.out / party / 'tls.cert.pem'}: not an ECDSA certificate")
         if party == SERVER_ENTRY:
@@ -358,7 +363,9 @@ def renew(
                 exchange_key=entry.exchange_key,
                 cert_sha256=cert_sha256(cert),
             )
-        write_public(fed.out / party / "tls.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+        write_public(
+            fed.out / party / "tls.cert.pem", cert.public_bytes(serialization.Encoding.PEM)
+        )
     roster = SignedRoster.sign(
         fed.ca, federation=fed.config.name, server=server, sites=list(sites.values())
     )

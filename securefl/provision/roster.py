@@ -137,7 +137,9 @@ class SignedRoster:
         unknown = sorted(set(data) - _TOP)
         missing = sorted(_TOP - set(data))
         if unknown or missing:
-            raise DataError(f"signed roster field {(unknown or missing)[0]!r} is unknown or missing")
+            raise DataError(
+                f"signed roster field {(unknown or missing)[0]!r} is unknown or missing"
+            )
         body = {k: v for k, v in data.items() if k != "signature"}
         sig_hex = data["signature"]
         try:
@@ -208,7 +210,7 @@ class SignedRoster:
         return self.site(name).cert_sha256
 
     def audit_roster(self) -> Roster:
-        """The identity keys as the :class:`~securefl.reports.roster.Roster` records and audit use."""
+        """The identity keys as records and audit use them (a :class:`Roster`)."""
         return Roster(
             federation=self.federation,
             sites={s.name: s.public_key for s in self.sites},
@@ -248,13 +250,8 @@ def _entry(raw: object, allowed: set[str], what: str) -> Mapping[str, Any]:
     return raw
 
 
-def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[RosterSite, ...], str]:
-    if body.get("version") != SIGNED_ROSTER_VERSION or isinstance(body.get("version"), bool):
-        raise DataError(f"unsupported signed roster version {body.get('version')!r}")
-    federation = body.get("federation")
-    if not isinstance(federation, str) or not federation:
-        raise DataError("federation must be a non-empty string")
-    raw = _entry(body.get("server"), _SERVER, "server")
+def _parse_server(value: object) -> RosterServer:
+    raw = _entry(value, _SERVER, "server")
     if raw["name"] != SERVER_ENTRY:
         raise DataError(f"the server entry must be named {SERVER_ENTRY!r}")
     hosts, port = raw["hosts"], raw["port"]
@@ -262,12 +259,21 @@ def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[Roste
         raise DataError("server.hosts must be a non-empty list of strings")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise DataError("server.port must be an integer in 1..65535")
-    server = RosterServer(
+    return RosterServer(
         public_key=_hex32(raw["public_key"], "server.public_key"),
         cert_sha256=_hex32(raw["cert_sha256"], "server.cert_sha256").hex(),
         hosts=tuple(hosts),
         port=port,
     )
+
+
+def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[RosterSite, ...], str]:
+    if body.get("version") != SIGNED_ROSTER_VERSION or isinstance(body.get("version"), bool):
+        raise DataError(f"unsupported signed roster version {body.get('version')!r}")
+    federation = body.get("federation")
+    if not isinstance(federation, str) or not federation:
+        raise DataError("federation must be a non-empty string")
+    server = _parse_server(body.get("server"))
     entries = body.get("sites")
     if not isinstance(entries, list):
         raise DataError("sites must be a list")
