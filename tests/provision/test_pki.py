@@ -99,7 +99,9 @@ def test_site_certificate_is_clientauth_only_with_the_site_as_cn(ca, key):
 
 
 def test_serials_are_random_and_distinct(ca, key):
-    serials = {issue_site_cert(ca, key.public_key(), site="s", days=1).serial_number for _ in range(8)}
+    serials = {
+        issue_site_cert(ca, key.public_key(), site="s", days=1).serial_number for _ in range(8)
+    }
     assert len(serials) == 8 and all(s.bit_length() > 64 for s in serials)
 
 
@@ -143,7 +145,7 @@ def test_revoked_serials_land_in_a_crl_only_the_ca_can_sign(ca, other_ca, key, t
 def test_load_cert_names_the_file(tmp_path: Path):
     bad = tmp_path / "tls.cert.pem"
     bad.write_text("not a certificate", encoding="utf-8")
-    with pytest.raises(ConfigError, match="tls.cert.pem"):
+    with pytest.raises(ConfigError, match=r"tls\.cert\.pem"):
         load_cert(bad)
 
 

@@ -150,7 +150,7 @@ def test_load_names_the_file_and_refuses_duplicate_keys(tmp_path: Path, signed, 
     path = tmp_path / "roster.json"
     text = json.dumps(signed)
     path.write_text(text[:-1] + ', "federation": "other"}', encoding="utf-8")
-    with pytest.raises(DataError, match="roster.json"):
+    with pytest.raises(DataError, match=r"roster\.json"):
         SignedRoster.load(path, ca_cert)
 
 
