@@ -202,3 +202,19 @@ def test_kit_loading_never_imports_torch(provisioned: Path):
     if result == ["upstream imports torch"]:
         pytest.skip("securefl.reports or securefl.params import torch on this branch")
     assert result == []
+
+
+def test_a_kit_with_a_certificate_the_roster_does_not_pin_is_refused(federation: Path):
+    """Same key, same CA name, another CA: only the pinned fingerprint tells them apart."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from securefl.provision.pki import CertificateAuthority, issue_site_cert
+
+    folder = federation / "kits" / "site-a"
+    key = load_private_key(folder / "tls.key.pem")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    impostor = CertificateAuthority.create("oncology", days=30)
+    cert = issue_site_cert(impostor, key.public_key(), site="site-a", days=30)
+    (folder / "tls.cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(ConfigError, match="roster pins"):
+        Kit.load(folder)
