@@ -184,3 +184,29 @@ def test_the_cli_provisions_requests_and_revokes(tmp_path: Path, provisioned: Pa
     assert revoked.exit_code == 0, revoked.output
     renewed = runner.invoke(cli, ["provision", "renew", str(fed), "--out", str(out)])
     assert renewed.exit_code == 0 and "site-b" not in renewed.output
+
+
+def test_a_model_factory_builds_the_initial_model_under_the_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import numpy as np
+
+    (tmp_path / "my_models.py").write_text(
+        "import torch\n"
+        "def mlp():\n"
+        "    nn = torch.nn\n"
+        "    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = '[model]\nfactory = "my_models:mlp"\nseed = 3\n[[sites]]\nname = "a"\n'
+    (tmp_path / "fed.toml").write_text(text, encoding="utf-8")
+    first = provision(tmp_path / "fed.toml", tmp_path / "one").kits["a"]
+    second = provision(tmp_path / "fed.toml", tmp_path / "two").kits["a"]
+    kit = Kit.load(first)
+    assert kit.spec.names == ("0.weight", "0.bias", "2.weight", "2.bias")
+    assert kit.spec.size == 4 * 8 + 8 + 8 * 2 + 2
+    np.testing.assert_array_equal(kit.initial_params(), Kit.load(second).initial_params())
+    (tmp_path / "bad.toml").write_text(text.replace("my_models:mlp", "my_models:nope"))
+    with pytest.raises(ConfigError, match=r"model\.factory"):
+        provision(tmp_path / "bad.toml", tmp_path / "three")

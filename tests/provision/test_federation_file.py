@@ -124,7 +124,7 @@ def test_the_preset_names_match_the_he_package():
 def test_keymaker_must_be_a_site_and_defaults_to_the_first_by_name():
     sites = (SiteSpec(name="zeta"), SiteSpec(name="alpha"))
     assert FederationConfig(sites=sites).he_keymaker == "alpha"
-    with pytest.raises(ConfigError, match="he.keymaker"):
+    with pytest.raises(ConfigError, match=r"he\.keymaker"):
         FederationConfig(sites=sites, he=HEConfig(keymaker="beta"))
 
 
@@ -137,7 +137,7 @@ def test_property_a_port_is_accepted_exactly_in_range(port: int, host: str):
     if 1 <= port <= 65535:
         assert ServerConfig(hosts=(host,), port=port).url.endswith(f":{port}")
     else:
-        with pytest.raises(ConfigError, match="server.port"):
+        with pytest.raises(ConfigError, match=r"server\.port"):
             ServerConfig(hosts=(host,), port=port)
 
 
@@ -147,5 +147,5 @@ def test_property_a_certificate_never_outlives_its_ca(cert: int, ca: int):
     if cert <= ca:
         assert PKIConfig(cert_days=cert, ca_days=ca).cert_days == cert
     else:
-        with pytest.raises(ConfigError, match="pki.cert_days"):
+        with pytest.raises(ConfigError, match=r"pki\.cert_days"):
             PKIConfig(cert_days=cert, ca_days=ca)
