@@ -53,6 +53,7 @@ __all__ = ["CA_DIR", "ProvisionResult", "provision", "renew", "revoke"]
 CA_DIR = "ca"
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 _RESERVED = {CA_DIR, SERVER_ENTRY}
+_HE_MIN_SUMMANDS = 3  # securefl.he.MIN_SUMMANDS, without importing TenSEAL (a test checks)
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def provision(
     for name in names:
         if name in _RESERVED:
             raise ConfigError(f"{fed_path}: a site may not be named {name!r} (a kit folder name)")
+    _check_runnable(config, fed_path)
     by_site = {r.site: r for r in requests}
     if len(by_site) != len(requests):
         raise ConfigError("two requests name the same site")
@@ -256,6 +258,28 @@ def provision(
     roster = SignedRoster.sign(ca, federation=config.name, server=server, sites=entries)
     fed.save(roster)
     return ProvisionResult(out, {p: out / p for p in [SERVER_ENTRY, *names]}, roster)
+
+
+def _check_runnable(config: FederationConfig, fed_path: Path) -> None:
+    """Refuse kits for a federation that could never complete a round, saying why."""
+    names = tuple(sorted(s.name for s in config.sites))
+    if len(names) < config.rounds.min_sites:
+        raise ConfigError(
+            f"{fed_path}: {len(names)} site(s) listed, below rounds.min_sites = "
+            f"{config.rounds.min_sites}; add [[sites]]"
+        )
+    if config.secure == "he" and len(names) < _HE_MIN_SUMMANDS:
+        raise ConfigError(
+            f"{fed_path}: he mode needs at least {_HE_MIN_SUMMANDS} sites (a sum of two reveals "
+            "each update to the other); add [[sites]]"
+        )
+    if config.secure == "mask":
+        try:
+            config.mask.plan(
+                federation=config.name, round_id=1, cohort=names, federation_size=len(names)
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{fed_path}: mask mode cannot run these sites ({exc})") from None
 
 
 def _write_token(path: Path) -> None:

@@ -199,7 +199,10 @@ def test_a_model_factory_builds_the_initial_model_under_the_seed(
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = '[model]\nfactory = "my_models:mlp"\nseed = 3\n[[sites]]\nname = "a"\n'
+    text = (
+        '[federation]\nsecure = "plain"\n[model]\nfactory = "my_models:mlp"\nseed = 3\n'
+        '[[sites]]\nname = "a"\n[[sites]]\nname = "b"\n'
+    )
     (tmp_path / "fed.toml").write_text(text, encoding="utf-8")
     first = provision(tmp_path / "fed.toml", tmp_path / "one").kits["a"]
     second = provision(tmp_path / "fed.toml", tmp_path / "two").kits["a"]
@@ -210,3 +213,26 @@ def test_a_model_factory_builds_the_initial_model_under_the_seed(
     (tmp_path / "bad.toml").write_text(text.replace("my_models:mlp", "my_models:nope"))
     with pytest.raises(ConfigError, match=r"model\.factory"):
         provision(tmp_path / "bad.toml", tmp_path / "three")
+
+
+@pytest.mark.parametrize(
+    "head, sites, needle",
+    [
+        ('secure = "plain"', 1, "min_sites"),
+        ('secure = "he"', 2, "he mode"),
+        ('secure = "mask"', 2, "mask mode"),
+    ],
+)
+def test_a_federation_that_can_never_run_gets_no_kits(tmp_path: Path, head, sites, needle):
+    text = f"[federation]\n{head}\n" + "".join(f'[[sites]]\nname = "s{i}"\n' for i in range(sites))
+    (tmp_path / "fed.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=needle):
+        provision(tmp_path / "fed.toml", tmp_path / "kits")
+    assert not (tmp_path / "kits").exists()
+
+
+def test_the_he_minimum_matches_the_he_package():
+    from securefl.he import MIN_SUMMANDS
+    from securefl.provision.coordinator import _HE_MIN_SUMMANDS
+
+    assert _HE_MIN_SUMMANDS == MIN_SUMMANDS
