@@ -9,7 +9,7 @@ _SERVER = """# securefl server kit: federation `{federation}`
 This folder is the coordinator's kit. It lets this machine run the federation's
 server at {url}. It holds no patient data and no certificate authority key.
 
-Run it:
+Run it from the folder that holds this kit folder:
 
     securefl server --kit {path}
 
@@ -37,7 +37,8 @@ _SITE = """# securefl site kit: `{party}` in federation `{federation}`
 This folder is the kit of the site `{party}`. It lets this hospital join the
 federation. The site connects out to the server at {url}; nothing listens here.
 
-Run it, with your own training function:
+Run it from the folder that holds this kit folder, with your own training
+function:
 
     securefl client --kit {path} --train my_trainer:train
 
@@ -67,7 +68,8 @@ Patient data never enters this folder and never leaves the site.
 _PUBLIC_PART = """
 This folder was made from the site's own certificate request: it holds no
 private key. Copy its files into the folder where `securefl provision request`
-wrote the site's keys, then run the command above from there.
+wrote the site's keys (name that folder `{party}/`, or give its path to
+`--kit`), then run the command above.
 """
 
 
@@ -78,4 +80,4 @@ def kit_readme(
     if kind == "server":
         return _SERVER.format(federation=federation, url=url, hosts=hosts, path=path)
     text = _SITE.format(party=party, federation=federation, url=url, path=path)
-    return text + (_PUBLIC_PART if public_only else "")
+    return text + (_PUBLIC_PART.format(party=party) if public_only else "")

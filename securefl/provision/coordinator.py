@@ -179,7 +179,7 @@ class _Federation:
             federation=self.config.name,
             url=server.url,
             hosts=", ".join(server.hosts),
-            path=f"{self.out.name}/{party}/" if public_only else str(folder),
+            path=f"{party}/",
             public_only=public_only,
         )
         (folder / "README.md").write_text(readme, encoding="utf-8")
