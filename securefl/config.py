@@ -14,9 +14,20 @@ import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from securefl._deploy_config import (
+    HEConfig,
+    ModelConfig,
+    PKIConfig,
+    ServerConfig,
+    build_mask,
+    default_mask,
+)
 from securefl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from securefl.secagg import MaskConfig
 
 __all__ = [
     "ACCOUNTANTS",
@@ -24,7 +35,11 @@ __all__ = [
     "STRATEGIES",
     "DPConfig",
     "FederationConfig",
+    "HEConfig",
+    "ModelConfig",
+    "PKIConfig",
     "RoundConfig",
+    "ServerConfig",
     "SiteSpec",
     "StrategyConfig",
     "TrainConfig",
@@ -239,7 +254,9 @@ class FederationConfig:
     the federation asks for ``"plain"`` (which says loudly that it hides
     nothing). ``dp.delta`` must be below 1/n of every site whose
     ``num_examples`` is known; each site checks its own n again when training
-    starts.
+    starts. ``server``, ``pki``, ``mask``, ``he`` and ``model`` are what a
+    deployment over the network needs (``securefl provision``); ``simulate``
+    reads ``mask``, ``he`` and ``model`` too.
     """
 
     name: str = "securefl"
@@ -249,6 +266,11 @@ class FederationConfig:
     rounds: RoundConfig = field(default_factory=RoundConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     sites: tuple[SiteSpec, ...] = ()
+    server: ServerConfig = field(default_factory=ServerConfig)
+    pki: PKIConfig = field(default_factory=PKIConfig)
+    mask: MaskConfig = field(default_factory=default_mask)
+    he: HEConfig = field(default_factory=HEConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
         if self.secure not in SECURE_MODES:
@@ -267,6 +289,18 @@ class FederationConfig:
                     num_examples=spec.num_examples,
                     name=f"dp.delta of site {spec.name!r}",
                 )
+        if self.he.keymaker is not None and self.sites and self.he.keymaker not in names:
+            raise ConfigError(
+                f"he.keymaker {self.he.keymaker!r} is not a site of the federation "
+                f"({', '.join(sorted(names))})"
+            )
+
+    @property
+    def he_keymaker(self) -> str | None:
+        """The site that makes the HE secret context: ``he.keymaker``, else the first by name."""
+        if self.he.keymaker is not None:
+            return self.he.keymaker
+        return min((s.name for s in self.sites), default=None)
 
     def site_dp(self, site: str) -> DPConfig:
         """The DP settings of one site (its own ε if it overrides the default)."""
@@ -300,6 +334,15 @@ def _site(table: Any, source: str) -> SiteSpec:
     return _build(SiteSpec, table, "sites", source)
 
 
+def _model(table: Any, source: str) -> ModelConfig:
+    if isinstance(table, dict) and "factory" in table and {"features", "classes"} & set(table):
+        raise ConfigError(
+            f"{source}: model.factory builds the model itself; remove model.features and "
+            "model.classes"
+        )
+    return _build(ModelConfig, table, "model", source)
+
+
 def load_federation(path: str | Path) -> FederationConfig:
     """Load a federation file; every error names the key and the file."""
     path = Path(path)
@@ -311,7 +354,7 @@ def load_federation(path: str | Path) -> FederationConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc})") from None
     top = dict(data.pop("federation", {}))
-    allowed = {"dp", "train", "rounds", "strategy", "sites"}
+    allowed = {"dp", "train", "rounds", "strategy", "sites", "server", "pki", "mask", "he", "model"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown table [{unknown[0]}]")
@@ -330,6 +373,11 @@ def load_federation(path: str | Path) -> FederationConfig:
             rounds=_build(RoundConfig, data.get("rounds", {}), "rounds", source),
             strategy=_build(StrategyConfig, data.get("strategy", {}), "strategy", source),
             sites=tuple(_site(s, source) for s in sites_raw),
+            server=_build(ServerConfig, data.get("server", {}), "server", source),
+            pki=_build(PKIConfig, data.get("pki", {}), "pki", source),
+            mask=build_mask(data.get("mask", {}), source),
+            he=_build(HEConfig, data.get("he", {}), "he", source),
+            model=_model(data.get("model", {}), source),
         )
     except ConfigError as exc:
         msg = str(exc)

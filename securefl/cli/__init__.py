@@ -24,6 +24,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "securefl.cli.audit:audit",
         "Verify signed privacy records and recompute every ε claim.",
     ),
+    "provision": (
+        "securefl.cli.provision:provision",
+        "Provision a federation: a CA, certificates, keys and one kit per party.",
+    ),
     "plan": (
         "securefl.cli.plan:plan",
         "Dry-run a federation file (ε per site and round, threats), or one ε question.",
