@@ -70,8 +70,8 @@ def main() -> None:
         strategy=StrategyConfig(),
         max_weight=1000.0,
     )
-    driver = fed.run(lambda site: train(site, *data[site.name]))
-    for summary in driver.history:
+    run = fed.run(lambda site: train(site, *data[site.name]))
+    for summary in run.history:
         print(
             f"round {summary.round}: {summary.status}, "
             f"mean validation accuracy {summary.metrics.get('val_accuracy', float('nan')):.3f}"
