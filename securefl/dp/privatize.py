@@ -62,7 +62,9 @@ def _unsupported_layers(model: nn.Module) -> dict[str, list[str]]:
     return found
 
 
-def check_model(model: nn.Module, *, fix_model: bool, fix_where: str = "fix_model=True") -> nn.Module:
+def check_model(
+    model: nn.Module, *, fix_model: bool, fix_where: str = "fix_model=True"
+) -> nn.Module:
     """The model, or with ``fix_model`` a fixed copy, that DP-SGD can train; else one paragraph.
 
     Opacus refuses some layers (BatchNorm mixes the examples of a batch, so

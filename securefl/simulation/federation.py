@@ -138,7 +138,7 @@ class LocalFederation:
         self.federation = federation
         self.secure = secure
         self.dp, self.train, self.rounds = dp, train, rounds
-        self._remove_workdir: weakref.finalize[..., None] | None = None
+        self._remove_workdir: weakref.finalize[..., LocalFederation] | None = None
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="securefl-"))
             self._remove_workdir = weakref.finalize(
