@@ -170,6 +170,30 @@ def test_warnings_come_once_not_once_per_round(tmp_path, caplog):
     assert len(hooks) <= 1, [str(w.message) for w in seen]
 
 
+def test_torch_hook_warning_does_not_come_back_every_round():
+    # The mechanism, in one thread: each round the ledger's accountants enter
+    # warnings.catch_warnings, which resets Python's once-per-line registry, so
+    # torch's warning about Opacus's hook came back every round.
+    model = _linear()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # Python's own default: once per line
+        private = make_private(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            DataLoader(_toy(0), batch_size=32),
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+        )
+        x, y = _toy(1).tensors
+        for _ in range(3):  # three rounds
+            with warnings.catch_warnings():  # what the accountant does
+                pass
+            private.optimizer.zero_grad()
+            nn.functional.cross_entropy(private.model(x[:32]), y[:32]).backward()
+    hooks = [w for w in seen if "Full backward hook" in str(w.message)]
+    assert len(hooks) <= 1
+
+
 def test_no_temporary_folder_is_left_behind(tmp_path, monkeypatch):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
