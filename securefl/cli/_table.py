@@ -33,11 +33,13 @@ def new_table(
         box=box.SIMPLE_HEAD,
         title_justify="left",
         caption_justify="left",
+        show_edge=False,
+        pad_edge=False,
     )
-    longest = max((len(n) for n in names), default=len(columns[0]))
-    table.add_column(
-        columns[0], overflow="fold", min_width=min(max(longest, len(columns[0])), _NAME_ROOM)
-    )
+    # names never wrap (the numbers do, at their spaces); only a name too long
+    # to leave the numbers any room at all folds onto a second line
+    longest = max((len(n) for n in names), default=0)
+    table.add_column(columns[0], overflow="fold", no_wrap=longest <= _NAME_ROOM)
     for header in columns[1:]:
         table.add_column(header, justify="right", overflow="fold")
     return table

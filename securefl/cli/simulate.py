@@ -281,14 +281,15 @@ def _gain(alone: float, together: float) -> str:
         return "n/a"
     diff = together - alone
     colour = "green" if diff > 0 else ("red" if diff < 0 else "white")
-    return f"{_fmt(alone)} → {_fmt(together)} [{colour}]({diff:+.3f})[/]"
+    return f"{_fmt(alone)} → {_fmt(together)} [{colour}]{diff:+.3f}[/]"
 
 
 def result_table(result: SimulationResult, has_test: bool) -> Table:
     """What each site gained, one row per site."""
-    columns = ["site", "examples", "ε spent / budget", "own validation data"]
+    # two-line headers, so that the numbers, not the words, set the widths
+    columns = ["site", "examples", "ε spent /\nbudget", "own validation\ndata"]
     if has_test:
-        columns.append("held-out test set")
+        columns.append("held-out\ntest set")
     table = new_table(
         f"Was joining worth it?  (secure={result.secure}, {result.rounds_completed} "
         f"rounds, {result.finish_reason})",

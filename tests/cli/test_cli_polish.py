@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -87,11 +86,13 @@ def test_a_bug_is_one_line_that_says_how_to_see_the_traceback(
 # -- tables at 80 columns, piped ------------------------------------------------------
 
 
-def _assert_fits_and_names_whole(text: str, names: list[str]) -> None:
+def _assert_fits_and_names_whole(text: str, names: list[str], cells: dict[str, int]) -> None:
     assert "…" not in text, text
     assert all(len(line) <= 80 for line in text.splitlines()), text
     for name in names:  # each name whole, on one line
         assert any(name in line for line in text.splitlines()), (name, text)
+    for cell, times in cells.items():  # nothing cropped at the right edge either
+        assert text.count(cell) == times, (cell, text)
 
 
 def test_simulate_table_fits_80_columns_with_long_site_names() -> None:
@@ -120,7 +121,9 @@ def test_simulate_table_fits_80_columns_with_long_site_names() -> None:
     )
     buffer = io.StringIO()
     Console(file=buffer, width=80, force_terminal=False).print(result_table(result, True))
-    _assert_fits_and_names_whole(buffer.getvalue(), LONG_NAMES)
+    _assert_fits_and_names_whole(
+        buffer.getvalue(), LONG_NAMES, {"0.999 / 1": 3, "+0.034": 3, "+0.105": 3, "test set": 1}
+    )
 
 
 def _fed_toml(tmp_path: Path, names: list[str], epsilon: float = 1.0, extra: str = "") -> Path:
@@ -137,7 +140,7 @@ def _fed_toml(tmp_path: Path, names: list[str], epsilon: float = 1.0, extra: str
 def test_plan_tables_fit_80_columns_with_long_site_names(tmp_path: Path) -> None:
     result = _invoke("plan", str(_fed_toml(tmp_path, LONG_NAMES)))
     assert result.exit_code == 0, result.output
-    _assert_fits_and_names_whole(result.stdout, LONG_NAMES)
+    _assert_fits_and_names_whole(result.stdout, LONG_NAMES, {"allowed": 1, "ε after each": 3})
     assert "(calibrated)" not in result.stdout and "2." in result.stdout  # σ, whole
 
 
@@ -195,8 +198,8 @@ def _doc_columns(path: Path, after: str) -> list[str]:
     return [row.split("|")[1].strip() for row in block.splitlines()[2:]]
 
 
-def _printed_columns() -> list[str]:
-    result = SimulationResult(
+def _result() -> SimulationResult:
+    return SimulationResult(
         secure="mask",
         rounds=1,
         finish_reason="",
@@ -216,14 +219,23 @@ def _printed_columns() -> list[str]:
             )
         ],
     )
-    return [str(c.header) for c in result_table(result, True).columns]
+
+
+def _printed_columns() -> list[str]:
+    return [" ".join(str(c.header).split()) for c in result_table(_result(), True).columns]
 
 
 def test_quickstart_and_cli_docs_name_the_columns_simulate_prints() -> None:
     printed = _printed_columns()
     assert _doc_columns(ROOT / "docs" / "cli.md", "### Output") == printed
     assert _doc_columns(ROOT / "docs" / "quickstart.md", "# Quickstart") == printed
+    # the README's sample output has the header simulate prints at 80 columns
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, force_terminal=False).print(result_table(_result(), True))
+    rendered = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    header = rendered[rendered.index(next(x for x in rendered if x.startswith("site"))) - 1 :][:2]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     sample = readme[readme.index("## What `simulate` shows") :].split("```")[1]
-    header = next(line for line in sample.splitlines() if line.strip().startswith("site"))
-    assert re.split(r"\s{2,}", header.strip()) == printed
+    assert "\n".join(" ".join(x.split()) for x in header) in "\n".join(
+        " ".join(x.split()) for x in sample.splitlines()
+    )
