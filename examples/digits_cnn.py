@@ -55,7 +55,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> di
 
 
 # ---- the training function, after wrapping ------------------------------------
-def train(site: Site, data: TensorDataset, val: tuple[torch.Tensor, torch.Tensor]) -> float:
+def train(  # securefl (the site: one argument more)
+    site: Site, data: TensorDataset, val: tuple[torch.Tensor, torch.Tensor]
+) -> float:
     model = small_cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     loader = DataLoader(data, batch_size=64, shuffle=True)
@@ -90,7 +92,7 @@ def main(rounds: int = 5) -> None:
     torch.manual_seed(0)  # the split and the initial weights; DP noise never uses it
     data = clinic_data()
     final: dict[str, float] = {}
-    with LocalFederation(  # securefl (in a real deployment: one Site per clinic)
+    with LocalFederation(  # in a real deployment: one Site per clinic, from its kit
         site_names=list(data),
         initial_model=small_cnn(),
         dp=DPConfig(epsilon=2.0, delta=1e-5, batch_size=64, max_grad_norm=1.0),
