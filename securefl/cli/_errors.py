@@ -9,9 +9,11 @@ one line saying so, and ``SECUREFL_TRACEBACK=1`` shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sqlite3
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -48,6 +50,10 @@ def exit_on_error(func: Callable[P, R]) -> Callable[P, R]:
         except SecureFLError as exc:
             click.echo(f"error: {exc}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # `securefl plan fed.toml | head`: the reader has had enough
+            with contextlib.suppress(OSError, ValueError):  # no second error at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(EXIT_FILE) from None
         except OSError as exc:
             click.echo(f"error: {os_error_line(exc)}", err=True)
             raise click.exceptions.Exit(EXIT_FILE) from None

@@ -239,3 +239,14 @@ def test_quickstart_and_cli_docs_name_the_columns_simulate_prints() -> None:
     assert "\n".join(" ".join(x.split()) for x in header) in "\n".join(
         " ".join(x.split()) for x in sample.splitlines()
     )
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_error_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def closed(*args: object) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr("securefl.cli.plan._print_plan", closed)
+    result = _invoke("plan", str(_fed_toml(tmp_path, ["a", "b", "c"])))
+    assert result.exit_code == 3 and result.stderr == ""
