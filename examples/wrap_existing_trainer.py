@@ -1,4 +1,4 @@
-"""Wrap an existing PyTorch training loop with securefl: five changed lines.
+"""Wrap an existing PyTorch training loop with securefl: four changed lines.
 
 Run it:  python examples/wrap_existing_trainer.py
 
@@ -39,7 +39,9 @@ def evaluate(model: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> 
 
 
 # ---- the training function, after wrapping ------------------------------------
-def train(site: Site, data: TensorDataset, val: tuple[torch.Tensor, torch.Tensor]) -> None:
+def train(  # securefl (the site: one argument more)
+    site: Site, data: TensorDataset, val: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     model = nn.Sequential(nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = DataLoader(data, batch_size=32, shuffle=True)
@@ -61,7 +63,7 @@ def toy_site(seed: int) -> tuple[TensorDataset, tuple[torch.Tensor, torch.Tensor
 def main() -> None:
     torch.manual_seed(0)
     data = {name: toy_site(i) for i, name in enumerate(["site-a", "site-b", "site-c"])}
-    fed = LocalFederation(  # securefl (in a real deployment: one Site per hospital)
+    fed = LocalFederation(  # in a real deployment: one Site per hospital, from its kit
         site_names=list(data),
         initial_model=nn.Sequential(nn.Linear(8, 2)),
         dp=DPConfig(epsilon=2.0, delta=1e-5, batch_size=32),
@@ -70,8 +72,8 @@ def main() -> None:
         strategy=StrategyConfig(),
         max_weight=1000.0,
     )
-    driver = fed.run(lambda site: train(site, *data[site.name]))
-    for summary in driver.history:
+    run = fed.run(lambda site: train(site, *data[site.name]))
+    for summary in run.history:
         print(
             f"round {summary.round}: {summary.status}, "
             f"mean validation accuracy {summary.metrics.get('val_accuracy', float('nan')):.3f}"

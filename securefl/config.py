@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +45,7 @@ __all__ = [
     "StrategyConfig",
     "TrainConfig",
     "check_delta",
+    "check_site_names",
     "load_federation",
 ]
 
@@ -207,14 +209,37 @@ class SiteSpec:
     epsilon: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(
-                f"site name {self.name!r} must be non-empty letters, digits, '-' or '_'"
-            )
+        check_site_names([self.name], where="sites")
         if self.num_examples is not None:
             _positive_int(f"sites.{self.name}.num_examples", self.num_examples)
         if self.epsilon is not None:
             _positive(f"sites.{self.name}.epsilon", self.epsilon)
+
+
+def check_site_names(names: Sequence[object], *, where: str) -> tuple[str, ...]:
+    """One rule for site names wherever they are written (CLI, TOML, Python API).
+
+    A name becomes a file name (``records/<name>.jsonl``) and a roster key, so
+    it is letters, digits, '-' and '_' only, at most 64 characters; two names
+    that differ only in case are one name (on a case-insensitive disk they
+    would share a record file). ``where`` names the setting in the error.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        if (
+            not isinstance(name, str)
+            or not 0 < len(name) <= 64
+            or not name.replace("-", "").replace("_", "").isalnum()
+        ):
+            raise ConfigError(
+                f"{where}: site name {name!r} must be 1 to 64 letters, digits, '-' or '_'"
+            )
+        if name.casefold() in seen:
+            twin = seen[name.casefold()]
+            same = "twice" if twin == name else f"twice ({twin!r} and {name!r} differ only in case)"
+            raise ConfigError(f"{where}: site name {twin!r} appears {same}; give each site its own")
+        seen[name.casefold()] = name
+    return tuple(seen.values())
 
 
 def check_delta(delta: float, *, num_examples: int | None = None, name: str = "dp.delta") -> float:
@@ -279,9 +304,7 @@ class FederationConfig:
             )
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"federation.name must be a non-empty string, got {self.name!r}")
-        names = [s.name for s in self.sites]
-        if len(set(names)) != len(names):
-            raise ConfigError("sites: a site name appears twice")
+        names = check_site_names([s.name for s in self.sites], where="sites")
         for spec in self.sites:
             if spec.num_examples is not None:  # δ ≥ 1/n: one whole record may be published
                 check_delta(

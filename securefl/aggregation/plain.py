@@ -147,6 +147,10 @@ class PlainMode(AggregationMode):
     def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
         return _PlainSite(ctx, site_id)
 
+    _warned = False
+
     def server(self, ctx: RoundContext) -> ServerAggregator:
-        log.warning(PLAIN_WARNING)
+        if not self._warned:  # once per federation, not once per round
+            log.warning(PLAIN_WARNING)
+            self._warned = True
         return _PlainServer(ctx)

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from securefl.cli._errors import exit_on_error
+from securefl.cli._table import new_table
 from securefl.errors import ConfigError
 from securefl.reports.audit import AuditReport, Tolerance
 from securefl.reports.audit import audit as run_audit
@@ -55,18 +57,13 @@ def _fmt(x: float) -> str:
 
 def _print_tables(report: AuditReport) -> None:
     console = Console()
-    sites = Table(title=f"Privacy audit: {report.federation}")
-    for col in (
-        "site",
-        "last round",
-        "accountant",
-        "claimed ε",
-        "recomputed ε",
-        "PLD ε (dp-acc.)",
-        "budget",
-        "failing",
-    ):
-        sites.add_column(col, justify="left" if col in ("site", "accountant") else "right")
+    sites = new_table(
+        f"Privacy audit: {report.federation}",
+        ["site", "round", "accountant", "claimed ε", "recomputed", "PLD ε", "budget", "failing"],
+        names=report.sites(),
+        caption="round: the last one recorded; recomputed: ε from the records with their own "
+        "accountant; PLD ε: independently, with dp-accounting's PLD",
+    )
     for site in report.sites():
         last = report.site_rounds(site)[-1]
         fails = sum(1 for f in report.findings if f.site == site and f.fails)
@@ -83,9 +80,9 @@ def _print_tables(report: AuditReport) -> None:
         )
     console.print(sites)
     if report.findings:
-        table = Table(title="Findings")
+        table = Table(title="Findings", box=box.SIMPLE_HEAD, title_justify="left")
         for col in ("severity", "code", "site", "round", "what", "expected"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         colours = {"fail": "red", "warn": "yellow", "info": "blue"}
         for f in report.findings:
             table.add_row(
@@ -211,6 +208,8 @@ def audit(
         from securefl.reports.html import write_html
 
         write_html(report, html_path)
+        # stderr, so that --json keeps stdout to the one document
+        click.echo(f"Wrote the HTML report to {html_path.resolve()}", err=True)
     if as_json:
         sys.stdout.write(json.dumps(json_safe(report.to_dict()), indent=2, allow_nan=False) + "\n")
     else:

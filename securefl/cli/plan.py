@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from securefl.cli._errors import exit_on_error
+from securefl.cli._table import new_table
 from securefl.cli.audit import json_safe
 from securefl.config import ACCOUNTANTS, load_federation
-from securefl.errors import ConfigError
+from securefl.errors import BudgetExhaustedError, ConfigError
 from securefl.reports.plan import (
     FederationPlan,
     noise_multipliers,
@@ -61,44 +62,36 @@ def _accountants(text: str) -> tuple[str, ...]:
 
 def _print_plan(result: FederationPlan) -> None:
     console = Console()
-    overview = Table(title=f"Plan: {result.federation}")
-    for col in (
-        "site",
-        "examples",
-        "sample rate",
-        "steps/round",
-        "noise mult.",
-        "budget ε",
-        "δ",
-        "rounds planned",
-        "rounds allowed",
-    ):
-        overview.add_column(col, justify="left" if col == "site" else "right")
+    delta = ", ".join(sorted({f"{s.delta:g}" for s in result.sites}))
+    overview = new_table(
+        f"Plan: {result.federation} (mode {result.threat.mode}, δ = {delta})",
+        ["site", "examples", "q", "steps", "σ", "ε budget", "rounds", "allowed"],
+        names=[s.site for s in result.sites],
+        caption="q: Poisson sample rate; steps: DP-SGD steps per round; σ: noise multiplier "
+        "(* calibrated so the planned rounds fit the budget); rounds: planned; allowed: "
+        "rounds the budget allows (≥: at least)",
+    )
     for s in result.sites:
-        sigma = f"{s.noise_multiplier:.4f}" + (" (calibrated)" if s.calibrated else "")
         allowed = (
             f"≥{s.rounds_allowed}" if s.rounds_allowed_is_lower_bound else str(s.rounds_allowed)
         )
         overview.add_row(
             s.site,
             str(s.num_examples),
-            f"{s.sample_rate:.5g}",
+            f"{s.sample_rate:.3g}",
             str(s.steps_per_round),
-            sigma,
+            f"{s.noise_multiplier:.3f}" + ("*" if s.calibrated else ""),
             f"{s.epsilon_budget:g}",
-            f"{s.delta:g}",
             str(s.planned_rounds),
             allowed,
         )
     console.print(overview)
     for s in result.sites:
-        table = Table(
-            title=f"ε after each round: site {s.site} (budget {s.epsilon_budget:g}, "
-            f"enforced with {s.accountant})"
+        table = new_table(
+            f"ε after each round: site {s.site} (budget {s.epsilon_budget:g}, "
+            f"enforced with {s.accountant})",
+            ["round", *s.epsilon_by_round],
         )
-        table.add_column("round", justify="right")
-        for acct in s.epsilon_by_round:
-            table.add_column(acct, justify="right")
         for r in range(s.planned_rounds):
             table.add_row(str(r + 1), *(f"{v[r]:.4f}" for v in s.epsilon_by_round.values()))
         console.print(table)
@@ -163,6 +156,7 @@ def plan(
             sys.stdout.write(json.dumps(json_safe(result.to_dict()), indent=2) + "\n")
         else:
             _print_plan(result)
+        _refuse_unfit(result)
         return
     _answer(
         sample_rate=sample_rate,
@@ -174,6 +168,18 @@ def plan(
         accountants=accountants,
         as_json=as_json,
     )
+
+
+def _refuse_unfit(result: FederationPlan) -> None:
+    """A plan in which some site cannot train one round is a failed plan: exit non-zero."""
+    unfit = [s for s in result.sites if s.rounds_allowed < 1]
+    if unfit:
+        names = ", ".join(repr(s.site) for s in unfit)
+        raise BudgetExhaustedError(
+            f"no round fits the budget of site{'s' if len(unfit) > 1 else ''} {names}: one "
+            f"round costs more than ε = {unfit[0].epsilon_budget:g}; raise dp.epsilon, give a "
+            "larger dp.noise_multiplier (or none, to calibrate it), or lower dp.batch_size"
+        )
 
 
 def _answer(

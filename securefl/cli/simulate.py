@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from securefl.cli._errors import exit_on_error
+from securefl.cli._table import new_table
 from securefl.config import (
     SECURE_MODES,
     STRATEGIES,
@@ -193,6 +194,8 @@ def simulate(
     from securefl.simulation.orchestrator import run_simulation
 
     dropout_map = parse_dropouts(dropouts, secure, [s.name for s in data.sites])
+    if out is not None:
+        _check_out(out)
     console = Console(stderr=as_json, quiet=as_json)
     logging.getLogger("securefl").setLevel(logging.ERROR)
     if secure == "plain":
@@ -244,6 +247,16 @@ def simulate(
         )
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot be written, before any training."""
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".securefl-write-test"
+    try:  # a read-only or full folder fails here, not after the training
+        probe.write_bytes(b"\0" * 4096)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def _load_data(
     data_specs: tuple[str, ...], label: str | None, sites: int, seed: int
 ) -> FederatedData:
@@ -268,24 +281,23 @@ def _gain(alone: float, together: float) -> str:
         return "n/a"
     diff = together - alone
     colour = "green" if diff > 0 else ("red" if diff < 0 else "white")
-    return f"{_fmt(alone)} → {_fmt(together)} [{colour}]({diff:+.3f})[/]"
+    return f"{_fmt(alone)} → {_fmt(together)} [{colour}]{diff:+.3f}[/]"
 
 
-def _print_result(
-    console: Console, result: SimulationResult, has_test: bool, out: Path | None
-) -> None:
-    table = Table(
-        title=f"Was joining worth it?  (secure={result.secure}, {result.rounds_completed} "
+def result_table(result: SimulationResult, has_test: bool) -> Table:
+    """What each site gained, one row per site."""
+    # two-line headers, so that the numbers, not the words, set the widths
+    columns = ["site", "examples", "ε spent /\nbudget", "own validation\ndata"]
+    if has_test:
+        columns.append("held-out\ntest set")
+    table = new_table(
+        f"Was joining worth it?  (secure={result.secure}, {result.rounds_completed} "
         f"rounds, {result.finish_reason})",
+        columns,
+        names=[s.name for s in result.sites],
         caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
         f"model; ε at δ = {result.sites[0].delta:g} (PRV accountant)",
     )
-    table.add_column("site")
-    table.add_column("examples", justify="right")
-    table.add_column("ε spent / budget", justify="right")
-    table.add_column("own validation data", justify="right")
-    if has_test:
-        table.add_column("held-out test set", justify="right")
     for s in result.sites:
         row = [
             s.name,
@@ -296,7 +308,13 @@ def _print_result(
         if has_test:
             row.append(_gain(s.local_only_test_accuracy, result.global_accuracy))
         table.add_row(*row)
-    console.print(table)
+    return table
+
+
+def _print_result(
+    console: Console, result: SimulationResult, has_test: bool, out: Path | None
+) -> None:
+    console.print(result_table(result, has_test))
     what = "held-out test accuracy" if has_test else "pooled validation accuracy"
     console.print(f"Federated model {what}: [bold]{result.global_accuracy:.3f}[/]")
     for s in result.sites:

@@ -35,12 +35,79 @@ from torch.utils.data import DataLoader
 from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError, UnsupportedModelError
 
-__all__ = ["PrivateTraining", "make_private", "planned_event"]
+__all__ = ["PrivateTraining", "check_model", "make_private", "planned_event"]
 
 _FIX_HINT = (
     "replace BatchNorm with GroupNorm, or pass fix_model=True to let Opacus's "
     "ModuleValidator.fix swap it"
 )
+
+#: torch warns on every backward pass through a module whose inputs need no
+#: gradient: Opacus's per-example hooks on the first layer always are. It
+#: says nothing about the user's model, and would repeat every round (any
+#: ``warnings.catch_warnings`` resets the once-per-line registry).
+_HOOK_WARNING = "Full backward hook is firing when gradients are computed with respect"
+
+
+def _unsupported_layers(model: nn.Module) -> dict[str, list[str]]:
+    """Layer type -> the names of the layers of that type Opacus cannot train privately."""
+    from opacus.utils.module_utils import trainable_modules
+    from opacus.validators import ModuleValidator
+
+    found: dict[str, list[str]] = {}
+    for name, module in trainable_modules(model):
+        validator = ModuleValidator.VALIDATORS.get(type(module))
+        if validator is not None and validator(module):
+            found.setdefault(type(module).__name__, []).append(name or "(the model itself)")
+    return found
+
+
+def check_model(
+    model: nn.Module, *, fix_model: bool, fix_where: str = "fix_model=True"
+) -> nn.Module:
+    """The model, or with ``fix_model`` a fixed copy, that DP-SGD can train; else one paragraph.
+
+    Opacus refuses some layers (BatchNorm mixes the examples of a batch, so
+    one example's gradient cannot be clipped alone); its own message repeats
+    a long text per layer. This says once which layers and what to do, and
+    ``fix_where`` says where the user passes the fix.
+
+    Raises:
+        UnsupportedModelError: such layers and ``fix_model`` is False, or the
+            fix leaves layers Opacus still refuses.
+    """
+    found = _unsupported_layers(model)
+    if not found:
+        return model
+    if fix_model:
+        from opacus.validators import ModuleValidator
+
+        fixed: nn.Module = ModuleValidator.fix(model)
+        left = _unsupported_layers(fixed)
+        if left:
+            raise UnsupportedModelError(
+                f"Opacus cannot make this model private even after fixing it: {_layers(left)}"
+            )
+        return fixed
+    batchnorm = any(kind.startswith(("BatchNorm", "SyncBatchNorm")) for kind in found)
+    why = (
+        "BatchNorm normalises each example with the others in its batch, so one "
+        "patient's gradient cannot be clipped on its own"
+        if batchnorm
+        else "Opacus cannot compute their per-example gradients"
+    )
+    raise UnsupportedModelError(
+        f"DP-SGD cannot train this model as it is: {_layers(found)} ({why}). "
+        "Replace BatchNorm with GroupNorm (e.g. nn.GroupNorm(8, channels)), or pass "
+        f"{fix_where} to let Opacus swap such layers for ones it supports."
+    )
+
+
+def _layers(found: dict[str, list[str]]) -> str:
+    return "; ".join(
+        f"{kind} layer{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
+        for kind, names in found.items()
+    )
 
 
 @dataclass
@@ -174,10 +241,10 @@ def _fix_model(
             params.append(new_params[name])
         groups.append({**group, "params": params})
     new_optimizer = type(optimizer)(groups, **optimizer.defaults)
-    remaining = ModuleValidator.validate(fixed, strict=False)
+    remaining = _unsupported_layers(fixed)
     if remaining:
         raise UnsupportedModelError(
-            f"Opacus cannot make this model private even after fixing: {remaining}"
+            f"Opacus cannot make this model private even after fixing it: {_layers(remaining)}"
         )
     return fixed, new_optimizer
 
@@ -205,19 +272,19 @@ def make_private(
             number > 0.
     """
     from opacus import PrivacyEngine
-    from opacus.validators import ModuleValidator
 
     sigma = _check_positive("noise_multiplier", noise_multiplier)
     clip = _check_positive("max_grad_norm", max_grad_norm)
     if not isinstance(secure_rng, bool):
         raise ConfigError(f"secure_rng must be a bool, got {secure_rng!r}")
-    errors = ModuleValidator.validate(model, strict=False)
-    if errors:
-        if not fix_model:
-            raise UnsupportedModelError(
-                f"Opacus cannot make this model private: {errors}. {_FIX_HINT}."
-            )
+    if not fix_model:
+        check_model(model, fix_model=False)
+    elif _unsupported_layers(model):
         model, optimizer = _fix_model(model, optimizer)
+    if not model.training:
+        raise UnsupportedModelError("the model is in eval mode; call model.train() first")
+    # installed here, where Opacus's hooks are, and kept: see _HOOK_WARNING
+    warnings.filterwarnings("ignore", message=_HOOK_WARNING, category=UserWarning)
 
     with warnings.catch_warnings():
         # Opacus warns whenever its secure_mode is off; ours replaces it, and

@@ -66,8 +66,9 @@ def run_server(
         if driver.stage is ServerStage.FINISHED:
             break
         if keep_running is not None and not keep_running():
-            driver.halt("every site has left the federation")
-            break
+            # the sites still listening are told, instead of waiting for their timeout
+            outbox = driver.halt("every site has left the federation")
+            continue
         received = transport.receive(timeout=poll)
         if received is not None:
             outbox = _guarded(functools.partial(driver.handle, received))

@@ -103,11 +103,14 @@ class Site:
         decode_model: ModelDecoder = decode_plain_model,
         roster: Collection[str] | None = None,
         keys: PreRoundSiteKeys | None = None,
+        fix_model: bool = False,
     ) -> None:
         if mode is None and keys is None:
             raise ConfigError("a site without a mode needs the mode's key step")
         self.name = name
         self.keys = keys
+        #: the federation's choice: its initial model was fixed for Opacus, so fix this one too
+        self.fix_model = fix_model
         self.federation = federation
         self.transport = transport
         self.mode = mode
@@ -183,14 +186,16 @@ class Site:
         optimizer: torch.optim.Optimizer,
         loader: torch.utils.data.DataLoader[Any],
         *,
-        fix_model: bool = False,
+        fix_model: bool | None = None,
     ) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader[Any]]:
         """Wrap the user's objects for DP-SGD with Poisson sampling.
 
         The noise multiplier is calibrated so that ``max_rounds`` rounds of
         ``local_epochs`` epochs stay within the site's (ε, δ) budget. The
         returned optimizer refuses a noisy step outside a round, or beyond the
-        steps the round planned, before it is taken.
+        steps the round planned, before it is taken. ``fix_model`` (default:
+        the federation's choice) swaps layers Opacus refuses, as the
+        federation's initial model was, so the two keep one parameter spec.
         """
         batches = len(loader)
         if batches < 1:
@@ -214,7 +219,7 @@ class Site:
             noise_multiplier=sigma,
             max_grad_norm=self.dp.max_grad_norm,
             secure_rng=self.dp.secure_rng,
-            fix_model=fix_model,
+            fix_model=self.fix_model if fix_model is None else fix_model,
         )
         self._account = RoundAccount(
             ledger=self.ledger,
@@ -310,8 +315,12 @@ class Site:
             ),
         )
         spec = ParamSpec.from_dict(start.spec)
-        if spec != ParamSpec.from_state_dict(_state(model)):
-            raise ConfigError("this site's model does not match the federation's parameter spec")
+        own = ParamSpec.from_state_dict(_state(model))
+        if spec != own:
+            raise ConfigError(
+                "this site's model does not match the federation's parameter spec "
+                f"({_spec_difference(spec, own)}); build it as the federation's initial model"
+            )
         params = self.decode_model(start.model, spec.size)
         if not np.all(np.isfinite(params)):
             raise ProtocolError("the server sent a global model with NaN or infinite values")
@@ -432,3 +441,16 @@ class Site:
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     inner = getattr(model, "_module", model)
     return dict(inner.state_dict())
+
+
+def _spec_difference(federation: ParamSpec, own: ParamSpec) -> str:
+    """The first entry where the two specs part, in words."""
+    theirs = dict(zip(federation.names, federation.shapes, strict=True))
+    mine = dict(zip(own.names, own.shapes, strict=True))
+    for name in federation.names:
+        if name not in mine:
+            return f"this model has no {name!r}"
+        if mine[name] != theirs[name]:
+            return f"{name!r} is {list(mine[name])} here, {list(theirs[name])} in the federation"
+    extra = [n for n in own.names if n not in theirs]
+    return f"this model has {extra[0]!r}, the federation's has not" if extra else "dtypes differ"

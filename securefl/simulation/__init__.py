@@ -1,6 +1,6 @@
 """Whole federations in one process: the engine behind ``securefl simulate``."""
 
-from securefl.simulation.federation import LocalFederation
+from securefl.simulation.federation import FederationRun, LocalFederation
 from securefl.simulation.orchestrator import SimulationResult, SiteOutcome, run_simulation
 
-__all__ = ["LocalFederation", "SimulationResult", "SiteOutcome", "run_simulation"]
+__all__ = ["FederationRun", "LocalFederation", "SimulationResult", "SiteOutcome", "run_simulation"]

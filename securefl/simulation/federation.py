@@ -3,14 +3,23 @@
 This is what lets a user try their own training loop against a real
 federation (same driver, same Site API, same aggregators) before any
 network or certificate exists; ``securefl simulate`` is built on it.
+
+Errors surface where the user can act on them: a model DP-SGD cannot train
+is refused when the federation is made (once, not once per site), and an
+unexpected error at any site stops the run and is raised by :meth:`run`.
+Only the endings a federation expects (a site's budget runs out, a rehearsed
+dropout) are reported in what :meth:`run` returns.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +33,62 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from securefl.aggregation.base import AggregationMode
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
-from securefl.errors import BudgetExhaustedError, ConfigError, SecureFLError
+from securefl.config import (
+    DPConfig,
+    RoundConfig,
+    StrategyConfig,
+    TrainConfig,
+    check_site_names,
+)
+from securefl.dp.privatize import check_model
+from securefl.errors import BudgetExhaustedError, ConfigError
 from securefl.hazmat.sign import SigningKey
 from securefl.params import ParamSpec, model_vector
 from securefl.reports import RecordWriter, Roster
 from securefl.runtime.loop import run_server
-from securefl.runtime.server import ServerDriver
+from securefl.runtime.server import RoundSummary, ServerDriver
 from securefl.runtime.site import ModelDecoder, Site
 from securefl.simulation.modes import SiteVanished, make_setup
 from securefl.strategy.fedavg import make_strategy
 from securefl.transport.memory import MemoryHub
 from securefl.wire import SERVER
 
-__all__ = ["LocalFederation"]
+__all__ = ["FederationRun", "LocalFederation"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FederationRun:
+    """What :meth:`LocalFederation.run` returns.
+
+    ``endings`` maps each site that stopped before the run did, for a reason
+    a federation expects (its budget ran out, a rehearsed dropout), to that
+    reason; any other site error is raised by ``run`` instead.
+    """
+
+    driver: ServerDriver
+    endings: Mapping[str, str]
+
+    @property
+    def history(self) -> list[RoundSummary]:
+        """One summary per round the server opened."""
+        return self.driver.history
+
+    @property
+    def completed_rounds(self) -> int:
+        """Rounds whose aggregate reached the model."""
+        return self.driver.completed_rounds
+
+    @property
+    def finish_reason(self) -> str:
+        """Why training stopped."""
+        return self.driver.finish_reason
+
+    @property
+    def halted(self) -> str:
+        """Why the run ended before its plan ("" if it did not)."""
+        return self.driver.halted
 
 
 class LocalFederation:
@@ -48,7 +97,14 @@ class LocalFederation:
     Example::
 
         fed = LocalFederation(site_names=["a", "b", "c"], initial_model=model, ...)
-        fed.run(lambda site: my_training(site))   # my_training uses the Site API
+        run = fed.run(lambda site: my_training(site))   # my_training uses the Site API
+
+    ``fix_model=True`` lets Opacus swap the layers DP-SGD cannot train
+    (BatchNorm becomes GroupNorm) in ``initial_model``, once, here; every
+    site's ``privatize`` then applies the same fix, so the parameter specs
+    agree. Without ``workdir`` the records and ledgers go to a temporary
+    folder, removed by :meth:`close` or when the federation is garbage
+    collected; pass ``workdir`` to keep them.
     """
 
     def __init__(
@@ -66,13 +122,29 @@ class LocalFederation:
         workdir: Path | None = None,
         dropouts: Mapping[str, str] | None = None,
         he_preset: str | None = None,
+        fix_model: bool = False,
     ) -> None:
-        if len(set(site_names)) != len(site_names) or len(site_names) < rounds.min_sites:
-            raise ConfigError(f"need at least {rounds.min_sites} distinct site names")
+        site_names = check_site_names(site_names, where="site_names")
+        if len(site_names) < rounds.min_sites:
+            raise ConfigError(
+                f"site_names: {len(site_names)} sites, but rounds.min_sites is "
+                f"{rounds.min_sites}; add sites or lower rounds.min_sites"
+            )
+        initial_model = check_model(
+            initial_model, fix_model=fix_model, fix_where="fix_model=True to LocalFederation"
+        )
+        self.initial_model = initial_model
+        self.fix_model = fix_model
         self.federation = federation
         self.secure = secure
         self.dp, self.train, self.rounds = dp, train, rounds
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="securefl-"))
+        self._remove_workdir: weakref.finalize[..., LocalFederation] | None = None
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="securefl-"))
+            self._remove_workdir = weakref.finalize(
+                self, shutil.rmtree, workdir, ignore_errors=True
+            )
+        self.workdir = workdir
         (self.workdir / "records").mkdir(parents=True, exist_ok=True)
         self.spec = ParamSpec.from_state_dict(initial_model.state_dict())
         self.hub = MemoryHub()
@@ -104,9 +176,9 @@ class LocalFederation:
                 for n, k in self.signing_keys.items()
             },
         )
-        self.errors: dict[str, str] = {}
-        self.failures: dict[str, SecureFLError] = {}
-        self.vanished: dict[str, str] = {}
+        self.endings: dict[str, str] = {}
+        self._failure: tuple[str, Exception] | None = None
+        self._lock = threading.Lock()
         self.sites = {
             n: self._make_site(n, setup.site_mode(n), setup.decoder(n)) for n in site_names
         }
@@ -140,14 +212,32 @@ class LocalFederation:
             record_writer=writer,
             decode_model=decoder,
             roster=self.roster.sites,
+            fix_model=self.fix_model,
         )
+
+    def close(self) -> None:
+        """Remove the temporary folder (only one this federation made itself)."""
+        if self._remove_workdir is not None:
+            self._remove_workdir()
+
+    def __enter__(self) -> LocalFederation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def run(
         self,
         train_site: Callable[[Site], Any],
         on_progress: Callable[[ServerDriver], None] | None = None,
-    ) -> ServerDriver:
-        """Run ``train_site(site)`` for every site in its own thread; serve until done."""
+    ) -> FederationRun:
+        """Run ``train_site(site)`` for every site in its own thread; serve until done.
+
+        Raises:
+            Exception: the first error a site raised other than the expected
+                endings (``BudgetExhaustedError``, a rehearsed dropout), as it
+                was raised; the run stops there and the other sites are told.
+        """
         threads = [
             threading.Thread(
                 target=self._site_main, args=(site, train_site), name=name, daemon=True
@@ -159,29 +249,30 @@ class LocalFederation:
         run_server(
             self.driver,
             self._server_transport,
-            keep_running=lambda: any(t.is_alive() for t in threads),
+            keep_running=lambda: self._failure is None and any(t.is_alive() for t in threads),
             stage_timeout=self.rounds.stage_timeout_seconds,
             on_progress=on_progress,
             quiescent=lambda: self.hub.quiescent(SERVER),
         )
         for t in threads:
             t.join(timeout=self.rounds.stage_timeout_seconds)
-        return self.driver
+        if self._failure is not None:
+            name, exc = self._failure
+            exc.add_note(f"raised at site {name!r} of the local federation")
+            raise exc
+        return FederationRun(driver=self.driver, endings=dict(self.endings))
 
     def _site_main(self, site: Site, train_site: Callable[[Site], Any]) -> None:
         try:
             train_site(site)
         except SiteVanished as exc:  # a rehearsed dropout: no goodbye
-            self.vanished[site.name] = str(exc)
-        except BudgetExhaustedError as exc:
-            self.errors[site.name] = str(exc)
-        except SecureFLError as exc:
-            self.errors[site.name] = str(exc)
-            self.failures[site.name] = exc
-            site.leave(str(exc))
-        except Exception as exc:  # report, never hang the server
-            log.exception("site %s failed", site.name)
-            self.errors[site.name] = f"{type(exc).__name__}: {exc}"
-            site.leave("internal error")
+            self.endings[site.name] = str(exc)
+        except BudgetExhaustedError as exc:  # the site already told the server it leaves
+            self.endings[site.name] = str(exc)
+        except Exception as exc:  # run() raises the first; the others follow from it
+            with self._lock:
+                if self._failure is None:
+                    self._failure = (site.name, exc)
+            site.leave("site error")
         finally:
             site.transport.close()

@@ -12,14 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import (
+    DPConfig,
+    RoundConfig,
+    StrategyConfig,
+    TrainConfig,
+    check_site_names,
+)
 from securefl.data.federations import FederatedData, SiteData
 from securefl.dp import check_delta, make_private
 from securefl.errors import ConfigError
@@ -219,11 +225,12 @@ def run_simulation(
             local_epochs=train.local_epochs,
         )
 
-    driver = fed.run(train_site, on_progress=on_progress)
-    _write_server_log(fed, driver)
+    try:
+        run = fed.run(train_site, on_progress=on_progress)
+    finally:  # also after a site error: the records written so far stay auditable
+        _write_server_log(fed, fed.driver)
+    driver = run.driver
     trained = driver.completed_rounds > 0
-    if not trained and fed.failures:  # nothing trained: the first site error is the answer
-        raise next(iter(fed.failures.values()))
     final_model: torch.nn.Module | None = None
     if trained:  # an untrained model is never reported as the federation's
         final = driver.model.plaintext()
@@ -232,7 +239,9 @@ def run_simulation(
         final_model = default_model(data.num_features, num_classes)
         load_vector_into(final_model, final, fed.spec)
     test = (data.x_test, data.y_test) if data.x_test is not None else None
-    outcomes = [_outcome(fed, s, final_model, test, num_classes, seed) for s in data.sites]
+    outcomes = [
+        _outcome(fed, run.endings, s, final_model, test, num_classes, seed) for s in data.sites
+    ]
     result = SimulationResult(
         secure=secure,
         rounds=driver.current_round,
@@ -262,6 +271,7 @@ def run_simulation(
         (out / "summary.json").write_text(
             json.dumps(result.summary(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
+    fed.close()  # without ``out``: the temporary records and ledgers go
     return result
 
 
@@ -305,6 +315,7 @@ def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
 
 def _outcome(
     fed: LocalFederation,
+    endings: Mapping[str, str],
     data: SiteData,
     final_model: torch.nn.Module | None,
     test: tuple[Any, Any] | None,
@@ -333,7 +344,7 @@ def _outcome(
         ),
         local_only_test_accuracy=local_test,
         rounds_trained=rounds,
-        error=fed.errors.get(data.name) or fed.vanished.get(data.name, ""),
+        error=endings.get(data.name, ""),
     )
 
 
@@ -357,4 +368,5 @@ def parse_data_options(values: Sequence[str]) -> list[tuple[str, str]]:
         if not sep or not name or not path:
             raise ConfigError(f"--data expects NAME=PATH.csv, got {value!r}")
         pairs.append((name, path))
+    check_site_names([name for name, _ in pairs], where="--data")
     return pairs

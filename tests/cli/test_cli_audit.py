@@ -92,3 +92,22 @@ def test_a_record_line_with_a_duplicate_key_fails(folder: Path) -> None:
     code, fails = _fails(folder)
     assert code == 1 and ("duplicate_key", None) in fails
     assert ("records_truncated", "hospital-c") in fails
+
+
+def test_audit_html_says_where_it_wrote(folder: Path, tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    result = _invoke("audit", str(folder), "--json", "--html", str(target))
+    assert result.exit_code == 0 and target.exists()
+    assert f"Wrote the HTML report to {target.resolve()}" in result.stderr
+    json.loads(result.stdout)  # stdout still holds the one JSON document
+
+
+def test_audit_table_fits_80_columns_piped(folder: Path) -> None:
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        cli, ["audit", str(folder)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+    for site in ("hospital-a", "hospital-b", "hospital-c"):
+        assert site in result.stdout

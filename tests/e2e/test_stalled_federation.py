@@ -62,7 +62,7 @@ def test_a_cohort_the_mask_server_refuses_ends_the_run_instead_of_spinning(tmp_p
         model.load_state_dict(initial.state_dict())
         run_site(site, by_name[site.name], model, batch_size=32, learning_rate=0.5, local_epochs=1)
 
-    driver = fed.run(train)
+    driver = fed.run(train).driver
     assert len(opened) <= 2  # round 1, then one refused attempt at round 2
     assert "cannot open" in driver.halted and "min_cohort" in driver.halted
     assert driver.current_round == 1
