@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any, Protocol
@@ -222,7 +223,12 @@ def _metrics(payload: bytes) -> dict[str, float]:
     metrics = _decode(payload).get("metrics")
     if not isinstance(metrics, dict):
         return {}
-    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    # a site's numbers: only finite ones (JSON has no NaN or infinity, and /status must answer)
+    return {
+        str(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def status_html(snapshot: dict[str, Any], *, refresh: int = 5) -> str:

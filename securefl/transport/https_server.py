@@ -174,6 +174,8 @@ class HttpsServerTransport(Transport):
         self._seen: dict[tuple[str, bytes], bytes] = {}
         self._seen_lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one large body decoded at a time
+        #: sites with a ``/v1/send`` body being read (touched on the event loop only)
+        self._reading: set[str] = set()
         self._closed = False
         #: request body bytes read by ``/v1/send`` (what the memory bound is measured against)
         self.bytes_received = 0
@@ -232,12 +234,18 @@ class HttpsServerTransport(Transport):
             if self._closed:
                 raise _Refusal(503, "the server is shutting down")
             site = self._peer(request)
+            if site in self._reading:  # its buffer is sized from Content-Length: one at a time
+                raise _Refusal(503, "an earlier body of this site is still being read; retry")
+            self._reading.add(site)
             try:
-                box = [await self._read_body(request)]
-            except ClientDisconnect:
-                raise _Refusal(400, "the client left before its body was read") from None
-            self.bytes_received += len(box[0])
-            status = await anyio.to_thread.run_sync(self._admit, site, box)
+                try:
+                    box = [await self._read_body(request)]
+                except ClientDisconnect:
+                    raise _Refusal(400, "the client left before its body was read") from None
+                self.bytes_received += len(box[0])
+                status = await anyio.to_thread.run_sync(self._admit, site, box)
+            finally:
+                self._reading.discard(site)
         except _Refusal as exc:
             self.status.refused(site, exc.status, exc.reason)
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
@@ -328,6 +336,12 @@ class HttpsServerTransport(Transport):
             await asyncio.sleep(_POLL)
         if not messages:
             return Response(status_code=204)
+        if wait:  # the site may have been revoked while it waited: check again before handing out
+            try:
+                self._peer(request)
+            except _Refusal as exc:
+                self.status.refused(site, exc.status, exc.reason)
+                return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         body = pack({"messages": [[seq, frame] for seq, frame in messages]})
         return Response(body, media_type="application/octet-stream")
 
