@@ -174,3 +174,71 @@ def test_one_site_cannot_hold_many_announced_bodies_at_once(pki, serve):
         time.sleep(0.05)
     assert code == 202
     assert sorted(e.sender for e in fed.inbound()) == ["site-a", "site-b"]
+
+
+# -- the server the site talks to -----------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: sites check the server certificate against the CA and name only; the "
+    "roster's server cert_sha256 is not pinned by the site client",
+)
+def test_a_site_refuses_a_ca_signed_server_certificate_the_roster_does_not_pin(pki, tmp_path):
+    """A second serverAuth certificate for the server's name (not the pinned one) gets no upload."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from securefl.errors import TransportError
+    from securefl.transport._tls import server_context
+    from securefl.transport.https_client import HttpsSiteTransport, RetryPolicy
+    from securefl.transport.https_server import HttpsServerTransport, RunningServer
+
+    key, cert = pki.ca.issue(
+        "localhost",
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    (tmp_path / "other.cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "other.key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    from securefl.transport._tls import PeerCheck
+
+    impostor = HttpsServerTransport(
+        federation=FED,
+        signing_key=pki.server.identity,
+        site_keys={n: p.identity.public_bytes() for n, p in pki.sites.items()},
+        peer_check=PeerCheck(ca=pki.server.ca_path, sites=pki.fingerprints(), crl=pki.crl_path),
+        max_body=1 << 20,
+    )
+    ctx = server_context(
+        cert=tmp_path / "other.cert.pem", key=tmp_path / "other.key.pem", ca=pki.server.ca_path
+    )
+    a = pki.sites["site-a"]
+    with RunningServer(impostor.app, ctx) as running:
+        site = HttpsSiteTransport(
+            name="site-a",
+            server_url=f"https://127.0.0.1:{running.port}",
+            server_name="localhost",
+            ca=a.ca_path,
+            cert=a.cert_path,
+            key=a.key_path,
+            signing_key=a.identity,
+            server_key=pki.server.identity.public_bytes(),
+            retry=RetryPolicy(attempts=1, base=0.001, cap=0.001),
+        )
+        try:
+            with pytest.raises(TransportError):
+                site.send(_env("site-a", stage="fed/hello", payload=b"my update"))
+        finally:
+            site.close()
+            impostor.close()
+    assert impostor.receive(timeout=0.05) is None
