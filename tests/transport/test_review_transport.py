@@ -60,11 +60,6 @@ def test_a_site_reporting_a_non_finite_epsilon_cannot_break_the_status_page(fed,
     assert reader.get("/", headers=_token(fed.pki)).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the status board shows the stage string of any admitted site message; "
-    "in plain and he rounds the gate passes any stage of the open round",
-)
 def test_a_site_cannot_write_the_stage_the_status_page_shows(pki, serve):
     driver = types.SimpleNamespace(
         current_round=0,
