@@ -22,6 +22,7 @@ Sites connect outbound only; the server never dials a site.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import queue
 import threading
@@ -44,7 +45,14 @@ from securefl.transport._tls import (
     PeerRefused,
 )
 from securefl.transport.base import Transport
-from securefl.transport.signed import FRAME_OVERHEAD, open_frame, read_frame, seal
+from securefl.transport.signed import (
+    FRAME_OVERHEAD,
+    ID_LEN,
+    envelope_message,
+    open_frame,
+    read_frame,
+    seal,
+)
 from securefl.wire import SERVER, Envelope, EnvelopeHeader, pack
 
 __all__ = [
@@ -129,22 +137,37 @@ class _Refusal(Exception):
 
 
 class _Outbox:
-    """One site's messages with sequence numbers from 1; ``after`` acknowledges."""
+    """One site's messages with sequence numbers from 1; ``after`` acknowledges.
+
+    A message identical to one still unacknowledged (same header and payload)
+    is not queued again: a site must not be able to make the server hold a
+    copy of a large answer (an HE key bundle) per small request it repeats
+    (``fed/hello``) while it never polls.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: list[tuple[int, bytes]] = []
+        self._items: list[tuple[int, bytes, bytes]] = []
+        self._pending: set[bytes] = set()
         self._next = 1
 
-    def put(self, frame: bytes) -> None:
+    def put(self, key: bytes, make_frame: Callable[[], bytes]) -> bool:
+        """Queue the frame for ``key`` unless that message is already waiting; True if queued."""
         with self._lock:
-            self._items.append((self._next, frame))
+            if key in self._pending:
+                return False
+            self._items.append((self._next, key, make_frame()))
+            self._pending.add(key)
             self._next += 1
+            return True
 
     def after(self, seq: int) -> list[tuple[int, bytes]]:
         with self._lock:
-            self._items = [(s, f) for s, f in self._items if s > seq]
-            return list(self._items)
+            for s, key, _ in self._items:
+                if s <= seq:
+                    self._pending.discard(key)
+            self._items = [item for item in self._items if item[0] > seq]
+            return [(s, f) for s, _, f in self._items]
 
 
 class HttpsServerTransport(Transport):
@@ -203,8 +226,9 @@ class HttpsServerTransport(Transport):
         outbox = self._outboxes.get(envelope.receiver)
         if outbox is None:
             raise TransportError(f"{envelope.receiver!r} is not a site on the roster")
-        outbox.put(seal(envelope, self._key))
-        self.status.sent(envelope)
+        key = hashlib.sha256(envelope_message(envelope, bytes(ID_LEN))).digest()
+        if outbox.put(key, lambda: seal(envelope, self._key)):
+            self.status.sent(envelope)
 
     def receive(self, timeout: float | None = None) -> Envelope | None:
         if self._closed:

@@ -237,3 +237,34 @@ def test_a_site_refuses_a_ca_signed_server_certificate_the_roster_does_not_pin(p
             site.close()
             impostor.close()
     assert impostor.receive(timeout=0.05) is None
+
+
+# -- what a repeated small request makes the server hold ------------------------------------
+
+
+def test_repeated_hellos_do_not_make_the_server_hold_a_copy_of_a_large_answer_each(fed):
+    """A site says hello again and again and never polls; each hello is answered in full.
+
+    This is what the HE key relay does (``KeyRelay.on_hello`` hands every hello
+    its sealed bundle and the signed public context, megabytes). The outbox
+    holds one copy of a message still waiting, however often the driver sends it.
+    """
+    a = fed.pki.sites["site-a"]
+    bundle = Envelope(federation=FED, round=0, stage="he/bundle", sender="server",
+                      receiver="site-a", payload=bytes(256 * 1024))  # fmt: skip
+    client = fed.raw(a)
+    for i in range(40):  # each hello its own id: every one is new to the server
+        hello = seal(_env("site-a", stage="fed/hello", payload=b"%d" % i), a.identity)
+        assert client.post("/v1/send", content=hello).status_code == 202
+        env = fed.transport.receive(timeout=5)
+        assert env is not None and env.stage == "fed/hello"
+        fed.transport.send(bundle)  # the driver's answer to every hello
+    held = fed.transport._outboxes["site-a"].after(0)
+    assert sum(len(frame) for _, frame in held) < 2 * len(bundle.payload)
+    # the site still gets its answer, once
+    site = fed.site("site-a")
+    assert site.receive(timeout=5) == bundle
+    assert site.receive(timeout=0.2) is None
+    # once acknowledged, the same message is delivered again when the driver sends it again
+    fed.transport.send(bundle)
+    assert site.receive(timeout=5) == bundle
