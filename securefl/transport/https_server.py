@@ -199,6 +199,8 @@ class HttpsServerTransport(Transport):
         self._decode_lock = threading.Lock()  # one large body decoded at a time
         #: sites with a ``/v1/send`` body being read (touched on the event loop only)
         self._reading: set[str] = set()
+        #: the newest ``/v1/receive`` of each site (event loop only); older waiting polls end
+        self._polls: dict[str, int] = {}
         self._closed = False
         #: request body bytes read by ``/v1/send`` (what the memory bound is measured against)
         self.bytes_received = 0
@@ -353,7 +355,12 @@ class HttpsServerTransport(Transport):
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         outbox = self._outboxes[site]
         deadline = time.monotonic() + wait
+        # one waiting poll per site: a newer one ends the older (a client that lost its
+        # connection polls again; a site opening many polls cannot keep many waiting)
+        ticket = self._polls[site] = self._polls.get(site, 0) + 1
         while True:
+            if self._polls[site] != ticket:
+                return Response(status_code=204)
             messages = outbox.after(after)
             if messages or self._closed or time.monotonic() >= deadline:
                 break

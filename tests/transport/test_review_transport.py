@@ -268,3 +268,45 @@ def test_repeated_hellos_do_not_make_the_server_hold_a_copy_of_a_large_answer_ea
     # once acknowledged, the same message is delivered again when the driver sends it again
     fed.transport.send(bundle)
     assert site.receive(timeout=5) == bundle
+
+
+def test_a_site_cannot_keep_many_long_polls_waiting(fed):
+    """Many concurrent long polls of one site: a newer poll ends the older ones (204).
+
+    Each waiting poll costs the server a wake-up every few milliseconds and,
+    when a message comes, a copy of the whole outbox in its answer; only the
+    newest poll of a site waits, so exactly one answer carries the message.
+    """
+    a = fed.pki.sites["site-a"]
+    polls = 12
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def poll() -> None:
+        with httpx.Client(base_url=fed.url, verify=_ctx(a), timeout=30, trust_env=False) as c:
+            r = c.get("/v1/receive", params={"after": 0, "wait": 8})
+        with lock:
+            answers.append(r)
+
+    threads = [threading.Thread(target=poll) for _ in range(polls)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 4
+    while len(answers) < polls - 1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the older polls end as newer ones arrive
+    fed.transport.send(
+        Envelope(federation=FED, round=1, stage="fed/round-start", sender="server",
+                 receiver="site-a", payload=b"the model")
+    )  # fmt: skip
+    for t in threads:
+        t.join(timeout=30)
+    assert len(answers) == polls
+    delivered = [r for r in answers if r.status_code == 200]
+    assert len(delivered) == 1
+    assert all(r.status_code == 204 for r in answers if r not in delivered)
+
+
+def _ctx(party: object) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(party.ca_path))  # type: ignore[attr-defined]
+    ctx.load_cert_chain(str(party.cert_path), str(party.key_path))  # type: ignore[attr-defined]
+    return ctx
