@@ -197,8 +197,10 @@ class HttpsServerTransport(Transport):
         self._seen: dict[tuple[str, bytes], bytes] = {}
         self._seen_lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one large body decoded at a time
-        #: sites with a ``/v1/send`` body being read (touched on the event loop only)
-        self._reading: set[str] = set()
+        #: each site's ``/v1/send`` being read or decoded (touched on the event loop only)
+        self._reading: dict[str, asyncio.Task[Any]] = {}
+        self._superseded: set[asyncio.Task[Any]] = set()
+        self._admitting: set[str] = set()
         #: the newest ``/v1/receive`` of each site (event loop only); older waiting polls end
         self._polls: dict[str, int] = {}
         self._closed = False
@@ -260,22 +262,49 @@ class HttpsServerTransport(Transport):
             if self._closed:
                 raise _Refusal(503, "the server is shutting down")
             site = self._peer(request)
-            if site in self._reading:  # its buffer is sized from Content-Length: one at a time
-                raise _Refusal(503, "an earlier body of this site is still being read; retry")
-            self._reading.add(site)
+            box = [await self._read_one_body(site, request)]
+            self.bytes_received += len(box[0])
+            self._admitting.add(site)
             try:
-                try:
-                    box = [await self._read_body(request)]
-                except ClientDisconnect:
-                    raise _Refusal(400, "the client left before its body was read") from None
-                self.bytes_received += len(box[0])
                 status = await anyio.to_thread.run_sync(self._admit, site, box)
             finally:
-                self._reading.discard(site)
+                self._admitting.discard(site)
         except _Refusal as exc:
             self.status.refused(site, exc.status, exc.reason)
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         return Response(status_code=status)
+
+    async def _read_one_body(self, site: str, request: Request) -> bytearray:
+        """Read ``site``'s body; a site has one body in flight, the newest.
+
+        The buffer is sized from Content-Length, so a site announcing bodies on
+        many connections and sending none must not get a buffer each: a newer
+        body of the same site ends the read of the older one (503), which also
+        frees a retry from an upload the network stalled without closing.
+        While an earlier body is being decoded, the newer one is turned away
+        (503; sites retry).
+        """
+        if site in self._admitting:
+            raise _Refusal(503, "an earlier body of this site is being decoded; retry")
+        me = asyncio.current_task()
+        older = self._reading.get(site)
+        if older is not None and older is not me:
+            self._superseded.add(older)
+            older.cancel()
+        if me is not None:
+            self._reading[site] = me
+        try:
+            return await self._read_body(request)
+        except ClientDisconnect:
+            raise _Refusal(400, "the client left before its body was read") from None
+        except asyncio.CancelledError:
+            if me not in self._superseded:
+                raise  # the server is stopping
+            raise _Refusal(503, "a newer body of this site replaced this one") from None
+        finally:
+            self._superseded.discard(me)
+            if self._reading.get(site) is me:
+                del self._reading[site]
 
     async def _read_body(self, request: Request) -> bytearray:
         """The body, refused (413) before reading when too large, counted when chunked."""
