@@ -322,3 +322,30 @@ def _ctx(party: object) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(party.ca_path))  # type: ignore[attr-defined]
     ctx.load_cert_chain(str(party.cert_path), str(party.key_path))  # type: ignore[attr-defined]
     return ctx
+
+
+# -- the revocation list the server reads --------------------------------------------------
+
+
+def test_a_revocation_list_signed_by_another_key_refuses_everyone(fed):
+    """Whoever swaps crl.pem for one of the CA's name but another key un-revokes no one.
+
+    The list's signature is checked against the CA on every reload; a list
+    that does not verify refuses every site (fail closed) until a good one is back.
+    """
+    from transport_pki import Authority
+
+    a, b = fed.pki.sites["site-a"], fed.pki.sites["site-b"]
+    fed.pki.revoke(a)
+    assert fed.raw(a).get("/status").status_code == 403
+    good = fed.pki.crl_path.read_bytes()
+    forged = Authority.make()  # the same subject name as the federation CA, another key
+    assert forged.cert.subject == fed.pki.ca.cert.subject
+    fed.pki.crl_path.write_bytes(forged.crl([]) + b"\n")  # names no one: would un-revoke a
+    frame = seal(_env("site-a", stage="fed/hello", payload=b"back"), a.identity)
+    assert fed.raw(a).post("/v1/send", content=frame).status_code == 403
+    assert fed.raw(b).get("/status").status_code == 403  # fail closed
+    fed.pki.crl_path.write_bytes(good)
+    assert fed.raw(b).get("/status").status_code == 200
+    assert fed.raw(a).get("/status").status_code == 403
+    assert fed.inbound() == []
