@@ -356,3 +356,19 @@ def test_a_revocation_list_signed_by_another_key_refuses_everyone(fed):
     assert fed.raw(b).get("/status").status_code == 200
     assert fed.raw(a).get("/status").status_code == 403
     assert fed.inbound() == []
+
+
+# -- whose outbox ---------------------------------------------------------------------------
+
+
+def test_a_site_reads_and_acknowledges_only_its_own_outbox(fed):
+    """The outbox is chosen by the TLS name, never by a parameter: site-b cannot read or
+    acknowledge (drop) what waits for site-a, whatever ``after`` it sends."""
+    for_a = Envelope(federation=FED, round=1, stage="fed/round-start", sender="server",
+                     receiver="site-a", payload=b"for a only")  # fmt: skip
+    fed.transport.send(for_a)
+    b = fed.raw(fed.pki.sites["site-b"])
+    for after in (0, 1, 2**62):
+        answer = b.get("/v1/receive", params={"after": after, "wait": 0})
+        assert answer.status_code == 204 and b"for a only" not in answer.content
+    assert fed.site("site-a").receive(timeout=5) == for_a
