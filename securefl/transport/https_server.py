@@ -298,8 +298,9 @@ class HttpsServerTransport(Transport):
         except ClientDisconnect:
             raise _Refusal(400, "the client left before its body was read") from None
         except asyncio.CancelledError:
-            if me not in self._superseded:
+            if me is None or me not in self._superseded:
                 raise  # the server is stopping
+            me.uncancel()  # handled here: nothing after this should see a pending cancel
             raise _Refusal(503, "a newer body of this site replaced this one") from None
         finally:
             self._superseded.discard(me)
