@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
+from securefl.transport._outbox import Outbox
 from securefl.transport._status import BYE, HELLO, REPORT, StatusBoard, status_html
 from securefl.transport._tls import (
     PEER_CERT_KEY,
@@ -136,40 +137,6 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-class _Outbox:
-    """One site's messages with sequence numbers from 1; ``after`` acknowledges.
-
-    A message identical to one still unacknowledged (same header and payload)
-    is not queued again: a site must not be able to make the server hold a
-    copy of a large answer (an HE key bundle) per small request it repeats
-    (``fed/hello``) while it never polls.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[tuple[int, bytes, bytes]] = []
-        self._pending: set[bytes] = set()
-        self._next = 1
-
-    def put(self, key: bytes, make_frame: Callable[[], bytes]) -> bool:
-        """Queue the frame for ``key`` unless that message is already waiting; True if queued."""
-        with self._lock:
-            if key in self._pending:
-                return False
-            self._items.append((self._next, key, make_frame()))
-            self._pending.add(key)
-            self._next += 1
-            return True
-
-    def after(self, seq: int) -> list[tuple[int, bytes]]:
-        with self._lock:
-            for s, key, _ in self._items:
-                if s <= seq:
-                    self._pending.discard(key)
-            self._items = [item for item in self._items if item[0] > seq]
-            return [(s, f) for s, _, f in self._items]
-
-
 class HttpsServerTransport(Transport):
     """The server's endpoint: envelopes in from ``/v1/send``, out through per-site outboxes."""
 
@@ -193,7 +160,7 @@ class HttpsServerTransport(Transport):
         self._token = status_token
         self._gate = gate
         self._inbound: queue.Queue[Envelope] = queue.Queue()
-        self._outboxes = {site: _Outbox() for site in self._site_keys}
+        self._outboxes = {site: Outbox() for site in self._site_keys}
         self._seen: dict[tuple[str, bytes], bytes] = {}
         self._seen_lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one large body decoded at a time
