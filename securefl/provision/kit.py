@@ -5,8 +5,10 @@ installed (PEM, TOML, JSON, safetensors, nothing pickled), and a kit must
 load without torch, since the coordinator machine has no GPU stack.
 :meth:`Kit.load` checks the kit before anything runs: the roster is signed
 by the kit's CA, names this party with the identity and exchange keys the
-kit holds and the certificate it presents, and no private key is readable
-by other users. Errors name the kit folder and the file.
+kit holds and the certificate it presents, no private key is readable by
+other users, and neither the folder nor any kit file is writable by all
+(whoever could swap ``ca.cert.pem`` and ``roster.json`` would decide whom
+the party trusts). Errors name the kit folder and the file.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ def _check_private_mode(path: Path) -> None:
         raise _fail(path, "missing")
     if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise _fail(path, f"readable by other users; run: chmod 600 {path}")
+
+
+def _check_not_writable_by_others(path: Path) -> None:
+    """Refuse a kit file or folder any user may change (they would choose whom we trust).
+
+    Group write is left alone: with per-user groups (umask 002) it is the norm.
+    """
+    if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o002:
+        where = f"kit {path}" if path.is_dir() else f"kit {path.parent}: {path.name}"
+        raise ConfigError(f"{where}: writable by other users; run: chmod o-w {path}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,9 +191,11 @@ class Kit:
         kind, party = meta.get("kind"), meta.get("party")
         if meta.get("version") != KIT_VERSION or kind not in KIT_FILES:
             raise _fail(root / "kit.json", f"unsupported kit version or kind {kind!r}")
+        _check_not_writable_by_others(root)
         for name in KIT_FILES[kind]:
             if not (root / name).is_file():
                 raise _fail(root / name, "missing")
+            _check_not_writable_by_others(root / name)
         for name in PRIVATE_FILES:
             if name in KIT_FILES[kind]:
                 _check_private_mode(root / name)

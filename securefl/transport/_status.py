@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH = (
     "fed/round-end",
     "fed/finish",
 )
+_NOT_RUNNING = ("waiting for sites", "closed", "finished")
 _SMALL = Limits(max_bytes=1 << 20, max_items=4096, max_depth=3, max_bin_len=0)
 
 
@@ -112,8 +114,8 @@ class StatusBoard:
                 metrics = _metrics(env.payload)
                 if "epsilon" in metrics:
                     self._epsilon[env.sender] = metrics["epsilon"]
-            elif env.stage not in (HELLO, BYE) and env.round == self._round:
-                self._stage = env.stage
+            # the stage shown comes from what the server sends (see ``sent``), never from a
+            # site: a roster site could otherwise make the page say whatever it likes
 
     def refused(self, site: str | None, status: int, reason: str) -> None:
         _event(
@@ -175,15 +177,20 @@ class StatusBoard:
                     survivors=list(survivors),
                 )
             elif env.stage == FINISH and self._stage != "finished":
-                self._stage = "finished"
-                _event(
-                    logging.INFO,
-                    "stage",
-                    "federation finished after round %d",
-                    env.round,
-                    round=env.round,
-                    stage="finished",
-                )
+                self._finish(env)
+            elif env.round == self._round and self._stage not in _NOT_RUNNING:
+                self._stage = env.stage  # a mode's own stage message of the open round
+
+    def _finish(self, env: Envelope) -> None:
+        self._stage = "finished"
+        _event(
+            logging.INFO,
+            "stage",
+            "federation finished after round %d",
+            env.round,
+            round=env.round,
+            stage="finished",
+        )
 
     def snapshot(self, *, connected_within: float = 60.0) -> dict[str, Any]:
         now = time.time()
@@ -222,7 +229,12 @@ def _metrics(payload: bytes) -> dict[str, float]:
     metrics = _decode(payload).get("metrics")
     if not isinstance(metrics, dict):
         return {}
-    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    # a site's numbers: only finite ones (JSON has no NaN or infinity, and /status must answer)
+    return {
+        str(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def status_html(snapshot: dict[str, Any], *, refresh: int = 5) -> str:

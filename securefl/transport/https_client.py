@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 
 from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
-from securefl.transport._tls import client_context
+from securefl.transport._tls import client_context, fingerprint
 from securefl.transport.base import Transport
 from securefl.transport.https_server import MAX_WAIT
 from securefl.transport.signed import FRAME_OVERHEAD, open_sealed, seal
@@ -52,7 +53,13 @@ class RetryPolicy:
 
 
 class HttpsSiteTransport(Transport):
-    """One site's endpoint: sends to the server, long-polls for the server's messages."""
+    """One site's endpoint: sends to the server, long-polls for the server's messages.
+
+    ``server_cert_sha256`` is the server certificate the signed roster pins
+    (``SignedRoster.cert_sha256("server")``); given it, a server presenting
+    any other certificate, even one the federation CA issued for its name, is
+    refused before a request is written. A site built from a kit passes it.
+    """
 
     def __init__(
         self,
@@ -68,6 +75,7 @@ class HttpsSiteTransport(Transport):
         retry: RetryPolicy = RetryPolicy(),
         max_message_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD,
         sleep: Callable[[float], None] = time.sleep,
+        server_cert_sha256: str | None = None,
     ) -> None:
         self.name = name
         self._server_name = server_name
@@ -79,9 +87,10 @@ class HttpsSiteTransport(Transport):
         self._acked = 0
         self._buffer: collections.deque[Envelope] = collections.deque()
         self._closed = False
+        context = client_context(ca=ca, cert=cert, key=key)
         self._client = httpx.Client(
             base_url=server_url.rstrip("/"),
-            verify=client_context(ca=ca, cert=cert, key=key),
+            transport=_pinned_transport(context, server_cert_sha256),
             timeout=httpx.Timeout(30.0, read=MAX_WAIT + 30.0),
             trust_env=False,
         )
@@ -210,13 +219,69 @@ class HttpsSiteTransport(Transport):
         )
 
 
+class _PinnedBackend(httpcore.SyncBackend):
+    """Connections whose TLS peer is the one certificate the roster pins, checked before use.
+
+    The CA and the name are checked by OpenSSL; the pin (the roster's
+    ``server.cert_sha256``) is checked right after the handshake, before a
+    byte of any request is written, so a second certificate the CA issued for
+    the server's name (a leftover, a mis-issue) never receives a site's upload.
+    """
+
+    def __init__(self, pin: str) -> None:
+        super().__init__()
+        self._pin = pin.lower()
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _PinnedStream(super().connect_tcp(*args, **kwargs), self._pin)
+
+
+class _PinnedStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, pin: str) -> None:
+        self._inner, self._pin = inner, pin
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        tls = self._inner.start_tls(*args, **kwargs)
+        ssl_object = tls.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(True) if ssl_object is not None else None
+        if der is None or fingerprint(der) != self._pin:
+            tls.close()
+            raise _PinRefused("the server certificate is not the one the roster pins")
+        return tls
+
+
+class _PinRefused(httpcore.ConnectError):
+    """The server's certificate verified but is not the pinned one (not worth a retry)."""
+
+
+def _pinned_transport(context: ssl.SSLContext, pin: str | None) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=context, trust_env=False)
+    if pin is not None:
+        transport._pool = httpcore.ConnectionPool(  # httpx takes no network backend itself
+            ssl_context=context, network_backend=_PinnedBackend(pin)
+        )
+    return transport
+
+
 def _certificate_refused(exc: BaseException) -> bool:
     """True if ``exc`` was caused by the server's certificate failing verification."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
+        if isinstance(seen, (ssl.SSLCertVerificationError, _PinRefused)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -22,6 +22,7 @@ Sites connect outbound only; the server never dials a site.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import queue
 import threading
@@ -37,6 +38,7 @@ from starlette.routing import Route
 
 from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
+from securefl.transport._outbox import Outbox
 from securefl.transport._status import BYE, HELLO, REPORT, StatusBoard, status_html
 from securefl.transport._tls import (
     PEER_CERT_KEY,
@@ -44,7 +46,14 @@ from securefl.transport._tls import (
     PeerRefused,
 )
 from securefl.transport.base import Transport
-from securefl.transport.signed import FRAME_OVERHEAD, open_frame, read_frame, seal
+from securefl.transport.signed import (
+    FRAME_OVERHEAD,
+    ID_LEN,
+    envelope_message,
+    open_frame,
+    read_frame,
+    seal,
+)
 from securefl.wire import SERVER, Envelope, EnvelopeHeader, pack
 
 __all__ = [
@@ -128,25 +137,6 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-class _Outbox:
-    """One site's messages with sequence numbers from 1; ``after`` acknowledges."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[tuple[int, bytes]] = []
-        self._next = 1
-
-    def put(self, frame: bytes) -> None:
-        with self._lock:
-            self._items.append((self._next, frame))
-            self._next += 1
-
-    def after(self, seq: int) -> list[tuple[int, bytes]]:
-        with self._lock:
-            self._items = [(s, f) for s, f in self._items if s > seq]
-            return list(self._items)
-
-
 class HttpsServerTransport(Transport):
     """The server's endpoint: envelopes in from ``/v1/send``, out through per-site outboxes."""
 
@@ -170,10 +160,16 @@ class HttpsServerTransport(Transport):
         self._token = status_token
         self._gate = gate
         self._inbound: queue.Queue[Envelope] = queue.Queue()
-        self._outboxes = {site: _Outbox() for site in self._site_keys}
+        self._outboxes = {site: Outbox() for site in self._site_keys}
         self._seen: dict[tuple[str, bytes], bytes] = {}
         self._seen_lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one large body decoded at a time
+        #: each site's ``/v1/send`` being read or decoded (touched on the event loop only)
+        self._reading: dict[str, asyncio.Task[Any]] = {}
+        self._superseded: set[asyncio.Task[Any]] = set()
+        self._admitting: set[str] = set()
+        #: the newest ``/v1/receive`` of each site (event loop only); older waiting polls end
+        self._polls: dict[str, int] = {}
         self._closed = False
         #: request body bytes read by ``/v1/send`` (what the memory bound is measured against)
         self.bytes_received = 0
@@ -201,8 +197,9 @@ class HttpsServerTransport(Transport):
         outbox = self._outboxes.get(envelope.receiver)
         if outbox is None:
             raise TransportError(f"{envelope.receiver!r} is not a site on the roster")
-        outbox.put(seal(envelope, self._key))
-        self.status.sent(envelope)
+        key = hashlib.sha256(envelope_message(envelope, bytes(ID_LEN))).digest()
+        if outbox.put(key, lambda: seal(envelope, self._key)):
+            self.status.sent(envelope)
 
     def receive(self, timeout: float | None = None) -> Envelope | None:
         if self._closed:
@@ -232,16 +229,50 @@ class HttpsServerTransport(Transport):
             if self._closed:
                 raise _Refusal(503, "the server is shutting down")
             site = self._peer(request)
-            try:
-                box = [await self._read_body(request)]
-            except ClientDisconnect:
-                raise _Refusal(400, "the client left before its body was read") from None
+            box = [await self._read_one_body(site, request)]
             self.bytes_received += len(box[0])
-            status = await anyio.to_thread.run_sync(self._admit, site, box)
+            self._admitting.add(site)
+            try:
+                status = await anyio.to_thread.run_sync(self._admit, site, box)
+            finally:
+                self._admitting.discard(site)
         except _Refusal as exc:
             self.status.refused(site, exc.status, exc.reason)
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         return Response(status_code=status)
+
+    async def _read_one_body(self, site: str, request: Request) -> bytearray:
+        """Read ``site``'s body; a site has one body in flight, the newest.
+
+        The buffer is sized from Content-Length, so a site announcing bodies on
+        many connections and sending none must not get a buffer each: a newer
+        body of the same site ends the read of the older one (503), which also
+        frees a retry from an upload the network stalled without closing.
+        While an earlier body is being decoded, the newer one is turned away
+        (503; sites retry).
+        """
+        if site in self._admitting:
+            raise _Refusal(503, "an earlier body of this site is being decoded; retry")
+        me = asyncio.current_task()
+        older = self._reading.get(site)
+        if older is not None and older is not me:
+            self._superseded.add(older)
+            older.cancel()
+        if me is not None:
+            self._reading[site] = me
+        try:
+            return await self._read_body(request)
+        except ClientDisconnect:
+            raise _Refusal(400, "the client left before its body was read") from None
+        except asyncio.CancelledError:
+            if me is None or me not in self._superseded:
+                raise  # the server is stopping
+            me.uncancel()  # handled here: nothing after this should see a pending cancel
+            raise _Refusal(503, "a newer body of this site replaced this one") from None
+        finally:
+            self._superseded.discard(me)
+            if self._reading.get(site) is me:
+                del self._reading[site]
 
     async def _read_body(self, request: Request) -> bytearray:
         """The body, refused (413) before reading when too large, counted when chunked."""
@@ -321,13 +352,24 @@ class HttpsServerTransport(Transport):
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         outbox = self._outboxes[site]
         deadline = time.monotonic() + wait
+        # one waiting poll per site: a newer one ends the older (a client that lost its
+        # connection polls again; a site opening many polls cannot keep many waiting)
+        ticket = self._polls[site] = self._polls.get(site, 0) + 1
         while True:
+            if self._polls[site] != ticket:
+                return Response(status_code=204)
             messages = outbox.after(after)
             if messages or self._closed or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(_POLL)
         if not messages:
             return Response(status_code=204)
+        if wait:  # the site may have been revoked while it waited: check again before handing out
+            try:
+                self._peer(request)
+            except _Refusal as exc:
+                self.status.refused(site, exc.status, exc.reason)
+                return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         body = pack({"messages": [[seq, frame] for seq, frame in messages]})
         return Response(body, media_type="application/octet-stream")
 

@@ -384,7 +384,9 @@ def test_site_drops_messages_not_sealed_by_the_pinned_server_key(fed):
         receiver="site-a",
         payload=b"evil",
     )
-    fed.transport._outboxes["site-a"].put(seal(forged, SigningKey.generate()))
+    fed.transport._outboxes["site-a"].put(
+        os.urandom(32), lambda: seal(forged, SigningKey.generate())
+    )
     assert site.receive(timeout=0.3) is None
     honest = Envelope(
         federation=FED,
