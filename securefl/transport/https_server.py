@@ -135,6 +135,13 @@ class _Outbox:
         self._lock = threading.Lock()
         self._items: list[tuple[int, bytes]] = []
         self._next = 1
+        self._served = 0
+
+    @property
+    def delivered(self) -> bool:
+        """Every message put so far was handed to the site at least once."""
+        with self._lock:
+            return self._served >= self._next - 1
 
     def put(self, frame: bytes) -> None:
         with self._lock:
@@ -144,7 +151,13 @@ class _Outbox:
     def after(self, seq: int) -> list[tuple[int, bytes]]:
         with self._lock:
             self._items = [(s, f) for s, f in self._items if s > seq]
+            self._served = max(self._served, seq)
             return list(self._items)
+
+    def served(self, seq: int) -> None:
+        """Note that messages up to ``seq`` were sent in a response body."""
+        with self._lock:
+            self._served = max(self._served, seq)
 
 
 class HttpsServerTransport(Transport):
@@ -214,6 +227,16 @@ class HttpsServerTransport(Transport):
 
     def close(self) -> None:
         self._closed = True
+
+    def delivered(self, site: str) -> bool:
+        """Whether every message for ``site`` went out in a response at least once.
+
+        ``securefl server`` waits for this (within a grace period) after the
+        last round, so each site can fetch its final message before the
+        server stops.
+        """
+        outbox = self._outboxes.get(site)
+        return outbox is None or outbox.delivered
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -329,6 +352,7 @@ class HttpsServerTransport(Transport):
         if not messages:
             return Response(status_code=204)
         body = pack({"messages": [[seq, frame] for seq, frame in messages]})
+        outbox.served(messages[-1][0])
         return Response(body, media_type="application/octet-stream")
 
     def _may_see_status(self, request: Request) -> bool:
