@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -65,6 +66,9 @@ def client(
     from securefl.transport.https_client import RetryPolicy
 
     console = Console(stderr=True, highlight=False)
+    # Opacus' notes about its own hooks and accountant say nothing a site can act on
+    warnings.filterwarnings("ignore", message="Full backward hook")
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
 
     def show(event: RoundEvent) -> None:
         if event.kind == "start":
