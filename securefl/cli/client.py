@@ -62,7 +62,7 @@ def client(
     """Take part in the federation as this kit's site."""
     from rich.console import Console
 
-    from securefl.deploy.client import RoundEvent, load_train_function, run_client
+    from securefl.deploy.client import RoundEvent, check_options, load_train_function, run_client
     from securefl.transport.https_client import RetryPolicy
 
     console = Console(stderr=True, highlight=False)
@@ -79,6 +79,7 @@ def client(
                 f"round {event.round}: {event.status}, {event.survivors} site(s) aggregated{detail}"
             )
 
+    check_options(train, data, label)
     function = load_train_function(train) if train is not None else None
     try:
         outcome = run_client(

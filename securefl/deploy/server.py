@@ -81,6 +81,7 @@ class ServerOutcome:
     reason: str
     halted: str = ""
     log_path: Path | None = None
+    interrupted: bool = False
 
 
 @dataclass
@@ -116,6 +117,7 @@ class DeployedServer:
         round log is closed.
         """
         self.http.start()
+        interrupted = False
         try:
             if on_listening is not None:
                 on_listening(f"https://{self._host()}:{self.port}")
@@ -127,6 +129,7 @@ class DeployedServer:
                     on_progress=self._on_progress,
                 )
             except KeyboardInterrupt:
+                interrupted = True
                 log.warning("interrupted: ending the federation")
                 for env in self.driver.stop("the server was stopped by its operator"):
                     self.transport.send(env)
@@ -142,6 +145,7 @@ class DeployedServer:
             reason=self.driver.halted or self.driver.finish_reason,
             halted=self.driver.halted,
             log_path=self.round_log.path,
+            interrupted=interrupted,
         )
 
     def _host(self) -> str:
