@@ -133,7 +133,7 @@ class DeployedServer:
                 log.warning("interrupted: ending the federation")
                 for env in self.driver.stop("the server was stopped by its operator"):
                     self.transport.send(env)
-            self._on_progress(self.driver)
+            self._log_rounds()
             self._close_log()
             self._wait_delivered(grace)
         finally:
@@ -168,7 +168,10 @@ class DeployedServer:
     def _on_progress(self, driver: ServerDriver) -> None:
         """One log line per stage change; each closed round signed into the round log."""
         progress_logger(driver)
-        for summary in driver.history[self._logged :]:
+        self._log_rounds()
+
+    def _log_rounds(self) -> None:
+        for summary in self.driver.history[self._logged :]:
             self.round_log.append(
                 round_id=summary.round,
                 status=summary.status,
