@@ -164,3 +164,32 @@ def test_the_server_command_and_builder_never_import_torch(kits: Path):
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip() == "ok"
+
+
+def test_status_with_a_site_kit_shows_the_servers_view(kits: Path):
+    import json
+
+    from click.testing import CliRunner
+
+    from securefl.cli import cli
+
+    server = build_server(kits / "server", host="127.0.0.1", port=0)
+    server.http.start()
+    url = f"https://127.0.0.1:{server.port}"
+    runner = CliRunner()
+    try:
+        as_json = runner.invoke(cli, ["status", url, "--kit", str(kits / "site-a"), "--json"])
+        assert as_json.exit_code == 0, as_json.output
+        data = json.loads(as_json.output)
+        assert data["federation"] == "ward" and data["round"] == 0
+        assert sorted(data["sites"]) == ["site-a", "site-b", "site-c"]
+        assert data["sites"]["site-a"]["connected"] is True  # the status request itself
+        table = runner.invoke(cli, ["status", url, "--kit", str(kits / "site-b")])
+        assert table.exit_code == 0 and "site-c" in table.output and "round 0" in table.output
+        refused = runner.invoke(cli, ["status", url, "--kit", str(kits / "server")])
+        assert refused.exit_code == 2 and "needs a site kit" in refused.output
+    finally:
+        server.transport.close()
+        server.http.stop()
+    gone = runner.invoke(cli, ["status", url, "--kit", str(kits / "site-a")])
+    assert gone.exit_code == 7 and "Traceback" not in gone.output
