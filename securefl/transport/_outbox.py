@@ -22,6 +22,13 @@ class Outbox:
         self._items: list[tuple[int, bytes, bytes]] = []
         self._pending: set[bytes] = set()
         self._next = 1
+        self._served = 0
+
+    @property
+    def delivered(self) -> bool:
+        """Every message put so far was handed to the site at least once."""
+        with self._lock:
+            return self._served >= self._next - 1
 
     def put(self, key: bytes, make_frame: Callable[[], bytes]) -> bool:
         """Queue the frame for ``key`` unless that message is already waiting; True if queued."""
@@ -39,4 +46,10 @@ class Outbox:
                 if s <= seq:
                     self._pending.discard(key)
             self._items = [item for item in self._items if item[0] > seq]
+            self._served = max(self._served, seq)
             return [(s, f) for s, _, f in self._items]
+
+    def served(self, seq: int) -> None:
+        """Note that messages up to ``seq`` were sent in a response body."""
+        with self._lock:
+            self._served = max(self._served, seq)

@@ -212,6 +212,16 @@ class HttpsServerTransport(Transport):
     def close(self) -> None:
         self._closed = True
 
+    def delivered(self, site: str) -> bool:
+        """Whether every message for ``site`` went out in a response at least once.
+
+        ``securefl server`` waits for this (within a grace period) after the
+        last round, so each site can fetch its final message before the
+        server stops.
+        """
+        outbox = self._outboxes.get(site)
+        return outbox is None or outbox.delivered
+
     # -- HTTP -------------------------------------------------------------------
 
     def _peer(self, request: Request) -> str:
@@ -371,6 +381,7 @@ class HttpsServerTransport(Transport):
                 self.status.refused(site, exc.status, exc.reason)
                 return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         body = pack({"messages": [[seq, frame] for seq, frame in messages]})
+        outbox.served(messages[-1][0])
         return Response(body, media_type="application/octet-stream")
 
     def _may_see_status(self, request: Request) -> bool:
