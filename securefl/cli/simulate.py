@@ -75,8 +75,8 @@ DEFAULT_CLIP = 0.5
     default="auto",
     show_default=True,
     type=click.Choice(("auto", *STRATEGIES)),
-    help="Server strategy; auto: fedadam, or fedavgm with --secure he (which cannot square "
-    "a ciphertext).",
+    help="Server strategy; auto: fedadam (in he mode the sites replay it on the decrypted "
+    "aggregates).",
 )
 @click.option(
     "--secure",
@@ -191,8 +191,8 @@ def simulate(
     round_config = RoundConfig(
         max_rounds=rounds, patience=patience, min_sites=2, stage_timeout_seconds=120.0
     )
-    if strategy == "auto":  # FedAdam needs the plain sum, which he mode never reveals
-        strategy = "fedavgm" if secure == "he" else "fedadam"
+    if strategy == "auto":  # he sites replay FedAdam on the decrypted aggregates
+        strategy = "fedadam"
     strategy_config = StrategyConfig(name=strategy)
     if out is not None and (out / "summary.json").exists():
         raise ConfigError(f"{out} already holds a simulation; choose another --out")
