@@ -45,7 +45,6 @@ import torch
 from click.testing import CliRunner
 from sklearn.datasets import load_diabetes, load_wine
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 
 from securefl.cli import cli as cli_main
 from securefl.cli.simulate import DEFAULT_BATCH, DEFAULT_CLIP, DEFAULT_LR, DEFAULT_ROUNDS
@@ -125,7 +124,9 @@ def write_sites(folder: Path, dataset: Any, seed: int, sites: int = 3) -> list[t
             writer = csv.writer(fh)
             writer.writerow([*names, "y"])
             for row in order[assignment == i]:
-                writer.writerow([*(_cell(n, v) for n, v in zip(names, x[row])), labels[row]])
+                writer.writerow(
+                    [*(_cell(n, v) for n, v in zip(names, x[row], strict=True)), labels[row]]
+                )
         paths.append((f"site-{chr(ord('a') + i)}", path))
     return paths
 
@@ -156,7 +157,14 @@ def one_run(dataset: Any, seed: int, args: Any, use_schema: bool) -> dict[str, f
         schema_file.write_text(json.dumps(dataset[3]), encoding="utf-8")
         cli = ["simulate", "--label", "y", "--seed", str(seed), "--json"]
         cli += ["--epsilon", str(EPSILON), "--delta", str(DELTA), "--rounds", str(args.rounds)]
-        cli += ["--lr", str(args.lr), "--clip", str(args.clip), "--batch-size", str(args.batch_size)]
+        cli += [
+            "--lr",
+            str(args.lr),
+            "--clip",
+            str(args.clip),
+            "--batch-size",
+            str(args.batch_size),
+        ]
         for name, path in paths:
             cli += ["--data", f"{name}={path}"]
         if use_schema:
@@ -205,8 +213,10 @@ def main() -> None:
         f"rounds={args.rounds} lr={args.lr} clip={args.clip} batch={args.batch_size}; "
         "accuracy on the pooled validation records, mean ± standard deviation\n"
     )
-    print("| data set | transform | federated | each site alone | central DP-SGD "
-          "| pooled LR (non-private) | majority class |")
+    print(
+        "| data set | transform | federated | each site alone | central DP-SGD "
+        "| pooled LR (non-private) | majority class |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, make in sets.items():
         if args.only and name != args.only:

@@ -76,7 +76,7 @@ class Column:
             cats = self.categories
             if len(cats) < 1 or not all(isinstance(c, str) and c.strip() for c in cats):
                 raise ConfigError(
-                    f"{where}: a categorical column needs categories = [\"a\", \"b\", ...]"
+                    f'{where}: a categorical column needs categories = ["a", "b", ...]'
                 )
             if len(set(cats)) != len(cats):
                 raise ConfigError(f"{where}: a category is declared twice")

@@ -153,7 +153,23 @@ class EncryptedModelDecoder:
     def __call__(self, payload: bytes, dimension: int) -> npt.NDArray[np.float32]:
         from securefl.he import open_aggregate
 
-        obj = unpack(payload)
+        start, aggregates = self._join(unpack(payload), dimension)
+        assert self._theta is not None and self._strategy is not None
+        chain = self._chain[start]
+        for i, agg in enumerate(aggregates, start=start):
+            chain = _chain_next(chain, agg)
+            if i < len(self._rounds):  # already applied: it must be the very same aggregate
+                if chain != self._chain[i + 1]:
+                    raise IntegrityError("the server rewrote the federation's model history")
+                continue
+            self._apply(agg, i, dimension, open_aggregate)
+            self._chain.append(chain)
+        if start + len(aggregates) < len(self._rounds):
+            raise IntegrityError("the server shortened the federation's model history")
+        return self._theta.astype(np.float32)
+
+    def _join(self, obj: Any, dimension: int) -> tuple[int, list[dict[str, Any]]]:
+        """Check a payload's shape and that it continues this site's history, not past it."""
         if not isinstance(obj, dict) or set(obj) != {"theta0", "strategy", "start", "aggregates"}:
             raise WireError("malformed encrypted model")
         start = obj["start"]
@@ -179,19 +195,7 @@ class EncryptedModelDecoder:
             )
         elif obj["strategy"] != self._own_strategy:
             raise ProtocolError("the server changed the federation's strategy mid-run")
-        assert self._theta is not None and self._strategy is not None
-        chain = self._chain[start]
-        for i, agg in enumerate(aggregates, start=start):
-            chain = _chain_next(chain, agg)
-            if i < len(self._rounds):  # already applied: it must be the very same aggregate
-                if chain != self._chain[i + 1]:
-                    raise IntegrityError("the server rewrote the federation's model history")
-                continue
-            self._apply(agg, i, dimension, open_aggregate)
-            self._chain.append(chain)
-        if start + len(aggregates) < len(self._rounds):
-            raise IntegrityError("the server shortened the federation's model history")
-        return self._theta.astype(np.float32)
+        return start, aggregates
 
     def _apply(self, agg: dict[str, Any], i: int, dimension: int, open_aggregate: Any) -> None:
         """Open aggregate ``i`` with every check and replay the strategy on its mean."""
@@ -235,7 +239,7 @@ def _chain_start(theta0: npt.NDArray[Any], strategy: Any) -> bytes:
 
 
 def _chain_next(head: bytes, agg: dict[str, Any]) -> bytes:
-    """hᵢ₊₁ = SHA-256(hᵢ ‖ SHA-256(sum, weight)): a gap, a swap or a fork changes every later head."""
+    """hᵢ₊₁ = SHA-256(hᵢ ‖ SHA-256(sum, weight)): a gap, swap or fork changes later heads."""
     entry = hashlib.sha256(pack([agg["sum"], float(agg["weight"])])).digest()
     return hashlib.sha256(head + entry).digest()
 

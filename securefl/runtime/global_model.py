@@ -50,9 +50,11 @@ class GlobalModel(ABC):
 
     def acknowledge(self, site: str) -> None:
         """``site`` answered in the round it was last sent a payload: it holds that payload."""
+        return None
 
     def forget(self, site: str) -> None:
         """``site`` said hello (it may have restarted): send it the whole model next time."""
+        return None
 
 
 class PlainGlobalModel(GlobalModel):

@@ -47,7 +47,5 @@ def learned_nothing_hint(
         )
     return (
         f"the federated model's accuracy {accuracy:.3f} is no better than always predicting "
-        f"the most common class ({base:.3f}): it learned nothing. Try "
-        + "; ".join(tries)
-        + "."
+        f"the most common class ({base:.3f}): it learned nothing. Try " + "; ".join(tries) + "."
     )

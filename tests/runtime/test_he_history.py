@@ -100,7 +100,9 @@ def test_plain_and_he_reach_the_same_model_under_fedadam(secret, modes):
         updates = _updates(r)
         weighted = sum(w * v.astype(np.float64) for v, w in updates.values())
         total = sum(w for _, w in updates.values())
-        result = AggregateResult(total_weight=total, survivors=tuple(updates), weighted_sum=weighted)
+        result = AggregateResult(
+            total_weight=total, survivors=tuple(updates), weighted_sum=weighted
+        )
         plain.apply(result, plain_strategy, r)
         he.apply(_aggregate(secret, modes, r, updates), he_strategy, r)
         replayed = decoder(he.payload_for("d"), D)
@@ -169,7 +171,9 @@ def test_a_site_refuses_a_reordered_or_rewritten_overlap(secret, modes):
     swapped = pack({**obj, "theta0": None, "start": 1, "aggregates": [aggs[2], aggs[1]]})
     with pytest.raises(IntegrityError, match="rewrote"):
         decoder(swapped, D)
-    reweighted = pack({**obj, "theta0": None, "start": 1, "aggregates": [dict(aggs[1], weight=2.0)]})
+    reweighted = pack(
+        {**obj, "theta0": None, "start": 1, "aggregates": [dict(aggs[1], weight=2.0)]}
+    )
     with pytest.raises(IntegrityError, match="rewrote"):
         decoder(reweighted, D)
     # a site that has not yet applied them refuses the swap too: rounds must increase
@@ -188,8 +192,13 @@ def test_a_server_forking_the_history_is_caught_at_the_next_aggregate(secret, mo
     model = _history(secret, modes, 2)
     alternative = _aggregate(secret, modes, 2, _updates(2, sites="abd"))
     honest = unpack(model.payload())
-    forked = {**honest, "aggregates": [honest["aggregates"][0], {
-        "sum": alternative.encrypted_sum, "weight": alternative.total_weight}]}
+    forked = {
+        **honest,
+        "aggregates": [
+            honest["aggregates"][0],
+            {"sum": alternative.encrypted_sum, "weight": alternative.total_weight},
+        ],
+    }
     c, d = _decoder(modes, "c"), _decoder(modes, "d")
     # d's own round-2 upload is in the alternative: that alone is no fork it can see
     c(pack(honest), D)
@@ -198,13 +207,16 @@ def test_a_server_forking_the_history_is_caught_at_the_next_aggregate(secret, mo
     digest_c = _round_start_digest(pack(honest), c)
     digest_d = _round_start_digest(pack(forked), d)
     third = _aggregate(
-        secret, modes, 3, _updates(3, sites="abcd"),
+        secret,
+        modes,
+        3,
+        _updates(3, sites="abcd"),
         digests={"a": digest_c, "b": digest_c, "c": digest_c, "d": digest_d},
     )
     model.apply(third, make_strategy(FEDADAM), 3)
     tail = unpack(model.payload())["aggregates"][2:]
     for decoder, seen in ((c, honest), (d, forked)):
-        with pytest.raises(IntegrityError, match="different rounds|another round"):
+        with pytest.raises(IntegrityError, match=r"different rounds|another round"):
             decoder(pack({**seen, "theta0": None, "start": 2, "aggregates": tail}), D)
 
 
