@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HE_PRESET",
     "HE_PRESETS",
+    "DataConfig",
     "HEConfig",
     "ModelConfig",
     "PKIConfig",
@@ -165,6 +166,22 @@ class ModelConfig:
             module, sep, attr = text.partition(":")
             if not sep or not _DOTTED.match(module) or not attr.isidentifier():
                 raise ConfigError(f"model.factory must be 'module:function', got {self.factory!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """How every site reads its own records.
+
+    ``schema`` is the path of the federation's declared schema (TOML or
+    JSON, see :mod:`securefl.data.schema`), relative to the federation file;
+    ``None``: own CSVs get only the record-wise signed-log transform.
+    """
+
+    schema: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.schema is not None and (not isinstance(self.schema, str) or not self.schema):
+            raise ConfigError(f"data.schema must be a path to a schema file, got {self.schema!r}")
 
 
 def default_mask() -> MaskConfig:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from securefl._deploy_config import (
+    DataConfig,
     HEConfig,
     ModelConfig,
     PKIConfig,
@@ -296,6 +297,7 @@ class FederationConfig:
     mask: MaskConfig = field(default_factory=default_mask)
     he: HEConfig = field(default_factory=HEConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         if self.secure not in SECURE_MODES:
@@ -366,6 +368,14 @@ def _model(table: Any, source: str) -> ModelConfig:
     return _build(ModelConfig, table, "model", source)
 
 
+def _data(table: Any, path: Path) -> DataConfig:
+    """[data]; a relative schema path is relative to the federation file, not the cwd."""
+    config = _build(DataConfig, table, "data", str(path))
+    if config.schema is None or Path(config.schema).is_absolute():
+        return config
+    return DataConfig(schema=str(path.parent / config.schema))
+
+
 def load_federation(path: str | Path) -> FederationConfig:
     """Load a federation file; every error names the key and the file."""
     path = Path(path)
@@ -377,7 +387,10 @@ def load_federation(path: str | Path) -> FederationConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc})") from None
     top = dict(data.pop("federation", {}))
-    allowed = {"dp", "train", "rounds", "strategy", "sites", "server", "pki", "mask", "he", "model"}
+    allowed = {
+        *("dp", "train", "rounds", "strategy", "sites"),
+        *("server", "pki", "mask", "he", "model", "data"),
+    }
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown table [{unknown[0]}]")
@@ -401,6 +414,7 @@ def load_federation(path: str | Path) -> FederationConfig:
             mask=build_mask(data.get("mask", {}), source),
             he=_build(HEConfig, data.get("he", {}), "he", source),
             model=_model(data.get("model", {}), source),
+            data=_data(data.get("data", {}), path),
         )
     except ConfigError as exc:
         msg = str(exc)

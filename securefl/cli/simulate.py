@@ -75,8 +75,8 @@ DEFAULT_CLIP = 0.5
     default="auto",
     show_default=True,
     type=click.Choice(("auto", *STRATEGIES)),
-    help="Server strategy; auto: fedadam, or fedavgm with --secure he (which cannot square "
-    "a ciphertext).",
+    help="Server strategy; auto: fedadam (in he mode the sites replay it on the decrypted "
+    "aggregates).",
 )
 @click.option(
     "--secure",
@@ -97,6 +97,15 @@ DEFAULT_CLIP = 0.5
     help="A site's own CSV file (repeat for each site); replaces the bundled data.",
 )
 @click.option("--label", default=None, help="Label column of the --data CSV files.")
+@click.option(
+    "--schema",
+    "schema_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The federation's declared columns for --data (TOML or JSON: numeric with a range, "
+    "categorical with categories); see docs/configuration.md. Without it, own CSVs get only "
+    "a signed-log transform.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -155,6 +164,7 @@ def simulate(
     secure: str,
     data_specs: tuple[str, ...],
     label: str | None,
+    schema_path: Path | None,
     out: Path | None,
     batch_size: int,
     lr: float,
@@ -181,14 +191,14 @@ def simulate(
     round_config = RoundConfig(
         max_rounds=rounds, patience=patience, min_sites=2, stage_timeout_seconds=120.0
     )
-    if strategy == "auto":  # FedAdam needs the plain sum, which he mode never reveals
-        strategy = "fedavgm" if secure == "he" else "fedadam"
+    if strategy == "auto":  # he sites replay FedAdam on the decrypted aggregates
+        strategy = "fedadam"
     strategy_config = StrategyConfig(name=strategy)
     if out is not None and (out / "summary.json").exists():
         raise ConfigError(f"{out} already holds a simulation; choose another --out")
     if he_preset is not None and secure != "he":
         raise ConfigError("--he-preset only applies with --secure he")
-    data = _load_data(data_specs, label, sites, seed)
+    data = _load_data(data_specs, label, sites, seed, schema_path)
     from securefl.aggregation.plain import PLAIN_WARNING
     from securefl.simulation.modes import parse_dropouts
     from securefl.simulation.orchestrator import run_simulation
@@ -197,6 +207,8 @@ def simulate(
     if out is not None:
         _check_out(out)
     console = Console(stderr=as_json, quiet=as_json)
+    for note in data.warnings:
+        click.echo(f"warning: {note}", err=True)
     logging.getLogger("securefl").setLevel(logging.ERROR)
     if secure == "plain":
         console.print(f"[bold yellow]warning:[/] {PLAIN_WARNING}")
@@ -236,6 +248,11 @@ def simulate(
         click.echo(json.dumps(result.summary(), indent=2))
     elif result.trained:
         _print_result(console, result, data.x_test is not None, out)
+    from securefl.simulation.advice import learned_nothing_hint
+
+    hint = learned_nothing_hint(data, result.global_accuracy, epsilon=epsilon, rounds=rounds)
+    if hint is not None:
+        click.echo(f"hint: {hint}", err=True)
     if not result.trained:
         raise AbortError(
             f"no round completed ({result.finish_reason}); no federated model was trained"
@@ -258,17 +275,21 @@ def _check_out(out: Path) -> None:
 
 
 def _load_data(
-    data_specs: tuple[str, ...], label: str | None, sites: int, seed: int
+    data_specs: tuple[str, ...], label: str | None, sites: int, seed: int, schema: Path | None
 ) -> FederatedData:
     from securefl.data.federations import breast_cancer_federation, csv_federation
+    from securefl.data.schema import load_schema
     from securefl.simulation.orchestrator import parse_data_options
 
     if data_specs:
         if not label:
             raise ConfigError("--data needs --label COLUMN (the label column of the CSV files)")
-        return csv_federation(parse_data_options(data_specs), label=label, seed=seed)
-    if label:
-        raise ConfigError("--label only applies with --data")
+        declared = None if schema is None else load_schema(schema)
+        return csv_federation(
+            parse_data_options(data_specs), label=label, seed=seed, schema=declared
+        )
+    if label or schema:
+        raise ConfigError(f"{'--label' if label else '--schema'} only applies with --data")
     return breast_cancer_federation(sites=sites, seed=seed)
 
 

@@ -7,12 +7,16 @@ from securefl.data.federations import (
     breast_cancer_federation,
     csv_federation,
 )
+from securefl.data.schema import Column, Schema, load_schema
 
 __all__ = [
+    "Column",
     "CsvTable",
     "FederatedData",
+    "Schema",
     "SiteData",
     "breast_cancer_federation",
     "csv_federation",
+    "load_schema",
     "read_csv",
 ]

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from securefl.errors import DataError
 
-__all__ = ["CsvTable", "read_csv"]
+__all__ = ["CsvRows", "CsvTable", "read_csv", "read_csv_rows"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,28 @@ class CsvTable:
 
 def read_csv(path: str | Path, *, label: str) -> CsvTable:
     """Read a numeric CSV with a header row; ``label`` names the target column."""
+    raw = read_csv_rows(path, label=label)
+    feats = [_parse_row(raw.path, lineno, cells, raw.feature_names) for lineno, cells in raw.rows]
+    return CsvTable(
+        path=raw.path,
+        feature_names=raw.feature_names,
+        features=np.asarray(feats, dtype=np.float64),
+        labels=raw.labels,
+    )
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    """A CSV's feature cells as text (for a declared schema), with line numbers and labels."""
+
+    path: Path
+    feature_names: tuple[str, ...]
+    rows: tuple[tuple[int, tuple[str, ...]], ...]
+    labels: tuple[str, ...]
+
+
+def read_csv_rows(path: str | Path, *, label: str) -> CsvRows:
+    """Read a CSV with a header row, keeping feature cells as text."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -51,43 +73,35 @@ def read_csv(path: str | Path, *, label: str) -> CsvTable:
     names = tuple(h for i, h in enumerate(header) if i != label_at)
     if not names:
         raise DataError(f"{path}: no feature columns besides {label!r}")
-    feats: list[list[float]] = []
+    kept: list[tuple[int, tuple[str, ...]]] = []
     labels: list[str] = []
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
-        values, label_value = _parse_row(path, lineno, row, header, label_at)
-        feats.append(values)
-        labels.append(label_value)
-    if len(feats) < 10:
-        raise DataError(f"{path}: only {len(feats)} data rows; a site needs at least 10")
-    return CsvTable(
-        path=path,
-        feature_names=names,
-        features=np.asarray(feats, dtype=np.float64),
-        labels=tuple(labels),
-    )
+        if len(row) != len(header):
+            raise DataError(f"{path} line {lineno}: expected {len(header)} fields, got {len(row)}")
+        if not row[label_at].strip():
+            raise DataError(f"{path} line {lineno}: the label {label!r} is empty")
+        kept.append((lineno, tuple(c for i, c in enumerate(row) if i != label_at)))
+        labels.append(row[label_at].strip())
+    if len(kept) < 10:
+        raise DataError(f"{path}: only {len(kept)} data rows; a site needs at least 10")
+    return CsvRows(path=path, feature_names=names, rows=tuple(kept), labels=tuple(labels))
 
 
 def _parse_row(
-    path: Path, lineno: int, row: list[str], header: list[str], label_at: int
-) -> tuple[list[float], str]:
-    """One data row as floats plus its label, or a DataError naming file and line."""
-    if len(row) != len(header):
-        raise DataError(f"{path} line {lineno}: expected {len(header)} fields, got {len(row)}")
+    path: Path, lineno: int, cells: tuple[str, ...], names: tuple[str, ...]
+) -> list[float]:
+    """One row's feature cells as floats, or a DataError naming file and line."""
     values: list[float] = []
-    for i, cell in enumerate(row):
-        if i == label_at:
-            continue
+    for name, cell in zip(names, cells, strict=True):
         try:
             value = float(cell)
         except ValueError:
             raise DataError(
-                f"{path} line {lineno}: column {header[i]!r} is not a number: {cell!r}"
+                f"{path} line {lineno}: column {name!r} is not a number: {cell!r}"
             ) from None
         if not math.isfinite(value):
-            raise DataError(f"{path} line {lineno}: column {header[i]!r} is {cell.strip()}")
+            raise DataError(f"{path} line {lineno}: column {name!r} is {cell.strip()}")
         values.append(value)
-    if not row[label_at].strip():
-        raise DataError(f"{path} line {lineno}: the label {header[label_at]!r} is empty")
-    return values, row[label_at].strip()
+    return values

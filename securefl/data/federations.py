@@ -21,8 +21,9 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.model_selection import train_test_split
 
-from securefl.data.csvsource import read_csv
+from securefl.data.csvsource import read_csv, read_csv_rows
 from securefl.data.preprocess import public_range_scale, signed_log
+from securefl.data.schema import Schema
 from securefl.errors import DataError
 
 __all__ = ["FederatedData", "SiteData", "breast_cancer_federation", "csv_federation"]
@@ -56,6 +57,8 @@ class FederatedData:
     feature_names: tuple[str, ...]
     classes: tuple[str, ...]
     preprocessing: str
+    #: one line per site whose records the schema had to clip (its own counts only)
+    warnings: tuple[str, ...] = ()
 
     @property
     def num_features(self) -> int:
@@ -113,29 +116,58 @@ def breast_cancer_federation(
 
 
 def csv_federation(
-    paths: Sequence[tuple[str, str | Path]], *, label: str, seed: int = 0
+    paths: Sequence[tuple[str, str | Path]],
+    *,
+    label: str,
+    seed: int = 0,
+    schema: Schema | None = None,
 ) -> FederatedData:
-    """Sites from their own CSV files (same columns); no global test set."""
+    """Sites from their own CSV files (same columns); no global test set.
+
+    With a ``schema`` every site transforms its records by the federation's
+    declared ranges and categories (see :mod:`securefl.data.schema`); each
+    site's clipping counts come back in ``warnings``, one line per site, and
+    nothing computed from one site's records reaches another site. Without
+    one, the record-wise signed-log transform only tames the scale.
+    """
     if len(paths) < 2:
         raise DataError("a federation needs at least two sites' CSV files")
-    tables = [(name, read_csv(path, label=label)) for name, path in paths]
-    first = tables[0][1]
-    for _name, table in tables[1:]:
-        if table.feature_names != first.feature_names:
-            raise DataError(f"{table.path}: columns differ from {first.path}")
-    classes = tuple(sorted({lab for _, t in tables for lab in t.labels}))
+    if schema is None:
+        tables = [(name, read_csv(path, label=label)) for name, path in paths]
+        names = tables[0][1].feature_names
+        features = [signed_log(t.features) for _, t in tables]
+        sources = [(t.path, t.feature_names, t.labels) for _, t in tables]
+        notes: list[str] = []
+    else:
+        raws = [(name, read_csv_rows(path, label=label)) for name, path in paths]
+        names = schema.feature_names
+        results = [schema.transform(str(r.path), r.feature_names, r.rows) for _, r in raws]
+        features = [r.features for r in results]
+        # the column sets may be ordered differently per file; the schema fixes the order
+        sources = [(r.path, tuple(sorted(r.feature_names)), r.labels) for _, r in raws]
+        notes = [
+            line
+            for (name, _), res in zip(raws, results, strict=True)
+            if (line := res.clip_warning(name)) is not None
+        ]
+    first_path, first_names, _ = sources[0]
+    for path, cols, _labels in sources[1:]:
+        if cols != first_names:
+            raise DataError(f"{path}: columns differ from {first_path}")
+    classes = tuple(sorted({lab for _, _, labels in sources for lab in labels}))
     if len(classes) < 2:
         raise DataError(f"label column {label!r} has a single value across all sites")
     index = {c: i for i, c in enumerate(classes)}
     sites = []
-    for i, (name, table) in enumerate(tables):
-        ys = np.asarray([index[v] for v in table.labels], dtype=np.int64)
-        sites.append(_split_site(name, signed_log(table.features), ys, seed + i))
+    for i, ((name, _), x, (_, _, labels)) in enumerate(zip(paths, features, sources, strict=True)):
+        ys = np.asarray([index[v] for v in labels], dtype=np.int64)
+        sites.append(_split_site(name, x, ys, seed + i))
     return FederatedData(
         sites=tuple(sites),
         x_test=None,
         y_test=None,
-        feature_names=first.feature_names,
+        feature_names=names,
         classes=classes,
-        preprocessing="signed_log",
+        preprocessing="signed_log" if schema is None else "schema",
+        warnings=tuple(notes),
     )

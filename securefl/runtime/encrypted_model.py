@@ -4,9 +4,18 @@ The server cannot divide a BFV ciphertext by Σw, nor run a strategy on
 numbers it cannot read. So it holds the public initial parameters θ₀ (a
 random initialisation, not patient data) and the encrypted aggregate of
 every round with its Σw. Sites decrypt the aggregates and replay the
-strategy (FedAvg or FedAvgM: both are linear and deterministic) to obtain
-θ_r; a site that joins late replays from θ₀, so nobody falls out of step.
-A site decrypts only aggregates it has not seen (they are cached by prefix).
+strategy (any deterministic one, FedAdam included: its squares are taken on
+the decrypted mean at the site) to obtain θ_r; a site that joins late replays
+from θ₀, so nobody falls out of step.
+
+Each site is sent only the aggregates it has not acknowledged (answering in
+a round acknowledges that round's start; a hello starts over from θ₀), so the
+downlink grows with the rounds, not with their square. The site keeps a hash
+chain over θ₀, the strategy and every aggregate it applied: a payload that
+starts past what the site holds (a gap), or whose overlap with it differs (a
+rewrite or a swap), is refused. The chain's head goes into the round digest
+every upload signs, so a server that hands two sites different histories (a
+fork) is caught when either opens an aggregate that sums both.
 
 Each aggregate is opened with :func:`securefl.he.open_aggregate`: every
 signed header is rechecked against the roster, the announced weight must
@@ -46,21 +55,41 @@ class EncryptedAggregatesModel(GlobalModel):
     """Server side: θ₀ in the clear plus one ciphertext aggregate per round."""
 
     def __init__(self, theta0: npt.NDArray[np.float32], strategy: StrategyConfig) -> None:
-        if not make_strategy(strategy).linear:
+        if not make_strategy(strategy).deterministic:
             raise ConfigError(
-                f"strategy {strategy.name!r} needs the plaintext aggregate at the server, which "
-                "he mode never reveals; use fedavg, fedavgm or fedprox, or secure='mask'"
+                f"strategy {strategy.name!r} is not deterministic, so the sites replaying it "
+                "in he mode would drift apart; use fedavg, fedavgm, fedprox or fedadam"
             )
         self._theta0 = np.asarray(theta0, dtype=np.float32).copy()
         self._strategy = strategy
         self._aggregates: list[dict[str, Any]] = []
+        self._sent: dict[str, int] = {}  # aggregates in the last payload sent to a site
+        self._acked: dict[str, int] = {}  # aggregates a site has acknowledged holding
 
     def payload(self) -> bytes:
+        """The whole history: θ₀ and every aggregate (what a site that just joined gets)."""
+        return self._encode(0)
+
+    def payload_for(self, site: str) -> bytes:
+        start = self._acked.get(site, 0)
+        self._sent[site] = len(self._aggregates)
+        return self._encode(start)
+
+    def acknowledge(self, site: str) -> None:
+        if site in self._sent:
+            self._acked[site] = self._sent[site]
+
+    def forget(self, site: str) -> None:
+        self._sent.pop(site, None)
+        self._acked.pop(site, None)
+
+    def _encode(self, start: int) -> bytes:
         return pack(
             {
-                "theta0": array_to_wire(self._theta0),
+                "theta0": array_to_wire(self._theta0) if start == 0 else None,
                 "strategy": _strategy_fields(self._strategy),
-                "aggregates": self._aggregates,
+                "start": start,
+                "aggregates": self._aggregates[start:],
             }
         )
 
@@ -76,6 +105,8 @@ def _strategy_fields(config: StrategyConfig) -> dict[str, Any]:
         "name": config.name,
         "server_lr": config.effective_server_lr,
         "momentum": config.momentum,
+        "beta2": config.beta2,
+        "tau": config.tau,
     }
 
 
@@ -105,54 +136,89 @@ class EncryptedModelDecoder:
         self._config = strategy
         self._min_sites = min_sites
         self._rounds: list[int] = []
-        self._digests: list[bytes] = []
+        #: hash chain over the history applied: ``_chain[i]`` is the head after i aggregates
+        self._chain: list[bytes] = [b""]
         self._theta: npt.NDArray[np.float64] | None = None
         self._strategy: Strategy | None = None
-        self._theta0_digest = b""
+
+    def history_digest(self) -> bytes:
+        """The head of the hash chain over θ₀, the strategy and every aggregate applied.
+
+        Sites bind it into their signed uploads (through the round digest), so
+        a server that sent two sites different histories is caught when they
+        open an aggregate holding both uploads.
+        """
+        return self._chain[-1]
 
     def __call__(self, payload: bytes, dimension: int) -> npt.NDArray[np.float32]:
         from securefl.he import open_aggregate
 
-        obj = unpack(payload)
-        if not isinstance(obj, dict) or set(obj) != {"theta0", "strategy", "aggregates"}:
+        start, aggregates = self._join(unpack(payload), dimension)
+        assert self._theta is not None and self._strategy is not None
+        chain = self._chain[start]
+        for i, agg in enumerate(aggregates, start=start):
+            chain = _chain_next(chain, agg)
+            if i < len(self._rounds):  # already applied: it must be the very same aggregate
+                if chain != self._chain[i + 1]:
+                    raise IntegrityError("the server rewrote the federation's model history")
+                continue
+            self._apply(agg, i, dimension, open_aggregate)
+            self._chain.append(chain)
+        if start + len(aggregates) < len(self._rounds):
+            raise IntegrityError("the server shortened the federation's model history")
+        return self._theta.astype(np.float32)
+
+    def _join(self, obj: Any, dimension: int) -> tuple[int, list[dict[str, Any]]]:
+        """Check a payload's shape and that it continues this site's history, not past it."""
+        if not isinstance(obj, dict) or set(obj) != {"theta0", "strategy", "start", "aggregates"}:
             raise WireError("malformed encrypted model")
-        theta0 = array_from_wire(obj["theta0"], expected_len=dimension)
+        start = obj["start"]
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise WireError("malformed encrypted model start")
         aggregates = obj["aggregates"]
         if not isinstance(aggregates, list) or not all(_is_aggregate(a) for a in aggregates):
             raise WireError("malformed encrypted model aggregates")
-        header = hashlib.sha256(theta0.tobytes() + pack(obj["strategy"])).digest()
-        digests = [
-            hashlib.sha256(pack([a["sum"], float(a["weight"])])).digest() for a in aggregates
-        ]
-        if self._strategy is None:
-            self._restart(theta0, header, obj["strategy"])
-        elif header != self._theta0_digest or digests[: len(self._digests)] != self._digests:
-            # the history this site already replayed must never change or shrink
-            raise IntegrityError("the server rewrote the federation's model history")
-        assert self._theta is not None and self._strategy is not None
-        for i in range(len(self._digests), len(aggregates)):
-            agg = aggregates[i]
-            opened = open_aggregate(
-                self._mode.context,
-                agg["sum"],
-                dimension,
-                roster=self._roster,
-                federation=self._federation,
-                max_weight=self._mode.max_weight,
-                min_sites=self._min_sites,
-                site=self._mode.site_id,
-                took_part=self._mode.took_part,
+        if start == 0:
+            theta0 = array_from_wire(obj["theta0"], expected_len=dimension)
+            head = _chain_start(theta0, obj["strategy"])
+            if self._strategy is None:
+                self._restart(theta0, head, obj["strategy"])
+            elif head != self._chain[0]:
+                raise IntegrityError("the server rewrote the federation's model history")
+        elif obj["theta0"] is not None:
+            raise WireError("malformed encrypted model: θ₀ belongs only to a whole history")
+        elif self._strategy is None or start > len(self._rounds):
+            # a site must hold every aggregate before the first one it is sent
+            raise IntegrityError(
+                f"the server skipped part of the model history (sent from aggregate {start}, "
+                f"this site holds {len(self._rounds)})"
             )
-            if not np.isclose(opened.total_weight, float(agg["weight"]), rtol=1e-12, atol=0.0):
-                raise IntegrityError("announced total weight differs from the signed weights")
-            if self._rounds and opened.round <= self._rounds[-1]:
-                raise IntegrityError("the server replayed an aggregate of an earlier round")
-            self._theta = np.asarray(self._strategy.apply(self._theta, opened.mean(), i + 1))
-            self._rounds.append(opened.round)
-            self._digests.append(digests[i])
-        return self._theta.astype(np.float32)
+        elif obj["strategy"] != self._own_strategy:
+            raise ProtocolError("the server changed the federation's strategy mid-run")
+        return start, aggregates
 
-    def _restart(self, theta0: npt.NDArray[Any], digest0: bytes, strategy: Any) -> None:
+    def _apply(self, agg: dict[str, Any], i: int, dimension: int, open_aggregate: Any) -> None:
+        """Open aggregate ``i`` with every check and replay the strategy on its mean."""
+        assert self._theta is not None and self._strategy is not None
+        opened = open_aggregate(
+            self._mode.context,
+            agg["sum"],
+            dimension,
+            roster=self._roster,
+            federation=self._federation,
+            max_weight=self._mode.max_weight,
+            min_sites=self._min_sites,
+            site=self._mode.site_id,
+            took_part=self._mode.took_part,
+        )
+        if not np.isclose(opened.total_weight, float(agg["weight"]), rtol=1e-12, atol=0.0):
+            raise IntegrityError("announced total weight differs from the signed weights")
+        if self._rounds and opened.round <= self._rounds[-1]:
+            raise IntegrityError("the server replayed an aggregate of an earlier round")
+        self._theta = np.asarray(self._strategy.apply(self._theta, opened.mean(), i + 1))
+        self._rounds.append(opened.round)
+
+    def _restart(self, theta0: npt.NDArray[Any], head: bytes, strategy: Any) -> None:
         if strategy != self._own_strategy:
             raise ProtocolError(
                 f"the server announces strategy {strategy!r}, but this site's configuration "
@@ -160,9 +226,22 @@ class EncryptedModelDecoder:
             )
         self._strategy = make_strategy(self._config)
         self._theta = theta0.astype(np.float64)
-        self._theta0_digest = digest0
-        self._digests = []
+        self._chain = [head]
         self._rounds = []
+
+
+_DOMAIN = b"securefl/he-model-history/v1"
+
+
+def _chain_start(theta0: npt.NDArray[Any], strategy: Any) -> bytes:
+    """h₀ = SHA-256(domain ‖ θ₀ ‖ strategy): what every history grows from."""
+    return hashlib.sha256(_DOMAIN + np.asarray(theta0).tobytes() + pack(strategy)).digest()
+
+
+def _chain_next(head: bytes, agg: dict[str, Any]) -> bytes:
+    """hᵢ₊₁ = SHA-256(hᵢ ‖ SHA-256(sum, weight)): a gap, swap or fork changes later heads."""
+    entry = hashlib.sha256(pack([agg["sum"], float(agg["weight"])])).digest()
+    return hashlib.sha256(head + entry).digest()
 
 
 def _is_aggregate(entry: Any) -> bool:

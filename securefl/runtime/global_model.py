@@ -40,6 +40,22 @@ class GlobalModel(ABC):
         """The parameters in the clear, if the server may know them (else ``None``)."""
         return None
 
+    def payload_for(self, site: str) -> bytes:
+        """The bytes ``site`` receives: by default the whole model, as :meth:`payload`.
+
+        A holder whose model is a growing history sends only what ``site``
+        has not acknowledged (see :meth:`acknowledge`).
+        """
+        return self.payload()
+
+    def acknowledge(self, site: str) -> None:
+        """``site`` answered in the round it was last sent a payload: it holds that payload."""
+        return None
+
+    def forget(self, site: str) -> None:
+        """``site`` said hello (it may have restarted): send it the whole model next time."""
+        return None
+
 
 class PlainGlobalModel(GlobalModel):
     """Plaintext parameters, as in ``plain`` and ``mask`` mode."""

@@ -151,6 +151,8 @@ class ServerDriver:
             raise ProtocolError(
                 f"{env.sender!r} is not on the roster; its {env.stage!r} is refused"
             )
+        if env.stage == m.HELLO:  # a site (re)joining gets the whole model
+            self.model.forget(env.sender)
         if self.stage is ServerStage.FINISHED:
             return self._finish_messages([env.sender]) if env.stage == m.HELLO else []
         if env.stage == m.HELLO:
@@ -165,6 +167,7 @@ class ServerDriver:
             raise ProtocolError(f"{env.sender!r} is not in round {self._round}'s cohort")
         # a site sends nothing in a round before its privacy is charged and recorded
         self._submitted.add(env.sender)
+        self.model.acknowledge(env.sender)  # it answers this round: it holds its round start
         if env.stage == m.REPORT:
             self._reports[env.sender] = m.decode(env.payload, m.Report)
             return []
@@ -294,15 +297,20 @@ class ServerDriver:
             "max_weight": self.max_weight,
             "min_sites": self.rounds.min_sites,
         }
-        start = m.RoundStart(
-            cohort=self._cohort,
-            model=self.model.payload(),
-            spec=self.spec.to_dict(),
-            max_weight=self.max_weight,
-            min_sites=self.rounds.min_sites,
-            config=config,
-        ).to_bytes()
-        out = [self._envelope(m.ROUND_START, site, start) for site in self._cohort]
+        starts: dict[bytes, bytes] = {}  # one encoding per distinct model payload
+        out = []
+        for site in self._cohort:
+            model = self.model.payload_for(site)
+            if model not in starts:
+                starts[model] = m.RoundStart(
+                    cohort=self._cohort,
+                    model=model,
+                    spec=self.spec.to_dict(),
+                    max_weight=self.max_weight,
+                    min_sites=self.rounds.min_sites,
+                    config=config,
+                ).to_bytes()
+            out.append(self._envelope(m.ROUND_START, site, starts[model]))
         return out + self._aggregator.start()
 
     def _guard(self, step: object, peer: str | None = None) -> list[Envelope]:
@@ -406,11 +414,17 @@ class ServerDriver:
         return ""
 
     def _finish_messages(self, sites: list[str]) -> list[Envelope]:
-        """The final model for ``sites``, encoded once (it can be large in he mode)."""
-        payload = m.Finish(
-            model=self.model.payload(), reason=self.finish_reason, rounds=self._round
-        ).to_bytes()
-        return [self._envelope(m.FINISH, site, payload) for site in sites]
+        """The final model for ``sites``, each sent only what it has not acknowledged."""
+        finish: dict[bytes, bytes] = {}  # one encoding per distinct model payload
+        out = []
+        for site in sites:
+            model = self.model.payload_for(site)
+            if model not in finish:
+                finish[model] = m.Finish(
+                    model=model, reason=self.finish_reason, rounds=self._round
+                ).to_bytes()
+            out.append(self._envelope(m.FINISH, site, finish[model]))
+        return out
 
     def _envelope(self, stage: str, receiver: str, payload: bytes) -> Envelope:
         return Envelope(

@@ -21,6 +21,7 @@ by ``_account``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Collection, Iterator, Mapping
@@ -342,7 +343,7 @@ class Site:
             dimension=spec.size,
             max_weight=start.max_weight,
             min_sites=start.min_sites,
-            round_digest=hashlib.sha256(env.payload).digest(),
+            round_digest=_round_digest(env.payload, start, self.decode_model),
         )
         aggregator = self.mode.site(ctx, self.name)
         # every check passed: only now is privacy reserved and training allowed
@@ -465,3 +466,17 @@ def _spec_difference(federation: ParamSpec, own: ParamSpec) -> str:
             return f"{name!r} is {list(mine[name])} here, {list(theirs[name])} in the federation"
     extra = [n for n in own.names if n not in theirs]
     return f"this model has {extra[0]!r}, the federation's has not" if extra else "dtypes differ"
+
+
+def _round_digest(payload: bytes, start: m.RoundStart, decoder: ModelDecoder) -> bytes:
+    """SHA-256 of the round start as every site of the round must have seen it.
+
+    A decoder that receives the model incrementally (he mode) gets different
+    bytes at each site; the model then enters the digest as the head of the
+    decoder's hash chain over the whole history, which is the same at every
+    site that was given the same history.
+    """
+    history = getattr(decoder, "history_digest", None)
+    if history is None:
+        return hashlib.sha256(payload).digest()
+    return hashlib.sha256(dataclasses.replace(start, model=history()).to_bytes()).digest()

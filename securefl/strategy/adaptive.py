@@ -4,9 +4,9 @@ The server treats the averaged update as a pseudo-gradient and applies Adam
 to it: m ← β₁m + (1−β₁)Δ̄, v ← β₂v + (1−β₂)Δ̄², θ ← θ + η·m/(√v + τ).
 Per-coordinate step sizes make training robust to features of different
 scales and to the noise DP-SGD adds, which is why ``simulate`` uses it by
-default. It squares the aggregate, so it needs the aggregate in the clear:
-``he`` mode refuses it (``linear = False``); ``mask`` mode is fine, because
-the server learns the sum there anyway.
+default. It squares the aggregate, so it cannot run on ciphertexts
+(``linear = False``); it is deterministic, so ``he`` mode runs it where the
+aggregate is in the clear: at every site, after decryption.
 """
 
 from __future__ import annotations

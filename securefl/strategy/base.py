@@ -3,8 +3,10 @@
 A strategy is handed ``(global params, Σ w·Δ / Σ w, round)`` and nothing
 else: the aggregator has already hidden every single site's update, so a
 strategy *cannot* look at one even by mistake. Strategies written only with
-``+`` and scalar ``*`` also work on ciphertexts (``linear = True``), which is
-what the ``he`` mode needs.
+``+`` and scalar ``*`` could also run on ciphertexts (``linear = True``). The
+``he`` mode needs only determinism (``deterministic = True``): its server
+never runs the strategy; every site decrypts the aggregates and replays it
+on the same numbers, so every site must reach the same model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Strategy(ABC):
     #: True when ``apply`` only adds vectors and multiplies by public scalars, so
     #: sites can replay it on decrypted aggregates (``he`` mode refuses the rest).
     linear: ClassVar[bool] = True
+    #: True when ``apply`` is a pure function of its inputs and earlier calls (no
+    #: randomness), so that every ``he`` site replaying it reaches the same model.
+    deterministic: ClassVar[bool] = True
 
     def round_config(self, round_number: int) -> dict[str, Any]:
         """Settings sent to every site with the round (e.g. FedProx's μ)."""

@@ -39,15 +39,17 @@ def test_fedadam_takes_per_coordinate_steps_of_about_server_lr():
     assert np.allclose(theta, [0.1, 0.1], rtol=1e-3)
 
 
-def test_fedadam_is_nonlinear_and_refused_where_only_ciphertexts_exist():
+def test_he_accepts_every_deterministic_strategy_and_refuses_a_random_one(monkeypatch):
+    """he sites replay the strategy on decrypted aggregates: determinism is what they need."""
     from securefl.runtime.encrypted_model import EncryptedAggregatesModel
     from securefl.strategy import FedAdam
 
-    assert FedAdam.linear is False
-    with pytest.raises(ConfigError, match="plaintext aggregate"):
-        EncryptedAggregatesModel(np.zeros(3, dtype=np.float32), StrategyConfig(name="fedadam"))
-    for name in ("fedavg", "fedavgm", "fedprox"):
+    assert FedAdam.linear is False and FedAdam.deterministic is True
+    for name in ("fedavg", "fedavgm", "fedprox", "fedadam"):
         EncryptedAggregatesModel(np.zeros(3, dtype=np.float32), StrategyConfig(name=name))
+    monkeypatch.setattr(FedAdam, "deterministic", False)  # e.g. a server-side noise step
+    with pytest.raises(ConfigError, match="not deterministic"):
+        EncryptedAggregatesModel(np.zeros(3, dtype=np.float32), StrategyConfig(name="fedadam"))
 
 
 def test_server_lr_default_depends_on_the_strategy():

@@ -1,0 +1,51 @@
+"""What to try when a simulated federation learned nothing.
+
+A model whose accuracy is the majority-class rate has learned only which
+label is most common: at a small ε the DP noise drowns the signal, a few
+rounds are too few for it to average out, and own data without a declared
+schema has features on scales so different that one clipped gradient is
+dominated by the largest. The hint names those three levers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from securefl.data.federations import FederatedData
+
+__all__ = ["learned_nothing_hint", "majority_rate"]
+
+#: accuracy this close to the majority-class rate counts as "learned nothing"
+TOLERANCE = 0.01
+
+
+def majority_rate(data: FederatedData) -> float:
+    """Accuracy of always predicting the most common label, on what the run is scored on."""
+    if data.y_test is not None:
+        labels = data.y_test
+    else:
+        labels = np.concatenate([s.y_val for s in data.sites])
+    counts = np.bincount(labels, minlength=len(data.classes))
+    return float(counts.max() / counts.sum())
+
+
+def learned_nothing_hint(
+    data: FederatedData, accuracy: float, *, epsilon: float, rounds: int
+) -> str | None:
+    """One paragraph of what to try, or ``None`` when the model beats the majority rate."""
+    base = majority_rate(data)
+    if not accuracy <= base + TOLERANCE:  # NaN (nothing trained) gets no hint either
+        return None
+    tries = [
+        f"a larger budget (--epsilon {max(2 * epsilon, 2.0):g}): less noise per step",
+        f"more rounds (--rounds {2 * rounds}): the noise averages out over more steps",
+    ]
+    if data.preprocessing == "signed_log":
+        tries.append(
+            "a schema (--schema FILE) declaring each column's range or categories, so that "
+            "every feature is on the same scale"
+        )
+    return (
+        f"the federated model's accuracy {accuracy:.3f} is no better than always predicting "
+        f"the most common class ({base:.3f}): it learned nothing. Try " + "; ".join(tries) + "."
+    )
