@@ -27,7 +27,8 @@ What is here:
   by the federation CA.
 - `federation.toml`: the settings every party agreed on.
 - `model.safetensors`, `spec.json`: the initial model.
-- `state/`: created on first run (logs, round journal).
+- `state/`: created on first run: the server's signed round log and the roster
+  an auditor holds the sites' records against.
 
 Keep the owner-only files readable by the account that runs the server only.
 """
@@ -60,7 +61,8 @@ What is here:
 - `federation.toml`: the settings every party agreed on (privacy budget, rounds).
 - `model.safetensors`, `spec.json`: the initial model.
 - `state/`: created on first run: the privacy ledger, the round log and the
-  signed privacy records (`securefl audit {path}/state/...`).
+  signed privacy records. Check the ε this site spent with
+  `securefl audit {path_}state/records --roster {path_}roster.json --no-server-log`.
 
 Patient data never enters this folder and never leaves the site.
 """
@@ -79,5 +81,6 @@ def kit_readme(
     """The README of one kit."""
     if kind == "server":
         return _SERVER.format(federation=federation, url=url, hosts=hosts, path=path)
-    text = _SITE.format(party=party, federation=federation, url=url, path=path)
+    folder = path if path.endswith("/") else path + "/"
+    text = _SITE.format(party=party, federation=federation, url=url, path=path, path_=folder)
     return text + (_PUBLIC_PART.format(party=party) if public_only else "")

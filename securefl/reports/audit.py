@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from securefl.errors import DataError
+from securefl.reports._canonical import DuplicateKeyError, strict_loads
 from securefl.reports.chain import check_chain, check_signatures
 from securefl.reports.claims import check_claim, check_secure_rng
 from securefl.reports.crosscheck import (
@@ -169,6 +170,33 @@ def _audit_site(
     return ordered, results, findings
 
 
+def load_roster(path: Path) -> Roster:
+    """The public keys an audit trusts, from an audit roster or from a kit's signed roster.
+
+    A kit's ``roster.json`` (version 3) is the one every party pinned at
+    provisioning, so it is the natural copy for a hospital to audit with;
+    it is used only after its CA signature verifies against the
+    ``ca.cert.pem`` beside it (a kit holds both). Why not trust it unsigned:
+    whoever can swap the file could then swap the keys the audit trusts.
+    """
+    path = Path(path)
+    try:
+        version = strict_loads(path.read_bytes()).get("version")
+    except (OSError, ValueError, RecursionError, AttributeError, DuplicateKeyError):
+        version = None  # Roster.load says what is wrong with the file
+    if version != 3 or isinstance(version, bool):
+        return Roster.load(path)
+    from securefl.provision.pki import load_cert
+    from securefl.provision.roster import SignedRoster
+
+    ca = path.parent / "ca.cert.pem"
+    if not ca.is_file():
+        raise DataError(
+            f"{path}: a kit's signed roster needs the kit's ca.cert.pem beside it to verify"
+        )
+    return SignedRoster.load(path, load_cert(ca)).audit_roster()
+
+
 def audit(
     paths: Sequence[Path],
     *,
@@ -198,7 +226,7 @@ def audit(
         raise DataError(f"expect_rounds must be an integer >= 1, got {expect_rounds!r}")
     files = find_record_files(paths)
     if not isinstance(roster, Roster):
-        roster = Roster.load(roster if roster is not None else find_roster(paths))
+        roster = load_roster(roster if roster is not None else find_roster(paths))
     if no_server_log:
         server_log = None
     elif server_log is None:
