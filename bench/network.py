@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -69,7 +72,8 @@ from securefl.wire import SERVER, Envelope  # noqa: E402
 
 FED = "bench"
 MAX_WEIGHT = 100.0
-START, DONE, ACK, HELLO = "bench/start", "bench/done", "bench/ack", "bench/hello"
+START, DONE, ACK = "bench/start", "bench/done", "bench/ack"
+HELLO, EXIT = "bench/hello", "bench/exit"
 TIMEOUT = 600.0
 # struct tcp_info (linux/tcp.h): tcpi_bytes_acked at 120, tcpi_bytes_received at 128 (Linux >= 4.2)
 _TCP_INFO_BYTES = struct.Struct("=QQ")
@@ -133,8 +137,7 @@ class Federation:
     secure: str
     sites: tuple[str, ...]
     dimension: int
-    signing: dict[str, SigningKey]
-    server_half: modes.ServerHalf
+    server_half: modes.ServerHalf | None
     site_halves: dict[str, modes.SiteHalf]
     theta0: np.ndarray
     updates: dict[str, np.ndarray]
@@ -152,33 +155,46 @@ class Federation:
         )
 
 
-def build(secure: str, sites: tuple[str, ...], dimension: int, state: Path, he: Any) -> Federation:
-    """Fresh keys and halves (outside the clock); ``he`` is the shared secret context or None."""
-    signing = {s: SigningKey.generate() for s in sites}
-    identity = {s: k.public_bytes() for s, k in signing.items()}
-    identity[SERVER] = SigningKey.generate().public_bytes()
+def build(
+    secure: str,
+    identity: dict[str, bytes],
+    signing: dict[str, SigningKey],
+    dimension: int,
+    state: Path,
+    he: Any,
+) -> Federation:
+    """The halves for the sites in ``signing`` (and the server's), outside the clock.
+
+    ``identity`` is the roster (every site's and the server's public key);
+    ``he`` the shared secret context or None. A site process passes only its
+    own key and gets no server half. Data come from fixed seeds, so every
+    process agrees on them.
+    """
+    sites = tuple(sorted(s for s in identity if s != SERVER))
     strategy = StrategyConfig()
-    public = None
-    if secure == "he":
-        public = he.signed_public_context(
-            federation=FED, maker=sites[0], signing_key=signing[sites[0]]
+    server_half = None
+    if len(signing) == len(sites):
+        public = None
+        if secure == "he":
+            public = he.signed_public_context(
+                federation=FED, maker=sites[0], signing_key=signing[sites[0]]
+            )
+        server_half = modes.server_half(
+            secure,
+            identity_keys=identity,
+            federation=FED,
+            strategy=strategy,
+            max_weight=MAX_WEIGHT,
+            min_sites=len(sites),
+            he_public_context=public,
+            he_keymaker=sites[0],
         )
-    server_half = modes.server_half(
-        secure,
-        identity_keys=identity,
-        federation=FED,
-        strategy=strategy,
-        max_weight=MAX_WEIGHT,
-        min_sites=len(sites),
-        he_public_context=public,
-        he_keymaker=sites[0],
-    )
     halves = {}
-    for s in sites:
+    for s, key in signing.items():
         half = modes.site_half(
             secure,
             name=s,
-            signing_key=signing[s],
+            signing_key=key,
             identity_keys=identity,
             state_dir=state / s,
             federation=FED,
@@ -190,17 +206,17 @@ def build(secure: str, sites: tuple[str, ...], dimension: int, state: Path, he: 
         if secure == "he":  # n sites share two cores here: no helper processes per site
             half.mode.workers = 1  # type: ignore[attr-defined]
         halves[s] = half
-    gen = np.random.default_rng(0)  # benchmark data only
-    theta0 = (gen.normal(size=dimension) * 0.1).astype(np.float32)
-    updates = {
-        s: np.clip(gen.normal(size=dimension) * 0.01, -0.05, 0.05).astype(np.float32)
-        for s in sites
+    theta0 = (np.random.default_rng(0).normal(size=dimension) * 0.1).astype(np.float32)
+    updates = {  # benchmark data only
+        s: np.clip(np.random.default_rng(i + 1).normal(size=dimension) * 0.01, -0.05, 0.05).astype(
+            np.float32
+        )
+        for i, s in enumerate(sites)
     }
     return Federation(
         secure=secure,
         sites=sites,
         dimension=dimension,
-        signing=signing,
         server_half=server_half,
         site_halves=halves,
         theta0=theta0,
@@ -233,6 +249,7 @@ def site_loop(fed: Federation, name: str, t: Transport, errors: list[BaseExcepti
             elif env.stage == DONE:
                 half.decoder(env.payload, fed.dimension)
                 t.send(_env(ACK, name, SERVER))
+            elif env.stage == EXIT:  # after the byte count: the connection stays until then
                 return
             else:
                 assert agg is not None
@@ -245,7 +262,7 @@ def site_loop(fed: Federation, name: str, t: Transport, errors: list[BaseExcepti
 def server_round(fed: Federation, t: Transport) -> np.ndarray | None:
     """The server's round; returns the new plaintext model (None in he)."""
     half = fed.server_half
-    assert half.mode is not None
+    assert half is not None and half.mode is not None
     model = half.global_model(fed.theta0)
     start = model.payload()
     for s in fed.sites:
@@ -290,9 +307,9 @@ def _run(
     wire: Callable[[], int],
 ) -> Measurement:
     errors: list[BaseException] = []
-    threads = [
-        threading.Thread(target=site_loop, args=(fed, s, site_ts[s], errors), daemon=True)
-        for s in fed.sites
+    threads = [  # none when the sites are processes of their own
+        threading.Thread(target=site_loop, args=(fed, s, t, errors), daemon=True)
+        for s, t in site_ts.items()
     ]
     before = wire()
     started = time.perf_counter()
@@ -301,6 +318,8 @@ def _run(
     new = server_round(fed, server)
     seconds = time.perf_counter() - started
     used = wire() - before
+    for s in fed.sites:
+        server.send(_env(EXIT, SERVER, s))
     for th in threads:
         th.join(timeout=TIMEOUT)
     if errors:
@@ -332,15 +351,34 @@ def run_memory(fed: Federation) -> Measurement:
             t.close()
 
 
-def run_https(fed: Federation, pki: Any) -> Measurement:
-    if fed.secure == "he":
-        limit = body_limit(dimension=fed.dimension, mode="he", bytes_per_value=32.0)
-    else:
-        limit = body_limit(dimension=fed.dimension, mode=fed.secure)
+def _site_transport(pki: Any, name: str, port: int, limit: int) -> HttpsSiteTransport:
+    p = pki.sites[name]
+    return HttpsSiteTransport(
+        name=name,
+        server_url=f"https://127.0.0.1:{port}",
+        server_name="localhost",
+        ca=p.ca_path,
+        cert=p.cert_path,
+        key=p.key_path,
+        signing_key=p.identity,
+        server_key=pki.server.identity.public_bytes(),
+        max_message_bytes=limit,
+    )
+
+
+def _limit(secure: str, dimension: int) -> int:
+    if secure == "he":  # BFV N=4096: about 15 bytes per value on the wire
+        return body_limit(dimension=dimension, mode="he", bytes_per_value=32.0)
+    return body_limit(dimension=dimension, mode=secure)
+
+
+def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Measurement:
+    """One round over HTTPS; sites are threads here or (``processes``) one process each."""
+    limit = _limit(fed.secure, fed.dimension)
     transport = HttpsServerTransport(
         federation=FED,
         signing_key=pki.server.identity,
-        site_keys={s: k.public_bytes() for s, k in fed.signing.items()},
+        site_keys={s: pki.sites[s].identity.public_bytes() for s in fed.sites},
         peer_check=PeerCheck(ca=pki.server.ca_path, sites=pki.fingerprints(), crl=pki.crl_path),
         max_body=limit,
     )
@@ -348,29 +386,81 @@ def run_https(fed: Federation, pki: Any) -> Measurement:
     meter = WireMeter()
     server = RunningServer(transport.app, ctx, protocol=meter.protocol()).start()
     site_ts: dict[str, Transport] = {}
+    children: list[subprocess.Popen[bytes]] = []
     try:
-        for s in fed.sites:
-            p = pki.sites[s]
-            site_ts[s] = HttpsSiteTransport(
-                name=s,
-                server_url=f"https://127.0.0.1:{server.port}",
-                server_name="localhost",
-                ca=p.ca_path,
-                cert=p.cert_path,
-                key=p.key_path,
-                signing_key=fed.signing[s],
-                server_key=pki.server.identity.public_bytes(),
-                max_message_bytes=limit,
-            )
-            site_ts[s].send(_env(HELLO, s, SERVER))  # the TLS connection, before the clock
-        for _ in fed.sites:
-            transport.receive(timeout=TIMEOUT)
-        return _run(fed, transport, site_ts, meter.total)
+        if processes:
+            for s in fed.sites:
+                children.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--child",
+                            str(run_dir),
+                            fed.secure,
+                            str(fed.dimension),
+                            str(server.port),
+                            s,
+                        ]
+                    )
+                )
+        else:
+            for s in fed.sites:
+                site_ts[s] = _site_transport(pki, s, server.port, limit)
+                site_ts[s].send(_env(HELLO, s, SERVER))
+        for _ in fed.sites:  # every site connected (TLS set up) before the clock starts
+            if transport.receive(timeout=TIMEOUT) is None:
+                raise TimeoutError("a site did not connect")
+        m = _run(fed, transport, site_ts, meter.total)
+        for child in children:
+            if child.wait(timeout=TIMEOUT) != 0:
+                raise RuntimeError(f"a site process failed (exit code {child.returncode})")
+        return m
     finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
         for t in site_ts.values():
             t.close()
         transport.close()
         server.stop()
+
+
+def child(run_dir: Path, secure: str, dimension: int, port: int, name: str) -> None:
+    """A site process: its own key from its folder, the roster and he context from files."""
+    from transport_pki import Party
+
+    from securefl.transport._files import load_signing_key
+
+    roster = {
+        k: bytes.fromhex(v) for k, v in json.loads((run_dir / "roster.json").read_text()).items()
+    }
+    he = None
+    if secure == "he":
+        from securefl.he import SecretContext
+
+        he = SecretContext.from_bytes((run_dir / "he.secret").read_bytes())
+    folder = run_dir.parent / "pki" / name
+    key = load_signing_key(folder / "identity.key.pem")
+    fed = build(secure, roster, {name: key}, dimension, run_dir, he)
+    party = Party(name=name, folder=folder, cert=None, identity=key)  # type: ignore[arg-type]
+    t = HttpsSiteTransport(
+        name=name,
+        server_url=f"https://127.0.0.1:{port}",
+        server_name="localhost",
+        ca=party.ca_path,
+        cert=party.cert_path,
+        key=party.key_path,
+        signing_key=key,
+        server_key=roster[SERVER],
+        max_message_bytes=_limit(secure, dimension),
+    )
+    t.send(_env(HELLO, name, SERVER))
+    errors: list[BaseException] = []
+    site_loop(fed, name, t, errors)
+    t.close()
+    if errors:
+        raise errors[0]
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -386,10 +476,22 @@ def main() -> None:
     parser.add_argument("--dimension", type=float, default=1e6)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="plain,mask,he")
+    parser.add_argument(
+        "--topology",
+        choices=("processes", "threads"),
+        default="processes",
+        help="HTTPS sites as one process each (default) or as threads of this process",
+    )
     parser.add_argument("--quick", action="store_true", help="d = 1e5, one repetition")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        run_dir, secure, dimension, port, name = args.child
+        child(Path(run_dir), secure, int(dimension), int(port), name)
+        return
     dimension = int(1e5 if args.quick else args.dimension)
     repeat = 1 if args.quick else args.repeat
+    processes = args.topology == "processes"
     chosen = tuple(m.strip() for m in args.modes.split(","))
     sites = tuple(f"site-{i:02d}" for i in range(args.sites))
     he = None
@@ -402,11 +504,29 @@ def main() -> None:
     results: dict[tuple[str, str], list[Measurement]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         pki = Pki.make(Path(tmp) / "pki", sites=sites)
+        signing = {s: pki.sites[s].identity for s in sites}
+        roster = {
+            **{s: k.public_bytes() for s, k in signing.items()},
+            SERVER: pki.server.identity.public_bytes(),
+        }
         for rep in range(repeat):
             for secure in chosen:
                 for kind in ("memory", "https"):
-                    fed = build(secure, sites, dimension, Path(tmp) / f"{secure}-{kind}-{rep}", he)
-                    m = run_memory(fed) if kind == "memory" else run_https(fed, pki)
+                    run_dir = Path(tmp) / f"{secure}-{kind}-{rep}"
+                    run_dir.mkdir()
+                    fed = build(secure, roster, signing, dimension, run_dir, he)
+                    if kind == "memory":
+                        m = run_memory(fed)
+                    else:
+                        if processes:
+                            (run_dir / "roster.json").write_text(
+                                json.dumps({k: v.hex() for k, v in roster.items()})
+                            )
+                            if he is not None:  # bench only: the sites' shared secret context
+                                secret = run_dir / "he.secret"
+                                secret.write_bytes(he.to_bytes(include_secret_key=True))
+                                os.chmod(secret, 0o600)
+                        m = run_https(fed, pki, run_dir, processes)
                     results.setdefault((secure, kind), []).append(m)
                     print(
                         f"  rep {rep + 1}/{repeat} {secure:5} {kind:6} {m.seconds:7.2f} s "
@@ -414,9 +534,10 @@ def main() -> None:
                         file=sys.stderr,
                         flush=True,
                     )
+    where = "one process per site" if processes else "sites as threads of the server's process"
     print(
         f"\nOne round, n = {len(sites)} sites, d = {dimension:,}, {repeat} repetition(s); "
-        "all parties threads of one process"
+        f"memory: all parties threads of one process; https: {where}"
     )
     head = (
         f"{'mode':6} {'transport':9} {'wall s (mean ± sd)':>20} {'wire MB':>9} "

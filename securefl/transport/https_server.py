@@ -22,10 +22,10 @@ Sites connect outbound only; the server never dials a site.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -57,7 +57,6 @@ __all__ = [
 
 #: The longest a ``GET /v1/receive`` may hold the connection open.
 MAX_WAIT = 30.0
-_POLL = 0.02
 #: Bytes per model value a site's largest message may carry, by mode (he: pass your own).
 BYTES_PER_VALUE = {"plain": 4.0, "mask": 4.0}
 
@@ -129,22 +128,56 @@ class _Refusal(Exception):
 
 
 class _Outbox:
-    """One site's messages with sequence numbers from 1; ``after`` acknowledges."""
+    """One site's messages with sequence numbers from 1; ``after`` acknowledges.
+
+    A long poll waits on an :class:`asyncio.Event` that :meth:`put` sets from
+    the driver's thread, so a message leaves as soon as it is queued (no
+    polling interval between the driver and the site).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: list[tuple[int, bytes]] = []
         self._next = 1
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def put(self, frame: bytes) -> None:
         with self._lock:
             self._items.append((self._next, frame))
             self._next += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every waiting long poll (a message arrived, or the server closes)."""
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that poll's event loop is already closed
+                pass
 
     def after(self, seq: int) -> list[tuple[int, bytes]]:
         with self._lock:
             self._items = [(s, f) for s, f in self._items if s > seq]
             return list(self._items)
+
+    async def wait(self, seq: int, timeout: float) -> list[tuple[int, bytes]]:
+        """Messages after ``seq``, waiting up to ``timeout`` seconds for the first."""
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            messages = self.after(seq)
+            if not messages and timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout)
+                messages = self.after(seq)
+            return messages
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
 
 
 class HttpsServerTransport(Transport):
@@ -214,6 +247,8 @@ class HttpsServerTransport(Transport):
 
     def close(self) -> None:
         self._closed = True
+        for outbox in self._outboxes.values():  # pending long polls answer now
+            outbox.wake()
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -320,12 +355,7 @@ class HttpsServerTransport(Transport):
             self.status.refused(site, exc.status, exc.reason)
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         outbox = self._outboxes[site]
-        deadline = time.monotonic() + wait
-        while True:
-            messages = outbox.after(after)
-            if messages or self._closed or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(_POLL)
+        messages = outbox.after(after) if self._closed else await outbox.wait(after, wait)
         if not messages:
             return Response(status_code=204)
         body = pack({"messages": [[seq, frame] for seq, frame in messages]})

@@ -129,13 +129,19 @@ class Frame:
 
 
 def read_frame(
-    data: bytes | bytearray, *, max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD
+    data: bytes | bytearray,
+    *,
+    max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD,
+    digest: bool = True,
 ) -> Frame:
     """Split a frame strictly (limits, field order, sizes) without verifying it.
 
     Copies the inner envelope out once, so a caller that holds the request
     body may drop it before the payload is copied by :func:`open_frame`:
-    at most two copies of a large update are alive at any time.
+    at most two copies of a large update are alive at any time. The frame's
+    SHA-256 (:attr:`Frame.digest`) is what the server deduplicates retries
+    by; a site, which never deduplicates, passes ``digest=False`` and gets
+    ``b""`` instead of hashing every message twice.
     """
     if not isinstance(data, (bytes, bytearray)):
         raise WireError("expected bytes")
@@ -167,9 +173,9 @@ def read_frame(
     if width is None:
         raise WireError("sealed envelope body must be bytes")
     body = bytes(view[env_at + 1 + width : env_end])
-    digest = hashlib.sha256(view).digest()
+    whole = hashlib.sha256(view).digest() if digest else b""
     view.release()
-    return Frame(id=eid, signature=sig, envelope_bytes=body, digest=digest)
+    return Frame(id=eid, signature=sig, envelope_bytes=body, digest=whole)
 
 
 def open_frame(
@@ -200,10 +206,13 @@ def open_sealed(
     keys: Mapping[str, bytes],
     max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD,
     check: Callable[[EnvelopeHeader], None] | None = None,
+    digest: bool = True,
 ) -> SealedEnvelope:
     """Decode a frame strictly and verify its signature under ``keys[sender]``.
 
     Malformed bytes are a :class:`WireError`; an unknown sender or a
     signature that does not verify is an :class:`IntegrityError` (opaque).
+    ``digest=False`` skips the whole-frame hash (see :func:`read_frame`).
     """
-    return open_frame(read_frame(data, max_bytes=max_bytes), keys=keys, check=check)
+    frame = read_frame(data, max_bytes=max_bytes, digest=digest)
+    return open_frame(frame, keys=keys, check=check)
