@@ -26,13 +26,14 @@ import contextlib
 import hmac
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import anyio.to_thread
+import msgpack
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from securefl.errors import IntegrityError, TransportError, WireError
@@ -45,7 +46,7 @@ from securefl.transport._tls import (
 )
 from securefl.transport.base import Transport
 from securefl.transport.signed import FRAME_OVERHEAD, open_frame, read_frame, seal
-from securefl.wire import SERVER, Envelope, EnvelopeHeader, pack
+from securefl.wire import SERVER, Envelope, EnvelopeHeader, bin_header
 
 __all__ = [
     "MAX_WAIT",
@@ -79,6 +80,24 @@ def body_limit(
     if per is None:
         raise TransportError(f"body_limit: give bytes_per_value for mode {mode!r}")
     return int((dimension + 1) * per) + overhead + FRAME_OVERHEAD
+
+
+def receive_body(messages: list[tuple[int, bytes]]) -> list[bytes]:
+    """The ``/v1/receive`` body as parts whose concatenation is
+    ``pack({"messages": [[seq, frame], ...]})``: the frames are sent as they
+    are, not copied into one buffer on the event loop."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_map_header(1) + packer.pack("messages")]
+    parts[0] += packer.pack_array_header(len(messages))
+    for seq, frame in messages:
+        parts.append(packer.pack_array_header(2) + packer.pack(seq) + bin_header(len(frame)))
+        parts.append(frame)
+    return parts
+
+
+async def _stream(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 class _Driver(Protocol):
@@ -358,8 +377,12 @@ class HttpsServerTransport(Transport):
         messages = outbox.after(after) if self._closed else await outbox.wait(after, wait)
         if not messages:
             return Response(status_code=204)
-        body = pack({"messages": [[seq, frame] for seq, frame in messages]})
-        return Response(body, media_type="application/octet-stream")
+        parts = receive_body(messages)
+        return StreamingResponse(
+            _stream(parts),
+            media_type="application/octet-stream",
+            headers={"content-length": str(sum(len(p) for p in parts))},
+        )
 
     def _may_see_status(self, request: Request) -> bool:
         auth = request.headers.get("authorization", "")
