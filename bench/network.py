@@ -99,6 +99,8 @@ class WireMeter:
         self._lock = threading.Lock()
         self._open: dict[int, Any] = {}
         self._closed = 0
+        #: connections closed before their bytes could be read (reported with the table)
+        self.lost = 0
 
     def protocol(self) -> type[PeerCertProtocol]:
         meter = self
@@ -110,17 +112,24 @@ class WireMeter:
                     meter._open[id(self)] = self._sock
                 super().connection_made(transport)
 
+            def timeout_keep_alive_handler(self) -> None:
+                meter._count_closed(id(self))  # uvicorn closes an idle connection next
+                super().timeout_keep_alive_handler()
+
             def connection_lost(self, exc: Exception | None) -> None:
-                with meter._lock:
-                    sock = meter._open.pop(id(self), None)
-                    if sock is not None:
-                        try:  # asyncio closes the socket after this call
-                            meter._closed += _tcp_bytes(sock)
-                        except OSError:
-                            pass
+                meter._count_closed(id(self))
                 super().connection_lost(exc)
 
         return Counting
+
+    def _count_closed(self, key: int) -> None:
+        with self._lock:
+            sock = self._open.pop(key, None)
+            if sock is not None:
+                try:  # TLS may already have closed the socket: then its bytes are lost
+                    self._closed += _tcp_bytes(sock)
+                except OSError:
+                    self.lost += 1
 
     def total(self) -> int:
         with self._lock:
@@ -412,6 +421,8 @@ def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Meas
             if transport.receive(timeout=TIMEOUT) is None:
                 raise TimeoutError("a site did not connect")
         m = _run(fed, transport, site_ts, meter.total)
+        if meter.lost:
+            print(f"  warning: {meter.lost} connection(s) closed uncounted", file=sys.stderr)
         for child in children:
             if child.wait(timeout=TIMEOUT) != 0:
                 raise RuntimeError(f"a site process failed (exit code {child.returncode})")
