@@ -2,14 +2,21 @@
 
 Run it:  python examples/wrap_existing_trainer.py
 
+or, one process per site from provisioned kits (examples/wrap_over_processes.py):
+    securefl client --kit kits/site-a/ --train examples.wrap_existing_trainer:train
+
 The loop below is an ordinary one (``train_one_epoch``, ``evaluate``). The
 lines marked ``# securefl`` are the only changes a hospital makes; the rest
 of this file builds toy data and an in-process federation of three sites so
 the example runs on one machine. With provisioned kits the same ``train``
-function runs unchanged at each hospital.
+function runs unchanged at each hospital: ``securefl client`` calls it with
+the site only, and it then takes the site's toy data (a real hospital's
+function reads its own records there).
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import torch
@@ -39,7 +46,13 @@ def evaluate(model: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> 
 
 
 # ---- the training function, after wrapping ------------------------------------
-def train(site: Site, data: TensorDataset, val: tuple[torch.Tensor, torch.Tensor]) -> None:
+def train(
+    site: Site,
+    data: TensorDataset | None = None,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
+    if data is None or val is None:  # run by `securefl client`: this hospital's own records
+        data, val = toy_site(zlib.crc32(site.name.encode()))
     model = nn.Sequential(nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = DataLoader(data, batch_size=32, shuffle=True)

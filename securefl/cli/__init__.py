@@ -28,6 +28,18 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "securefl.cli.provision:provision",
         "Provision a federation: a CA, certificates, keys and one kit per party.",
     ),
+    "server": (
+        "securefl.cli.server:server",
+        "Run the federation's server from its kit (mutual TLS, no torch).",
+    ),
+    "client": (
+        "securefl.cli.client:client",
+        "Take part in a federation as a site, from its kit.",
+    ),
+    "status": (
+        "securefl.cli.status:status",
+        "Show a running server's status (round, stage, sites, ε).",
+    ),
     "plan": (
         "securefl.cli.plan:plan",
         "Dry-run a federation file (ε per site and round, threats), or one ε question.",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,13 @@ class ServerDriver:
     ``min_sites`` present. ``mode`` may be ``None`` only with ``keys`` and
     ``build_mode``: the mode is then built from ``keys.signed_public_context``
     once the step is ready, and until then no round opens.
+
+    ``admit`` (a deployment's signed roster): the only names whose messages
+    the driver takes. A name outside it never joins, so it can neither sit in
+    a cohort (where a mask round could not open or complete without it) nor
+    be waited for. The transport authenticates who sent what; this check
+    keeps the driver safe over any transport, and ``None`` admits every name
+    (a simulation, where the driver builds its sites itself).
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class ServerDriver:
         monitor: str = "val_accuracy",
         keys: PreRoundKeys | None = None,
         build_mode: Callable[[bytes], AggregationMode] | None = None,
+        admit: Collection[str] | None = None,
     ) -> None:
         if mode is None and (keys is None or build_mode is None):
             raise ConfigError("a driver without a mode needs the key step and build_mode")
@@ -100,6 +108,9 @@ class ServerDriver:
         self.rounds = rounds
         self.max_weight = max_weight
         self.expected_sites = expected_sites
+        self.admit = frozenset(admit) if admit is not None else None
+        if self.admit is not None and not set(expected_sites) <= self.admit:
+            raise ConfigError("every expected site must be admitted by the roster")
         self.monitor = monitor
         self.stage = ServerStage.WAITING_FOR_SITES
         self.present: list[str] = []
@@ -136,6 +147,10 @@ class ServerDriver:
         """Handle one envelope from a site."""
         if env.federation != self.federation:
             raise ProtocolError(f"message for federation {env.federation!r}")
+        if self.admit is not None and env.sender not in self.admit:
+            raise ProtocolError(
+                f"{env.sender!r} is not on the roster; its {env.stage!r} is refused"
+            )
         if self.stage is ServerStage.FINISHED:
             return self._finish_messages([env.sender]) if env.stage == m.HELLO else []
         if env.stage == m.HELLO:

@@ -175,6 +175,17 @@ class Site:
             keys=keys,
         )
 
+    @classmethod
+    def from_kit(cls, path: str | Path, **overrides: Any) -> Site:
+        """The site whose provisioned kit is at ``path`` (``securefl client`` runs this).
+
+        Overrides (``server_url``, ``state_dir``, ``retry``, ``transport``):
+        :func:`securefl.deploy.site.site_from_kit`.
+        """
+        from securefl.deploy.site import site_from_kit
+
+        return site_from_kit(path, **overrides)
+
     # -- privatize ---------------------------------------------------------------
 
     def privatize(

@@ -159,6 +159,13 @@ class _Outbox:
         self._items: list[tuple[int, bytes]] = []
         self._next = 1
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._served = 0
+
+    @property
+    def delivered(self) -> bool:
+        """Every message put so far was handed to the site at least once."""
+        with self._lock:
+            return self._served >= self._next - 1
 
     def put(self, frame: bytes) -> None:
         with self._lock:
@@ -179,6 +186,7 @@ class _Outbox:
     def after(self, seq: int) -> list[tuple[int, bytes]]:
         with self._lock:
             self._items = [(s, f) for s, f in self._items if s > seq]
+            self._served = max(self._served, seq)
             return list(self._items)
 
     async def wait(self, seq: int, timeout: float) -> list[tuple[int, bytes]]:
@@ -197,6 +205,11 @@ class _Outbox:
         finally:
             with self._lock:
                 self._waiters.discard(waiter)
+
+    def served(self, seq: int) -> None:
+        """Note that messages up to ``seq`` were sent in a response body."""
+        with self._lock:
+            self._served = max(self._served, seq)
 
 
 class HttpsServerTransport(Transport):
@@ -268,6 +281,16 @@ class HttpsServerTransport(Transport):
         self._closed = True
         for outbox in self._outboxes.values():  # pending long polls answer now
             outbox.wake()
+
+    def delivered(self, site: str) -> bool:
+        """Whether every message for ``site`` went out in a response at least once.
+
+        ``securefl server`` waits for this (within a grace period) after the
+        last round, so each site can fetch its final message before the
+        server stops.
+        """
+        outbox = self._outboxes.get(site)
+        return outbox is None or outbox.delivered
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -378,6 +401,7 @@ class HttpsServerTransport(Transport):
         if not messages:
             return Response(status_code=204)
         parts = receive_body(messages)
+        outbox.served(messages[-1][0])
         return StreamingResponse(
             _stream(parts),
             media_type="application/octet-stream",

@@ -1,0 +1,1 @@
+"""Runnable examples; a package so that ``--train examples.MODULE:FUNCTION`` imports them."""

@@ -1,0 +1,293 @@
+"""The coordinator built from its kit: driver, mode, HTTPS transport, signed round log.
+
+Why here and not in the CLI: ``securefl server``, the process-level tests and
+``simulate --transport https`` all run the same server, so it is built in one
+place. Everything comes from the server's kit (the signed roster for who may
+take part, the federation file for the mode and the rounds, the initial model
+as safetensors) and nothing here imports torch.
+
+Admission is checked twice: the transport takes an envelope only from a
+roster member's pinned certificate, signed with that member's roster key;
+the driver then takes messages only from roster names
+(:class:`~securefl.runtime.server.ServerDriver` ``admit``), so neither a
+stranger nor an impostor can join a cohort, stall or shrink a round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from securefl.config import FederationConfig
+from securefl.errors import ConfigError
+from securefl.modes import server_half
+from securefl.provision.kit import Kit
+from securefl.reports.roster import SERVER_ENTRY
+from securefl.reports.server_log import (
+    SERVER_LOG_NAME,
+    ServerLogWriter,
+    dp_policy,
+    read_server_log,
+)
+from securefl.runtime.loop import run_server
+from securefl.runtime.server import ServerDriver
+from securefl.strategy import make_strategy
+from securefl.transport._status import BYE, HELLO, progress_logger
+from securefl.transport.https_server import (
+    HttpsServerTransport,
+    RunningServer,
+    body_limit,
+    driver_gate,
+    serve_files,
+)
+
+__all__ = ["DeployedServer", "ServerOutcome", "build_server", "server_body_limit"]
+
+log = logging.getLogger("securefl.server")
+
+#: Envelope bytes the he key stage may need beyond the model (the public context
+#: with its evaluation keys, signed by the keymaker).
+HE_KEY_OVERHEAD = 64 << 20
+
+
+def server_body_limit(config: FederationConfig, dimension: int) -> int:
+    """The largest ``POST /v1/send`` body a site of this federation may need.
+
+    ``plain`` and ``mask`` send 4 bytes per value; ``he`` sends ciphertexts,
+    bounded by two polynomials of N 8-byte coefficients per data prime for
+    every ``slots`` values, plus the key stage's public context.
+    """
+    if config.secure != "he":
+        return body_limit(dimension=dimension, mode=config.secure)
+    from securefl.he._presets import preset_by_name
+
+    preset = preset_by_name(config.he.preset)
+    primes = len(preset.coeff_mod_bit_sizes) - 1
+    per_value = 2 * preset.poly_modulus_degree * primes * 8 / preset.slots
+    return body_limit(
+        dimension=dimension, mode="he", bytes_per_value=per_value, overhead=HE_KEY_OVERHEAD
+    )
+
+
+@dataclass(frozen=True)
+class ServerOutcome:
+    """How a server run ended: rounds aggregated, the reason, and whether it failed."""
+
+    rounds: int
+    completed: int
+    reason: str
+    halted: str = ""
+    log_path: Path | None = None
+
+
+@dataclass
+class DeployedServer:
+    """A server ready to run: call :meth:`run` (serves, drives, logs, stops)."""
+
+    kit: Kit
+    driver: ServerDriver
+    transport: HttpsServerTransport
+    http: RunningServer
+    round_log: ServerLogWriter
+    stage_timeout: float
+    host: str
+    _logged: int = field(default=0, init=False)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the one picked when started with port 0)."""
+        return self.http.port
+
+    def run(
+        self,
+        *,
+        grace: float = 10.0,
+        on_listening: Callable[[str], None] | None = None,
+    ) -> ServerOutcome:
+        """Serve until the federation ends; every round goes to the signed round log.
+
+        After the last round the server stays up for at most ``grace``
+        seconds, until every site has fetched its final message, then stops.
+        ``on_listening`` receives the URL once the port accepts connections.
+        An interrupt (Ctrl-C) ends the federation: the sites are told, the
+        round log is closed.
+        """
+        self.http.start()
+        try:
+            if on_listening is not None:
+                on_listening(f"https://{self._host()}:{self.port}")
+            try:
+                run_server(
+                    self.driver,
+                    self.transport,
+                    stage_timeout=self.stage_timeout,
+                    on_progress=self._on_progress,
+                )
+            except KeyboardInterrupt:
+                log.warning("interrupted: ending the federation")
+                for env in self.driver.stop("the server was stopped by its operator"):
+                    self.transport.send(env)
+            self._on_progress(self.driver)
+            self._close_log()
+            self._wait_delivered(grace)
+        finally:
+            self.transport.close()
+            self.http.stop()
+        return ServerOutcome(
+            rounds=self.driver.current_round,
+            completed=self.driver.completed_rounds,
+            reason=self.driver.halted or self.driver.finish_reason,
+            halted=self.driver.halted,
+            log_path=self.round_log.path,
+        )
+
+    def _host(self) -> str:
+        wildcard = ("0.0.0.0", "::")  # noqa: S104
+        return self.host if self.host not in wildcard else "127.0.0.1"
+
+    def _policy(self) -> dict[str, object]:
+        cfg = self.kit.federation
+        return dp_policy(
+            epsilon=cfg.dp.epsilon,
+            delta=cfg.dp.delta,
+            accountant=cfg.dp.accountant,
+            local_epochs=cfg.train.local_epochs,
+            max_grad_norm=cfg.dp.max_grad_norm,
+            batch_size=cfg.dp.batch_size,
+            noise_multiplier=cfg.dp.noise_multiplier,
+            max_rounds=cfg.rounds.max_rounds,
+        )
+
+    def _on_progress(self, driver: ServerDriver) -> None:
+        """One log line per stage change; each closed round signed into the round log."""
+        progress_logger(driver)
+        for summary in driver.history[self._logged :]:
+            self.round_log.append(
+                round_id=summary.round,
+                status=summary.status,
+                cohort=summary.cohort,
+                survivors=summary.survivors,
+                submitted=summary.submitted,
+                model_hash=summary.model_hash,
+                max_weight=summary.max_weight,
+                min_sites=summary.min_sites,
+                config=summary.config,
+                dp=self._policy(),
+                reason=summary.reason,
+            )
+            self._logged += 1
+
+    def _close_log(self) -> None:
+        self.round_log.close(
+            reason=self.driver.halted or self.driver.finish_reason or "the run ended",
+            max_weight=self.driver.max_weight,
+            min_sites=self.kit.federation.rounds.min_sites,
+            dp=self._policy(),
+        )
+
+    def _wait_delivered(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        sites = self.kit.roster.site_names
+        while time.monotonic() < deadline:
+            if all(self.transport.delivered(s) for s in sites):
+                return
+            time.sleep(0.05)
+        waiting = [s for s in sites if not self.transport.delivered(s)]
+        log.info("stopping; %s did not fetch the last message", ", ".join(waiting))
+
+
+def build_server(
+    kit_path: str | Path,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str = "warning",
+) -> DeployedServer:
+    """The server of the federation whose server kit is at ``kit_path``.
+
+    ``host`` and ``port`` override the federation file's ``server.bind`` and
+    ``server.port`` (``port=0`` picks a free port; read it from
+    :attr:`DeployedServer.port`). The state folder (the signed round log,
+    a copy of the auditor's roster) is created in the kit.
+    """
+    kit = Kit.load(kit_path)
+    if kit.kind != "server":
+        raise ConfigError(
+            f"kit {kit.path}: this is a site kit; securefl server needs the server kit"
+        )
+    cfg = kit.federation
+    if cfg.rounds.max_weight is None:
+        raise ConfigError(
+            f"kit {kit.path}: federation.toml: rounds.max_weight must be set for a deployment "
+            "(the bound on one site's weight that every site pins)"
+        )
+    identity = kit.roster.identity_keys()
+    sites = kit.roster.site_names
+    bind = host if host is not None else cfg.server.bind
+    log_path = kit.state_dir / SERVER_LOG_NAME
+    if log_path.exists():
+        previous, _ = read_server_log(
+            log_path, federation=cfg.name, public_key=identity[SERVER_ENTRY]
+        )
+        if previous is not None and previous.closed:
+            raise ConfigError(
+                f"kit {kit.path}: {log_path} holds a finished run; move the state folder "
+                "away (keep it for the audit) to start a new run"
+            )
+    half = server_half(
+        cfg.secure,
+        identity_keys=identity,
+        federation=cfg.name,
+        strategy=cfg.strategy,
+        max_weight=cfg.rounds.max_weight,
+        min_sites=cfg.rounds.min_sites,
+        mask=cfg.mask,
+        he_keymaker=cfg.he.keymaker,
+    )
+    spec = kit.spec
+    driver = ServerDriver(
+        federation=cfg.name,
+        mode=half.mode,
+        keys=half.keys,
+        build_mode=half.build_mode,
+        strategy=make_strategy(cfg.strategy),
+        model=half.global_model(kit.initial_params()),
+        spec=spec,
+        rounds=cfg.rounds,
+        max_weight=cfg.rounds.max_weight,
+        expected_sites=sites,
+        admit=sites,
+    )
+    transport, http = serve_files(
+        federation=cfg.name,
+        ca=kit.ca_cert_path,
+        cert=kit.cert_path,
+        key=kit.key_path,
+        crl=kit.crl_path,
+        identity_key=kit.path / "identity.key.pem",
+        site_keys={name: identity[name] for name in sites},
+        site_cert_sha256={name: kit.roster.cert_sha256(name) for name in sites},
+        max_body=server_body_limit(cfg, spec.size),
+        status_token=kit.status_token_path,
+        host=bind,
+        port=port if port is not None else cfg.server.port,
+        log_level=log_level,
+    )
+    anytime = (HELLO, BYE, *sorted(half.keys.stages)) if half.keys is not None else (HELLO, BYE)
+    transport.set_gate(driver_gate(driver, anytime=anytime))
+    state = kit.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    kit.roster.audit_roster().save(state / "roster.json")  # for `securefl audit` next to the log
+    round_log = ServerLogWriter(log_path, federation=cfg.name, signing_key=kit.signing_key())
+    return DeployedServer(
+        kit=kit,
+        driver=driver,
+        transport=transport,
+        http=http,
+        round_log=round_log,
+        stage_timeout=cfg.rounds.stage_timeout_seconds,
+        host=bind,
+    )

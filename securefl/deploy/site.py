@@ -1,0 +1,117 @@
+"""A hospital's :class:`~securefl.runtime.site.Site` built from its kit.
+
+Why from the kit alone: a site holds only its own keys and the signed roster
+it pinned at provisioning. The transport verifies the server's certificate
+against the federation CA and the name in the kit, and opens every message
+against the server's identity key from that roster; the mode's half (mask
+masks, or the he key step) gets its peers' keys from the same roster, so a
+cheating coordinator cannot add sites of its own. The ledger, the round log
+and the signed records live in the kit's state folder, with the auditor's
+roster next to the records so ``securefl audit STATE/records`` finds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from securefl.errors import ConfigError
+from securefl.modes import site_setup
+from securefl.provision.kit import Kit
+from securefl.reports.roster import SERVER_ENTRY
+from securefl.transport.https_client import HttpsSiteTransport, RetryPolicy
+
+if TYPE_CHECKING:
+    from securefl.runtime.site import Site
+    from securefl.transport.base import Transport
+
+__all__ = ["site_from_kit", "site_transport"]
+
+
+def site_transport(
+    kit: Kit, *, server_url: str | None = None, retry: RetryPolicy | None = None
+) -> HttpsSiteTransport:
+    """The site's HTTPS endpoint: its client certificate, the CA, the pinned server key."""
+    url = server_url or kit.server_url
+    if not url:
+        raise ConfigError(f"kit {kit.path}: kit.json names no server_url; pass the server's URL")
+    return HttpsSiteTransport(
+        name=kit.party,
+        server_url=url,
+        server_name=kit.server_name,
+        ca=kit.ca_cert_path,
+        cert=kit.cert_path,
+        key=kit.key_path,
+        signing_key=kit.signing_key(),
+        server_key=kit.roster.identity_keys()[SERVER_ENTRY],
+        retry=retry or RetryPolicy(),
+    )
+
+
+def site_from_kit(
+    path: str | Path,
+    *,
+    server_url: str | None = None,
+    state_dir: str | Path | None = None,
+    retry: RetryPolicy | None = None,
+    transport: Transport | None = None,
+) -> Site:
+    """The site whose kit is at ``path``, ready for ``site.privatize`` and ``site.rounds``.
+
+    Overrides: ``server_url`` (another address than the kit's, e.g. a port
+    picked at start), ``state_dir`` (default ``KIT/state``), ``retry`` (how
+    long to keep trying an unreachable server) and ``transport`` (any other
+    :class:`Transport`, for tests; the kit's HTTPS endpoint otherwise).
+    """
+    from securefl.runtime.site import Site
+
+    kit = Kit.load(path)
+    if kit.kind != "site":
+        raise ConfigError(
+            f"kit {kit.path}: this is the server kit; securefl client needs a site kit"
+        )
+    cfg = kit.federation
+    if cfg.rounds.max_weight is None:
+        raise ConfigError(
+            f"kit {kit.path}: federation.toml: rounds.max_weight must be set for a deployment "
+            "(the bound on one site's weight that this site pins)"
+        )
+    state = Path(state_dir) if state_dir is not None else kit.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "records").mkdir(exist_ok=True)
+    # the auditor's roster next to the records: `securefl audit STATE/records` finds it
+    kit.roster.audit_roster().save(state / "roster.json")
+    identity = kit.roster.identity_keys()
+    signing = kit.signing_key()
+    he = cfg.secure == "he"
+    preset = None
+    if he:
+        from securefl.he._presets import preset_by_name
+
+        preset = preset_by_name(cfg.he.preset)
+    half, keys = site_setup(
+        cfg.secure,
+        name=kit.party,
+        signing_key=signing,
+        identity_keys=identity,
+        state_dir=state,
+        federation=cfg.name,
+        strategy=cfg.strategy,
+        max_weight=cfg.rounds.max_weight,
+        min_sites=cfg.rounds.min_sites,
+        mask=cfg.mask,
+        exchange_key=kit.exchange_key() if he else None,
+        exchange_keys=kit.roster.exchange_keys() if he else None,
+        he_keymaker=cfg.he.keymaker,
+        he_preset=preset,
+    )
+    return Site.for_federation(
+        name=kit.party,
+        config=cfg,
+        identity_keys=identity,
+        signing_key=signing,
+        state_dir=state,
+        transport=transport or site_transport(kit, server_url=server_url, retry=retry),
+        half=half,
+        keys=keys,
+    )
