@@ -34,12 +34,11 @@ from typing import IO, Any
 
 from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data.federations import FederatedData
-from securefl.errors import AbortError, ConfigError, SecureFLError
+from securefl.errors import AbortError, ConfigError
+from securefl.simulation.site_process import LABEL
 
-__all__ = ["LABEL", "RunFolder", "federation_toml", "spawn", "write_site_csvs"]
+__all__ = ["Child", "RunFolder", "federation_toml", "spawn", "write_site_csvs"]
 
-#: The label column of the per-site CSV files written for the bundled data.
-LABEL = "diagnosis"
 _CLI = "from securefl.cli import main; main()"
 
 
@@ -167,6 +166,10 @@ class Child:
                 self.process.wait(timeout=grace)
         self._fh.close()
 
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
     def tail(self, lines: int = 5) -> str:
         try:
             text = self.log.read_text(encoding="utf-8", errors="replace")
@@ -180,7 +183,7 @@ def spawn(name: str, args: Sequence[str], logs: Path, env: dict[str, str] | None
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     fh = log.open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments we built
         [sys.executable, "-c", _CLI, *args],
         stdin=subprocess.DEVNULL,
         stdout=fh,
@@ -203,19 +206,9 @@ class RunFolder:
         started: list[Child] = []
         try:
             yield started
-        except BaseException as exc:
+        finally:
             for child in reversed(started):
-                child.stop(grace=2.0)
-            if isinstance(exc, KeyboardInterrupt):
-                raise AbortError(
-                    f"interrupted; every process was stopped; the run folder is kept: {self.path}"
-                ) from None
-            if isinstance(exc, SecureFLError):
-                raise type(exc)(f"{exc} (run folder kept: {self.path})") from None
-            raise
-        else:
-            for child in reversed(started):
-                child.stop()
+                child.stop(grace=5.0)
 
     def finish(self, ok: bool) -> Path | None:
         """Remove the folder after a clean run (unless kept); return it if it stays."""
@@ -232,8 +225,9 @@ def wait_all(
     timeout: float,
     on_tick: Callable[[], None] | None = None,
     tick: float = 0.5,
+    ok_codes: tuple[int, ...] = (0,),
 ) -> None:
-    """Wait until the server and every site exit; a failure or the timeout is an error.
+    """Wait until the server and every site exit; the server failing or the timeout is an error.
 
     A site that exits non-zero while the server carries on is a dropout the
     federation may tolerate; the server's own exit code is what decides.
@@ -244,7 +238,7 @@ def wait_all(
             on_tick()
         if all(c.process.poll() is not None for c in children):
             break
-        if server.process.poll() not in (None, 0):
+        if server.process.poll() not in (None, *ok_codes):
             raise AbortError(
                 f"the server exited with code {server.process.returncode}:\n{server.tail()}"
             )
@@ -255,7 +249,7 @@ def wait_all(
                 f"{', '.join(running)})"
             )
         time.sleep(tick)
-    if server.process.returncode != 0:
+    if server.process.returncode not in ok_codes:
         raise AbortError(
             f"the server exited with code {server.process.returncode}:\n{server.tail()}"
         )
