@@ -216,16 +216,21 @@ def _result(
     if vector is not None:
         model = default_model(data.num_features, len(data.classes))
         load_vector_into(model, vector, server_kit.spec)
+    test = None
+    if data.x_test is not None and data.y_test is not None:  # transformed as the sites do
+        test = (signed_log(np.asarray(data.x_test, dtype=np.float64)), data.y_test)
     outcomes = []
     for name in names:
         site = _site_data(name, csvs[name], data.classes, seed)
         records, _bad = read_record_file(kits[name] / "state" / "records" / f"{name}.jsonl")
         last = records[-1].record if records else None
         sigma = float(last["event"]["noise_multiplier"]) if last else 0.0
-        local_val = nan = float("nan")
+        local_val = local_test = nan = float("nan")
         if sigma and records:
             local = _local_only_model(site, len(data.classes), dp, train, len(records), sigma, seed)
             local_val = accuracy(local, site.x_val, site.y_val)
+            if test is not None:
+                local_test = accuracy(local, *test)
         outcomes.append(
             SiteOutcome(
                 name=name,
@@ -236,13 +241,13 @@ def _result(
                 noise_multiplier=sigma,
                 local_only_accuracy=local_val,
                 federated_accuracy=accuracy(model, site.x_val, site.y_val) if model else nan,
+                local_only_test_accuracy=local_test,
                 rounds_trained=len(records),
             )
         )
     global_accuracy = float("nan")
-    if model is not None and data.x_test is not None and data.y_test is not None:
-        x_test = signed_log(np.asarray(data.x_test, dtype=np.float64)).astype(np.float32)
-        global_accuracy = accuracy(model, x_test, data.y_test)
+    if model is not None and test is not None:
+        global_accuracy = accuracy(model, *test)
     return SimulationResult(
         secure=secure,
         rounds=max((e["round_id"] for e in entries), default=0),
