@@ -54,6 +54,7 @@ __all__ = [
     "RunningServer",
     "body_limit",
     "driver_gate",
+    "receive_body",
 ]
 
 #: The longest a ``GET /v1/receive`` may hold the connection open.
