@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -61,10 +62,13 @@ def client(
     """Take part in the federation as this kit's site."""
     from rich.console import Console
 
-    from securefl.deploy.client import RoundEvent, load_train_function, run_client
+    from securefl.deploy.client import RoundEvent, check_options, load_train_function, run_client
     from securefl.transport.https_client import RetryPolicy
 
     console = Console(stderr=True, highlight=False)
+    # Opacus' notes about its own hooks and accountant say nothing a site can act on
+    warnings.filterwarnings("ignore", message="Full backward hook")
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
 
     def show(event: RoundEvent) -> None:
         if event.kind == "start":
@@ -75,6 +79,7 @@ def client(
                 f"round {event.round}: {event.status}, {event.survivors} site(s) aggregated{detail}"
             )
 
+    check_options(train, data, label)
     function = load_train_function(train) if train is not None else None
     try:
         outcome = run_client(

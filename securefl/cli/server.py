@@ -114,5 +114,7 @@ def server(
         outcome.reason,
         outcome.log_path,
     )
+    if outcome.interrupted:
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if outcome.halted:
         raise click.exceptions.Exit(EXIT_HALTED)

@@ -39,6 +39,7 @@ __all__ = [
     "ClientOutcome",
     "ObservedTransport",
     "RoundEvent",
+    "check_options",
     "load_train_function",
     "run_client",
     "train_on_csv",
@@ -195,6 +196,14 @@ class ClientOutcome:
     reason: str
 
 
+def check_options(train: object | None, data: Path | None, label: str | None) -> None:
+    """Exactly one way to train: the user's function, or a CSV with its label column."""
+    if (train is None) == (data is None):
+        raise ConfigError("give either --train MODULE:FUNCTION or --data CSV --label COLUMN")
+    if data is not None and not label:
+        raise ConfigError("--data needs --label COLUMN (the outcome column of the CSV)")
+
+
 def run_client(
     kit_path: str | Path,
     *,
@@ -214,10 +223,7 @@ def run_client(
     """
     from securefl.deploy.site import site_from_kit, site_transport
 
-    if (train is None) == (data is None):
-        raise ConfigError("give either --train MODULE:FUNCTION or --data CSV --label COLUMN")
-    if data is not None and not label:
-        raise ConfigError("--data needs --label COLUMN (the outcome column of the CSV)")
+    check_options(train, data, label)
     kit = Kit.load(kit_path)
     transport: Transport = site_transport(kit, server_url=server_url, retry=retry)
     if observe is not None:

@@ -81,6 +81,7 @@ class ServerOutcome:
     reason: str
     halted: str = ""
     log_path: Path | None = None
+    interrupted: bool = False
 
 
 @dataclass
@@ -116,6 +117,7 @@ class DeployedServer:
         round log is closed.
         """
         self.http.start()
+        interrupted = False
         try:
             if on_listening is not None:
                 on_listening(f"https://{self._host()}:{self.port}")
@@ -127,10 +129,11 @@ class DeployedServer:
                     on_progress=self._on_progress,
                 )
             except KeyboardInterrupt:
+                interrupted = True
                 log.warning("interrupted: ending the federation")
                 for env in self.driver.stop("the server was stopped by its operator"):
                     self.transport.send(env)
-            self._on_progress(self.driver)
+            self._log_rounds()
             self._close_log()
             self._wait_delivered(grace)
         finally:
@@ -142,6 +145,7 @@ class DeployedServer:
             reason=self.driver.halted or self.driver.finish_reason,
             halted=self.driver.halted,
             log_path=self.round_log.path,
+            interrupted=interrupted,
         )
 
     def _host(self) -> str:
@@ -164,7 +168,10 @@ class DeployedServer:
     def _on_progress(self, driver: ServerDriver) -> None:
         """One log line per stage change; each closed round signed into the round log."""
         progress_logger(driver)
-        for summary in driver.history[self._logged :]:
+        self._log_rounds()
+
+    def _log_rounds(self) -> None:
+        for summary in self.driver.history[self._logged :]:
             self.round_log.append(
                 round_id=summary.round,
                 status=summary.status,

@@ -1,0 +1,5 @@
+"""``python -m securefl``: the ``securefl`` command, for environments without the console script."""
+
+from securefl.cli import main
+
+main()
