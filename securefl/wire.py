@@ -43,6 +43,7 @@ __all__ = [
     "Limits",
     "array_from_wire",
     "array_to_wire",
+    "bin_header",
     "pack",
     "scan",
     "unpack",
@@ -220,6 +221,17 @@ def _unpackb(data: bytes, limits: Limits) -> Any:
         raise WireError(f"malformed message: {exc}") from None
 
 
+def bin_header(size: int) -> bytes:
+    """The msgpack header of a ``bin`` of ``size`` bytes (what ``pack`` writes before them)."""
+    if size < 1 << 8:
+        return bytes([0xC4, size])
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    if size < 1 << 32:
+        return b"\xc6" + size.to_bytes(4, "big")
+    raise WireError("a bin holds at most 2**32 - 1 bytes")
+
+
 def pack(obj: Any) -> bytes:
     """msgpack-encode plain data (dicts, lists, str, bytes, numbers)."""
     packed = msgpack.packb(obj, use_bin_type=True)
@@ -273,16 +285,33 @@ class Envelope:
 
     def to_bytes(self) -> bytes:
         """Encode as a versioned msgpack map, fields in a fixed order, payload last."""
-        return pack(
-            {
-                "v": ENVELOPE_VERSION,
-                "federation": self.federation,
-                "round": self.round,
-                "stage": self.stage,
-                "sender": self.sender,
-                "receiver": self.receiver,
-                "payload": self.payload,
-            }
+        return self.head() + self.payload
+
+    def head(self) -> bytes:
+        """The encoding's bytes before the payload: ``to_bytes() == head() + payload``.
+
+        A large payload can then be framed or sent without another copy
+        (:func:`securefl.transport.signed.seal` joins the parts once).
+        """
+        packer = msgpack.Packer(use_bin_type=True)
+        return b"".join(
+            [
+                packer.pack_map_header(len(_ENVELOPE_FIELDS)),
+                packer.pack("v"),
+                packer.pack(ENVELOPE_VERSION),
+                packer.pack("federation"),
+                packer.pack(self.federation),
+                packer.pack("round"),
+                packer.pack(self.round),
+                packer.pack("stage"),
+                packer.pack(self.stage),
+                packer.pack("sender"),
+                packer.pack(self.sender),
+                packer.pack("receiver"),
+                packer.pack(self.receiver),
+                packer.pack("payload"),
+                bin_header(len(self.payload)),
+            ]
         )
 
     @classmethod

@@ -152,6 +152,15 @@ DEFAULT_CLIP = 0.5
     default=None,
     help="HE parameters with --secure he: bfv-n4096 (default), ckks-n4096, ckks-n8192.",
 )
+@click.option(
+    "--transport",
+    default="memory",
+    show_default=True,
+    type=click.Choice(("memory", "https")),
+    help="memory: every party in this process. https: a provisioned temporary federation run "
+    "as one `securefl server` and one `securefl client` process per site over mutual TLS on "
+    "127.0.0.1 (a deployment tried on one machine).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout, nothing else.")
 @exit_on_error
 def simulate(
@@ -173,6 +182,7 @@ def simulate(
     patience: int | None,
     dropouts: tuple[str, ...],
     he_preset: str | None,
+    transport: str,
     as_json: bool,
 ) -> None:
     """Simulate hospitals training one model together, all in this process.
@@ -198,6 +208,11 @@ def simulate(
         raise ConfigError(f"{out} already holds a simulation; choose another --out")
     if he_preset is not None and secure != "he":
         raise ConfigError("--he-preset only applies with --secure he")
+    if transport == "https" and (dropouts or data_specs):
+        raise ConfigError(
+            "--transport https runs the bundled data without rehearsed dropouts; "
+            "leave out --dropout and --data (or use --transport memory)"
+        )
     data = _load_data(data_specs, label, sites, seed, schema_path)
     from securefl.aggregation.plain import PLAIN_WARNING
     from securefl.simulation.modes import parse_dropouts
@@ -231,19 +246,42 @@ def simulate(
                 description=f"round {driver.current_round}: {driver.aggregator_stage}",
             )
 
-        result = run_simulation(
-            data,
-            secure=secure,
-            dp=dp,
-            train=train,
-            rounds=round_config,
-            strategy=strategy_config,
-            seed=seed,
-            out=out,
-            on_progress=on_progress,
-            dropouts=dropout_map,
-            he_preset=he_preset,
-        )
+        if transport == "https":
+            from securefl.simulation.https_run import run_https_simulation
+
+            def on_status(status: dict[str, object], children: object) -> None:
+                progress.update(
+                    task,
+                    completed=max(0, int(str(status.get("round") or 0)) - 1),
+                    description=f"round {status.get('round')}: {status.get('stage')} (https)",
+                )
+
+            result = run_https_simulation(
+                data,
+                secure=secure,
+                dp=dp,
+                train=train,
+                rounds=round_config,
+                strategy=strategy_config,
+                seed=seed,
+                out=out,
+                he_preset=he_preset,
+                on_status=on_status,
+            )
+        else:
+            result = run_simulation(
+                data,
+                secure=secure,
+                dp=dp,
+                train=train,
+                rounds=round_config,
+                strategy=strategy_config,
+                seed=seed,
+                out=out,
+                on_progress=on_progress,
+                dropouts=dropout_map,
+                he_preset=he_preset,
+            )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     elif result.trained:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 
@@ -15,6 +16,10 @@ class Outbox:
     is not queued again: a site must not be able to make the server hold a
     copy of a large answer (an HE key bundle) per small request it repeats
     (``fed/hello``) while it never polls.
+
+    A long poll waits on an :class:`asyncio.Event` that :meth:`put` sets from
+    the driver's thread, so a message leaves as soon as it is queued (no
+    polling interval between the driver and the site).
     """
 
     def __init__(self) -> None:
@@ -23,6 +28,7 @@ class Outbox:
         self._pending: set[bytes] = set()
         self._next = 1
         self._served = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     @property
     def delivered(self) -> bool:
@@ -38,7 +44,8 @@ class Outbox:
             self._items.append((self._next, key, make_frame()))
             self._pending.add(key)
             self._next += 1
-            return True
+        self.wake()
+        return True
 
     def after(self, seq: int) -> list[tuple[int, bytes]]:
         with self._lock:
@@ -53,3 +60,45 @@ class Outbox:
         """Note that messages up to ``seq`` were sent in a response body."""
         with self._lock:
             self._served = max(self._served, seq)
+
+    def wake(self) -> None:
+        """Wake every waiting long poll (a message arrived, a newer poll, or the server closes)."""
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that poll's event loop is already closed
+                pass
+
+    async def wait(
+        self, seq: int, timeout: float, *, current: Callable[[], bool] = lambda: True
+    ) -> list[tuple[int, bytes]]:
+        """Messages after ``seq``, waiting up to ``timeout`` s for the first.
+
+        Returns nothing once ``current()`` turns False (a newer poll of the
+        same site took over). The event is cleared *before* the outbox is
+        read, so a message queued in between still wakes this poll.
+        """
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        waiter = (loop, event)
+        with self._lock:
+            self._waiters.add(waiter)
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                event.clear()
+                if not current():
+                    return []
+                messages = self.after(seq)
+                remaining = deadline - loop.time()
+                if messages or remaining <= 0:
+                    return messages
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)

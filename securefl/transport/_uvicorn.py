@@ -31,7 +31,8 @@ class RunningServer:
 
     ``port=0`` picks a free port (see :attr:`port`). ``stop`` (or leaving the
     ``with`` block) shuts it down. :meth:`serve` runs in the foreground for
-    ``securefl server``.
+    ``securefl server``. ``protocol`` may be a subclass of
+    :class:`PeerCertProtocol` (``bench/network.py`` counts bytes with one).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class RunningServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
+        protocol: type[PeerCertProtocol] = PeerCertProtocol,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
@@ -50,7 +52,7 @@ class RunningServer:
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
             app,
-            http=PeerCertProtocol,
+            http=protocol,
             ssl_context_factory=lambda _config, _default: context,
             lifespan="off",
             access_log=False,

@@ -26,14 +26,14 @@ import hashlib
 import hmac
 import queue
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import anyio.to_thread
+import msgpack
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from securefl.errors import IntegrityError, TransportError, WireError
@@ -54,7 +54,7 @@ from securefl.transport.signed import (
     read_frame,
     seal,
 )
-from securefl.wire import SERVER, Envelope, EnvelopeHeader, pack
+from securefl.wire import SERVER, Envelope, EnvelopeHeader, bin_header
 
 __all__ = [
     "MAX_WAIT",
@@ -62,11 +62,11 @@ __all__ = [
     "RunningServer",
     "body_limit",
     "driver_gate",
+    "receive_body",
 ]
 
 #: The longest a ``GET /v1/receive`` may hold the connection open.
 MAX_WAIT = 30.0
-_POLL = 0.02
 #: Bytes per model value a site's largest message may carry, by mode (he: pass your own).
 BYTES_PER_VALUE = {"plain": 4.0, "mask": 4.0}
 
@@ -89,6 +89,24 @@ def body_limit(
     if per is None:
         raise TransportError(f"body_limit: give bytes_per_value for mode {mode!r}")
     return int((dimension + 1) * per) + overhead + FRAME_OVERHEAD
+
+
+def receive_body(messages: list[tuple[int, bytes]]) -> list[bytes]:
+    """The ``/v1/receive`` body as parts whose concatenation is
+    ``pack({"messages": [[seq, frame], ...]})``: the frames are sent as they
+    are, not copied into one buffer on the event loop."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_map_header(1) + packer.pack("messages")]
+    parts[0] += packer.pack_array_header(len(messages))
+    for seq, frame in messages:
+        parts.append(packer.pack_array_header(2) + packer.pack(seq) + bin_header(len(frame)))
+        parts.append(frame)
+    return parts
+
+
+async def _stream(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 class _Driver(Protocol):
@@ -211,6 +229,8 @@ class HttpsServerTransport(Transport):
 
     def close(self) -> None:
         self._closed = True
+        for outbox in self._outboxes.values():  # pending long polls answer now
+            outbox.wake()
 
     def delivered(self, site: str) -> bool:
         """Whether every message for ``site`` went out in a response at least once.
@@ -361,18 +381,17 @@ class HttpsServerTransport(Transport):
             self.status.refused(site, exc.status, exc.reason)
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         outbox = self._outboxes[site]
-        deadline = time.monotonic() + wait
         # one waiting poll per site: a newer one ends the older (a client that lost its
         # connection polls again; a site opening many polls cannot keep many waiting)
         ticket = self._polls[site] = self._polls.get(site, 0) + 1
-        while True:
-            if self._polls[site] != ticket:
-                return Response(status_code=204)
+        outbox.wake()  # the older poll wakes, sees it is stale and answers 204
+        if self._closed:
             messages = outbox.after(after)
-            if messages or self._closed or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(_POLL)
-        if not messages:
+        else:
+            messages = await outbox.wait(
+                after, wait, current=lambda: self._polls[site] == ticket and not self._closed
+            )
+        if not messages or self._polls[site] != ticket:
             return Response(status_code=204)
         if wait:  # the site may have been revoked while it waited: check again before handing out
             try:
@@ -380,9 +399,13 @@ class HttpsServerTransport(Transport):
             except _Refusal as exc:
                 self.status.refused(site, exc.status, exc.reason)
                 return Response(exc.reason, status_code=exc.status, media_type="text/plain")
-        body = pack({"messages": [[seq, frame] for seq, frame in messages]})
+        parts = receive_body(messages)
         outbox.served(messages[-1][0])
-        return Response(body, media_type="application/octet-stream")
+        return StreamingResponse(
+            _stream(parts),
+            media_type="application/octet-stream",
+            headers={"content-length": str(sum(len(p) for p in parts))},
+        )
 
     def _may_see_status(self, request: Request) -> bool:
         auth = request.headers.get("authorization", "")
