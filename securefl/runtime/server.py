@@ -9,6 +9,9 @@ A mode whose server half needs material from a site first (``he``: the
 keymaker's signed public context) gives the driver a pre-round key step
 (:class:`PreRoundKeys`, e.g. :class:`securefl.he.KeyRelay`) and a way to build
 the mode from that material; no round opens before the step is ready.
+
+A round's summary, the patience rule and the per-payload encoding of what is
+sent are kept by ``_rounds``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from typing import Any
 
 from securefl.aggregation.base import AggregationMode, RoundContext, ServerAggregator
@@ -24,6 +26,7 @@ from securefl.config import RoundConfig
 from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLError
 from securefl.params import ParamSpec, params_hash
 from securefl.runtime import messages as m
+from securefl.runtime._rounds import Patience, RoundSummary, encode_per_model, mean_metrics
 from securefl.runtime.global_model import GlobalModel
 from securefl.runtime.keys import PreRoundKeys
 from securefl.strategy.base import Strategy
@@ -38,29 +41,6 @@ class ServerStage(enum.Enum):
     WAITING_FOR_SITES = "waiting for sites"
     ROUND_OPEN = "round open"
     FINISHED = "finished"
-
-
-@dataclass(kw_only=True)
-class RoundSummary:
-    """What the server may know about one round after it ends."""
-
-    round: int
-    cohort: tuple[str, ...]
-    status: str
-    survivors: tuple[str, ...] = ()
-    #: every cohort member the server heard from in the round (its report or its
-    #: update): each has been charged and must have a signed record of the round
-    submitted: tuple[str, ...] = ()
-    total_weight: float = 0.0
-    metrics: dict[str, float] = field(default_factory=dict)
-    reason: str = ""
-    #: what the round announced, for the server's signed round log
-    #: (:mod:`securefl.reports.server_log`): params_hash of the model sent
-    #: (None when the server holds no plaintext, as in he mode) and the settings
-    model_hash: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    max_weight: float = 0.0
-    min_sites: int = 0
 
 
 class ServerDriver:
@@ -124,8 +104,7 @@ class ServerDriver:
         self._announced: dict[str, Any] = {}
         self._reports: dict[str, m.Report] = {}
         self._submitted: set[str] = set()
-        self._best: float | None = None
-        self._stale = 0
+        self._patience = Patience()
         self._next_round_due = False
 
     @property
@@ -297,20 +276,19 @@ class ServerDriver:
             "max_weight": self.max_weight,
             "min_sites": self.rounds.min_sites,
         }
-        starts: dict[bytes, bytes] = {}  # one encoding per distinct model payload
-        out = []
-        for site in self._cohort:
-            model = self.model.payload_for(site)
-            if model not in starts:
-                starts[model] = m.RoundStart(
-                    cohort=self._cohort,
-                    model=model,
-                    spec=self.spec.to_dict(),
-                    max_weight=self.max_weight,
-                    min_sites=self.rounds.min_sites,
-                    config=config,
-                ).to_bytes()
-            out.append(self._envelope(m.ROUND_START, site, starts[model]))
+        starts = encode_per_model(
+            self._cohort,
+            self.model,
+            lambda model: m.RoundStart(
+                cohort=self._cohort,
+                model=model,
+                spec=self.spec.to_dict(),
+                max_weight=self.max_weight,
+                min_sites=self.rounds.min_sites,
+                config=config,
+            ).to_bytes(),
+        )
+        out = [self._envelope(m.ROUND_START, site, start) for site, start in starts]
         return out + self._aggregator.start()
 
     def _guard(self, step: object, peer: str | None = None) -> list[Envelope]:
@@ -352,7 +330,7 @@ class ServerDriver:
     def _close_round(
         self, *, status: str, survivors: tuple[str, ...] = (), weight: float = 0.0, reason: str = ""
     ) -> list[Envelope]:
-        metrics = self._mean_metrics(survivors)
+        metrics = mean_metrics(self._reports, survivors)
         self.history.append(
             RoundSummary(
                 round=self._round,
@@ -371,7 +349,9 @@ class ServerDriver:
         end = m.RoundEnd(status=status, survivors=survivors, reason=reason).to_bytes()
         out = [self._envelope(m.ROUND_END, s, end) for s in self._cohort if s in self.present]
         self._aggregator = None
-        stop = self._stop_reason(metrics)
+        stop = self._patience.stop_reason(
+            metrics, monitor=self.monitor, rounds=self.rounds, round_number=self._round
+        )
         if stop:
             self.stage = ServerStage.FINISHED
             self.finish_reason = stop
@@ -392,39 +372,16 @@ class ServerDriver:
             return self._open_round()
         return []
 
-    def _mean_metrics(self, survivors: tuple[str, ...]) -> dict[str, float]:
-        """Unweighted mean over the survivors of each metric they all reported."""
-        reports = [r for s, r in self._reports.items() if s in survivors]
-        if not reports:
-            return {}
-        keys = set.intersection(*(set(r.metrics) for r in reports))
-        return {k: sum(r.metrics[k] for r in reports) / len(reports) for k in keys}
-
-    def _stop_reason(self, metrics: dict[str, float]) -> str:
-        if self.monitor in metrics and self.rounds.patience is not None:
-            value = metrics[self.monitor]
-            if self._best is None or value > self._best:
-                self._best, self._stale = value, 0
-            else:
-                self._stale += 1
-            if self._stale >= self.rounds.patience:
-                return f"no improvement in {self.monitor} for {self._stale} rounds"
-        if self._round >= self.rounds.max_rounds:
-            return f"reached max_rounds={self.rounds.max_rounds}"
-        return ""
-
     def _finish_messages(self, sites: list[str]) -> list[Envelope]:
         """The final model for ``sites``, each sent only what it has not acknowledged."""
-        finish: dict[bytes, bytes] = {}  # one encoding per distinct model payload
-        out = []
-        for site in sites:
-            model = self.model.payload_for(site)
-            if model not in finish:
-                finish[model] = m.Finish(
-                    model=model, reason=self.finish_reason, rounds=self._round
-                ).to_bytes()
-            out.append(self._envelope(m.FINISH, site, finish[model]))
-        return out
+        finish = encode_per_model(
+            sites,
+            self.model,
+            lambda model: m.Finish(
+                model=model, reason=self.finish_reason, rounds=self._round
+            ).to_bytes(),
+        )
+        return [self._envelope(m.FINISH, site, payload) for site, payload in finish]
 
     def _envelope(self, stage: str, receiver: str, payload: bytes) -> Envelope:
         return Envelope(

@@ -16,16 +16,14 @@ refuse a round runs before that reservation: the server's settings against
 the site's policy (``_policy``), the model's shape and values, and building
 the mode's site half; so a cheating server costs the site no privacy. The
 round's privacy itself (reserve, step limit, charge, signed record) is kept
-by ``_account``.
+by ``_account``; the checks of what the server sent, and the user's
+:class:`Round` handle, by ``_site_round``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
+from securefl.aggregation.base import AggregationMode, SiteAggregator
 from securefl.config import DPConfig, FederationConfig, RoundConfig, TrainConfig
 from securefl.dp import PrivacyLedger, calibrate_noise, check_delta, make_private
 from securefl.dp.privatize import PrivateTraining
@@ -41,9 +39,15 @@ from securefl.errors import ConfigError, ProtocolError, TransportError
 from securefl.params import ParamSpec, load_vector_into, model_vector, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime._account import RoundAccount
-from securefl.runtime._deployed import record_writer
-from securefl.runtime._policy import SitePolicy, check_round
+from securefl.runtime._deployed import deployed_site_arguments
+from securefl.runtime._policy import SitePolicy
 from securefl.runtime._proximal import ProximalPull
+from securefl.runtime._site_round import (
+    Round,
+    check_round_start,
+    model_state,
+    receive_from_server,
+)
 from securefl.runtime.global_model import ModelDecoder, decode_plain_model
 from securefl.runtime.keys import PreRoundSiteKeys
 from securefl.transport.base import Transport
@@ -56,28 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelDecoder", "PreRoundSiteKeys", "Round", "Site"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True)
-class Round:
-    """One round as the user's loop sees it. Call :meth:`submit` exactly once."""
-
-    number: int
-    cohort: tuple[str, ...]
-    config: dict[str, Any]
-    global_params: npt.NDArray[np.float32]
-    _site: Site = field(repr=False)
-    submitted: bool = False
-    epsilon: float | None = None
-
-    def submit(self, *, num_examples: int, metrics: Mapping[str, float] | None = None) -> None:
-        """Record the privacy spent, then send the protected update to the server."""
-        if self.submitted:
-            raise ProtocolError(f"round {self.number} was already submitted")
-        if num_examples < 1:
-            raise ConfigError("num_examples must be at least 1")
-        self._site._submit(self, num_examples, dict(metrics or {}))
-        self.submitted = True
 
 
 class Site:
@@ -163,20 +145,10 @@ class Site:
         the half arrives with the keymaker's secret context). Signed privacy
         records go to ``state_dir/records/NAME.jsonl`` for ``securefl audit``.
         """
-        writer = record_writer(name, config.name, signing_key, Path(state_dir))
         return cls(
-            name=name,
-            federation=config.name,
             transport=transport,
-            mode=half.mode if half is not None else None,
-            dp=config.site_dp(name),
-            train=config.train,
-            rounds=config.rounds,
-            state_dir=state_dir,
-            record_writer=writer,
-            decode_model=half.decoder if half is not None else decode_plain_model,
-            roster=[n for n in identity_keys if n != SERVER],
             keys=keys,
+            **deployed_site_arguments(name, config, identity_keys, signing_key, state_dir, half),
         )
 
     @classmethod
@@ -314,10 +286,10 @@ class Site:
         if self.mode is None:  # he: the keys are delivered before any round start
             raise ProtocolError(f"round {env.round} started before this site had its keys")
         self._account.check_round_id(env.round)
-        start: m.RoundStart = m.decode(env.payload, m.RoundStart)
-        settings = check_round(
-            start,
-            SitePolicy(
+        checked = check_round_start(
+            env,
+            model,
+            policy=SitePolicy(
                 site=self.name,
                 min_sites=self.round_config.min_sites,
                 max_weight=self.round_config.max_weight,
@@ -325,27 +297,12 @@ class Site:
                 dataset_size=self._account.dataset_size,
                 roster=self.roster,
             ),
-        )
-        spec = ParamSpec.from_dict(start.spec)
-        own = ParamSpec.from_state_dict(_state(model))
-        if spec != own:
-            raise ConfigError(
-                "this site's model does not match the federation's parameter spec "
-                f"({_spec_difference(spec, own)}); build it as the federation's initial model"
-            )
-        params = self.decode_model(start.model, spec.size)
-        if not np.all(np.isfinite(params)):
-            raise ProtocolError("the server sent a global model with NaN or infinite values")
-        ctx = RoundContext(
+            decode_model=self.decode_model,
             federation=self.federation,
-            round=env.round,
-            cohort=start.cohort,
-            dimension=spec.size,
-            max_weight=start.max_weight,
-            min_sites=start.min_sites,
-            round_digest=_round_digest(env.payload, start, self.decode_model),
         )
-        aggregator = self.mode.site(ctx, self.name)
+        start, settings = checked.start, checked.settings
+        spec, params = checked.spec, checked.params
+        aggregator = self.mode.site(checked.context, self.name)
         # every check passed: only now is privacy reserved and training allowed
         self._account.reserve(env.round, params_hash(params))
         self._spec, self._aggregator, self._model = spec, aggregator, model
@@ -414,7 +371,7 @@ class Site:
 
     def _on_finish(self, model: torch.nn.Module, finish: m.Finish) -> None:
         if self._spec is None:
-            self._spec = ParamSpec.from_state_dict(_state(model))
+            self._spec = ParamSpec.from_state_dict(model_state(model))
         self.final_params = self.decode_model(finish.model, self._spec.size)
         load_vector_into(model, self.final_params, self._spec)
         self.finish_reason = finish.reason
@@ -434,49 +391,9 @@ class Site:
         )
 
     def _receive(self) -> Envelope:
-        while True:
-            env = self.transport.receive(timeout=self.round_config.stage_timeout_seconds)
-            if env is None:
-                raise TransportError(
-                    f"{self.name}: no word from the server in "
-                    f"{self.round_config.stage_timeout_seconds:.0f} s"
-                )
-            if env.sender != SERVER or env.receiver != self.name:
-                # only the server speaks to a site; anything else is dropped unread
-                log.warning("%s: dropped a message from %r", self.name, env.sender)
-                continue
-            if env.federation != self.federation:
-                raise ProtocolError(f"message for another federation: {env.federation!r}")
-            return env
-
-
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    inner = getattr(model, "_module", model)
-    return dict(inner.state_dict())
-
-
-def _spec_difference(federation: ParamSpec, own: ParamSpec) -> str:
-    """The first entry where the two specs part, in words."""
-    theirs = dict(zip(federation.names, federation.shapes, strict=True))
-    mine = dict(zip(own.names, own.shapes, strict=True))
-    for name in federation.names:
-        if name not in mine:
-            return f"this model has no {name!r}"
-        if mine[name] != theirs[name]:
-            return f"{name!r} is {list(mine[name])} here, {list(theirs[name])} in the federation"
-    extra = [n for n in own.names if n not in theirs]
-    return f"this model has {extra[0]!r}, the federation's has not" if extra else "dtypes differ"
-
-
-def _round_digest(payload: bytes, start: m.RoundStart, decoder: ModelDecoder) -> bytes:
-    """SHA-256 of the round start as every site of the round must have seen it.
-
-    A decoder that receives the model incrementally (he mode) gets different
-    bytes at each site; the model then enters the digest as the head of the
-    decoder's hash chain over the whole history, which is the same at every
-    site that was given the same history.
-    """
-    history = getattr(decoder, "history_digest", None)
-    if history is None:
-        return hashlib.sha256(payload).digest()
-    return hashlib.sha256(dataclasses.replace(start, model=history()).to_bytes()).digest()
+        return receive_from_server(
+            self.transport,
+            site=self.name,
+            federation=self.federation,
+            timeout=self.round_config.stage_timeout_seconds,
+        )

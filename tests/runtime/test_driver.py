@@ -308,3 +308,30 @@ def test_a_full_roster_the_mode_refuses_halts_at_once():
     d.expected_sites = ("a", "b")  # a federation of two that masking cannot serve
     d.on_deadline()
     assert d.stage is ServerStage.FINISHED and "round 1 cannot open" in d.halted
+
+
+class _PerSiteModel(PlainGlobalModel):
+    """A holder that owes each site different bytes, as an incremental history does."""
+
+    def payload_for(self, site: str) -> bytes:
+        return b"history for " + site.encode() if site != "c" else self.payload()
+
+
+def test_each_site_is_sent_the_model_payload_it_is_owed_at_start_and_finish():
+    # a site given another site's payload would decode a history that is not its own
+    d = _driver()
+    d.model = _PerSiteModel(np.zeros(3, dtype=np.float32))
+    out = d.handle(_env("a", m.HELLO)) + d.handle(_env("b", m.HELLO))
+    out += d.handle(_env("c", m.HELLO))
+    starts = {
+        e.receiver: m.decode(e.payload, m.RoundStart) for e in out if e.stage == m.ROUND_START
+    }
+    assert {s: start.model for s, start in starts.items()} == {
+        site: d.model.payload_for(site) for site in ("a", "b", "c")
+    }
+    assert all(start.cohort == ("a", "b", "c") for start in starts.values())
+    finish = {e.receiver: m.decode(e.payload, m.Finish) for e in d.stop("operator")}
+    assert {s: f.model for s, f in finish.items()} == {
+        site: d.model.payload_for(site) for site in ("a", "b", "c")
+    }
+    assert all(f.reason == "operator" and f.rounds == 1 for f in finish.values())

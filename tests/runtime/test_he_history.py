@@ -15,9 +15,9 @@ from securefl.errors import IntegrityError
 from securefl.hazmat.sign import SigningKey
 from securefl.he import CKKS_N4096, HEServerMode, HESiteMode, SecretContext
 from securefl.runtime import messages as m
+from securefl.runtime._site_round import round_digest
 from securefl.runtime.encrypted_model import EncryptedAggregatesModel, EncryptedModelDecoder
 from securefl.runtime.global_model import PlainGlobalModel
-from securefl.runtime.site import _round_digest
 from securefl.strategy import make_strategy
 from securefl.wire import pack, unpack
 
@@ -86,7 +86,7 @@ def _round_start_digest(model_payload, decoder):
     start = m.RoundStart(
         cohort=SITES, model=model_payload, spec={}, max_weight=MAX_WEIGHT, min_sites=3, config={}
     )
-    return _round_digest(start.to_bytes(), start, decoder)
+    return round_digest(start.to_bytes(), start, decoder)
 
 
 def test_plain_and_he_reach_the_same_model_under_fedadam(secret, modes):
