@@ -41,7 +41,6 @@ def _whole_history(theta0_wire):
     )
 
 
-@pytest.mark.xfail(strict=True, reason="θ₀ is hashed without its dtype: an int64/float64 fork keeps one head")
 def test_two_sites_given_different_initial_models_never_share_a_chain_head(secret):
     """The server sends one byte string as θ₀, labelled int64 to site a and float64 to b.
 
