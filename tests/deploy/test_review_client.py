@@ -18,7 +18,6 @@ def clean_path(monkeypatch):
         sys.modules.pop(name, None)
 
 
-@pytest.mark.xfail(strict=True, reason="the working directory is put first on sys.path")
 def test_a_file_in_the_working_directory_cannot_replace_a_library_imported_later(
     tmp_path, monkeypatch, clean_path
 ):
