@@ -20,7 +20,6 @@ def _others_can_write(path: Path) -> bool:
     return bool(stat.S_IMODE(path.stat().st_mode) & 0o002)
 
 
-@pytest.mark.xfail(strict=True, reason="the state folder is made with the umask")
 def test_a_new_state_folder_is_not_writable_by_other_users_whatever_the_umask(kits: Path):
     """Under umask 000 (some service managers and containers) the folder was 0777,
     and the ledger in it 0666: any local user could reset the site's spent ε."""
@@ -35,7 +34,6 @@ def test_a_new_state_folder_is_not_writable_by_other_users_whatever_the_umask(ki
     assert not _others_can_write(site.ledger.path)
 
 
-@pytest.mark.xfail(strict=True, reason="a reused state folder is not checked")
 def test_a_state_folder_other_users_can_write_is_refused(kits: Path):
     """A reused state folder any user may change is refused before the ledger is opened."""
     state = kits / "site-a" / "state"

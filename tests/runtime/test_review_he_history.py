@@ -31,7 +31,9 @@ def secret():
 
 
 def _decoder(secret, site):
-    mode = HESiteMode(secret, site_id=site, signing_key=KEYS[site], max_weight=10.0, processes=False)
+    mode = HESiteMode(
+        secret, site_id=site, signing_key=KEYS[site], max_weight=10.0, processes=False
+    )
     return EncryptedModelDecoder(mode, roster=ROSTER, federation="f", strategy=FEDAVG, min_sites=3)
 
 
