@@ -129,9 +129,7 @@ def _check_own_folder(state: Path) -> None:
         return
     info = state.stat()
     if info.st_uid != os.getuid():
-        raise ConfigError(
-            f"state folder {state}: owned by another user; use a folder of your own"
-        )
+        raise ConfigError(f"state folder {state}: owned by another user; use a folder of your own")
     if stat.S_IMODE(info.st_mode) & 0o002:
         raise ConfigError(
             f"state folder {state}: writable by other users, who could reset the privacy "
