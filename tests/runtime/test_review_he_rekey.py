@@ -62,7 +62,6 @@ def secret():
     return SecretContext.generate()
 
 
-@pytest.mark.xfail(strict=True, reason="every bundle builds a new half with an empty history")
 def test_a_re_sent_key_bundle_does_not_make_a_site_forget_the_history_it_holds(tmp_path, secret):
     keys = _keys(tmp_path, "site-b")
     bundle = _bundle_for("site-b", secret)
@@ -76,7 +75,6 @@ def test_a_re_sent_key_bundle_does_not_make_a_site_forget_the_history_it_holds(t
         again.decoder(rewritten, D)
 
 
-@pytest.mark.xfail(strict=True, reason="a second key set replaces the first mid-run")
 def test_a_site_holding_keys_refuses_another_key_set_mid_run(tmp_path, secret):
     keys = _keys(tmp_path, "site-c")
     keys.handle(_bundle_for("site-c", secret))
