@@ -75,3 +75,63 @@ def test_the_honest_initial_model_is_still_accepted(secret):
     np.testing.assert_array_equal(a(payload, D), theta0)
     np.testing.assert_array_equal(b(payload, D), theta0)
     assert a.history_digest() == b.history_digest()
+
+
+# -- a fork the forked site never sees (documented in threat_models/he.md) -----------
+
+FORK_SITES = ("a", "b", "c", "d")
+FORK_KEYS = {s: SigningKey.generate() for s in FORK_SITES}
+FORK_ROSTER = {s: k.public_bytes() for s, k in FORK_KEYS.items()}
+
+
+def _fork_mode(secret, site):
+    return HESiteMode(
+        secret, site_id=site, signing_key=FORK_KEYS[site], max_weight=10.0, processes=False
+    )
+
+
+def _sum(secret, modes, round_id, sites):
+    """The server's sum of one small update per site in ``sites``, each signing an empty digest."""
+    from securefl.aggregation import RoundContext
+    from securefl.he import HEServerMode
+
+    cohort = tuple(sorted(sites))
+    public = secret.signed_public_context(federation="f", maker="a", signing_key=FORK_KEYS["a"])
+    ctx = RoundContext(federation="f", round=round_id, cohort=cohort, dimension=D, max_weight=10.0)
+    server = HEServerMode(public, roster=FORK_ROSTER, federation="f").server(ctx)
+    rng = np.random.default_rng([round_id, *map(ord, cohort)])  # test data, not a security use
+    for site in cohort:
+        update = rng.uniform(-0.05, 0.05, D).astype(np.float32)
+        (env,) = modes[site].site(ctx, site).submit(update, 2.0)
+        server.handle(env)
+    assert server.result is not None
+    return {"sum": server.result.encrypted_sum, "weight": server.result.total_weight}
+
+
+def test_a_forked_site_kept_out_of_later_rounds_never_notices(secret):
+    """What the threat model states: the chain catches a fork only where the forked
+    site's view meets the others' (an aggregate summing both, or its own round).
+
+    The server gives d another round-2 sum than c (d's own upload is in it),
+    then leaves d out of round 3: d accepts the genuine round-3 sum on top of
+    its forked history and ends on another model than c, with no error.
+    """
+    modes = {s: _fork_mode(secret, s) for s in FORK_SITES}
+    first = _sum(secret, modes, 1, "abc")
+    honest2, forked2 = _sum(secret, modes, 2, "abc"), _sum(secret, modes, 2, "abd")
+    third = _sum(secret, modes, 3, "abc")
+    fields = _strategy_fields(FEDAVG)
+    theta0 = {"dtype": "<f4", "n": D, "data": np.zeros(D, np.float32).tobytes()}
+
+    def decoder(site):
+        return EncryptedModelDecoder(
+            modes[site], roster=FORK_ROSTER, federation="f", strategy=FEDAVG, min_sites=3
+        )
+
+    c, d = decoder("c"), decoder("d")
+    c(pack({"theta0": theta0, "strategy": fields, "start": 0, "aggregates": [first, honest2]}), D)
+    d(pack({"theta0": theta0, "strategy": fields, "start": 0, "aggregates": [first, forked2]}), D)
+    tail = pack({"theta0": None, "strategy": fields, "start": 2, "aggregates": [third]})
+    model_c, model_d = c(tail, D), d(tail, D)  # d raises nothing
+    assert c.history_digest() != d.history_digest()
+    assert not np.allclose(model_c, model_d)
