@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from securefl.config import StrategyConfig
-from securefl.errors import SecureFLError
+from securefl.errors import IntegrityError, SecureFLError
 from securefl.hazmat.sign import SigningKey
 from securefl.he import CKKS_N4096, HESiteMode, SecretContext
 from securefl.runtime.encrypted_model import (
@@ -135,3 +135,22 @@ def test_a_forked_site_kept_out_of_later_rounds_never_notices(secret):
     model_c, model_d = c(tail, D), d(tail, D)  # d raises nothing
     assert c.history_digest() != d.history_digest()
     assert not np.allclose(model_c, model_d)
+
+
+def test_a_site_whose_upload_missed_the_deadline_stops_at_the_next_round(secret):
+    """What the threat model states: an honest server that closed round 2 without d's
+    late upload (the others were enough) sends a sum d must refuse, since d signed an
+    upload for round 2; d stops, though nobody cheated."""
+    from securefl.aggregation import RoundContext
+
+    modes = {s: _fork_mode(secret, s) for s in FORK_SITES}
+    first, second = _sum(secret, modes, 1, "abc"), _sum(secret, modes, 2, "abc")
+    late = RoundContext(federation="f", round=2, cohort=FORK_SITES, dimension=D, max_weight=10.0)
+    modes["d"].site(late, "d").submit(np.zeros(D, np.float32), 1.0)  # sent after the deadline
+    d = EncryptedModelDecoder(
+        modes["d"], roster=FORK_ROSTER, federation="f", strategy=FEDAVG, min_sites=3
+    )
+    theta0 = {"dtype": "<f4", "n": D, "data": np.zeros(D, np.float32).tobytes()}
+    payload = {"theta0": theta0, "strategy": _strategy_fields(FEDAVG), "start": 0}
+    with pytest.raises(IntegrityError, match="own upload"):
+        d(pack({**payload, "aggregates": [first, second]}), D)
