@@ -25,7 +25,6 @@ from securefl.provision.pki import (
 from securefl.transport.https_server import serve_files
 
 
-@pytest.mark.xfail(strict=True, reason="status does not pin the roster's server cert")
 def test_status_refuses_a_ca_issued_server_certificate_the_roster_does_not_pin(
     kits: Path, tmp_path: Path
 ):
