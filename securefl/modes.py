@@ -31,7 +31,7 @@ import numpy.typing as npt
 from securefl.aggregation.base import AggregationMode
 from securefl.aggregation.plain import PlainMode
 from securefl.config import SECURE_MODES, StrategyConfig
-from securefl.errors import ConfigError
+from securefl.errors import ConfigError, ProtocolError
 from securefl.hazmat.sign import SigningKey
 from securefl.runtime.global_model import (
     GlobalModel,
@@ -241,19 +241,36 @@ class HESiteKeys:
 
     The keymaker makes the keys at hello and builds its half at once; every
     other site builds its half from the bundle the server relays.
+
+    The half is built once: it holds the history the site applied (the
+    decoder's hash chain) and the rounds it took part in. A server that
+    re-sends the bundle mid-run gets the same half back, so it cannot reset
+    what the site compares a rewritten history against; a bundle of another
+    key set once the site holds one is refused.
     """
 
     def __init__(self, keys: SiteKeys, build: Callable[[SecretContext], SiteHalf]) -> None:
         self._keys = keys
         self._build = build
         self.stages = keys.stages
+        self._half: SiteHalf | None = None
+        self._key_id = b""
 
     def hello(self) -> tuple[list[Envelope], SiteHalf | None]:
         out, secret = self._keys.hello()
-        return out, self._build(secret) if secret is not None else None
+        return out, self._half_for(secret) if secret is not None else None
 
     def handle(self, env: Envelope) -> SiteHalf:
-        return self._build(self._keys.handle(env))
+        return self._half_for(self._keys.handle(env))
+
+    def _half_for(self, secret: SecretContext) -> SiteHalf:
+        if self._half is None:
+            self._half, self._key_id = self._build(secret), secret.key_id
+        elif secret.key_id != self._key_id:
+            raise ProtocolError(
+                "the server sent other he keys than the ones this site holds; refusing them"
+            )
+        return self._half
 
 
 def he_site_keys(

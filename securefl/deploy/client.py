@@ -101,13 +101,20 @@ def _event(env: Envelope) -> RoundEvent | None:
 
 
 def load_train_function(spec: str) -> Callable[[Site], object]:
-    """``MODULE:FUNCTION`` imported the way ``python -m`` would (current directory first)."""
+    """``MODULE:FUNCTION``, found in the installed packages or else the current directory.
+
+    The directory goes last on ``sys.path``, not first as ``python -m`` puts
+    it: the client imports torch, opacus and tenseal after the function, and
+    a file dropped in the directory under one of their names must not run in
+    the process that holds the site's keys. A module named like an installed
+    one is therefore not found; rename it.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"--train {spec!r}: give MODULE:FUNCTION, e.g. my_trainer:train")
     cwd = os.getcwd()
-    if sys.path[:1] != [cwd]:
-        sys.path.insert(0, cwd)
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -12,6 +12,8 @@ roster next to the records so ``securefl audit STATE/records`` finds it.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,8 +81,10 @@ def site_from_kit(
             "(the bound on one site's weight that this site pins)"
         )
     state = Path(state_dir) if state_dir is not None else kit.state_dir
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "records").mkdir(exist_ok=True)
+    # the ledger is plain SQLite: whoever may write the folder may reset the spent ε
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_own_folder(state)
+    (state / "records").mkdir(mode=0o700, exist_ok=True)
     # the auditor's roster next to the records: `securefl audit STATE/records` finds it
     kit.roster.audit_roster().save(state / "roster.json")
     identity = kit.roster.identity_keys()
@@ -117,3 +121,17 @@ def site_from_kit(
         half=half,
         keys=keys,
     )
+
+
+def _check_own_folder(state: Path) -> None:
+    """Refuse a state folder another user owns or may write (it holds the privacy ledger)."""
+    if os.name != "posix":
+        return
+    info = state.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"state folder {state}: owned by another user; use a folder of your own")
+    if stat.S_IMODE(info.st_mode) & 0o002:
+        raise ConfigError(
+            f"state folder {state}: writable by other users, who could reset the privacy "
+            f"ledger; run: chmod o-w {state}"
+        )

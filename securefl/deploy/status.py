@@ -11,6 +11,7 @@ with a site's kit. Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import httpx
 
 from securefl.errors import ConfigError, TransportError
 from securefl.provision.kit import Kit
+from securefl.reports.roster import SERVER_ENTRY
 from securefl.transport._tls import client_context
+from securefl.transport.https_client import _pinned_transport
 
 __all__ = ["fetch_status"]
 
@@ -38,22 +41,29 @@ def fetch_status(kit_path: str | Path, url: str | None = None, *, timeout: float
             "site certificate; the server kit's certificate is for serving only)"
         )
     verify = client_context(ca=kit.ca_cert_path, cert=kit.cert_path, key=kit.key_path)
+    # the roster pins the server's certificate, as for `securefl client`: another one the
+    # CA issued for the server's name (a leaked or misused CA key) is not the server
+    pinned = _pinned_transport(verify, kit.roster.cert_sha256(SERVER_ENTRY))
     try:
-        with httpx.Client(verify=verify, timeout=timeout, trust_env=False) as client:
-            response = client.get(
-                f"{base}/status",
-                extensions={"sni_hostname": kit.server_name},
-            )
+        with (
+            httpx.Client(transport=pinned, timeout=timeout, trust_env=False) as client,
+            client.stream(
+                "GET", f"{base}/status", extensions={"sni_hostname": kit.server_name}
+            ) as response,
+        ):
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_STATUS_BYTES:
+                    raise TransportError(f"status from {base}: the answer is too large")
     except httpx.HTTPError as exc:
         raise TransportError(f"status from {base}: {type(exc).__name__}: {exc}") from None
     if response.status_code != 200:
         raise TransportError(
             f"status from {base}: the server answered {response.status_code} "
-            f"({response.text[:200]})"
+            f"({body[:200].decode('utf-8', 'replace')})"
         )
-    if len(response.content) > MAX_STATUS_BYTES:
-        raise TransportError(f"status from {base}: the answer is too large")
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         raise TransportError(f"status from {base}: the answer is not JSON") from None

@@ -180,6 +180,11 @@ class EncryptedModelDecoder:
             raise WireError("malformed encrypted model aggregates")
         if start == 0:
             theta0 = array_from_wire(obj["theta0"], expected_len=dimension)
+            if theta0.dtype != np.dtype("<f4"):
+                # the server holds θ₀ as float32; the chain hashes its bytes, and one
+                # byte string read as int64 at one site and float64 at another would
+                # give two models under one head (a fork no later aggregate reveals)
+                raise WireError(f"the initial model must be float32, not {theta0.dtype.str}")
             head = _chain_start(theta0, obj["strategy"])
             if self._strategy is None:
                 self._restart(theta0, head, obj["strategy"])
@@ -234,8 +239,12 @@ _DOMAIN = b"securefl/he-model-history/v1"
 
 
 def _chain_start(theta0: npt.NDArray[Any], strategy: Any) -> bytes:
-    """h₀ = SHA-256(domain ‖ θ₀ ‖ strategy): what every history grows from."""
-    return hashlib.sha256(_DOMAIN + np.asarray(theta0).tobytes() + pack(strategy)).digest()
+    """h₀ = SHA-256(domain ‖ θ₀ as little-endian float32 ‖ strategy): what every history grows from.
+
+    The bytes are fixed to one type so that equal heads mean equal models.
+    """
+    canonical = np.asarray(theta0, dtype="<f4").tobytes()
+    return hashlib.sha256(_DOMAIN + canonical + pack(strategy)).digest()
 
 
 def _chain_next(head: bytes, agg: dict[str, Any]) -> bytes:

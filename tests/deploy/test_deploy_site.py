@@ -120,7 +120,7 @@ def test_client_options_errors_are_one_line(kits: Path, tmp_path: Path):
 def test_client_train_function_is_imported_from_the_current_directory(
     kits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """``--train my_trainer:train`` finds the user's module as ``python -m`` would."""
+    """``--train my_trainer:train`` finds the user's module in the current directory."""
     (tmp_path / "my_trainer_for_test.py").write_text(
         "from securefl.errors import BudgetExhaustedError\n"
         "def train(site):\n"
