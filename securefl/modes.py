@@ -91,10 +91,14 @@ class SiteHalf:
 
 
 def mask_config() -> MaskConfig:
-    """The default masking settings (what ``simulate`` runs)."""
-    from securefl.secagg import MaskConfig
+    """The masking settings of a federation file without a [mask] table.
 
-    return MaskConfig(clip=1.0)
+    One definition: :func:`securefl._deploy_config.default_mask`, which the
+    federation file loader uses too.
+    """
+    from securefl._deploy_config import default_mask
+
+    return default_mask()
 
 
 def site_keys(identity_keys: Mapping[str, bytes]) -> dict[str, bytes]:

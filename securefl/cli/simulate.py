@@ -6,22 +6,25 @@ import json
 import logging
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from securefl._deploy_config import HE_PRESETS
 from securefl.cli._errors import exit_on_error
 from securefl.cli._table import new_table
 from securefl.config import (
     SECURE_MODES,
     STRATEGIES,
     DPConfig,
+    FederationConfig,
     RoundConfig,
-    StrategyConfig,
-    TrainConfig,
+    load_federation,
 )
 from securefl.errors import AbortError, ConfigError
 
@@ -40,7 +43,39 @@ DEFAULT_LR = 1.0
 DEFAULT_CLIP = 0.5
 
 
-@click.command()
+#: Each option that sets a federation setting: (table, key) in a federation file.
+_SETTINGS: dict[str, tuple[str, str]] = {
+    "rounds": ("rounds", "max_rounds"),
+    "patience": ("rounds", "patience"),
+    "epsilon": ("dp", "epsilon"),
+    "delta": ("dp", "delta"),
+    "clip": ("dp", "max_grad_norm"),
+    "batch_size": ("dp", "batch_size"),
+    "lr": ("train", "learning_rate"),
+    "epochs": ("train", "local_epochs"),
+    "strategy": ("strategy", "name"),
+    "secure": ("federation", "secure"),
+    "he_preset": ("he", "preset"),
+}
+
+
+@click.command(
+    epilog="With --config FED.toml the federation's settings come from that federation "
+    "file ([federation] secure, [dp], [train], [rounds], [strategy], [mask], [he]); an "
+    "option given on the command line overrides the file's value, and an option not given "
+    "takes the file's (or, for a key the file leaves out, the default of "
+    "docs/configuration.md), not the default shown here. The sites come from --sites or "
+    "--data, never from the file's [[sites]]."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FED.toml",
+    help="Take the federation's settings from this federation file (options given "
+    "explicitly override it).",
+)
 @click.option(
     "--rounds",
     default=DEFAULT_ROUNDS,
@@ -150,7 +185,8 @@ DEFAULT_CLIP = 0.5
 @click.option(
     "--he-preset",
     default=None,
-    help="HE parameters with --secure he: bfv-n4096 (default), ckks-n4096, ckks-n8192.",
+    type=click.Choice(HE_PRESETS),
+    help="HE parameters with --secure he (default bfv-n4096).",
 )
 @click.option(
     "--transport",
@@ -162,8 +198,11 @@ DEFAULT_CLIP = 0.5
     "127.0.0.1 (a deployment tried on one machine).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout, nothing else.")
+@click.pass_context
 @exit_on_error
 def simulate(
+    ctx: click.Context,
+    config_path: Path | None,
     rounds: int,
     sites: int,
     epsilon: float,
@@ -196,23 +235,13 @@ def simulate(
     # Opacus's hook warnings are about its internals, not the user's data
     warnings.filterwarnings("ignore", message="Full backward hook")
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-    dp = DPConfig(epsilon=epsilon, delta=delta, max_grad_norm=clip, batch_size=batch_size)
-    train = TrainConfig(local_epochs=epochs, learning_rate=lr)
-    round_config = RoundConfig(
-        max_rounds=rounds, patience=patience, min_sites=2, stage_timeout_seconds=120.0
+    config = _federation_config(ctx, config_path)
+    _check_options(
+        ctx, config, out, https=transport == "https", rehearsal=bool(dropouts or data_specs)
     )
-    if strategy == "auto":  # he sites replay FedAdam on the decrypted aggregates
-        strategy = "fedadam"
-    strategy_config = StrategyConfig(name=strategy)
-    if out is not None and (out / "summary.json").exists():
-        raise ConfigError(f"{out} already holds a simulation; choose another --out")
-    if he_preset is not None and secure != "he":
-        raise ConfigError("--he-preset only applies with --secure he")
-    if transport == "https" and (dropouts or data_specs):
-        raise ConfigError(
-            "--transport https runs the bundled data without rehearsed dropouts; "
-            "leave out --dropout and --data (or use --transport memory)"
-        )
+    rounds, secure = config.rounds.max_rounds, config.secure
+    if schema_path is None and data_specs and config.data.schema is not None:
+        schema_path = Path(config.data.schema)
     data = _load_data(data_specs, label, sites, seed, schema_path)
     from securefl.aggregation.plain import PLAIN_WARNING
     from securefl.simulation.modes import parse_dropouts
@@ -256,31 +285,10 @@ def simulate(
                     description=f"round {status.get('round')}: {status.get('stage')} (https)",
                 )
 
-            result = run_https_simulation(
-                data,
-                secure=secure,
-                dp=dp,
-                train=train,
-                rounds=round_config,
-                strategy=strategy_config,
-                seed=seed,
-                out=out,
-                he_preset=he_preset,
-                on_status=on_status,
-            )
+            result = run_https_simulation(data, config, seed=seed, out=out, on_status=on_status)
         else:
             result = run_simulation(
-                data,
-                secure=secure,
-                dp=dp,
-                train=train,
-                rounds=round_config,
-                strategy=strategy_config,
-                seed=seed,
-                out=out,
-                on_progress=on_progress,
-                dropouts=dropout_map,
-                he_preset=he_preset,
+                data, config, seed=seed, out=out, on_progress=on_progress, dropouts=dropout_map
             )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
@@ -288,7 +296,9 @@ def simulate(
         _print_result(console, result, data.x_test is not None, out)
     from securefl.simulation.advice import learned_nothing_hint
 
-    hint = learned_nothing_hint(data, result.global_accuracy, epsilon=epsilon, rounds=rounds)
+    hint = learned_nothing_hint(
+        data, result.global_accuracy, epsilon=config.dp.epsilon, rounds=rounds
+    )
     if hint is not None:
         click.echo(f"hint: {hint}", err=True)
     if not result.trained:
@@ -299,6 +309,75 @@ def simulate(
         raise AbortError(
             f"the federation stopped after {result.rounds_completed} of {rounds} rounds: "
             f"{result.halted}"
+        )
+
+
+def _federation_config(ctx: click.Context, config_path: Path | None) -> FederationConfig:
+    """The one federation ``simulate`` runs: the file's settings, then the options given.
+
+    Without ``--config`` every option counts (its default included) over the
+    settings ``simulate`` always used (federation ``securefl-sim``,
+    ``min_sites`` 2, a 120 s stage timeout). With it, only the options given
+    on the command line (``ctx.get_parameter_source``) override the file.
+    """
+    explicit = {
+        name
+        for name in _SETTINGS
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    if config_path is None:
+        base = FederationConfig(
+            name="securefl-sim",
+            dp=DPConfig(),
+            rounds=RoundConfig(min_sites=2, stage_timeout_seconds=120.0),
+        )
+        explicit = set(_SETTINGS) - ({"he_preset"} - explicit)  # every value, its default too
+    else:
+        base = load_federation(config_path)
+        if base.model.factory is not None:
+            raise ConfigError(
+                f"{config_path}: model.factory is not used by simulate, which trains its "
+                "built-in model; remove it for simulate, or run the federation with "
+                "securefl provision"
+            )
+        base = replace(base, sites=())  # the sites come from --sites or --data
+    tables: dict[str, dict[str, Any]] = {}
+    for name in explicit:
+        table, key = _SETTINGS[name]
+        value = ctx.params[name]
+        if name == "strategy" and value == "auto":  # he sites replay FedAdam on the aggregates
+            value = "fedadam"
+        tables.setdefault(table, {})[key] = value
+    try:
+        return replace(
+            base,
+            secure=tables.get("federation", {}).get("secure", base.secure),
+            dp=replace(base.dp, **tables.get("dp", {})),
+            train=replace(base.train, **tables.get("train", {})),
+            rounds=replace(base.rounds, **tables.get("rounds", {})),
+            strategy=replace(base.strategy, **tables.get("strategy", {})),
+            he=replace(base.he, **tables.get("he", {})),
+        )
+    except ConfigError as exc:
+        if config_path is None:
+            raise
+        raise ConfigError(f"{config_path} with the options given: {exc}") from None
+
+
+def _check_options(
+    ctx: click.Context, config: FederationConfig, out: Path | None, *, https: bool, rehearsal: bool
+) -> None:
+    """Refuse a combination of options that cannot run, before any data is read."""
+    if ctx.get_parameter_source("he_preset") is not click.core.ParameterSource.DEFAULT and (
+        config.secure != "he"
+    ):
+        raise ConfigError("--he-preset only applies with --secure he")
+    if out is not None and (out / "summary.json").exists():
+        raise ConfigError(f"{out} already holds a simulation; choose another --out")
+    if https and rehearsal:
+        raise ConfigError(
+            "--transport https runs the bundled data without rehearsed dropouts; "
+            "leave out --dropout and --data (or use --transport memory)"
         )
 
 

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,9 +32,12 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from securefl._deploy_config import DEFAULT_HE_PRESET, default_mask
 from securefl.aggregation.base import AggregationMode
 from securefl.config import (
     DPConfig,
+    FederationConfig,
+    HEConfig,
     RoundConfig,
     StrategyConfig,
     TrainConfig,
@@ -52,6 +55,9 @@ from securefl.simulation.modes import SiteVanished, make_setup
 from securefl.strategy.fedavg import make_strategy
 from securefl.transport.memory import MemoryHub
 from securefl.wire import SERVER
+
+if TYPE_CHECKING:
+    from securefl.secagg import MaskConfig
 
 __all__ = ["FederationRun", "LocalFederation"]
 
@@ -104,7 +110,10 @@ class LocalFederation:
     site's ``privatize`` then applies the same fix, so the parameter specs
     agree. Without ``workdir`` the records and ledgers go to a temporary
     folder, removed by :meth:`close` or when the federation is garbage
-    collected; pass ``workdir`` to keep them.
+    collected; pass ``workdir`` to keep them. ``mask`` (the federation
+    file's [mask] settings; default :func:`securefl.modes.mask_config`),
+    ``he_preset`` and ``he_keymaker`` reach :mod:`securefl.modes` as a
+    deployment's file does.
     """
 
     def __init__(
@@ -122,6 +131,8 @@ class LocalFederation:
         workdir: Path | None = None,
         dropouts: Mapping[str, str] | None = None,
         he_preset: str | None = None,
+        he_keymaker: str | None = None,
+        mask: MaskConfig | None = None,
         fix_model: bool = False,
     ) -> None:
         site_names = check_site_names(site_names, where="site_names")
@@ -161,16 +172,22 @@ class LocalFederation:
             server=self.server_key.public_bytes(),
         )
         self.roster.save(self.workdir / "roster.json")
+        self.config = FederationConfig(
+            name=federation,
+            secure=secure,
+            dp=dp,
+            train=train,
+            rounds=rounds,
+            strategy=strategy,
+            mask=mask or default_mask(),
+            he=HEConfig(preset=he_preset or DEFAULT_HE_PRESET, keymaker=he_keymaker),
+        )
         setup = make_setup(
-            secure,
+            self.config,
             roster=self.roster.sites,
             workdir=self.workdir,
-            strategy=strategy,
             dropouts=dict(dropouts or {}),
-            he_preset=he_preset,
-            federation=federation,
             max_weight=max_weight,
-            min_sites=rounds.min_sites,
             signing_keys={
                 n: k.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
                 for n, k in self.signing_keys.items()

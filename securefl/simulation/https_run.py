@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, ModelConfig, ServerConfig, TrainConfig
 from securefl.data.csvsource import read_csv
 from securefl.data.federations import FederatedData, SiteData, _split_site
 from securefl.data.preprocess import signed_log
@@ -61,16 +61,10 @@ StatusHook = Callable[[dict[str, Any], dict[str, Child]], None]
 
 def run_https_simulation(
     data: FederatedData,
+    config: FederationConfig,
     *,
-    federation: str = "securefl-sim",
-    secure: str = "mask",
-    dp: DPConfig,
-    train: TrainConfig,
-    rounds: RoundConfig,
-    strategy: StrategyConfig,
     seed: int = 0,
     out: Path | None = None,
-    he_preset: str | None = None,
     on_status: StatusHook | None = None,
     timeout: float = 1800.0,
     keep: bool = False,
@@ -82,27 +76,16 @@ def run_https_simulation(
     name; tests use it to kill a site in the middle of a round. Every child
     is stopped when this returns or raises (Ctrl-C included); the run
     folder is removed after a clean run unless ``keep``, and kept and named
-    in the error otherwise.
+    in the error otherwise. ``config`` is the federation ``simulate`` built
+    (its every table but the sites, which come from ``data``, the server's
+    address, 127.0.0.1 on a free port, and the model, the built-in one over
+    ``data``'s features seeded by ``seed``).
     """
-    if rounds.max_weight is None:  # every site pins it: the largest site's example count
-        rounds = replace(rounds, max_weight=float(max(s.num_examples for s in data.sites)))
     run = RunFolder(keep=keep)
     ok = False
     try:
         fed_file = run.path / "federation.toml"
-        tables = simulate_tables(
-            federation=federation,
-            secure=secure,
-            dp=dp,
-            train=train,
-            rounds=rounds,
-            strategy=strategy,
-            port=free_port(),
-            features=data.num_features,
-            classes=len(data.classes),
-            seed=seed,
-            he_preset=he_preset,
-        )
+        tables = simulate_tables(_provisioned(config, data, seed))
         fed_file.write_text(federation_toml(tables, [s.name for s in data.sites]), "utf-8")
         kits = provision(fed_file, run.path / "kits").kits
         csvs = write_site_csvs(data, run.path / "data", label=LABEL)
@@ -127,7 +110,9 @@ def run_https_simulation(
                 on_tick=_status_poller(kits[data.sites[0].name], by_name, on_status),
                 ok_codes=(0, EXIT_HALTED),
             )
-        result = _result(data, secure, kits, csvs, dp, train, seed, halted=server.exit_code)
+        result = _result(
+            data, config.secure, kits, csvs, config.dp, config.train, seed, halted=server.exit_code
+        )
         if out is not None:
             _write_outputs(out, kits, [s.name for s in data.sites], logs, result, data)
         ok = True
@@ -142,6 +127,20 @@ def run_https_simulation(
         raise type(exc)(f"{exc} (run folder kept: {run.path})") from None
     finally:
         run.finish(ok)
+
+
+def _provisioned(config: FederationConfig, data: FederatedData, seed: int) -> FederationConfig:
+    """``config`` as the loopback federation runs it: local server, the data's model and sites."""
+    rounds = config.rounds
+    if rounds.max_weight is None:  # every site pins it: the largest site's example count
+        rounds = replace(rounds, max_weight=float(max(s.num_examples for s in data.sites)))
+    return replace(
+        config,
+        rounds=rounds,
+        server=ServerConfig(hosts=("127.0.0.1",), port=free_port(), bind="127.0.0.1"),
+        model=ModelConfig(features=data.num_features, classes=len(data.classes), seed=seed),
+        sites=(),
+    )
 
 
 def _status_poller(

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from securefl import modes as library
 from securefl.aggregation.base import AggregationMode, RoundContext, SiteAggregator
-from securefl.config import StrategyConfig
+from securefl.config import FederationConfig
 from securefl.errors import ConfigError, SecureFLError
 from securefl.hazmat.sign import SigningKey
 from securefl.modes import HE_MIN_SUMMANDS, mask_config
@@ -28,6 +28,7 @@ from securefl.wire import SERVER, Envelope
 
 if TYPE_CHECKING:
     from securefl.he import SecretContext
+    from securefl.secagg import MaskConfig
 
 __all__ = [
     "HE_MIN_SUMMANDS",
@@ -111,17 +112,22 @@ def parse_dropouts(values: tuple[str, ...], secure: str, sites: list[str]) -> di
 
 
 def check_dropouts(
-    secure: str, sites: list[str], dropouts: Mapping[str, str], min_sites: int
+    secure: str,
+    sites: list[str],
+    dropouts: Mapping[str, str],
+    min_sites: int,
+    mask: MaskConfig | None = None,
 ) -> None:
     """Refuse a federation, or a rehearsal, that cannot complete its rounds, saying why.
 
     Every rehearsed site vanishes in round 1 and never returns, so the round
     it vanishes in must still reach the mode's threshold, and the next round's
     smaller cohort must still be one the mode (and ``min_sites``) accepts.
-    The numbers come from the mode itself (``MaskConfig.plan``), not a copy.
+    The numbers come from the mode itself (``MaskConfig.plan`` of ``mask``,
+    the federation's masking settings; default :func:`mask_config`), not a copy.
     """
     cohort = tuple(sorted(sites))
-    config = mask_config() if secure == "mask" else None
+    config = (mask or mask_config()) if secure == "mask" else None
     if config is not None:
         try:
             need = config.plan(
@@ -171,54 +177,49 @@ def _with_dropouts(
 
 
 def make_setup(
-    secure: str,
+    config: FederationConfig,
     *,
     signing_keys: Mapping[str, bytes],
     roster: Mapping[str, bytes],
     workdir: Path,
-    strategy: StrategyConfig,
     dropouts: Mapping[str, str],
-    he_preset: str | None = None,
-    federation: str = "securefl-sim",
     max_weight: float | None = None,
-    min_sites: int = 2,
 ) -> SecureSetup:
-    """Both halves and the model holders for ``secure`` in an in-process federation.
+    """Both halves and the model holders for ``config.secure`` in an in-process federation.
 
     Built by :mod:`securefl.modes`, as a deployment builds them: the server's
-    half from public material, each site's from its own key and state folder.
-    ``max_weight`` and ``min_sites`` are the federation's own settings, which
-    ``he`` sites pin (they refuse a round or an aggregate announcing others).
+    half from public material, each site's from its own key and state folder,
+    both from the federation's settings (``config.mask``; ``config.he``'s
+    preset and keymaker; ``config.strategy``; ``config.rounds.min_sites``).
+    ``max_weight`` is the federation's own, which ``he`` sites pin (they
+    refuse a round or an aggregate announcing another).
     """
-    if secure not in STAGES:
-        raise ConfigError(f"unknown secure mode {secure!r}")
+    secure, federation = config.secure, config.name
     if secure == "he" and max_weight is None:
         raise ConfigError("he mode needs the federation's max_weight for its sites")
+    common: dict[str, Any] = {
+        "identity_keys": roster,
+        "federation": federation,
+        "strategy": config.strategy,
+        "max_weight": max_weight,
+        "min_sites": config.rounds.min_sites,
+        "mask": config.mask,
+    }
+    keymaker = library.choose_keymaker(roster, config.he.keymaker) if secure == "he" else None
     secrets, public = (
-        _he_keys(he_preset, signing_keys, roster, federation) if secure == "he" else ({}, None)
+        _he_keys(config.he.preset, signing_keys, roster, federation, keymaker)
+        if keymaker is not None
+        else ({}, None)
     )
-    server = library.server_half(
-        secure,
-        identity_keys=roster,
-        he_public_context=public,
-        he_keymaker=library.choose_keymaker(roster) if secure == "he" else None,
-        federation=federation,
-        strategy=strategy,
-        max_weight=max_weight,
-        min_sites=min_sites,
-    )
+    server = library.server_half(secure, he_public_context=public, he_keymaker=keymaker, **common)
     halves = {
         name: library.site_half(
             secure,
             name=name,
             signing_key=SigningKey.from_private_bytes(raw),
-            identity_keys=roster,
             state_dir=workdir / "state" / name,
             he_secret_context=secrets.get(name),
-            federation=federation,
-            strategy=strategy,
-            max_weight=max_weight,
-            min_sites=min_sites,
+            **common,
         )
         for name, raw in signing_keys.items()
         if name != SERVER
@@ -233,12 +234,13 @@ def make_setup(
 
 
 def _he_keys(
-    preset_name: str | None,
+    preset_name: str,
     signing_keys: Mapping[str, bytes],
     roster: Mapping[str, bytes],
     federation: str,
+    maker: str,
 ) -> tuple[dict[str, SecretContext], bytes]:
-    """One site (the first by name) makes the keys and signs both contexts.
+    """One site (``maker``: the configured keymaker, else the first by name) makes the keys.
 
     The secret context goes from that site to the others in this process,
     never through the server; each site, and the server, checks the maker's
@@ -246,10 +248,9 @@ def _he_keys(
     keymaker seals it to each site's exchange key instead
     (:mod:`securefl.he._delivery`).
     """
-    from securefl.he import DEFAULT_PRESET, SecretContext, preset_by_name
+    from securefl.he import SecretContext, preset_by_name
 
-    preset = preset_by_name(preset_name) if preset_name else DEFAULT_PRESET
-    maker = library.choose_keymaker(roster)
+    preset = preset_by_name(preset_name)
     maker_key = SigningKey.from_private_bytes(signing_keys[maker])
     made = SecretContext.generate(preset)
     signed_secret = made.signed_secret_context(

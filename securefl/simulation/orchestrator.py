@@ -21,8 +21,7 @@ import torch
 
 from securefl.config import (
     DPConfig,
-    RoundConfig,
-    StrategyConfig,
+    FederationConfig,
     TrainConfig,
     check_site_names,
 )
@@ -167,20 +166,23 @@ def _local_only_model(
 
 def run_simulation(
     data: FederatedData,
+    config: FederationConfig,
     *,
-    federation: str = "securefl-sim",
-    secure: str = "mask",
-    dp: DPConfig,
-    train: TrainConfig,
-    rounds: RoundConfig,
-    strategy: StrategyConfig,
     seed: int = 0,
     out: Path | None = None,
     on_progress: Callable[[ServerDriver], None] | None = None,
     dropouts: dict[str, str] | None = None,
-    he_preset: str | None = None,
 ) -> SimulationResult:
-    """Run a whole federation in this process and return what each party learned."""
+    """Run a whole federation in this process and return what each party learned.
+
+    ``config`` is the federation's settings, as a federation file holds them
+    (``securefl simulate`` builds it from its options and ``--config``): its
+    ``secure``, ``dp``, ``train``, ``rounds``, ``strategy``, ``mask`` and
+    ``he`` tables are used as a deployment uses them. The sites come from
+    ``data`` (``config.sites`` is not read) and the model is the built-in
+    one, seeded by ``seed``.
+    """
+    dp, train, rounds = config.dp, config.train, config.rounds
     num_classes = len(data.classes)
     smallest = min(data.sites, key=lambda s: s.num_examples)
     if dp.batch_size > smallest.num_examples:
@@ -194,7 +196,13 @@ def run_simulation(
             num_examples=site_data.num_examples,
             name=f"dp.delta of site {site_data.name!r}",
         )
-    check_dropouts(secure, [s.name for s in data.sites], dropouts or {}, rounds.min_sites)
+    check_dropouts(
+        config.secure,
+        [s.name for s in data.sites],
+        dropouts or {},
+        rounds.min_sites,
+        mask=config.mask,
+    )
     initial = _seeded_model(data.num_features, num_classes, seed)
     fed = LocalFederation(
         site_names=[s.name for s in data.sites],
@@ -202,13 +210,15 @@ def run_simulation(
         dp=dp,
         train=train,
         rounds=rounds,
-        strategy=strategy,
-        federation=federation,
-        secure=secure,
+        strategy=config.strategy,
+        federation=config.name,
+        secure=config.secure,
         workdir=out,
         max_weight=rounds.max_weight or float(max(s.num_examples for s in data.sites)),
         dropouts=dropouts,
-        he_preset=he_preset,
+        he_preset=config.he.preset,
+        he_keymaker=config.he.keymaker,
+        mask=config.mask,
     )
     by_name = {s.name: s for s in data.sites}
 
@@ -243,7 +253,7 @@ def run_simulation(
         _outcome(fed, run.endings, s, final_model, test, num_classes, seed) for s in data.sites
     ]
     result = SimulationResult(
-        secure=secure,
+        secure=config.secure,
         rounds=driver.current_round,
         rounds_completed=driver.completed_rounds,
         finish_reason=driver.finish_reason,

@@ -28,11 +28,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import FederationConfig
 from securefl.data.federations import FederatedData
 from securefl.errors import AbortError, ConfigError
 from securefl.simulation.site_process import LABEL
@@ -70,50 +70,26 @@ def federation_toml(tables: dict[str, dict[str, object]], sites: Sequence[str]) 
     return "\n".join(lines)
 
 
-def simulate_tables(
-    *,
-    federation: str,
-    secure: str,
-    dp: DPConfig,
-    train: TrainConfig,
-    rounds: RoundConfig,
-    strategy: StrategyConfig,
-    port: int,
-    features: int,
-    classes: int,
-    seed: int,
-    he_preset: str | None,
-) -> dict[str, dict[str, object]]:
-    """The federation file's tables for what ``simulate``'s options built."""
+def _table(settings: object) -> dict[str, object]:
+    """One dataclass of the federation's settings as a federation file table."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}  # type: ignore[arg-type]
+
+
+def simulate_tables(config: FederationConfig) -> dict[str, dict[str, object]]:
+    """The federation file's tables holding every setting of ``config`` but its sites.
+
+    The inverse of :func:`securefl.config.load_federation` for every table
+    (a test checks the round trip): what ``simulate --transport https``
+    provisions is the federation ``simulate`` built, [mask] and [he]
+    included. The sites are written by :func:`federation_toml`.
+    """
     tables: dict[str, dict[str, object]] = {
-        "federation": {"name": federation, "secure": secure},
-        "dp": {
-            "epsilon": dp.epsilon,
-            "delta": dp.delta,
-            "max_grad_norm": dp.max_grad_norm,
-            "noise_multiplier": dp.noise_multiplier,
-            "batch_size": dp.batch_size,
-            "accountant": dp.accountant,
-            "secure_rng": dp.secure_rng,
-        },
-        "train": {
-            "local_epochs": train.local_epochs,
-            "learning_rate": train.learning_rate,
-            "momentum": train.momentum,
-        },
-        "rounds": {
-            "max_rounds": rounds.max_rounds,
-            "patience": rounds.patience,
-            "min_sites": rounds.min_sites,
-            "stage_timeout_seconds": rounds.stage_timeout_seconds,
-            "max_weight": rounds.max_weight,
-        },
-        "strategy": {"name": strategy.name},
-        "server": {"hosts": ["127.0.0.1"], "port": port, "bind": "127.0.0.1"},
-        "model": {"features": features, "classes": classes, "seed": seed},
+        "federation": {"name": config.name, "secure": config.secure},
     }
-    if secure == "he" and he_preset is not None:
-        tables["he"] = {"preset": he_preset}
+    for name in ("dp", "train", "rounds", "strategy", "server", "pki", "mask", "he", "model"):
+        tables[name] = _table(getattr(config, name))
+    if config.data.schema is not None:  # the run folder is elsewhere: an absolute path
+        tables["data"] = {"schema": str(Path(config.data.schema).resolve())}
     return tables
 
 

@@ -222,7 +222,7 @@ def test_a_run_in_which_no_round_completes_exits_non_zero_without_a_federated_mo
 def test_a_run_that_stops_early_shows_its_rounds_then_exits_non_zero(monkeypatch):
     from securefl.simulation import orchestrator
 
-    def stopped_after_two(data, **kwargs):
+    def stopped_after_two(data, config, **kwargs):
         site = orchestrator.SiteOutcome(
             name="hospital-a",
             num_examples=100,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data.federations import breast_cancer_federation
 from securefl.reports.audit import audit
 from securefl.simulation.https_run import run_https_simulation
@@ -45,11 +45,13 @@ def _run(
     out = tmp_path / "out"
     result = run_https_simulation(
         breast_cancer_federation(sites=sites, seed=0),
-        secure=secure,
-        dp=DPConfig(epsilon=1.0, batch_size=32, max_grad_norm=0.5),
-        train=TrainConfig(learning_rate=1.0),
-        rounds=RoundConfig(max_rounds=rounds, min_sites=2, stage_timeout_seconds=stage_timeout),
-        strategy=StrategyConfig(name="fedavgm" if secure == "he" else "fedadam"),
+        FederationConfig(
+            secure=secure,
+            dp=DPConfig(epsilon=1.0, batch_size=32, max_grad_norm=0.5),
+            train=TrainConfig(learning_rate=1.0),
+            rounds=RoundConfig(max_rounds=rounds, min_sites=2, stage_timeout_seconds=stage_timeout),
+            strategy=StrategyConfig(name="fedavgm" if secure == "he" else "fedadam"),
+        ),
         out=out,
         on_status=on_status,
         timeout=TIMEOUT,

@@ -155,7 +155,7 @@ def test_opting_out_still_works_and_is_recorded() -> None:
 def test_a_default_simulation_records_secure_rng_and_the_audit_has_no_warning(tmp_path) -> None:
     import json
 
-    from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+    from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
     from securefl.data import breast_cancer_federation
     from securefl.reports import audit
     from securefl.simulation import run_simulation
@@ -163,10 +163,12 @@ def test_a_default_simulation_records_secure_rng_and_the_audit_has_no_warning(tm
     assert DPConfig().secure_rng is True
     run_simulation(
         breast_cancer_federation(seed=1),
-        dp=DPConfig(epsilon=1.0, batch_size=32),
-        train=TrainConfig(),
-        rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
-        strategy=StrategyConfig(),
+        FederationConfig(
+            dp=DPConfig(epsilon=1.0, batch_size=32),
+            train=TrainConfig(),
+            rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
+            strategy=StrategyConfig(),
+        ),
         out=tmp_path,
     )
     records = [

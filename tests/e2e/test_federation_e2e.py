@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
 from securefl.dp import PrivacyLedger, planned_event
 from securefl.errors import BudgetExhaustedError
@@ -15,16 +15,20 @@ from securefl.simulation import run_simulation
 pytestmark = pytest.mark.slow
 
 
-def _run(tmp_path, **kw):
-    defaults = dict(
+def _run(tmp_path, dropouts=None, **kw):
+    settings = dict(
         dp=DPConfig(epsilon=1.0, batch_size=32),
         train=TrainConfig(learning_rate=0.5),
         rounds=RoundConfig(max_rounds=3, stage_timeout_seconds=60),
         strategy=StrategyConfig(),
-        out=tmp_path,
     )
-    defaults.update(kw)
-    return run_simulation(breast_cancer_federation(seed=1), **defaults)
+    settings.update(kw)
+    return run_simulation(
+        breast_cancer_federation(seed=1),
+        FederationConfig(**settings),
+        out=tmp_path,
+        dropouts=dropouts,
+    )
 
 
 def test_three_sites_train_within_budget_and_write_auditable_records(tmp_path):
@@ -93,11 +97,13 @@ def test_he_mode_trains_a_federation_through_encrypted_aggregates(tmp_path):
 def test_mask_mode_recovers_a_site_dropped_after_sharing_keys(tmp_path):
     result = run_simulation(
         breast_cancer_federation(sites=5, seed=2),
-        secure="mask",
-        dp=DPConfig(epsilon=1.0, batch_size=16),
-        train=TrainConfig(learning_rate=0.5),
-        rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
-        strategy=StrategyConfig(),
+        FederationConfig(
+            secure="mask",
+            dp=DPConfig(epsilon=1.0, batch_size=16),
+            train=TrainConfig(learning_rate=0.5),
+            rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
+            strategy=StrategyConfig(),
+        ),
         out=tmp_path,
         dropouts={"hospital-b": "masked-input"},
     )

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from securefl.aggregation.plain import PLAIN_WARNING
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
 from securefl.dp import make_private
 from securefl.errors import ConfigError, UnsupportedModelError
@@ -200,11 +200,13 @@ def test_no_temporary_folder_is_left_behind(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(scratch))
     run_simulation(
         breast_cancer_federation(sites=3, seed=0),
-        secure="plain",
-        dp=DPConfig(epsilon=1.0, batch_size=32),
-        train=TrainConfig(),
-        rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
-        strategy=StrategyConfig(),
+        FederationConfig(
+            secure="plain",
+            dp=DPConfig(epsilon=1.0, batch_size=32),
+            train=TrainConfig(),
+            rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
+            strategy=StrategyConfig(),
+        ),
     )
     assert list(scratch.iterdir()) == []
     # the Python API: close() (or garbage collection) removes the folder it made

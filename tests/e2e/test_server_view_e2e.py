@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
 from securefl.he import HESite
 from securefl.secagg import MaskSite
@@ -39,11 +39,13 @@ def test_no_site_update_appears_in_what_the_server_receives(
     monkeypatch.setattr(federation_module.LocalFederation, "__init__", tapping_init)
     result = run_simulation(
         breast_cancer_federation(seed=3),
-        secure=secure,
-        dp=DPConfig(epsilon=1.0, batch_size=32, max_grad_norm=0.5),
-        train=TrainConfig(learning_rate=1.0),
-        rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
-        strategy=StrategyConfig(name=strategy),
+        FederationConfig(
+            secure=secure,
+            dp=DPConfig(epsilon=1.0, batch_size=32, max_grad_norm=0.5),
+            train=TrainConfig(learning_rate=1.0),
+            rounds=RoundConfig(max_rounds=2, stage_timeout_seconds=60),
+            strategy=StrategyConfig(name=strategy),
+        ),
     )
     assert [h["status"] for h in result.history] == ["aggregated", "aggregated"]
     assert len(updates) == 6 and received

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from securefl.config import DPConfig, RoundConfig, StrategyConfig, TrainConfig
+from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
 from securefl.errors import ConfigError
 from securefl.simulation import LocalFederation, orchestrator, run_simulation
@@ -75,11 +75,13 @@ def test_a_run_with_no_completed_round_reports_no_federated_model(tmp_path, monk
     monkeypatch.setattr(orchestrator, "check_dropouts", lambda *a, **k: None)
     result = run_simulation(
         breast_cancer_federation(sites=3, seed=0),
-        secure="plain",
-        dp=DPConfig(epsilon=1.0, batch_size=32),
-        train=TrainConfig(learning_rate=0.5),
-        rounds=RoundConfig(max_rounds=3, stage_timeout_seconds=60),
-        strategy=StrategyConfig(),
+        FederationConfig(
+            secure="plain",
+            dp=DPConfig(epsilon=1.0, batch_size=32),
+            train=TrainConfig(learning_rate=0.5),
+            rounds=RoundConfig(max_rounds=3, stage_timeout_seconds=60),
+            strategy=StrategyConfig(),
+        ),
         out=tmp_path,
         dropouts={"hospital-a": "update", "hospital-b": "update"},
     )
@@ -106,11 +108,13 @@ def test_run_simulation_refuses_a_dropout_the_cohort_cannot_survive(
     with pytest.raises(ConfigError, match=needle):
         run_simulation(
             breast_cancer_federation(sites=sites, seed=0),
-            secure=secure,
-            dp=DPConfig(epsilon=1.0, batch_size=16),
-            train=TrainConfig(),
-            rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
-            strategy=StrategyConfig(),
+            FederationConfig(
+                secure=secure,
+                dp=DPConfig(epsilon=1.0, batch_size=16),
+                train=TrainConfig(),
+                rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
+                strategy=StrategyConfig(),
+            ),
             out=tmp_path,
             dropouts=dropouts,
         )
@@ -123,10 +127,12 @@ def test_a_delta_at_or_above_one_over_n_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=rf"dp\.delta.*{largest.name}"):
         run_simulation(
             data,
-            dp=DPConfig(epsilon=1.0, delta=1.0 / largest.num_examples, batch_size=16),
-            train=TrainConfig(),
-            rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
-            strategy=StrategyConfig(),
+            FederationConfig(
+                dp=DPConfig(epsilon=1.0, delta=1.0 / largest.num_examples, batch_size=16),
+                train=TrainConfig(),
+                rounds=RoundConfig(max_rounds=1, stage_timeout_seconds=60),
+                strategy=StrategyConfig(),
+            ),
             out=tmp_path,
         )
     assert not (tmp_path / "records").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from securefl.config import StrategyConfig
+from securefl.config import FederationConfig, HEConfig, RoundConfig, StrategyConfig
 from securefl.errors import IntegrityError
 from securefl.hazmat.sign import SigningKey
 from securefl.he import HEServerMode, HESiteMode
@@ -20,17 +20,20 @@ def _setup(tmp_path: Path, roster_extra: dict[str, bytes] | None = None) -> Secu
     keys = {s: SigningKey.generate() for s in SITES}
     raw = {s: k.export_private(i_understand_this_exports_a_secret=True) for s, k in keys.items()}
     roster = {s: k.public_bytes() for s, k in keys.items()} | (roster_extra or {})
+    config = FederationConfig(
+        name="fed",
+        secure="he",
+        strategy=StrategyConfig(name="fedavg"),
+        he=HEConfig(preset="ckks-n4096"),
+        rounds=RoundConfig(min_sites=3),
+    )
     return make_setup(
-        "he",
+        config,
         signing_keys=raw,
         roster=roster,
         workdir=tmp_path,
-        strategy=StrategyConfig(name="fedavg"),
         dropouts={},
-        he_preset="ckks-n4096",
-        federation="fed",
         max_weight=100.0,
-        min_sites=3,
     )
 
 
