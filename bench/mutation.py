@@ -99,7 +99,7 @@ def run_target(
             _mutmut(workdir, "run", "--max-children", str(max_children), time_limit=time_limit)
         except subprocess.TimeoutExpired:
             print(
-                f"{module}: time limit {time_limit:.0f} s reached; counting the mutants tried so far",
+                f"{module}: time limit {time_limit:.0f} s reached; counting the mutants tried",
                 file=sys.stderr,
             )
         out = _mutmut(workdir, "results", "--all", "true").stdout
