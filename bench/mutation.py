@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         caught = counts["killed"] + counts["timeout"]
         tried = sum(counts[s] for s in STATUSES)  # message-only mutants are left out
+        other = {
+            s: n
+            for s, n in counts.items()
+            if s not in ("killed", "survived", "timeout", "message only")
+        }
         rate = f"{100 * caught / tried:.1f} %" if tried else "-"
         rows.append(
             (
@@ -187,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 counts["survived"],
                 counts["timeout"],
                 counts["message only"],
+                ", ".join(f"{n} {s}" for s, n in sorted(other.items())) or "-",
                 rate,
             )
         )
-    header = ("module", "killed", "survived", "timeout", "message only", "kill rate")
+    header = ("module", "killed", "survived", "timeout", "message only", "other", "kill rate")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
