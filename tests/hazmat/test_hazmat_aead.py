@@ -80,3 +80,13 @@ def test_known_answer_helper_refuses_what_seal_would_never_produce() -> None:
 def test_share_ad_refuses_a_round_id_that_is_not_a_non_negative_int(round_id: object) -> None:
     with pytest.raises(ConfigError):
         share_ad("f", round_id, "a", "b", "mask/share")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("position", range(4))
+@pytest.mark.parametrize("bad", ["", 5, b"a"])
+def test_share_ad_names_must_be_non_empty_str(position: int, bad: object) -> None:
+    names: list[object] = ["f", "a", "b", "mask/share"]
+    names[position] = bad
+    federation, sender, receiver, stage = names
+    with pytest.raises(ConfigError):
+        share_ad(federation, 1, sender, receiver, stage)  # type: ignore[arg-type]
