@@ -209,7 +209,8 @@ def test_bits_pick_the_storage_dtype() -> None:
 
 def test_vector_longer_than_one_rounding_chunk_is_rounded_coordinate_by_coordinate() -> None:
     params = QuantizationParams.for_sum(clip=1.0, max_summands=4, bits=32)
-    x = np.linspace(-1.0, 1.0, 3 * (1 << 16) + 5)
+    # Fresh values each run: memory left by an earlier call must not pass for output.
+    x = np.random.default_rng().uniform(-1.0, 1.0, 3 * (1 << 16) + 5)
     q = quantize(x, params)
     signed = dequantize_sum(q, params, summands=1)
     # Stochastic rounding moves each value by less than one step, never further.
