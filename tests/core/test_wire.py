@@ -100,3 +100,16 @@ def test_array_length_and_dtype_checked():
         array_from_wire({**enc, "data": enc["data"][:-1]})
     with pytest.raises(WireError):
         array_from_wire({**enc, "dtype": "|O"})
+
+
+def test_size_limit_itself_refuses_a_message_of_many_small_fields():
+    # Every field is far below its own limit; only the total size is one byte over.
+    value = [f"f{i}" for i in range(2000)]
+    data = msgpack.packb(value, use_bin_type=True)
+    assert unpack(data, max_bytes=len(data)) == value
+    with pytest.raises(WireError):
+        unpack(data, max_bytes=len(data) - 1)
+    raw = _env(payload=b"x" * 200).to_bytes()
+    assert Envelope.from_bytes(raw, max_bytes=len(raw)).payload == b"x" * 200
+    with pytest.raises(WireError):
+        Envelope.from_bytes(raw, max_bytes=len(raw) - 1)

@@ -24,6 +24,7 @@ from securefl.secagg import _messages as sm
 from securefl.wire import (
     ENVELOPE_LIMITS,
     MAX_NAME_LEN,
+    MAX_ROUND,
     PAYLOAD_LIMITS,
     Envelope,
     EnvelopeHeader,
@@ -339,3 +340,37 @@ def test_envelope_header_fields_are_short_and_exactly_typed(value: object) -> No
     assert peak < SMALL_CONSTANT
     with pytest.raises(WireError):
         Envelope.from_bytes(data)
+
+
+# Each first byte at the edge of a msgpack type range, and its neighbour.
+_EDGES = [
+    0,
+    127,
+    128,
+    -1,
+    -32,
+    -33,
+    {f"k{i}": i for i in range(15)},
+    {f"k{i}": i for i in range(16)},
+    list(range(15)),
+    list(range(16)),
+    "x" * 31,
+    "x" * 32,
+    None,
+    True,
+    False,
+    1.5,
+]
+
+
+@pytest.mark.parametrize("value", _EDGES, ids=repr)
+def test_scan_reads_every_type_byte_at_the_edges_of_its_range(value: object) -> None:
+    data = msgpack.packb({"v": value, "after": [1, "two"]}, use_bin_type=True)
+    assert unpack(data) == {"v": value, "after": [1, "two"]}
+    assert len(scan(data, PAYLOAD_LIMITS)) == 4  # two keys, two values
+
+
+@pytest.mark.parametrize("rnd", [0, MAX_ROUND])
+def test_envelope_rounds_from_zero_to_the_largest_are_accepted(rnd: int) -> None:
+    env = Envelope(federation="f", round=rnd, stage="s", sender="a", receiver="b", payload=b"")
+    assert Envelope.from_bytes(env.to_bytes()).round == rnd

@@ -62,3 +62,31 @@ def test_share_ad_binds_direction_round_and_stage() -> None:
     assert base != share_ad("g", 1, "a", "b", "shares")
     with pytest.raises(ConfigError):
         share_ad("f", -1, "a", "b", "shares")
+
+
+def test_known_answer_helper_refuses_what_seal_would_never_produce() -> None:
+    # AES-GCM itself takes nonces of 8..128 bytes and raises its own errors on
+    # text; only a 12-byte nonce opens again, and callers expect ConfigError.
+    key = bytes(32)
+    for nonce in (bytes(16), bytes(8)):
+        with pytest.raises(ConfigError):
+            _seal_from_parts(key, nonce, b"p", b"ad")
+    for plaintext, ad in (("p", b"ad"), (b"p", "ad")):
+        with pytest.raises(ConfigError):
+            _seal_from_parts(key, bytes(12), plaintext, ad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("round_id", [-1, 1.0, True])
+def test_share_ad_refuses_a_round_id_that_is_not_a_non_negative_int(round_id: object) -> None:
+    with pytest.raises(ConfigError):
+        share_ad("f", round_id, "a", "b", "mask/share")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("position", range(4))
+@pytest.mark.parametrize("bad", ["", 5, b"a"])
+def test_share_ad_names_must_be_non_empty_str(position: int, bad: object) -> None:
+    names: list[object] = ["f", "a", "b", "mask/share"]
+    names[position] = bad
+    federation, sender, receiver, stage = names
+    with pytest.raises(ConfigError):
+        share_ad(federation, 1, sender, receiver, stage)  # type: ignore[arg-type]

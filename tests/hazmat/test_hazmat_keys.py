@@ -125,3 +125,26 @@ def test_derive_key_accepts_a_raw_pyca_key() -> None:
     assert derive_key(sk, peer.public_bytes(), info=info) == derive_key(
         KeyPair(sk), peer.public_bytes(), info=info
     )
+
+
+# -- boundaries mutation testing showed unguarded (docs/mutation.md) ---------------
+
+
+def test_derived_length_defaults_to_32_and_spans_the_hkdf_range() -> None:
+    bob = KeyPair.generate()
+    info = kdf_info("mask", 1, "a", "b", "f")
+    assert len(derive_key(_alice(), bob.public_bytes(), info=info)) == 32
+    assert len(_alice().derive(bob.public_bytes(), info=info)) == 32
+    assert len(_alice().derive(bob.public_bytes(), info=info, length=16)) == 16
+    assert len(derive_key(_alice(), bob.public_bytes(), info=info, length=255 * 32)) == 255 * 32
+    for bad in (15, 255 * 32 + 1, 32.0, True):
+        with pytest.raises(ConfigError):
+            derive_key(_alice(), bob.public_bytes(), info=info, length=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        derive_key(_alice(), bob.public_bytes(), info=b"")
+
+
+@pytest.mark.parametrize("round_id", [-1, 1.0, True])
+def test_kdf_info_refuses_a_round_id_that_is_not_a_non_negative_int(round_id: object) -> None:
+    with pytest.raises(ConfigError):
+        kdf_info("mask", round_id, "a", "b", "f")  # type: ignore[arg-type]

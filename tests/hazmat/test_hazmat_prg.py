@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securefl.errors import ConfigError
-from securefl.hazmat.prg import add_mask, mask_vector
+from securefl.hazmat.prg import add_mask, add_masks, keystream_chunks, mask_vector
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "hazmat_prg.json").read_text())
 
@@ -105,3 +105,48 @@ def test_read_only_buffer_refused() -> None:
     buf.flags.writeable = False
     with pytest.raises(ConfigError):
         add_mask(buf, bytes(32))
+
+
+# -- boundaries mutation testing showed unguarded (docs/mutation.md) ---------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64])
+def test_long_mask_is_the_aes_ctr_keystream(dtype: type) -> None:
+    # Longer than one internal step, and not a whole number of blocks.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    seed = os.urandom(32)
+    n = 3 * (1 << 15) + 5
+    nbytes = n * np.dtype(dtype).itemsize
+    enc = Cipher(algorithms.AES256(seed), modes.CTR(bytes(16))).encryptor()
+    expected = np.frombuffer(enc.update(bytes(nbytes)), dtype=np.dtype(dtype).newbyteorder("<"))
+    assert np.array_equal(mask_vector(seed, n, dtype), expected)
+    buffer = np.zeros(n, dtype=dtype)
+    add_masks(buffer, [(seed, 1)])
+    assert np.array_equal(buffer, expected)
+
+
+def test_one_bit_ring_is_accepted_and_reduced() -> None:
+    seed = os.urandom(32)
+    buffer = np.zeros(100, dtype=np.uint32)
+    add_masks(buffer, [(seed, 1)], bits=1)
+    assert np.array_equal(buffer, mask_vector(seed, 100, np.uint32) & np.uint32(1))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: mask_vector(os.urandom(32), -1, np.uint32),
+        lambda: mask_vector(os.urandom(32), 3.0, np.uint32),
+        lambda: list(keystream_chunks(os.urandom(32), -1, np.uint32)),
+        lambda: list(keystream_chunks(os.urandom(32), 3.0, np.uint32)),
+        lambda: list(keystream_chunks(os.urandom(32), 3, np.uint32, chunk_elems=0)),
+        lambda: list(keystream_chunks(os.urandom(32), 3, np.uint32, chunk_elems=2.0)),
+        lambda: add_masks(np.zeros(3, np.uint32), [], chunk_elems=2.0),
+        lambda: add_masks(np.zeros(3, np.uint32), [], bits=2.0),
+        lambda: add_masks(np.zeros(3, np.uint32), [], bits=0),
+    ],
+)
+def test_non_int_or_out_of_range_sizes_refused(call: object) -> None:
+    with pytest.raises(ConfigError):
+        call()  # type: ignore[operator]

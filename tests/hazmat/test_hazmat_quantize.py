@@ -202,3 +202,30 @@ def test_invalid_params_refused(kwargs: dict) -> None:
 def test_bits_pick_the_storage_dtype() -> None:
     assert QuantizationParams(clip=1.0, bits=32, max_summands=2).dtype == np.uint32
     assert QuantizationParams(clip=1.0, bits=33, max_summands=2).dtype == np.uint64
+
+
+# -- boundaries mutation testing showed unguarded (docs/mutation.md) ---------------
+
+
+def test_vector_longer_than_one_rounding_chunk_is_rounded_coordinate_by_coordinate() -> None:
+    params = QuantizationParams.for_sum(clip=1.0, max_summands=4, bits=32)
+    # Fresh values each run: memory left by an earlier call must not pass for output.
+    x = np.random.default_rng().uniform(-1.0, 1.0, 3 * (1 << 16) + 5)
+    q = quantize(x, params)
+    signed = dequantize_sum(q, params, summands=1)
+    # Stochastic rounding moves each value by less than one step, never further.
+    assert np.max(np.abs(signed - x)) <= 1 / params.scale
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_a_sum_beyond_the_bound_on_either_side_is_refused(side: int) -> None:
+    params = QuantizationParams.for_sum(clip=1.0, max_summands=4, bits=32)
+    bound = 2 * params.value_bound
+    ring = (1 << params.bits) - 1
+    edge = np.array([bound, -bound & ring, 0], dtype=params.dtype)
+    assert np.array_equal(
+        dequantize_sum(edge, params, summands=2) * params.scale, [bound, -bound, 0]
+    )
+    beyond = np.array([(side * (bound + 1)) & ring, 0], dtype=params.dtype)
+    with pytest.raises(ProtocolError):
+        dequantize_sum(beyond, params, summands=2)

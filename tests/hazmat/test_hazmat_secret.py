@@ -76,3 +76,15 @@ def test_repr_does_not_show_the_private_key(cls: Wrapper) -> None:
 def test_wraps_only_its_own_key_type(cls: Wrapper, other: Callable[[], object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         cls(other())
+
+
+@pytest.mark.parametrize("cls", [KeyPair, SigningKey])
+def test_repr_names_the_key_type_and_only_its_public_half(
+    cls: type[KeyPair] | type[SigningKey],
+) -> None:
+    key = cls.generate()
+    private = key.export_private(i_understand_this_exports_a_secret=True)
+    text = repr(key)
+    assert text.startswith(cls.__name__ + "(")
+    assert key.public_bytes().hex() in text
+    assert private.hex() not in text

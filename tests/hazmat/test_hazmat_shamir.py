@@ -163,3 +163,101 @@ def test_other_secret_lengths() -> None:
         assert combine({1: shares[1], 3: shares[3]}, threshold=2, secret_len=n) == s
     with pytest.raises(ConfigError):
         split(bytes(65), threshold=2, share_ids=[1, 2])
+
+
+# -- properties that mutation testing showed unguarded (docs/mutation.md) ---------
+
+
+def test_shares_are_fresh_per_split_and_never_the_secret() -> None:
+    # Random coefficients replaced by zeros would make every share equal the secret.
+    secret = secrets.token_bytes(32)
+    value = int.from_bytes(secret, "big")
+    first = split(secret, threshold=3, share_ids=[1, 2, 3, 4])
+    second = split(secret, threshold=3, share_ids=[1, 2, 3, 4])
+    for x in first:
+        assert first[x] != second[x]
+        assert int.from_bytes(first[x], "big") != value
+
+
+def test_fewer_than_threshold_shares_are_identically_distributed_for_two_secrets() -> None:
+    # One share of a t = 2 split is uniform in the field whatever the secret:
+    # compare the low bits of share 1 for two very different secrets (chi-square,
+    # 8 buckets, 7 degrees of freedom; 60 is far above any chance value, p < 1e-9).
+    def histogram(secret: bytes) -> list[int]:
+        counts = [0] * 8
+        for _ in range(800):
+            counts[int.from_bytes(split(secret, threshold=2, share_ids=[1, 2])[1], "big") % 8] += 1
+        return counts
+
+    a, b = histogram(bytes(32)), histogram(b"\xff" * 32)
+    chi2 = sum((x - y) ** 2 / (x + y) for x, y in zip(a, b, strict=True) if x + y)
+    assert chi2 < 60, (a, b)
+
+
+@pytest.mark.parametrize("bad", [1.0, "2", True])
+def test_non_int_share_ids_and_thresholds_refused(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        split(secrets.token_bytes(32), threshold=2, share_ids=[bad, 3])  # type: ignore[list-item]
+    with pytest.raises(ConfigError):
+        split(secrets.token_bytes(32), threshold=bad, share_ids=[1, 2, 3])  # type: ignore[arg-type]
+    shares = split(secrets.token_bytes(32), threshold=2, share_ids=[1, 2])
+    with pytest.raises(ConfigError):
+        combine(shares, threshold=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        combine_many({"s": shares}, [1, 2], threshold=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        combine(shares, threshold=2, secret_len=bad)  # type: ignore[arg-type]
+
+
+def test_share_id_equal_to_the_prime_refused() -> None:
+    # x = p is x = 0 in the field: its share would be the secret itself.
+    with pytest.raises(ConfigError):
+        split(secrets.token_bytes(32), threshold=2, share_ids=[1, PRIME])
+
+
+def test_threshold_one_is_the_smallest_combine_accepts() -> None:
+    secret = secrets.token_bytes(32)
+    constant = _split_from_parts(secret, [], [1, 2])
+    assert combine({1: constant[1]}, threshold=1) == secret
+    assert combine_many({"s": constant}, [1], threshold=1) == {"s": secret}
+    for bad in (0, -1):
+        with pytest.raises(ConfigError):
+            combine(constant, threshold=bad)
+        with pytest.raises(ConfigError):
+            combine_many({"s": constant}, [1, 2], threshold=bad)
+
+
+def test_known_answer_coefficients_are_range_checked_each() -> None:
+    secret = secrets.token_bytes(32)
+    assert _split_from_parts(secret, [0, 0], [1, 2, 3])[1] == bytes(SHARE_LEN - 32) + secret
+    for bad in ([PRIME, 1], [1, PRIME], [-1, 1], [True, 1], [1, 1.0]):
+        with pytest.raises(ConfigError):
+            _split_from_parts(secret, bad, [1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_non_canonical_share_encodings_refused() -> None:
+    # The same field element, encoded longer or as y + p, must not be accepted.
+    secret = secrets.token_bytes(32)
+    a = (-int.from_bytes(secret, "big")) * pow(1, -1, PRIME) % PRIME  # f(1) = 0
+    shares = _split_from_parts(secret, [a], [1, 2])
+    assert shares[1] == bytes(SHARE_LEN)
+    assert combine(shares, threshold=2) == secret
+    for alias in (PRIME.to_bytes(SHARE_LEN, "big"), bytes(SHARE_LEN + 1)):
+        with pytest.raises(IntegrityError):
+            combine({1: alias, 2: shares[2]}, threshold=2)
+        with pytest.raises(IntegrityError):
+            combine_many({"s": {1: alias, 2: shares[2]}}, [1, 2])
+
+
+def test_result_just_beyond_the_secret_length_is_refused() -> None:
+    # Shift the reconstruction by 2**256: in range for a 33..36-byte secret, not for 32.
+    secret = secrets.token_bytes(32)
+    shares = split(secret, threshold=2, share_ids=[1, 2])
+    lam = lagrange_coefficients([1, 2])
+    y1 = (int.from_bytes(shares[1], "big") + (1 << 256) * pow(lam[0], -1, PRIME)) % PRIME
+    shifted = {1: y1.to_bytes(SHARE_LEN, "big"), 2: shares[2]}
+    assert combine(shifted, threshold=2, secret_len=33) == (
+        int.from_bytes(secret, "big") + (1 << 256)
+    ).to_bytes(33, "big")
+    with pytest.raises(IntegrityError):
+        combine(shifted, threshold=2)

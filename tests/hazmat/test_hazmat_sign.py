@@ -62,3 +62,25 @@ def test_signed_message_is_unambiguous() -> None:
         signed_message("d", True)
     with pytest.raises(ConfigError):
         signed_message("")
+
+
+# -- the field encoding under every signed message (docs/mutation.md) -------------
+
+
+def test_int_fields_span_exactly_zero_to_two_to_the_64() -> None:
+    from securefl.hazmat._encoding import encode_fields
+
+    low, high = encode_fields(b"ctx", 0), encode_fields(b"ctx", 2**64 - 1)
+    assert low.endswith(b"\x03" + (8).to_bytes(4, "big") + bytes(8))
+    assert high.endswith(b"\x03" + (8).to_bytes(4, "big") + b"\xff" * 8)
+    for bad in (-1, 2**64):
+        with pytest.raises(ConfigError):
+            encode_fields(b"ctx", bad)
+
+
+@pytest.mark.parametrize("context", [b"", b"a\x00b", b"\x00"])
+def test_context_must_be_non_empty_without_nul(context: bytes) -> None:
+    from securefl.hazmat._encoding import encode_fields
+
+    with pytest.raises(ConfigError):
+        encode_fields(context, "x")

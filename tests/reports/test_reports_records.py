@@ -164,3 +164,20 @@ def test_roster_with_a_server_key_is_version_2_and_validated(tmp_path: Path) -> 
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(DataError):
             Roster.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("removed", [0, 1])
+def test_writer_refuses_to_continue_a_file_with_a_signed_record_cut_out(
+    tmp_path: Path, removed: int
+) -> None:
+    # Every remaining record is intact and validly signed, in increasing rounds:
+    # only the hash links show that the history was shortened.
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "a.jsonl"
+    writer = RecordWriter(path, federation="f", site="a", signing_key=key)
+    for round_id in range(3):
+        _append(writer, round_id)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for i, line in enumerate(lines) if i != removed))
+    with pytest.raises(IntegrityError):
+        RecordWriter(path, federation="f", site="a", signing_key=key)

@@ -375,3 +375,17 @@ def test_too_many_corrupted_shares_abort_rather_than_return_a_wrong_sum(tmp_path
     )
     assert result.result is None and result.server_abort is not None
     assert "committed secret" in str(result.server_abort)
+
+
+def test_survivor_also_listed_as_dropped_gets_no_second_share(fed: Federation) -> None:
+    # The server keeps the survivor list intact (so the signatures still verify)
+    # and adds a survivor to the dropped list: answered, it would hold both that
+    # survivor's self-mask share and its key share, and so its unmasked input.
+    result = quick_round(fed, rewrite(m.UNMASK_REQUEST, lambda b: b["dropped"].append("site-03")))
+    assert TARGET in result.aborted
+    assert m.UNMASK not in result.sent_by[TARGET]
+    for raw in result.server_log:
+        env = Envelope.from_bytes(raw)
+        if env.stage == m.UNMASK:
+            body = m.decode(m.UNMASK, env.payload, cohort_size=5)
+            assert not set(body["b"]) & set(body["s"]), env.sender
