@@ -14,7 +14,7 @@ FED_TOML = """
 name = "oncology"
 secure = "mask"
 [server]
-hosts = ["coordinator.example.org", "127.0.0.1", "::1"]
+hosts = ["coordinator.localhost", "127.0.0.1", "::1"]
 port = 8443
 [pki]
 cert_days = 30

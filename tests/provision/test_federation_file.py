@@ -26,9 +26,9 @@ FULL = """
 name = "oncology"
 secure = "he"
 [server]
-hosts = ["coordinator.example.org", "10.0.0.5"]
+hosts = ["coordinator.localhost", "127.0.0.5"]
 port = 9443
-bind = "10.0.0.5"
+bind = "127.0.0.5"
 [pki]
 cert_days = 90
 ca_days = 730
@@ -59,9 +59,9 @@ def _load(tmp_path: Path, text: str) -> FederationConfig:
 def test_every_deployment_table_loads(tmp_path: Path):
     fed = _load(tmp_path, FULL)
     assert fed.server == ServerConfig(
-        hosts=("coordinator.example.org", "10.0.0.5"), port=9443, bind="10.0.0.5"
+        hosts=("coordinator.localhost", "127.0.0.5"), port=9443, bind="127.0.0.5"
     )
-    assert fed.server.url == "https://coordinator.example.org:9443"
+    assert fed.server.url == "https://coordinator.localhost:9443"
     assert fed.pki == PKIConfig(cert_days=90, ca_days=730)
     assert (fed.mask.clip, fed.mask.dropout_rate, fed.mask.min_cohort) == (0.5, 0.2, 4)
     assert fed.he == HEConfig(preset="ckks-n8192", keymaker="site-b")
@@ -80,7 +80,7 @@ def test_existing_files_keep_loading_with_the_simulation_defaults():
 @pytest.mark.parametrize(
     "table, key",
     [
-        ('[server]\nhosts = ["*.example.org"]', "server.hosts"),
+        ('[server]\nhosts = ["*.localhost"]', "server.hosts"),
         ("[server]\nhosts = []", "server.hosts"),
         ('[server]\nhosts = ["a.org", "a.org"]', "server.hosts"),
         ("[server]\nport = 0", "server.port"),

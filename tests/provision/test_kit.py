@@ -30,8 +30,8 @@ def test_every_kit_holds_its_files_and_loads(provisioned: Path):
         assert kit.party == party and kit.kind == ("server" if party == "server" else "site")
         for name in (*KIT_FILES[kit.kind], "README.md"):
             assert (folder / name).is_file(), (party, name)
-        assert kit.server_url == "https://coordinator.example.org:8443"
-        assert kit.server_name == "coordinator.example.org"
+        assert kit.server_url == "https://coordinator.localhost:8443"
+        assert kit.server_name == "coordinator.localhost"
         assert kit.federation.name == kit.roster.federation == "oncology"
         meta = json.loads((folder / "kit.json").read_text())
         assert meta == {
@@ -39,8 +39,8 @@ def test_every_kit_holds_its_files_and_loads(provisioned: Path):
             "kind": kit.kind,
             "party": party,
             "federation": "oncology",
-            "server_url": "https://coordinator.example.org:8443",
-            "server_name": "coordinator.example.org",
+            "server_url": "https://coordinator.localhost:8443",
+            "server_name": "coordinator.localhost",
         }
 
 

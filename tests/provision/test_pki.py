@@ -67,7 +67,7 @@ def test_ca_certificate_signs_certificates_and_crls_only(ca):
 
 
 def test_server_certificate_is_serverauth_only_with_every_host_as_san(ca, key):
-    hosts = ["coordinator.example.org", "127.0.0.1", "::1"]
+    hosts = ["coordinator.localhost", "127.0.0.1", "::1"]
     cert = issue_server_cert(ca, key.public_key(), hosts=hosts, days=30)
     assert _verifies(cert, ca)
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -76,7 +76,7 @@ def test_server_certificate_is_serverauth_only_with_every_host_as_san(ca, key):
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.digital_signature and not ku.key_cert_sign and not ku.crl_sign
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["coordinator.example.org"]
+    assert san.get_values_for_type(x509.DNSName) == ["coordinator.localhost"]
     assert san.get_values_for_type(x509.IPAddress) == [
         ipaddress.ip_address("127.0.0.1"),
         ipaddress.ip_address("::1"),

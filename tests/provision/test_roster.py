@@ -48,7 +48,7 @@ def test_the_provisioned_roster_verifies_and_names_every_party(signed, ca_cert):
     assert roster.site_names == ("site-a", "site-b", "site-c")
     assert set(roster.identity_keys()) == {"site-a", "site-b", "site-c", "server"}
     assert set(roster.exchange_keys()) == {"site-a", "site-b", "site-c"}
-    assert roster.server.hosts == ("coordinator.example.org", "127.0.0.1", "::1")
+    assert roster.server.hosts == ("coordinator.localhost", "127.0.0.1", "::1")
     audit = roster.audit_roster()
     assert isinstance(audit, Roster) and audit.server == roster.server.public_key
     assert audit.sites == {s.name: s.public_key for s in roster.sites}
@@ -122,7 +122,7 @@ def test_a_signature_moved_to_another_roster_is_refused(signed, ca, ca_cert):
     moved = RosterServer(
         public_key=roster.server.public_key,
         cert_sha256=roster.server.cert_sha256,
-        hosts=("evil.example.org",),
+        hosts=("evil.localhost",),
         port=roster.server.port,
     )
     other = SignedRoster.sign(ca, federation="oncology", server=moved, sites=roster.sites)

@@ -446,7 +446,7 @@ def test_site_refuses_a_server_with_another_name_or_another_ca(fed, tmp_path):
     rogue_ca.write_bytes(Authority.make("rogue").cert.public_bytes(Encoding.PEM))
     fast = RetryPolicy(attempts=2, base=0.001, cap=0.001)
     wrong_name = fed.site("site-a", retry=fast)
-    wrong_name._server_name = "coordinator.example.org"  # the certificate names localhost
+    wrong_name._server_name = "coordinator.localhost"  # the certificate names localhost
     with pytest.raises(TransportError, match="not the federation's server"):
         wrong_name.send(_env("site-a"))
     other = HttpsSiteTransport(

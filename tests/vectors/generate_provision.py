@@ -100,7 +100,7 @@ def main() -> None:
             "name": "server",
             "public_key": raw_public(server_id),
             "cert_sha256": det_bytes("provision/server/cert", 32).hex(),
-            "hosts": ["coordinator.example.org", "127.0.0.1"],
+            "hosts": ["coordinator.localhost", "127.0.0.1"],
             "port": 8443,
         },
         "sites": [site("site-a"), site("site-b"), site("site-c")],
@@ -132,7 +132,7 @@ def main() -> None:
                 r["sites"][1].update(cert_sha256=valid["sites"][0]["cert_sha256"]),
             )
         ),
-        "server_moved": edited(lambda r: r["server"].update(hosts=["evil.example.org"])),
+        "server_moved": edited(lambda r: r["server"].update(hosts=["evil.localhost"])),
         "signed_by_another_ca": sign(other, {**body, "sites": [*body["sites"], intruder]}),
         "signature_truncated": edited(lambda r: r.update(signature=r["signature"][:-2])),
         "signature_missing": edited(lambda r: r.pop("signature")),
