@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,3 +100,53 @@ def write_site_csv(path: Path, seed: int, rows: int = 120) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def impostor(kits: Path, tmp_path: Path) -> Iterator[tuple[Any, int]]:
+    """A server with a second certificate the federation CA issued for the server's name.
+
+    Whoever holds the CA key (or a leaked copy) can make one; only the roster's
+    pin on the server certificate tells it from the real server. Yields the
+    impostor's transport and its port on 127.0.0.1.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from securefl.provision.kit import Kit
+    from securefl.provision.pki import (
+        CertificateAuthority,
+        issue_server_cert,
+        new_key,
+        write_private_key,
+        write_public,
+    )
+    from securefl.transport._uvicorn import serve_files
+
+    server_kit = Kit.load(kits / "server")
+    key = new_key()
+    cert = issue_server_cert(
+        CertificateAuthority.load(kits / "ca"),
+        key.public_key(),
+        hosts=["localhost", "127.0.0.1"],
+        days=30,
+    )
+    write_private_key(tmp_path / "other.key.pem", key)
+    write_public(tmp_path / "other.cert.pem", cert.public_bytes(Encoding.PEM))
+    roster = server_kit.roster
+    transport, running = serve_files(
+        federation=server_kit.federation.name,
+        ca=server_kit.ca_cert_path,
+        cert=tmp_path / "other.cert.pem",
+        key=tmp_path / "other.key.pem",
+        crl=server_kit.crl_path,
+        identity_key=server_kit.path / "identity.key.pem",
+        site_keys={n: roster.identity_keys()[n] for n in roster.site_names},
+        site_cert_sha256={n: roster.cert_sha256(n) for n in roster.site_names},
+        max_body=1 << 20,
+    )
+    running.start()
+    try:
+        yield transport, running.port
+    finally:
+        transport.close()
+        running.stop()

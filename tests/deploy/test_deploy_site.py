@@ -9,6 +9,7 @@ as one line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -136,44 +137,16 @@ def test_client_train_function_is_imported_from_the_current_directory(
 
 
 def test_a_site_from_its_kit_refuses_a_ca_issued_server_certificate_the_roster_does_not_pin(
-    kits: Path, tmp_path: Path
+    kits: Path, impostor: tuple[Any, int]
 ):
     """Whoever holds the CA key can issue a second certificate for the server's name; the
     kit's site refuses it (the roster pins the server's certificate), and sends nothing."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     from securefl.errors import TransportError
-    from securefl.provision.pki import (
-        CertificateAuthority,
-        issue_server_cert,
-        new_key,
-        write_private_key,
-        write_public,
-    )
-    from securefl.transport._uvicorn import serve_files
 
-    server_kit = Kit.load(kits / "server")
-    ca = CertificateAuthority.load(kits / "ca")
-    key = new_key()
-    cert = issue_server_cert(ca, key.public_key(), hosts=["localhost", "127.0.0.1"], days=30)
-    write_private_key(tmp_path / "other.key.pem", key)
-    write_public(tmp_path / "other.cert.pem", cert.public_bytes(Encoding.PEM))
-    roster = server_kit.roster
-    impostor, running = serve_files(
-        federation="ward",
-        ca=server_kit.ca_cert_path,
-        cert=tmp_path / "other.cert.pem",
-        key=tmp_path / "other.key.pem",
-        crl=server_kit.crl_path,
-        identity_key=server_kit.path / "identity.key.pem",
-        site_keys={n: roster.identity_keys()[n] for n in roster.site_names},
-        site_cert_sha256={n: roster.cert_sha256(n) for n in roster.site_names},
-        max_body=1 << 20,
-    )
-    running.start()
+    server, port = impostor
     transport = site_transport(
         Kit.load(kits / "site-a"),
-        server_url=f"https://127.0.0.1:{running.port}",
+        server_url=f"https://127.0.0.1:{port}",
         retry=RetryPolicy(attempts=2, base=0.01, cap=0.05),
     )
     try:
@@ -181,8 +154,6 @@ def test_a_site_from_its_kit_refuses_a_ca_issued_server_certificate_the_roster_d
                          receiver=SERVER, payload=b"")  # fmt: skip
         with pytest.raises(TransportError, match="not the federation's server"):
             transport.send(hello)
-        assert impostor.receive(timeout=0.5) is None  # not a byte of the hello arrived
+        assert server.receive(timeout=0.5) is None  # not a byte of the hello arrived
     finally:
         transport.close()
-        impostor.close()
-        running.stop()
