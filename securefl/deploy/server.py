@@ -220,17 +220,8 @@ def build_server(
     :attr:`DeployedServer.port`). The state folder (the signed round log,
     a copy of the auditor's roster) is created in the kit.
     """
-    kit = Kit.load(kit_path)
-    if kit.kind != "server":
-        raise ConfigError(
-            f"kit {kit.path}: this is a site kit; securefl server needs the server kit"
-        )
+    kit = Kit.load(kit_path, kind="server")
     cfg = kit.federation
-    if cfg.rounds.max_weight is None:
-        raise ConfigError(
-            f"kit {kit.path}: federation.toml: rounds.max_weight must be set for a deployment "
-            "(the bound on one site's weight that every site pins)"
-        )
     identity = kit.roster.identity_keys()
     sites = kit.roster.site_names
     bind = host if host is not None else cfg.server.bind
@@ -249,7 +240,7 @@ def build_server(
         identity_keys=identity,
         federation=cfg.name,
         strategy=cfg.strategy,
-        max_weight=cfg.rounds.max_weight,
+        max_weight=kit.max_weight,
         min_sites=cfg.rounds.min_sites,
         mask=cfg.mask,
         he_keymaker=cfg.he.keymaker,
@@ -264,7 +255,7 @@ def build_server(
         model=half.global_model(kit.initial_params()),
         spec=spec,
         rounds=cfg.rounds,
-        max_weight=cfg.rounds.max_weight,
+        max_weight=kit.max_weight,
         expected_sites=sites,
         admit=sites,
     )

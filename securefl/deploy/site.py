@@ -69,17 +69,8 @@ def site_from_kit(
     """
     from securefl.runtime.site import Site
 
-    kit = Kit.load(path)
-    if kit.kind != "site":
-        raise ConfigError(
-            f"kit {kit.path}: this is the server kit; securefl client needs a site kit"
-        )
+    kit = Kit.load(path, kind="site")
     cfg = kit.federation
-    if cfg.rounds.max_weight is None:
-        raise ConfigError(
-            f"kit {kit.path}: federation.toml: rounds.max_weight must be set for a deployment "
-            "(the bound on one site's weight that this site pins)"
-        )
     state = Path(state_dir) if state_dir is not None else kit.state_dir
     # the ledger is plain SQLite: whoever may write the folder may reset the spent ε
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -103,7 +94,7 @@ def site_from_kit(
         state_dir=state,
         federation=cfg.name,
         strategy=cfg.strategy,
-        max_weight=cfg.rounds.max_weight,
+        max_weight=kit.max_weight,
         min_sites=cfg.rounds.min_sites,
         mask=cfg.mask,
         exchange_key=kit.exchange_key() if he else None,

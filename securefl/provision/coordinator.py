@@ -280,6 +280,11 @@ def _check_runnable(config: FederationConfig, fed_path: Path) -> None:
             )
         except ConfigError as exc:
             raise ConfigError(f"{fed_path}: mask mode cannot run these sites ({exc})") from None
+    if config.rounds.max_weight is None:
+        raise ConfigError(
+            f"{fed_path}: rounds.max_weight must be set for a deployment: the largest weight "
+            "(number of examples) one site may submit, which every party pins"
+        )
 
 
 def _write_token(path: Path) -> None:

@@ -182,9 +182,14 @@ class Kit:
 
     # loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> Kit:
-        """Read and check a kit folder; errors name the folder and the file."""
+    def load(cls, path: str | Path, *, kind: str | None = None) -> Kit:
+        """Read and check a kit folder; errors name the folder and the file.
+
+        ``kind`` (``"server"`` or ``"site"``): refuse the other kind of kit,
+        saying which command needs which.
+        """
         root = Path(path)
+        expected = kind
         if not (root / "kit.json").is_file():
             raise ConfigError(f"kit {root}: no kit.json here; is this a kit folder?")
         meta = _read_json(root / "kit.json")
@@ -205,6 +210,7 @@ class Kit:
             raise ConfigError(f"kit {root}: {exc}") from None
         if meta.get("federation") != federation.name:
             raise _fail(root / "kit.json", "names another federation than federation.toml")
+        _check_deployable(root, kind, expected, federation)
         ca_cert = load_cert(root / "ca.cert.pem")
         try:
             roster = SignedRoster.load(root / "roster.json", ca_cert)
@@ -226,6 +232,14 @@ class Kit:
         )
         kit._check_keys(ca_cert)
         return kit
+
+    @property
+    def max_weight(self) -> float:
+        """The bound on one site's weight every party pins (a kit always sets it)."""
+        weight = self.federation.rounds.max_weight
+        if weight is None:  # load() refuses such a kit; only a hand-made Kit gets here
+            raise ConfigError(f"kit {self.path}: rounds.max_weight is not set")
+        return weight
 
     def _check_keys(self, ca_cert: x509.Certificate) -> None:
         """The kit's keys and certificate are the ones the signed roster names."""
@@ -262,3 +276,19 @@ def _read_json(path: Path) -> dict[str, Any]:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Indented JSON, the way every kit file is written."""
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _check_deployable(
+    root: Path, kind: str, expected: str | None, federation: FederationConfig
+) -> None:
+    """The kit is the kind the command needs, and carries what every party pins."""
+    if expected is not None and kind != expected:
+        need = {"server": "securefl server needs the server kit"}.get(
+            expected, "securefl client needs a site kit"
+        )
+        raise ConfigError(f"kit {root}: this is a {kind} kit; {need}")
+    if federation.rounds.max_weight is None:
+        raise ConfigError(
+            f"kit {root}: federation.toml: rounds.max_weight must be set for a deployment "
+            "(the bound on one site's weight that every party pins)"
+        )

@@ -16,6 +16,8 @@ secure = "mask"
 [server]
 hosts = ["coordinator.localhost", "127.0.0.1", "::1"]
 port = 8443
+[rounds]
+max_weight = 1000
 [pki]
 cert_days = 30
 ca_days = 365

@@ -201,6 +201,7 @@ def test_a_model_factory_builds_the_initial_model_under_the_seed(
     monkeypatch.syspath_prepend(str(tmp_path))
     text = (
         '[federation]\nsecure = "plain"\n[model]\nfactory = "my_models:mlp"\nseed = 3\n'
+        "[rounds]\nmax_weight = 100\n"
         '[[sites]]\nname = "a"\n[[sites]]\nname = "b"\n'
     )
     (tmp_path / "fed.toml").write_text(text, encoding="utf-8")
@@ -221,6 +222,7 @@ def test_a_model_factory_builds_the_initial_model_under_the_seed(
         ('secure = "plain"', 1, "min_sites"),
         ('secure = "he"', 2, "he mode"),
         ('secure = "mask"', 2, "mask mode"),
+        ('secure = "plain"', 3, "max_weight"),  # every party pins it: a kit must carry it
     ],
 )
 def test_a_federation_that_can_never_run_gets_no_kits(tmp_path: Path, head, sites, needle):
