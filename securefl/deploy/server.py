@@ -33,9 +33,10 @@ from securefl.reports.server_log import (
     read_server_log,
 )
 from securefl.runtime.loop import run_server
+from securefl.runtime.messages import BYE, HELLO
 from securefl.runtime.server import ServerDriver
 from securefl.strategy import make_strategy
-from securefl.transport._status import BYE, HELLO, progress_logger
+from securefl.transport._status import progress_logger
 from securefl.transport.https_server import (
     HttpsServerTransport,
     RunningServer,

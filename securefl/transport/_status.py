@@ -13,29 +13,19 @@ import datetime as dt
 import html
 import json
 import logging
-import math
 import threading
 import time
 from typing import Any, Protocol
 
 from securefl.errors import WireError
-from securefl.wire import Envelope, Limits, unpack
+from securefl.runtime.messages import FINISH, REPORT, ROUND_END, ROUND_START, Report, RoundEnd
+from securefl.wire import Envelope
 
 __all__ = ["JsonLogFormatter", "StatusBoard", "progress_logger", "status_html"]
 
 log = logging.getLogger("securefl.server")
 
-# runtime stage names (securefl.runtime.messages; a test checks they agree)
-HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH = (
-    "fed/hello",
-    "fed/bye",
-    "fed/round-start",
-    "fed/report",
-    "fed/round-end",
-    "fed/finish",
-)
 _NOT_RUNNING = ("waiting for sites", "closed", "finished")
-_SMALL = Limits(max_bytes=1 << 20, max_items=4096, max_depth=3, max_bin_len=0)
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -148,9 +138,11 @@ class StatusBoard:
                 self._cohort = (*self._cohort, env.receiver)
             elif env.stage == ROUND_END and self._stage != "closed":
                 self._stage = "closed"
-                end = _decode(env.payload)
-                survivors = tuple(str(s) for s in end.get("survivors", ()) or ())
-                status = str(end.get("status", "?"))
+                try:  # the server's own message; decoded by the runtime's type
+                    end = RoundEnd.from_bytes(env.payload)
+                    survivors, status = end.survivors, end.status
+                except WireError:
+                    survivors, status = (), "?"
                 self._dropped = tuple(s for s in self._cohort if s not in survivors)
                 if status == "aggregated":
                     self._last_aggregate = time.time()
@@ -217,24 +209,16 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
 
 
-def _decode(payload: bytes) -> dict[str, Any]:
+def _metrics(payload: bytes) -> dict[str, float]:
+    """A site's report metrics, or none when the report is malformed.
+
+    :class:`Report` keeps only finite numbers (JSON has no NaN or infinity,
+    and ``/status`` must answer whatever a site reports).
+    """
     try:
-        out = unpack(payload, limits=_SMALL)
+        return Report.from_bytes(payload).metrics
     except WireError:
         return {}
-    return out if isinstance(out, dict) else {}
-
-
-def _metrics(payload: bytes) -> dict[str, float]:
-    metrics = _decode(payload).get("metrics")
-    if not isinstance(metrics, dict):
-        return {}
-    # a site's numbers: only finite ones (JSON has no NaN or infinity, and /status must answer)
-    return {
-        str(k): float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
 
 
 def status_html(snapshot: dict[str, Any], *, refresh: int = 5) -> str:

@@ -38,8 +38,9 @@ from starlette.routing import Route
 
 from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
+from securefl.runtime.messages import BYE, HELLO, REPORT
 from securefl.transport._outbox import Outbox
-from securefl.transport._status import BYE, HELLO, REPORT, StatusBoard, status_html
+from securefl.transport._status import StatusBoard, status_html
 from securefl.transport._tls import (
     PEER_CERT_KEY,
     PeerCheck,
