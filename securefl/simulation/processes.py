@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from securefl.config import FederationConfig
 from securefl.data.federations import FederatedData
@@ -229,7 +229,3 @@ def wait_all(
         raise AbortError(
             f"the server exited with code {server.process.returncode}:\n{server.tail()}"
         )
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
