@@ -9,6 +9,7 @@ of keys, checked on decode.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,6 +50,7 @@ MAX_REASON_LEN = 65_536
 # Decode limits, checked before anything is built (securefl.wire.scan): each
 # message may hold only what it legitimately carries. A spec entry is a name,
 # a dtype and a shape list (up to 6 values for a 4-d tensor), hence 8 per tensor.
+_RUN_ID = re.compile(r"[0-9a-f]{1,64}")
 _ROUND_START_LIMITS = Limits(
     max_items=64 + MAX_COHORT + 8 * MAX_TENSORS,
     max_depth=4,
@@ -71,13 +73,19 @@ _FINISH_LIMITS = Limits(
 
 @dataclass(frozen=True, kw_only=True)
 class RoundStart:
-    """The server opens a round: the cohort, the global model, and settings."""
+    """The server opens a round: the cohort, the global model, and settings.
+
+    ``run``: the server's run id (fixed for the life of its state folder, so
+    across restarts too). With the federation and the round number it names
+    a round uniquely, which is how a site's ledger and round log key it.
+    """
 
     cohort: tuple[str, ...]
     model: bytes
     spec: dict[str, Any]
     max_weight: float
     min_sites: int
+    run: str
     config: dict[str, Any] = field(default_factory=dict)
     LIMITS: ClassVar[Limits] = _ROUND_START_LIMITS
 
@@ -90,6 +98,7 @@ class RoundStart:
                 "max_weight": self.max_weight,
                 "min_sites": self.min_sites,
                 "config": self.config,
+                "run": self.run,
             }
         )
 
@@ -102,7 +111,9 @@ class RoundStart:
         refused here, before the site reserves any privacy for the round.
         """
         obj = _expect(
-            data, {"cohort", "model", "spec", "max_weight", "min_sites", "config"}, cls.LIMITS
+            data,
+            {"cohort", "model", "spec", "max_weight", "min_sites", "config", "run"},
+            cls.LIMITS,
         )
         cohort = obj["cohort"]
         if not isinstance(cohort, list) or not all(isinstance(s, str) and s for s in cohort):
@@ -120,6 +131,9 @@ class RoundStart:
         min_sites = obj["min_sites"]
         if isinstance(min_sites, bool) or not isinstance(min_sites, int) or min_sites < 2:
             raise WireError(f"round-start min_sites must be an integer >= 2, got {min_sites!r}")
+        run = obj["run"]
+        if not isinstance(run, str) or not _RUN_ID.fullmatch(run):
+            raise WireError("round-start run must be 1 to 64 lowercase hex digits")
         return cls(
             cohort=tuple(cohort),
             model=obj["model"],
@@ -127,6 +141,7 @@ class RoundStart:
             max_weight=float(max_weight),
             min_sites=min_sites,
             config=config,
+            run=run,
         )
 
 

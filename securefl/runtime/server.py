@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -75,10 +76,13 @@ class ServerDriver:
         keys: PreRoundKeys | None = None,
         build_mode: Callable[[bytes], AggregationMode] | None = None,
         admit: Collection[str] | None = None,
+        run_id: str | None = None,
     ) -> None:
         if mode is None and (keys is None or build_mode is None):
             raise ConfigError("a driver without a mode needs the key step and build_mode")
         self.federation = federation
+        #: names this run across restarts (a state folder keeps it); fresh otherwise
+        self.run_id = run_id if run_id is not None else secrets.token_hex(16)
         self.mode = mode
         self.keys = keys
         self._build_mode = build_mode
@@ -286,6 +290,7 @@ class ServerDriver:
                 max_weight=self.max_weight,
                 min_sites=self.rounds.min_sites,
                 config=config,
+                run=self.run_id,
             ).to_bytes(),
         )
         out = [self._envelope(m.ROUND_START, site, start) for site, start in starts]

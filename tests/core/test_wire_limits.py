@@ -83,7 +83,15 @@ _SECAGG = {
 _RUNTIME = {
     "round-start": (
         m.RoundStart,
-        {"cohort": [], "model": b"", "spec": {}, "max_weight": 1.0, "min_sites": 2, "config": {}},
+        {
+            "cohort": [],
+            "model": b"",
+            "spec": {},
+            "max_weight": 1.0,
+            "min_sites": 2,
+            "config": {},
+            "run": "0f",
+        },
     ),
     "report": (m.Report, {"metrics": {}}),
     "round-end": (m.RoundEnd, {"status": "aggregated", "survivors": [], "reason": ""}),

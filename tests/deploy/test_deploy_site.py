@@ -66,6 +66,7 @@ def test_a_site_from_its_kit_pins_the_roster_and_keeps_its_state_in_the_kit(kits
         spec=kit.spec.to_dict(),
         max_weight=1000.0,
         min_sites=3,
+        run="0f",
     ).to_bytes()
     server.send(
         Envelope(federation="ward", round=1, stage=m.ROUND_START, sender=SERVER,

@@ -67,6 +67,7 @@ def pure_targets() -> dict[str, Target]:
             m.RoundStart,
             m.RoundStart(
                 cohort=cohort, model=b"\x00" * 32, spec=spec, max_weight=100.0, min_sites=2,
+                run="0f",
                 config={"mu": 0.01},
             ),
         ),

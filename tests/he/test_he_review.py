@@ -520,7 +520,7 @@ def test_a_server_cannot_scale_its_tampering_by_announcing_a_huge_max_weight(
     from securefl.runtime._policy import SitePolicy, check_round
     from securefl.runtime.messages import RoundStart
 
-    start = RoundStart(cohort=COHORT, model=b"", spec={}, max_weight=1e6, min_sites=3)
+    start = RoundStart(cohort=COHORT, model=b"", spec={}, max_weight=1e6, min_sites=3, run="0f")
     policy = SitePolicy(
         site="b", min_sites=3, local_epochs=1, dataset_size=50, max_weight=MAX_WEIGHT
     )

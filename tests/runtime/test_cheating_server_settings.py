@@ -68,6 +68,7 @@ def _fields(local, **overrides):
         "spec": spec.to_dict(),
         "max_weight": 100.0,
         "min_sites": 2,
+        "run": "0f",
         "config": {},
     }
     fields.update(overrides)

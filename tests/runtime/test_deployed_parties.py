@@ -219,6 +219,7 @@ def test_an_he_site_refuses_a_round_before_it_holds_the_keys(tmp_path: Path) -> 
         spec=spec.to_dict(),
         max_weight=64.0,
         min_sites=3,
+        run="0f",
     ).to_bytes()
     server.send(
         Envelope(

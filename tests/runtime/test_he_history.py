@@ -84,7 +84,13 @@ def _updates(round_id, sites="abc"):
 
 def _round_start_digest(model_payload, decoder):
     start = m.RoundStart(
-        cohort=SITES, model=model_payload, spec={}, max_weight=MAX_WEIGHT, min_sites=3, config={}
+        cohort=SITES,
+        model=model_payload,
+        spec={},
+        max_weight=MAX_WEIGHT,
+        min_sites=3,
+        run="0f",
+        config={},
     )
     return round_digest(start.to_bytes(), start, decoder)
 

@@ -47,6 +47,7 @@ def _start(model, max_weight=100.0, sender=SERVER, rnd=1):
         spec=spec.to_dict(),
         max_weight=max_weight,
         min_sites=2,
+        run="0f",
     ).to_bytes()
     return Envelope(
         federation="f", round=rnd, stage=m.ROUND_START, sender=sender, receiver="a", payload=payload
