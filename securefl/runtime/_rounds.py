@@ -15,13 +15,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from securefl.config import RoundConfig
+from securefl.params import ParamSpec, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime.global_model import GlobalModel
+from securefl.wire import SERVER, Envelope
 
-__all__ = ["Patience", "RoundSummary", "encode_per_model", "mean_metrics"]
+if TYPE_CHECKING:
+    from securefl.runtime.server import ServerDriver
+
+__all__ = [
+    "Patience",
+    "RoundJournal",
+    "RoundSummary",
+    "announce_round",
+    "encode_per_model",
+    "finish_messages",
+    "mean_metrics",
+    "server_envelope",
+]
 
 
 @dataclass(kw_only=True)
@@ -92,3 +106,85 @@ def encode_per_model(
             encoded[payload] = encode(payload)
         out.append((site, encoded[payload]))
     return out
+
+
+def announce_round(
+    config: dict[str, Any],
+    model: GlobalModel,
+    *,
+    cohort: tuple[str, ...],
+    spec: ParamSpec,
+    max_weight: float,
+    min_sites: int,
+    run: str,
+) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """What a round announces (for its summary) and each cohort member's round start."""
+    plain = model.plaintext()
+    announced = {
+        "model_hash": None if plain is None else params_hash(plain),
+        "config": dict(config),
+        "max_weight": max_weight,
+        "min_sites": min_sites,
+    }
+    starts = encode_per_model(
+        cohort,
+        model,
+        lambda payload: m.RoundStart(
+            cohort=cohort,
+            model=payload,
+            spec=spec.to_dict(),
+            max_weight=max_weight,
+            min_sites=min_sites,
+            config=config,
+            run=run,
+        ).to_bytes(),
+    )
+    return announced, starts
+
+
+class RoundJournal(Protocol):
+    """Where the driver makes a round durable (a server state folder); sans-IO for the driver.
+
+    The driver calls these at its transitions and never touches a file itself.
+    """
+
+    def opening(self, round_id: int, cohort: tuple[str, ...]) -> None:
+        """Round ``round_id`` is about to open: make its id durable first.
+
+        Raising (``OSError``, e.g. a full disk) keeps the round closed; the
+        driver logs why and tries again at the next deadline.
+        """
+
+    def closed(self, summary: RoundSummary) -> None:
+        """A round ended (its aggregate already applied to the model). Never raises."""
+
+    def keys(self, envelope: Envelope) -> None:
+        """The pre-round key step completed with ``envelope`` (he: the keymaker's keys)."""
+
+
+def server_envelope(
+    federation: str, round_id: int, stage: str, receiver: str, payload: bytes
+) -> Envelope:
+    return Envelope(
+        federation=federation,
+        round=round_id,
+        stage=stage,
+        sender=SERVER,
+        receiver=receiver,
+        payload=payload,
+    )
+
+
+def finish_messages(driver: ServerDriver, sites: list[str]) -> list[Envelope]:
+    """The final model for ``sites``, each sent only what it has not acknowledged."""
+    finish = encode_per_model(
+        sites,
+        driver.model,
+        lambda model: m.Finish(
+            model=model, reason=driver.finish_reason, rounds=driver.current_round
+        ).to_bytes(),
+    )
+    return [
+        server_envelope(driver.federation, driver.current_round, m.FINISH, site, payload)
+        for site, payload in finish
+    ]

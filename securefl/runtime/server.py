@@ -11,7 +11,9 @@ keymaker's signed public context) gives the driver a pre-round key step
 the mode from that material; no round opens before the step is ready.
 
 A round's summary, the patience rule and the per-payload encoding of what is
-sent are kept by ``_rounds``.
+sent are kept by ``_rounds``. Durability is the caller's: a
+:class:`~securefl.runtime._rounds.RoundJournal` (a server state folder) is
+told each round id before the round opens and each round once it closed.
 """
 
 from __future__ import annotations
@@ -25,13 +27,21 @@ from typing import Any
 from securefl.aggregation.base import AggregationMode, RoundContext, ServerAggregator
 from securefl.config import RoundConfig
 from securefl.errors import AbortError, ConfigError, ProtocolError, SecureFLError
-from securefl.params import ParamSpec, params_hash
+from securefl.params import ParamSpec
 from securefl.runtime import messages as m
-from securefl.runtime._rounds import Patience, RoundSummary, encode_per_model, mean_metrics
+from securefl.runtime._rounds import (
+    Patience,
+    RoundJournal,
+    RoundSummary,
+    announce_round,
+    finish_messages,
+    mean_metrics,
+    server_envelope,
+)
 from securefl.runtime.global_model import GlobalModel
 from securefl.runtime.keys import PreRoundKeys
 from securefl.strategy.base import Strategy
-from securefl.wire import SERVER, Envelope
+from securefl.wire import Envelope
 
 __all__ = ["RoundSummary", "ServerDriver", "ServerStage"]
 
@@ -110,6 +120,9 @@ class ServerDriver:
         self._submitted: set[str] = set()
         self._patience = Patience()
         self._next_round_due = False
+        #: where round ids and closed rounds go before anyone acts on them (a
+        #: state folder, :class:`securefl.runtime.server_state.ServerState`); None: nowhere
+        self.journal: RoundJournal | None = None
 
     @property
     def current_round(self) -> int:
@@ -137,7 +150,7 @@ class ServerDriver:
         if env.stage == m.HELLO:  # a site (re)joining gets the whole model
             self.model.forget(env.sender)
         if self.stage is ServerStage.FINISHED:
-            return self._finish_messages([env.sender]) if env.stage == m.HELLO else []
+            return finish_messages(self, [env.sender]) if env.stage == m.HELLO else []
         if env.stage == m.HELLO:
             return self._on_hello(env.sender)
         if env.stage == m.BYE:
@@ -145,7 +158,12 @@ class ServerDriver:
         if self.keys is not None and env.stage in self.keys.stages:
             return self._on_keys(env)
         if self.stage is not ServerStage.ROUND_OPEN or env.round != self._round:
-            raise ProtocolError(f"{env.stage!r} from {env.sender!r} outside its round")
+            if env.round > self._round:
+                raise ProtocolError(f"{env.stage!r} from {env.sender!r} outside its round")
+            # a late or retried message of a round that ended (or that a restart
+            # abandoned): harmless, and the site is not at fault
+            log.info("dropping %s from %s: round %d is over", env.stage, env.sender, env.round)
+            return []
         if env.sender not in self._cohort:
             raise ProtocolError(f"{env.sender!r} is not in round {self._round}'s cohort")
         # a site sends nothing in a round before its privacy is charged and recorded
@@ -179,7 +197,7 @@ class ServerDriver:
             self.stage = ServerStage.FINISHED
             self.finish_reason = reason
             self._aggregator = None
-        return self._finish_messages(self.present)
+        return finish_messages(self, self.present)
 
     def halt(self, reason: str) -> list[Envelope]:
         """End the run because no further round can open (too few sites, a refused cohort).
@@ -224,6 +242,8 @@ class ServerDriver:
             except SecureFLError as exc:  # signed by the keymaker, yet unusable: cannot go on
                 return out + self.halt(f"the keys from {env.sender} cannot be used: {exc}")
             log.info("the %s keys arrived from %s", self.mode.name, env.sender)
+            if self.journal is not None:
+                self.journal.keys(env)
             if self.stage is ServerStage.WAITING_FOR_SITES and self._all_expected_present():
                 return out + self._open_round()
         return out
@@ -268,30 +288,25 @@ class ServerDriver:
                 return []
             # the same sites would be refused again: retrying can only spin
             return self.halt(f"round {ctx.round} cannot open: {exc}")
+        if self.journal is not None:
+            try:  # the round id is durable before any site may act under it
+                self.journal.opening(ctx.round, cohort)
+            except (OSError, SecureFLError) as exc:
+                log.error("round %d does not open: its id cannot be saved (%s)", ctx.round, exc)
+                self.stage = ServerStage.WAITING_FOR_SITES
+                return []
         self._round, self._cohort, self._reports = ctx.round, cohort, {}
         self._submitted = set()
         self._aggregator = aggregator
         self.stage = ServerStage.ROUND_OPEN
-        config = self.strategy.round_config(self._round)
-        plain = self.model.plaintext()
-        self._announced = {
-            "model_hash": None if plain is None else params_hash(plain),
-            "config": dict(config),
-            "max_weight": self.max_weight,
-            "min_sites": self.rounds.min_sites,
-        }
-        starts = encode_per_model(
-            self._cohort,
+        self._announced, starts = announce_round(
+            self.strategy.round_config(self._round),
             self.model,
-            lambda model: m.RoundStart(
-                cohort=self._cohort,
-                model=model,
-                spec=self.spec.to_dict(),
-                max_weight=self.max_weight,
-                min_sites=self.rounds.min_sites,
-                config=config,
-                run=self.run_id,
-            ).to_bytes(),
+            cohort=cohort,
+            spec=self.spec,
+            max_weight=self.max_weight,
+            min_sites=self.rounds.min_sites,
+            run=self.run_id,
         )
         out = [self._envelope(m.ROUND_START, site, start) for site, start in starts]
         return out + self._aggregator.start()
@@ -358,12 +373,29 @@ class ServerDriver:
             metrics, monitor=self.monitor, rounds=self.rounds, round_number=self._round
         )
         if stop:
-            self.stage = ServerStage.FINISHED
-            self.finish_reason = stop
-            return out + self._finish_messages(self.present)
-        self.stage = ServerStage.WAITING_FOR_SITES
-        self._next_round_due = True
+            self.stage, self.finish_reason = ServerStage.FINISHED, stop
+            out += finish_messages(self, self.present)
+        else:
+            self.stage, self._next_round_due = ServerStage.WAITING_FOR_SITES, True
+        if self.journal is not None:  # after the model moved and the next step is decided
+            self.journal.closed(self.history[-1])
         return out
+
+    def resume(
+        self, *, last_round: int, history: list[RoundSummary], patience: Patience, finished: str
+    ) -> None:
+        """Continue a run from its journal: round ids after ``last_round``; ``finished``:
+        why the run had ended ("" if it had not)."""
+        if self.stage is not ServerStage.WAITING_FOR_SITES or self._round or self.history:
+            raise ProtocolError("only a driver that has not run a round can resume a run")
+        self._round, self.history, self._patience = last_round, list(history), patience
+        if finished:
+            self.stage, self.finish_reason = ServerStage.FINISHED, finished
+
+    @property
+    def patience(self) -> Patience:
+        """The stopping rule's state (a state folder keeps it across restarts)."""
+        return self._patience
 
     def advance(self) -> list[Envelope]:
         """The previous step's envelopes were delivered: open the next round if one is due.
@@ -377,23 +409,5 @@ class ServerDriver:
             return self._open_round()
         return []
 
-    def _finish_messages(self, sites: list[str]) -> list[Envelope]:
-        """The final model for ``sites``, each sent only what it has not acknowledged."""
-        finish = encode_per_model(
-            sites,
-            self.model,
-            lambda model: m.Finish(
-                model=model, reason=self.finish_reason, rounds=self._round
-            ).to_bytes(),
-        )
-        return [self._envelope(m.FINISH, site, payload) for site, payload in finish]
-
     def _envelope(self, stage: str, receiver: str, payload: bytes) -> Envelope:
-        return Envelope(
-            federation=self.federation,
-            round=self._round,
-            stage=stage,
-            sender=SERVER,
-            receiver=receiver,
-            payload=payload,
-        )
+        return server_envelope(self.federation, self._round, stage, receiver, payload)
