@@ -148,8 +148,8 @@ class RoundJournal(Protocol):
     The driver calls these at its transitions and never touches a file itself.
     """
 
-    def opening(self, round_id: int, cohort: tuple[str, ...]) -> None:
-        """Round ``round_id`` is about to open: make its id durable first.
+    def opening(self, round_id: int, cohort: tuple[str, ...], announced: dict[str, Any]) -> None:
+        """Round ``round_id`` is about to open with ``announced``: make its id durable first.
 
         Raising (``OSError``, e.g. a full disk) keeps the round closed; the
         driver logs why and tries again at the next deadline.

@@ -83,6 +83,28 @@ class EncryptedAggregatesModel(GlobalModel):
         self._sent.pop(site, None)
         self._acked.pop(site, None)
 
+    @property
+    def aggregates(self) -> list[tuple[bytes, float]]:
+        """Every round's encrypted sum and Σw, in order (what a server state folder keeps)."""
+        return [(a["sum"], float(a["weight"])) for a in self._aggregates]
+
+    def acknowledged(self) -> dict[str, int]:
+        """How many aggregates each site has acknowledged holding."""
+        return dict(self._acked)
+
+    def restore(self, aggregates: list[tuple[bytes, float]], acknowledged: dict[str, int]) -> None:
+        """Take back a saved history (a restarted server): the chain every site holds goes on.
+
+        A site acknowledged at most the aggregates saved; anything else is refused,
+        since the site would then be sent a history with a gap.
+        """
+        if self._aggregates:
+            raise ConfigError("only an empty history can be restored")
+        if any(not 0 <= n <= len(aggregates) for n in acknowledged.values()):
+            raise ConfigError("a site acknowledged more aggregates than the history holds")
+        self._aggregates = [{"sum": s, "weight": w} for s, w in aggregates]
+        self._acked = dict(acknowledged)
+
     def _encode(self, start: int) -> bytes:
         return pack(
             {

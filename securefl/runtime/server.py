@@ -120,6 +120,7 @@ class ServerDriver:
         self._submitted: set[str] = set()
         self._patience = Patience()
         self._next_round_due = False
+        self._opened_any = False  # whether this object opened a round (not: resumed a run)
         #: where round ids and closed rounds go before anyone acts on them (a
         #: state folder, :class:`securefl.runtime.server_state.ServerState`); None: nowhere
         self.journal: RoundJournal | None = None
@@ -151,12 +152,8 @@ class ServerDriver:
             self.model.forget(env.sender)
         if self.stage is ServerStage.FINISHED:
             return finish_messages(self, [env.sender]) if env.stage == m.HELLO else []
-        if env.stage == m.HELLO:
-            return self._on_hello(env.sender)
-        if env.stage == m.BYE:
-            return self._on_bye(env.sender)
-        if self.keys is not None and env.stage in self.keys.stages:
-            return self._on_keys(env)
+        if env.stage in (m.HELLO, m.BYE) or (self.keys and env.stage in self.keys.stages):
+            return self._on_anytime(env)
         if self.stage is not ServerStage.ROUND_OPEN or env.round != self._round:
             if env.round > self._round:
                 raise ProtocolError(f"{env.stage!r} from {env.sender!r} outside its round")
@@ -182,7 +179,7 @@ class ServerDriver:
                 return []  # no round can open before the keys: keep waiting for the keymaker
             if len(self.present) >= self.rounds.min_sites:
                 return self._open_round()
-            if self._round > 0:
+            if self._opened_any:  # sites left this run (after a restart: wait for them)
                 return self.halt(
                     f"only {len(self.present)} site(s) remain; rounds need {self.rounds.min_sites}"
                 )
@@ -221,6 +218,13 @@ class ServerDriver:
         return []
 
     # -- transitions ------------------------------------------------------------
+
+    def _on_anytime(self, env: Envelope) -> list[Envelope]:
+        if env.stage == m.HELLO:
+            return self._on_hello(env.sender)
+        if env.stage == m.BYE:
+            return self._on_bye(env.sender)
+        return self._on_keys(env)
 
     def _on_hello(self, site: str) -> list[Envelope]:
         if site not in self.present:
@@ -281,26 +285,16 @@ class ServerDriver:
         try:
             aggregator = self.mode.server(ctx)
         except ConfigError as exc:
-            if self._round == 0 and not self._roster_complete():
-                # before the first round more sites may still join: wait for them
-                log.warning("round 1 cannot open yet: %s", exc)
+            if not self._opened_any and not self._roster_complete():
+                # before this server's first round (at start or after a restart)
+                # more sites may still join: wait for them
+                log.warning("round %d cannot open yet: %s", ctx.round, exc)
                 self.stage = ServerStage.WAITING_FOR_SITES
                 return []
             # the same sites would be refused again: retrying can only spin
             return self.halt(f"round {ctx.round} cannot open: {exc}")
-        if self.journal is not None:
-            try:  # the round id is durable before any site may act under it
-                self.journal.opening(ctx.round, cohort)
-            except (OSError, SecureFLError) as exc:
-                log.error("round %d does not open: its id cannot be saved (%s)", ctx.round, exc)
-                self.stage = ServerStage.WAITING_FOR_SITES
-                return []
-        self._round, self._cohort, self._reports = ctx.round, cohort, {}
-        self._submitted = set()
-        self._aggregator = aggregator
-        self.stage = ServerStage.ROUND_OPEN
-        self._announced, starts = announce_round(
-            self.strategy.round_config(self._round),
+        announced, starts = announce_round(
+            self.strategy.round_config(ctx.round),
             self.model,
             cohort=cohort,
             spec=self.spec,
@@ -308,6 +302,17 @@ class ServerDriver:
             min_sites=self.rounds.min_sites,
             run=self.run_id,
         )
+        if self.journal is not None:
+            try:  # the round id is durable before any site may act under it
+                self.journal.opening(ctx.round, cohort, announced)
+            except (OSError, SecureFLError) as exc:
+                log.error("round %d does not open: its id cannot be saved (%s)", ctx.round, exc)
+                self.stage = ServerStage.WAITING_FOR_SITES
+                return []
+        self._round, self._cohort, self._reports = ctx.round, cohort, {}
+        self._submitted, self._announced = set(), announced
+        self._aggregator, self._opened_any = aggregator, True
+        self.stage = ServerStage.ROUND_OPEN
         out = [self._envelope(m.ROUND_START, site, start) for site, start in starts]
         return out + self._aggregator.start()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from securefl.errors import ConfigError
+from securefl.errors import ConfigError, DataError
 from securefl.strategy.base import Strategy
 
 __all__ = ["FedAdam"]
@@ -49,3 +49,17 @@ class FedAdam(Strategy):
         self._v = self.beta2 * self._v + (1 - self.beta2) * update**2
         step: npt.NDArray[np.float64] = self.server_lr * self._m / (np.sqrt(self._v) + self.tau)
         return np.asarray(params, dtype=np.float64) + step
+
+    def state_dict(self) -> dict[str, npt.NDArray[np.float64]]:
+        if self._m is None or self._v is None:
+            return {}
+        return {"m": self._m.copy(), "v": self._v.copy()}
+
+    def load_state(self, state: dict[str, npt.NDArray[np.float64]]) -> None:
+        if not state:
+            self._m = self._v = None
+            return
+        if set(state) != {"m", "v"} or state["m"].shape != state["v"].shape:
+            raise DataError(f"FedAdam state holds 'm' and 'v' of one shape, got {sorted(state)}")
+        self._m = np.asarray(state["m"], dtype=np.float64).copy()
+        self._v = np.asarray(state["v"], dtype=np.float64).copy()

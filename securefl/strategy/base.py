@@ -14,6 +14,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
+from securefl.errors import DataError
+
 __all__ = ["Strategy", "VectorLike"]
 
 VectorLike = TypeVar("VectorLike")
@@ -33,6 +38,19 @@ class Strategy(ABC):
     def round_config(self, round_number: int) -> dict[str, Any]:
         """Settings sent to every site with the round (e.g. FedProx's μ)."""
         return {}
+
+    def state_dict(self) -> dict[str, npt.NDArray[np.float64]]:
+        """What the strategy carries from round to round (momenta), for a server checkpoint.
+
+        A restarted server that lost this would move the model by a different
+        rule than the one it announced; empty for a memoryless strategy.
+        """
+        return {}
+
+    def load_state(self, state: dict[str, npt.NDArray[np.float64]]) -> None:
+        """Take back what :meth:`state_dict` gave (refuses state of another strategy)."""
+        if state:
+            raise DataError(f"strategy {self.name!r} keeps no state, got {sorted(state)}")
 
     @abstractmethod
     def apply(self, params: VectorLike, mean_update: VectorLike, round_number: int) -> VectorLike:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from securefl.config import StrategyConfig
-from securefl.errors import ConfigError
+from securefl.errors import ConfigError, DataError
 from securefl.strategy.base import Strategy, VectorLike
 
 __all__ = ["FedAvg", "FedAvgM", "FedProx", "make_strategy"]
@@ -54,6 +57,17 @@ class FedAvgM(Strategy):
         else:
             self._buffer = self._buffer * self.momentum + mean_update
         return params + self._buffer * self.server_lr  # type: ignore[no-any-return]
+
+    def state_dict(self) -> dict[str, npt.NDArray[np.float64]]:
+        if self._buffer is None:
+            return {}
+        return {"buffer": np.asarray(self._buffer, dtype=np.float64).copy()}
+
+    def load_state(self, state: dict[str, npt.NDArray[np.float64]]) -> None:
+        if set(state) - {"buffer"}:
+            raise DataError(f"FedAvgM state holds only 'buffer', got {sorted(state)}")
+        buffer = state.get("buffer")
+        self._buffer = None if buffer is None else np.asarray(buffer, dtype=np.float64).copy()
 
 
 class FedProx(FedAvg):
