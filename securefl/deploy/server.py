@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from securefl.config import FederationConfig
 from securefl.errors import ConfigError
@@ -35,6 +36,7 @@ from securefl.reports.server_log import (
 from securefl.runtime.loop import run_server
 from securefl.runtime.messages import BYE, HELLO
 from securefl.runtime.server import ServerDriver
+from securefl.runtime.server_state import ServerState
 from securefl.strategy import make_strategy
 from securefl.transport._status import progress_logger
 from securefl.transport.https_server import (
@@ -45,7 +47,13 @@ from securefl.transport.https_server import (
     serve_files,
 )
 
-__all__ = ["DeployedServer", "ServerOutcome", "build_server", "server_body_limit"]
+__all__ = [
+    "DeployedServer",
+    "ServerOutcome",
+    "build_server",
+    "log_new_rounds",
+    "server_body_limit",
+]
 
 log = logging.getLogger("securefl.server")
 
@@ -96,7 +104,7 @@ class DeployedServer:
     round_log: ServerLogWriter
     stage_timeout: float
     host: str
-    _logged: int = field(default=0, init=False)
+    state: ServerState
 
     @property
     def port(self) -> int:
@@ -120,6 +128,7 @@ class DeployedServer:
         self.http.start()
         interrupted = False
         try:
+            self._log_rounds()  # rounds a previous process journalled but did not log
             if on_listening is not None:
                 on_listening(f"https://{self._host()}:{self.port}")
             try:
@@ -172,21 +181,7 @@ class DeployedServer:
         self._log_rounds()
 
     def _log_rounds(self) -> None:
-        for summary in self.driver.history[self._logged :]:
-            self.round_log.append(
-                round_id=summary.round,
-                status=summary.status,
-                cohort=summary.cohort,
-                survivors=summary.survivors,
-                submitted=summary.submitted,
-                model_hash=summary.model_hash,
-                max_weight=summary.max_weight,
-                min_sites=summary.min_sites,
-                config=summary.config,
-                dp=self._policy(),
-                reason=summary.reason,
-            )
-            self._logged += 1
+        log_new_rounds(self.round_log, self.driver, dp=self._policy())
 
     def _close_log(self) -> None:
         self.round_log.close(
@@ -207,6 +202,35 @@ class DeployedServer:
         log.info("stopping; %s did not fetch the last message", ", ".join(waiting))
 
 
+def log_new_rounds(writer: ServerLogWriter, driver: ServerDriver, *, dp: dict[str, Any]) -> int:
+    """Sign into the round log every closed round it does not hold yet; return how many.
+
+    Keyed by round id, not by position: a restarted server's history starts
+    with rounds its previous process may or may not have logged before it
+    died (the journal is written first), and each must be logged exactly once.
+    """
+    last = writer.last_round if writer.last_round is not None else 0
+    added = 0
+    for summary in driver.history:
+        if summary.round <= last:
+            continue
+        writer.append(
+            round_id=summary.round,
+            status=summary.status,
+            cohort=summary.cohort,
+            survivors=summary.survivors,
+            submitted=summary.submitted,
+            model_hash=summary.model_hash,
+            max_weight=summary.max_weight,
+            min_sites=summary.min_sites,
+            config=summary.config,
+            dp=dp,
+            reason=summary.reason,
+        )
+        last, added = summary.round, added + 1
+    return added
+
+
 def build_server(
     kit_path: str | Path,
     *,
@@ -219,7 +243,10 @@ def build_server(
     ``host`` and ``port`` override the federation file's ``server.bind`` and
     ``server.port`` (``port=0`` picks a free port; read it from
     :attr:`DeployedServer.port`). The state folder (the signed round log,
-    a copy of the auditor's roster) is created in the kit.
+    a copy of the auditor's roster, the journal and checkpoints of
+    :class:`~securefl.runtime.server_state.ServerState`) is created in the
+    kit; started again on it, the server resumes after the last completed
+    round.
     """
     kit = Kit.load(kit_path, kind="server")
     cfg = kit.federation
@@ -260,6 +287,8 @@ def build_server(
         expected_sites=sites,
         admit=sites,
     )
+    state = ServerState(kit.state_dir, federation=cfg.name, mode=cfg.secure, spec=spec)
+    state.attach(driver)
     transport, http = serve_files(
         federation=cfg.name,
         ca=kit.ca_cert_path,
@@ -277,10 +306,15 @@ def build_server(
     )
     anytime = (HELLO, BYE, *sorted(half.keys.stages)) if half.keys is not None else (HELLO, BYE)
     transport.set_gate(driver_gate(driver, anytime=anytime))
-    state = kit.state_dir
-    state.mkdir(parents=True, exist_ok=True)
-    kit.roster.audit_roster().save(state / "roster.json")  # for `securefl audit` next to the log
-    round_log = ServerLogWriter(log_path, federation=cfg.name, signing_key=kit.signing_key())
+    kit.roster.audit_roster().save(kit.state_dir / "roster.json")  # for `securefl audit`
+    round_log = ServerLogWriter(
+        log_path, federation=cfg.name, signing_key=kit.signing_key(), run=state.run_id
+    )
+    if (round_log.last_round or 0) > driver.current_round:
+        raise ConfigError(
+            f"{log_path} logs round {round_log.last_round}, but the state folder's journal "
+            f"ends at round {driver.current_round}: restore the whole state folder from one backup"
+        )
     return DeployedServer(
         kit=kit,
         driver=driver,
@@ -289,4 +323,5 @@ def build_server(
         round_log=round_log,
         stage_timeout=cfg.rounds.stage_timeout_seconds,
         host=bind,
+        state=state,
     )

@@ -18,6 +18,7 @@ __all__ = [
     "DP_POLICY_FIELDS",
     "FINISHED",
     "LOG_FIELDS",
+    "OPTIONAL_LOG_FIELDS",
     "SERVER_LOG_DOMAIN",
     "SERVER_LOG_NAME",
     "SERVER_LOG_VERSION",
@@ -47,6 +48,9 @@ LOG_FIELDS = (
     "prev_hash",
     "signature",
 )
+#: Fields a line may lack: ``run`` (the server's run id, the same across its
+#: restarts; absent in logs written before runs were named).
+OPTIONAL_LOG_FIELDS = ("run",)
 DP_POLICY_FIELDS = (
     "epsilon",
     "delta",
@@ -157,7 +161,7 @@ def parse_log_entry(obj: object) -> dict[str, Any]:
     missing = [f for f in LOG_FIELDS if f not in obj]
     if missing:
         raise DataError(f"missing field {missing[0]!r}")
-    unknown = sorted(set(obj) - set(LOG_FIELDS))
+    unknown = sorted(set(obj) - set(LOG_FIELDS) - set(OPTIONAL_LOG_FIELDS))
     if unknown:
         raise DataError(f"unknown field {unknown[0]!r}")
     if isinstance(obj["version"], bool) or obj["version"] != SERVER_LOG_VERSION:
@@ -177,9 +181,15 @@ def parse_log_entry(obj: object) -> dict[str, Any]:
         _hex(model_hash, "model_hash", 64)
     if not isinstance(obj["config"], dict) or not isinstance(obj["reason"], str):
         raise DataError("config must be an object and reason a string")
+    run = {}
+    if "run" in obj:
+        if not isinstance(obj["run"], str) or not 1 <= len(obj["run"]) <= 64:
+            raise DataError("run must be 1 to 64 lowercase hex digits")
+        run = {"run": _hex(obj["run"], "run", len(obj["run"]))}
     return {
         "version": SERVER_LOG_VERSION,
         "federation": obj["federation"],
+        **run,
         "round_id": _count(obj["round_id"], "round_id", 0),
         "status": obj["status"],
         "cohort": cohort,

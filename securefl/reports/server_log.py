@@ -28,6 +28,7 @@ from securefl.reports._log_entry import (
     DP_POLICY_FIELDS,
     FINISHED,
     LOG_FIELDS,
+    OPTIONAL_LOG_FIELDS,
     SERVER_LOG_DOMAIN,
     SERVER_LOG_NAME,
     SERVER_LOG_VERSION,
@@ -46,6 +47,7 @@ __all__ = [
     "DP_POLICY_FIELDS",
     "FINISHED",
     "LOG_FIELDS",
+    "OPTIONAL_LOG_FIELDS",
     "SERVER_LOG_DOMAIN",
     "SERVER_LOG_NAME",
     "SERVER_LOG_VERSION",
@@ -177,12 +179,16 @@ class ServerLogWriter:
 
     Opening an existing log verifies it under this key and continues its
     chain (a restarted server extends the same log); anything else refuses
-    with :class:`IntegrityError`.
+    with :class:`IntegrityError`. ``run``: the server's run id, written into
+    every line (a restarted server keeps it, so its lines name one run).
     """
 
-    def __init__(self, path: Path, *, federation: str, signing_key: SigningKey) -> None:
+    def __init__(
+        self, path: Path, *, federation: str, signing_key: SigningKey, run: str | None = None
+    ) -> None:
         self._path = Path(path)
         self._federation = federation
+        self._run = {"run": run} if run is not None else {}
         self._key = signing_key
         self._prev_hash = GENESIS_HASH
         self._last_round: int | None = None
@@ -193,6 +199,11 @@ class ServerLogWriter:
             )
             if log is None:
                 raise IntegrityError(f"{self._path}: the round log does not verify")
+            runs = {e["run"] for e in log.rounds.values() if "run" in e}
+            if run is not None and runs - {run}:
+                raise IntegrityError(
+                    f"{self._path}: the round log is of run {sorted(runs)[0]}, not {run}"
+                )
             for entry in log.rounds.values():
                 self._prev_hash, self._last_round = entry_hash(entry), entry["round_id"]
             if log.closing is not None:
@@ -202,6 +213,16 @@ class ServerLogWriter:
     def path(self) -> Path:
         """The file the log goes to."""
         return self._path
+
+    @property
+    def last_round(self) -> int | None:
+        """The id of the last round logged (None: none yet)."""
+        return self._last_round
+
+    @property
+    def closed(self) -> bool:
+        """Whether the closing line is written (the run ended)."""
+        return self._closed
 
     def append(
         self,
@@ -233,6 +254,7 @@ class ServerLogWriter:
         entry: dict[str, Any] = {
             "version": SERVER_LOG_VERSION,
             "federation": self._federation,
+            **self._run,
             "round_id": round_id,
             "status": status,
             "cohort": sorted(cohort),
@@ -263,6 +285,7 @@ class ServerLogWriter:
         entry: dict[str, Any] = {
             "version": SERVER_LOG_VERSION,
             "federation": self._federation,
+            **self._run,
             "round_id": self._last_round or 0,
             "status": FINISHED,
             "cohort": [],
