@@ -25,11 +25,11 @@ from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.sign import SigningKey
 from securefl.modes import SiteHalf, he_site_keys, server_half, site_half
 from securefl.params import ParamSpec
-from securefl.reports.server_log import ServerLogWriter, dp_policy
+from securefl.reports.server_log import ServerLogWriter, dp_policy, read_server_log
 from securefl.runtime import messages as m
 from securefl.runtime._site_round import round_digest
 from securefl.runtime.server import ServerDriver, ServerStage
-from securefl.runtime.server_state import ServerState
+from securefl.runtime.server_state import RESTARTED, ServerState
 from securefl.strategy import make_strategy
 from securefl.wire import SERVER, Envelope
 
@@ -226,12 +226,20 @@ class Federation:
         self.say_hello()
         self.queue.extend(retried)
 
-    def run(self, crash: Callable[[ServerDriver], bool] | None = None, limit: int = 5000) -> None:
-        """Deliver until the server finished; ``crash(driver)`` true: kill and restart it."""
+    def run(
+        self,
+        crash: Callable[[ServerDriver], bool] | None = None,
+        *,
+        until: Callable[[ServerDriver], bool] | None = None,
+        limit: int = 5000,
+    ) -> None:
+        """Deliver until the server finished (or ``until``); ``crash(driver)`` true: restart it."""
         steps = 0
         while self.driver.stage is not ServerStage.FINISHED or self.queue:
             steps += 1
             assert steps < limit, "the federation made no progress"
+            if until is not None and until(self.driver):
+                return
             if crash is not None and crash(self.driver):
                 self.crash_and_restart()
                 continue
@@ -255,3 +263,43 @@ class Federation:
             out = []
         self._log_rounds()
         return out
+
+
+def expected_model(fed: Federation) -> np.ndarray:
+    """θ from replaying the strategy over the rounds the history says were aggregated."""
+    strategy = make_strategy(STRATEGY)
+    theta = fed.theta0.astype(np.float64)
+    for summary in fed.driver.history:
+        if summary.status == "aggregated":
+            mean = np.mean([update(s, summary.round) for s in summary.survivors], axis=0)
+            theta = strategy.apply(theta, mean.astype(np.float64), summary.round)
+    return theta
+
+
+def check_run(fed: Federation, crashed_round: int | None, completed: int = 3) -> None:
+    """The run finished; each round once everywhere; no id reused; the model is the rounds'."""
+    driver = fed.driver
+    assert driver.stage is ServerStage.FINISHED and not driver.halted
+    assert fed.violations == []
+    ids = [h.round for h in driver.history]
+    assert ids == sorted(set(ids)), "a round id appears twice in the history"
+    journal = [e["round"] for e in fed.driver.journal.journal.entries if e["kind"] == "round"]
+    assert journal == ids
+    opened = [e["round"] for e in fed.driver.journal.journal.entries if e["kind"] == "opening"]
+    assert opened == sorted(set(opened)), "a round id was opened twice"
+    for site in fed.sites.values():
+        assert site.started == sorted(set(site.started))
+    log, findings = read_server_log(
+        fed.log.path, federation="durable", public_key=fed.server_key.public_bytes()
+    )
+    assert findings == [] and log is not None
+    assert sorted(log.rounds) == ids
+    assert {e["run"] for e in log.rounds.values()} == {driver.run_id}
+    assert driver.completed_rounds == completed
+    if crashed_round is not None:
+        abandoned = driver.history[[h.round for h in driver.history].index(crashed_round)]
+        assert (abandoned.status, abandoned.reason) == ("abandoned", RESTARTED)
+    expected = expected_model(fed)
+    for site in fed.sites.values():
+        assert site.finished is not None
+        np.testing.assert_allclose(site.finished, expected, rtol=1e-4, atol=1e-5)
