@@ -116,3 +116,35 @@ def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path: Pat
     write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_an_edited_value_is_refused(tmp_path: Path) -> None:
+    # a canonical line whose value changed: only its own hash can tell
+    path = tmp_path / "j.jsonl"
+    raw = _write(path, BODIES)
+    edited = raw.replace(b'"round":2', b'"round":7', 1)
+    assert edited != raw
+    path.write_bytes(edited)
+    with pytest.raises(IntegrityError, match="line 2 of 4"):
+        Journal(path)
+
+
+class _Crash(BaseException):
+    pass
+
+
+def test_a_crash_during_an_atomic_write_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    target = tmp_path / "model.safetensors"
+    write_atomic(target, b"old contents")
+
+    def crash(fd: int) -> None:
+        raise _Crash
+
+    monkeypatch.setattr(os, "fsync", crash)  # dies before the new bytes are durable
+    with pytest.raises(_Crash):
+        write_atomic(target, b"new contents, longer")
+    assert target.read_bytes() == b"old contents"

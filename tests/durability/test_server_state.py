@@ -237,3 +237,28 @@ def test_attach_refuses_a_driver_of_another_federation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         state.attach(driver)
     assert (fed.state_dir / JOURNAL_NAME).exists()
+
+
+@pytest.mark.parametrize("secure", ["plain", "he"])
+def test_a_crash_while_the_checkpoint_file_is_written_resumes_from_the_round_before(
+    tmp_path: Path, secure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the journal names a checkpoint only once its file is on disk
+    import securefl.runtime.server_state as server_state
+
+    fed = Federation(tmp_path, secure, max_rounds=4)
+    real = server_state.write_atomic
+
+    def dies(path: Path, data: bytes) -> None:
+        if path.name == "round-000002.safetensors":
+            raise _Crash
+        real(path, data)
+
+    monkeypatch.setattr(server_state, "write_atomic", dies)
+    fed.say_hello()
+    with pytest.raises(_Crash):
+        fed.run()
+    monkeypatch.setattr(server_state, "write_atomic", real)
+    fed.crash_and_restart()
+    fed.run()
+    check_run(fed, crashed_round=2)
