@@ -262,3 +262,20 @@ def test_a_crash_while_the_checkpoint_file_is_written_resumes_from_the_round_bef
     fed.crash_and_restart()
     fed.run()
     check_run(fed, crashed_round=2)
+
+
+def test_he_history_and_acknowledgements_survive_a_restart(tmp_path: Path) -> None:
+    # a site that does not say hello again is sent only the aggregates it lacks
+    from securefl.runtime.encrypted_model import EncryptedAggregatesModel
+    from securefl.wire import unpack
+
+    fed = _completed(tmp_path, "he", rounds=3)
+    before = fed.driver.model
+    assert isinstance(before, EncryptedAggregatesModel)
+    driver = fed.start_server()
+    after = driver.model
+    assert isinstance(after, EncryptedAggregatesModel)
+    assert after.aggregates == before.aggregates and len(after.aggregates) == 3
+    assert after.acknowledged() == before.acknowledged() and after.acknowledged()
+    site, held = next(iter(after.acknowledged().items()))
+    assert unpack(after.payload_for(site))["start"] == held
