@@ -267,6 +267,7 @@ def server_log_vector() -> dict[str, object]:
     entry: dict[str, Any] = {
         "version": 1,
         "federation": "vector-fed",
+        "run": "0123456789abcdef0123456789abcdef",
         "round_id": 1,
         "status": "aggregated",
         "cohort": ["site-a", "site-b"],
@@ -293,6 +294,7 @@ def server_log_vector() -> dict[str, object]:
     entry["signature"] = key.sign(message).hex()
     edited = dict(entry, survivors=["site-a"])
     unsubmitted = dict(entry, survivors=["site-a"], submitted=["site-a"])
+    other_run = dict(entry, run="fedcba9876543210fedcba9876543210")
     closing: dict[str, Any] = dict(
         entry,
         status="finished",
@@ -323,6 +325,11 @@ def server_log_vector() -> dict[str, object]:
             {
                 "name": "submitted_edited",
                 "line": canonical(unsubmitted).decode("ascii"),
+                "code": "server_log_bad_signature",
+            },
+            {
+                "name": "run_edited",
+                "line": canonical(other_run).decode("ascii"),
                 "code": "server_log_bad_signature",
             },
         ],
