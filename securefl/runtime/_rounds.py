@@ -13,6 +13,7 @@ different part of the history. ``securefl.runtime.server`` re-exports
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,12 +31,21 @@ __all__ = [
     "Patience",
     "RoundJournal",
     "RoundSummary",
+    "ServerStage",
     "announce_round",
     "encode_per_model",
     "finish_messages",
     "mean_metrics",
     "server_envelope",
 ]
+
+
+class ServerStage(enum.Enum):
+    """Where the round driver is (:class:`securefl.runtime.server.ServerDriver`)."""
+
+    WAITING_FOR_SITES = "waiting for sites"
+    ROUND_OPEN = "round open"
+    FINISHED = "finished"
 
 
 @dataclass(kw_only=True)

@@ -18,7 +18,6 @@ told each round id before the round opens and each round once it closed.
 
 from __future__ import annotations
 
-import enum
 import logging
 import secrets
 from collections.abc import Callable, Collection
@@ -33,6 +32,7 @@ from securefl.runtime._rounds import (
     Patience,
     RoundJournal,
     RoundSummary,
+    ServerStage,
     announce_round,
     finish_messages,
     mean_metrics,
@@ -46,12 +46,6 @@ from securefl.wire import Envelope
 __all__ = ["RoundSummary", "ServerDriver", "ServerStage"]
 
 log = logging.getLogger(__name__)
-
-
-class ServerStage(enum.Enum):
-    WAITING_FOR_SITES = "waiting for sites"
-    ROUND_OPEN = "round open"
-    FINISHED = "finished"
 
 
 class ServerDriver:
