@@ -115,8 +115,7 @@ class ServerDriver:
         self._patience = Patience()
         self._next_round_due = False
         self._opened_any = False  # whether this object opened a round (not: resumed a run)
-        #: where round ids and closed rounds go before anyone acts on them (a
-        #: state folder, :class:`securefl.runtime.server_state.ServerState`); None: nowhere
+        #: where round ids and closed rounds are made durable (a state folder); None: nowhere
         self.journal: RoundJournal | None = None
 
     @property
@@ -328,12 +327,9 @@ class ServerDriver:
         except Exception as exc:
             if peer is None:
                 raise
+            why = f"{type(exc).__name__}: {exc}"
             log.warning(
-                "dropping %s from round %d: its message failed (%s: %s)",
-                peer,
-                self._round,
-                type(exc).__name__,
-                exc,
+                "dropping %s from round %d: its message failed (%s)", peer, self._round, why
             )
             return self._guard(lambda agg: agg.on_departure(peer))
         if result is None:
@@ -383,8 +379,7 @@ class ServerDriver:
     def resume(
         self, *, last_round: int, history: list[RoundSummary], patience: Patience, finished: str
     ) -> None:
-        """Continue a run from its journal: round ids after ``last_round``; ``finished``:
-        why the run had ended ("" if it had not)."""
+        """Continue a run from its journal; ``finished``: why it had ended ("": it had not)."""
         if self.stage is not ServerStage.WAITING_FOR_SITES or self._round or self.history:
             raise ProtocolError("only a driver that has not run a round can resume a run")
         self._round, self.history, self._patience = last_round, list(history), patience
