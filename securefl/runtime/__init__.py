@@ -1,7 +1,8 @@
 """The round driver (sans-IO), its I/O loop, and the Site API.
 
 ``Site`` and ``Round`` hold a torch model and are imported on first use: the
-server's parts (driver, loop, global-model holders) import without torch.
+server's parts (driver, loop, global-model holders, state folder) import
+without torch.
 """
 
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from securefl.runtime.global_model import (
 from securefl.runtime.keys import PreRoundKeys, PreRoundSiteKeys
 from securefl.runtime.loop import run_server
 from securefl.runtime.server import RoundSummary, ServerDriver, ServerStage
+from securefl.runtime.server_state import ServerState
 
 if TYPE_CHECKING:
     from securefl.runtime.site import Round, Site
@@ -29,6 +31,7 @@ __all__ = [
     "RoundSummary",
     "ServerDriver",
     "ServerStage",
+    "ServerState",
     "Site",
     "decode_plain_model",
     "run_server",
