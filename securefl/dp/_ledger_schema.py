@@ -8,9 +8,11 @@ discarded ledger is a reset budget.
 
 Version 1 keyed a row by its round number alone, so two federations (or two
 runs of one server) sharing the file collided on round 1. Version 2 keys a
-row by (federation, run, round). Rows migrated from version 1 keep
-federation ``""`` and run ``""`` (version 1 stored neither); they still count
-toward the site's budget exactly as before.
+row by (federation, run, round) and keeps the hash of the model the round
+trained from, so that a site restarted after a crash can sign the record of
+the round the crash interrupted. Rows migrated from version 1 keep federation
+``""``, run ``""`` and model hash ``""`` (version 1 stored none of them); they
+still count toward the site's budget exactly as before.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ CREATE TABLE {name} (
     epsilon_after REAL NOT NULL,
     timestamp TEXT NOT NULL,
     token TEXT NOT NULL,
+    model_hash TEXT NOT NULL DEFAULT '',
     UNIQUE (federation, run, round_id)
 )
 """

@@ -65,6 +65,7 @@ class Reservation:
     token: str
     federation: str = ""
     run: str = ""
+    model_hash: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +83,7 @@ class LedgerEntry:
     timestamp: datetime
     federation: str = ""
     run: str = ""
+    model_hash: str = ""
 
 
 def _now() -> str:
@@ -212,8 +214,8 @@ class PrivacyLedger:
         with self._lock:
             source = cur if cur is not None else self._conn
             rows = source.execute(
-                "SELECT round_id, event, epsilon_after, status, timestamp, federation, run "
-                "FROM events ORDER BY seq"
+                "SELECT round_id, event, epsilon_after, status, timestamp, federation, run, "
+                "model_hash FROM events ORDER BY seq"
             ).fetchall()
         return [
             LedgerEntry(
@@ -224,6 +226,7 @@ class PrivacyLedger:
                 timestamp=datetime.fromisoformat(r[4]),
                 federation=str(r[5]),
                 run=str(r[6]),
+                model_hash=str(r[7]),
             )
             for r in rows
         ]
@@ -282,12 +285,20 @@ class PrivacyLedger:
     # -- writing ----------------------------------------------------------------
 
     def reserve(
-        self, round_id: int, planned: DPEvent, *, federation: str = "", run: str = ""
+        self,
+        round_id: int,
+        planned: DPEvent,
+        *,
+        federation: str = "",
+        run: str = "",
+        model_hash: str = "",
     ) -> Reservation:
         """Admit round ``round_id`` of ``federation``'s ``run`` or refuse it, before any training.
 
         The budget is the site's across every federation and run in this
         file; only the round's name is scoped to (federation, run).
+        ``model_hash`` is kept with the row for the record of a round a crash
+        interrupts.
 
         Raises:
             BudgetExhaustedError: the planned round would pass the budget.
@@ -295,7 +306,7 @@ class PrivacyLedger:
             ConfigError: the accountant cannot bound ``planned``.
         """
         schema.check_round_id(round_id)
-        if not isinstance(federation, str) or not isinstance(run, str):
+        if not all(isinstance(x, str) for x in (federation, run, model_hash)):
             raise ConfigError("federation and run must be strings")
         if not isinstance(planned, DPEvent):
             raise ConfigError(f"planned must be a DPEvent, got {type(planned).__name__}")
@@ -314,8 +325,17 @@ class PrivacyLedger:
             token = secrets.token_hex(16)
             cur.execute(
                 "INSERT INTO events (federation, run, round_id, status, event, epsilon_after, "
-                "timestamp, token) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-                (federation, run, round_id, json.dumps(planned.to_dict()), after, _now(), token),
+                "timestamp, token, model_hash) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (
+                    federation,
+                    run,
+                    round_id,
+                    json.dumps(planned.to_dict()),
+                    after,
+                    _now(),
+                    token,
+                    model_hash,
+                ),
             )
         return Reservation(
             round_id=round_id,
@@ -324,6 +344,7 @@ class PrivacyLedger:
             token=token,
             federation=federation,
             run=run,
+            model_hash=model_hash,
         )
 
     def commit(self, reservation: Reservation, actual: DPEvent) -> float:
@@ -398,4 +419,5 @@ class PrivacyLedger:
             token=str(row[0]),
             federation=entry.federation,
             run=entry.run,
+            model_hash=entry.model_hash,
         )
