@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from securefl.strategy import make_strategy
 from securefl.transport.base import Transport
 from securefl.transport.https_client import RetryPolicy
 from securefl.transport.memory import MemoryHub
+from securefl.runtime.messages import HELLO
 from securefl.wire import SERVER, Envelope
 
 SITES = ("site-a", "site-b", "site-c")
@@ -87,6 +89,41 @@ class CrashingTransport(Transport):
         if env is not None:
             self._check("receive", env)
         return env
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class PausedServer(Transport):
+    """The server's endpoint, held while a killed site restarts.
+
+    Why: a real server may open the next round before a restarted site is
+    back, and the site then joins the round after; holding the server until
+    the site said hello again makes every run take the same path, so the
+    test shows what happens at the crash point, not who won a race.
+    """
+
+    def __init__(self, inner: Transport, restarting: threading.Event) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.restarting = restarting
+        self.paused = threading.Event()
+
+    def pause(self) -> None:
+        """Called by the dying site: returns once the server stands still."""
+        self.restarting.set()
+        self.paused.wait(timeout=5)
+
+    def send(self, envelope: Envelope) -> None:
+        self.inner.send(envelope)
+
+    def receive(self, timeout: float | None = None) -> Envelope | None:
+        if self.restarting.is_set():
+            self.paused.set()
+            while self.restarting.is_set():
+                time.sleep(0.002)
+            self.paused.clear()
+        return self.inner.receive(timeout)
 
     def close(self) -> None:
         self.inner.close()
@@ -162,12 +199,15 @@ def run_federation(
     identity = {n: k.public_bytes() for n, k in signing.items()}
     exchange_keys = {n: k.public_bytes() for n, k in exchange.items()}
     hub = MemoryHub()
-    server_transport = hub.connect(SERVER)
+    restarting = threading.Event()
+    server_transport = PausedServer(hub.connect(SERVER), restarting)
     sent: dict[tuple[str, int, str], set[bytes]] = defaultdict(set)
 
     def tap(data: bytes) -> None:
         env = Envelope.from_bytes(data)
         sent[(env.sender, env.round, env.stage)].add(env.payload)
+        if env.stage == HELLO and crash is not None and crash.fired and env.sender == crash.site:
+            restarting.clear()  # the killed site is back
 
     hub.tap(SERVER, tap)
     half = server_half(
@@ -222,6 +262,7 @@ def run_federation(
         def kill() -> None:  # what is on disk at the moment of death survives, nothing else
             nonlocal kills
             kills += 1
+            server_transport.pause()  # before the site's endpoint goes: nothing sees it gone
             survivor = tmp_path / f"{name}-restart{kills}"
             shutil.copytree(states[name], survivor)
             states[name] = survivor

@@ -141,7 +141,9 @@ def test_too_little_budget_after_a_crash_ends_the_site_with_one_line_and_a_goodb
         noise_multiplier=None,
     )
     error = out.errors.get("site-a")
-    assert isinstance(error, BudgetExhaustedError)
+    assert isinstance(error, BudgetExhaustedError), [
+        (h.round, h.status, h.cohort, h.survivors, h.reason) for h in out.driver.history
+    ]
     assert "\n" not in str(error) and "refused" in str(error)
     site = out.sites["site-a"]
     assert site.ledger.spent() <= site.dp.epsilon
