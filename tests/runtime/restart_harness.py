@@ -28,13 +28,13 @@ from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.sign import SigningKey
 from securefl.modes import server_half, site_setup
 from securefl.params import ParamSpec, model_vector
-from securefl.reports import Roster, audit
+from securefl.reports import AuditReport, Roster, audit
 from securefl.runtime import ServerDriver, Site, run_server
+from securefl.runtime.messages import HELLO
 from securefl.strategy import make_strategy
 from securefl.transport.base import Transport
 from securefl.transport.https_client import RetryPolicy
 from securefl.transport.memory import MemoryHub
-from securefl.runtime.messages import HELLO
 from securefl.wire import SERVER, Envelope
 
 SITES = ("site-a", "site-b", "site-c")
@@ -56,10 +56,11 @@ class CrashPoint:
     fired: bool = False
 
     def matches(self, site: str, action: str, stage: str, round_number: int) -> bool:
-        return (
-            not self.fired
-            and (site, action, stage, round_number)
-            == (self.site, self.action, self.stage, self.round)
+        return not self.fired and (site, action, stage, round_number) == (
+            self.site,
+            self.action,
+            self.stage,
+            self.round,
         )
 
 
@@ -167,7 +168,7 @@ class Outcome:
     roster: Roster
     incarnations: dict[str, int] = field(default_factory=dict)
 
-    def audit_site(self, name: str):  # noqa: ANN201 - the audit report
+    def audit_site(self, name: str) -> AuditReport:
         return audit([self.states[name] / "records"], roster=self.roster, no_server_log=True)
 
 
