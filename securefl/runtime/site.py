@@ -148,6 +148,7 @@ class Site:
         transport: Transport,
         half: SiteHalf | None = None,
         keys: PreRoundSiteKeys | None = None,
+        reconnect: RetryPolicy | None = None,
     ) -> Site:
         """A site of a deployed federation, from its own configuration and keys.
 
@@ -156,10 +157,12 @@ class Site:
         from :func:`securefl.modes.site_half`, or ``None`` with ``keys`` (he:
         the half arrives with the keymaker's secret context). Signed privacy
         records go to ``state_dir/records/NAME.jsonl`` for ``securefl audit``.
+        ``reconnect``: how long to keep reconnecting after a transport error.
         """
         return cls(
             transport=transport,
             keys=keys,
+            reconnect=reconnect,
             **deployed_site_arguments(name, config, identity_keys, signing_key, state_dir, half),
         )
 
