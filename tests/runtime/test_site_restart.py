@@ -16,16 +16,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from restart_harness import SITES, CrashPoint, Outcome, run_federation
+import torch
+from restart_harness import SITES, CrashPoint, Outcome, _model, run_federation
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from securefl.aggregation.plain import _STAGE as PLAIN_UPDATE
-from securefl.errors import BudgetExhaustedError
+from securefl.aggregation.plain import PlainMode
+from securefl.config import DPConfig, RoundConfig, TrainConfig
+from securefl.errors import BudgetExhaustedError, ProtocolError
 from securefl.he._messages import STAGE_UPDATE as HE_UPDATE
 from securefl.he._relay import KEYS_STAGE
+from securefl.params import ParamSpec, model_vector
 from securefl.reports import read_record_file
-from securefl.runtime import ServerStage
+from securefl.runtime import ServerStage, Site
 from securefl.runtime import messages as m
+from securefl.runtime.global_model import PlainGlobalModel
 from securefl.secagg import _messages as mask
+from securefl.transport.memory import MemoryHub
+from securefl.wire import SERVER, Envelope
 
 _EVERY_MODE = [
     ("receive", m.ROUND_START, 2),
@@ -151,3 +160,76 @@ def test_too_little_budget_after_a_crash_ends_the_site_with_one_line_and_a_goodb
     assert any("leaving the federation" in r.message for r in caplog.records)
     _check_restarted_site(out, "site-a")
     assert out.sent[("site-a", 0, m.BYE)]  # the goodbye reached the server
+
+
+def _start(run: str, round_number: int) -> Envelope:
+    model = _model()
+    spec = ParamSpec.from_state_dict(model.state_dict())
+    payload = m.RoundStart(
+        cohort=SITES,
+        model=PlainGlobalModel(model_vector(model, spec)).payload(),
+        spec=spec.to_dict(),
+        max_weight=64.0,
+        min_sites=2,
+        run=run,
+    ).to_bytes()
+    return Envelope(
+        federation="ward", round=round_number, stage=m.ROUND_START, sender=SERVER,
+        receiver="site-a", payload=payload,
+    )  # fmt: skip
+
+
+def _plain_site(state: Path, hub: MemoryHub) -> tuple[Site, nn.Module]:
+    site = Site(
+        name="site-a",
+        federation="ward",
+        transport=hub.connect("site-a"),
+        mode=PlainMode(),
+        dp=DPConfig(epsilon=50.0, noise_multiplier=1.0, batch_size=8),
+        train=TrainConfig(),
+        rounds=RoundConfig(max_rounds=3, min_sites=2, stage_timeout_seconds=5, max_weight=64.0),
+        state_dir=state,
+        roster=SITES,
+    )
+    data = TensorDataset(torch.randn(32, 3), torch.randint(0, 2, (32,)))
+    model = _model()
+    model, _, _ = site.privatize(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                                 DataLoader(data, batch_size=8))  # fmt: skip
+    return site, model
+
+
+def test_a_restarted_site_refuses_a_round_it_already_took_part_in(tmp_path: Path) -> None:
+    """A server (or a replayed message) re-opening an old (run, round) costs nothing.
+
+    Round 1 of run "aa" is reserved, then the site is killed (its generator
+    never closes). Restarted on the same folder it refuses round 1 of "aa"
+    before any privacy is spent, but takes round 1 of another run: rounds
+    are named by (federation, run, round).
+    """
+    hub = MemoryHub()
+    server = hub.connect(SERVER)
+    site, model = _plain_site(tmp_path, hub)
+    server.send(_start("aa", 1))
+    dying = site.rounds(model)
+    next(dying)  # round 1 reserved; then the process dies here (nothing runs after)
+    hub.disconnect("site-a")
+    before = site.ledger.history()
+    assert [(e.run, e.round_id, e.status) for e in before] == [("aa", 1, "pending")]
+
+    restarted, model = _plain_site(tmp_path, hub)
+    assert [(e.run, e.round_id, e.status) for e in restarted.ledger.history()] == [
+        ("aa", 1, "committed")  # the interrupted round, charged in full and recorded
+    ]
+    spent = restarted.ledger.spent()
+    server.send(_start("aa", 1))
+    with pytest.raises(ProtocolError):
+        next(restarted.rounds(model))
+    assert restarted.ledger.spent() == spent and len(restarted.ledger.history()) == 1
+    hub.disconnect("site-a")
+
+    again, model = _plain_site(tmp_path, hub)
+    server.send(_start("bb", 1))  # round 1 of a new run of the server is a new round
+    rnd = next(again.rounds(model))
+    assert rnd.number == 1
+    del dying
+    assert [(e.run, e.round_id) for e in again.ledger.history()] == [("aa", 1), ("bb", 1)]
