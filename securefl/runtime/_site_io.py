@@ -9,7 +9,9 @@ own retries) does not end the site: it backs off with full jitter
 charged) and says hello again, so the site takes part from the next round
 the server opens. Failures are counted until the server is heard from again;
 after ``reconnect.attempts`` in a row the site gives up with one
-:class:`TransportError`.
+:class:`TransportError`. A site that never heard from the server at all does
+not reconnect: the transport's own retries already waited for it, and an
+operator who gave a wrong address should hear so at once.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class SiteLink:
         self.failures = 0
         #: how many times the site reconnected (for tests and progress)
         self.reconnections = 0
+        #: whether the server was ever heard from (only then is a lost link re-made)
+        self.connected = False
 
     def send_all(self, envelopes: list[Envelope]) -> None:
         """Send in order; on a transport error reconnect (the round in progress is left)."""
@@ -73,6 +77,7 @@ class SiteLink:
                 self._reconnect(exc)
                 continue
             self.failures = 0
+            self.connected = True
             return env
 
     def leave(self, reason: str) -> None:
@@ -84,11 +89,12 @@ class SiteLink:
             log.debug("server unreachable while leaving")
 
     def _reconnect(self, exc: TransportError) -> None:
+        if not self.connected:
+            raise exc
         while True:
             if self.failures >= self.reconnect.attempts:
                 raise TransportError(
-                    f"{self.driver.name}: lost the server and could not reconnect after "
-                    f"{self.failures} attempts ({exc})"
+                    f"{exc}; gave up after {self.failures} attempt(s) to reconnect"
                 ) from None
             self.sleep(self.reconnect.delay(self.failures))
             self.failures += 1
