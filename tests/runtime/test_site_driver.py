@@ -66,9 +66,7 @@ def test_resume_leaves_the_round_and_drops_its_stragglers() -> None:
     _in_round(driver, 3)  # the next round start is taken
 
 
-def test_a_later_round_start_leaves_the_round_but_the_same_start_is_refused() -> (
-    None
-):
+def test_a_later_round_start_leaves_the_round_but_the_same_start_is_refused() -> None:
     driver = SiteDriver(name="site-a", federation="ward")
     driver.hello()
     _in_round(driver, 4)
