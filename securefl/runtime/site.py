@@ -17,7 +17,11 @@ the site's policy (``_policy``), the model's shape and values, and building
 the mode's site half; so a cheating server costs the site no privacy. The
 round's privacy itself (reserve, step limit, charge, signed record) is kept
 by ``_account``; the checks of what the server sent, and the user's
-:class:`Round` handle, by ``_site_round``.
+:class:`Round` handle, by ``_site_round``. The protocol is the sans-IO
+:class:`~securefl.runtime.site_driver.SiteDriver` (as the server's is
+:class:`~securefl.runtime.server.ServerDriver`); ``_site_io`` sends and
+receives for it and reconnects after a transport error, so ``rounds`` is a
+thin loop that joins the three.
 """
 
 from __future__ import annotations
