@@ -1,4 +1,4 @@
-"""The ledger's SQLite schema, its version, and the in-place migration of older files.
+"""The ledger's SQLite schema and terms, its version, and the in-place migration of old files.
 
 Why a schema version: a ledger file outlives the code that wrote it (it holds
 a site's whole spending history, across federations and years), so a newer
@@ -21,7 +21,14 @@ import sqlite3
 
 from securefl.errors import ConfigError, ProtocolError
 
-__all__ = ["MAX_ROUND_ID", "SCHEMA_VERSION", "check_round_id", "create_or_migrate", "round_name"]
+__all__ = [
+    "MAX_ROUND_ID",
+    "SCHEMA_VERSION",
+    "check_round_id",
+    "create_or_migrate",
+    "load_meta",
+    "round_name",
+]
 
 SCHEMA_VERSION = "2"
 
@@ -100,3 +107,34 @@ def check_round_id(round_id: int) -> None:
         raise ConfigError(f"round_id must be an integer >= 0, got {round_id!r}")
     if round_id > MAX_ROUND_ID:
         raise ProtocolError(f"round_id must be at most {MAX_ROUND_ID}, got {round_id}")
+
+
+def load_meta(
+    cur: sqlite3.Cursor, path: object, terms: dict[str, str], budget: float, allow_increase: bool
+) -> float:
+    """Write a new ledger's terms, or check a reopened one's; return the budget in force.
+
+    The site, δ and accountant never change; the budget may be lowered, and
+    raised only with ``allow_increase``.
+    """
+    stored = dict(cur.execute("SELECT key, value FROM meta").fetchall())
+    wanted = {"schema_version": SCHEMA_VERSION, **terms}
+    if not stored:
+        rows = [*wanted.items(), ("epsilon_budget", repr(budget))]
+        cur.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+        return budget
+    for key, value in wanted.items():
+        if stored.get(key) != value:
+            raise ConfigError(
+                f"ledger {path} was created with {key}={stored.get(key)!r}, "
+                f"opened with {key}={value!r}; a ledger's {key} never changes"
+            )
+    old = float(stored["epsilon_budget"])
+    if budget > old and not allow_increase:
+        raise ConfigError(
+            f"ledger {path} has epsilon_budget={old}; raising it to {budget} "
+            f"needs allow_budget_increase=True"
+        )
+    if budget != old:
+        cur.execute("UPDATE meta SET value = ? WHERE key = 'epsilon_budget'", (repr(budget),))
+    return budget

@@ -143,8 +143,9 @@ class PrivacyLedger:
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._transaction() as cur:
                 schema.create_or_migrate(cur, self.path)
-                self.epsilon_budget = self._load_meta(
-                    cur, float(epsilon_budget), allow_budget_increase
+                terms = {"site": self.site, "delta": repr(self.delta), "accountant": accountant}
+                self.epsilon_budget = schema.load_meta(
+                    cur, self.path, terms, float(epsilon_budget), allow_budget_increase
                 )
         except BaseException:
             self._conn.close()
@@ -179,34 +180,6 @@ class PrivacyLedger:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
-
-    def _load_meta(self, cur: sqlite3.Cursor, budget: float, allow_increase: bool) -> float:
-        stored = dict(cur.execute("SELECT key, value FROM meta").fetchall())
-        wanted = {
-            "schema_version": schema.SCHEMA_VERSION,
-            "site": self.site,
-            "delta": repr(self.delta),
-            "accountant": self.accountant,
-        }
-        if not stored:
-            rows = [*wanted.items(), ("epsilon_budget", repr(budget))]
-            cur.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
-            return budget
-        for key, value in wanted.items():
-            if stored.get(key) != value:
-                raise ConfigError(
-                    f"ledger {self.path} was created with {key}={stored.get(key)!r}, "
-                    f"opened with {key}={value!r}; a ledger's {key} never changes"
-                )
-        old = float(stored["epsilon_budget"])
-        if budget > old and not allow_increase:
-            raise ConfigError(
-                f"ledger {self.path} has epsilon_budget={old}; raising it to {budget} "
-                f"needs allow_budget_increase=True"
-            )
-        if budget != old:
-            cur.execute("UPDATE meta SET value = ? WHERE key = 'epsilon_budget'", (repr(budget),))
-        return budget
 
     # -- reading ----------------------------------------------------------------
 
