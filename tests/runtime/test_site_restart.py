@@ -137,7 +137,7 @@ def test_too_little_budget_after_a_crash_ends_the_site_with_one_line_and_a_goodb
     The server here runs one round more than the sites planned for, as a
     server that re-opened a crashed round under a fresh id does. site-a's
     crashed round 1 was charged in full, so its budget holds no third round:
-    it says so in one line, says goodbye, and the others go on.
+    it says so in one line and says goodbye, before any training.
     """
     crash = CrashPoint("site-a", "train", "", 1)
     out = run_federation(
@@ -156,10 +156,10 @@ def test_too_little_budget_after_a_crash_ends_the_site_with_one_line_and_a_goodb
     assert "\n" not in str(error) and "refused" in str(error)
     site = out.sites["site-a"]
     assert site.ledger.spent() <= site.dp.epsilon
-    assert "site-a" not in out.driver.present  # it said goodbye
     assert any("leaving the federation" in r.message for r in caplog.records)
     _check_restarted_site(out, "site-a")
-    assert out.sent[("site-a", 0, m.BYE)]  # the goodbye reached the server
+    # it said goodbye (the server may have halted first: the others ran out too)
+    assert any(b"budget" in p for p in out.sent[("site-a", 0, m.BYE)])
 
 
 def _start(run: str, round_number: int) -> Envelope:
