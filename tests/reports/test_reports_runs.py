@@ -17,9 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reports_fixtures import make_event, raw_public
 
 from securefl.errors import DataError, ProtocolError
-from securefl.reports import RecordWriter, Roster, audit, parse_record
+from securefl.reports import RecordWriter, Roster, audit, parse_record, read_record_file
 from securefl.reports._canonical import record_hash, sign_record
+from securefl.reports.crosscheck import check_against_log
 from securefl.reports.recompute import securefl_epsilon
+from securefl.reports.records import LoadedRecord
+from securefl.reports.server_log import ServerLog
 
 
 def _append(writer: RecordWriter, run: str, round_id: int, epsilon: float) -> None:
@@ -106,3 +109,33 @@ def test_a_run_that_is_not_lowercase_hex_is_refused(run: object) -> None:
     }  # fmt: skip
     with pytest.raises(DataError, match="run"):
         parse_record(rec)
+
+
+def _loaded(tmp_path: Path, run: str) -> list[LoadedRecord]:
+    key = Ed25519PrivateKey.generate()
+    writer = RecordWriter(tmp_path / f"{run}.jsonl", federation="f", site="a", signing_key=key)
+    _append(writer, run, 1, 1.0)
+    return read_record_file(tmp_path / f"{run}.jsonl")[0]
+
+
+def _entry(run: str | None) -> dict[str, object]:
+    dp = {"delta": 1e-5, "accountant": "rdp", "max_grad_norm": 1.0, "epsilon": 90.0,
+          "batch_size": None, "noise_multiplier": None}  # fmt: skip
+    entry: dict[str, object] = {
+        "cohort": ["a"], "submitted": ["a"], "model_hash": None, "max_weight": 1e6, "dp": dp,
+    }  # fmt: skip
+    if run is not None:
+        entry["run"] = run
+    return entry
+
+
+@pytest.mark.parametrize(("logged", "matched"), [("aa", True), ("bb", False), (None, True)])
+def test_a_record_matches_the_server_log_by_run_and_round(
+    tmp_path: Path, logged: str | None, matched: bool
+) -> None:
+    """Round 1 of run aa is not round 1 of run bb; a log line without a run matches by round."""
+    records = _loaded(tmp_path, "aa")
+    log = ServerLog(rounds={1: _entry(logged)})
+    codes = {f.code for f in check_against_log({"a": records}, ["a"], log, "log")}
+    assert ("round_not_in_server_log" not in codes) is matched
+    assert ("participation_unrecorded" in codes or "records_truncated" in codes) is not matched
