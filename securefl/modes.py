@@ -299,6 +299,7 @@ def he_site_keys(
     the maker's, checked against its signed public context).
     """
     from securefl.he import DEFAULT_PRESET, SiteKeys
+    from securefl.he._keymaker_store import KEYMAKER_FILE
 
     keys = SiteKeys(
         name=name,
@@ -309,6 +310,7 @@ def he_site_keys(
         signing_key=signing_key,
         exchange_key=exchange_key,
         preset=preset or DEFAULT_PRESET,
+        state_path=Path(state_dir) / KEYMAKER_FILE,
     )
 
     def build(secret: SecretContext) -> SiteHalf:

@@ -44,6 +44,9 @@ class RoundContext:
     config). Modes that hide updates from a cheating server need it to check
     that every site was given the same round (``mask`` refuses a site context
     without it); ``b""`` means unknown, which is all the server half has.
+
+    ``run`` is the server's run id from the round start: with the federation
+    and the round it names the round for a site's round log (``""``: unknown).
     """
 
     federation: str
@@ -53,6 +56,7 @@ class RoundContext:
     max_weight: float
     min_sites: int = 2
     round_digest: bytes = b""
+    run: str = ""
 
     def __post_init__(self) -> None:
         if len(set(self.cohort)) != len(self.cohort):

@@ -48,7 +48,8 @@ __all__ = ["client"]
     type=click.IntRange(min=0),
     default=10,
     show_default=True,
-    help="Attempts (with backoff) while the server is unreachable, per request.",
+    help="Attempts (with backoff) while the server is unreachable: per request, and to "
+    "reconnect after a transport error (the site then takes the next round).",
 )
 @exit_on_error
 def client(

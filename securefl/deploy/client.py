@@ -235,7 +235,7 @@ def run_client(
     transport: Transport = site_transport(kit, server_url=server_url, retry=retry)
     if observe is not None:
         transport = ObservedTransport(transport, observe)
-    site = site_from_kit(kit.path, transport=transport)
+    site = site_from_kit(kit.path, transport=transport, retry=retry)
     try:
         if train is not None:
             train(site)

@@ -64,7 +64,8 @@ def site_from_kit(
 
     Overrides: ``server_url`` (another address than the kit's, e.g. a port
     picked at start), ``state_dir`` (default ``KIT/state``), ``retry`` (how
-    long to keep trying an unreachable server) and ``transport`` (any other
+    long to keep trying an unreachable server, per request and again when the
+    site reconnects after a transport error) and ``transport`` (any other
     :class:`Transport`, for tests; the kit's HTTPS endpoint otherwise).
     """
     from securefl.runtime.site import Site
@@ -111,6 +112,7 @@ def site_from_kit(
         transport=transport or site_transport(kit, server_url=server_url, retry=retry),
         half=half,
         keys=keys,
+        reconnect=retry,
     )
 
 

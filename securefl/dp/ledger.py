@@ -39,28 +39,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
+from securefl.dp import _ledger_schema as schema
 from securefl.dp.accounting import ACCOUNTANTS, epsilon
 from securefl.dp.events import DPEvent
 from securefl.errors import BudgetExhaustedError, ConfigError, ProtocolError
 
 __all__ = ["LedgerEntry", "PrivacyLedger", "Reservation"]
 
-SCHEMA_VERSION = "1"
 #: :meth:`PrivacyLedger.remaining_rounds` stops counting here.
 MAX_COUNTED_ROUNDS = 1_000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    round_id INTEGER NOT NULL UNIQUE,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'committed')),
-    event TEXT NOT NULL,
-    epsilon_after REAL NOT NULL,
-    timestamp TEXT NOT NULL,
-    token TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,24 +55,35 @@ class Reservation:
     """Proof that a round was admitted; hand it back to :meth:`PrivacyLedger.commit`.
 
     ``epsilon_if_spent`` is ε after the round if it runs as planned. The
-    token ties the reservation to one pending row of one ledger.
+    token ties the reservation to one pending row of one ledger. A round is
+    named by (``federation``, ``run``, ``round_id``).
     """
 
     round_id: int
     planned: DPEvent
     epsilon_if_spent: float
     token: str
+    federation: str = ""
+    run: str = ""
+    model_hash: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
-    """One row of the ledger. ``status`` is ``"pending"`` or ``"committed"``."""
+    """One row of the ledger. ``status`` is ``"pending"`` or ``"committed"``.
+
+    ``federation`` and ``run`` are ``""`` for rows written before the ledger
+    kept them (schema version 1).
+    """
 
     round_id: int
     event: DPEvent
     epsilon_after: float
     status: str
     timestamp: datetime
+    federation: str = ""
+    run: str = ""
+    model_hash: str = ""
 
 
 def _now() -> str:
@@ -144,11 +142,10 @@ class PrivacyLedger:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._transaction() as cur:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        cur.execute(statement)
-                self.epsilon_budget = self._load_meta(
-                    cur, float(epsilon_budget), allow_budget_increase
+                schema.create_or_migrate(cur, self.path)
+                terms = {"site": self.site, "delta": repr(self.delta), "accountant": accountant}
+                self.epsilon_budget = schema.load_meta(
+                    cur, self.path, terms, float(epsilon_budget), allow_budget_increase
                 )
         except BaseException:
             self._conn.close()
@@ -184,41 +181,14 @@ class PrivacyLedger:
                 raise
             cur.execute("COMMIT")
 
-    def _load_meta(self, cur: sqlite3.Cursor, budget: float, allow_increase: bool) -> float:
-        stored = dict(cur.execute("SELECT key, value FROM meta").fetchall())
-        wanted = {
-            "schema_version": SCHEMA_VERSION,
-            "site": self.site,
-            "delta": repr(self.delta),
-            "accountant": self.accountant,
-        }
-        if not stored:
-            rows = [*wanted.items(), ("epsilon_budget", repr(budget))]
-            cur.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
-            return budget
-        for key, value in wanted.items():
-            if stored.get(key) != value:
-                raise ConfigError(
-                    f"ledger {self.path} was created with {key}={stored.get(key)!r}, "
-                    f"opened with {key}={value!r}; a ledger's {key} never changes"
-                )
-        old = float(stored["epsilon_budget"])
-        if budget > old and not allow_increase:
-            raise ConfigError(
-                f"ledger {self.path} has epsilon_budget={old}; raising it to {budget} "
-                f"needs allow_budget_increase=True"
-            )
-        if budget != old:
-            cur.execute("UPDATE meta SET value = ? WHERE key = 'epsilon_budget'", (repr(budget),))
-        return budget
-
     # -- reading ----------------------------------------------------------------
 
     def _rows(self, cur: sqlite3.Cursor | None = None) -> list[LedgerEntry]:
         with self._lock:
             source = cur if cur is not None else self._conn
             rows = source.execute(
-                "SELECT round_id, event, epsilon_after, status, timestamp FROM events ORDER BY seq"
+                "SELECT round_id, event, epsilon_after, status, timestamp, federation, run, "
+                "model_hash FROM events ORDER BY seq"
             ).fetchall()
         return [
             LedgerEntry(
@@ -227,6 +197,9 @@ class PrivacyLedger:
                 epsilon_after=float(r[2]),
                 status=str(r[3]),
                 timestamp=datetime.fromisoformat(r[4]),
+                federation=str(r[5]),
+                run=str(r[6]),
+                model_hash=str(r[7]),
             )
             for r in rows
         ]
@@ -284,35 +257,68 @@ class PrivacyLedger:
 
     # -- writing ----------------------------------------------------------------
 
-    def reserve(self, round_id: int, planned: DPEvent) -> Reservation:
-        """Admit round ``round_id`` or refuse it, before any training.
+    def reserve(
+        self,
+        round_id: int,
+        planned: DPEvent,
+        *,
+        federation: str = "",
+        run: str = "",
+        model_hash: str = "",
+    ) -> Reservation:
+        """Admit round ``round_id`` of ``federation``'s ``run`` or refuse it, before any training.
+
+        The budget is the site's across every federation and run in this
+        file; only the round's name is scoped to (federation, run).
+        ``model_hash`` is kept with the row for the record of a round a crash
+        interrupts.
 
         Raises:
             BudgetExhaustedError: the planned round would pass the budget.
-            ProtocolError: ``round_id`` is already in the ledger (never reused).
+            ProtocolError: the round is already in the ledger (never reused).
             ConfigError: the accountant cannot bound ``planned``.
         """
-        _check_round_id(round_id)
+        schema.check_round_id(round_id)
+        if not all(isinstance(x, str) for x in (federation, run, model_hash)):
+            raise ConfigError("federation and run must be strings")
         if not isinstance(planned, DPEvent):
             raise ConfigError(f"planned must be a DPEvent, got {type(planned).__name__}")
+        where = schema.round_name(federation, run, round_id)
         with self._transaction() as cur:
-            self._refuse_reuse(cur, round_id)
+            self._refuse_reuse(cur, federation, run, round_id)
             recorded = [e.event for e in self._rows(cur)]
             after = self._epsilon([*recorded, planned])
             if after > self.epsilon_budget:
                 spent = self._epsilon(recorded)
                 raise BudgetExhaustedError(
-                    f"site {self.site!r}: round {round_id} refused: spent ε={spent:.4f}, "
+                    f"site {self.site!r}: {where} refused: spent ε={spent:.4f}, "
                     f"would be ε={after:.4f}, budget ε={self.epsilon_budget:.4f} "
                     f"(δ={self.delta:g}, accountant={self.accountant})"
                 )
             token = secrets.token_hex(16)
             cur.execute(
-                "INSERT INTO events (round_id, status, event, epsilon_after, timestamp, token) "
-                "VALUES (?, 'pending', ?, ?, ?, ?)",
-                (round_id, json.dumps(planned.to_dict()), after, _now(), token),
+                "INSERT INTO events (federation, run, round_id, status, event, epsilon_after, "
+                "timestamp, token, model_hash) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (
+                    federation,
+                    run,
+                    round_id,
+                    json.dumps(planned.to_dict()),
+                    after,
+                    _now(),
+                    token,
+                    model_hash,
+                ),
             )
-        return Reservation(round_id=round_id, planned=planned, epsilon_if_spent=after, token=token)
+        return Reservation(
+            round_id=round_id,
+            planned=planned,
+            epsilon_if_spent=after,
+            token=token,
+            federation=federation,
+            run=run,
+            model_hash=model_hash,
+        )
 
     def commit(self, reservation: Reservation, actual: DPEvent) -> float:
         """Replace the pending row with what really ran; return ε after the round.
@@ -324,46 +330,67 @@ class PrivacyLedger:
         """
         if not isinstance(actual, DPEvent):
             raise ConfigError(f"actual must be a DPEvent, got {type(actual).__name__}")
+        key = (reservation.federation, reservation.run, reservation.round_id)
+        where = schema.round_name(*key)
         with self._transaction() as cur:
             row = cur.execute(
-                "SELECT status, token FROM events WHERE round_id = ?", (reservation.round_id,)
+                "SELECT status, token FROM events WHERE federation = ? AND run = ? "
+                "AND round_id = ?",
+                key,
             ).fetchone()
             if row is None or row[1] != reservation.token or row[0] != "pending":
                 raise ProtocolError(
-                    f"site {self.site!r}: no pending reservation for round "
-                    f"{reservation.round_id} matches this one (unknown, stale or committed)"
+                    f"site {self.site!r}: no pending reservation for {where} "
+                    f"matches this one (unknown, stale or committed)"
                 )
-            others = [e.event for e in self._rows(cur) if e.round_id != reservation.round_id]
+            others = [e.event for e in self._rows(cur) if (e.federation, e.run, e.round_id) != key]
             after = self._epsilon([*others, actual])
             cur.execute(
                 "UPDATE events SET status = 'committed', event = ?, epsilon_after = ?, "
-                "timestamp = ? WHERE round_id = ?",
-                (json.dumps(actual.to_dict()), after, _now(), reservation.round_id),
+                "timestamp = ? WHERE federation = ? AND run = ? AND round_id = ?",
+                (json.dumps(actual.to_dict()), after, _now(), *key),
             )
         if after > self.epsilon_budget:
             raise BudgetExhaustedError(
-                f"site {self.site!r}: round {reservation.round_id} ran over budget: "
+                f"site {self.site!r}: {where} ran over budget: "
                 f"ε={after:.4f} > budget ε={self.epsilon_budget:.4f}; recorded as spent, "
                 f"the update must not be released"
             )
         return after
 
-    def _refuse_reuse(self, cur: sqlite3.Cursor, round_id: int) -> None:
-        row = cur.execute("SELECT status FROM events WHERE round_id = ?", (round_id,)).fetchone()
+    def _refuse_reuse(self, cur: sqlite3.Cursor, federation: str, run: str, round_id: int) -> None:
+        row = cur.execute(
+            "SELECT status FROM events WHERE federation = ? AND run = ? AND round_id = ?",
+            (federation, run, round_id),
+        ).fetchone()
         if row is not None:
             raise ProtocolError(
-                f"site {self.site!r}: round {round_id} is already in the ledger "
-                f"({row[0]}); a round id is never reused"
+                f"site {self.site!r}: {schema.round_name(federation, run, round_id)} is "
+                f"already in the ledger ({row[0]}); a round id is never reused"
             )
 
+    def pending_reservation(self, entry: LedgerEntry) -> Reservation:
+        """The reservation behind a pending row (one a crash left), to commit it as planned.
 
-#: Round ids above this are refused (SQLite stores signed 64-bit integers; the wire
-#: caps round ids at 2**53 - 1 already).
-MAX_ROUND_ID = 2**53 - 1
-
-
-def _check_round_id(round_id: int) -> None:
-    if isinstance(round_id, bool) or not isinstance(round_id, int) or round_id < 0:
-        raise ConfigError(f"round_id must be an integer >= 0, got {round_id!r}")
-    if round_id > MAX_ROUND_ID:
-        raise ProtocolError(f"round_id must be at most {MAX_ROUND_ID}, got {round_id}")
+        Why: a restarted site cannot know how many steps ran before the crash,
+        so it commits the row in full (:meth:`commit` with ``entry.event``)
+        and signs the record the audit needs; the ε does not change.
+        """
+        key = (entry.federation, entry.run, entry.round_id)
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT token, epsilon_after FROM events WHERE federation = ? AND run = ? "
+                "AND round_id = ? AND status = 'pending'",
+                key,
+            ).fetchone()
+        if row is None:
+            raise ProtocolError(f"site {self.site!r}: {schema.round_name(*key)} is not pending")
+        return Reservation(
+            round_id=entry.round_id,
+            planned=entry.event,
+            epsilon_if_spent=float(row[1]),
+            token=str(row[0]),
+            federation=entry.federation,
+            run=entry.run,
+            model_hash=entry.model_hash,
+        )

@@ -25,6 +25,7 @@ sockets, threads or clocks.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from securefl.errors import ConfigError, IntegrityError, ProtocolError, WireError
 from securefl.hazmat.keys import KeyPair
@@ -38,6 +39,7 @@ from securefl.he._delivery import (
     open_bundle,
     public_context_hash,
 )
+from securefl.he._keymaker_store import load_or_make
 from securefl.he._presets import DEFAULT_PRESET, HEPreset
 from securefl.wire import SERVER, Envelope, pack, unpack
 
@@ -173,8 +175,11 @@ class SiteKeys:
         signing_key: SigningKey,
         exchange_key: KeyPair,
         preset: HEPreset = DEFAULT_PRESET,
+        state_path: Path | None = None,
     ) -> None:
         self.name = name
+        #: where the keymaker keeps its keys across restarts (None: in memory only)
+        self.state_path = state_path
         self.federation = federation
         self.keymaker = keymaker
         self._roster = _sites(identity_keys)
@@ -200,14 +205,10 @@ class SiteKeys:
         if not self.is_keymaker:
             return [], None
         if self._made is None:
-            self._made = SecretContext.generate(self._preset)
-            self._material = make_key_material(
-                self._made,
-                federation=self.federation,
-                maker=self.name,
-                signing_key=self._signing_key,
-                exchange_keys=self._exchange_keys,
-            ).to_bytes()
+            if self.state_path is None:
+                self._made, self._material = self._make()
+            else:  # made once for the life of the state folder, saved before they leave
+                self._made, self._material = load_or_make(self.state_path, self._make)
         env = Envelope(
             federation=self.federation,
             round=0,
@@ -217,6 +218,17 @@ class SiteKeys:
             payload=self._material,
         )
         return [env], self._made
+
+    def _make(self) -> tuple[SecretContext, bytes]:
+        made = SecretContext.generate(self._preset)
+        material = make_key_material(
+            made,
+            federation=self.federation,
+            maker=self.name,
+            signing_key=self._signing_key,
+            exchange_keys=self._exchange_keys,
+        ).to_bytes()
+        return made, material
 
     def handle(self, env: Envelope) -> SecretContext:
         """Open the server's :data:`BUNDLE_STAGE` message into the federation's secret context."""

@@ -4,7 +4,9 @@ Why a chain and not just signatures: a signature proves a record is the
 site's, but a site (or whoever holds its files) could still drop an expensive
 round, replay one, reorder them or keep two histories. Each record carries the
 hash of the one before, so any of these shows up as a broken link. The site's
-signed round ids must also increase along the chain.
+signed round ids must also increase along the chain within one run of the
+server (``run``); a new run may count rounds from 1 again, and the chain goes
+on through it without a gap or a fork.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import replace
 
 from securefl.reports._canonical import GENESIS_HASH, verify_signature
 from securefl.reports.findings import INFO, Finding, record_finding
-from securefl.reports.records import LoadedRecord
+from securefl.reports.records import LoadedRecord, record_run
 
 __all__ = ["check_chain", "check_signatures"]
 
@@ -109,7 +111,11 @@ def _link(loaded: LoadedRecord, parent: LoadedRecord | None) -> list[Finding]:
                 f"a record with hash {rec['prev_hash']}",
             )
         ]
-    if parent is not None and parent.record["round_id"] >= rec["round_id"]:
+    if (
+        _same_run(parent, loaded)
+        and parent is not None
+        and (parent.record["round_id"] >= rec["round_id"])
+    ):
         return [
             record_finding(
                 "round_not_increasing",
@@ -130,7 +136,7 @@ def _order(
         bad = parent is not None
     else:
         bad = (parent is not None and parent is not before) or (
-            before.record["round_id"] >= rec["round_id"]
+            _same_run(before, loaded) and before.record["round_id"] >= rec["round_id"]
         )
     if not bad:
         return []
@@ -159,7 +165,11 @@ def _skips(
     findings: list[Finding] = []
     for before, after in itertools.pairwise(ordered):
         first, last = before.record["round_id"] + 1, after.record["round_id"] - 1
-        if last < first or by_hash.get(after.record["prev_hash"]) is not before:
+        if (
+            last < first
+            or not _same_run(before, after)
+            or by_hash.get(after.record["prev_hash"]) is not before
+        ):
             continue
         explained = survived is not None and not survived & set(range(first, last + 1))
         finding = record_finding(
@@ -178,7 +188,8 @@ def check_chain(
 ) -> tuple[list[LoadedRecord], list[Finding]]:
     """Check one site's records in file order.
 
-    Returns the distinct records in round order (what ε is recomputed from:
+    Returns the distinct records in round order within each run, runs in the
+    order they first appear (what ε is recomputed from:
     every distinct record counts, so a fork is charged for both branches) and
     the findings: duplicate, fork, missing round, reorder, non-increasing or
     skipped round ids (``survived``: see :func:`_skips`).
@@ -192,5 +203,12 @@ def check_chain(
         findings += _link(loaded, parent)
         if id(loaded) not in fork_extras:
             findings += _order(loaded, parent, unique[index - 1] if index else None)
-    ordered = sorted(unique, key=lambda r: r.record["round_id"])
+    runs: dict[str, int] = {}
+    for loaded in unique:
+        runs.setdefault(record_run(loaded.record), len(runs))
+    ordered = sorted(unique, key=lambda r: (runs[record_run(r.record)], r.record["round_id"]))
     return ordered, findings + _skips(ordered, by_hash, survived)
+
+
+def _same_run(a: LoadedRecord | None, b: LoadedRecord) -> bool:
+    return a is not None and record_run(a.record) == record_run(b.record)

@@ -8,6 +8,10 @@ site the log lists among those that submitted in a round must have a record
 of it (a site that drops an expensive round and re-signs the rest, or a
 folder cut short, no longer passes), under the DP policy the server announced.
 
+A record and a log entry are matched by (run, round) when both carry the
+server's run id, by round alone otherwise (files from before runs were
+named): round 3 of one run of the server is not round 3 of another.
+
 A disagreement between a site's records and the log is worded as exactly
 that: the audit cannot tell which party is lying. A cheating server can make
 an honest site fail (a round it invents, another model hash, a lower
@@ -21,7 +25,7 @@ from collections import defaultdict
 from typing import Any
 
 from securefl.reports.findings import CODES, FAIL, INFO, WARN, Finding
-from securefl.reports.records import LoadedRecord
+from securefl.reports.records import LoadedRecord, record_run
 from securefl.reports.server_log import ServerLog
 
 __all__ = [
@@ -58,14 +62,26 @@ def submitted_rounds(log: ServerLog, site: str) -> set[int]:
     return {r for r, entry in log.rounds.items() if site in entry["submitted"]}
 
 
+def _log_entry(log: ServerLog, loaded: LoadedRecord) -> dict[str, Any] | None:
+    """The log's entry for the record's round: same round, and same run when both name one."""
+    entry = log.rounds.get(loaded.record["round_id"])
+    if entry is None:
+        return None
+    logged, recorded = str(entry.get("run", "") or ""), record_run(loaded.record)
+    return entry if not logged or not recorded or logged == recorded else None
+
+
 def check_models_agree(by_site: dict[str, list[LoadedRecord]]) -> list[Finding]:
     """One round, one model: records of a round that name different model hashes fail."""
-    rounds: dict[int, dict[str, list[LoadedRecord]]] = defaultdict(lambda: defaultdict(list))
+    rounds: dict[tuple[str, int], dict[str, list[LoadedRecord]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for records in by_site.values():
         for loaded in records:
-            rounds[loaded.record["round_id"]][loaded.record["model_hash"]].append(loaded)
+            key = (record_run(loaded.record), loaded.record["round_id"])
+            rounds[key][loaded.record["model_hash"]].append(loaded)
     out: list[Finding] = []
-    for round_id, by_hash in sorted(rounds.items()):
+    for (_, round_id), by_hash in sorted(rounds.items()):
         if len(by_hash) < 2:
             continue
         groups = "; ".join(
@@ -118,7 +134,7 @@ def _parameters(loaded: LoadedRecord, entry: dict[str, Any]) -> list[str]:
 def _record_vs_entry(loaded: LoadedRecord, log: ServerLog, where: str) -> list[Finding]:
     rec = loaded.record
     site, rnd = rec["site"], rec["round_id"]
-    entry = log.rounds.get(rnd)
+    entry = _log_entry(log, loaded)
     if entry is None:
         # a closed log says no other round ran: a site and the server disagree. An open
         # one may just not have reached this round yet (a federation still running).
@@ -178,7 +194,7 @@ def _record_vs_entry(loaded: LoadedRecord, log: ServerLog, where: str) -> list[F
 def _participation(
     site: str, records: list[LoadedRecord], log: ServerLog, where: str
 ) -> list[Finding]:
-    recorded = {r.record["round_id"] for r in records}
+    recorded = {r.record["round_id"] for r in records if _log_entry(log, r) is not None}
     missing = sorted(submitted_rounds(log, site) - recorded)
     last = max(recorded, default=-1)
     out = [

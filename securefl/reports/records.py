@@ -34,6 +34,7 @@ from securefl.reports._canonical import (
 )
 
 __all__ = [
+    "OPTIONAL_FIELDS",
     "RECORD_ACCOUNTANTS",
     "RECORD_FIELDS",
     "RECORD_VERSION",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_record",
     "read_json_lines",
     "read_record_file",
+    "record_run",
 ]
 
 RECORD_VERSION = 1
@@ -64,6 +66,10 @@ RECORD_FIELDS = (
     "prev_hash",
     "signature",
 )
+#: Optional fields: ``run``, the server's run id (absent or empty in records written
+#: before runs were named); with the federation and ``round_id`` it names the round.
+OPTIONAL_FIELDS = ("run",)
+_RUN = re.compile(r"^[0-9a-f]{0,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX128 = re.compile(r"^[0-9a-f]{128}$")
 
@@ -109,7 +115,7 @@ def parse_record(obj: object) -> dict[str, Any]:
     missing = [f for f in RECORD_FIELDS if f not in obj]
     if missing:
         raise DataError(f"missing field {missing[0]!r}")
-    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    unknown = sorted(set(obj) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         raise DataError(f"unknown field {unknown[0]!r}")
     if obj["version"] != RECORD_VERSION or isinstance(obj["version"], bool):
@@ -128,6 +134,11 @@ def parse_record(obj: object) -> dict[str, Any]:
         "prev_hash": _str(obj, "prev_hash", _HEX64),
         "signature": _str(obj, "signature", _HEX128),
     }
+    if "run" in obj:
+        run = obj["run"]
+        if not isinstance(run, str) or not _RUN.match(run):
+            raise DataError(f"run must be 0-64 lowercase hex digits, got {run!r}")
+        rec["run"] = run
     accountant = obj["accountant"]
     if accountant not in RECORD_ACCOUNTANTS:
         raise DataError(f"accountant must be one of {RECORD_ACCOUNTANTS}, got {accountant!r}")
@@ -141,6 +152,11 @@ def parse_record(obj: object) -> dict[str, Any]:
     except ConfigError as exc:
         raise DataError(f"event: {exc}") from None
     return rec
+
+
+def record_run(record: dict[str, Any]) -> str:
+    """The run a record names (``""`` for a record written before runs were named)."""
+    return str(record.get("run", ""))
 
 
 @dataclass(frozen=True)
@@ -247,7 +263,9 @@ class RecordWriter:
 
     Opening an existing file verifies the whole chain under this site's key
     and continues it, so a restarted site extends the same chain instead of
-    starting a second one (which an audit would report as a fork). A torn last
+    starting a second one (which an audit would report as a fork). Round ids
+    increase within a run; a new run of the server may count from 1 again,
+    and the chain goes on through it. A torn last
     line (a crash during a write that was never fsynced) is cut off; any other
     damage refuses to continue with :class:`IntegrityError`.
     """
@@ -267,6 +285,7 @@ class RecordWriter:
         self._public = signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._prev_hash = GENESIS_HASH
         self._last_round: int | None = None
+        self._last_of_run: dict[str, int] = {}
         if self._path.exists():
             self._resume()
 
@@ -279,6 +298,15 @@ class RecordWriter:
     def last_round(self) -> int | None:
         """The round id of the last record in the chain (None: no record yet)."""
         return self._last_round
+
+    def last_round_of(self, run: str) -> int | None:
+        """The last round id recorded in ``run`` (None: no record of that run)."""
+        return self._last_of_run.get(run)
+
+    def recorded(self, run: str, round_id: int) -> bool:
+        """Whether the chain holds a record of ``round_id`` of ``run`` (ids increase per run)."""
+        last = self._last_of_run.get(run)
+        return last is not None and round_id <= last
 
     def _resume(self) -> None:
         raw = self._path.read_bytes()
@@ -298,13 +326,18 @@ class RecordWriter:
                 and rec["prev_hash"] == self._prev_hash
                 and rec["federation"] == self._federation
                 and rec["site"] == self._site
-                and (self._last_round is None or rec["round_id"] > self._last_round)
+                and self._after_last(record_run(rec), rec["round_id"])
                 and verify_signature(rec, self._public)
             )
             if not ok:
                 raise IntegrityError(f"{self._path}: the record chain does not verify")
             self._prev_hash = loaded.hash
             self._last_round = rec["round_id"]
+            self._last_of_run[record_run(rec)] = rec["round_id"]
+
+    def _after_last(self, run: str, round_id: int) -> bool:
+        last = self._last_of_run.get(run)
+        return last is None or round_id > last
 
     def append(
         self,
@@ -318,15 +351,17 @@ class RecordWriter:
         model_hash: str,
         dataset_size: int,
         expected_batch_size: int,
+        run: str = "",
     ) -> dict[str, Any]:
-        """Sign, chain and durably append the record of one round; return it.
+        """Sign, chain and durably append the record of one round of ``run``; return it.
 
-        Refuses (ProtocolError) a round id not after the last one recorded:
-        two records for one round are exactly what an audit flags.
+        Refuses (ProtocolError) a round id not after the last one recorded in
+        the same run: two records for one round are exactly what an audit flags.
         """
-        if self._last_round is not None and round_id <= self._last_round:
+        if not self._after_last(run, round_id):
             raise ProtocolError(
-                f"round {round_id} is not after the last recorded round {self._last_round}"
+                f"round {round_id} is not after the last recorded round "
+                f"{self._last_of_run[run]} of this run"
             )
         unsigned: dict[str, Any] = {
             "version": RECORD_VERSION,
@@ -344,9 +379,12 @@ class RecordWriter:
             "prev_hash": self._prev_hash,
             "signature": "0" * 128,
         }
+        if run:
+            unsigned["run"] = run
         unsigned["signature"] = sign_record(unsigned, self._key)
         record = parse_record(unsigned)  # refuse to write what an audit would reject
         append_line(self._path, canonical_bytes(record))
         self._prev_hash = record_hash(record)
         self._last_round = round_id
+        self._last_of_run[run] = round_id
         return record

@@ -1,4 +1,4 @@
-"""The round driver (sans-IO), its I/O loop, and the Site API.
+"""The round drivers (sans-IO: the server's and a site's), their I/O loops, and the Site API.
 
 ``Site`` and ``Round`` hold a torch model and are imported on first use: the
 server's parts (driver, loop, global-model holders, state folder) import
@@ -17,6 +17,7 @@ from securefl.runtime.keys import PreRoundKeys, PreRoundSiteKeys
 from securefl.runtime.loop import run_server
 from securefl.runtime.server import RoundSummary, ServerDriver, ServerStage
 from securefl.runtime.server_state import ServerState
+from securefl.runtime.site_driver import SiteDriver, SiteEvent, SiteStage
 
 if TYPE_CHECKING:
     from securefl.runtime.site import Round, Site
@@ -33,6 +34,9 @@ __all__ = [
     "ServerStage",
     "ServerState",
     "Site",
+    "SiteDriver",
+    "SiteEvent",
+    "SiteStage",
     "decode_plain_model",
     "run_server",
 ]

@@ -7,6 +7,12 @@ admitted; and what is committed to the ledger and to the signed record is the
 number of noisy steps that really ran. A loop that trains longer than planned
 is stopped at the first extra step, with the steps it did take charged,
 instead of quietly spending the budget of the rounds to come.
+
+A round is named by (federation, run, round). A site killed inside a round
+leaves a pending ledger row (or, killed between the ledger and the record, a
+committed row without its record); :meth:`RoundAccount.settle_interrupted`,
+run when the site starts again, charges such a row in full as planned and
+signs its record, so the ledger, the records and an audit agree on ε.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class RoundAccount:
         private: PrivateTraining,
         dataset_size: int,
         records: Any = None,
+        federation: str = "",
     ) -> None:
         self.ledger = ledger
         self.dp = dp
@@ -51,8 +58,8 @@ class RoundAccount:
         self.private = private
         self.dataset_size = dataset_size
         self.records = records
+        self.federation = federation
         self._reservation: Reservation | None = None
-        self._model_hash = ""
         self._guard_optimizer(private.optimizer)
 
     @property
@@ -60,17 +67,26 @@ class RoundAccount:
         """The round whose privacy is reserved and not yet charged."""
         return self._reservation.round_id if self._reservation else None
 
-    def check_round_id(self, round_id: int) -> None:
-        """Refuse a round id not above every round in the ledger and the records.
+    def check_round_id(self, round_id: int, run: str = "") -> None:
+        """Refuse a round id not above every round of ``run`` in the ledger and the records.
 
         Why before anything else: the ledger alone admits any unused id, but
         the signed record of a round below the last one cannot be written (a
         chain's round ids increase), so a server that goes back to round 3
         after round 5 would have the site train and be charged with no record
-        an audit can see. Refused here, it costs nothing.
+        an audit can see. Refused here, it costs nothing. Round numbers of
+        another run (a new server state folder) are another name space.
         """
-        last = max((e.round_id for e in self.ledger.history()), default=None)
-        recorded = getattr(self.records, "last_round", None)
+        last = max(
+            (
+                e.round_id
+                for e in self.ledger.history()
+                if (e.federation, e.run) == (self.federation, run)
+            ),
+            default=None,
+        )
+        last_of_run = getattr(self.records, "last_round_of", None)
+        recorded = last_of_run(run) if last_of_run is not None else None
         if recorded is not None and (last is None or recorded > last):
             last = recorded
         if last is not None and round_id <= last:
@@ -79,11 +95,11 @@ class RoundAccount:
                 f"round {last}; round ids only increase (nothing was trained or spent)"
             )
 
-    def reserve(self, round_id: int, model_hash: str) -> None:
-        """Admit ``round_id`` in the ledger (or raise BudgetExhaustedError) and arm the guard."""
+    def reserve(self, round_id: int, model_hash: str, run: str = "") -> None:
+        """Admit ``round_id`` of ``run`` (or raise BudgetExhaustedError) and arm the guard."""
         if self._reservation is not None:
             raise ProtocolError(f"round {self._reservation.round_id} is still open")
-        self.check_round_id(round_id)
+        self.check_round_id(round_id, run)
         planned = planned_event(
             noise_multiplier=self.private.noise_multiplier,
             sample_rate=self.private.sample_rate,
@@ -91,8 +107,9 @@ class RoundAccount:
             max_grad_norm=self.dp.max_grad_norm,
             secure_rng=self.private.secure_rng,
         )
-        self._reservation = self.ledger.reserve(round_id, planned)
-        self._model_hash = model_hash
+        self._reservation = self.ledger.reserve(
+            round_id, planned, federation=self.federation, run=run, model_hash=model_hash
+        )
         self.private.reset_steps()
 
     def actual_event(self) -> DPEvent:
@@ -117,19 +134,67 @@ class RoundAccount:
         reservation, self._reservation = self._reservation, None
         actual = self.actual_event()
         epsilon = self.ledger.commit(reservation, actual)
-        if self.records is not None:
-            self.records.append(
-                round_id=reservation.round_id,
-                event=actual,
-                accountant=self.dp.accountant,
-                delta=self.dp.delta,
-                epsilon=epsilon,
-                epsilon_budget=self.dp.epsilon,
-                model_hash=self._model_hash,
-                dataset_size=self.dataset_size,
-                expected_batch_size=max(1, round(self.private.sample_rate * self.dataset_size)),
-            )
+        self._record(reservation, actual, epsilon)
         return epsilon, actual
+
+    def _record(self, reservation: Reservation, event: DPEvent, epsilon: float) -> None:
+        if self.records is None:
+            return
+        self.records.append(
+            round_id=reservation.round_id,
+            run=reservation.run,
+            event=event,
+            accountant=self.dp.accountant,
+            delta=self.dp.delta,
+            epsilon=epsilon,
+            epsilon_budget=self.dp.epsilon,
+            model_hash=reservation.model_hash,
+            dataset_size=self.dataset_size,
+            expected_batch_size=max(1, round(self.private.sample_rate * self.dataset_size)),
+        )
+
+    def settle_interrupted(self) -> list[int]:
+        """Charge and record the rounds of this federation a crash left open; return their ids.
+
+        Fail closed: a pending row (the process died while training, or
+        before committing) is committed *as planned*, in full, because
+        nobody knows how many steps ran; a committed row whose record was
+        never written (killed between the two) gets its record. The ε does
+        not change (the ledger already counted the pending row); what changes
+        is that the signed chain now shows it, so ``securefl audit`` recomputes
+        the ε the ledger holds.
+        """
+        settled: list[int] = []
+        for entry in self.ledger.history():
+            if entry.federation != self.federation or entry.federation == "":
+                continue
+            has_record = self.records is None or self.records.recorded(entry.run, entry.round_id)
+            if entry.status == "committed" and has_record:
+                continue
+            reservation = (
+                self.ledger.pending_reservation(entry) if entry.status == "pending" else None
+            )
+            epsilon = entry.epsilon_after
+            if reservation is not None:
+                try:
+                    epsilon = self.ledger.commit(reservation, entry.event)
+                except SecureFLError as exc:  # over a lowered budget: recorded as spent anyway
+                    log.error("round %d: %s", entry.round_id, exc)
+                    epsilon = self.ledger.spent()
+            else:
+                reservation = Reservation(
+                    round_id=entry.round_id,
+                    planned=entry.event,
+                    epsilon_if_spent=entry.epsilon_after,
+                    token="",
+                    federation=entry.federation,
+                    run=entry.run,
+                    model_hash=entry.model_hash,
+                )
+            if not has_record:
+                self._record(reservation, entry.event, epsilon)
+            settled.append(entry.round_id)
+        return settled
 
     def charge_refused(self) -> None:
         """Commit and record the steps that ran in a round whose update will not be sent.

@@ -116,6 +116,7 @@ def check_round_start(
         max_weight=start.max_weight,
         min_sites=start.min_sites,
         round_digest=round_digest(env.payload, start, decode_model),
+        run=start.run,
     )
     return CheckedStart(start=start, settings=settings, spec=spec, params=params, context=ctx)
 

@@ -17,7 +17,11 @@ the site's policy (``_policy``), the model's shape and values, and building
 the mode's site half; so a cheating server costs the site no privacy. The
 round's privacy itself (reserve, step limit, charge, signed record) is kept
 by ``_account``; the checks of what the server sent, and the user's
-:class:`Round` handle, by ``_site_round``.
+:class:`Round` handle, by ``_site_round``. The protocol is the sans-IO
+:class:`~securefl.runtime.site_driver.SiteDriver` (as the server's is
+:class:`~securefl.runtime.server.ServerDriver`); ``_site_io`` sends and
+receives for it and reconnects after a transport error, so ``rounds`` is a
+thin loop that joins the three.
 """
 
 from __future__ import annotations
@@ -35,23 +39,25 @@ from securefl.aggregation.base import AggregationMode, SiteAggregator
 from securefl.config import DPConfig, FederationConfig, RoundConfig, TrainConfig
 from securefl.dp import PrivacyLedger, calibrate_noise, check_delta, make_private
 from securefl.dp.privatize import PrivateTraining
-from securefl.errors import ConfigError, ProtocolError, TransportError
+from securefl.errors import BudgetExhaustedError, ConfigError, ProtocolError
 from securefl.params import ParamSpec, load_vector_into, model_vector, params_hash
 from securefl.runtime import messages as m
 from securefl.runtime._account import RoundAccount
 from securefl.runtime._deployed import deployed_site_arguments
 from securefl.runtime._policy import SitePolicy
 from securefl.runtime._proximal import ProximalPull
+from securefl.runtime._site_io import SiteLink
 from securefl.runtime._site_round import (
     Round,
     check_round_start,
     model_state,
-    receive_from_server,
 )
 from securefl.runtime.global_model import ModelDecoder, decode_plain_model
 from securefl.runtime.keys import PreRoundSiteKeys
+from securefl.runtime.site_driver import SiteDriver
 from securefl.transport.base import Transport
-from securefl.wire import SERVER, Envelope
+from securefl.transport.https_client import RetryPolicy
+from securefl.wire import Envelope
 
 if TYPE_CHECKING:
     from securefl.hazmat.sign import SigningKey
@@ -87,6 +93,7 @@ class Site:
         roster: Collection[str] | None = None,
         keys: PreRoundSiteKeys | None = None,
         fix_model: bool = False,
+        reconnect: RetryPolicy | None = None,
     ) -> None:
         if mode is None and keys is None:
             raise ConfigError("a site without a mode needs the mode's key step")
@@ -96,7 +103,17 @@ class Site:
         self.fix_model = fix_model
         self.federation = federation
         self.transport = transport
-        self.mode = mode
+        #: how long to keep reconnecting to an unreachable server (backoff with jitter)
+        self.reconnect = reconnect or RetryPolicy()
+        self._driver = SiteDriver(
+            name=name, federation=federation, mode=mode, keys=keys, decode_model=decode_model
+        )
+        self._link = SiteLink(
+            transport,
+            self._driver,
+            reconnect=self.reconnect,
+            timeout=rounds.stage_timeout_seconds,
+        )
         self.dp = dp
         self.train = train
         self.round_config = rounds
@@ -111,7 +128,6 @@ class Site:
             accountant=dp.accountant,
         )
         self.records = record_writer
-        self.decode_model = decode_model
         self.private: PrivateTraining | None = None
         self.noise_multiplier: float | None = None
         self.final_params: npt.NDArray[np.float32] | None = None
@@ -136,6 +152,7 @@ class Site:
         transport: Transport,
         half: SiteHalf | None = None,
         keys: PreRoundSiteKeys | None = None,
+        reconnect: RetryPolicy | None = None,
     ) -> Site:
         """A site of a deployed federation, from its own configuration and keys.
 
@@ -144,10 +161,12 @@ class Site:
         from :func:`securefl.modes.site_half`, or ``None`` with ``keys`` (he:
         the half arrives with the keymaker's secret context). Signed privacy
         records go to ``state_dir/records/NAME.jsonl`` for ``securefl audit``.
+        ``reconnect``: how long to keep reconnecting after a transport error.
         """
         return cls(
             transport=transport,
             keys=keys,
+            reconnect=reconnect,
             **deployed_site_arguments(name, config, identity_keys, signing_key, state_dir, half),
         )
 
@@ -212,7 +231,15 @@ class Site:
             private=self.private,
             dataset_size=dataset_size,
             records=self.records,
+            federation=self.federation,
         )
+        for round_id in self._account.settle_interrupted():
+            log.warning(
+                "%s: round %d was interrupted (the site stopped inside it); charged in full "
+                "as planned and recorded",
+                self.name,
+                round_id,
+            )
         return self.private.model, self.private.optimizer, self.private.loader
 
     # -- rounds -------------------------------------------------------------------
@@ -223,30 +250,42 @@ class Site:
         Raises :class:`BudgetExhaustedError` (after telling the server it
         leaves) when a round would pass this site's budget, and
         :class:`ProtocolError` or :class:`ConfigError` when the server's
-        settings break this site's policy; both before any training.
+        settings break this site's policy; both before any training. A
+        transport error is not the end: the site reconnects with backoff
+        (``reconnect``), leaves the round it was in and takes the next one;
+        :class:`TransportError` is raised once the server stays unreachable.
         """
         if self.private is None:
             raise ConfigError("call site.privatize(model, optimizer, loader) before site.rounds()")
-        self._say_hello()
+        self._link.send_all(self._driver.hello())
         finished = False
         try:
             while True:
-                env = self._receive()
-                if self._on_keys(env):
+                env = self._link.next()
+                out, event = self._driver.handle(env)
+                self._link.send_all(out)
+                if event is None:
                     continue
-                if env.stage == m.FINISH:
+                if event.kind == "finish":
                     self._on_finish(model, m.decode(env.payload, m.Finish))
                     finished = True
                     return
-                if env.stage == m.ROUND_END:
-                    continue  # the end of a round this site sat out or already closed
-                if env.stage != m.ROUND_START:
-                    raise ProtocolError(f"expected a round start, got {env.stage!r}")
+                if event.kind == "round_end":
+                    end = m.decode(env.payload, m.RoundEnd)
+                    if end.status == "abandoned":
+                        log.warning("%s: round %d abandoned: %s", self.name, env.round, end.reason)
+                    continue
                 rnd = self._begin(model, env)
                 yield rnd
                 if not rnd.submitted:
                     raise ProtocolError(f"round {rnd.number} ended without submit()")
-                self._finish_round(env.round)
+        except BudgetExhaustedError as exc:
+            # noise is calibrated for the planned rounds: a round a crash charged in full
+            # can leave too little for the last one. One line, then a clean goodbye.
+            log.error("%s: leaving the federation: %s", self.name, exc)
+            self.leave(f"privacy budget exhausted: {exc}")
+            finished = True
+            raise
         finally:
             self._proximal.remove()
             if self._account is not None and self._account.open_round is not None:
@@ -255,37 +294,27 @@ class Site:
             if not finished:  # an error, a refusal or a `break` in the user's loop
                 self.leave("site stopped")
 
-    def _say_hello(self) -> None:
-        """Join; the key step's messages follow (the he keymaker sends the keys it makes)."""
-        self._send(m.HELLO, SERVER, b"", 0)
-        if self.keys is not None:
-            out, half = self.keys.hello()
-            for env in out:
-                self.transport.send(env)
-            if half is not None:
-                self.mode, self.decode_model = half.mode, half.decoder
-
-    def _on_keys(self, env: Envelope) -> bool:
-        """Take the key step's message, if ``env`` is one (he: the sealed secret context)."""
-        if self.keys is None or env.stage not in self.keys.stages:
-            return False
-        half = self.keys.handle(env)
-        self.mode, self.decode_model = half.mode, half.decoder
-        return True
-
     def leave(self, reason: str) -> None:
         """Tell the server this site stops taking part (best effort)."""
-        try:
-            self._send(m.BYE, SERVER, reason.encode(), 0)
-        except TransportError:
-            log.debug("server unreachable while leaving")
+        self._link.leave(reason)
+
+    @property
+    def mode(self) -> AggregationMode | None:
+        """The mode's site half (``None`` in ``he`` until the keys arrived)."""
+        return self._driver.mode
+
+    @property
+    def decode_model(self) -> ModelDecoder:
+        """How this site reads the server's model bytes."""
+        return self._driver.decode_model
 
     def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
         """Check everything the server sent, then (and only then) reserve the round's privacy."""
         assert self.private is not None and self._account is not None
         if self.mode is None:  # he: the keys are delivered before any round start
             raise ProtocolError(f"round {env.round} started before this site had its keys")
-        self._account.check_round_id(env.round)
+        run = m.decode(env.payload, m.RoundStart).run
+        self._account.check_round_id(env.round, run)
         checked = check_round_start(
             env,
             model,
@@ -304,7 +333,8 @@ class Site:
         spec, params = checked.spec, checked.params
         aggregator = self.mode.site(checked.context, self.name)
         # every check passed: only now is privacy reserved and training allowed
-        self._account.reserve(env.round, params_hash(params))
+        self._account.reserve(env.round, params_hash(params), start.run)
+        self._driver.accept(env.round, aggregator)
         self._spec, self._aggregator, self._model = spec, aggregator, model
         self._round_max_weight = start.max_weight
         load_vector_into(model, params, spec)
@@ -330,13 +360,15 @@ class Site:
             outgoing = self._protect(rnd, num_examples)  # held until charged
         except Exception:
             self._account.charge_refused()
+            self._driver.abandon()
             raise
-        rnd.epsilon, actual = self._account.charge()
-        # the report goes first: the update may complete the round on arrival
+        try:
+            rnd.epsilon, actual = self._account.charge()
+        except Exception:
+            self._driver.abandon()
+            raise
         report = m.Report(metrics=metrics).to_bytes()
-        self._send(m.REPORT, SERVER, report, rnd.number)
-        for env in outgoing:
-            self.transport.send(env)
+        self._link.send_all(self._driver.submitted(report, outgoing))
         self.history.append(
             {"round": rnd.number, "epsilon": rnd.epsilon, "steps": actual.steps, **metrics}
         )
@@ -354,46 +386,9 @@ class Site:
             )
         return self._aggregator.submit(delta, float(num_examples))
 
-    def _finish_round(self, round_number: int) -> None:
-        """Answer the aggregator's stages until the server closes the round."""
-        assert self._aggregator is not None
-        while True:
-            env = self._receive()
-            if env.stage == m.ROUND_END:
-                end = m.decode(env.payload, m.RoundEnd)
-                if end.status == "abandoned":
-                    log.warning("%s: round %d abandoned: %s", self.name, round_number, end.reason)
-                return
-            if env.stage in (m.ROUND_START, m.FINISH):
-                raise ProtocolError(f"{env.stage!r} before round {round_number} ended")
-            for reply in self._aggregator.handle(env):
-                self.transport.send(reply)
-
     def _on_finish(self, model: torch.nn.Module, finish: m.Finish) -> None:
         if self._spec is None:
             self._spec = ParamSpec.from_state_dict(model_state(model))
         self.final_params = self.decode_model(finish.model, self._spec.size)
         load_vector_into(model, self.final_params, self._spec)
         self.finish_reason = finish.reason
-
-    # -- plumbing -----------------------------------------------------------------
-
-    def _send(self, stage: str, receiver: str, payload: bytes, round_number: int) -> None:
-        self.transport.send(
-            Envelope(
-                federation=self.federation,
-                round=round_number,
-                stage=stage,
-                sender=self.name,
-                receiver=receiver,
-                payload=payload,
-            )
-        )
-
-    def _receive(self) -> Envelope:
-        return receive_from_server(
-            self.transport,
-            site=self.name,
-            federation=self.federation,
-            timeout=self.round_config.stage_timeout_seconds,
-        )

@@ -115,7 +115,7 @@ class MaskSite(SiteAggregator):
         z[0] = frac * clip  # the weight travels scaled into [0, clip]
         np.clip(vec, -clip, clip, out=z[1:])  # post-processing of DP output; widens in place
         z[1:] *= frac
-        self._log.claim(ctx.federation, ctx.round)  # durable before anything leaves
+        self._log.claim(ctx.federation, ctx.round, ctx.run)  # durable before anything leaves
         self._x = np.asarray(quantize(z, self._plan.quant), dtype=np.uint32)  # no copy
         self._c, self._s = KeyPair.generate(), KeyPair.generate()
         self._b = os.urandom(prg.SEED_LEN)
