@@ -1,0 +1,166 @@
+"""An in-process federation of the real round driver and each mode's real halves, with faults.
+
+No training and no DP noise: each site submits a fixed update, so a run's
+result is known in advance (θ₀ plus the weighted mean of the updates under
+FedAvg) and a faulty run can be compared with a fault-free one. The sites
+are thin loops over their mode's site half (what ``Site.rounds`` does
+without the privacy machinery), each over a :class:`FaultyTransport`
+around its memory transport; the server is ``run_server`` over the memory
+hub, as in ``simulate``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from faulty import Fault, FaultyTransport
+
+from securefl.aggregation.base import RoundContext
+from securefl.config import FederationConfig, RoundConfig, StrategyConfig
+from securefl.hazmat.sign import SigningKey
+from securefl.params import ParamSpec
+from securefl.runtime import messages as m
+from securefl.runtime._rounds import RoundSummary
+from securefl.runtime._site_round import receive_from_server, round_digest
+from securefl.runtime.loop import run_server
+from securefl.runtime.server import ServerDriver
+from securefl.simulation.modes import make_setup
+from securefl.strategy import make_strategy
+from securefl.transport.memory import MemoryHub
+from securefl.wire import SERVER, Envelope
+
+SITES = ("site-a", "site-b", "site-c", "site-d")
+DIM = 6
+MAX_WEIGHT = 64.0
+WEIGHTS = {"site-a": 10.0, "site-b": 20.0, "site-c": 30.0, "site-d": 40.0}
+THETA0 = np.linspace(-0.2, 0.3, DIM, dtype=np.float32)
+SPEC = ParamSpec(names=("w",), shapes=((DIM,),), dtypes=("float32",))
+
+#: the stages each site sends in, per mode (the report comes first in every mode)
+STAGES = {
+    "plain": ("fed/report", "plain/update"),
+    "mask": (
+        "fed/report",
+        "mask/advertise",
+        "mask/share",
+        "mask/masked-input",
+        "mask/consistency",
+        "mask/unmask",
+    ),
+    "he": ("fed/report", "he/update"),
+}
+#: how close two runs' models must be: mask and he round (stochastically) to a grid
+TOLERANCE = {"plain": 1e-6, "mask": 1e-3, "he": 1e-3}
+
+
+def update(site: str, rnd: int) -> npt.NDArray[np.float32]:
+    """Site ``site``'s fixed update in round ``rnd``."""
+    i = SITES.index(site) + 1
+    return (np.arange(DIM, dtype=np.float32) - i * rnd) / (10.0 * i)
+
+
+def expected_model(rounds: int, sites: tuple[str, ...] = SITES) -> npt.NDArray[np.float64]:
+    """θ after ``rounds`` FedAvg rounds of every site in ``sites``."""
+    theta = THETA0.astype(np.float64)
+    for r in range(1, rounds + 1):
+        total = sum(WEIGHTS[s] for s in sites)
+        theta = theta + sum(WEIGHTS[s] * update(s, r).astype(np.float64) for s in sites) / total
+    return theta
+
+
+@dataclass
+class Run:
+    driver: ServerDriver
+    transports: dict[str, FaultyTransport]
+    final: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    @property
+    def history(self) -> list[RoundSummary]:
+        return self.driver.history
+
+
+def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run) -> None:  # type: ignore[no-untyped-def]
+    def send(stage: str, payload: bytes, rnd: int) -> None:
+        t.send(Envelope(federation="faults", round=rnd, stage=stage, sender=name,
+                        receiver=SERVER, payload=payload))  # fmt: skip
+
+    def receive() -> Envelope:
+        return receive_from_server(t, site=name, federation="faults", timeout=20)
+
+    try:
+        send(m.HELLO, b"", 0)
+        while True:
+            env = receive()
+            if env.stage == m.FINISH:
+                run.final[name] = decoder(m.decode(env.payload, m.Finish).model, DIM)
+                t.flush()
+                return
+            if env.stage != m.ROUND_START:
+                continue
+            start = m.decode(env.payload, m.RoundStart)
+            decoder(start.model, DIM)
+            ctx = RoundContext(federation="faults", round=env.round, cohort=start.cohort,
+                               dimension=DIM, max_weight=start.max_weight,
+                               min_sites=start.min_sites,
+                               round_digest=round_digest(env.payload, start, decoder))  # fmt: skip
+            agg = mode.site(ctx, name)
+            send(m.REPORT, m.Report(metrics={"val_accuracy": 0.5}).to_bytes(), env.round)
+            for out in agg.submit(update(name, env.round), WEIGHTS[name]):
+                t.send(out)
+            while (env := receive()).stage != m.ROUND_END:
+                for out in agg.handle(env):
+                    t.send(out)
+    except BaseException as exc:
+        run.errors[name] = exc
+
+
+def run_federation(
+    secure: str,
+    tmp_path: Path,
+    *,
+    faults: dict[str, list[Fault]] | None = None,
+    rounds: int = 2,
+) -> Run:
+    """Run ``rounds`` rounds of ``secure`` with every site; ``faults`` per site name."""
+    config = FederationConfig(
+        name="faults",
+        secure=secure,
+        rounds=RoundConfig(max_rounds=rounds, min_sites=3, max_weight=MAX_WEIGHT,
+                           stage_timeout_seconds=20),  # fmt: skip
+        strategy=StrategyConfig(),
+    )
+    signing = {n: SigningKey.generate() for n in SITES}
+    raw = {n: k.export_private(i_understand_this_exports_a_secret=True) for n, k in signing.items()}
+    roster = {n: k.public_bytes() for n, k in signing.items()}
+    setup = make_setup(config, signing_keys=raw, roster=roster, workdir=tmp_path / secure,
+                       dropouts={}, max_weight=MAX_WEIGHT)  # fmt: skip
+    hub = MemoryHub()
+    server = hub.connect(SERVER)
+    driver = ServerDriver(
+        federation="faults", mode=setup.server_mode, strategy=make_strategy(config.strategy),
+        model=setup.global_model(THETA0.copy()), spec=SPEC, rounds=config.rounds,
+        max_weight=MAX_WEIGHT, expected_sites=SITES, admit=SITES,
+    )  # fmt: skip
+    faults = faults or {}
+    transports = {n: FaultyTransport(hub.connect(n), list(faults.get(n, []))) for n in SITES}
+    run = Run(driver, transports)
+    threads = [
+        threading.Thread(
+            target=_site_loop,
+            args=(n, transports[n], setup.site_mode(n), setup.decoder(n), run),
+            daemon=True,
+        )
+        for n in SITES
+    ]
+    for th in threads:
+        th.start()
+    run_server(driver, server, stage_timeout=20, quiescent=lambda: hub.quiescent(SERVER),
+               keep_running=lambda: any(th.is_alive() for th in threads))  # fmt: skip
+    for th in threads:
+        th.join(timeout=20)
+    return run
