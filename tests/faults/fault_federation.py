@@ -19,8 +19,15 @@ import numpy as np
 import numpy.typing as npt
 from faulty import Fault, FaultyTransport
 
-from securefl.aggregation.base import RoundContext
+from securefl.aggregation.base import (
+    AggregateResult,
+    AggregationMode,
+    RoundContext,
+    ServerAggregator,
+    SiteAggregator,
+)
 from securefl.config import FederationConfig, RoundConfig, StrategyConfig
+from securefl.errors import ProtocolError
 from securefl.hazmat.sign import SigningKey
 from securefl.params import ParamSpec
 from securefl.runtime import messages as m
@@ -72,25 +79,78 @@ def expected_model(rounds: int, sites: tuple[str, ...] = SITES) -> npt.NDArray[n
     return theta
 
 
+class _Recording(ServerAggregator):
+    """A server half that notes every violation it finds: a refusal, or a site it rejects."""
+
+    def __init__(self, inner: ServerAggregator, violations: list[str]) -> None:
+        self.inner = inner
+        self.violations = violations
+
+    def start(self) -> list[Envelope]:
+        return self.inner.start()
+
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        before = dict(getattr(self.inner, "rejected", {}))
+        try:
+            out = self.inner.handle(envelope)
+        except ProtocolError as exc:
+            self.violations.append(f"{envelope.sender} {envelope.stage}: {exc}")
+            raise
+        after = getattr(self.inner, "rejected", {})
+        self.violations += [f"{s}: {after[s]}" for s in after if s not in before]
+        return out
+
+    def on_deadline(self) -> list[Envelope]:
+        return self.inner.on_deadline()
+
+    def on_departure(self, site_id: str) -> list[Envelope]:
+        return self.inner.on_departure(site_id)
+
+    @property
+    def result(self) -> AggregateResult | None:
+        return self.inner.result
+
+    @property
+    def stage(self) -> str:
+        return self.inner.stage
+
+
+class _RecordingMode(AggregationMode):
+    name = "recording"
+    hides_updates = True
+
+    def __init__(self, inner: AggregationMode, violations: list[str]) -> None:
+        self.inner = inner
+        self.violations = violations
+
+    def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
+        return self.inner.site(ctx, site_id)
+
+    def server(self, ctx: RoundContext) -> ServerAggregator:
+        return _Recording(self.inner.server(ctx), self.violations)
+
+
 @dataclass
 class Run:
     driver: ServerDriver
     transports: dict[str, FaultyTransport]
     final: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
     errors: dict[str, BaseException] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    """What the server's halves refused or rejected, by sender and reason."""
 
     @property
     def history(self) -> list[RoundSummary]:
         return self.driver.history
 
 
-def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run) -> None:  # type: ignore[no-untyped-def]
+def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocate: bool) -> None:  # type: ignore[no-untyped-def]
     def send(stage: str, payload: bytes, rnd: int) -> None:
         t.send(Envelope(federation="faults", round=rnd, stage=stage, sender=name,
                         receiver=SERVER, payload=payload))  # fmt: skip
 
     def receive() -> Envelope:
-        return receive_from_server(t, site=name, federation="faults", timeout=20)
+        return receive_from_server(t, site=name, federation="faults", timeout=40)
 
     try:
         send(m.HELLO, b"", 0)
@@ -110,7 +170,14 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run) -> None: 
                                round_digest=round_digest(env.payload, start, decoder))  # fmt: skip
             agg = mode.site(ctx, name)
             send(m.REPORT, m.Report(metrics={"val_accuracy": 0.5}).to_bytes(), env.round)
-            for out in agg.submit(update(name, env.round), WEIGHTS[name]):
+            # equivocate: a second, validly made update of its own for the same round, sent
+            # after the first (made before it, so that the site's half keeps the first as its own)
+            second = (
+                mode.site(ctx, name).submit(-update(name, env.round), WEIGHTS[name])
+                if equivocate
+                else []
+            )
+            for out in [*agg.submit(update(name, env.round), WEIGHTS[name]), *second]:
                 t.send(out)
             while (env := receive()).stage != m.ROUND_END:
                 for out in agg.handle(env):
@@ -125,8 +192,14 @@ def run_federation(
     *,
     faults: dict[str, list[Fault]] | None = None,
     rounds: int = 2,
+    equivocate: str | None = None,
 ) -> Run:
-    """Run ``rounds`` rounds of ``secure`` with every site; ``faults`` per site name."""
+    """Run ``rounds`` rounds of ``secure`` with every site; ``faults`` per site name.
+
+    ``equivocate`` names a site that, after its update, makes and sends a
+    second, different one of its own (plain and he: their site halves sign
+    or send whatever they are given; mask's round log refuses a second).
+    """
     config = FederationConfig(
         name="faults",
         secure=secure,
@@ -141,18 +214,19 @@ def run_federation(
                        dropouts={}, max_weight=MAX_WEIGHT)  # fmt: skip
     hub = MemoryHub()
     server = hub.connect(SERVER)
+    violations: list[str] = []
     driver = ServerDriver(
-        federation="faults", mode=setup.server_mode, strategy=make_strategy(config.strategy),
+        federation="faults", mode=_RecordingMode(setup.server_mode, violations), strategy=make_strategy(config.strategy),
         model=setup.global_model(THETA0.copy()), spec=SPEC, rounds=config.rounds,
         max_weight=MAX_WEIGHT, expected_sites=SITES, admit=SITES,
     )  # fmt: skip
     faults = faults or {}
     transports = {n: FaultyTransport(hub.connect(n), list(faults.get(n, []))) for n in SITES}
-    run = Run(driver, transports)
+    run = Run(driver, transports, violations=violations)
     threads = [
         threading.Thread(
             target=_site_loop,
-            args=(n, transports[n], setup.site_mode(n), setup.decoder(n), run),
+            args=(n, transports[n], setup.site_mode(n), setup.decoder(n), run, n == equivocate),
             daemon=True,
         )
         for n in SITES
