@@ -143,12 +143,8 @@ class MaskServer(ServerAggregator):
             log.info("ignoring %s from dropped site %s", envelope.stage, sender)
             return []
         digest = hashlib.sha256(envelope.payload).digest()
-        taken = self._taken.get((envelope.stage, sender))
-        if taken is not None:
-            if taken == digest:  # a retry or a duplicate: already counted once
-                log.info("repeated %s from %s acknowledged", envelope.stage, sender)
-                return []
-            return self._reject(sender, f"a second, different {envelope.stage!r}")
+        if (envelope.stage, sender) in self._taken:
+            return self._repeat(envelope, digest)
         if envelope.stage != self._stage.value or sender not in self._expected():
             return self._reject(sender, f"{envelope.stage!r} out of order")
         if sender in self._answered():
@@ -160,6 +156,13 @@ class MaskServer(ServerAggregator):
             return self._reject(sender, str(exc))
         self._taken[(envelope.stage, sender)] = digest
         return self._maybe_advance()
+
+    def _repeat(self, envelope: Envelope, digest: bytes) -> list[Envelope]:
+        """A second message of a stage: a retry if byte-identical (acknowledged), else refused."""
+        if self._taken[(envelope.stage, envelope.sender)] == digest:
+            log.info("repeated %s from %s acknowledged", envelope.stage, envelope.sender)
+            return []
+        return self._reject(envelope.sender, f"a second, different {envelope.stage!r}")
 
     def on_deadline(self) -> list[Envelope]:
         if self._stage in (ServerStage.DONE, ServerStage.ABORTED):

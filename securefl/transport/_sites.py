@@ -45,7 +45,8 @@ class SeenIds:
     def digest(self, site: str, envelope_id: bytes) -> bytes | None:
         """The frame digest ``site`` used ``envelope_id`` for, if it is remembered."""
         with self._lock:
-            entry = self._ids.get(site, {}).get(envelope_id)
+            ids = self._ids.get(site)
+            entry = None if ids is None else ids.get(envelope_id)
         return None if entry is None else entry[1]
 
     def add(self, site: str, envelope_id: bytes, digest: bytes) -> None:

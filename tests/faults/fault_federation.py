@@ -146,8 +146,16 @@ class Run:
 
 def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocate: bool) -> None:  # type: ignore[no-untyped-def]
     def send(stage: str, payload: bytes, rnd: int) -> None:
-        t.send(Envelope(federation="faults", round=rnd, stage=stage, sender=name,
-                        receiver=SERVER, payload=payload))  # fmt: skip
+        t.send(
+            Envelope(
+                federation="faults",
+                round=rnd,
+                stage=stage,
+                sender=name,
+                receiver=SERVER,
+                payload=payload,
+            )
+        )
 
     def receive() -> Envelope:
         return receive_from_server(t, site=name, federation="faults", timeout=40)
@@ -164,10 +172,15 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocat
                 continue
             start = m.decode(env.payload, m.RoundStart)
             decoder(start.model, DIM)
-            ctx = RoundContext(federation="faults", round=env.round, cohort=start.cohort,
-                               dimension=DIM, max_weight=start.max_weight,
-                               min_sites=start.min_sites,
-                               round_digest=round_digest(env.payload, start, decoder))  # fmt: skip
+            ctx = RoundContext(
+                federation="faults",
+                round=env.round,
+                cohort=start.cohort,
+                dimension=DIM,
+                max_weight=start.max_weight,
+                min_sites=start.min_sites,
+                round_digest=round_digest(env.payload, start, decoder),
+            )
             agg = mode.site(ctx, name)
             send(m.REPORT, m.Report(metrics={"val_accuracy": 0.5}).to_bytes(), env.round)
             # equivocate: a second, validly made update of its own for the same round, sent
@@ -203,23 +216,36 @@ def run_federation(
     config = FederationConfig(
         name="faults",
         secure=secure,
-        rounds=RoundConfig(max_rounds=rounds, min_sites=3, max_weight=MAX_WEIGHT,
-                           stage_timeout_seconds=20),  # fmt: skip
+        rounds=RoundConfig(
+            max_rounds=rounds, min_sites=3, max_weight=MAX_WEIGHT, stage_timeout_seconds=20
+        ),
         strategy=StrategyConfig(),
     )
     signing = {n: SigningKey.generate() for n in SITES}
     raw = {n: k.export_private(i_understand_this_exports_a_secret=True) for n, k in signing.items()}
     roster = {n: k.public_bytes() for n, k in signing.items()}
-    setup = make_setup(config, signing_keys=raw, roster=roster, workdir=tmp_path / secure,
-                       dropouts={}, max_weight=MAX_WEIGHT)  # fmt: skip
+    setup = make_setup(
+        config,
+        signing_keys=raw,
+        roster=roster,
+        workdir=tmp_path / secure,
+        dropouts={},
+        max_weight=MAX_WEIGHT,
+    )
     hub = MemoryHub()
     server = hub.connect(SERVER)
     violations: list[str] = []
     driver = ServerDriver(
-        federation="faults", mode=_RecordingMode(setup.server_mode, violations), strategy=make_strategy(config.strategy),
-        model=setup.global_model(THETA0.copy()), spec=SPEC, rounds=config.rounds,
-        max_weight=MAX_WEIGHT, expected_sites=SITES, admit=SITES,
-    )  # fmt: skip
+        federation="faults",
+        mode=_RecordingMode(setup.server_mode, violations),
+        strategy=make_strategy(config.strategy),
+        model=setup.global_model(THETA0.copy()),
+        spec=SPEC,
+        rounds=config.rounds,
+        max_weight=MAX_WEIGHT,
+        expected_sites=SITES,
+        admit=SITES,
+    )
     faults = faults or {}
     transports = {n: FaultyTransport(hub.connect(n), list(faults.get(n, []))) for n in SITES}
     run = Run(driver, transports, violations=violations)
@@ -233,8 +259,13 @@ def run_federation(
     ]
     for th in threads:
         th.start()
-    run_server(driver, server, stage_timeout=20, quiescent=lambda: hub.quiescent(SERVER),
-               keep_running=lambda: any(th.is_alive() for th in threads))  # fmt: skip
+    run_server(
+        driver,
+        server,
+        stage_timeout=20,
+        quiescent=lambda: hub.quiescent(SERVER),
+        keep_running=lambda: any(th.is_alive() for th in threads),
+    )
     for th in threads:
         th.join(timeout=20)
     return run

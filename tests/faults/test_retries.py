@@ -137,8 +137,9 @@ def test_a_second_update_a_site_makes_itself_is_never_counted(secure: str, tmp_p
 
 
 def _plain_update(site: str, vector: list[float], weight: float):  # type: ignore[no-untyped-def]
-    ctx = RoundContext(federation="f", round=1, cohort=("a", "b", "c"), dimension=3,
-                       max_weight=100.0, min_sites=2)  # fmt: skip
+    ctx = RoundContext(
+        federation="f", round=1, cohort=("a", "b", "c"), dimension=3, max_weight=100.0, min_sites=2
+    )
     return ctx, PlainMode().site(ctx, site).submit(np.array(vector, np.float32), weight)[0]
 
 
