@@ -12,6 +12,8 @@ hub, as in ``simulate``.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +39,11 @@ from securefl.runtime.loop import run_server
 from securefl.runtime.server import ServerDriver
 from securefl.simulation.modes import make_setup
 from securefl.strategy import make_strategy
+from securefl.transport.base import Transport
 from securefl.transport.memory import MemoryHub
 from securefl.wire import SERVER, Envelope
 
+FED = "fed"
 SITES = ("site-a", "site-b", "site-c", "site-d")
 DIM = 6
 MAX_WEIGHT = 64.0
@@ -144,11 +148,27 @@ class Run:
         return self.driver.history
 
 
-def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocate: bool) -> None:  # type: ignore[no-untyped-def]
+@dataclass
+class SitePlan:
+    """What one site does besides following the protocol (all optional)."""
+
+    equivocate: bool = False
+    """After its update, make and send a second, different one of its own."""
+    die_at: int | None = None
+    """Stop at this round's start: no answer, no poll (as if killed), until ``rejoin_when``."""
+    rejoin_when: Callable[[], bool] | None = None
+    """Checked while dead; once true the site reads what waited for it and says hello again."""
+    rejoined: Callable[[], None] | None = None
+    """Called once the site said hello again."""
+    before_submit: Callable[[int], None] | None = None
+    """Called with the round number before the site submits."""
+
+
+def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, plan: SitePlan) -> None:  # type: ignore[no-untyped-def]
     def send(stage: str, payload: bytes, rnd: int) -> None:
         t.send(
             Envelope(
-                federation="faults",
+                federation=FED,
                 round=rnd,
                 stage=stage,
                 sender=name,
@@ -158,7 +178,7 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocat
         )
 
     def receive() -> Envelope:
-        return receive_from_server(t, site=name, federation="faults", timeout=40)
+        return receive_from_server(t, site=name, federation=FED, timeout=40)
 
     try:
         send(m.HELLO, b"", 0)
@@ -170,10 +190,16 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocat
                 return
             if env.stage != m.ROUND_START:
                 continue
+            if env.round == plan.die_at:
+                _play_dead(t, plan)
+                send(m.HELLO, b"", 0)
+                if plan.rejoined is not None:
+                    plan.rejoined()
+                continue
             start = m.decode(env.payload, m.RoundStart)
             decoder(start.model, DIM)
             ctx = RoundContext(
-                federation="faults",
+                federation=FED,
                 round=env.round,
                 cohort=start.cohort,
                 dimension=DIM,
@@ -185,9 +211,11 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocat
             send(m.REPORT, m.Report(metrics={"val_accuracy": 0.5}).to_bytes(), env.round)
             # equivocate: a second, validly made update of its own for the same round, sent
             # after the first (made before it, so that the site's half keeps the first as its own)
+            if plan.before_submit is not None:
+                plan.before_submit(env.round)
             second = (
                 mode.site(ctx, name).submit(-update(name, env.round), WEIGHTS[name])
-                if equivocate
+                if plan.equivocate
                 else []
             )
             for out in [*agg.submit(update(name, env.round), WEIGHTS[name]), *second]:
@@ -199,6 +227,17 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, equivocat
         run.errors[name] = exc
 
 
+def _play_dead(t: Transport, plan: SitePlan) -> None:
+    """Neither answer nor poll until ``plan.rejoin_when()``; then drop what waited."""
+    assert plan.rejoin_when is not None
+    deadline = time.monotonic() + 60
+    while not plan.rejoin_when():
+        assert time.monotonic() < deadline, "the federation never got to the rejoin point"
+        time.sleep(0.05)
+    while t.receive(timeout=0.2) is not None:
+        pass
+
+
 def run_federation(
     secure: str,
     tmp_path: Path,
@@ -206,18 +245,30 @@ def run_federation(
     faults: dict[str, list[Fault]] | None = None,
     rounds: int = 2,
     equivocate: str | None = None,
+    plans: dict[str, SitePlan] | None = None,
+    stage_timeout: float = 20.0,
+    server: Transport | None = None,
+    connect: Callable[[str], Transport] | None = None,
+    on_driver: Callable[[ServerDriver], None] | None = None,
 ) -> Run:
     """Run ``rounds`` rounds of ``secure`` with every site; ``faults`` per site name.
 
     ``equivocate`` names a site that, after its update, makes and sends a
     second, different one of its own (plain and he: their site halves sign
     or send whatever they are given; mask's round log refuses a second).
+    ``plans`` gives other sites' behaviour (:class:`SitePlan`). By default
+    the parties meet on a memory hub; ``server`` and ``connect`` (a site
+    name to its transport) put them on another transport, and ``on_driver``
+    sees the driver before it runs (to install an HTTPS round gate).
     """
     config = FederationConfig(
-        name="faults",
+        name=FED,
         secure=secure,
         rounds=RoundConfig(
-            max_rounds=rounds, min_sites=3, max_weight=MAX_WEIGHT, stage_timeout_seconds=20
+            max_rounds=rounds,
+            min_sites=3,
+            max_weight=MAX_WEIGHT,
+            stage_timeout_seconds=stage_timeout,
         ),
         strategy=StrategyConfig(),
     )
@@ -233,10 +284,14 @@ def run_federation(
         max_weight=MAX_WEIGHT,
     )
     hub = MemoryHub()
-    server = hub.connect(SERVER)
+    quiescent: Callable[[], bool] | None = None
+    if server is None:
+        server = hub.connect(SERVER)
+        quiescent = lambda: hub.quiescent(SERVER)  # noqa: E731
+    connect = connect or hub.connect
     violations: list[str] = []
     driver = ServerDriver(
-        federation="faults",
+        federation=FED,
         mode=_RecordingMode(setup.server_mode, violations),
         strategy=make_strategy(config.strategy),
         model=setup.global_model(THETA0.copy()),
@@ -247,12 +302,24 @@ def run_federation(
         admit=SITES,
     )
     faults = faults or {}
-    transports = {n: FaultyTransport(hub.connect(n), list(faults.get(n, []))) for n in SITES}
+    transports = {n: FaultyTransport(connect(n), list(faults.get(n, []))) for n in SITES}
     run = Run(driver, transports, violations=violations)
+    plans = dict(plans or {})
+    if equivocate is not None:
+        plans[equivocate] = SitePlan(equivocate=True)
+    if on_driver is not None:
+        on_driver(driver)
     threads = [
         threading.Thread(
             target=_site_loop,
-            args=(n, transports[n], setup.site_mode(n), setup.decoder(n), run, n == equivocate),
+            args=(
+                n,
+                transports[n],
+                setup.site_mode(n),
+                setup.decoder(n),
+                run,
+                plans.get(n, SitePlan()),
+            ),
             daemon=True,
         )
         for n in SITES
@@ -262,10 +329,12 @@ def run_federation(
     run_server(
         driver,
         server,
-        stage_timeout=20,
-        quiescent=lambda: hub.quiescent(SERVER),
+        stage_timeout=stage_timeout,
+        quiescent=quiescent,
         keep_running=lambda: any(th.is_alive() for th in threads),
     )
     for th in threads:
         th.join(timeout=20)
+    for t in transports.values():
+        t.close()
     return run

@@ -130,31 +130,38 @@ class FaultyTransport(Transport):
 
 
 class LoseResponses(httpx.BaseTransport):
-    """Forward each request; for the first ``times`` matching it, lose the answer.
+    """Forward each request; lose the answer to the first attempt of each new body.
 
     The server did get the request (and answered it); the client sees a
-    broken connection and retries with the same bytes.
+    broken connection and retries with the same bytes, whose answer then
+    arrives. At most ``times`` answers are lost.
     """
 
     def __init__(
-        self, inner: httpx.BaseTransport, *, path: str = "/v1/send", times: int = 1
+        self, inner: httpx.BaseTransport, *, path: str = "/v1/send", times: int = 1000
     ) -> None:
         self.inner = inner
         self.path = path
         self.times = times
         self.lost: list[int] = []
         """Status codes of the answers thrown away."""
-        self.statuses: list[int] = []
-        """Status codes of every answer of ``path`` (lost or not)."""
+        self.retried: list[int] = []
+        """Status codes of the answers to the retries that followed."""
+        self._lost_bodies: set[bytes] = set()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
         if request.url.path != self.path:
             return response
         response.read()
-        self.statuses.append(response.status_code)
+        body = request.read()
+        if body in self._lost_bodies:
+            self._lost_bodies.discard(body)
+            self.retried.append(response.status_code)
+            return response
         if len(self.lost) < self.times:
             self.lost.append(response.status_code)
+            self._lost_bodies.add(body)
             response.close()
             raise httpx.ReadError("the answer was lost on the way back", request=request)
         return response
