@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -52,6 +51,7 @@ from securefl.runtime.loop import run_server
 from securefl.runtime.server import RoundSummary, ServerDriver
 from securefl.runtime.site import ModelDecoder, Site
 from securefl.simulation.modes import SiteVanished, make_setup
+from securefl.simulation.run_folder import KEYS_DIR, identity_keys, private_dir
 from securefl.strategy.fedavg import make_strategy
 from securefl.transport.memory import MemoryHub
 from securefl.wire import SERVER
@@ -157,12 +157,17 @@ class LocalFederation:
             )
         self.workdir = workdir
         (self.workdir / "records").mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir / "state")  # privacy ledgers and mask round logs
         self.spec = ParamSpec.from_state_dict(initial_model.state_dict())
         self.hub = MemoryHub()
         self._server_transport = self.hub.connect(SERVER)
-        self.signing_keys = {n: Ed25519PrivateKey.generate() for n in site_names}
+        # kept in the run folder (owner-only): records chain on under the same keys
+        keys = identity_keys(self.workdir / KEYS_DIR, [*site_names, SERVER])
+        self.signing_keys = {n: keys[n] for n in site_names}
         # the server's identity: it signs the round log an audit holds records against
-        self.server_key = SigningKey.generate()
+        self.server_key = SigningKey.from_private_bytes(
+            keys[SERVER].private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        )
         self.roster = Roster(
             federation=federation,
             sites={
