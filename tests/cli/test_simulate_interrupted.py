@@ -119,3 +119,20 @@ def test_a_site_error_mid_run_also_keeps_what_completed(
     assert "disk on fire" in summary["interrupted"] and summary["rounds_completed"] == 1
     assert (out / "global_model.safetensors").exists()
     assert "pick a new --out" in _invoke("simulate", "--out", str(out)).output
+
+
+def test_the_keys_in_a_run_folder_are_reused_not_replaced(tmp_path: Path) -> None:
+    """What a continued run signs and decrypts with is what the first run made."""
+    from securefl.hazmat.sign import SigningKey
+    from securefl.simulation.modes import _he_keys
+    from securefl.simulation.run_folder import identity_keys
+
+    first = identity_keys(tmp_path / "keys", ["a", "b", "c"])
+    again = identity_keys(tmp_path / "keys", ["a", "b", "c"])
+    raw = {n: k.private_bytes_raw() for n, k in first.items()}
+    assert raw == {n: k.private_bytes_raw() for n, k in again.items()}
+    roster = {n: SigningKey.from_private_bytes(r).public_bytes() for n, r in raw.items()}
+    made = _he_keys("bfv-n4096", raw, roster, "fed", "a", tmp_path / "keys")
+    kept = _he_keys("bfv-n4096", raw, roster, "fed", "a", tmp_path / "keys")
+    assert kept[1] == made[1]  # the same signed public context
+    assert kept[0]["b"].key_id == made[0]["b"].key_id
