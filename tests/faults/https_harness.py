@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+# the transport tests' PKI builder (a conftest here would shadow other folders' ``conftest``)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "transport"))
 from transport_pki import Pki
 
 from securefl.transport._tls import PeerCheck, server_context
