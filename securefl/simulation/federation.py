@@ -43,7 +43,7 @@ from securefl.config import (
     check_site_names,
 )
 from securefl.dp.privatize import check_model
-from securefl.errors import BudgetExhaustedError, ConfigError
+from securefl.errors import BudgetExhaustedError, ConfigError, TransportError
 from securefl.hazmat.sign import SigningKey
 from securefl.params import ParamSpec, model_vector
 from securefl.reports import RecordWriter, Roster
@@ -268,14 +268,18 @@ class LocalFederation:
         ]
         for t in threads:
             t.start()
-        run_server(
-            self.driver,
-            self._server_transport,
-            keep_running=lambda: self._failure is None and any(t.is_alive() for t in threads),
-            stage_timeout=self.rounds.stage_timeout_seconds,
-            on_progress=on_progress,
-            quiescent=lambda: self.hub.quiescent(SERVER),
-        )
+        try:
+            run_server(
+                self.driver,
+                self._server_transport,
+                keep_running=lambda: self._failure is None and any(t.is_alive() for t in threads),
+                stage_timeout=self.rounds.stage_timeout_seconds,
+                on_progress=on_progress,
+                quiescent=lambda: self.hub.quiescent(SERVER),
+            )
+        except BaseException:  # Ctrl-C in the server's loop: the sites stop too, then it is raised
+            self._stop_sites(threads)
+            raise
         for t in threads:
             t.join(timeout=self.rounds.stage_timeout_seconds)
         if self._failure is not None:
@@ -283,6 +287,20 @@ class LocalFederation:
             exc.add_note(f"raised at site {name!r} of the local federation")
             raise exc
         return FederationRun(driver=self.driver, endings=dict(self.endings))
+
+    def _stop_sites(self, threads: list[threading.Thread]) -> None:
+        """Tell every site the run ends and wait for them, so their ledgers and records settle.
+
+        A site inside a round charges and records what it ran before it
+        stops (fail closed), as it does when a deployment's server goes away.
+        """
+        for env in self.driver.stop("the simulation was interrupted"):
+            try:
+                self._server_transport.send(env)
+            except TransportError:
+                log.debug("%s had already left", env.receiver)
+        for t in threads:
+            t.join(timeout=self.rounds.stage_timeout_seconds)
 
     def _site_main(self, site: Site, train_site: Callable[[Site], Any]) -> None:
         try:
