@@ -9,6 +9,7 @@ number of survivors.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -81,6 +82,8 @@ class _PlainServer(ServerAggregator):
         self._result: AggregateResult | None = None
         self._closed = False
         self._departed: set[str] = set()
+        #: SHA-256 of each update taken: a byte-identical repeat (a retry) changes nothing
+        self._taken: dict[str, bytes] = {}
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         if self._closed:
@@ -89,8 +92,11 @@ class _PlainServer(ServerAggregator):
             raise ProtocolError(f"unexpected message {envelope.stage!r} for round {envelope.round}")
         if envelope.sender not in self._ctx.cohort:
             raise ProtocolError(f"{envelope.sender!r} is not in this round's cohort")
+        digest = hashlib.sha256(envelope.payload).digest()
         if envelope.sender in self._heard:
-            raise ProtocolError(f"{envelope.sender!r} already sent its update")
+            if self._taken.get(envelope.sender) == digest:
+                return []  # a retry or a duplicate of the update already counted
+            raise ProtocolError(f"{envelope.sender!r} already sent a different update")
         body = unpack(envelope.payload)
         if not isinstance(body, dict) or set(body) != {"weight", "vector"}:
             raise WireError("malformed plain update")
@@ -102,6 +108,7 @@ class _PlainServer(ServerAggregator):
         self._sum += weight * vector.astype(np.float64)
         self._weight += weight
         self._heard.append(envelope.sender)
+        self._taken[envelope.sender] = digest
         if set(self._heard) | self._departed >= set(self._ctx.cohort):
             self._finish()
         return []

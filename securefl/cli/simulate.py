@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -287,9 +289,10 @@ def simulate(
 
             result = run_https_simulation(data, config, seed=seed, out=out, on_status=on_status)
         else:
-            result = run_simulation(
-                data, config, seed=seed, out=out, on_progress=on_progress, dropouts=dropout_map
-            )
+            with _say_what_was_kept(out):
+                result = run_simulation(
+                    data, config, seed=seed, out=out, on_progress=on_progress, dropouts=dropout_map
+                )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     elif result.trained:
@@ -372,13 +375,31 @@ def _check_options(
         config.secure != "he"
     ):
         raise ConfigError("--he-preset only applies with --secure he")
-    if out is not None and (out / "summary.json").exists():
-        raise ConfigError(f"{out} already holds a simulation; choose another --out")
+    if out is not None:
+        from securefl.simulation.run_folder import refuse_earlier_run
+
+        refuse_earlier_run(out)
     if https and rehearsal:
         raise ConfigError(
             "--transport https runs the bundled data without rehearsed dropouts; "
             "leave out --dropout and --data (or use --transport memory)"
         )
+
+
+@contextlib.contextmanager
+def _say_what_was_kept(out: Path | None) -> Iterator[None]:
+    """On Ctrl-C or an error, say where what completed was written (before the error line)."""
+    try:
+        yield
+    except BaseException:
+        if out is not None and (out / "summary.json").exists():
+            click.echo(
+                f"stopped: what completed is in {out} (summary.json marked interrupted, the "
+                "model of the completed rounds, the records and an open round log: "
+                f"securefl audit --still-running {out})",
+                err=True,
+            )
+        raise
 
 
 def _check_out(out: Path) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from securefl.config import FederationConfig
-from securefl.errors import ConfigError
+from securefl.errors import ConfigError, TransportError
 from securefl.modes import server_half
 from securefl.provision.kit import Kit
 from securefl.reports.roster import SERVER_ENTRY
@@ -142,7 +142,10 @@ class DeployedServer:
                 interrupted = True
                 log.warning("interrupted: ending the federation")
                 for env in self.driver.stop("the server was stopped by its operator"):
-                    self.transport.send(env)
+                    try:
+                        self.transport.send(env)
+                    except TransportError:  # a site taken for gone: the others are still told
+                        log.warning("could not tell %s the federation ended", env.receiver)
             self._log_rounds()
             self._close_log()
             self._wait_delivered(grace)

@@ -8,15 +8,19 @@ and the masking keys of the dropped from t shares each. Every reconstructed
 secret is checked against what its owner signed (the commitment to b, the
 advertised s public key). A site whose message is malformed or fails a check
 is dropped from the round (listed in :attr:`MaskServer.rejected`); its masks
-are then recovered like any other dropout's. The unmasked sum must be one
-honest clipped inputs can produce (``_unmask.check_feasible``), else the
-round is rejected. Each stage is one row of a table (``_Step``): who must
+are then recovered like any other dropout's. A byte-identical repeat of a
+message already taken (a retry after a lost answer, a network duplicate, in
+this stage or a later one) is acknowledged and changes nothing; a second,
+different message for a stage is a violation like any other. The unmasked
+sum must be one honest clipped inputs can produce
+(``_unmask.check_feasible``), else the round is rejected. Each stage is one row of a table (``_Step``): who must
 answer, who has, how one answer is taken, and what completing the stage sends.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -87,6 +91,8 @@ class MaskServer(ServerAggregator):
         self._unmask: dict[str, dict[str, dict[str, bytes]]] = {}
         self._result: AggregateResult | None = None
         self._u3: tuple[str, ...] = ()
+        #: SHA-256 of each message taken, by (stage, sender): what makes a repeat harmless
+        self._taken: dict[tuple[str, str], bytes] = {}
         self._steps = {
             ServerStage.ADVERTISE: _Step(
                 lambda: ctx.cohort, lambda: self._adverts, self._accept_advert, self._open_share
@@ -136,6 +142,9 @@ class MaskServer(ServerAggregator):
         if sender in self._dropped:
             log.info("ignoring %s from dropped site %s", envelope.stage, sender)
             return []
+        digest = hashlib.sha256(envelope.payload).digest()
+        if (envelope.stage, sender) in self._taken:
+            return self._repeat(envelope, digest)
         if envelope.stage != self._stage.value or sender not in self._expected():
             return self._reject(sender, f"{envelope.stage!r} out of order")
         if sender in self._answered():
@@ -145,7 +154,15 @@ class MaskServer(ServerAggregator):
             self._accept(sender, body)
         except (WireError, IntegrityError, ProtocolError) as exc:
             return self._reject(sender, str(exc))
+        self._taken[(envelope.stage, sender)] = digest
         return self._maybe_advance()
+
+    def _repeat(self, envelope: Envelope, digest: bytes) -> list[Envelope]:
+        """A second message of a stage: a retry if byte-identical (acknowledged), else refused."""
+        if self._taken[(envelope.stage, envelope.sender)] == digest:
+            log.info("repeated %s from %s acknowledged", envelope.stage, envelope.sender)
+            return []
+        return self._reject(envelope.sender, f"a second, different {envelope.stage!r}")
 
     def on_deadline(self) -> list[Envelope]:
         if self._stage in (ServerStage.DONE, ServerStage.ABORTED):

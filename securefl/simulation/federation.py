@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -44,7 +43,7 @@ from securefl.config import (
     check_site_names,
 )
 from securefl.dp.privatize import check_model
-from securefl.errors import BudgetExhaustedError, ConfigError
+from securefl.errors import BudgetExhaustedError, ConfigError, TransportError
 from securefl.hazmat.sign import SigningKey
 from securefl.params import ParamSpec, model_vector
 from securefl.reports import RecordWriter, Roster
@@ -52,6 +51,7 @@ from securefl.runtime.loop import run_server
 from securefl.runtime.server import RoundSummary, ServerDriver
 from securefl.runtime.site import ModelDecoder, Site
 from securefl.simulation.modes import SiteVanished, make_setup
+from securefl.simulation.run_folder import KEYS_DIR, identity_keys, private_dir
 from securefl.strategy.fedavg import make_strategy
 from securefl.transport.memory import MemoryHub
 from securefl.wire import SERVER
@@ -157,12 +157,17 @@ class LocalFederation:
             )
         self.workdir = workdir
         (self.workdir / "records").mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir / "state")  # privacy ledgers and mask round logs
         self.spec = ParamSpec.from_state_dict(initial_model.state_dict())
         self.hub = MemoryHub()
         self._server_transport = self.hub.connect(SERVER)
-        self.signing_keys = {n: Ed25519PrivateKey.generate() for n in site_names}
+        # kept in the run folder (owner-only): records chain on under the same keys
+        keys = identity_keys(self.workdir / KEYS_DIR, [*site_names, SERVER])
+        self.signing_keys = {n: keys[n] for n in site_names}
         # the server's identity: it signs the round log an audit holds records against
-        self.server_key = SigningKey.generate()
+        self.server_key = SigningKey.from_private_bytes(
+            keys[SERVER].private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        )
         self.roster = Roster(
             federation=federation,
             sites={
@@ -263,14 +268,18 @@ class LocalFederation:
         ]
         for t in threads:
             t.start()
-        run_server(
-            self.driver,
-            self._server_transport,
-            keep_running=lambda: self._failure is None and any(t.is_alive() for t in threads),
-            stage_timeout=self.rounds.stage_timeout_seconds,
-            on_progress=on_progress,
-            quiescent=lambda: self.hub.quiescent(SERVER),
-        )
+        try:
+            run_server(
+                self.driver,
+                self._server_transport,
+                keep_running=lambda: self._failure is None and any(t.is_alive() for t in threads),
+                stage_timeout=self.rounds.stage_timeout_seconds,
+                on_progress=on_progress,
+                quiescent=lambda: self.hub.quiescent(SERVER),
+            )
+        except BaseException:  # Ctrl-C in the server's loop: the sites stop too, then it is raised
+            self._stop_sites(threads)
+            raise
         for t in threads:
             t.join(timeout=self.rounds.stage_timeout_seconds)
         if self._failure is not None:
@@ -278,6 +287,20 @@ class LocalFederation:
             exc.add_note(f"raised at site {name!r} of the local federation")
             raise exc
         return FederationRun(driver=self.driver, endings=dict(self.endings))
+
+    def _stop_sites(self, threads: list[threading.Thread]) -> None:
+        """Tell every site the run ends and wait for them, so their ledgers and records settle.
+
+        A site inside a round charges and records what it ran before it
+        stops (fail closed), as it does when a deployment's server goes away.
+        """
+        for env in self.driver.stop("the simulation was interrupted"):
+            try:
+                self._server_transport.send(env)
+            except TransportError:
+                log.debug("%s had already left", env.receiver)
+        for t in threads:
+            t.join(timeout=self.rounds.stage_timeout_seconds)
 
     def _site_main(self, site: Site, train_site: Callable[[Site], Any]) -> None:
         try:

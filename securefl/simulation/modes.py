@@ -24,6 +24,7 @@ from securefl.errors import ConfigError, SecureFLError
 from securefl.hazmat.sign import SigningKey
 from securefl.modes import HE_MIN_SUMMANDS, mask_config
 from securefl.runtime.global_model import GlobalModel, ModelDecoder
+from securefl.simulation.run_folder import KEYS_DIR, private_dir, read_private, write_private
 from securefl.wire import SERVER, Envelope
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ def make_setup(
     }
     keymaker = library.choose_keymaker(roster, config.he.keymaker) if secure == "he" else None
     secrets, public = (
-        _he_keys(config.he.preset, signing_keys, roster, federation, keymaker)
+        _he_keys(config.he.preset, signing_keys, roster, federation, keymaker, workdir / KEYS_DIR)
         if keymaker is not None
         else ({}, None)
     )
@@ -239,6 +240,7 @@ def _he_keys(
     roster: Mapping[str, bytes],
     federation: str,
     maker: str,
+    keys: Path,
 ) -> tuple[dict[str, SecretContext], bytes]:
     """One site (``maker``: the configured keymaker, else the first by name) makes the keys.
 
@@ -246,22 +248,31 @@ def _he_keys(
     never through the server; each site, and the server, checks the maker's
     signature against the roster before using a context. Between machines the
     keymaker seals it to each site's exchange key instead
-    (:mod:`securefl.he._delivery`).
+    (:mod:`securefl.he._delivery`). Both signed contexts are kept in ``keys``
+    (owner-only: the secret one decrypts every aggregate), which is what a
+    run continued in the same folder decrypts its history with; keys found
+    there are used instead of new ones.
     """
     from securefl.he import SecretContext, preset_by_name
 
-    preset = preset_by_name(preset_name)
-    maker_key = SigningKey.from_private_bytes(signing_keys[maker])
-    made = SecretContext.generate(preset)
-    signed_secret = made.signed_secret_context(
-        federation=federation, maker=maker, signing_key=maker_key, include_secret_key=True
-    )
-    signed_public = made.signed_public_context(
-        federation=federation, maker=maker, signing_key=maker_key
-    )
+    secret_path, public_path = keys / "he-secret-context.bin", keys / "he-public-context.bin"
+    signed_secret, signed_public = read_private(secret_path), read_private(public_path)
+    made: SecretContext | None = None
+    if signed_secret is None or signed_public is None:
+        maker_key = SigningKey.from_private_bytes(signing_keys[maker])
+        made = SecretContext.generate(preset_by_name(preset_name))
+        signed_secret = made.signed_secret_context(
+            federation=federation, maker=maker, signing_key=maker_key, include_secret_key=True
+        )
+        signed_public = made.signed_public_context(
+            federation=federation, maker=maker, signing_key=maker_key
+        )
+        private_dir(keys)
+        write_private(secret_path, signed_secret)
+        write_private(public_path, signed_public)
     secrets = {
         name: made
-        if name == maker
+        if name == maker and made is not None
         else SecretContext.from_signed(
             signed_secret, roster=roster, federation=federation, maker=maker
         )

@@ -9,7 +9,6 @@ federated model, on its own validation data.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -28,12 +27,12 @@ from securefl.config import (
 from securefl.data.federations import FederatedData, SiteData
 from securefl.dp import check_delta, make_private
 from securefl.errors import ConfigError
-from securefl.params import load_vector_into, model_vector, save_params
-from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
+from securefl.params import load_vector_into, model_vector
 from securefl.runtime.server import ServerDriver
 from securefl.runtime.site import Site
 from securefl.simulation.federation import LocalFederation
 from securefl.simulation.modes import check_dropouts
+from securefl.simulation.run_folder import write_outputs, write_server_log
 from securefl.simulation.trainer import (
     accuracy,
     default_model,
@@ -83,6 +82,8 @@ class SimulationResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     rounds_completed: int = 0
     halted: str = ""
+    interrupted: str = ""
+    """Why the run stopped before it ended (Ctrl-C, an error); "" when it ended."""
 
     @property
     def trained(self) -> bool:
@@ -97,6 +98,7 @@ class SimulationResult:
             "rounds_completed": self.rounds_completed,
             "finish_reason": self.finish_reason,
             "halted": self.halted or None,
+            "interrupted": self.interrupted or None,
             "global": {"accuracy": _finite_or_none(self.global_accuracy)},
             "sites": [
                 {
@@ -237,30 +239,84 @@ def run_simulation(
 
     try:
         run = fed.run(train_site, on_progress=on_progress)
-    finally:  # also after a site error: the records written so far stay auditable
-        _write_server_log(fed, fed.driver)
-    driver = run.driver
-    trained = driver.completed_rounds > 0
-    final_model: torch.nn.Module | None = None
-    if trained:  # an untrained model is never reported as the federation's
-        final = driver.model.plaintext()
-        if final is None:  # he mode: the server cannot read it; every site holds it
-            final = next(s.final_params for s in fed.sites.values() if s.final_params is not None)
-        final_model = default_model(data.num_features, num_classes)
-        load_vector_into(final_model, final, fed.spec)
+    except BaseException as exc:
+        # Ctrl-C or an error: keep what was completed. The round log stays open (no
+        # closing line): the run did not end, and an audit says so (--still-running warns)
+        write_server_log(fed, closed=False)
+        if out is not None:
+            why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            try:
+                model = _model_so_far(fed, data, num_classes)
+                partial = _result(fed, data, config, model, fed.endings, interrupted=why)
+                vector = model_vector(model, fed.spec) if model else None
+                write_outputs(out, partial.summary(), vector, fed.spec)
+            except Exception as failed:  # the first error is the one to report
+                exc.add_note(f"what completed could not be written to {out}: {failed!r}")
+        raise
+    write_server_log(fed, closed=True)
+    final_model = _model_so_far(fed, data, num_classes)
     test = (data.x_test, data.y_test) if data.x_test is not None else None
     outcomes = [
         _outcome(fed, run.endings, s, final_model, test, num_classes, seed) for s in data.sites
     ]
-    result = SimulationResult(
+    result = _result(fed, data, config, final_model, run.endings, outcomes=outcomes)
+    if out is not None:
+        write_outputs(
+            out,
+            result.summary(),
+            model_vector(final_model, fed.spec) if final_model else None,
+            fed.spec,
+        )
+    fed.close()  # without ``out``: the temporary records and ledgers go
+    return result
+
+
+def _model_so_far(
+    fed: LocalFederation, data: FederatedData, num_classes: int
+) -> torch.nn.Module | None:
+    """The federation's model after the rounds completed so far; ``None`` before any.
+
+    An untrained model is never reported as the federation's. In he mode the
+    server cannot read the model: it is the one every site decrypted at the
+    end, so an he run stopped before its end has none to report.
+    """
+    driver = fed.driver
+    if driver.completed_rounds == 0:
+        return None
+    final = driver.model.plaintext()
+    if final is None:
+        final = next(
+            (s.final_params for s in fed.sites.values() if s.final_params is not None), None
+        )
+    if final is None:
+        return None
+    model = default_model(data.num_features, num_classes)
+    load_vector_into(model, final, fed.spec)
+    return model
+
+
+def _result(
+    fed: LocalFederation,
+    data: FederatedData,
+    config: FederationConfig,
+    model: torch.nn.Module | None,
+    endings: Mapping[str, str],
+    *,
+    outcomes: list[SiteOutcome] | None = None,
+    interrupted: str = "",
+) -> SimulationResult:
+    """What the run produced; without ``outcomes`` (a stopped run) no counterfactual is trained."""
+    driver = fed.driver
+    if outcomes is None:
+        outcomes = [_spent_so_far(fed, endings, s, model) for s in data.sites]
+    return SimulationResult(
         secure=config.secure,
         rounds=driver.current_round,
         rounds_completed=driver.completed_rounds,
         finish_reason=driver.finish_reason,
         halted=driver.halted,
-        global_accuracy=(
-            _global_accuracy(data, final_model, outcomes) if final_model else float("nan")
-        ),
+        interrupted=interrupted,
+        global_accuracy=_global_accuracy(data, model, outcomes) if model else float("nan"),
         sites=outcomes,
         history=[
             {
@@ -273,53 +329,6 @@ def run_simulation(
             }
             for h in driver.history
         ],
-    )
-    if out is not None:
-        if final_model is not None:
-            vector = model_vector(final_model, fed.spec)
-            save_params(out / "global_model.safetensors", vector, fed.spec)
-        (out / "summary.json").write_text(
-            json.dumps(result.summary(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
-        )
-    fed.close()  # without ``out``: the temporary records and ledgers go
-    return result
-
-
-def _write_server_log(fed: LocalFederation, driver: ServerDriver) -> None:
-    """The server's signed round log, next to the records and the roster."""
-    writer = ServerLogWriter(
-        fed.workdir / SERVER_LOG_NAME, federation=fed.federation, signing_key=fed.server_key
-    )
-    policy = dp_policy(
-        epsilon=fed.dp.epsilon,
-        delta=fed.dp.delta,
-        accountant=fed.dp.accountant,
-        local_epochs=fed.train.local_epochs,
-        max_grad_norm=fed.dp.max_grad_norm,
-        batch_size=fed.dp.batch_size,  # the built-in trainer's loaders use it
-        noise_multiplier=fed.dp.noise_multiplier,  # None: each site calibrates its own
-        max_rounds=fed.rounds.max_rounds,
-    )
-    for h in driver.history:
-        writer.append(
-            round_id=h.round,
-            status=h.status,
-            cohort=h.cohort,
-            survivors=h.survivors,
-            submitted=h.submitted,
-            model_hash=h.model_hash,
-            max_weight=h.max_weight,
-            min_sites=h.min_sites,
-            config=h.config,
-            dp=policy,
-            reason=h.reason,
-        )
-    # the closing line: no round after these ran (an audit fails a log without it)
-    writer.close(
-        reason=driver.halted or driver.finish_reason or "the run ended",
-        max_weight=driver.max_weight,
-        min_sites=fed.rounds.min_sites,
-        dp=policy,
     )
 
 
@@ -354,6 +363,29 @@ def _outcome(
         ),
         local_only_test_accuracy=local_test,
         rounds_trained=rounds,
+        error=endings.get(data.name, ""),
+    )
+
+
+def _spent_so_far(
+    fed: LocalFederation,
+    endings: Mapping[str, str],
+    data: SiteData,
+    model: torch.nn.Module | None,
+) -> SiteOutcome:
+    """One site's spend and rounds so far (a stopped run: no local-only model is trained)."""
+    site = fed.sites[data.name]
+    nan = float("nan")
+    return SiteOutcome(
+        name=data.name,
+        num_examples=data.num_examples,
+        epsilon=site.ledger.spent(),
+        epsilon_budget=fed.dp.epsilon,
+        delta=fed.dp.delta,
+        noise_multiplier=site.noise_multiplier or 0.0,
+        local_only_accuracy=nan,
+        federated_accuracy=accuracy(model, data.x_val, data.y_val) if model else nan,
+        rounds_trained=len(site.history),
         error=endings.get(data.name, ""),
     )
 

@@ -9,14 +9,19 @@ is what uvicorn serves (docs/transport.md describes the HTTP API):
   leaf with clientAuth); the body limit is enforced before the body is read;
   the frame is decoded strictly, its ``sender`` must be the TLS name, its
   signature must verify under that site's roster key, its id must be new (or
-  a byte-identical retry), and its round and stage must be the ones the
-  driver is in. Only then does the envelope reach the driver.
+  a byte-identical retry, answered 200 and not delivered again), and its
+  round and stage must be the ones the driver is in. Only then does the
+  envelope reach the driver.
 - ``GET /v1/receive?after=SEQ&wait=S``: the site's outbox (messages the
   driver sent it, each sealed with the server's identity key), long-polled.
 - ``GET /status`` (JSON) and ``GET /`` (HTML): roster certificates, or the
   bearer token.
 
 Sites connect outbound only; the server never dials a site.
+
+Envelope ids are remembered while a retry can still come, within a bound;
+a site that stops polling is taken for gone when the driver next sends it
+something (:mod:`securefl.transport._sites` says how and why).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import hashlib
 import hmac
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
@@ -40,6 +46,7 @@ from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
 from securefl.runtime.messages import BYE, HELLO, REPORT
 from securefl.transport._outbox import Outbox
+from securefl.transport._sites import Liveness, SeenIds
 from securefl.transport._status import StatusBoard, status_html
 from securefl.transport._tls import (
     PEER_CERT_KEY,
@@ -58,6 +65,8 @@ from securefl.transport.signed import (
 from securefl.wire import SERVER, Envelope, EnvelopeHeader, bin_header
 
 __all__ = [
+    "LIVENESS",
+    "MAX_IDS_PER_SITE",
     "MAX_WAIT",
     "HttpsServerTransport",
     "RunningServer",
@@ -68,6 +77,10 @@ __all__ = [
 
 #: The longest a ``GET /v1/receive`` may hold the connection open.
 MAX_WAIT = 30.0
+#: Seconds without an open poll or any request after which a site is taken for gone.
+LIVENESS = 2 * MAX_WAIT
+#: Envelope ids remembered per site (oldest forgotten first); an honest site sends a few a round.
+MAX_IDS_PER_SITE = 256
 #: Bytes per model value a site's largest message may carry, by mode (he: pass your own).
 BYTES_PER_VALUE = {"plain": 4.0, "mask": 4.0}
 
@@ -169,7 +182,12 @@ class HttpsServerTransport(Transport):
         max_body: int,
         status_token: str | None = None,
         gate: Callable[[EnvelopeHeader], str | None] | None = None,
+        liveness: float = LIVENESS,
+        max_ids_per_site: int = MAX_IDS_PER_SITE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if liveness <= 0 or max_ids_per_site < 1:
+            raise TransportError("liveness must be positive and max_ids_per_site at least 1")
         self.name = SERVER
         self.federation = federation
         self._key = signing_key
@@ -180,8 +198,8 @@ class HttpsServerTransport(Transport):
         self._gate = gate
         self._inbound: queue.Queue[Envelope] = queue.Queue()
         self._outboxes = {site: Outbox() for site in self._site_keys}
-        self._seen: dict[tuple[str, bytes], bytes] = {}
-        self._seen_lock = threading.Lock()
+        self._seen = SeenIds(max_ids_per_site)
+        self.liveness = Liveness(liveness, clock)
         self._decode_lock = threading.Lock()  # one large body decoded at a time
         #: each site's ``/v1/send`` being read or decoded (touched on the event loop only)
         self._reading: dict[str, asyncio.Task[Any]] = {}
@@ -216,9 +234,21 @@ class HttpsServerTransport(Transport):
         outbox = self._outboxes.get(envelope.receiver)
         if outbox is None:
             raise TransportError(f"{envelope.receiver!r} is not a site on the roster")
+        self._seen.round_started(envelope.round)
         key = hashlib.sha256(envelope_message(envelope, bytes(ID_LEN))).digest()
         if outbox.put(key, lambda: seal(envelope, self._key)):
             self.status.sent(envelope)
+        silent = self.liveness.silent_for(envelope.receiver)
+        if silent is not None:  # queued all the same, in case it comes back
+            raise TransportError(
+                f"{envelope.receiver} has had no poll open for {silent:.0f} s (liveness "
+                f"{self.liveness.interval:g} s): taken for gone until it says hello again"
+            )
+
+    @property
+    def seen_ids(self) -> int:
+        """How many envelope ids the server remembers now (all sites)."""
+        return len(self._seen)
 
     def receive(self, timeout: float | None = None) -> Envelope | None:
         if self._closed:
@@ -252,6 +282,7 @@ class HttpsServerTransport(Transport):
         except PeerRefused as exc:
             raise _Refusal(403, str(exc)) from None
         self.status.seen(site)
+        self.liveness.heard(site)
         return site
 
     async def _send_endpoint(self, request: Request) -> Response:
@@ -339,8 +370,7 @@ class HttpsServerTransport(Transport):
                 frame = read_frame(box.pop(), max_bytes=self.max_body)
             except WireError as exc:
                 raise _Refusal(400, f"malformed envelope: {exc}") from None
-            with self._seen_lock:
-                seen = self._seen.get((site, frame.id))
+            seen = self._seen.digest(site, frame.id)
             if seen is not None:
                 if seen == frame.digest:
                     return 200
@@ -361,8 +391,8 @@ class HttpsServerTransport(Transport):
                 raise _Refusal(400, f"malformed envelope: {exc}") from None
             except IntegrityError:
                 raise _Refusal(401, "signature does not verify under the roster key") from None
-            with self._seen_lock:  # under the decode lock: no concurrent retry slips between
-                self._seen[(site, frame.id)] = frame.digest
+            # under the decode lock: no concurrent retry slips between
+            self._seen.add(site, frame.id, frame.digest)
         self.status.admitted(sealed.envelope)
         self._inbound.put(sealed.envelope)
         return 202
@@ -389,9 +419,13 @@ class HttpsServerTransport(Transport):
         if self._closed:
             messages = outbox.after(after)
         else:
-            messages = await outbox.wait(
-                after, wait, current=lambda: self._polls[site] == ticket and not self._closed
-            )
+            self.liveness.poll_opened(site)
+            try:
+                messages = await outbox.wait(
+                    after, wait, current=lambda: self._polls[site] == ticket and not self._closed
+                )
+            finally:
+                self.liveness.poll_closed(site)
         if not messages or self._polls[site] != ticket:
             return Response(status_code=204)
         if wait:  # the site may have been revoked while it waited: check again before handing out

@@ -131,7 +131,7 @@ def test_own_csv_federation_runs_and_writes_summary(tmp_path):
     assert [s["name"] for s in summary["sites"]] == ["ward", "icu", "er"]
     assert (out / "records" / "ward.jsonl").exists() and (out / "roster.json").exists()
     again = _invoke("simulate", "--rounds", "1", *own_data)
-    assert again.exit_code == 2 and "already holds a simulation" in again.output
+    assert again.exit_code == 2 and "already holds a finished simulation" in again.output
 
 
 def test_default_simulate_json_matches_the_documented_shape(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,16 @@ def test_sixteen_bit_ring_travels_as_2_bytes(tmp_path: Path) -> None:
     assert all(len(p["y"]) == 2 * (D + 1) for p in payloads)
 
 
-def test_garbage_and_repeated_messages_drop_the_sender(fed: Federation) -> None:
+def test_garbage_and_changed_repeated_messages_drop_the_sender(fed: Federation) -> None:
     ctx = fed.ctx(1, D)
     server, sites = fed.server(ctx), fed.sites(ctx)
     updates = random_updates(fed.names, D)
     env = sites["site-00"].submit(updates["site-00"], 1.0)[0]
     server.handle(env)
-    server.handle(env)  # the same advert twice
+    assert server.handle(env) == []  # the same advert twice: a retry, acknowledged
+    assert "site-00" not in server.rejected
+    changed = dataclasses.replace(env, payload=env.payload[:-1] + bytes([env.payload[-1] ^ 1]))
+    server.handle(changed)  # a second advert with other bytes
     assert "site-00" in server.rejected
     server.handle(_env(m.ADVERTISE, "site-01", payload=b"\xc1garbage"))
     assert "site-01" in server.rejected

@@ -1,0 +1,178 @@
+"""A simulation's run folder (``simulate --out DIR``): what it holds and who may read it.
+
+A run folder holds the audit set (``records/``, ``roster.json``,
+``server_log.jsonl``), the sites' state (``state/``: privacy ledgers, mask
+round logs), ``summary.json``, the model, and ``keys/``: what continuing
+the run needs and nothing else has: each site's Ed25519 identity key (its
+records are signed with it and chain on only under the same key), the
+server's (it signs the round log), and in ``he`` mode the keymaker's signed
+secret context (every site decrypts with it). ``keys/`` and ``state/`` are
+owner-only (0700), every key file 0600, whatever the umask: the identity
+keys sign privacy records, and the secret context decrypts every aggregate.
+
+An earlier run in the folder is never overwritten: its ledgers already
+charged the rounds it ran ("round 1 is already in the ledger" is what a
+second run would meet halfway), so :func:`refuse_earlier_run` stops a new
+run before anything is read or trained, in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from securefl.errors import ConfigError
+from securefl.params import ParamSpec, save_params
+from securefl.provision.pki import load_private_key, write_private_key
+from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from securefl.simulation.federation import LocalFederation
+
+__all__ = [
+    "KEYS_DIR",
+    "earlier_run",
+    "identity_keys",
+    "private_dir",
+    "read_private",
+    "refuse_earlier_run",
+    "write_outputs",
+    "write_private",
+    "write_server_log",
+]
+
+KEYS_DIR = "keys"
+#: what a run writes into its folder; any of them means the folder holds a run
+_RUN_FILES = ("summary.json", "server_log.jsonl", "roster.json", "records", "state", KEYS_DIR)
+
+
+def earlier_run(out: Path) -> str | None:
+    """What earlier run ``out`` holds, in words, or ``None`` when it holds none."""
+    if not any((out / name).exists() for name in _RUN_FILES):
+        return None
+    try:
+        summary: dict[str, Any] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "an interrupted simulation"
+    done = summary.get("rounds_completed")
+    if summary.get("interrupted"):
+        return f"an interrupted simulation ({done} round(s) completed)"
+    return f"a finished simulation ({done} round(s) completed)"
+
+
+def refuse_earlier_run(out: Path) -> None:
+    """Raise one clear line when ``out`` already holds a run (its ledgers charged its rounds)."""
+    found = earlier_run(out)
+    if found is not None:
+        raise ConfigError(
+            f"--out {out} already holds {found}, whose privacy spend is recorded there; "
+            "pick a new --out (the earlier run stays as it is)"
+        )
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner may enter (0700), made if missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # an existing folder, or a umask that narrowed the mode
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file only its owner may read (0600 from creation on)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
+
+
+def read_private(path: Path) -> bytes | None:
+    """The bytes of a key file, or ``None`` when there is none yet."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def identity_keys(folder: Path, names: Iterable[str]) -> dict[str, Ed25519PrivateKey]:
+    """Each party's Ed25519 identity key from ``folder/NAME.identity.pem``; made if missing."""
+    keys = private_dir(folder)
+    out: dict[str, Ed25519PrivateKey] = {}
+    for name in names:
+        path = keys / f"{name}.identity.pem"
+        if path.exists():
+            key = load_private_key(path)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ConfigError(f"{path} is not an Ed25519 identity key")
+        else:
+            key = Ed25519PrivateKey.generate()
+            write_private_key(path, key)
+        out[name] = key
+    return out
+
+
+def write_outputs(
+    out: Path,
+    summary: dict[str, Any],
+    model: npt.NDArray[np.float32] | None,
+    spec: ParamSpec,
+) -> None:
+    """``summary.json`` and, once a round completed, the model (safetensors)."""
+    if model is not None:
+        save_params(out / "global_model.safetensors", model, spec)
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+
+
+def write_server_log(fed: LocalFederation, *, closed: bool) -> None:
+    """The server's signed round log, next to the records and the roster.
+
+    ``closed``: sign the closing line (the run ended); a run that was stopped
+    leaves its log open, as a server's log is while its federation runs.
+    """
+    driver = fed.driver
+    writer = ServerLogWriter(
+        fed.workdir / SERVER_LOG_NAME, federation=fed.federation, signing_key=fed.server_key
+    )
+    policy = dp_policy(
+        epsilon=fed.dp.epsilon,
+        delta=fed.dp.delta,
+        accountant=fed.dp.accountant,
+        local_epochs=fed.train.local_epochs,
+        max_grad_norm=fed.dp.max_grad_norm,
+        batch_size=fed.dp.batch_size,  # the built-in trainer's loaders use it
+        noise_multiplier=fed.dp.noise_multiplier,  # None: each site calibrates its own
+        max_rounds=fed.rounds.max_rounds,
+    )
+    for h in driver.history:
+        writer.append(
+            round_id=h.round,
+            status=h.status,
+            cohort=h.cohort,
+            survivors=h.survivors,
+            submitted=h.submitted,
+            model_hash=h.model_hash,
+            max_weight=h.max_weight,
+            min_sites=h.min_sites,
+            config=h.config,
+            dp=policy,
+            reason=h.reason,
+        )
+    if not closed:
+        return
+    # the closing line: no round after these ran (an audit fails a log without it)
+    writer.close(
+        reason=driver.halted or driver.finish_reason or "the run ended",
+        max_weight=driver.max_weight,
+        min_sites=fed.rounds.min_sites,
+        dp=policy,
+    )
