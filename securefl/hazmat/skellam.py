@@ -129,11 +129,16 @@ class _Table:
         return self.table_total + self.right[1] + (self.left[1] if self.left else 0)
 
 
+def _window(mode: int) -> int:
+    """Half-width W of the table around the mode: 7·sqrt(λ) + 16 (tails ~e^-24 of the mass)."""
+    return 7 * math.isqrt(mode + 1) + 16
+
+
 @functools.lru_cache(maxsize=8)
 def _build(lam: Fraction) -> _Table:
     a, b = lam.numerator, lam.denominator
     m = a // b
-    width = 7 * math.isqrt(m + 1) + 16
+    width = _window(m)
     lo_k, hi_k = max(0, m - width), m + width
     size = hi_k - lo_k + 1
     lows, highs = [0] * size, [0] * size
