@@ -45,9 +45,12 @@ def discrete_fit(x: npt.NDArray[np.int64], dist: object, min_expected: float = 2
     ks = np.arange(lo, hi + 1)
     shifted = (np.clip(x, lo - 1, hi + 1) - (lo - 1)).astype(np.int64)
     counts = np.bincount(shifted, minlength=ks.size + 2)
-    expected = np.concatenate(
-        [[dist.cdf(lo - 1)], dist.pmf(ks), [dist.sf(hi)]]  # type: ignore[attr-defined]
-    ) * x.size
+    expected = (
+        np.concatenate(
+            [[dist.cdf(lo - 1)], dist.pmf(ks), [dist.sf(hi)]]  # type: ignore[attr-defined]
+        )
+        * x.size
+    )
     obs_p, exp_p, acc_o, acc_e = [], [], 0.0, 0.0
     for o, e in zip(counts, expected, strict=True):
         acc_o, acc_e = acc_o + o, acc_e + e
