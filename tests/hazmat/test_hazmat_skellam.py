@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -161,16 +162,31 @@ def test_the_tails_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_exact_slow_acceptance_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every table proposal made undecided: all acceptances go through the lazy exact compare."""
+    """A flat proposal (every w_k = 2^40) with every acceptance left undecided by the fast
+    thresholds: the exact lazy comparison alone must turn it into Poisson, accepting k with
+    probability r(k)."""
     real = sk._build.__wrapped__
 
-    def undecided(lam: Fraction) -> sk._Table:
+    def flat(lam: Fraction) -> sk._Table:
         t = real(lam)
-        zeros = np.zeros_like(t.thr_lo)
-        return dataclasses.replace(t, thr_lo=zeros, thr_hi=np.full_like(t.thr_hi, 2**64 - 1))
+        w = 1 << 40
+        size = len(t.weights)
+        rho, _ = t.right
+        left = None
+        if t.left is not None:
+            left = (t.left[0], math.ceil(w * t.left[0] / (1 - t.left[0])))
+        return dataclasses.replace(
+            t,
+            weights=(w,) * size,
+            cum=np.cumsum(np.full(size, w, dtype=np.uint64), dtype=np.uint64),
+            thr_lo=np.zeros(size, dtype=np.uint64),
+            thr_hi=np.full(size, 2**64 - 1, dtype=np.uint64),
+            right=(rho, math.ceil(w * rho / (1 - rho))),
+            left=left,
+        )
 
-    monkeypatch.setattr(sk, "_build", undecided)
-    x = poisson(KeystreamRng(key("slow")), 20_000, Fraction(9, 2))
+    monkeypatch.setattr(sk, "_build", flat)
+    x = poisson(KeystreamRng(key("slow")), 5_000, Fraction(9, 2))
     assert poisson_fit(x, 4.5) > SIGNIFICANCE
 
 
