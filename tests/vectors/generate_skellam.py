@@ -165,6 +165,11 @@ def main() -> None:
         "rounding": [
             rounding_case("round/mixed", [0.0, 0.5, -0.5, 1.25, -3.75, 1e-30, 2.0**-60, 7.0], 4.0),
             rounding_case("round/scale", [0.1, -0.1, 0.3333, -12.5], 2.0**10),
+            rounding_case(
+                "round/tiny-negative",
+                [-1e-30, -(2.0**-60), -2.77555756e-17, -(2.0**-64), -(2.0**-70), -0.75, -3.0],
+                1.0,
+            ),
         ],
         "must_fail": {
             "poisson_mean": [0, -1, [1, 2**33], 2**53, "1.5", True],
