@@ -22,9 +22,11 @@ the sensitivities the accountant needs.
 The probability of rounding up is floor(frac·2^64)/2^64, within 2^-64 below
 frac (a bias below 2^-64 per coordinate; it does not enter the sensitivity).
 Every float step is exact: s is a power of two, so s·S is exact in float64
-(no underflow at these magnitudes), frac(x) = x - floor(x) is exact, and so is
-frac·2^64. What the bound assumes of the caller is that S itself is a sum of
-vectors of norm at most C (the docs say how the integration keeps it so).
+(no underflow at these magnitudes); x - trunc(x) is exact, and the threshold
+floor(frac(x)·2^64) is formed from it in integers (1 + a tiny negative part
+is not representable in float64, so frac(x) is never formed as a float).
+What the bound assumes of the caller is that S itself is a sum of vectors of
+norm at most C (the docs say how the integration keeps it so).
 """
 
 from __future__ import annotations
@@ -111,8 +113,15 @@ def randomized_round(
                 f"the scaled sum reaches {max(-lo, hi):.3g}, above 2^52; lower the scale"
             )
     rng = KeystreamRng() if rng is None else rng
-    base = np.floor(x)
-    frac = x - base  # exact in float64
-    threshold = np.floor(frac * _TWO64).astype(np.uint64)  # < 2^64: frac < 1
+    whole = np.trunc(x)
+    part = x - whole  # exact: the low bits of x's own mantissa, with x's sign
+    negative = part < 0
+    # frac(x) = part for part >= 0, 1 + part for part < 0; 1 + part is *not* exact
+    # in float64 (x = -1e-30), so the threshold floor(frac·2^64) is formed in
+    # integers: 2^64 + floor(part·2^64), as uint64 arithmetic modulo 2^64.
+    scaled = np.floor(part * _TWO64)  # exact and integer-valued; in (-2^64, 2^64)
+    magnitude = np.abs(scaled).astype(np.uint64)  # < 2^64 since |part| < 1
+    threshold = np.where(negative, np.uint64(0) - magnitude, magnitude)
     up = rng.words(x.size) < threshold
-    return base.astype(np.int64) + up.astype(np.int64)
+    base = whole.astype(np.int64) - negative.astype(np.int64)
+    return base + up.astype(np.int64)
