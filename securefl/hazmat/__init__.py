@@ -13,8 +13,9 @@ Modules: :mod:`.keys` (X25519 + HKDF), :mod:`.aead` (AES-256-GCM),
 :mod:`.sign` (Ed25519), :mod:`.shamir` (Shamir over GF(2**521 - 1)),
 :mod:`.prg` (AES-CTR mask expansion), :mod:`.quantize` (fixed point in
 Z_2^bits), :mod:`.dgauss` (exact discrete Gaussian and Bernoulli sampling
-from AES-CTR, for DP noise and Poisson sampling). This package imports nothing from securefl except
-:mod:`securefl.errors`.
+from AES-CTR, for DP noise and Poisson sampling), :mod:`.skellam` (exact
+Poisson and Skellam noise from AES-CTR, for distributed DP). This package
+imports nothing from securefl except :mod:`securefl.errors`.
 """
 
 from __future__ import annotations

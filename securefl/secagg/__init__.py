@@ -6,7 +6,9 @@ the masks of sites that drop out, and only those. A consistency round of
 signatures, with a threshold sized for a cheating server plus colluding sites,
 stops a server from showing different survivor lists to different sites; key
 adverts sign the round start each site received, so no site can be given a
-different model or settings unnoticed. Protocol, stages and benchmarks:
+different model or settings unnoticed. The integer path
+(:class:`IntegerMaskSite`, :class:`IntegerMaskServer`) carries distributed-DP
+vectors: no weight slot, no clip, a ring from the ring plan. Protocol, stages and benchmarks:
 ``docs/mask.md``; what is and is not guaranteed: ``threat_models/mask.md``.
 """
 
@@ -18,6 +20,14 @@ from securefl.secagg._config import (
     colluders_tolerated,
     dropouts_tolerated,
     max_missing,
+)
+from securefl.secagg._integer import (
+    IntegerMaskServer,
+    IntegerMaskServerMode,
+    IntegerMaskSite,
+    IntegerMaskSiteMode,
+    IntegerRing,
+    IntegerSum,
 )
 from securefl.secagg._messages import (
     ADVERTISE,
@@ -40,8 +50,15 @@ REQUEST_STAGES = (SHARE_REQUEST, MASKED_INPUT_REQUEST, CONSISTENCY_REQUEST, UNMA
 """Server-to-site stage names."""
 
 __all__ = [
+    "MASKED_INPUT",
     "REQUEST_STAGES",
     "STAGES",
+    "IntegerMaskServer",
+    "IntegerMaskServerMode",
+    "IntegerMaskSite",
+    "IntegerMaskSiteMode",
+    "IntegerRing",
+    "IntegerSum",
     "MaskConfig",
     "MaskPlan",
     "MaskServer",

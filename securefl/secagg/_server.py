@@ -85,8 +85,8 @@ class MaskServer(ServerAggregator):
         self._adverts: dict[str, dict[str, bytes]] = {}
         self._shares: dict[str, dict[str, bytes]] = {}
         self._inputs: list[str] = []
-        self._total = np.zeros(ctx.dimension + 1, dtype=np.uint32)
-        self._scratch = np.empty(ctx.dimension + 1, dtype=np.uint32)  # one decoded input
+        self._total = np.zeros(self._slots(), dtype=np.uint32)
+        self._scratch = np.empty(self._slots(), dtype=np.uint32)  # one decoded input
         self._sigs: dict[str, bytes] = {}
         self._unmask: dict[str, dict[str, dict[str, bytes]]] = {}
         self._result: AggregateResult | None = None
@@ -116,6 +116,10 @@ class MaskServer(ServerAggregator):
                 lambda: self._sigs, lambda: self._unmask, self._accept_unmask, self._finish
             ),
         }
+
+    def _slots(self) -> int:
+        """Ring values per masked input: the weight slot and the update."""
+        return self._ctx.dimension + 1
 
     # -- the seam ---------------------------------------------------------------
 
@@ -255,7 +259,7 @@ class MaskServer(ServerAggregator):
         self._shares[sender] = body["shares"]
 
     def _accept_input(self, sender: str, body: dict[str, Any]) -> None:
-        bits, n = self._plan.quant.bits, self._ctx.dimension + 1
+        bits, n = self._plan.quant.bits, self._slots()
         if body["bits"] != bits or body["n"] != n:
             raise ProtocolError(f"masked input must be {n} values in Z_2^{bits}")
         # Decoded and range-checked in full before anything touches the total,
@@ -368,8 +372,12 @@ class MaskServer(ServerAggregator):
             for u in sorted(plan.neighbours(v) & set(u3)):
                 seed = pair_seed(kp, self._adverts[u]["s_pk"], ctx, v, u)
                 masks.append((seed, -mask_sign(u, v)))
-        quant = plan.quant
-        prg.add_masks(total, masks, bits=quant.bits)  # one cache-friendly pass
+        prg.add_masks(total, masks, bits=plan.quant.bits)  # one cache-friendly pass
+        return self._conclude(total, u3)
+
+    def _conclude(self, total: npt.NDArray[np.uint32], u3: list[str]) -> list[Envelope]:
+        """Decode the unmasked ring sum, check it is feasible, and publish the result."""
+        ctx, quant = self._ctx, self._plan.quant
         try:
             summed: npt.NDArray[np.float64] = dequantize_sum(total, quant, summands=len(u3))
             check_feasible(summed, quant, summands=len(u3))

@@ -116,7 +116,16 @@ class MaskSite(SiteAggregator):
         np.clip(vec, -clip, clip, out=z[1:])  # post-processing of DP output; widens in place
         z[1:] *= frac
         self._log.claim(ctx.federation, ctx.round, ctx.run)  # durable before anything leaves
-        self._x = np.asarray(quantize(z, self._plan.quant), dtype=np.uint32)  # no copy
+        return self._advertise(np.asarray(quantize(z, self._plan.quant), dtype=np.uint32))
+
+    def _advertise(self, x: npt.NDArray[np.uint32]) -> list[Envelope]:
+        """Hold the ring vector ``x``, make this round's keys and send the signed advert.
+
+        Shared by the float path (:meth:`submit`) and the integer path
+        (``securefl.secagg._integer``); the round id is already claimed.
+        """
+        ctx = self._ctx
+        self._x = x
         self._c, self._s = KeyPair.generate(), KeyPair.generate()
         self._b = os.urandom(prg.SEED_LEN)
         c_pk, s_pk = self._c.public_bytes(), self._s.public_bytes()
