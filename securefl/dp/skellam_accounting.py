@@ -60,7 +60,9 @@ from securefl.errors import ConfigError
 __all__ = [
     "MAX_MU",
     "ORDERS",
+    "SkellamGroup",
     "calibrate_skellam_mu",
+    "composed_epsilon",
     "poisson_subsampled_rdp",
     "rdp_to_epsilon",
     "skellam_epsilon",
@@ -86,6 +88,9 @@ ORDERS: tuple[int, ...] = (
 MAX_MU = 1e24
 
 _Floats = NDArray[np.float64]
+
+#: (mu_total, l1_sensitivity, l2_sensitivity, sample_rate, steps) of merged Skellam events.
+SkellamGroup = tuple[float, float, float, float, int]
 
 
 def _positive(name: str, value: object) -> float:
@@ -298,3 +303,46 @@ def calibrate_skellam_mu(
         else:
             lo = mid
     return hi
+
+
+@lru_cache(maxsize=1024)
+def _step_curve(mu: float, l1: float, l2: float, q: float) -> tuple[float, ...]:
+    """One step's subsampled curve at :data:`ORDERS`, cached: a ledger asks again each round."""
+    curve = skellam_subsampled_rdp(
+        ORDERS, mu=mu, l1_sensitivity=l1, l2_sensitivity=l2, sample_rate=q
+    )
+    return tuple(float(x) for x in curve)
+
+
+def composed_epsilon(
+    skellam: Sequence[SkellamGroup],
+    gaussian: Sequence[tuple[float, float, int]] = (),
+    *,
+    delta: float,
+) -> float:
+    """ε of Skellam groups composed with Poisson-subsampled Gaussian ``(σ, q, steps)`` groups.
+
+    RDP adds under composition, so both are evaluated at :data:`ORDERS`: the
+    Skellam curves here, the Gaussian ones with Opacus's ``compute_rdp``
+    (exact at integer orders, Mironov, Talwar, Zhang 2019).
+    """
+    total = np.zeros(len(ORDERS))
+    for mu, l1, l2, q, steps in skellam:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
+        total += steps * np.asarray(_step_curve(mu, l1, l2, q))
+    if gaussian:
+        import warnings
+
+        from opacus.accountants.analysis import rdp as rdp_analysis
+
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            for sigma, q, steps in gaussian:
+                total += np.asarray(
+                    rdp_analysis.compute_rdp(
+                        q=q, noise_multiplier=sigma, steps=steps, orders=list(ORDERS)
+                    ),
+                    dtype=np.float64,
+                )
+    return rdp_to_epsilon(ORDERS, total, delta)
