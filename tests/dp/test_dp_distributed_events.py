@@ -140,3 +140,36 @@ def test_the_ledger_stores_skellam_events_and_refuses_past_the_budget(tmp_path):
     events = reopened.events()
     assert all(isinstance(e, SkellamEvent) for e in events) and len(events) == granted
     assert reopened.spent() <= 1.0 < epsilon([*events, round_event], delta=1e-5)
+
+
+def test_c_colluders_removing_their_own_shares_still_face_the_accounted_noise():
+    """The adversary: c colluding sites know and subtract their shares from the unmasked sum.
+
+    Each of the t sites that survive (the fewest the protocol unmasks) adds the
+    share the event says (variance mu_total / (t - c)); what is left after c
+    shares are removed must carry the variance the central ε was computed for.
+    A share sized for t contributors instead of t - c leaves too little.
+    """
+    import numpy as np
+
+    t, c = 6, 2
+    event = skellam(mu_total=400.0, shares=t - c)
+    share = event.share_event().mu_total
+    rng = np.random.default_rng(0)  # test-only sampling of the known distribution
+    draws = rng.poisson(share / 2, size=(t, 200_000)) - rng.poisson(share / 2, size=(t, 200_000))
+    residual = draws[c:].sum(axis=0)  # the colluders' own shares subtracted exactly
+    assert residual.var() >= 0.98 * event.mu_total
+    too_small = draws[c:].sum(axis=0) * math.sqrt((t - c) / t)  # shares sized for t
+    assert too_small.var() < 0.9 * event.mu_total
+
+
+def test_the_masking_failure_epsilon_bounds_every_coalition_beyond_c():
+    """With k honest shares left (1 <= k <= t - c) the ε lies between the two recorded numbers."""
+    event = skellam(steps=200, shares=4)
+    values = [
+        epsilon([skellam(steps=200, shares=4, mu_total=event.mu_total * k / 4)], delta=1e-5)
+        for k in (1, 2, 3, 4)
+    ]
+    assert values == sorted(values, reverse=True)
+    assert values[0] == epsilon([event.share_event()], delta=1e-5)
+    assert values[-1] == epsilon([event], delta=1e-5)
