@@ -224,7 +224,7 @@ def test_on_a_gaussian_curve_it_bounds_dp_accountings_subsampled_gaussian(sigma,
 @settings(max_examples=15, deadline=None)
 @given(sigma=st.floats(0.7, 8.0), q=st.floats(1e-4, 1e-3), steps=st.integers(1, 300))
 def test_at_small_rates_it_matches_dp_accountings_subsampled_gaussian_closely(sigma, q, steps):
-    """At q <= 1e-3 and up to 300 steps the general bound's ε is within 10 % of the exact one."""
+    """At q <= 1e-3 and up to 300 steps the general bound's ε is within 15 % of the exact one."""
     from dp_accounting.rdp import rdp_privacy_accountant as r
 
     orders = list(range(2, 129))
@@ -232,7 +232,7 @@ def test_at_small_rates_it_matches_dp_accountings_subsampled_gaussian_closely(si
     exact = np.asarray(r._compute_rdp_poisson_subsampled_gaussian(q, sigma, orders))
     eps_ours = rdp_to_epsilon(orders, ours * steps, 1e-5)
     eps_exact = rdp_to_epsilon(orders, exact * steps, 1e-5)
-    assert eps_exact * (1 - 1e-9) <= eps_ours <= eps_exact * 1.10 + 1e-4
+    assert eps_exact * (1 - 1e-9) <= eps_ours <= eps_exact * 1.15 + 1e-4
 
 
 def test_large_orders_and_tiny_rates_stay_finite():
