@@ -266,3 +266,39 @@ def test_calibration_refuses_an_unreachable_target():
             l1_sensitivity=1e6,
             l2_sensitivity=1e6,
         )
+
+
+@pytest.mark.parametrize(
+    ("mu", "shift", "q", "steps"), [(400.0, 5, 0.05, 50), (50.0, 3, 0.1, 20), (1e4, 30, 0.01, 300)]
+)
+def test_epsilon_is_never_below_dp_accountings_pld_of_the_skellam_pmf(mu, shift, q, steps):
+    """A second analysis of the same mechanism: dp-accounting's PLD from the exact pmfs.
+
+    For a shift along one coordinate the Poisson-sampled Skellam mechanism's
+    privacy loss distribution (both neighbouring directions, pessimistic) is
+    computed from the pmfs and composed; the RDP bound's ε must be above it.
+    (Measured: it is 1.6-2.8x above, the price of the general bound.)
+    """
+    from dp_accounting.pld import privacy_loss_distribution as pld
+
+    k = _support(shift, mu)
+    log_q = _logpmf(k, mu)
+    log_mix = np.logaddexp(math.log1p(-q) + log_q, math.log(q) + _logpmf(k - shift, mu))
+    ok = np.isfinite(log_q) & np.isfinite(log_mix)
+    dist = pld.from_two_probability_mass_functions(
+        {int(o): float(v) for o, v in zip(k[ok], log_q[ok], strict=True)},
+        {int(o): float(v) for o, v in zip(k[ok], log_mix[ok], strict=True)},
+        pessimistic_estimate=True,
+        value_discretization_interval=1e-4,
+        symmetric=False,
+    )
+    exact = dist.self_compose(steps).get_epsilon_for_delta(1e-5)
+    bound = skellam_epsilon(
+        mu=mu,
+        l1_sensitivity=float(shift),
+        l2_sensitivity=float(shift),
+        sample_rate=q,
+        steps=steps,
+        delta=1e-5,
+    )
+    assert exact <= bound
