@@ -271,21 +271,23 @@ def calibrate_skellam_mu(
     """
     target = _positive("target_epsilon", target_epsilon)
     check_delta(delta)
-    if not 0.0 < tolerance < 1.0:
+    l1 = _positive("l1_sensitivity", l1_sensitivity)
+    l2 = _positive("l2_sensitivity", l2_sensitivity)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, float) or not 0 < tolerance < 1:
         raise ConfigError(f"tolerance must be in (0, 1), got {tolerance!r}")
 
     def eps(mu: float) -> float:
         return skellam_epsilon(
             mu=mu,
-            l1_sensitivity=l1_sensitivity,
-            l2_sensitivity=l2_sensitivity,
+            l1_sensitivity=l1,
+            l2_sensitivity=l2,
             sample_rate=sample_rate,
             steps=steps,
             delta=delta,
         )
 
     # The Gaussian's variance for a single full-batch release is a natural start.
-    hi = max(l2_sensitivity**2 * 2 * math.log(1.25 / delta) / target**2, 1e-6)
+    hi = max(l2**2 * 2 * math.log(1.25 / delta) / target**2, 1e-6)
     while eps(hi) > target:
         if hi >= MAX_MU:
             raise ConfigError(

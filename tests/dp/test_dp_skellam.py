@@ -302,3 +302,27 @@ def test_epsilon_is_never_below_dp_accountings_pld_of_the_skellam_pmf(mu, shift,
         delta=1e-5,
     )
     assert exact <= bound
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"l2_sensitivity": "100"},
+        {"l1_sensitivity": 0.0},
+        {"tolerance": 0.0},
+        {"tolerance": 1.5},
+        {"target_epsilon": -1.0},
+        {"delta": 1.0},
+    ],
+)
+def test_calibration_refuses_bad_arguments(bad):
+    kw = dict(
+        target_epsilon=1.0,
+        delta=1e-5,
+        sample_rate=0.01,
+        steps=100,
+        l1_sensitivity=300.0,
+        l2_sensitivity=100.0,
+    )
+    with pytest.raises(ConfigError):
+        calibrate_skellam_mu(**{**kw, **bad})
