@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -23,6 +24,8 @@ from securefl.config import ACCOUNTANTS, load_federation
 from securefl.errors import BudgetExhaustedError, ConfigError
 from securefl.reports.plan import (
     FederationPlan,
+    PrivacyModels,
+    compare_privacy_models,
     noise_multipliers,
     plan_federation,
     query_epsilons,
@@ -123,10 +126,28 @@ def _print_plan(result: FederationPlan) -> None:
     help="records at the smallest site: δ must then be below 1/n",
 )
 @click.option("--accountant", default="all", show_default=True, help="rdp, prv, pld or all")
+@click.option(
+    "--privacy",
+    default="local",
+    show_default=True,
+    help="local: DP-SGD at each site; both: local next to distributed (Skellam shares)",
+)
+@click.option("--shares", default="2", show_default=True, help="distributed: t - c honest shares")
+@click.option("--dimension", default=None, help="distributed: number of model parameters d")
+@click.option(
+    "--clip-units",
+    default="1024",
+    show_default=True,
+    help="distributed: the clip norm C in integer units (the scale 1/γ times C)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only")
 @exit_on_error
 def plan(
     *,
+    privacy: str,
+    shares: str,
+    dimension: str | None,
+    clip_units: str,
     fed_toml: Path | None,
     sample_rate: str | None,
     noise_multiplier: str | None,
@@ -147,6 +168,17 @@ def plan(
         "--num-examples": num_examples,
     }
     given = [k for k, v in flags.items() if v is not None]
+    if privacy not in ("local", "both"):
+        raise ConfigError(f"--privacy must be local or both, got {privacy!r}")
+    if privacy == "both":
+        if fed_toml is not None:
+            raise ConfigError("--privacy both answers a flags question; drop FED.toml")
+        models = _compare(flags, accountant, shares, dimension, clip_units)
+        if as_json:
+            sys.stdout.write(json.dumps(json_safe(models.to_dict()), indent=2) + "\n")
+        else:
+            _print_models(models)
+        return
     accountants = _accountants(accountant)
     if fed_toml is not None:
         if given:
@@ -168,6 +200,71 @@ def plan(
         accountants=accountants,
         as_json=as_json,
     )
+
+
+def _int(flag: str, text: str | None) -> int:
+    if text is None:
+        raise ConfigError(f"{flag} is required with --privacy both")
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be an integer, got {text!r}") from None
+
+
+def _compare(
+    flags: Mapping[str, object], accountant: str, shares: str, dimension: str | None, units: str
+) -> PrivacyModels:
+    """Parse the flags of a side-by-side question and answer it."""
+    for flag in ("--sample-rate", "--steps", "--delta"):
+        if flags[flag] is None:
+            raise ConfigError(f"{flag} is required with --privacy both")
+    if accountant == "all":
+        accountant = "prv"
+    text = {k: v if v is None else str(v) for k, v in flags.items()}
+    num = flags["--num-examples"]
+    return compare_privacy_models(
+        sample_rate=_float("--sample-rate", text["--sample-rate"]) or 0.0,
+        steps=_int("--steps", text["--steps"]),
+        delta=_float("--delta", text["--delta"]) or 0.0,
+        shares=_int("--shares", shares),
+        dimension=_int("--dimension", dimension),
+        clip_units=_float("--clip-units", units) or 0.0,
+        noise_multiplier=_float("--noise-multiplier", text["--noise-multiplier"]),
+        target_epsilon=_float("--epsilon", text["--epsilon"]),
+        accountant=accountant,
+        num_examples=num if isinstance(num, int) else None,
+    )
+
+
+def _print_models(m: PrivacyModels) -> None:
+    same = "same noise per site" if m.question == "same_noise" else "same ε"
+    table = new_table(
+        f"Local vs distributed DP, {same} (q = {m.sample_rate:g}, T = {m.steps}, δ = {m.delta:g})",
+        ["", "local DP-SGD", "distributed"],
+        caption=f"σ: noise std / clip norm. distributed: Skellam shares summed by secure "
+        f"aggregation, t - c = {m.shares} honest shares, d = {m.dimension}, C = "
+        f"{m.clip_units:g} integer units (Δ₂ = {m.l2_sensitivity:.6g}); its ε holds while "
+        "secure aggregation holds (at most c colluders)",
+    )
+    table.add_row(
+        "σ added by each site", f"{m.local_noise_multiplier:.4g}", f"{m.share_noise_multiplier:.4g}"
+    )
+    table.add_row(
+        "σ in what the server sees",
+        f"{m.local_noise_multiplier:.4g} (each update)",
+        f"{m.central_noise_multiplier:.4g} (the sum)",
+    )
+    table.add_row(
+        f"ε ({m.accountant} / Skellam RDP)",
+        f"{m.local_epsilon:.4g}",
+        f"{m.distributed_epsilon:.4g}",
+    )
+    table.add_row(
+        "ε if masking fails",
+        f"{m.local_epsilon:.4g} (unchanged)",
+        f"{m.masking_failure_epsilon:.4g} (one share)",
+    )
+    Console().print(table)
 
 
 def _refuse_unfit(result: FederationPlan) -> None:

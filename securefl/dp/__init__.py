@@ -1,6 +1,8 @@
 """Differential privacy at each site: events, accountants, the budget ledger, Opacus.
 
-* :class:`DPEvent` records what was done to a site's data.
+* :class:`DPEvent` records what was done to a site's data; :class:`SkellamEvent`
+  records a round of distributed DP (a share of Skellam noise per site),
+  accounted with :mod:`securefl.dp.skellam_accounting`.
 * :func:`epsilon` / :func:`calibrate_noise` turn events into ε and back;
   :func:`check_delta` refuses a δ that protects no one (δ >= 1/n).
 * :class:`PrivacyLedger` persists events and refuses a round before training
@@ -13,7 +15,7 @@
 
 from securefl.dp.accounting import ACCOUNTANTS, check_delta, epsilon, supports
 from securefl.dp.calibration import calibrate_noise
-from securefl.dp.events import DPEvent
+from securefl.dp.events import DPEvent, SkellamEvent
 from securefl.dp.ledger import LedgerEntry, PrivacyLedger, Reservation
 
 TYPE_CHECKING = False
@@ -39,6 +41,7 @@ __all__ = [
     "PrivacyLedger",
     "PrivateTraining",
     "Reservation",
+    "SkellamEvent",
     "calibrate_noise",
     "check_delta",
     "epsilon",

@@ -26,6 +26,14 @@ interfaces:
     fixed 1e-3 overstated a small ε by up to 23 %. An independent
     implementation, used to cross-check PRV.
 
+Distributed DP (:class:`~securefl.dp.events.SkellamEvent`): no well-kept
+accountant has a Skellam event, so when a composition holds one, every
+accountant name reports the Rényi DP bound of
+:mod:`securefl.dp.skellam_accounting` (the Skellam bound with Zhu & Wang's
+Poisson subsampling, the Gaussian events at the same integer orders). It is
+the only bound that exists for that mechanism; PRV and PLD would need a
+privacy loss distribution for it.
+
 ε is never reported below 0 (an accountant's conversion can return a
 negative number for a large δ; no mechanism is "more than perfectly" private).
 
@@ -52,7 +60,8 @@ import numpy as np
 
 from securefl._quiet import quiet_logger
 from securefl.config import check_delta
-from securefl.dp.events import DPEvent
+from securefl.dp.events import DPEvent, SkellamEvent
+from securefl.dp.skellam_accounting import SkellamGroup, composed_epsilon
 from securefl.errors import ConfigError
 
 __all__ = [
@@ -125,10 +134,33 @@ def epsilon(events: Sequence[DPEvent], *, delta: float, accountant: str = "prv")
             accountant does not support (fail closed rather than guess).
     """
     _check_common(accountant, delta)
-    groups = _groups(events, accountant)
+    distributed = [e for e in events if isinstance(e, SkellamEvent)]
+    groups = _groups((e for e in events if not isinstance(e, SkellamEvent)), accountant)
+    if distributed:
+        return _composed(_skellam_groups(distributed, accountant), groups, float(delta))
     if not groups:
         return 0.0
     return _epsilon_groups(groups, float(delta), accountant)
+
+
+def _skellam_groups(events: list[SkellamEvent], accountant: str) -> tuple[SkellamGroup, ...]:
+    totals: dict[tuple[float, float, float, float], int] = {}
+    for event in events:
+        if not supports(accountant, event):
+            raise ConfigError(
+                f"accountant {accountant!r} cannot bound an event with "
+                f"sampling={event.sampling!r}; only Poisson sampling is accountable"
+            )
+        key = (event.mu_total, event.l1_sensitivity, event.l2_sensitivity, event.sample_rate)
+        totals[key] = totals.get(key, 0) + event.steps
+    return tuple(sorted((*key, n) for key, n in totals.items()))
+
+
+@lru_cache(maxsize=8192)
+def _composed(
+    skellam: tuple[SkellamGroup, ...], gaussian: tuple[_Group, ...], delta: float
+) -> float:
+    return composed_epsilon(skellam, gaussian, delta=delta)
 
 
 @lru_cache(maxsize=8192)

@@ -21,6 +21,19 @@ Two kinds exist:
     record takes part, so ``sample_rate`` must be 1; ``max_grad_norm`` is the
     L2 sensitivity of the released vector, and the noise standard deviation is
     ``noise_multiplier * max_grad_norm``.
+
+``kind="skellam"`` (:class:`SkellamEvent`)
+    Distributed DP: each round one DP-SGD step over the union of the sites'
+    Poisson samples, every site adding a share of Skellam noise to its
+    integer-rounded clipped sum before secure aggregation. The sum the server
+    unmasks carries Skellam noise of total variance ``mu_total`` (integer
+    units) whenever at least ``shares`` honest sites are in it. The event
+    carries the mechanism's own parameters (``mu_total``, the L1 and L2
+    sensitivities in integer units, ``shares`` = t − c) and is accounted with
+    the Skellam RDP bound (:mod:`securefl.dp.skellam_accounting`).
+    ``noise_multiplier`` is √mu_total / l2_sensitivity, the Gaussian-equivalent
+    multiplier, checked on construction, so code that only reads σ still
+    reads the right number.
 """
 
 from __future__ import annotations
@@ -31,10 +44,10 @@ from typing import Any
 
 from securefl.errors import ConfigError
 
-__all__ = ["KINDS", "SAMPLINGS", "DPEvent"]
+__all__ = ["KINDS", "SAMPLINGS", "DPEvent", "SkellamEvent"]
 
 #: Event kinds securefl records.
-KINDS = ("dpsgd", "gaussian")
+KINDS = ("dpsgd", "gaussian", "skellam")
 
 #: Batch sampling schemes that can be *recorded*. Only ``"poisson"`` has an
 #: accountant: an event with ``"shuffle"`` can be written down honestly, but
@@ -105,6 +118,11 @@ class DPEvent:
             raise ConfigError(f"DPEvent.secure_rng must be a bool, got {self.secure_rng!r}")
         if self.kind not in KINDS:
             raise ConfigError(f"DPEvent.kind must be one of {KINDS}, got {self.kind!r}")
+        if (self.kind == "skellam") != isinstance(self, SkellamEvent):
+            raise ConfigError(
+                "DPEvent.kind='skellam' is the distributed mechanism: build it as a "
+                "SkellamEvent, which carries mu_total, the sensitivities and shares"
+            )
         if self.kind == "gaussian" and q != 1.0:
             raise ConfigError(
                 f"DPEvent.sample_rate must be 1 for kind='gaussian' (every record "
@@ -128,6 +146,8 @@ class DPEvent:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"DPEvent.from_dict needs a dict, got {type(data).__name__}")
+        if cls is DPEvent and data.get("kind") == "skellam":
+            return SkellamEvent.from_dict(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -166,3 +186,106 @@ class DPEvent:
         if self.kind == "dpsgd":
             inner = dp_accounting.PoissonSampledDpEvent(self.sample_rate, inner)
         return dp_accounting.SelfComposedDpEvent(inner, self.steps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkellamEvent(DPEvent):
+    """Rounds of the distributed Skellam mechanism, as one site records them.
+
+    Validated on construction like :class:`DPEvent`. Build one with
+    :meth:`create`, which derives ``noise_multiplier``.
+
+    Args:
+        mu_total: variance of the Skellam noise in the unmasked sum, per
+            coordinate, in integer units (> 0).
+        l1_sensitivity: L1 norm bound of one record's effect on the integer
+            vector a site submits (> 0).
+        l2_sensitivity: its L2 norm bound (> 0).
+        shares: t − c, the fewest honest sites whose shares the sum is
+            guaranteed to hold; each site adds variance ``mu_total / shares``.
+        sample_rate, steps, max_grad_norm, sampling, secure_rng: as for
+            :class:`DPEvent` (``max_grad_norm`` is the clip C before scaling).
+    """
+
+    mu_total: float
+    l1_sensitivity: float
+    l2_sensitivity: float
+    shares: int
+    kind: str = "skellam"
+
+    def __post_init__(self) -> None:
+        mu = _finite_float("mu_total", self.mu_total)
+        l1 = _finite_float("l1_sensitivity", self.l1_sensitivity)
+        l2 = _finite_float("l2_sensitivity", self.l2_sensitivity)
+        for name, value in (("mu_total", mu), ("l1_sensitivity", l1), ("l2_sensitivity", l2)):
+            if value <= 0:
+                raise ConfigError(f"DPEvent.{name} must be > 0, got {value}")
+        if isinstance(self.shares, bool) or not isinstance(self.shares, int) or self.shares < 1:
+            raise ConfigError(f"DPEvent.shares must be an integer >= 1, got {self.shares!r}")
+        object.__setattr__(self, "mu_total", mu)
+        object.__setattr__(self, "l1_sensitivity", l1)
+        object.__setattr__(self, "l2_sensitivity", l2)
+        super().__post_init__()
+        derived = math.sqrt(mu) / l2
+        if not math.isclose(self.noise_multiplier, derived, rel_tol=1e-9):
+            raise ConfigError(
+                f"DPEvent.noise_multiplier must be sqrt(mu_total) / l2_sensitivity = "
+                f"{derived!r} for kind='skellam', got {self.noise_multiplier!r}"
+            )
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        mu_total: float,
+        l1_sensitivity: float,
+        l2_sensitivity: float,
+        shares: int,
+        sample_rate: float,
+        steps: int,
+        max_grad_norm: float,
+        secure_rng: bool,
+        sampling: str = "poisson",
+    ) -> SkellamEvent:
+        """A validated event, ``noise_multiplier`` derived from the mechanism's parameters."""
+        mu = _finite_float("mu_total", mu_total)
+        l2 = _finite_float("l2_sensitivity", l2_sensitivity)
+        derived = math.sqrt(mu) / l2 if mu > 0 and l2 > 0 else 1.0  # refused by the constructor
+        return cls(
+            noise_multiplier=derived,
+            mu_total=mu_total,
+            l1_sensitivity=l1_sensitivity,
+            l2_sensitivity=l2_sensitivity,
+            shares=shares,
+            sample_rate=sample_rate,
+            steps=steps,
+            max_grad_norm=max_grad_norm,
+            secure_rng=secure_rng,
+            sampling=sampling,
+        )
+
+    def share_event(self) -> SkellamEvent:
+        """What one site's update alone carries if masking fails: its own share.
+
+        Beyond c colluders the masks come off and a site's update is seen with
+        only the noise it added, variance ``mu_total / shares`` (standard
+        deviation σ/√(t − c)), under the same sensitivities and sampling.
+        """
+        return SkellamEvent.create(
+            mu_total=self.mu_total / self.shares,
+            l1_sensitivity=self.l1_sensitivity,
+            l2_sensitivity=self.l2_sensitivity,
+            shares=1,
+            sample_rate=self.sample_rate,
+            steps=self.steps,
+            max_grad_norm=self.max_grad_norm,
+            secure_rng=self.secure_rng,
+            sampling=self.sampling,
+        )
+
+    def to_dp_accounting(self) -> Any:
+        """dp-accounting has no Skellam event: refused rather than approximated."""
+        raise ConfigError(
+            "dp-accounting has no Skellam event; account kind='skellam' with "
+            "securefl.dp.skellam_accounting (securefl.dp.epsilon does)"
+        )

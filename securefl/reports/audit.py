@@ -31,6 +31,7 @@ from securefl.reports.crosscheck import (
     check_models_agree,
     submitted_rounds,
 )
+from securefl.reports.distributed import check_share_protection
 from securefl.reports.findings import CODES, FAIL, INFO, WARN, Finding
 from securefl.reports.policy import check_policy
 from securefl.reports.recompute import independent_pld_epsilon, securefl_epsilon
@@ -166,7 +167,7 @@ def _audit_site(
                 location=f"{loaded.path}:{loaded.line}",
             )
         )
-    findings += check_secure_rng(ordered, require_secure_rng)
+    findings += check_secure_rng(ordered, require_secure_rng) + check_share_protection(ordered)
     return ordered, results, findings
 
 

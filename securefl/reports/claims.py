@@ -49,7 +49,9 @@ def check_claim(
             record_finding(
                 "epsilon_below_independent",
                 loaded,
-                f"claims ε = {claimed:.6g}, dp-accounting PLD gives {independent:.6g}",
+                f"claims ε = {claimed:.6g}, the independent recomputation "
+                f"({'Skellam RDP bound' if ev['kind'] == 'skellam' else 'dp-accounting PLD'}) "
+                f"gives {independent:.6g}",
                 _at_least(independent, tolerance),
             )
         )

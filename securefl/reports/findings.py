@@ -50,6 +50,7 @@ CODES: dict[str, str] = {
     "sample_rate_inconsistent": FAIL,
     "non_poisson_sampling": FAIL,
     "no_secure_rng": WARN,
+    "masking_failure_exposure": INFO,
     # the server's round log, and the records held against it
     "server_not_on_roster": FAIL,
     "server_log_invalid": FAIL,

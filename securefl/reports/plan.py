@@ -16,15 +16,24 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from securefl.config import ACCOUNTANTS, FederationConfig
-from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError
+from securefl.reports.plan_query import (
+    PrivacyModels,
+    _epsilon,
+    check_query,
+    compare_privacy_models,
+    noise_multipliers,
+    query_epsilons,
+)
 from securefl.secagg import MaskConfig
 
 __all__ = [
     "FederationPlan",
+    "PrivacyModels",
     "SitePlan",
     "ThreatSummary",
     "check_query",
+    "compare_privacy_models",
     "noise_multipliers",
     "plan_federation",
     "query_epsilons",
@@ -39,100 +48,6 @@ _MASK_MIN_COHORT = _MASK.min_cohort
 _HE_MIN_SUMMANDS = 3
 #: How far past ``rounds.max_rounds`` the "rounds allowed" search looks.
 ROUNDS_SEARCH_FACTOR = 10
-
-
-def check_query(
-    *,
-    sample_rate: float,
-    steps: int,
-    delta: float,
-    noise_multiplier: float | None = None,
-    epsilon: float | None = None,
-    num_examples: int | None = None,
-) -> None:
-    """Refuse values no accountant can use, naming the flag.
-
-    With ``num_examples`` (the smallest site's number of records), δ must
-    also be below 1/n (:func:`securefl.dp.check_delta`).
-    """
-    if not (math.isfinite(sample_rate) and 0 < sample_rate <= 1):
-        raise ConfigError(f"--sample-rate must be in (0, 1], got {sample_rate}")
-    if steps < 1:
-        raise ConfigError(f"--steps must be an integer >= 1, got {steps}")
-    if not (math.isfinite(delta) and 0 < delta < 1):
-        raise ConfigError(f"--delta must be in (0, 1), got {delta}")
-    if num_examples is not None:
-        from securefl.dp.accounting import check_delta
-
-        check_delta(delta, num_examples=num_examples, name="--delta")
-    if noise_multiplier is not None and not (
-        math.isfinite(noise_multiplier) and noise_multiplier > 0
-    ):
-        raise ConfigError(f"--noise-multiplier must be > 0, got {noise_multiplier}")
-    if epsilon is not None and not (math.isfinite(epsilon) and epsilon > 0):
-        raise ConfigError(f"--epsilon must be > 0, got {epsilon}")
-
-
-def _epsilon(sigma: float, q: float, steps: int, delta: float, accountant: str) -> float:
-    from securefl.dp.accounting import epsilon
-
-    event = DPEvent(
-        noise_multiplier=sigma, sample_rate=q, steps=steps, max_grad_norm=1.0, secure_rng=True
-    )
-    return float(epsilon([event], delta=delta, accountant=accountant))
-
-
-def query_epsilons(
-    *,
-    sample_rate: float,
-    noise_multiplier: float,
-    steps: int,
-    delta: float,
-    accountants: Sequence[str] = ACCOUNTANTS,
-    num_examples: int | None = None,
-) -> dict[str, float]:
-    """ε of ``steps`` Poisson-sampled Gaussian steps under each accountant (never below 0)."""
-    check_query(
-        sample_rate=sample_rate,
-        steps=steps,
-        delta=delta,
-        noise_multiplier=noise_multiplier,
-        num_examples=num_examples,
-    )
-    return {a: _epsilon(noise_multiplier, sample_rate, steps, delta, a) for a in accountants}
-
-
-def noise_multipliers(
-    *,
-    sample_rate: float,
-    target_epsilon: float,
-    steps: int,
-    delta: float,
-    accountants: Sequence[str] = ACCOUNTANTS,
-    num_examples: int | None = None,
-) -> dict[str, float]:
-    """The noise multiplier each accountant needs to stay within ``target_epsilon``."""
-    from securefl.dp.calibration import calibrate_noise
-
-    check_query(
-        sample_rate=sample_rate,
-        steps=steps,
-        delta=delta,
-        epsilon=target_epsilon,
-        num_examples=num_examples,
-    )
-    return {
-        a: float(
-            calibrate_noise(
-                target_epsilon=target_epsilon,
-                delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=a,
-            )
-        )
-        for a in accountants
-    }
 
 
 @dataclass(frozen=True)
