@@ -147,7 +147,8 @@ class IntegerMaskSite(MaskSite):
             raise ProtocolError(f"integer update must be {self._ctx.dimension} signed integers")
         mask = np.int64((1 << self._ring.bits) - 1)
         x = np.bitwise_and(arr.astype(np.int64), mask).astype(np.uint32)
-        self._log.claim(self._ctx.federation, self._ctx.round, self._ctx.run)  # durable before anything leaves
+        # durable before anything leaves
+        self._log.claim(self._ctx.federation, self._ctx.round, self._ctx.run)
         return self._advertise(x)
 
 

@@ -13,8 +13,9 @@ message already taken (a retry after a lost answer, a network duplicate, in
 this stage or a later one) is acknowledged and changes nothing; a second,
 different message for a stage is a violation like any other. The unmasked
 sum must be one honest clipped inputs can produce
-(``_unmask.check_feasible``), else the round is rejected. Each stage is one row of a table (``_Step``): who must
-answer, who has, how one answer is taken, and what completing the stage sends.
+(``_unmask.check_feasible``), else the round is rejected. Each stage is one
+row of a table (``_Step``): who must answer, who has, how one answer is
+taken, and what completing the stage sends.
 """
 
 from __future__ import annotations

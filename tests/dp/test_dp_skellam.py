@@ -30,7 +30,9 @@ from securefl.dp.skellam_accounting import (
 )
 from securefl.errors import ConfigError
 
-VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "dp_skellam_accounting.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "dp_skellam_accounting.json").read_text()
+)
 
 
 def _logpmf(k: np.ndarray, mu: float) -> np.ndarray:
