@@ -29,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import anyio.to_thread
 import msgpack
@@ -44,7 +45,7 @@ from starlette.routing import Route
 
 from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
-from securefl.runtime.messages import BYE, HELLO, REPORT
+from securefl.transport._gate import ENDED, driver_gate
 from securefl.transport._outbox import Outbox
 from securefl.transport._sites import Liveness, SeenIds
 from securefl.transport._status import StatusBoard, status_html
@@ -74,6 +75,8 @@ __all__ = [
     "driver_gate",
     "receive_body",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The longest a ``GET /v1/receive`` may hold the connection open.
 MAX_WAIT = 30.0
@@ -121,45 +124,6 @@ def receive_body(messages: list[tuple[int, bytes]]) -> list[bytes]:
 async def _stream(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
-
-
-class _Driver(Protocol):
-    @property
-    def stage(self) -> Any: ...
-    @property
-    def current_round(self) -> int: ...
-    @property
-    def aggregator_stage(self) -> str: ...
-
-
-def driver_gate(
-    driver: _Driver, *, anytime: tuple[str, ...] = (HELLO, BYE)
-) -> Callable[[EnvelopeHeader], str | None]:
-    """Refuse (409) envelopes for a round or protocol stage the driver is not in.
-
-    Stages in ``anytime`` (``fed/hello``, ``fed/bye``) come at any time.
-    Everything else must carry the round the driver has open; while a
-    ``mask/...`` stage runs, only that stage (besides the site's
-    ``fed/report``) is taken, so a late or replayed message of an earlier
-    stage is refused before it is decoded. Other modes' stages are left to
-    their aggregator, which refuses what it does not expect. The driver is
-    read from another thread: a message that passes just before the stage
-    moves is refused by the driver itself.
-    """
-
-    def gate(header: EnvelopeHeader) -> str | None:
-        if header.stage in anytime:
-            return None
-        if getattr(driver.stage, "value", driver.stage) != "round open":
-            return "no round is open"
-        if header.round != driver.current_round:
-            return f"round {header.round} is not the open round {driver.current_round}"
-        stage = driver.aggregator_stage
-        if stage.startswith("mask/") and header.stage not in (REPORT, stage):
-            return f"stage {header.stage!r} is not the current stage {stage!r}"
-        return None
-
-    return gate
 
 
 class _Refusal(Exception):
@@ -376,13 +340,17 @@ class HttpsServerTransport(Transport):
                     return 200
                 raise _Refusal(409, "envelope id already used with other bytes (replay)")
 
+            ended: list[EnvelopeHeader] = []
+
             def check(header: EnvelopeHeader) -> None:
                 if header.sender != site:
                     raise _Refusal(403, f"envelope sender {header.sender!r} is not the TLS name")
                 if header.federation != self.federation or header.receiver != SERVER:
                     raise _Refusal(400, "envelope is not for this federation's server")
                 reason = self._gate(header) if self._gate is not None else None
-                if reason is not None:
+                if reason == ENDED:
+                    ended.append(header)
+                elif reason is not None:
                     raise _Refusal(409, reason)
 
             try:
@@ -393,6 +361,9 @@ class HttpsServerTransport(Transport):
                 raise _Refusal(401, "signature does not verify under the roster key") from None
             # under the decode lock: no concurrent retry slips between
             self._seen.add(site, frame.id, frame.digest)
+        if ended:  # signed by the site, of a round that is over: acknowledged, dropped
+            log.info("dropped %s from %s: round %d has ended", ended[0].stage, site, ended[0].round)
+            return 200
         self.status.admitted(sealed.envelope)
         self._inbound.put(sealed.envelope)
         return 202

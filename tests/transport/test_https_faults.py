@@ -269,14 +269,21 @@ def _driver(round: int, stage: str, open: bool = True) -> types.SimpleNamespace:
     )
 
 
-def test_envelope_for_a_wrong_round_is_refused(pki, serve):
+def test_envelope_for_a_later_round_is_refused_and_for_an_ended_one_dropped(pki, serve):
+    """A later round than the open one is refused (409); a signed message of an ended
+    round (a retry across the round's end or a server restart) is acknowledged (200)
+    and never reaches the driver; a forged one is still refused by its signature."""
     driver = _driver(2, "collecting updates")
     fed = serve(pki, gate=driver_gate(driver))
-    a = pki.sites["site-a"]
+    a, b = pki.sites["site-a"], pki.sites["site-b"]
     client = fed.raw(a)
     assert (
         client.post("/v1/send", content=seal(_env("site-a", round=1), a.identity)).status_code
-        == 409
+        == 200
+    )
+    assert (
+        client.post("/v1/send", content=seal(_env("site-a", round=1), b.identity)).status_code
+        == 401
     )
     assert (
         client.post("/v1/send", content=seal(_env("site-a", round=3), a.identity)).status_code
@@ -305,9 +312,16 @@ def test_envelope_for_a_wrong_stage_is_refused(pki, serve):
         )
     assert [e.stage for e in fed.inbound()] == ["mask/masked-input", "fed/report"]
     driver.stage.value = "waiting for sites"  # between rounds only hello and bye pass
-    assert (
+    assert (  # round 1 has closed: a late input is acknowledged and dropped
         client.post(
             "/v1/send", content=seal(_env("site-a", stage="mask/masked-input"), a.identity)
+        ).status_code
+        == 200
+    )
+    assert (  # the next round is not open yet: refused
+        client.post(
+            "/v1/send",
+            content=seal(_env("site-a", stage="mask/masked-input", round=2), a.identity),
         ).status_code
         == 409
     )
