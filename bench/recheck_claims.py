@@ -73,6 +73,11 @@ _LEDGER = "securefl/dp/ledger.py"
 _PRIV = "securefl/dp/privatize.py"
 _CHAIN = "securefl/reports/chain.py"
 _WIRE = "securefl/wire.py"
+_ROSTER = "securefl/provision/roster.py"
+_ROSTER_VERIFY = (
+    "            key.verify(signature, canonical_bytes(body), ec.ECDSA(hashes.SHA256()))\n"
+)
+_KIT = "securefl/provision/kit.py"
 _SA_SRV = "securefl/secagg/_server.py"
 
 ROWS: tuple[Row, ...] = (
@@ -476,6 +481,69 @@ ROWS: tuple[Row, ...] = (
         (
             Removal(
                 _WIRE, "not isinstance(dtype, str)\n        or dtype", "False\n        or dtype"
+            ),
+        ),
+    ),
+    # -- threat_models/transport.md ------------------------------------------------------
+    Row(
+        "transport-sender-twice",
+        "transport.md",
+        "An envelope's sender is authenticated twice",
+        (
+            _off("securefl/transport/https_server.py", "header.sender != site"),
+            Removal(
+                "securefl/transport/signed.py",
+                "    verify(key, envelope_message(envelope, frame.id), frame.signature)\n",
+                "",
+            ),
+        ),
+    ),
+    Row(
+        "transport-pinned-server-key",
+        "transport.md",
+        "A site takes messages only from its federation's server",
+        (
+            Removal(
+                "securefl/transport/signed.py",
+                "    verify(key, envelope_message(envelope, frame.id), frame.signature)\n",
+                "",
+            ),
+        ),
+    ),
+    # -- threat_models/provisioning.md ---------------------------------------------------
+    Row(
+        "prov-roster-tamper",
+        "provisioning.md",
+        "A roster with a tampered identity or exchange key",
+        (Removal(_ROSTER, _ROSTER_VERIFY, "            pass\n"),),
+    ),
+    Row(
+        "prov-roster-other-ca",
+        "provisioning.md",
+        "A roster signed by another CA",
+        (Removal(_ROSTER, _ROSTER_VERIFY, "            pass\n"),),
+    ),
+    Row(
+        "prov-private-key-mode",
+        "provisioning.md",
+        "Private keys and the status token are created mode 0600",
+        (_off(_KIT, 'os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077'),),
+    ),
+    Row(
+        "prov-kit-others-write",
+        "provisioning.md",
+        "A kit that every user may change is refused",
+        (_off(_KIT, 'os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o002'),),
+    ),
+    Row(
+        "prov-roster-version",
+        "provisioning.md",
+        "A roster of another format version is refused",
+        (
+            _off(
+                _ROSTER,
+                'body.get("version") != SIGNED_ROSTER_VERSION '
+                'or isinstance(body.get("version"), bool)',
             ),
         ),
     ),
