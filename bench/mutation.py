@@ -51,6 +51,7 @@ _SECAGG_TESTS = [
     "tests/secagg/test_secagg_server_view.py",
     "tests/secagg/test_secagg_properties.py",
     "tests/secagg/test_secagg_inputs.py",
+    "tests/secagg/test_secagg_retry_sets.py",
 ]
 
 # Target module (relative to securefl/) -> the test files that are its own tests.
@@ -70,9 +71,14 @@ TARGETS: dict[str, list[str]] = {
         "tests/hazmat/test_hazmat_package.py",
     ],
     "hazmat/_secret.py": ["tests/hazmat/test_hazmat_secret.py"],
-    "wire.py": ["tests/core/test_wire.py", "tests/core/test_wire_limits.py"],
+    "wire.py": [
+        "tests/core/test_wire.py",
+        "tests/core/test_wire_limits.py",
+        "tests/core/test_wire_edges.py",
+    ],
     "he/_decrypt.py": [
         "tests/he/test_he_authenticity.py",
+        "tests/he/test_he_cheating_weight.py",
         "tests/he/test_he_review.py",
         "tests/he/test_he_review2.py",
         "tests/he/test_he_cohort_limit.py",
