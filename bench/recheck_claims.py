@@ -302,7 +302,16 @@ ROWS: tuple[Row, ...] = (
         "mask-round-start",
         "mask.md",
         "A server that gives one site another model or other round settings",
-        (_off(_SA, 'adv["digest"] != ctx.round_digest'),),
+        (  # the explicit check and the digest inside each signed advert, removed together
+            (
+                _off(_SA, 'adv["digest"] != ctx.round_digest'),
+                Removal(
+                    _SA,
+                    '                adv["commit"],\n                ctx.round_digest,\n',
+                    '                adv["commit"],\n                adv["digest"],\n',
+                ),
+            ),
+        ),
     ),
     Row(
         "mask-bad-masked-input",
