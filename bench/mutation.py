@@ -79,6 +79,7 @@ TARGETS: dict[str, list[str]] = {
     "he/_decrypt.py": [
         "tests/he/test_he_authenticity.py",
         "tests/he/test_he_cheating_weight.py",
+        "tests/he/test_he_open_edges.py",
         "tests/he/test_he_review.py",
         "tests/he/test_he_review2.py",
         "tests/he/test_he_cohort_limit.py",
