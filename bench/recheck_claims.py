@@ -556,6 +556,43 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "he-server-refuses-secret-context",
+        "he.md",
+        "The server refuses a context holding a secret key",
+        (
+            _off(
+                "securefl/he/_context.py",
+                'obj["secret"] is not False or ctx.is_private() or ctx.has_secret_key()',
+            ),
+        ),
+    ),
+    Row(
+        "he-secret-key-id",
+        "he.md",
+        "Parameters are validated on load even when the signature holds",
+        (_off("securefl/he/_context.py", '_key_id(_secret_bytes(ctx)) != obj["key_id"]'),),
+    ),
+    Row(
+        "he-export-flag",
+        "he.md",
+        "Secret-holding objects refuse pickling",
+        (
+            _off("securefl/he/_context.py", "include_secret_key is not True"),
+            (  # both hooks that refuse pickling
+                Removal(
+                    "securefl/he/_context.py",
+                    "    def __reduce__(self) -> NoReturn:",
+                    "    def _no_reduce(self) -> NoReturn:",
+                ),
+                Removal(
+                    "securefl/he/_context.py",
+                    "    def __getstate__(self) -> NoReturn:",
+                    "    def _no_getstate(self) -> NoReturn:",
+                ),
+            ),
+        ),
+    ),
 )
 
 
