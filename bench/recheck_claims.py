@@ -435,7 +435,14 @@ ROWS: tuple[Row, ...] = (
         "A record removed, replayed, reordered or forked fails the chain",
         (
             _off(_CHAIN, 'rec["prev_hash"] != GENESIS_HASH and parent is None'),
-            _off(_CHAIN, 'parent is not None and parent.record["round_id"] >= rec["round_id"]'),
+            (  # a replayed round: the link order and the file order both see it
+                _off(_CHAIN, 'parent is not None and parent.record["round_id"] >= rec["round_id"]'),
+                Removal(
+                    _CHAIN,
+                    'before.record["round_id"] >= rec["round_id"]\n        )',
+                    "False\n        )",
+                ),
+            ),
             Removal(_CHAIN, "        for extra in kids[1:]:", "        for extra in kids[9:]:"),
         ),
     ),
