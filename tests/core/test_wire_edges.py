@@ -10,10 +10,12 @@ from securefl.errors import WireError
 from securefl.wire import (
     MAX_NAME_LEN,
     Envelope,
+    Limits,
     array_from_wire,
     array_to_wire,
     bin_header,
     pack,
+    scan,
     unpack,
 )
 
@@ -118,3 +120,24 @@ def test_an_envelope_name_of_exactly_max_name_len_characters_is_accepted() -> No
     name = "n" * MAX_NAME_LEN
     env = Envelope(federation=name, round=1, stage="s", sender="a", receiver="b", payload=b"")
     assert Envelope.from_bytes(env.to_bytes()) == env
+
+
+def test_scan_refuses_a_message_over_max_items_that_is_within_every_other_limit() -> None:
+    room = Limits(max_items=6, max_depth=2, max_array_len=3, max_map_len=1, max_str_len=2)
+    assert scan(msgpack.packb([[1, 2], [3]]), room) == [1, 4]
+    tight = room.tightened(max_items=5)
+    with pytest.raises(WireError):  # 6 values: the lists hold at most 2, the depth is 2
+        scan(msgpack.packb([[1, 2], [3]]), tight)
+
+
+def test_envelope_fields_in_another_order_are_refused_even_when_each_value_has_its_type() -> None:
+    """Sender and receiver swapped with their values: read by position, the server would
+    take the receiver's name for the sender."""
+    values = {"v": 1, "federation": "f", "round": 1, "stage": "s", "sender": "a"}
+    values |= {"receiver": "server", "payload": b""}
+    order = ["v", "federation", "round", "stage", "receiver", "sender", "payload"]
+    out = bytearray([0x87])
+    for name in order:
+        out += msgpack.packb(name) + msgpack.packb(values[name], use_bin_type=True)
+    with pytest.raises(WireError):
+        Envelope.from_bytes(bytes(out))
