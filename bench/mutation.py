@@ -119,6 +119,7 @@ def _mutmut_section(module: str, tests: list[str]) -> str:
         f'only_mutate = ["securefl/{module}"]\n'
         f"pytest_add_cli_args_test_selection = [{selection}]\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow"]\n'
+        'also_copy = ["docs", "threat_models", "examples"]\n'
         "use_git_change_detection = false\n"
     )
 
@@ -128,6 +129,8 @@ def _prepare(workdir: Path, module: str, tests: list[str]) -> None:
         ROOT / "securefl", workdir / "securefl", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for extra in ("docs", "threat_models", "examples"):  # files some tests read
+        shutil.copytree(ROOT / extra, workdir / extra, ignore=shutil.ignore_patterns("__pycache__"))
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     (workdir / "pyproject.toml").write_text(
         pyproject + _mutmut_section(module, tests), encoding="utf-8"
