@@ -79,6 +79,7 @@ _ROSTER_VERIFY = (
 )
 _KIT = "securefl/provision/kit.py"
 _SA_SRV = "securefl/secagg/_server.py"
+_SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
 ROWS: tuple[Row, ...] = (
     # -- threat_models/he.md -------------------------------------------------------------
@@ -599,6 +600,41 @@ ROWS: tuple[Row, ...] = (
                 ),
             ),
         ),
+    ),
+    Row(
+        "mask-fewer-than-t",
+        "mask.md",
+        "Fewer than t survivors abort before any share is requested or released",
+        (  # the honest server's check and every site's own, removed together
+            (
+                _off(_SA_SRV, "len(live) < minimum or short or missing > allowed"),
+                _off(_SA, _SITE_BELOW_T),
+            ),
+        ),
+    ),
+    Row(
+        "mask-own-threshold",
+        "mask.md",
+        "A site derives t from its own policy",
+        (_off(_SA, _SITE_BELOW_T),),
+    ),
+    Row(
+        "mask-overflow-ring",
+        "mask.md",
+        "A ring that could overflow is refused",
+        (
+            Removal(
+                "securefl/hazmat/quantize.py",
+                "    return max_summands * value_bound <= (1 << (bits - 1)) - 1",
+                "    return True",
+            ),
+        ),
+    ),
+    Row(
+        "mask-out-of-order",
+        "mask.md",
+        "Out-of-order messages are refused",
+        (_off(_SA, "step is None"),),
     ),
 )
 
