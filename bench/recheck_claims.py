@@ -609,6 +609,7 @@ ROWS: tuple[Row, ...] = (
             (
                 _off(_SA_SRV, "len(live) < minimum or short or missing > allowed"),
                 _off(_SA, _SITE_BELOW_T),
+                _off(_SA, "missing > self._plan.missing_allowed"),
             ),
         ),
     ),
@@ -616,7 +617,9 @@ ROWS: tuple[Row, ...] = (
         "mask-own-threshold",
         "mask.md",
         "A site derives t from its own policy",
-        (_off(_SA, _SITE_BELOW_T),),
+        (  # below t, and more missing than n - t allows: one limit, checked twice
+            (_off(_SA, _SITE_BELOW_T), _off(_SA, "missing > self._plan.missing_allowed")),
+        ),
     ),
     Row(
         "mask-overflow-ring",
