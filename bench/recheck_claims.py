@@ -617,8 +617,13 @@ ROWS: tuple[Row, ...] = (
         "mask-own-threshold",
         "mask.md",
         "A site derives t from its own policy",
-        (  # below t, and more missing than n - t allows: one limit, checked twice
-            (_off(_SA, _SITE_BELOW_T), _off(_SA, "missing > self._plan.missing_allowed")),
+        (  # every check of the site's own t: members, missing, consistency signatures
+            (
+                _off(_SA, _SITE_BELOW_T),
+                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
+                _off(_SA, "len(signers) < self._plan.quorum"),
+            ),
         ),
     ),
     Row(
