@@ -98,6 +98,9 @@ TARGETS: dict[str, list[str]] = {
         "tests/reports/test_reports_records.py",
         "tests/reports/test_reports_tamper.py",
         "tests/reports/test_reports_must_fail.py",
+        "tests/reports/test_reports_replay.py",
+        "tests/reports/test_reports_rewrite.py",
+        "tests/reports/test_reports_server_log.py",
     ],
     "reports/records.py": [
         "tests/reports/test_reports_records.py",
