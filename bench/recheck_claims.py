@@ -644,6 +644,37 @@ ROWS: tuple[Row, ...] = (
         "Out-of-order messages are refused",
         (_off(_SA, "step is None"),),
     ),
+    Row(
+        "he-context-signature",
+        "he.md",
+        "Contexts are signed by the site that made them",
+        (
+            Removal(
+                "securefl/he/_trust.py",
+                "    verify(roster_key(roster, signer), signed_message(_KINDS[kind], federation, "
+                "signer, inner), sig)",
+                "    roster_key(roster, signer)",
+            ),
+        ),
+    ),
+    Row(
+        "he-designated-maker",
+        "he.md",
+        "A context made by another roster site than the designated maker",
+        (_off("securefl/he/_trust.py", "maker is not None and signer != maker"),),
+    ),
+    Row(
+        "mask-member-lists",
+        "mask.md",
+        "A site aborts on survivor or sender lists that omit it",
+        (
+            _off(_SA, "self._me not in ids"),
+            _off(_SA, "len(set(ids)) != len(ids)"),
+            Removal(
+                _SA, "        unknown = set(ids) - pool\n        if unknown:", "        if False:"
+            ),
+        ),
+    ),
 )
 
 
