@@ -78,6 +78,7 @@ _ROSTER_VERIFY = (
     "            key.verify(signature, canonical_bytes(body), ec.ECDSA(hashes.SHA256()))\n"
 )
 _KIT = "securefl/provision/kit.py"
+_HTTPS = "securefl/transport/https_server.py"
 _SA_SRV = "securefl/secagg/_server.py"
 _SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
@@ -672,6 +673,27 @@ ROWS: tuple[Row, ...] = (
             _off(_SA, "len(set(ids)) != len(ids)"),
             Removal(
                 _SA, "        unknown = set(ids) - pool\n        if unknown:", "        if False:"
+            ),
+        ),
+    ),
+    Row(
+        "transport-body-limit",
+        "transport.md",
+        "A body over the limit is refused with 413 before it is read",
+        (
+            _off(_HTTPS, "size > self.max_body"),
+            _off(_HTTPS, "len(body) + len(chunk) > self.max_body"),
+        ),
+    ),
+    Row(
+        "transport-replay",
+        "transport.md",
+        "Replays are refused",
+        (
+            Removal(
+                _HTTPS,
+                'raise _Refusal(409, "envelope id already used with other bytes (replay)")',
+                "return 200",
             ),
         ),
     ),
