@@ -697,6 +697,39 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "dp-events-strict",
+        "dp.md",
+        "Events survive a JSON round trip exactly, and an unknown field is refused",
+        (_off("securefl/dp/events.py", "unknown"),),
+    ),
+    Row(
+        "dp-delta",
+        "dp.md",
+        "A δ that protects no one is refused",
+        (_off("securefl/config.py", "delta >= 1.0 / num_examples"),),
+    ),
+    Row(
+        "dp-delta-below-one-over-n",
+        "dp.md",
+        "δ is refused unless below 1/n at each site",
+        (_off("securefl/config.py", "delta >= 1.0 / num_examples"),),
+    ),
+    Row(
+        "dp-ledger-terms",
+        "dp.md",
+        "A ledger's site, δ and accountant cannot change",
+        (
+            _off(_LEDGER, "stored.get(key) != value"),
+            _off(_LEDGER, "budget > old and not allow_increase"),
+        ),
+    ),
+    Row(
+        "dp-ledger-race",
+        "dp.md",
+        "Two processes sharing a ledger cannot both spend the same headroom",
+        (Removal(_LEDGER, 'cur.execute("BEGIN IMMEDIATE")', 'cur.execute("BEGIN")'),),
+    ),
 )
 
 
