@@ -32,6 +32,8 @@ def test_every_recheck_mark_names_an_entry_for_its_own_row() -> None:
     rows = _rows()
     marks = 0
     for page in sorted((ROOT / "threat_models").glob("*.md")):
+        if page.name == "README.md":  # explains the mark; holds no claims
+            continue
         for line in page.read_text(encoding="utf-8").splitlines():
             for key in MARK.findall(line):
                 marks += 1
