@@ -730,6 +730,22 @@ ROWS: tuple[Row, ...] = (
         "Two processes sharing a ledger cannot both spend the same headroom",
         (Removal(_LEDGER, 'cur.execute("BEGIN IMMEDIATE")', 'cur.execute("BEGIN")'),),
     ),
+    Row(
+        "dp-shuffle-refused",
+        "dp.md",
+        "A sampling scheme without an accountant (shuffling) is refused",
+        (_off("securefl/dp/accounting.py", "not supports(accountant, event)"),),
+    ),
+    Row(
+        "prov-kit-keys",
+        "provisioning.md",
+        "A party refuses to start from a kit whose roster was edited",
+        (
+            Removal(_ROSTER, _ROSTER_VERIFY, "            pass\n"),
+            _off(_KIT, "self.signing_key().public_bytes() != identity"),
+            _off(_KIT, "cert_sha256(cert) != self.roster.cert_sha256(self.party)"),
+        ),
+    ),
 )
 
 
