@@ -746,6 +746,18 @@ ROWS: tuple[Row, ...] = (
             _off(_KIT, "cert_sha256(cert) != self.roster.cert_sha256(self.party)"),
         ),
     ),
+    Row(
+        "mask-split-view",
+        "mask.md",
+        "A cheating server that shows two survivor lists to two halves",
+        (  # the consistency round: each signature must be over this site's own list
+            Removal(
+                _SA,
+                "                verify(self._roster[site], message, sig)\n",
+                "                pass\n",
+            ),
+        ),
+    ),
 )
 
 
