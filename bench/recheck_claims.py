@@ -254,7 +254,14 @@ ROWS: tuple[Row, ...] = (
         "mask-consistency-signatures",
         "mask.md",
         "A site aborts if consistency signatures cover different lists",
-        (_off(_SA, "site not in self._u3"),),
+        (
+            _off(_SA, "site not in self._u3"),
+            Removal(
+                _SA,
+                "                verify(self._roster[site], message, sig)\n",
+                "                pass\n",
+            ),
+        ),
     ),
     Row(
         "mask-share-ciphertexts",
