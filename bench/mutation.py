@@ -241,6 +241,13 @@ def run_target(
         if names:  # only the chosen ones count (a pattern may name several)
             chosen = [v for v in verdicts if any(fnmatch.fnmatch(v, n) for n in names)]
             verdicts = {v: verdicts[v] for v in chosen}
+        if verdicts and all(v == "not checked" for v in verdicts.values()):
+            print(
+                f"{module}: no mutant was run; mutmut's first, unmutated run of the tests "
+                f"probably failed (a test needing a file not copied?): run `mutmut run` in a "
+                f"copy made by _prepare() to see its output",
+                file=sys.stderr,
+            )
         for name, status in sorted(verdicts.items()):
             if status in ("killed", "timeout", "not checked"):
                 continue
