@@ -765,6 +765,27 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "dp-policy-along-chain",
+        "dp.md",
+        "Along one site's re-signed chain, a raised budget",
+        (
+            _off("securefl/reports/policy.py", 'b["epsilon_budget"] > a["epsilon_budget"]'),
+            _off("securefl/reports/policy.py", "b[field] != a[field]"),
+        ),
+    ),
+    Row(
+        "dp-server-log-signature",
+        "dp.md",
+        "The server's round log is signed by a server key on the roster",
+        (
+            Removal(
+                "securefl/reports/server_log.py",
+                '        verify(public_key, _message(entry), bytes.fromhex(entry["signature"]))\n',
+                "        pass\n",
+            ),
+        ),
+    ),
 )
 
 
