@@ -86,6 +86,7 @@ TARGETS: dict[str, list[str]] = {
     ],
     "he/_fixed_point.py": [
         "tests/he/test_he_fixed_point.py",
+        "tests/he/test_he_fixed_point_edges.py",
         "tests/he/test_he_upload_view.py",
         "tests/he/test_he_authenticity.py",
     ],
