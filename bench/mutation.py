@@ -14,12 +14,23 @@ tree to ``mutants/``), so the working tree is never touched. Not part of
     python bench/mutation.py --list     # the targets and their tests
     python bench/mutation.py hazmat/shamir.py wire.py --max-children 1
     python bench/mutation.py --all --time-limit 900 --show-survivors
+    python bench/mutation.py secagg/_unmask.py --sample 120      # a fixed sample
+    python bench/mutation.py hazmat/quantize.py --mutants 'securefl.hazmat.quantize.x_quantize*'
+
+mutmut and the tests it starts run at the lowest CPU priority (``nice 19``,
+``--nice`` to change): the run shares the machine. ``--sample N`` runs a
+fixed subset of N mutants for a large module, the same one every time for
+the same ``--seed`` and the same source (a sorted list of mutmut's names,
+sampled with :class:`random.Random`); the table then says how many were run
+of how many exist.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
+import random
 import re
 import shutil
 import signal
@@ -30,6 +41,18 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+_SECAGG_TESTS = [
+    "tests/secagg/test_secagg_dropout.py",
+    "tests/secagg/test_secagg_malicious.py",
+    "tests/secagg/test_secagg_collusion.py",
+    "tests/secagg/test_secagg_self_mask.py",
+    "tests/secagg/test_secagg_vectors.py",
+    "tests/secagg/test_secagg_server_view.py",
+    "tests/secagg/test_secagg_properties.py",
+    "tests/secagg/test_secagg_inputs.py",
+    "tests/secagg/test_secagg_retry_sets.py",
+]
 
 # Target module (relative to securefl/) -> the test files that are its own tests.
 TARGETS: dict[str, list[str]] = {
@@ -48,7 +71,43 @@ TARGETS: dict[str, list[str]] = {
         "tests/hazmat/test_hazmat_package.py",
     ],
     "hazmat/_secret.py": ["tests/hazmat/test_hazmat_secret.py"],
-    "wire.py": ["tests/core/test_wire.py", "tests/core/test_wire_limits.py"],
+    "wire.py": [
+        "tests/core/test_wire.py",
+        "tests/core/test_wire_limits.py",
+        "tests/core/test_wire_edges.py",
+    ],
+    "he/_decrypt.py": [
+        "tests/he/test_he_authenticity.py",
+        "tests/he/test_he_cheating_weight.py",
+        "tests/he/test_he_open_edges.py",
+        "tests/he/test_he_review.py",
+        "tests/he/test_he_review2.py",
+        "tests/he/test_he_cohort_limit.py",
+    ],
+    "he/_fixed_point.py": [
+        "tests/he/test_he_fixed_point.py",
+        "tests/he/test_he_fixed_point_edges.py",
+        "tests/he/test_he_upload_view.py",
+        "tests/he/test_he_authenticity.py",
+    ],
+    "secagg/_unmask.py": _SECAGG_TESTS,
+    "secagg/_site.py": _SECAGG_TESTS,
+    "secagg/_server.py": _SECAGG_TESTS,
+    "dp/noise.py": ["tests/dp/test_dp_noise.py", "tests/dp/test_dp_secure_rng.py"],
+    "dp/events.py": ["tests/dp/test_dp_events.py", "tests/dp/test_dp_accounting.py"],
+    "reports/chain.py": [
+        "tests/reports/test_reports_records.py",
+        "tests/reports/test_reports_tamper.py",
+        "tests/reports/test_reports_must_fail.py",
+        "tests/reports/test_reports_replay.py",
+        "tests/reports/test_reports_rewrite.py",
+        "tests/reports/test_reports_server_log.py",
+    ],
+    "reports/records.py": [
+        "tests/reports/test_reports_records.py",
+        "tests/reports/test_reports_tamper.py",
+        "tests/reports/test_reports_must_fail.py",
+    ],
 }
 
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault")
@@ -63,7 +122,8 @@ def _mutmut_section(module: str, tests: list[str]) -> str:
         'source_paths = ["securefl"]\n'
         f'only_mutate = ["securefl/{module}"]\n'
         f"pytest_add_cli_args_test_selection = [{selection}]\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow"]\n'
+        'also_copy = ["docs", "threat_models", "examples"]\n'
         "use_git_change_detection = false\n"
     )
 
@@ -73,6 +133,8 @@ def _prepare(workdir: Path, module: str, tests: list[str]) -> None:
         ROOT / "securefl", workdir / "securefl", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for extra in ("docs", "threat_models", "examples"):  # files some tests read
+        shutil.copytree(ROOT / extra, workdir / extra, ignore=shutil.ignore_patterns("__pycache__"))
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     (workdir / "pyproject.toml").write_text(
         pyproject + _mutmut_section(module, tests), encoding="utf-8"
@@ -89,10 +151,26 @@ def _mutmut(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _run_bounded(workdir: Path, max_children: int, time_limit: float) -> bool:
+def _niced(nice: int) -> list[str]:
+    """The ``nice`` prefix (POSIX) that lowers the run's CPU priority, if asked and available."""
+    tool = shutil.which("nice")
+    return [tool, "-n", str(nice)] if nice and tool else []
+
+
+def _run_bounded(
+    workdir: Path, max_children: int, time_limit: float, names: list[str], nice: int
+) -> bool:
     """``mutmut run`` in its own process group, stopped with all its workers at the limit."""
+    command = [
+        *_niced(nice),
+        sys.executable,
+        "-m",
+        "mutmut",
+        "run",
+        f"--max-children={max_children}",
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+        [*command, *names],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -107,25 +185,70 @@ def _run_bounded(workdir: Path, max_children: int, time_limit: float) -> bool:
     return True
 
 
+def _verdicts(workdir: Path) -> dict[str, str]:
+    out = _mutmut(workdir, "results", "--all", "true").stdout
+    verdicts: dict[str, str] = {}
+    for line in out.splitlines():
+        match = _RESULT_LINE.match(line)
+        if match:
+            verdicts[match.group(1)] = match.group(2).strip()
+    return verdicts
+
+
+def _all_mutants(workdir: Path, max_children: int, nice: int) -> list[str]:
+    """Every mutant's name, without running any (a run filtered to a name that cannot exist
+    generates the mutants and the test statistics, then stops)."""
+    _run_bounded(workdir, max_children, 3600.0, ["securefl.no-such-mutant"], nice)
+    return sorted(_verdicts(workdir))
+
+
+def sample(names: list[str], size: int, seed: int) -> list[str]:
+    """A fixed subset: the same names for the same sorted list, size and seed."""
+    if size >= len(names):
+        return list(names)
+    return sorted(random.Random(seed).sample(sorted(names), size))
+
+
 def run_target(
-    module: str, *, max_children: int, time_limit: float, show_survivors: bool
-) -> Counter[str]:
-    """Mutate one module, run its tests against each mutant, return the verdict counts."""
+    module: str,
+    *,
+    max_children: int,
+    time_limit: float,
+    show_survivors: bool,
+    sample_size: int | None = None,
+    seed: int = 14,
+    mutants: list[str] | None = None,
+    nice: int = 19,
+) -> tuple[Counter[str], int]:
+    """Mutate one module, run its tests against each mutant (or a sample); return the verdict
+    counts and how many mutants the module has."""
     tests = TARGETS[module]
     with tempfile.TemporaryDirectory(prefix="securefl-mut-") as tmp:
         workdir = Path(tmp)
         _prepare(workdir, module, tests)
-        if not _run_bounded(workdir, max_children, time_limit):
+        names: list[str] = list(mutants or [])
+        total = 0
+        if sample_size is not None:
+            every = _all_mutants(workdir, max_children, nice)
+            total = len(every)
+            names = sample(every, sample_size, seed)
+        if not _run_bounded(workdir, max_children, time_limit, names, nice):
             print(
                 f"{module}: time limit {time_limit:.0f} s reached; counting the mutants tried",
                 file=sys.stderr,
             )
-        out = _mutmut(workdir, "results", "--all", "true").stdout
-        verdicts: dict[str, str] = {}
-        for line in out.splitlines():
-            match = _RESULT_LINE.match(line)
-            if match:
-                verdicts[match.group(1)] = match.group(2).strip()
+        verdicts = _verdicts(workdir)
+        total = total or len(verdicts)
+        if names:  # only the chosen ones count (a pattern may name several)
+            chosen = [v for v in verdicts if any(fnmatch.fnmatch(v, n) for n in names)]
+            verdicts = {v: verdicts[v] for v in chosen}
+        if verdicts and all(v == "not checked" for v in verdicts.values()):
+            print(
+                f"{module}: no mutant was run; mutmut's first, unmutated run of the tests "
+                f"probably failed (a test needing a file not copied?): run `mutmut run` in a "
+                f"copy made by _prepare() to see its output",
+                file=sys.stderr,
+            )
         for name, status in sorted(verdicts.items()):
             if status in ("killed", "timeout", "not checked"):
                 continue
@@ -133,8 +256,8 @@ def run_target(
             if status == "survived" and _message_only(diff):
                 verdicts[name] = "message only"
             elif show_survivors:
-                print(diff)
-    return Counter(verdicts.values())
+                print(diff, flush=True)
+    return Counter(verdicts.values()), total
 
 
 def _message_only(diff: str) -> bool:
@@ -178,6 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--show-survivors", action="store_true", help="print the diff of every survivor"
     )
+    parser.add_argument(
+        "--sample", type=int, default=None, help="run a fixed sample of this many mutants"
+    )
+    parser.add_argument("--seed", type=int, default=14, help="the sample's seed (default 14)")
+    parser.add_argument(
+        "--mutants", nargs="+", default=None, help="run only these mutmut names (globs allowed)"
+    )
+    parser.add_argument(
+        "--nice", type=int, default=19, help="CPU niceness of mutmut and its tests (default 19)"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for module, tests in TARGETS.items():
@@ -189,18 +322,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"targets must be among: {', '.join(TARGETS)} (got {unknown or 'none'})")
     rows = []
     for module in targets:
-        counts = run_target(
+        counts, total = run_target(
             module,
             max_children=args.max_children,
             time_limit=args.time_limit,
             show_survivors=args.show_survivors,
+            sample_size=args.sample,
+            seed=args.seed,
+            mutants=args.mutants,
+            nice=args.nice,
         )
         caught = counts["killed"] + counts["timeout"]
         tried = sum(counts[s] for s in STATUSES)  # message-only mutants are left out
         other = {
             s: n
             for s, n in counts.items()
-            if s not in ("killed", "survived", "timeout", "message only")
+            if s not in ("killed", "survived", "timeout", "message only", "not checked")
         }
         rate = f"{100 * caught / tried:.1f} %" if tried else "-"
         rows.append(
@@ -211,10 +348,20 @@ def main(argv: list[str] | None = None) -> int:
                 counts["timeout"],
                 counts["message only"],
                 ", ".join(f"{n} {s}" for s, n in sorted(other.items())) or "-",
+                f"{sum(counts.values()) - counts['not checked']} of {total}",
                 rate,
             )
         )
-    header = ("module", "killed", "survived", "timeout", "message only", "other", "kill rate")
+    header = (
+        "module",
+        "killed",
+        "survived",
+        "timeout",
+        "message only",
+        "other",
+        "run",
+        "kill rate",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:

@@ -229,3 +229,152 @@ def test_a_sum_beyond_the_bound_on_either_side_is_refused(side: int) -> None:
     beyond = np.array([(side * (bound + 1)) & ring, 0], dtype=params.dtype)
     with pytest.raises(ProtocolError):
         dequantize_sum(beyond, params, summands=2)
+
+
+# -- second mutation run (docs/mutation.md, hazmat/quantize.py) --------------------
+
+
+@pytest.mark.parametrize("clip", [True, "1.0", None, [1.0]])
+def test_a_clip_that_is_not_a_number_is_refused(clip: object) -> None:
+    with pytest.raises(ConfigError):
+        QuantizationParams(clip=clip, bits=32, max_summands=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["bits", "max_summands"])
+@pytest.mark.parametrize("bad", [True, 20.0, "20"])
+def test_integer_settings_must_be_ints_not_bools_or_floats(field: str, bad: object) -> None:
+    kwargs = {"clip": 1.0, "bits": 32, "max_summands": 2, field: bad}
+    with pytest.raises(ConfigError):
+        QuantizationParams(**kwargs)  # type: ignore[arg-type]
+
+
+def test_normalised_fields_are_stored_as_declared() -> None:
+    p = QuantizationParams(clip=1, bits=32, max_summands=2)
+    assert type(p.clip) is float and p.clip == 1.0
+    assert _is_int_like(p.precision_bits) and p.precision_bits >= 1
+
+
+def _is_int_like(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def test_a_ring_filled_to_its_last_value_is_accepted_and_decodes() -> None:
+    """max_summands · value_bound == 2**(bits-1) - 1 exactly: the sum still fits."""
+    clip = 32766 / 32768  # clip · 2**15 = 32766, so value_bound = 32767 = 2**15 - 1
+    p = QuantizationParams(clip=clip, bits=16, max_summands=1, precision_bits=15)
+    assert p.value_bound == 2**15 - 1
+    x = np.array([clip, -clip, 0.5], np.float64)
+    u = np.full(3, 1 - 2**-52)
+    q = _quantize_from_parts(x, p, u)
+    np.testing.assert_allclose(dequantize_sum(q, p, summands=1), x, atol=1 / p.scale)
+    with pytest.raises(OverflowRefusedError):  # one more value of room is needed for 2
+        QuantizationParams(clip=clip, bits=16, max_summands=2, precision_bits=15)
+
+
+def test_a_ring_with_room_only_for_one_bit_of_precision_gets_it() -> None:
+    # clip 1.0: precision 1 bounds |q| by 3, precision 2 by 5; 10 000 · 3 fits 2**15 - 1, · 5 not
+    p = QuantizationParams(clip=1.0, bits=16, max_summands=10_000)
+    assert p.precision_bits == 1 and p.value_bound == 3
+    total = quantize(np.full(4, 1.0), p) * np.uint32(10_000) & np.uint32(p.modulus_mask)
+    np.testing.assert_array_equal(dequantize_sum(total, p, summands=10_000), np.full(4, 10_000.0))
+
+
+@pytest.mark.parametrize(
+    ("clip", "max_summands", "bits"),
+    [(1.0, 3, 16), (0.3, 1000, 32), (5.0, 7, 24), (1e-3, 2**20, 62), (2.5, 100, 40), (1.0, 1, 17)],
+)
+def test_the_precision_chosen_for_a_ring_is_the_finest_that_fits(
+    clip: float, max_summands: int, bits: int
+) -> None:
+    p = QuantizationParams(clip=clip, bits=bits, max_summands=max_summands)
+    assert p.precision_bits is not None
+    if p.precision_bits < 40:
+        with pytest.raises(OverflowRefusedError):
+            QuantizationParams(
+                clip=clip, bits=bits, max_summands=max_summands, precision_bits=p.precision_bits + 1
+            )
+
+
+@pytest.mark.parametrize("clip", [0.3, 1.7, 1e-3, 123.456])
+def test_value_bound_is_the_largest_quantized_value_an_input_can_reach(clip: float) -> None:
+    p = QuantizationParams(clip=clip, bits=32, max_summands=4)
+    at_clip = np.array([clip, -clip])
+    top = _quantize_from_parts(at_clip, p, np.full(2, 1 - 2**-52))
+    low = _quantize_from_parts(at_clip, p, np.zeros(2))
+    signed = dequantize_sum(top, p, summands=1) * p.scale
+    assert signed[0] == p.value_bound  # clip · scale is not an integer here: rounded up
+    assert -dequantize_sum(low, p, summands=1)[1] * p.scale == p.value_bound
+
+
+def test_rounding_uniforms_of_the_known_answer_helper_must_lie_in_zero_one() -> None:
+    p = QuantizationParams(clip=1.0, bits=32, max_summands=2)
+    x = np.array([0.25, -0.5])
+    assert _quantize_from_parts(x, p, np.zeros(2)).shape == (2,)
+    for bad in ([0.0, 1.0], [0.0, 1.5], [-0.1, 0.0], [0.0, float("nan")], [0.0, 0.5, 0.5]):
+        with pytest.raises(ConfigError):
+            _quantize_from_parts(x, p, np.array(bad))
+
+
+def test_quantize_keeps_the_shape_of_a_matrix() -> None:
+    p = QuantizationParams(clip=1.0, bits=32, max_summands=2)
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    u = np.linspace(0, 0.9, 12).reshape(3, 4)
+    known = _quantize_from_parts(x, p, u)
+    assert known.shape == (3, 4)
+    np.testing.assert_array_equal(
+        known.reshape(-1), _quantize_from_parts(x.reshape(-1), p, u.reshape(-1))
+    )
+    q = quantize(x, p)
+    assert q.shape == (3, 4)
+    assert np.max(np.abs(dequantize_sum(q, p, summands=1) - x)) <= 1 / p.scale
+
+
+@pytest.mark.parametrize("bad", [np.array([1, 0], np.int64), np.array([True]), [0.5, 0.25]])
+def test_quantize_takes_only_float_arrays(bad: object) -> None:
+    p = QuantizationParams(clip=1.0, bits=32, max_summands=2)
+    with pytest.raises(DataError):
+        quantize(bad, p)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [np.array([1], np.int64), np.array([1.0]), [1, 2]])
+def test_dequantize_takes_only_unsigned_ring_arrays(bad: object) -> None:
+    p = QuantizationParams(clip=1.0, bits=32, max_summands=2)
+    with pytest.raises(DataError):
+        dequantize_sum(bad, p, summands=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("summands", [0, -1, True, 1.0])
+def test_dequantize_refuses_a_summand_count_that_is_not_a_positive_int(summands: object) -> None:
+    p = QuantizationParams(clip=1.0, bits=32, max_summands=2)
+    with pytest.raises(ConfigError):
+        dequantize_sum(np.zeros(2, np.uint32), p, summands=summands)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bits", [17, 24, 32, 33])
+def test_a_ring_element_decodes_the_same_from_uint32_or_uint64_storage(bits: int) -> None:
+    p = QuantizationParams(clip=1.0, bits=bits, max_summands=4)
+    values = np.array([-3 * p.value_bound, -1, 0, 1, 2 * p.value_bound])
+    ring = values & ((1 << bits) - 1)
+    small = ring[ring < 2**32]  # what a uint32 can hold of this ring
+    expected = values[ring < 2**32] / p.scale
+    for dtype in (np.uint32, np.uint64):
+        np.testing.assert_array_equal(dequantize_sum(small.astype(dtype), p, summands=4), expected)
+
+
+@pytest.mark.parametrize("target", [True, 2.0, "8", 0, 41])
+def test_for_sum_refuses_a_precision_that_is_not_an_int_in_range(target: object) -> None:
+    with pytest.raises(ConfigError):
+        QuantizationParams.for_sum(clip=1.0, max_summands=2, target_bits_of_precision=target)  # type: ignore[arg-type]
+
+
+def test_for_sum_keeps_the_requested_precision_at_the_edges() -> None:
+    one = QuantizationParams.for_sum(clip=1.0, max_summands=1, target_bits_of_precision=1)
+    assert (one.precision_bits, one.bits, one.max_summands) == (1, 16, 1)
+    # a small request in a roomy ring: the precision is the one asked for, not the finest
+    p = QuantizationParams.for_sum(clip=1.0, max_summands=3, target_bits_of_precision=10)
+    assert p.precision_bits == 10 and p.bits == 16
+    # 2**20 · (2**40 + 1) has 61 bits: with the sign bit the largest ring, 2**62, is exactly enough
+    top = QuantizationParams.for_sum(clip=1.0, max_summands=2**20, target_bits_of_precision=40)
+    assert top.bits == 62 and top.precision_bits == 40
+    with pytest.raises(OverflowRefusedError):
+        QuantizationParams.for_sum(clip=1.0, max_summands=2**21, target_bits_of_precision=40)

@@ -35,3 +35,17 @@ def test_cohort_above_the_bfv_presets_limit_is_refused(bfv_kit: Kit) -> None:
     assert len(at_limit) == 1  # the largest cohort the preset admits still encrypts
     with pytest.raises(ConfigError):
         mode.site(_rc(limit + 1), "a")
+
+
+def test_the_server_refuses_to_open_a_round_whose_bfv_sum_could_wrap(bfv_kit: Kit) -> None:
+    """The server side of the same limit: no round above max_sites is started at all.
+
+    Every site refuses such a round too (above), but a server that started it
+    would collect nothing usable; it refuses before it accepts any upload.
+    """
+    limit = bfv_kit.secret.preset.max_sites
+    server_mode = bfv_kit.server_mode()
+    at_limit = server_mode.server(_rc(limit))
+    assert at_limit.result is None  # opened, waiting for uploads
+    with pytest.raises(ConfigError):
+        server_mode.server(_rc(limit + 1))
