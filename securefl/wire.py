@@ -339,7 +339,8 @@ class Envelope:
             if _unpackb(raw[key_at:value_at], ENVELOPE_LIMITS) != name:
                 raise WireError("not an envelope: unexpected, missing or reordered fields")
             if name != "payload":
-                if value_end - value_at > 2 + MAX_NAME_LEN:  # a header field is a short str or int
+                # a header field is a short str (str8/str16 header and the name) or an int
+                if value_end - value_at > 3 + MAX_NAME_LEN:
                     raise WireError(f"envelope field {name!r} is too long")
                 values[name] = _unpackb(raw[value_at:value_end], ENVELOPE_LIMITS)
         header = _check_header(values, payload_at=value_at, payload_end=value_end, raw=raw)

@@ -72,8 +72,9 @@ def test_ctrl_c_keeps_what_completed_and_a_rerun_stops_in_one_line(
     assert summary["rounds_completed"] == 1
     assert [h["round"] for h in summary["history"]] == [1]
     assert all(s["rounds_trained"] >= 1 and s["epsilon"] > 0 for s in summary["sites"])
-    # the model of round 1 where the server can read it; in he only the sites can
-    assert (out / "global_model.safetensors").exists() == (secure == "plain")
+    # the model of round 1: the server's in plain; in he the one the sites decrypted
+    # when they were told the run stops (the server cannot read it)
+    assert (out / "global_model.safetensors").exists()
 
     roster = Roster.load(out / "roster.json")
     log, findings = read_server_log(

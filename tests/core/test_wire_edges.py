@@ -110,13 +110,8 @@ def test_envelope_names_up_to_255_characters_travel_and_longer_than_the_limit_do
         Envelope.from_bytes(_raw_envelope(sender=too_long))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wire.py: Envelope.from_bytes allows a header field of 2 + MAX_NAME_LEN bytes, but a "
-    "str of MAX_NAME_LEN (256) characters needs a 3-byte str16 header, so the longest name the "
-    "constant promises is refused (off by one; the mutant `3 + MAX_NAME_LEN` is the fix)",
-)
 def test_an_envelope_name_of_exactly_max_name_len_characters_is_accepted() -> None:
+    """The longest name the constant promises needs a 3-byte str16 header: it must pass."""
     name = "n" * MAX_NAME_LEN
     env = Envelope(federation=name, round=1, stage="s", sender="a", receiver="b", payload=b"")
     assert Envelope.from_bytes(env.to_bytes()) == env
