@@ -150,6 +150,12 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     help="Write summary.json, roster.json, records/ and the final model here.",
 )
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the interrupted simulation in --out after its last completed round "
+    "(give the same options; its ledgers, records and keys go on).",
+)
+@click.option(
     "--batch-size",
     default=DEFAULT_BATCH,
     show_default=True,
@@ -216,6 +222,7 @@ def simulate(
     label: str | None,
     schema_path: Path | None,
     out: Path | None,
+    resume: bool,
     batch_size: int,
     lr: float,
     epochs: int,
@@ -239,7 +246,12 @@ def simulate(
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
     config = _federation_config(ctx, config_path)
     _check_options(
-        ctx, config, out, https=transport == "https", rehearsal=bool(dropouts or data_specs)
+        ctx,
+        config,
+        out,
+        https=transport == "https",
+        rehearsal=bool(dropouts or data_specs),
+        resume=resume,
     )
     rounds, secure = config.rounds.max_rounds, config.secure
     if schema_path is None and data_specs and config.data.schema is not None:
@@ -368,17 +380,25 @@ def _federation_config(ctx: click.Context, config_path: Path | None) -> Federati
 
 
 def _check_options(
-    ctx: click.Context, config: FederationConfig, out: Path | None, *, https: bool, rehearsal: bool
+    ctx: click.Context,
+    config: FederationConfig,
+    out: Path | None,
+    *,
+    https: bool,
+    rehearsal: bool,
+    resume: bool,
 ) -> None:
     """Refuse a combination of options that cannot run, before any data is read."""
     if ctx.get_parameter_source("he_preset") is not click.core.ParameterSource.DEFAULT and (
         config.secure != "he"
     ):
         raise ConfigError("--he-preset only applies with --secure he")
+    if resume and (out is None or https):
+        raise ConfigError("--resume continues a run folder: give its --out (--transport memory)")
     if out is not None:
-        from securefl.simulation.run_folder import refuse_earlier_run
+        from securefl.simulation.run_folder import check_run_folder
 
-        refuse_earlier_run(out)
+        check_run_folder(out, resume=resume)
     if https and rehearsal:
         raise ConfigError(
             "--transport https runs the bundled data without rehearsed dropouts; "

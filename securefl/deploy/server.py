@@ -30,6 +30,7 @@ from securefl.reports.roster import SERVER_ENTRY
 from securefl.reports.server_log import (
     SERVER_LOG_NAME,
     ServerLogWriter,
+    append_new_rounds,
     dp_policy,
     read_server_log,
 )
@@ -206,32 +207,8 @@ class DeployedServer:
 
 
 def log_new_rounds(writer: ServerLogWriter, driver: ServerDriver, *, dp: dict[str, Any]) -> int:
-    """Sign into the round log every closed round it does not hold yet; return how many.
-
-    Keyed by round id, not by position: a restarted server's history starts
-    with rounds its previous process may or may not have logged before it
-    died (the journal is written first), and each must be logged exactly once.
-    """
-    last = writer.last_round if writer.last_round is not None else 0
-    added = 0
-    for summary in driver.history:
-        if summary.round <= last:
-            continue
-        writer.append(
-            round_id=summary.round,
-            status=summary.status,
-            cohort=summary.cohort,
-            survivors=summary.survivors,
-            submitted=summary.submitted,
-            model_hash=summary.model_hash,
-            max_weight=summary.max_weight,
-            min_sites=summary.min_sites,
-            config=summary.config,
-            dp=dp,
-            reason=summary.reason,
-        )
-        last, added = summary.round, added + 1
-    return added
+    """Sign into the round log every closed round it does not hold yet; return how many."""
+    return append_new_rounds(writer, driver.history, dp=dp)
 
 
 def build_server(

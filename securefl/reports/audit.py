@@ -52,19 +52,25 @@ __all__ = [
 
 _SEVERITY_ORDER = {FAIL: 0, "warn": 1, INFO: 2}
 
+#: a server state folder's journal (``securefl.runtime.server_state.JOURNAL_NAME``)
+_SERVER_JOURNAL = "journal.jsonl"
+
 
 def find_record_files(paths: Sequence[Path]) -> list[Path]:
     """Record files named directly, and every ``*.jsonl`` under named directories.
 
     The server's round log (``server_log.jsonl``) is not a record file and is
-    skipped when found in a directory (see :func:`find_server_log`).
+    skipped when found in a directory (see :func:`find_server_log`); so is a
+    server state folder's journal (a run folder or a server kit holds one).
     """
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
             out.extend(
                 sorted(
-                    p for p in path.rglob("*.jsonl") if p.is_file() and p.name != SERVER_LOG_NAME
+                    p
+                    for p in path.rglob("*.jsonl")
+                    if p.is_file() and p.name not in (SERVER_LOG_NAME, _SERVER_JOURNAL)
                 )
             )
         elif path.is_file():

@@ -17,6 +17,7 @@ round. Format: docs/records.md and docs/schema/server-round-log-v1.json.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "SERVER_LOG_VERSION",
     "ServerLog",
     "ServerLogWriter",
+    "append_new_rounds",
     "dp_policy",
     "entry_hash",
     "parse_log_entry",
@@ -309,3 +311,36 @@ class ServerLogWriter:
         append_line(self._path, canonical_bytes(entry))
         self._prev_hash = entry_hash(entry)
         return entry
+
+
+def append_new_rounds(
+    writer: ServerLogWriter, history: Iterable[Any], *, dp: dict[str, Any]
+) -> int:
+    """Sign into the round log every closed round it does not hold yet; return how many.
+
+    ``history``: the driver's round summaries, oldest first. Keyed by round
+    id, not by position: a restarted server's (or resumed simulation's)
+    history starts with rounds its previous process may or may not have
+    logged before it stopped (the journal is written first), and each must be
+    logged exactly once.
+    """
+    last = writer.last_round if writer.last_round is not None else 0
+    added = 0
+    for summary in history:
+        if summary.round <= last:
+            continue
+        writer.append(
+            round_id=summary.round,
+            status=summary.status,
+            cohort=summary.cohort,
+            survivors=summary.survivors,
+            submitted=summary.submitted,
+            model_hash=summary.model_hash,
+            max_weight=summary.max_weight,
+            min_sites=summary.min_sites,
+            config=summary.config,
+            dp=dp,
+            reason=summary.reason,
+        )
+        last, added = summary.round, added + 1
+    return added

@@ -110,7 +110,10 @@ class LocalFederation:
     site's ``privatize`` then applies the same fix, so the parameter specs
     agree. Without ``workdir`` the records and ledgers go to a temporary
     folder, removed by :meth:`close` or when the federation is garbage
-    collected; pass ``workdir`` to keep them. ``mask`` (the federation
+    collected; pass ``workdir`` to keep them: the server then also keeps its
+    state there (journal, checkpoints; :class:`securefl.runtime.ServerState`),
+    so a federation built again on the same ``workdir`` continues after its
+    last completed round. ``mask`` (the federation
     file's [mask] settings; default :func:`securefl.modes.mask_config`),
     ``he_preset`` and ``he_keymaker`` reach :mod:`securefl.modes` as a
     deployment's file does.
@@ -214,6 +217,13 @@ class LocalFederation:
             max_weight=max_weight,
             expected_sites=tuple(site_names),
         )
+        if self._remove_workdir is None:  # a folder the caller keeps: nothing lost on a crash
+            from securefl.runtime.server_state import ServerState
+            from securefl.simulation.run_folder import SERVER_STATE_DIR
+
+            ServerState(
+                self.workdir / SERVER_STATE_DIR, federation=federation, mode=secure, spec=self.spec
+            ).attach(self.driver)
 
     def _make_site(self, name: str, mode: AggregationMode, decoder: ModelDecoder) -> Site:
         writer = RecordWriter(

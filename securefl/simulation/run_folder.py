@@ -10,10 +10,17 @@ secret context (every site decrypts with it). ``keys/`` and ``state/`` are
 owner-only (0700), every key file 0600, whatever the umask: the identity
 keys sign privacy records, and the secret context decrypts every aggregate.
 
+It also holds ``server_state/``: the server's journal of completed rounds,
+the model and strategy state after the last one, and in ``he`` mode the
+encrypted history (:class:`securefl.runtime.ServerState`), written as each
+round closes. With the sites' ledgers and records and ``keys/`` that is
+everything ``simulate --resume`` needs to continue an interrupted run from
+its last completed round.
+
 An earlier run in the folder is never overwritten: its ledgers already
-charged the rounds it ran ("round 1 is already in the ledger" is what a
-second run would meet halfway), so :func:`refuse_earlier_run` stops a new
-run before anything is read or trained, in one line.
+charged the rounds it ran, so :func:`check_run_folder` stops a new run
+before anything is read or trained, in one line that says how to continue
+an interrupted one.
 """
 
 from __future__ import annotations
@@ -29,7 +36,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securefl.errors import ConfigError
 from securefl.params import ParamSpec, save_params
 from securefl.provision.pki import load_private_key, write_private_key
-from securefl.reports.server_log import SERVER_LOG_NAME, ServerLogWriter, dp_policy
+from securefl.reports.server_log import (
+    SERVER_LOG_NAME,
+    ServerLogWriter,
+    append_new_rounds,
+    dp_policy,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEYS_DIR",
+    "SERVER_STATE_DIR",
+    "check_run_folder",
     "earlier_run",
     "identity_keys",
     "private_dir",
@@ -50,32 +64,78 @@ __all__ = [
 ]
 
 KEYS_DIR = "keys"
+#: the server's journal, checkpoints and (he) keys: what ``--resume`` continues from
+SERVER_STATE_DIR = "server_state"
 #: what a run writes into its folder; any of them means the folder holds a run
-_RUN_FILES = ("summary.json", "server_log.jsonl", "roster.json", "records", "state", KEYS_DIR)
+_RUN_FILES = (
+    "summary.json", "server_log.jsonl", "roster.json", "records", "state", KEYS_DIR,
+    SERVER_STATE_DIR,
+)  # fmt: skip
 
 
 def earlier_run(out: Path) -> str | None:
     """What earlier run ``out`` holds, in words, or ``None`` when it holds none."""
+    state = _run_state(out)
+    if state is None:
+        return None
+    ended, done = state
+    if done is None:
+        return "an interrupted simulation"
+    kind = "a finished" if ended else "an interrupted"
+    return f"{kind} simulation ({done} round(s) completed)"
+
+
+def _run_state(out: Path) -> tuple[bool, int | None] | None:
+    """``(ended, rounds completed)`` of the run in ``out``; ``None`` when it holds none.
+
+    A folder with run files but no readable summary was stopped before it
+    could write one (or by a kill): it did not end.
+    """
     if not any((out / name).exists() for name in _RUN_FILES):
         return None
     try:
         summary: dict[str, Any] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "an interrupted simulation"
-    done = summary.get("rounds_completed")
-    if summary.get("interrupted"):
-        return f"an interrupted simulation ({done} round(s) completed)"
-    return f"a finished simulation ({done} round(s) completed)"
+        return False, None
+    return not summary.get("interrupted"), summary.get("rounds_completed")
+
+
+def check_run_folder(out: Path, *, resume: bool) -> None:
+    """Refuse, in one line, an ``--out`` that does not fit ``--resume`` (or its absence).
+
+    Without ``resume`` the folder must hold no run: its ledgers already
+    charged the rounds it ran. With ``resume`` it must hold an interrupted
+    run that kept its server state (the journal of completed rounds).
+    """
+    state = _run_state(out)
+    found = earlier_run(out)
+    if not resume:
+        if state is None:
+            return
+        how = (
+            "pick a new --out (the earlier run stays as it is)"
+            if state[0]
+            else "continue it with --resume (the same options), or pick a new --out"
+        )
+        raise ConfigError(
+            f"--out {out} already holds {found}, whose privacy spend is recorded there; {how}"
+        )
+    if state is None:
+        raise ConfigError(f"--resume: {out} holds no simulation to continue; leave out --resume")
+    if state[0]:
+        raise ConfigError(
+            f"--resume: {out} holds {found}: nothing to continue; pick a new --out for a new run"
+        )
+    if not (out / SERVER_STATE_DIR).is_dir():
+        raise ConfigError(
+            f"--resume: {out} holds {found} without a server state folder "
+            f"({SERVER_STATE_DIR}/), so its rounds cannot be continued; pick a new --out"
+        )
 
 
 def refuse_earlier_run(out: Path) -> None:
     """Raise one clear line when ``out`` already holds a run (its ledgers charged its rounds)."""
-    found = earlier_run(out)
-    if found is not None:
-        raise ConfigError(
-            f"--out {out} already holds {found}, whose privacy spend is recorded there; "
-            "pick a new --out (the earlier run stays as it is)"
-        )
+    check_run_folder(out, resume=False)
 
 
 def private_dir(path: Path) -> Path:
@@ -141,7 +201,10 @@ def write_server_log(fed: LocalFederation, *, closed: bool) -> None:
     """
     driver = fed.driver
     writer = ServerLogWriter(
-        fed.workdir / SERVER_LOG_NAME, federation=fed.federation, signing_key=fed.server_key
+        fed.workdir / SERVER_LOG_NAME,
+        federation=fed.federation,
+        signing_key=fed.server_key,
+        run=driver.run_id,
     )
     policy = dp_policy(
         epsilon=fed.dp.epsilon,
@@ -153,20 +216,8 @@ def write_server_log(fed: LocalFederation, *, closed: bool) -> None:
         noise_multiplier=fed.dp.noise_multiplier,  # None: each site calibrates its own
         max_rounds=fed.rounds.max_rounds,
     )
-    for h in driver.history:
-        writer.append(
-            round_id=h.round,
-            status=h.status,
-            cohort=h.cohort,
-            survivors=h.survivors,
-            submitted=h.submitted,
-            model_hash=h.model_hash,
-            max_weight=h.max_weight,
-            min_sites=h.min_sites,
-            config=h.config,
-            dp=policy,
-            reason=h.reason,
-        )
+    # a resumed run's log already holds the rounds before the interruption: go on from there
+    append_new_rounds(writer, driver.history, dp=policy)
     if not closed:
         return
     # the closing line: no round after these ran (an audit fails a log without it)

@@ -18,34 +18,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from simulate_interrupt import interrupt_when_round_2_opens
 
 from securefl.cli import cli
 from securefl.reports import Roster
 from securefl.reports.server_log import SERVER_LOG_NAME, read_server_log
-from securefl.simulation import federation as federation_module
 
 
 def _invoke(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def _interrupt_when_round_2_opens(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
-    """The server loop is interrupted (Ctrl-C lands in the main thread) once round 2 is open."""
-    real = federation_module.run_server
-
-    def run_server(driver, transport, **kw):  # type: ignore[no-untyped-def]
-        progress = kw.get("on_progress")
-
-        def on_progress(d):  # type: ignore[no-untyped-def]
-            if progress is not None:
-                progress(d)
-            if d.current_round == 2 and d.stage.value == "round open":
-                raise error
-
-        kw["on_progress"] = on_progress
-        return real(driver, transport, **kw)
-
-    monkeypatch.setattr(federation_module, "run_server", run_server)
 
 
 def _folder_digest(out: Path) -> dict[str, str]:
@@ -61,7 +42,7 @@ def test_ctrl_c_keeps_what_completed_and_a_rerun_stops_in_one_line(
     secure: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    _interrupt_when_round_2_opens(monkeypatch, KeyboardInterrupt())
+    interrupt_when_round_2_opens(monkeypatch, KeyboardInterrupt())
     args = ["simulate", "--secure", secure, "--rounds", "3", "--out", str(out)]
     stopped = _invoke(*args)
     assert stopped.exit_code == 130, stopped.output
@@ -103,7 +84,7 @@ def test_ctrl_c_keeps_what_completed_and_a_rerun_stops_in_one_line(
     assert again.exit_code == 2, again.output
     lines = [line for line in again.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "already holds an interrupted simulation (1 round(s)" in lines[0]
-    assert "pick a new --out" in lines[0]
+    assert "pick a new --out" in lines[0] and "--resume" in lines[0]
     assert _folder_digest(out) == before  # nothing in the earlier run was touched
 
 
@@ -111,7 +92,7 @@ def test_a_site_error_mid_run_also_keeps_what_completed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    _interrupt_when_round_2_opens(monkeypatch, RuntimeError("disk on fire"))
+    interrupt_when_round_2_opens(monkeypatch, RuntimeError("disk on fire"))
     result = CliRunner().invoke(
         cli, ["simulate", "--secure", "plain", "--rounds", "3", "--out", str(out)]
     )

@@ -280,3 +280,14 @@ def test_he_history_and_acknowledgements_survive_a_restart(tmp_path: Path) -> No
     assert after.acknowledged() == before.acknowledged() and after.acknowledged()
     site, held = next(iter(after.acknowledged().items()))
     assert unpack(after.payload_for(site))["start"] == held
+
+
+def test_the_audit_never_reads_a_server_journal_as_privacy_records(tmp_path: Path) -> None:
+    """A run folder or server kit holds the journal next to the records: `audit DIR` skips it."""
+    from securefl.reports.audit import find_record_files
+
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "site-a.jsonl").write_text("{}\n")
+    (tmp_path / "server_state").mkdir()
+    (tmp_path / "server_state" / JOURNAL_NAME).write_text("{}\n")
+    assert find_record_files([tmp_path]) == [tmp_path / "records" / "site-a.jsonl"]
