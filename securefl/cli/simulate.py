@@ -416,7 +416,8 @@ def _say_what_was_kept(out: Path | None) -> Iterator[None]:
             click.echo(
                 f"stopped: what completed is in {out} (summary.json marked interrupted, the "
                 "model of the completed rounds, the records and an open round log: "
-                f"securefl audit --still-running {out})",
+                f"securefl audit --still-running {out}); continue it with the same command "
+                "and --resume",
                 err=True,
             )
         raise
