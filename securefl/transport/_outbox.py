@@ -36,6 +36,12 @@ class Outbox:
         with self._lock:
             return self._served >= self._next - 1
 
+    @property
+    def issued(self) -> int:
+        """The highest sequence number this outbox has handed a message (0: none yet)."""
+        with self._lock:
+            return self._next - 1
+
     def put(self, key: bytes, make_frame: Callable[[], bytes]) -> bool:
         """Queue the frame for ``key`` unless that message is already waiting; True if queued."""
         with self._lock:

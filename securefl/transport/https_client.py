@@ -30,7 +30,7 @@ from securefl.errors import IntegrityError, TransportError, WireError
 from securefl.hazmat.sign import SigningKey
 from securefl.transport._tls import client_context, fingerprint
 from securefl.transport.base import Transport
-from securefl.transport.https_server import MAX_WAIT
+from securefl.transport.https_server import MAX_WAIT, RESTARTED_STATUS
 from securefl.transport.signed import FRAME_OVERHEAD, open_sealed, seal
 from securefl.wire import MAX_ENVELOPE_BYTES, SERVER, Envelope, Limits, unpack
 
@@ -154,6 +154,11 @@ class HttpsSiteTransport(Transport):
         )
         if response.status_code == 204:
             return
+        if response.status_code == RESTARTED_STATUS:
+            # the server restarted and numbers its messages afresh: start over at 0, and
+            # raise so the site's loop says hello again (a restarted server knows no one)
+            self._acked = 0
+            raise TransportError(f"{self.name}: the server restarted; saying hello again")
         if response.status_code != 200:
             raise TransportError(
                 f"{self.name}: the server refused to deliver ({response.status_code}: "

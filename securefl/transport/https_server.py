@@ -69,6 +69,7 @@ __all__ = [
     "LIVENESS",
     "MAX_IDS_PER_SITE",
     "MAX_WAIT",
+    "RESTARTED_STATUS",
     "HttpsServerTransport",
     "RunningServer",
     "body_limit",
@@ -77,6 +78,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: ``GET /v1/receive`` names a sequence number this server never issued: it restarted
+RESTARTED_STATUS = 410
 
 #: The longest a ``GET /v1/receive`` may hold the connection open.
 MAX_WAIT = 30.0
@@ -383,6 +387,13 @@ class HttpsServerTransport(Transport):
             self.status.refused(site, exc.status, exc.reason)
             return Response(exc.reason, status_code=exc.status, media_type="text/plain")
         outbox = self._outboxes[site]
+        if after > outbox.issued:
+            # a sequence number this server never issued: it restarted since the site last
+            # polled (its outboxes start afresh). Say so, so the site says hello again now
+            # instead of waiting out a silence for a message that will never come.
+            reason = f"no message {after} was ever sent here: the server restarted; say hello"
+            self.status.refused(site, RESTARTED_STATUS, reason)
+            return Response(reason, status_code=RESTARTED_STATUS, media_type="text/plain")
         # one waiting poll per site: a newer one ends the older (a client that lost its
         # connection polls again; a site opening many polls cannot keep many waiting)
         ticket = self._polls[site] = self._polls.get(site, 0) + 1

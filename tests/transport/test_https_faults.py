@@ -480,3 +480,13 @@ def test_site_refuses_a_server_with_another_name_or_another_ca(fed, tmp_path):
     assert fed.inbound() == []
     fed.site("site-a").send(_env("site-a"))  # the right name and CA work
     assert len(fed.inbound()) == 1
+
+
+def test_a_poll_for_a_sequence_this_server_never_issued_says_it_restarted(pki, serve):
+    """A restarted server numbers each outbox afresh: a site still polling after its old
+    sequence is told at once (410), instead of waiting for a message that never comes;
+    polling from 0 (what the site does next, after its hello) is served as usual."""
+    fed = serve(pki)
+    client = fed.raw(pki.sites["site-a"])
+    assert client.get("/v1/receive", params={"after": 5, "wait": 0}).status_code == 410
+    assert client.get("/v1/receive", params={"after": 0, "wait": 0}).status_code == 204
