@@ -28,7 +28,10 @@ What is here:
 - `federation.toml`: the settings every party agreed on.
 - `model.safetensors`, `spec.json`: the initial model.
 - `state/`: created on first run: the server's signed round log and the roster
-  an auditor holds the sites' records against.
+  an auditor holds the sites' records against, and what a restart resumes
+  from (`journal.jsonl`, `checkpoints/`, in he mode `he_keys.bin`). Start the
+  server again on this kit after a crash or reboot; back up the whole folder
+  while the server is stopped.
 
 Keep the owner-only files readable by the account that runs the server only.
 """
@@ -60,8 +63,11 @@ What is here:
   site refuses any party that is not on it.
 - `federation.toml`: the settings every party agreed on (privacy budget, rounds).
 - `model.safetensors`, `spec.json`: the initial model.
-- `state/`: created on first run: the privacy ledger, the round log and the
-  signed privacy records. Check the ε this site spent with
+- `state/`: created on first run: the privacy ledger, the round log, the
+  signed privacy records and, at the he keymaker, `he_keymaker.bin` (the
+  secret key every site decrypts with; owner-only). Never delete or replace
+  it: the ledger is what keeps this site within its budget across restarts.
+  Check the ε this site spent with
   `securefl audit {path_}state/records --roster {path_}roster.json --no-server-log`.
 
 Patient data never enters this folder and never leaves the site.
