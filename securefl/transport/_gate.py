@@ -56,7 +56,7 @@ def driver_gate(
             return None
         is_open = getattr(driver.stage, "value", driver.stage) == "round open"
         if header.round < driver.current_round or (
-            not is_open and header.round == driver.current_round
+            not is_open and 0 < header.round == driver.current_round
         ):
             return ENDED
         if not is_open:
