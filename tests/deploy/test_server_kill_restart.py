@@ -94,7 +94,7 @@ def _start_clients(
             stderr=subprocess.STDOUT,
             env=child_env(),
             cwd=tmp_path,
-        )  # fmt: skip
+        )
         for name in SITES
     ]
 
