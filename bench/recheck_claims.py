@@ -766,6 +766,18 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
+        "mask-consistency-run",
+        "mask.md",
+        "A consistency signature names its run",
+        (  # the run leaves what a site signs and checks in the consistency round
+            Removal(
+                "securefl/secagg/_messages.py",
+                '"securefl/mask/consistency/v2", federation, round_id, run, *survivors',
+                '"securefl/mask/consistency/v2", federation, round_id, *survivors',
+            ),
+        ),
+    ),
+    Row(
         "dp-policy-along-chain",
         "dp.md",
         "Along one site's re-signed chain, a raised budget",

@@ -71,6 +71,11 @@ def _log_entry(log: ServerLog, loaded: LoadedRecord) -> dict[str, Any] | None:
     return entry if not logged or not recorded or logged == recorded else None
 
 
+def _runs(log: ServerLog) -> set[str]:
+    """The run ids the log's round lines name (none for a log from before runs were named)."""
+    return {str(e.get("run") or "") for e in log.rounds.values()} - {""}
+
+
 def check_models_agree(by_site: dict[str, list[LoadedRecord]]) -> list[Finding]:
     """One round, one model: records of a round that name different model hashes fail."""
     rounds: dict[tuple[str, int], dict[str, list[LoadedRecord]]] = defaultdict(
@@ -136,6 +141,22 @@ def _record_vs_entry(loaded: LoadedRecord, log: ServerLog, where: str) -> list[F
     site, rnd = rec["site"], rec["round_id"]
     entry = _log_entry(log, loaded)
     if entry is None:
+        run, logged = record_run(rec), _runs(log)
+        if run and logged and run not in logged:
+            # another run of the server (another state folder) has its own round log; this
+            # log's own rounds are still held against the site (see _participation)
+            return [
+                _finding(
+                    "round_not_in_server_log",
+                    site,
+                    rnd,
+                    f"{site!r} has a record of round {rnd} of run {run[:12]}; this round log "
+                    f"is of run {', '.join(r[:12] for r in sorted(logged))}",
+                    f"audit run {run[:12]}'s records against that run's round log",
+                    _at(loaded),
+                    WARN,
+                )
+            ]
         # a closed log says no other round ran: a site and the server disagree. An open
         # one may just not have reached this round yet (a federation still running).
         return [

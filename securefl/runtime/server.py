@@ -274,6 +274,7 @@ class ServerDriver:
             dimension=self.spec.size,
             max_weight=self.max_weight,
             min_sites=self.rounds.min_sites,
+            run=self.run_id,  # the sites sign it in mask's consistency round
         )
         try:
             aggregator = self.mode.server(ctx)

@@ -82,9 +82,18 @@ def advert_message(
     )
 
 
-def consistency_message(federation: str, round_id: int, survivors: tuple[str, ...]) -> bytes:
-    """What a site signs in the consistency round: the sorted survivor list."""
-    return signed_message("securefl/mask/consistency/v1", federation, round_id, *survivors)
+def consistency_message(
+    federation: str, round_id: int, survivors: tuple[str, ...], *, run: str
+) -> bytes:
+    """What a site signs in the consistency round: the sorted survivor list, in its run.
+
+    The run id is signed too: a round is named by (federation, run, round),
+    and a server that claims a restart (a new run id) has a site mask under
+    the same round number again. A signature without the run would count in
+    that second round, and a server could collect a quorum over each of two
+    lists in two claimed runs and then show them to two parts of the ring.
+    """
+    return signed_message("securefl/mask/consistency/v2", federation, round_id, run, *survivors)
 
 
 def commit_self_seed(federation: str, round_id: int, site: str, seed: bytes) -> bytes:

@@ -270,7 +270,9 @@ class MaskServer(ServerAggregator):
         self._inputs.append(sender)
 
     def _accept_signature(self, sender: str, body: dict[str, Any]) -> None:
-        message = m.consistency_message(self._ctx.federation, self._ctx.round, self._u3)
+        message = m.consistency_message(
+            self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
+        )
         verify(self._roster[sender], message, body["sig"])
         self._sigs[sender] = body["sig"]
 

@@ -288,7 +288,11 @@ class MaskSite(SiteAggregator):
         u3: list[str] = body["survivors"]
         self._check_members(u3, "the survivor list", set(self._u2))
         self._u3 = tuple(sorted(u3))
-        sig = self._sk.sign(m.consistency_message(self._ctx.federation, self._ctx.round, self._u3))
+        sig = self._sk.sign(
+            m.consistency_message(
+                self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
+            )
+        )
         self._stage = "signed"
         return [self._env(m.CONSISTENCY, m.encode(m.CONSISTENCY, sig=sig))]
 
@@ -309,7 +313,9 @@ class MaskSite(SiteAggregator):
             raise AbortError("the survivor list differs from the one this site signed")
         if sorted(dropped) != sorted(set(self._u2) - set(self._u3)):
             raise AbortError("the dropped list does not match the share senders and survivors")
-        message = m.consistency_message(self._ctx.federation, self._ctx.round, self._u3)
+        message = m.consistency_message(
+            self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
+        )
         signers = set()
         for site, sig in body["signatures"].items():
             if site not in self._u3:

@@ -96,6 +96,7 @@ class ProtoSite:
                 max_weight=start.max_weight,
                 min_sites=start.min_sites,
                 round_digest=round_digest(env.payload, start, self.half.decoder),
+                run=start.run,  # as the site API builds it
             )
             self.agg = self.half.mode.site(ctx, self.name)
             report = m.Report(metrics={"val_accuracy": 0.5}).to_bytes()

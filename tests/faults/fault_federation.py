@@ -206,6 +206,7 @@ def _site_loop(name: str, t: FaultyTransport, mode, decoder, run: Run, plan: Sit
                 max_weight=start.max_weight,
                 min_sites=start.min_sites,
                 round_digest=round_digest(env.payload, start, decoder),
+                run=start.run,  # as the site API builds it
             )
             agg = mode.site(ctx, name)
             send(m.REPORT, m.Report(metrics={"val_accuracy": 0.5}).to_bytes(), env.round)

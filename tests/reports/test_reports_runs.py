@@ -139,3 +139,35 @@ def test_a_record_matches_the_server_log_by_run_and_round(
     codes = {f.code for f in check_against_log({"a": records}, ["a"], log, "log")}
     assert ("round_not_in_server_log" not in codes) is matched
     assert ("participation_unrecorded" in codes or "records_truncated" in codes) is not matched
+
+
+def _closed_log(run: str, rounds: int) -> ServerLog:
+    return ServerLog(rounds={r: _entry(run) for r in range(1, rounds + 1)}, closing={"run": run})
+
+
+def test_a_site_that_drops_a_whole_run_is_caught_by_that_runs_log(tmp_path: Path) -> None:
+    """A federation that ran twice (two server state folders) has one round log per run.
+
+    The honest site's one chain holds both runs; a site that re-signs its
+    chain without run aa (claiming less ε) holds run bb only. The auditor
+    checks the records against each run's log in turn: the honest chain
+    must pass against both, or the auditor cannot tell it from the
+    cheater's, which passes against bb's log and must fail against aa's.
+    """
+    key = Ed25519PrivateKey.generate()
+    honest = RecordWriter(tmp_path / "honest.jsonl", federation="f", site="a", signing_key=key)
+    cheat = RecordWriter(tmp_path / "cheat.jsonl", federation="f", site="a", signing_key=key)
+    for run, rnd in [("aa", 1), ("aa", 2), ("bb", 1), ("bb", 2)]:
+        _append(honest, run, rnd, 1.0)
+    for run, rnd in [("bb", 1), ("bb", 2)]:
+        _append(cheat, run, rnd, 1.0)
+    by_run = {run: _closed_log(run, 2) for run in ("aa", "bb")}
+
+    def fails(name: str, run: str) -> set[str]:
+        records = read_record_file(tmp_path / f"{name}.jsonl")[0]
+        found = check_against_log({"a": records}, ["a"], by_run[run], "log")
+        return {f.code for f in found if f.fails}
+
+    assert fails("honest", "aa") == set() and fails("honest", "bb") == set()
+    assert fails("cheat", "bb") == set()
+    assert fails("cheat", "aa") & {"records_truncated", "participation_unrecorded"}

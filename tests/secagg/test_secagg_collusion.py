@@ -49,7 +49,9 @@ def split_view(fed: Federation) -> tuple[CheatingServer, dict[str, np.ndarray]]:
     requests = {}
     for i, side in enumerate(sides):
         sigs = {s: srv.sigs[s] for s in side if s in srv.sigs}
-        sigs[colluder] = fed.keys[colluder].sign(m.consistency_message("fed", 1, tuple(lists[i])))
+        sigs[colluder] = fed.keys[colluder].sign(
+            m.consistency_message("fed", 1, tuple(lists[i]), run="")
+        )
         for s in side:
             requests[s] = (lists[i], sorted(sides[1 - i]), sigs)
     srv.unmask(requests)

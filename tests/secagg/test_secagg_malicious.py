@@ -84,7 +84,7 @@ def test_site_aborts_when_signatures_cover_different_lists(fed: Federation) -> N
     def edit(b: dict[str, Any]) -> None:
         # site-03 genuinely signed a *different* list the server showed it.
         forged = fed.keys["site-03"].sign(
-            m.consistency_message("fed", 1, ("site-01", "site-03", "site-04"))
+            m.consistency_message("fed", 1, ("site-01", "site-03", "site-04"), run="")
         )
         b["signatures"]["site-03"] = forged
 

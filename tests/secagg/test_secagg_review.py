@@ -296,7 +296,7 @@ def test_a_smaller_cohort_does_not_lower_the_collusion_tolerance_below_the_feder
     for i, side in enumerate(sides):
         sigs = {s: srv.sigs[s] for s in side if s in srv.sigs}
         for c in colluders:
-            sigs[c] = fed.keys[c].sign(m.consistency_message("fed", 1, tuple(lists[i])))
+            sigs[c] = fed.keys[c].sign(m.consistency_message("fed", 1, tuple(lists[i]), run=""))
         for s in side:
             requests[s] = (lists[i], sorted(sides[1 - i]), sigs)
     srv.unmask(requests)
