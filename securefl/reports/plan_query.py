@@ -141,13 +141,20 @@ def noise_multipliers(
 
 
 def rounded_sensitivities(*, clip_units: float, dimension: int) -> tuple[float, float]:
-    """(Δ₁, Δ₂) of a clipped vector scaled so C = ``clip_units`` and rounded to integers."""
+    """(Δ₁, Δ₂) of a clipped vector scaled so C = ``clip_units`` and rounded to integers.
+
+    The mechanism's own bound (:func:`securefl.dp.distributed.sensitivity` at
+    scale 1), so ``plan`` answers for exactly what the sites send; the checks
+    here only name the command-line options.
+    """
+    from securefl.dp.distributed import sensitivity
+
     if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
         raise ConfigError(f"--dimension must be an integer >= 1, got {dimension!r}")
     if not (math.isfinite(clip_units) and clip_units > 0):
         raise ConfigError(f"--clip-units must be a finite number > 0, got {clip_units!r}")
-    l2 = clip_units + math.sqrt(dimension)
-    return math.sqrt(dimension) * l2, l2
+    bound = sensitivity(clip=clip_units, scale=1.0, dimension=dimension)
+    return bound.l1, bound.l2
 
 
 @dataclass(frozen=True)

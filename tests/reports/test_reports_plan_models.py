@@ -70,10 +70,12 @@ def test_same_epsilon_each_site_adds_less_noise_with_more_shares():
 
 
 def test_rounding_sensitivities():
-    l1, l2 = rounded_sensitivities(clip_units=100.0, dimension=4)
-    assert l2 == 102.0 and l1 == 204.0
-    l1, l2 = rounded_sensitivities(clip_units=1.0, dimension=10**6)
-    assert l2 == 1001.0 and l1 == 1000.0 * l2
+    # the mechanism's bounds, rounded up to the next float: never below the exact value
+    for (clip, d), (exact_l1, exact_l2) in {(100.0, 4): (204.0, 102.0),
+                                            (1.0, 10**6): (1001000.0, 1001.0)}.items():  # fmt: skip
+        l1, l2 = rounded_sensitivities(clip_units=clip, dimension=d)
+        assert exact_l2 <= l2 == pytest.approx(exact_l2, rel=1e-12)
+        assert exact_l1 <= l1 == pytest.approx(exact_l1, rel=1e-12)
     for bad in ({"clip_units": 0.0, "dimension": 3}, {"clip_units": 1.0, "dimension": 0}):
         with pytest.raises(ConfigError):
             rounded_sensitivities(**bad)
