@@ -37,6 +37,7 @@ from securefl.simulation.trainer import (
     accuracy,
     default_model,
     make_loader,
+    run_distributed_site,
     run_site,
     train_one_epoch,
 )
@@ -221,12 +222,17 @@ def run_simulation(
         he_preset=config.he.preset,
         he_keymaker=config.he.keymaker,
         mask=config.mask,
+        privacy=config.privacy,
+        distributed=config.distributed,
     )
     by_name = {s.name: s for s in data.sites}
 
     def train_site(site: Site) -> None:
         model = default_model(data.num_features, num_classes)
         model.load_state_dict(initial.state_dict())
+        if fed.distributed is not None:  # one DP-SGD step a round on one Poisson batch
+            run_distributed_site(site, by_name[site.name], model)
+            return
         run_site(
             site,
             by_name[site.name],
