@@ -252,9 +252,11 @@ def privatize_distributed(
     fix_model: bool,
 ) -> tuple[DistributedSite, ClipSumOptimizer]:
     """Per-example gradients without noise (Opacus GradSampleModule), the one-step optimizer."""
+    import warnings
+
     from opacus import GradSampleModule
 
-    from securefl.dp.privatize import check_model
+    from securefl.dp.privatize import _HOOK_WARNING, check_model
     from securefl.runtime._site_round import model_state
 
     model = check_model(model, fix_model=fix_model)
@@ -264,6 +266,8 @@ def privatize_distributed(
             f"this model has {spec.size} parameters, the federation's {plan.dimension}; build "
             "it as the federation's initial model"
         )
+    # installed where Opacus's hooks are, and kept, as securefl.dp.privatize does
+    warnings.filterwarnings("ignore", message=_HOOK_WARNING, category=UserWarning)
     module = GradSampleModule(model, loss_reduction="mean")
     site = DistributedSite(
         plan=plan,

@@ -352,7 +352,7 @@ def _outcome(
     rounds = len(site.history)
     nan = float("nan")
     local_val = local_test = nan
-    if sigma and rounds:
+    if sigma and rounds and fed.distributed is None:  # distributed: σ is the sum's, not a site's
         local = _local_only_model(data, num_classes, fed.dp, fed.train, rounds, sigma, seed)
         local_val = accuracy(local, data.x_val, data.y_val)
         local_test = accuracy(local, *test) if test is not None else nan
