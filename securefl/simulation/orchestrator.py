@@ -188,7 +188,7 @@ def run_simulation(
     dp, train, rounds = config.dp, config.train, config.rounds
     num_classes = len(data.classes)
     smallest = min(data.sites, key=lambda s: s.num_examples)
-    if dp.batch_size > smallest.num_examples:
+    if config.privacy == "local" and dp.batch_size > smallest.num_examples:
         raise ConfigError(
             f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
             f"{smallest.num_examples} training examples"
