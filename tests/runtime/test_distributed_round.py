@@ -242,7 +242,7 @@ def test_a_step_outside_a_round_is_refused(tmp_path):
 def test_submit_before_the_step_is_refused(tmp_path):
     server, site, model, _opt, plan = _site(tmp_path)
     _open(server, model, _announced(plan))
-    with pytest.raises(ConfigError, match="before optimizer.step"):
+    with pytest.raises(ConfigError, match=r"before optimizer\.step"):
         for rnd in site.rounds(model):
             rnd.batch()
             rnd.submit()
@@ -323,3 +323,24 @@ def test_a_sites_budget_is_charged_the_central_epsilon_and_refuses_past_it(tmp_p
             r = site.ledger.reserve(i + 1, plan.event(3), federation="f", run="r")
             site.ledger.commit(r, plan.event(3))
     assert site.ledger.spent() <= config.dp.epsilon
+
+
+def test_a_federation_file_sets_privacy_and_its_public_numbers(tmp_path):
+    from securefl.config import load_federation
+
+    path = tmp_path / "fed.toml"
+    path.write_text(
+        '[federation]\nprivacy = "distributed"\n'
+        "[distributed]\nsample_rate = 0.25\nrecords = 400\nscale_bits = 10\n",
+        encoding="utf-8",
+    )
+    config = load_federation(path)
+    assert config.privacy == "distributed"
+    assert config.distributed.expected_batch_size == 100.0
+    assert config.distributed.scale == 1024.0
+    path.write_text('[federation]\nprivacy = "distributed"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"fed\.toml.*sample_rate"):
+        load_federation(path)
+    path.write_text("[distributed]\nrecords = 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"distributed\.records"):
+        load_federation(path)
