@@ -485,6 +485,9 @@ def _gain(alone: float, together: float) -> str:
     return f"{_fmt(alone)} → {_fmt(together)} [{colour}]{diff:+.3f}[/]"
 
 
+_ACCOUNTANT = {"local": "PRV accountant", "distributed": "central, Skellam RDP bound"}
+
+
 def result_table(result: SimulationResult, has_test: bool) -> Table:
     """What each site gained, one row per site."""
     # two-line headers, so that the numbers, not the words, set the widths
@@ -497,7 +500,7 @@ def result_table(result: SimulationResult, has_test: bool) -> Table:
         columns,
         names=[s.name for s in result.sites],
         caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
-        f"model; ε at δ = {result.sites[0].delta:g} (PRV accountant)",
+        f"model; ε at δ = {result.sites[0].delta:g} ({_ACCOUNTANT[result.privacy]})",
     )
     for s in result.sites:
         row = [

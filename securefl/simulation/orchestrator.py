@@ -85,6 +85,8 @@ class SimulationResult:
     halted: str = ""
     interrupted: str = ""
     """Why the run stopped before it ended (Ctrl-C, an error); "" when it ended."""
+    privacy: str = "local"
+    """The privacy model: ``local`` DP-SGD, or ``distributed`` (Skellam shares)."""
 
     @property
     def trained(self) -> bool:
@@ -317,6 +319,7 @@ def _result(
         outcomes = [_spent_so_far(fed, endings, s, model) for s in data.sites]
     return SimulationResult(
         secure=config.secure,
+        privacy=config.privacy,
         rounds=driver.current_round,
         rounds_completed=driver.completed_rounds,
         finish_reason=driver.finish_reason,
