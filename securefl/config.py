@@ -26,6 +26,7 @@ from securefl._deploy_config import (
     build_mask,
     default_mask,
 )
+from securefl._privacy_config import DistributedConfig, check_privacy
 from securefl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "SECURE_MODES",
     "STRATEGIES",
     "DPConfig",
+    "DistributedConfig",
     "FederationConfig",
     "HEConfig",
     "ModelConfig",
@@ -287,6 +289,8 @@ class FederationConfig:
 
     name: str = "securefl"
     secure: str = "mask"
+    privacy: str = "local"
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     dp: DPConfig = field(default_factory=DPConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rounds: RoundConfig = field(default_factory=RoundConfig)
@@ -304,6 +308,7 @@ class FederationConfig:
             raise ConfigError(
                 f"federation.secure must be one of {SECURE_MODES}, got {self.secure!r}"
             )
+        check_privacy(self.privacy, self.secure, self.distributed, self.train.local_epochs)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"federation.name must be a non-empty string, got {self.name!r}")
         names = check_site_names([s.name for s in self.sites], where="sites")
@@ -389,12 +394,12 @@ def load_federation(path: str | Path) -> FederationConfig:
     top = dict(data.pop("federation", {}))
     allowed = {
         *("dp", "train", "rounds", "strategy", "sites"),
-        *("server", "pki", "mask", "he", "model", "data"),
+        *("server", "pki", "mask", "he", "model", "data", "distributed"),
     }
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown table [{unknown[0]}]")
-    extra = sorted(set(top) - {"name", "secure"})
+    extra = sorted(set(top) - {"name", "secure", "privacy"})
     if extra:
         raise ConfigError(f"{source}: unknown key 'federation.{extra[0]}'")
     sites_raw = data.get("sites", [])
@@ -404,6 +409,10 @@ def load_federation(path: str | Path) -> FederationConfig:
         return FederationConfig(
             name=top.get("name", "securefl"),
             secure=top.get("secure", "mask"),
+            privacy=top.get("privacy", "local"),
+            distributed=_build(
+                DistributedConfig, data.get("distributed", {}), "distributed", source
+            ),
             dp=_build(DPConfig, data.get("dp", {}), "dp", source),
             train=_build(TrainConfig, data.get("train", {}), "train", source),
             rounds=_build(RoundConfig, data.get("rounds", {}), "rounds", source),

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from securefl._deploy_config import HE_PRESETS
 from securefl.cli._errors import exit_on_error
+from securefl.cli._privacy import with_privacy
 from securefl.cli._table import new_table
 from securefl.config import (
     SECURE_MODES,
@@ -127,6 +128,21 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "(for debugging only).",
 )
 @click.option(
+    "--privacy",
+    default=None,
+    type=click.Choice(("local", "distributed")),
+    help="local (default): DP-SGD with all its noise at each site. distributed: one DP-SGD "
+    "step a round over every site's Poisson sample, each site adding a share of Skellam noise "
+    "that only the masked sum carries in full (needs --secure mask; docs/distributed_dp.md).",
+)
+@click.option(
+    "--sample-rate",
+    default=None,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="With --privacy distributed: the rate q at which each site samples its records "
+    "each round (default 1).",
+)
+@click.option(
     "--data",
     "data_specs",
     multiple=True,
@@ -232,6 +248,8 @@ def simulate(
     he_preset: str | None,
     transport: str,
     as_json: bool,
+    privacy: str | None,
+    sample_rate: float | None,
 ) -> None:
     """Simulate hospitals training one model together, all in this process.
 
@@ -257,6 +275,9 @@ def simulate(
     if schema_path is None and data_specs and config.data.schema is not None:
         schema_path = Path(config.data.schema)
     data = _load_data(data_specs, label, sites, seed, schema_path)
+    config = with_privacy(
+        config, data, privacy=privacy, sample_rate=sample_rate, https=transport == "https"
+    )
     from securefl.aggregation.plain import PLAIN_WARNING
     from securefl.simulation.modes import parse_dropouts
     from securefl.simulation.orchestrator import run_simulation
@@ -464,6 +485,9 @@ def _gain(alone: float, together: float) -> str:
     return f"{_fmt(alone)} → {_fmt(together)} [{colour}]{diff:+.3f}[/]"
 
 
+_ACCOUNTANT = {"local": "PRV accountant", "distributed": "central, Skellam RDP bound"}
+
+
 def result_table(result: SimulationResult, has_test: bool) -> Table:
     """What each site gained, one row per site."""
     # two-line headers, so that the numbers, not the words, set the widths
@@ -476,7 +500,7 @@ def result_table(result: SimulationResult, has_test: bool) -> Table:
         columns,
         names=[s.name for s in result.sites],
         caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
-        f"model; ε at δ = {result.sites[0].delta:g} (PRV accountant)",
+        f"model; ε at δ = {result.sites[0].delta:g} ({_ACCOUNTANT[result.privacy]})",
     )
     for s in result.sites:
         row = [

@@ -100,17 +100,32 @@ class RoundAccount:
         if self._reservation is not None:
             raise ProtocolError(f"round {self._reservation.round_id} is still open")
         self.check_round_id(round_id, run)
-        planned = planned_event(
+        self._reservation = self.ledger.reserve(
+            round_id,
+            self.planned_event(),
+            federation=self.federation,
+            run=run,
+            model_hash=model_hash,
+        )
+        self._on_reserved()
+
+    def _on_reserved(self) -> None:
+        """The round is admitted: count its optimizer steps from zero."""
+        self.private.reset_steps()
+
+    def planned_event(self) -> DPEvent:
+        """The event a round is admitted with: ``local_epochs`` epochs of DP-SGD."""
+        return planned_event(
             noise_multiplier=self.private.noise_multiplier,
             sample_rate=self.private.sample_rate,
             epochs=self.local_epochs,
             max_grad_norm=self.dp.max_grad_norm,
             secure_rng=self.private.secure_rng,
         )
-        self._reservation = self.ledger.reserve(
-            round_id, planned, federation=self.federation, run=run, model_hash=model_hash
-        )
-        self.private.reset_steps()
+
+    def expected_batch_size(self) -> int:
+        """The expected batch a record states (q × the site's records)."""
+        return max(1, round(self.private.sample_rate * self.dataset_size))
 
     def actual_event(self) -> DPEvent:
         """The event of the steps taken so far this round (at least one: the round ran)."""
@@ -150,7 +165,7 @@ class RoundAccount:
             epsilon_budget=self.dp.epsilon,
             model_hash=reservation.model_hash,
             dataset_size=self.dataset_size,
-            expected_batch_size=max(1, round(self.private.sample_rate * self.dataset_size)),
+            expected_batch_size=self.expected_batch_size(),
         )
 
     def settle_interrupted(self) -> list[int]:

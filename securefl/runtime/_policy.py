@@ -21,7 +21,7 @@ from securefl.runtime.messages import RoundStart
 __all__ = ["MAX_PROXIMAL_MU", "ROUND_CONFIG_KEYS", "RoundSettings", "SitePolicy", "check_round"]
 
 #: The per-round settings a server may announce; anything else is refused.
-ROUND_CONFIG_KEYS = frozenset({"proximal_mu", "local_epochs"})
+ROUND_CONFIG_KEYS = frozenset({"proximal_mu", "local_epochs", "distributed"})
 #: FedProx's μ above this is not a proximal term but a freeze of the model.
 MAX_PROXIMAL_MU = 100.0
 
@@ -42,6 +42,8 @@ class SitePolicy:
     dataset_size: int
     roster: Collection[str] | None = None
     max_weight: float | None = None
+    #: privacy = "distributed": the public numbers of the site's own plan (else ``None``)
+    distributed: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +97,15 @@ def _round_config(config: Mapping[str, Any], policy: SitePolicy) -> float:
     unknown = sorted(set(config) - ROUND_CONFIG_KEYS)
     if unknown:
         raise ProtocolError(f"the server sent unknown round settings {unknown}")
+    if policy.distributed is not None:
+        from securefl.runtime._distributed import check_announced
+
+        check_announced(config.get("distributed"), dict(policy.distributed))
+    elif "distributed" in config:
+        raise ProtocolError(
+            'the server announced distributed DP but this site runs privacy = "local"; '
+            "the federation files must agree"
+        )
     epochs = config.get("local_epochs", policy.local_epochs)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs != policy.local_epochs:
         raise ConfigError(

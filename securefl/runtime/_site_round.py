@@ -61,14 +61,34 @@ class Round:
     submitted: bool = False
     epsilon: float | None = None
 
-    def submit(self, *, num_examples: int, metrics: Mapping[str, float] | None = None) -> None:
-        """Record the privacy spent, then send the protected update to the server."""
+    def submit(
+        self, *, num_examples: int | None = None, metrics: Mapping[str, float] | None = None
+    ) -> None:
+        """Record the privacy spent, then send the protected update to the server.
+
+        ``num_examples`` (the update's weight) is required with local DP-SGD;
+        with ``privacy = "distributed"`` it is not sent (batch sizes stay
+        private) and the clipped sum of the round's :meth:`batch` is submitted.
+        """
         if self.submitted:
             raise ProtocolError(f"round {self.number} was already submitted")
-        if num_examples < 1:
+        distributed = self._site.distributed is not None
+        if num_examples is None and not distributed:
+            raise ConfigError("num_examples is required with local DP-SGD")
+        if num_examples is not None and num_examples < 1:
             raise ConfigError("num_examples must be at least 1")
-        self._site._submit(self, num_examples, dict(metrics or {}))
+        self._site._submit(self, num_examples or 1, dict(metrics or {}))
         self.submitted = True
+
+    def batch(self) -> Any:
+        """This round's one Poisson batch of the site's records (``privacy = "distributed"``)."""
+        dd = self._site._dd
+        if dd is None:
+            raise ConfigError(
+                'rnd.batch() is for privacy = "distributed"; with local DP-SGD train on the '
+                "loader site.privatize returned"
+            )
+        return dd.batch()
 
 
 @dataclass(frozen=True, kw_only=True)

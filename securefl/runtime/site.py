@@ -62,6 +62,8 @@ from securefl.wire import Envelope
 if TYPE_CHECKING:
     from securefl.hazmat.sign import SigningKey
     from securefl.modes import SiteHalf
+    from securefl.runtime._distributed import DistributedPlan
+    from securefl.runtime._distributed_round import DistributedSite
 
 __all__ = ["ModelDecoder", "PreRoundSiteKeys", "Round", "Site"]
 
@@ -94,6 +96,7 @@ class Site:
         keys: PreRoundSiteKeys | None = None,
         fix_model: bool = False,
         reconnect: RetryPolicy | None = None,
+        distributed: DistributedPlan | None = None,
     ) -> None:
         if mode is None and keys is None:
             raise ConfigError("a site without a mode needs the mode's key step")
@@ -139,6 +142,9 @@ class Site:
         self._proximal = ProximalPull()
         self._round_max_weight = 0.0
         self._model: torch.nn.Module | None = None
+        #: privacy = "distributed": the federation's public plan, and this site's round state
+        self.distributed = distributed
+        self._dd: DistributedSite | None = None
 
     @classmethod
     def for_federation(
@@ -200,6 +206,10 @@ class Site:
         the federation's choice) swaps layers Opacus refuses, as the
         federation's initial model was, so the two keep one parameter spec.
         """
+        if self.distributed is not None:  # one step a round, per-example clipping without noise
+            from securefl.runtime._distributed_round import privatize_site
+
+            return privatize_site(self, model, optimizer, loader, fix_model)
         batches = len(loader)
         if batches < 1:
             raise ConfigError("the data loader is empty")
@@ -255,7 +265,7 @@ class Site:
         (``reconnect``), leaves the round it was in and takes the next one;
         :class:`TransportError` is raised once the server stays unreachable.
         """
-        if self.private is None:
+        if self._account is None:
             raise ConfigError("call site.privatize(model, optimizer, loader) before site.rounds()")
         self._link.send_all(self._driver.hello())
         finished = False
@@ -310,7 +320,7 @@ class Site:
 
     def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
         """Check everything the server sent, then (and only then) reserve the round's privacy."""
-        assert self.private is not None and self._account is not None
+        assert self._account is not None
         if self.mode is None:  # he: the keys are delivered before any round start
             raise ProtocolError(f"round {env.round} started before this site had its keys")
         run = m.decode(env.payload, m.RoundStart).run
@@ -325,6 +335,7 @@ class Site:
                 local_epochs=self.train.local_epochs,
                 dataset_size=self._account.dataset_size,
                 roster=self.roster,
+                distributed=None if self.distributed is None else self.distributed.announced(),
             ),
             decode_model=self.decode_model,
             federation=self.federation,
@@ -332,13 +343,18 @@ class Site:
         start, settings = checked.start, checked.settings
         spec, params = checked.spec, checked.params
         aggregator = self.mode.site(checked.context, self.name)
+        if self._dd is not None:  # the noise share from this site's own threshold
+            self._dd.prepare(checked.context)
         # every check passed: only now is privacy reserved and training allowed
         self._account.reserve(env.round, params_hash(params), start.run)
         self._driver.accept(env.round, aggregator)
         self._spec, self._aggregator, self._model = spec, aggregator, model
         self._round_max_weight = start.max_weight
         load_vector_into(model, params, spec)
-        self._proximal.install(self.private.optimizer, model, params, spec, settings.proximal_mu)
+        if self.private is not None:
+            self._proximal.install(
+                self.private.optimizer, model, params, spec, settings.proximal_mu
+            )
         return Round(
             number=env.round,
             cohort=start.cohort,
@@ -376,6 +392,8 @@ class Site:
     def _protect(self, rnd: Round, num_examples: int) -> list[Envelope]:
         """Check the update and protect it for the mode; raises if it must not leave."""
         assert self._spec is not None and self._aggregator and self._model is not None
+        if self._dd is not None:
+            return self._dd.protect(self._aggregator)
         delta = (model_vector(self._model, self._spec) - rnd.global_params).astype(np.float32)
         if not np.all(np.isfinite(delta)):
             raise ProtocolError("the update contains NaN or infinite values; nothing was sent")

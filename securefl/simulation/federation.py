@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import (
 from securefl._deploy_config import DEFAULT_HE_PRESET, default_mask
 from securefl.aggregation.base import AggregationMode
 from securefl.config import (
+    DistributedConfig,
     DPConfig,
     FederationConfig,
     HEConfig,
@@ -47,6 +48,7 @@ from securefl.errors import BudgetExhaustedError, ConfigError, TransportError
 from securefl.hazmat.sign import SigningKey
 from securefl.params import ParamSpec, model_vector
 from securefl.reports import RecordWriter, Roster
+from securefl.runtime._distributed import DistributedPlan, DistributedStep
 from securefl.runtime.loop import run_server
 from securefl.runtime.server import RoundSummary, ServerDriver
 from securefl.runtime.site import ModelDecoder, Site
@@ -137,6 +139,8 @@ class LocalFederation:
         he_keymaker: str | None = None,
         mask: MaskConfig | None = None,
         fix_model: bool = False,
+        privacy: str = "local",
+        distributed: DistributedConfig | None = None,
     ) -> None:
         site_names = check_site_names(site_names, where="site_names")
         if len(site_names) < rounds.min_sites:
@@ -183,6 +187,8 @@ class LocalFederation:
         self.config = FederationConfig(
             name=federation,
             secure=secure,
+            privacy=privacy,
+            distributed=distributed or DistributedConfig(),
             dp=dp,
             train=train,
             rounds=rounds,
@@ -190,12 +196,21 @@ class LocalFederation:
             mask=mask or default_mask(),
             he=HEConfig(preset=he_preset or DEFAULT_HE_PRESET, keymaker=he_keymaker),
         )
+        #: privacy = "distributed": the public plan every party derives from the file
+        self.distributed = (
+            DistributedPlan.from_config(
+                self.config, dimension=self.spec.size, federation_size=len(site_names)
+            )
+            if privacy == "distributed"
+            else None
+        )
         setup = make_setup(
             self.config,
             roster=self.roster.sites,
             workdir=self.workdir,
             dropouts=dict(dropouts or {}),
             max_weight=max_weight,
+            distributed=self.distributed,
             signing_keys={
                 n: k.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
                 for n, k in self.signing_keys.items()
@@ -210,7 +225,11 @@ class LocalFederation:
         self.driver = ServerDriver(
             federation=federation,
             mode=setup.server_mode,
-            strategy=make_strategy(strategy),
+            strategy=(
+                make_strategy(strategy)
+                if self.distributed is None
+                else DistributedStep(make_strategy(strategy), self.distributed)
+            ),
             model=setup.global_model(model_vector(initial_model, self.spec)),
             spec=self.spec,
             rounds=rounds,
@@ -245,6 +264,7 @@ class LocalFederation:
             decode_model=decoder,
             roster=self.roster.sites,
             fix_model=self.fix_model,
+            distributed=self.distributed,
         )
 
     def close(self) -> None:

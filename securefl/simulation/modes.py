@@ -29,6 +29,7 @@ from securefl.wire import SERVER, Envelope
 
 if TYPE_CHECKING:
     from securefl.he import SecretContext
+    from securefl.runtime._distributed import DistributedPlan
     from securefl.secagg import MaskConfig
 
 __all__ = [
@@ -75,6 +76,10 @@ class _Vanishing(SiteAggregator):
 
     def submit(self, vector: npt.NDArray[np.float32], weight: float) -> list[Envelope]:
         return self._filter(self._inner.submit(vector, weight))
+
+    def submit_integers(self, values: npt.NDArray[np.signedinteger]) -> list[Envelope]:
+        out: list[Envelope] = self._inner.submit_integers(values)  # type: ignore[attr-defined]
+        return self._filter(out)
 
     def handle(self, envelope: Envelope) -> list[Envelope]:
         return self._filter(self._inner.handle(envelope))
@@ -185,6 +190,7 @@ def make_setup(
     workdir: Path,
     dropouts: Mapping[str, str],
     max_weight: float | None = None,
+    distributed: DistributedPlan | None = None,
 ) -> SecureSetup:
     """Both halves and the model holders for ``config.secure`` in an in-process federation.
 
@@ -193,9 +199,12 @@ def make_setup(
     both from the federation's settings (``config.mask``; ``config.he``'s
     preset and keymaker; ``config.strategy``; ``config.rounds.min_sites``).
     ``max_weight`` is the federation's own, which ``he`` sites pin (they
-    refuse a round or an aggregate announcing another).
+    refuse a round or an aggregate announcing another). With ``distributed``
+    (``privacy = "distributed"``) the mask halves are the integer path's.
     """
     secure, federation = config.secure, config.name
+    if distributed is not None:
+        return _distributed_setup(distributed, signing_keys, roster, workdir, dropouts)
     if secure == "he" and max_weight is None:
         raise ConfigError("he mode needs the federation's max_weight for its sites")
     common: dict[str, Any] = {
@@ -279,3 +288,36 @@ def _he_keys(
         for name in sorted(library.site_keys(signing_keys))
     }
     return secrets, signed_public
+
+
+def _distributed_setup(
+    plan: DistributedPlan,
+    signing_keys: Mapping[str, bytes],
+    roster: Mapping[str, bytes],
+    workdir: Path,
+    dropouts: Mapping[str, str],
+) -> SecureSetup:
+    """The integer SecAgg+ halves of ``privacy = "distributed"``, in the plan's ring."""
+    from securefl.runtime._distributed import distributed_server_mode, distributed_site_mode
+    from securefl.runtime.global_model import PlainGlobalModel, decode_plain_model
+
+    halves = {
+        name: distributed_site_mode(
+            plan,
+            name=name,
+            signing_key=SigningKey.from_private_bytes(raw),
+            identity_keys=roster,
+            state_dir=workdir / "state" / name,
+        )
+        for name, raw in signing_keys.items()
+        if name != SERVER
+    }
+    site_mode: Callable[[str], AggregationMode] = lambda name: halves[name]  # noqa: E731
+    if dropouts:
+        site_mode = _with_dropouts(site_mode, "mask", dropouts)
+    return SecureSetup(
+        site_mode,
+        distributed_server_mode(plan, roster),
+        PlainGlobalModel,
+        lambda name: decode_plain_model,
+    )

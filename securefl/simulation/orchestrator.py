@@ -37,6 +37,7 @@ from securefl.simulation.trainer import (
     accuracy,
     default_model,
     make_loader,
+    run_distributed_site,
     run_site,
     train_one_epoch,
 )
@@ -84,6 +85,8 @@ class SimulationResult:
     halted: str = ""
     interrupted: str = ""
     """Why the run stopped before it ended (Ctrl-C, an error); "" when it ended."""
+    privacy: str = "local"
+    """The privacy model: ``local`` DP-SGD, or ``distributed`` (Skellam shares)."""
 
     @property
     def trained(self) -> bool:
@@ -187,7 +190,7 @@ def run_simulation(
     dp, train, rounds = config.dp, config.train, config.rounds
     num_classes = len(data.classes)
     smallest = min(data.sites, key=lambda s: s.num_examples)
-    if dp.batch_size > smallest.num_examples:
+    if config.privacy == "local" and dp.batch_size > smallest.num_examples:
         raise ConfigError(
             f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
             f"{smallest.num_examples} training examples"
@@ -221,12 +224,17 @@ def run_simulation(
         he_preset=config.he.preset,
         he_keymaker=config.he.keymaker,
         mask=config.mask,
+        privacy=config.privacy,
+        distributed=config.distributed,
     )
     by_name = {s.name: s for s in data.sites}
 
     def train_site(site: Site) -> None:
         model = default_model(data.num_features, num_classes)
         model.load_state_dict(initial.state_dict())
+        if fed.distributed is not None:  # one DP-SGD step a round on one Poisson batch
+            run_distributed_site(site, by_name[site.name], model)
+            return
         run_site(
             site,
             by_name[site.name],
@@ -311,6 +319,7 @@ def _result(
         outcomes = [_spent_so_far(fed, endings, s, model) for s in data.sites]
     return SimulationResult(
         secure=config.secure,
+        privacy=config.privacy,
         rounds=driver.current_round,
         rounds_completed=driver.completed_rounds,
         finish_reason=driver.finish_reason,
@@ -346,7 +355,7 @@ def _outcome(
     rounds = len(site.history)
     nan = float("nan")
     local_val = local_test = nan
-    if sigma and rounds:
+    if sigma and rounds and fed.distributed is None:  # distributed: σ is the sum's, not a site's
         local = _local_only_model(data, num_classes, fed.dp, fed.train, rounds, sigma, seed)
         local_val = accuracy(local, data.x_val, data.y_val)
         local_test = accuracy(local, *test) if test is not None else nan

@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from securefl.data.federations import SiteData
 from securefl.runtime.site import Site
 
-__all__ = ["accuracy", "default_model", "make_loader", "run_site", "train_one_epoch"]
+__all__ = [
+    "accuracy",
+    "default_model",
+    "make_loader",
+    "run_distributed_site",
+    "run_site",
+    "train_one_epoch",
+]
 
 
 def default_model(num_features: int, num_classes: int) -> nn.Module:
@@ -79,4 +86,27 @@ def run_site(
         for _ in range(local_epochs):
             train_one_epoch(model, optimizer, loader)
         rnd.submit(num_examples=data.num_examples, metrics={"val_accuracy": global_accuracy})
+    return model
+
+
+def run_distributed_site(site: Site, data: SiteData, model: nn.Module) -> nn.Module:
+    """``privacy = "distributed"``: each round one Poisson batch, one clipped sum, one submit.
+
+    The optimizer's learning rate is not used here: the server takes the
+    step (``train.learning_rate``) on the sum of every site's clipped sums.
+    """
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    loader = make_loader(data.x_train, data.y_train, batch_size=1)
+    model, optimizer, loader = site.privatize(model, sgd, loader)
+    loss_fn = nn.CrossEntropyLoss()
+    for rnd in site.rounds(model):
+        global_accuracy = accuracy(model, data.x_val, data.y_val)
+        features, labels = rnd.batch()
+        model.train()
+        optimizer.zero_grad()
+        output = model(features)
+        loss = loss_fn(output, labels) if len(labels) else output.sum()
+        loss.backward()
+        optimizer.step()
+        rnd.submit(metrics={"val_accuracy": global_accuracy})
     return model
