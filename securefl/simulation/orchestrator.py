@@ -84,6 +84,8 @@ class SimulationResult:
     halted: str = ""
     interrupted: str = ""
     """Why the run stopped before it ended (Ctrl-C, an error); "" when it ended."""
+    data: str = ""
+    """What the sites' records are (bundled, generated or own files)."""
 
     @property
     def trained(self) -> bool:
@@ -99,6 +101,7 @@ class SimulationResult:
             "finish_reason": self.finish_reason,
             "halted": self.halted or None,
             "interrupted": self.interrupted or None,
+            "data": self.data or None,
             "global": {"accuracy": _finite_or_none(self.global_accuracy)},
             "sites": [
                 {
@@ -316,6 +319,7 @@ def _result(
         finish_reason=driver.finish_reason,
         halted=driver.halted,
         interrupted=interrupted,
+        data=data.source,
         global_accuracy=_global_accuracy(data, model, outcomes) if model else float("nan"),
         sites=outcomes,
         history=[
