@@ -121,17 +121,21 @@ def main() -> None:
     print(f"mask, one round, d = {args.d}, every party in this process (one child per row)")
     header = (
         f"{'n':>5} {'graph':<10} {'k':>4} {'round s':>8} {'site s':>7} {'(min-max)':>13} "
-        f"{'server s':>9} {'site KB':>9} {'KB/param':>8} {'peak MB':>8}"
+        f"{'server s':>9} {'site KB':>9} {'B/param':>8} {'peak MB':>8}"
     )
     print(header)
     print("-" * len(header))
     for n in args.n or [10, 50, 100, 200]:
-        line = subprocess.run(
-            [sys.executable, __file__, "--child", str(n), "--d", str(args.d)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip().splitlines()[-1]
+        line = (
+            subprocess.run(
+                [sys.executable, __file__, "--child", str(n), "--d", str(args.d)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         r = json.loads(line)
         graph = "complete" if r["complete"] else "k-regular"
         print(

@@ -14,7 +14,8 @@
 """
 
 from securefl.dp.accounting import ACCOUNTANTS, check_delta, epsilon, supports
-from securefl.dp.calibration import calibrate_noise, calibrate_noise_many
+from securefl.dp.calibration import calibrate_noise
+from securefl.dp.calibration_many import calibrate_noise_many
 from securefl.dp.events import DPEvent, SkellamEvent
 from securefl.dp.ledger import LedgerEntry, PrivacyLedger, Reservation
 

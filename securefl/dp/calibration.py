@@ -22,16 +22,6 @@ So the search spends its accountant calls where they count:
 
 The PRV accountant itself was also made about ten times faster (its safe
 domain is sized with integer orders, see :mod:`securefl.dp.accounting`).
-
-Many sites (:func:`calibrate_noise_many`): sites of different sizes have
-different sample rates and step counts, and calibrating each one costs
-0.2-0.4 s, which is minutes for hundreds of sites. Calibrating again for a
-(q, steps) already seen is free (the accountant's results are cached), so
-the many-site search rounds each site's q and steps UP to a geometric grid
-and calibrates once per grid point (:func:`grid_point`). ε grows with q and with steps, so the
-σ calibrated at the rounded-up point keeps the site's own ε within the
-target: rounding only ever adds noise, at most about ``grid**1.5`` (σ
-grows roughly like q·√steps), and never removes any.
 """
 
 from __future__ import annotations
@@ -46,18 +36,10 @@ from securefl.dp.accounting import ACCOUNTANTS, epsilon, int_order_rdp
 from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError
 
-__all__ = [
-    "DEFAULT_GRID",
-    "MAX_NOISE_MULTIPLIER",
-    "calibrate_noise",
-    "calibrate_noise_many",
-    "grid_point",
-]
+__all__ = ["MAX_NOISE_MULTIPLIER", "calibrate_noise"]
 
 #: Largest noise multiplier :func:`calibrate_noise` will consider.
 MAX_NOISE_MULTIPLIER = 1e4
-#: Grid ratio of :func:`calibrate_noise_many`: q and steps are rounded up to powers of it.
-DEFAULT_GRID = 1.02
 #: Smallest: below it ε is astronomically large for any useful setting.
 _MIN_NOISE_MULTIPLIER = 1e-2
 
@@ -248,73 +230,3 @@ def calibrate_noise(
         if hi / lo > (1 + tolerance) * (1 + 1e-9):
             lo, hi = _solve(real, target_epsilon, lo, hi, tolerance)
         return hi
-
-
-def _round_up(value: float, grid: float) -> float:
-    """The smallest power of ``grid`` at or above ``value`` (never below it)."""
-    power = grid ** math.ceil(math.log(value) / math.log(grid))
-    while power < value:  # floating-point rounding of the logarithm
-        power *= grid
-    return power
-
-
-#: Grid of q·steps (expected passes over the data), fine: one federation shares one value.
-_PASSES_GRID = 1.001
-
-
-def grid_point(sample_rate: float, steps: int, grid: float) -> tuple[float, int]:
-    """(q, steps) rounded up; the result dominates the input in both, by at most ``grid``.
-
-    q is rounded up to a power of ``grid``. Steps are not rounded on a grid
-    of their own: sites of one federation share q·steps (rounds × epochs),
-    and a site's q lies in (q_up / grid, q_up], so its steps = passes / q
-    stay below passes·grid / q_up, a value every site of that q-cell
-    shares. Two independent grids would split each cell in two.
-    """
-    q_up = min(1.0, _round_up(sample_rate, grid))
-    passes = _round_up(sample_rate * steps, _PASSES_GRID) * (1 + 1e-12)
-    steps_up = math.ceil(passes * grid / q_up)
-    if steps_up < steps or q_up == 1.0:  # q capped at 1: round the steps on their own grid
-        steps_up = max(steps, math.ceil(_round_up(steps, grid)))
-    return q_up, steps_up
-
-
-def calibrate_noise_many(
-    requests: Sequence[tuple[float, int]],
-    *,
-    target_epsilon: float,
-    delta: float,
-    accountant: str = "prv",
-    grid: float | None = DEFAULT_GRID,
-    tolerance: float = 0.005,
-) -> list[float]:
-    """One noise multiplier per ``(sample_rate, steps)`` request, each within the target.
-
-    With ``grid`` (> 1), each request's q and steps are rounded UP to powers
-    of ``grid`` and :func:`calibrate_noise` runs once per distinct rounded
-    point; since ε grows with q and with steps, every returned σ keeps its
-    own request's ε at or below ``target_epsilon`` under ``accountant``, with
-    at most about ``grid**1.5`` more noise than an exact calibration. With
-    ``grid=None`` each distinct request is calibrated exactly.
-
-    Raises:
-        ConfigError: ``grid`` not above 1, or as :func:`calibrate_noise`.
-    """
-    if grid is not None and not (math.isfinite(grid) and grid > 1.0):
-        raise ConfigError(f"grid must be a number > 1 (or None for exact), got {grid!r}")
-    points = [
-        (float(q), int(n)) if grid is None else grid_point(float(q), int(n), grid)
-        for q, n in requests
-    ]
-    solved = {
-        point: calibrate_noise(
-            target_epsilon=target_epsilon,
-            delta=delta,
-            sample_rate=point[0],
-            steps=point[1],
-            accountant=accountant,
-            tolerance=tolerance,
-        )
-        for point in dict.fromkeys(points)
-    }
-    return [solved[point] for point in points]
