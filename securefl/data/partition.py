@@ -156,10 +156,10 @@ def label_skew(labels: npt.ArrayLike, parts: Sequence[Indices]) -> float:
     return float(np.mean(distances))
 
 
-def _generated(sites: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _generated(sites: int, seed: int, floor: int) -> tuple[np.ndarray, np.ndarray, str]:
     from sklearn.datasets import make_classification
 
-    train = sites * GENERATED_RECORDS_PER_SITE
+    train = sites * max(GENERATED_RECORDS_PER_SITE, 2 * floor)  # a large batch, more records
     samples = math.ceil(train / (1 - _VALIDATION))  # and a held-out 20 % test set
     x, y = make_classification(n_samples=samples, random_state=seed, **_GENERATED)
     settings = ", ".join(f"{k}={v}" for k, v in _GENERATED.items())
@@ -177,8 +177,8 @@ def partitioned_federation(
 
     Up to :data:`BUNDLED_MAX_SITES` sites split the bundled breast-cancer
     data (its held-out test set kept); more split a generated task of
-    :data:`GENERATED_RECORDS_PER_SITE` records per site on average, named
-    in the result's ``source``.
+    :data:`GENERATED_RECORDS_PER_SITE` records per site on average (twice
+    the floor for a batch above 60), named in the result's ``source``.
     """
     floor = min_records_for(batch_size)
     if sites <= BUNDLED_MAX_SITES:
@@ -190,7 +190,7 @@ def partitioned_federation(
         preprocessing = bundled.preprocessing
         source = "bundled: Wisconsin diagnostic breast cancer (scikit-learn), 569 patients"
     else:
-        xs, ys, source = _generated(sites, seed)
+        xs, ys, source = _generated(sites, seed, floor)
         rest, test = train_test_split(
             np.arange(len(ys)), test_size=_VALIDATION, random_state=seed, stratify=ys
         )
