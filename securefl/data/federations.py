@@ -177,5 +177,5 @@ def csv_federation(
         classes=classes,
         preprocessing="signed_log" if schema is None else "schema",
         warnings=tuple(notes),
-        source="own CSV files: " + ", ".join(str(path) for _, path in paths),
+        source="own CSV files: " + ", ".join(Path(path).name for _, path in paths),
     )
