@@ -90,8 +90,16 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "--sites",
     default=3,
     show_default=True,
-    type=click.IntRange(2, 10),
-    help="Hospitals to split the bundled data into (ignored with --data).",
+    type=click.IntRange(2),
+    help="Hospitals to split the data into (ignored with --data): 2 to 10 on the bundled "
+    "data; with --partition, more on a generated task (docs/scale.md).",
+)
+@click.option(
+    "--partition",
+    default=None,
+    metavar="dirichlet:ALPHA",
+    help="Split by Dirichlet(ALPHA) label skew (smaller ALPHA, more skew), every site big "
+    "enough for one batch; above 10 sites on a generated make_classification task.",
 )
 @click.option(
     "--epsilon",
@@ -229,6 +237,7 @@ def simulate(
     config_path: Path | None,
     rounds: int,
     sites: int,
+    partition: str | None,
     epsilon: float,
     delta: float,
     seed: int,
@@ -274,7 +283,7 @@ def simulate(
     rounds, secure = config.rounds.max_rounds, config.secure
     if schema_path is None and data_specs and config.data.schema is not None:
         schema_path = Path(config.data.schema)
-    data = _load_data(data_specs, label, sites, seed, schema_path)
+    data = _load_data(data_specs, label, sites, seed, schema_path, partition, config)
     config = with_privacy(
         config, data, privacy=privacy, sample_rate=sample_rate, https=transport == "https"
     )
@@ -455,12 +464,27 @@ def _check_out(out: Path) -> None:
 
 
 def _load_data(
-    data_specs: tuple[str, ...], label: str | None, sites: int, seed: int, schema: Path | None
+    data_specs: tuple[str, ...],
+    label: str | None,
+    sites: int,
+    seed: int,
+    schema: Path | None,
+    partition: str | None,
+    config: FederationConfig,
 ) -> FederatedData:
     from securefl.data.federations import breast_cancer_federation, csv_federation
     from securefl.data.schema import load_schema
     from securefl.simulation.orchestrator import parse_data_options
 
+    if partition is not None:
+        from securefl.data.partition import parse_partition, partitioned_federation
+
+        if data_specs:
+            raise ConfigError("--partition splits bundled or generated data; not with --data")
+        alpha = parse_partition(partition)
+        return partitioned_federation(
+            sites=sites, alpha=alpha, seed=seed, batch_size=config.dp.batch_size
+        )
     if data_specs:
         if not label:
             raise ConfigError("--data needs --label COLUMN (the label column of the CSV files)")
@@ -520,6 +544,7 @@ def _print_result(
 ) -> None:
     console.print(result_table(result, has_test))
     what = "held-out test accuracy" if has_test else "pooled validation accuracy"
+    console.print(f"Data: {result.data}")
     console.print(f"Federated model {what}: [bold]{result.global_accuracy:.3f}[/]")
     for s in result.sites:
         if s.error:

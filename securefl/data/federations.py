@@ -59,6 +59,8 @@ class FederatedData:
     preprocessing: str
     #: one line per site whose records the schema had to clip (its own counts only)
     warnings: tuple[str, ...] = ()
+    #: what the records are (shown by ``simulate`` and kept in ``summary.json``)
+    source: str = ""
 
     @property
     def num_features(self) -> int:
@@ -82,7 +84,10 @@ def breast_cancer_federation(
     from sklearn.datasets import load_breast_cancer
 
     if not 2 <= sites <= 10:
-        raise DataError("the bundled data set supports 2 to 10 sites")
+        raise DataError(
+            "the bundled data set supports 2 to 10 sites; for more, split a generated task "
+            "with --partition dirichlet:ALPHA (securefl.data.partition)"
+        )
     raw = load_breast_cancer()
     schema = json.loads(
         resources.files("securefl.data")
@@ -112,6 +117,8 @@ def breast_cancer_federation(
         feature_names=tuple(f["name"] for f in schema["features"]),
         classes=("benign", "malignant"),
         preprocessing="public_ranges",
+        source=f"bundled: Wisconsin diagnostic breast cancer (scikit-learn), 569 patients; "
+        f"{sites} sites by tumour size",
     )
 
 
@@ -170,4 +177,5 @@ def csv_federation(
         classes=classes,
         preprocessing="signed_log" if schema is None else "schema",
         warnings=tuple(notes),
+        source="own CSV files: " + ", ".join(Path(path).name for _, path in paths),
     )

@@ -15,6 +15,7 @@
 
 from securefl.dp.accounting import ACCOUNTANTS, check_delta, epsilon, supports
 from securefl.dp.calibration import calibrate_noise
+from securefl.dp.calibration_many import calibrate_noise_many
 from securefl.dp.events import DPEvent, SkellamEvent
 from securefl.dp.ledger import LedgerEntry, PrivacyLedger, Reservation
 
@@ -43,6 +44,7 @@ __all__ = [
     "Reservation",
     "SkellamEvent",
     "calibrate_noise",
+    "calibrate_noise_many",
     "check_delta",
     "epsilon",
     "make_private",

@@ -256,6 +256,7 @@ def _result(
         global_accuracy=global_accuracy,
         sites=outcomes,
         history=history,
+        data=data.source,
     )
 
 

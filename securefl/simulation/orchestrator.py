@@ -87,6 +87,8 @@ class SimulationResult:
     """Why the run stopped before it ended (Ctrl-C, an error); "" when it ended."""
     privacy: str = "local"
     """The privacy model: ``local`` DP-SGD, or ``distributed`` (Skellam shares)."""
+    data: str = ""
+    """What the sites' records are (bundled, generated or own files)."""
 
     @property
     def trained(self) -> bool:
@@ -102,6 +104,8 @@ class SimulationResult:
             "finish_reason": self.finish_reason,
             "halted": self.halted or None,
             "interrupted": self.interrupted or None,
+            "privacy": self.privacy,
+            "data": self.data or None,
             "global": {"accuracy": _finite_or_none(self.global_accuracy)},
             "sites": [
                 {
@@ -325,6 +329,7 @@ def _result(
         finish_reason=driver.finish_reason,
         halted=driver.halted,
         interrupted=interrupted,
+        data=data.source,
         global_accuracy=_global_accuracy(data, model, outcomes) if model else float("nan"),
         sites=outcomes,
         history=[
