@@ -17,7 +17,10 @@ round. The folder holds:
   aggregates *are* the model, so all are kept), each written by atomic
   replace before the journal names it;
 - ``he_keys.bin``: the keymaker's signed public context and sealed bundles
-  (public material), so a restarted server needs no new keys.
+  (public material), so a restarted server needs no new keys;
+- ``server.lock``: held (an OS file lock) while a server uses the folder, so
+  a second ``securefl server`` on the same kit is refused instead of
+  interleaving its rounds into the same journal.
 
 A round that was open when the server died is journalled as abandoned
 ("server restarted") and the next round opens with the next id and fresh
@@ -38,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from filelock import FileLock, Timeout
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -51,13 +55,14 @@ from securefl.runtime.journal import Journal, sha256_hex, write_atomic
 from securefl.runtime.server import ServerDriver, ServerStage
 from securefl.wire import Envelope
 
-__all__ = ["CHECKPOINTS", "JOURNAL_NAME", "KEYS_NAME", "RESTARTED", "ServerState"]
+__all__ = ["CHECKPOINTS", "JOURNAL_NAME", "KEYS_NAME", "LOCK_NAME", "RESTARTED", "ServerState"]
 
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.jsonl"
 CHECKPOINTS = "checkpoints"
 KEYS_NAME = "he_keys.bin"
+LOCK_NAME = "server.lock"
 STATE_VERSION = 1
 #: The reason journalled for the round a restart abandons.
 RESTARTED = "server restarted"
@@ -83,6 +88,26 @@ def _summary(data: dict[str, Any]) -> RoundSummary:
     return RoundSummary(**fields)
 
 
+def _lock_folder(folder: Path) -> FileLock:
+    """Hold ``folder``'s lock for as long as the returned object lives.
+
+    Two server processes on one folder would both append to one journal and
+    reuse each other's round ids. The lock is per process (re-entrant inside
+    it, so a driver restarted in the same process, as the tests and
+    ``simulate --resume`` do, takes it again) and the OS drops it when the
+    process dies, so a killed server never leaves a stale lock behind.
+    """
+    lock = FileLock(folder / LOCK_NAME, timeout=0, thread_local=False, is_singleton=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{folder}: another server process is using this state folder; stop it first "
+            "(two servers on one folder would interleave their rounds)"
+        ) from None
+    return lock
+
+
 class ServerState:
     """Open (or create) a server state folder for one federation and model.
 
@@ -94,6 +119,7 @@ class ServerState:
     def __init__(self, folder: Path, *, federation: str, mode: str, spec: ParamSpec) -> None:
         self.folder = Path(folder)
         (self.folder / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_folder(self.folder)
         self._journal = Journal(self.folder / JOURNAL_NAME)
         self._driver: ServerDriver | None = None
         #: closed rounds not yet durable (the disk refused); written before the next round opens
