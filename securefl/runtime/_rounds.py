@@ -14,6 +14,7 @@ different part of the history. ``securefl.runtime.server`` re-exports
 from __future__ import annotations
 
 import enum
+import statistics
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,7 +36,7 @@ __all__ = [
     "announce_round",
     "encode_per_model",
     "finish_messages",
-    "mean_metrics",
+    "median_metrics",
     "server_envelope",
 ]
 
@@ -71,13 +72,22 @@ class RoundSummary:
     min_sites: int = 0
 
 
-def mean_metrics(reports: Mapping[str, m.Report], survivors: tuple[str, ...]) -> dict[str, float]:
-    """Unweighted mean over the survivors of each metric they all reported."""
+def median_metrics(
+    reports: Mapping[str, m.Report], survivors: tuple[str, ...]
+) -> dict[str, float]:
+    """The median over the survivors of each metric they all reported.
+
+    Why the median: reports are the sites' own word (checked finite, not
+    plausible), and the patience rule stops everyone's training on them. With
+    a mean, one site reporting 1e300 once holds the best value out of reach
+    and ends the run early; the median stays within the range of the honest
+    reports while fewer than half of the survivors lie.
+    """
     kept = [r for s, r in reports.items() if s in survivors]
     if not kept:
         return {}
     keys = set.intersection(*(set(r.metrics) for r in kept))
-    return {k: sum(r.metrics[k] for r in kept) / len(kept) for k in keys}
+    return {k: statistics.median(r.metrics[k] for r in kept) for k in keys}
 
 
 @dataclass

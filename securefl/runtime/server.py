@@ -35,7 +35,7 @@ from securefl.runtime._rounds import (
     ServerStage,
     announce_round,
     finish_messages,
-    mean_metrics,
+    median_metrics,
     server_envelope,
 )
 from securefl.runtime.global_model import GlobalModel
@@ -346,7 +346,7 @@ class ServerDriver:
     def _close_round(
         self, *, status: str, survivors: tuple[str, ...] = (), weight: float = 0.0, reason: str = ""
     ) -> list[Envelope]:
-        metrics = mean_metrics(self._reports, survivors)
+        metrics = median_metrics(self._reports, survivors)
         self.history.append(
             RoundSummary(
                 round=self._round,
