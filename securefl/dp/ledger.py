@@ -284,6 +284,10 @@ class PrivacyLedger:
         if not isinstance(planned, DPEvent):
             raise ConfigError(f"planned must be a DPEvent, got {type(planned).__name__}")
         where = schema.round_name(federation, run, round_id)
+        # The first accountant call of a process imports the accountants (torch
+        # among them): seconds on a loaded machine. Do it before taking the
+        # write lock, so another process of this site never waits that long.
+        self._epsilon([planned])
         with self._transaction() as cur:
             self._refuse_reuse(cur, federation, run, round_id)
             recorded = [e.event for e in self._rows(cur)]
