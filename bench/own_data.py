@@ -143,7 +143,7 @@ def central_dp_sgd(xt: np.ndarray, yt: np.ndarray, classes: int, seed: int, args
     batches = len(loader)
     epochs = args.rounds  # one local epoch per round at the sites
     sigma = calibrate_noise(
-        target_epsilon=EPSILON, delta=DELTA, sample_rate=1.0 / batches, steps=epochs * batches
+        target_epsilon=args.epsilon, delta=DELTA, sample_rate=1.0 / batches, steps=epochs * batches
     )
     sgd = torch.optim.SGD(model.parameters(), lr=args.lr)
     private = make_private(model, sgd, loader, noise_multiplier=sigma, max_grad_norm=args.clip)
@@ -166,7 +166,9 @@ def central_one_step_a_round(
         torch.manual_seed(seed)
         model = default_model(xt.shape[1], classes)
     loader = make_loader(xt, yt, len(yt))
-    sigma = calibrate_noise(target_epsilon=EPSILON, delta=DELTA, sample_rate=1.0, steps=args.rounds)
+    sigma = calibrate_noise(
+        target_epsilon=args.epsilon, delta=DELTA, sample_rate=1.0, steps=args.rounds
+    )
     sgd = torch.optim.SGD(model.parameters(), lr=args.lr)
     private = make_private(model, sgd, loader, noise_multiplier=sigma, max_grad_norm=args.clip)
     spec = ParamSpec.from_state_dict(unwrap(private.model).state_dict())
@@ -188,7 +190,7 @@ def one_run(
         schema_file = folder / "schema.json"
         schema_file.write_text(json.dumps(dataset[3]), encoding="utf-8")
         cli = ["simulate", "--label", "y", "--seed", str(seed), "--json", "--privacy", privacy]
-        cli += ["--epsilon", str(EPSILON), "--delta", str(DELTA), "--rounds", str(args.rounds)]
+        cli += ["--epsilon", str(args.epsilon), "--delta", str(DELTA), "--rounds", str(args.rounds)]
         cli += [
             "--lr",
             str(args.lr),
@@ -235,6 +237,8 @@ def _cellfmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--epsilon", type=float, default=EPSILON)
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--lr", type=float, default=DEFAULT_LR)
     parser.add_argument("--clip", type=float, default=DEFAULT_CLIP)
@@ -251,11 +255,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     sets = {"diabetes": diabetes, "wine": wine}
     print(
-        f"ε = {EPSILON}, δ = {DELTA}, {args.runs} runs (seeds 0..{args.runs - 1}), "
+        f"ε = {args.epsilon}, δ = {DELTA}, {args.runs} runs "
+        f"(seeds {args.first_seed}..{args.first_seed + args.runs - 1}), "
         f"rounds={args.rounds} lr={args.lr} clip={args.clip} batch={args.batch_size}; "
         "accuracy on the pooled validation records, mean ± standard deviation\n"
     )
     models = args.privacy or ["local", "distributed"]
+    seeds = range(args.first_seed, args.first_seed + args.runs)
     print(
         "| data set | transform | privacy | federated | each site alone | central DP-SGD "
         "| pooled LR (non-private) | majority class |"
@@ -267,9 +273,7 @@ def main() -> None:
         dataset = make()
         for use_schema in (True, False) if args.signed_log else (True,):
             for privacy in models:
-                runs = [
-                    one_run(dataset, seed, args, use_schema, privacy) for seed in range(args.runs)
-                ]
+                runs = [one_run(dataset, seed, args, use_schema, privacy) for seed in seeds]
                 cols = ["federated", "alone", "central", "pooled_lr", "majority"]
                 cells = " | ".join(_cellfmt([r[c] for r in runs]) for c in cols)
                 how = "schema" if use_schema else "signed-log"
