@@ -6,9 +6,14 @@ through ``securefl simulate --data ... --schema ...`` exactly as a user
 would. The baselines use the very same train/validation split:
 
 - ``alone``: each site alone, same data, same DP budget (``simulate``'s own
-  counterfactual, averaged over the sites);
+  counterfactual, averaged over the sites; n/a under distributed DP, for
+  which ``simulate`` does not compute it);
 - ``central DP-SGD``: one curator holding all sites' training records, the
-  same model, clip, batch size, learning rate and epochs, at the same ε;
+  same model, clip, learning rate and ε, and the same recipe as the row's
+  federated run: for ``local``, the sites' batch size and one epoch per
+  round; for ``distributed``, one full-batch step per round (q = 1) handed
+  to FedAdam as ``simulate --privacy distributed`` does, with Gaussian noise
+  calibrated by the PRV accountant (no Skellam bound, no integer rounding);
 - ``pooled LR``: non-private logistic regression on the pooled records.
 
 All are scored on the pooled validation records (each site's 20%).
@@ -24,8 +29,10 @@ records:
   from the data set's published documentation (UCI), rounded outward. Sites
   split by alcohol content.
 
-Run: ``python bench/own_data.py [--runs 5] [--signed-log]`` (``--signed-log``
-adds the run without a schema, for comparison). Prints a Markdown table.
+Run: ``python bench/own_data.py [--runs 5] [--first-seed 0] [--epsilon 1]
+[--privacy local|distributed] [--signed-log]`` (``--privacy`` is repeatable,
+both by default; ``--signed-log`` adds the run without a schema, for
+comparison). Prints a Markdown table.
 """
 
 from __future__ import annotations
