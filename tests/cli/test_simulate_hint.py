@@ -3,8 +3,9 @@
 A run at the majority-class rate is told the levers that apply to it. A local
 DP-SGD run is also pointed at distributed DP, the lever when the sites' noise
 is the limit (docs/privacy.md, "Utility on own tabular data"); a run that is
-already distributed is not, and a run under another secure mode is told it
-needs masking. The CLI passes the run's own privacy model and secure mode.
+already distributed is not, nor one on own CSVs without a schema (the scale,
+not the noise, is what is wrong there), and a run under another secure mode
+is told it needs masking. The CLI passes the run's own privacy model and secure mode.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from securefl.cli import cli
-from securefl.data import breast_cancer_federation
+from securefl.data import Column, Schema, breast_cancer_federation, csv_federation
 from securefl.simulation import orchestrator
 from securefl.simulation.advice import learned_nothing_hint
 
@@ -32,6 +33,27 @@ def test_a_local_run_that_learned_nothing_is_pointed_at_distributed_dp(bundled):
     assert done is not None and "--privacy distributed" not in done
     assert "--epsilon 2" in done and "--rounds 24" in done  # the other levers stay
     assert learned_nothing_hint(bundled, 1.0, epsilon=1.0, rounds=12) is None
+
+
+def test_own_csvs_without_a_schema_are_pointed_at_the_schema_not_distributed_dp(tmp_path):
+    paths = []
+    for name in "ab":
+        path = tmp_path / f"{name}.csv"
+        rows = "".join(f"{i},{i % 3},{int(i % 4 == 0)}\n" for i in range(40))
+        path.write_text("age,grade,y\n" + rows, encoding="utf-8")
+        paths.append((name, path))
+    raw = csv_federation(paths, label="y")  # signed-log: the scale is what is wrong
+    hint = learned_nothing_hint(raw, 0.0, epsilon=1.0, rounds=12)
+    assert hint is not None and "--schema" in hint and "--privacy distributed" not in hint
+    declared = Schema(
+        columns=(
+            Column(name="age", type="numeric", range=(0, 40)),
+            Column(name="grade", type="categorical", categories=("0", "1", "2")),
+        )
+    )
+    scaled = csv_federation(paths, label="y", schema=declared)
+    hint = learned_nothing_hint(scaled, 0.0, epsilon=1.0, rounds=12)
+    assert hint is not None and "--schema" not in hint and "--privacy distributed" in hint
 
 
 def _learned_nothing(data, config, **kwargs):
