@@ -6,9 +6,14 @@ through ``securefl simulate --data ... --schema ...`` exactly as a user
 would. The baselines use the very same train/validation split:
 
 - ``alone``: each site alone, same data, same DP budget (``simulate``'s own
-  counterfactual, averaged over the sites);
+  counterfactual, averaged over the sites; n/a under distributed DP, for
+  which ``simulate`` does not compute it);
 - ``central DP-SGD``: one curator holding all sites' training records, the
-  same model, clip, batch size, learning rate and epochs, at the same ε;
+  same model, clip, learning rate and ε, and the same recipe as the row's
+  federated run: for ``local``, the sites' batch size and one epoch per
+  round; for ``distributed``, one full-batch step per round (q = 1) handed
+  to FedAdam as ``simulate --privacy distributed`` does, with Gaussian noise
+  calibrated by the PRV accountant (no Skellam bound, no integer rounding);
 - ``pooled LR``: non-private logistic regression on the pooled records.
 
 All are scored on the pooled validation records (each site's 20%).
@@ -24,8 +29,10 @@ records:
   from the data set's published documentation (UCI), rounded outward. Sites
   split by alcohol content.
 
-Run: ``python bench/own_data.py [--runs 5] [--signed-log]`` (``--signed-log``
-adds the run without a schema, for comparison). Prints a Markdown table.
+Run: ``python bench/own_data.py [--runs 5] [--first-seed 0] [--epsilon 1]
+[--privacy local|distributed] [--signed-log]`` (``--privacy`` is repeatable,
+both by default; ``--signed-log`` adds the run without a schema, for
+comparison). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -48,10 +55,13 @@ from sklearn.linear_model import LogisticRegression
 
 from securefl.cli import cli as cli_main
 from securefl.cli.simulate import DEFAULT_BATCH, DEFAULT_CLIP, DEFAULT_LR, DEFAULT_ROUNDS
+from securefl.config import StrategyConfig
 from securefl.data.federations import csv_federation
 from securefl.data.schema import load_schema
 from securefl.dp import calibrate_noise, make_private
+from securefl.params import ParamSpec, load_vector_into, model_vector, unwrap
 from securefl.simulation.trainer import accuracy, default_model, make_loader, train_one_epoch
+from securefl.strategy.fedavg import make_strategy
 
 EPSILON = 1.0
 DELTA = 1e-5
@@ -140,7 +150,7 @@ def central_dp_sgd(xt: np.ndarray, yt: np.ndarray, classes: int, seed: int, args
     batches = len(loader)
     epochs = args.rounds  # one local epoch per round at the sites
     sigma = calibrate_noise(
-        target_epsilon=EPSILON, delta=DELTA, sample_rate=1.0 / batches, steps=epochs * batches
+        target_epsilon=args.epsilon, delta=DELTA, sample_rate=1.0 / batches, steps=epochs * batches
     )
     sgd = torch.optim.SGD(model.parameters(), lr=args.lr)
     private = make_private(model, sgd, loader, noise_multiplier=sigma, max_grad_norm=args.clip)
@@ -149,14 +159,45 @@ def central_dp_sgd(xt: np.ndarray, yt: np.ndarray, classes: int, seed: int, args
     return private.model
 
 
-def one_run(dataset: Any, seed: int, args: Any, use_schema: bool) -> dict[str, float]:
+def central_one_step_a_round(
+    xt: np.ndarray, yt: np.ndarray, classes: int, seed: int, args: Any
+) -> Any:
+    """Distributed DP's recipe on one curator: a full-batch noisy step a round, then FedAdam.
+
+    The same q = 1, rounds, clip, learning rate and server strategy as
+    ``simulate --privacy distributed``, with Gaussian noise calibrated by the
+    PRV accountant: what the distributed run would reach with a perfect
+    accountant and no integer rounding.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = default_model(xt.shape[1], classes)
+    loader = make_loader(xt, yt, len(yt))
+    sigma = calibrate_noise(
+        target_epsilon=args.epsilon, delta=DELTA, sample_rate=1.0, steps=args.rounds
+    )
+    sgd = torch.optim.SGD(model.parameters(), lr=args.lr)
+    private = make_private(model, sgd, loader, noise_multiplier=sigma, max_grad_norm=args.clip)
+    spec = ParamSpec.from_state_dict(unwrap(private.model).state_dict())
+    server = make_strategy(StrategyConfig(name="fedadam"))
+    for rnd in range(1, args.rounds + 1):
+        before = model_vector(private.model, spec).astype(np.float64)
+        train_one_epoch(private.model, private.optimizer, private.loader)  # one step
+        update = model_vector(private.model, spec) - before
+        load_vector_into(private.model, server.apply(before, update, rnd), spec)
+    return private.model
+
+
+def one_run(
+    dataset: Any, seed: int, args: Any, use_schema: bool, privacy: str = "local"
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = write_sites(folder, dataset, seed)
         schema_file = folder / "schema.json"
         schema_file.write_text(json.dumps(dataset[3]), encoding="utf-8")
-        cli = ["simulate", "--label", "y", "--seed", str(seed), "--json"]
-        cli += ["--epsilon", str(EPSILON), "--delta", str(DELTA), "--rounds", str(args.rounds)]
+        cli = ["simulate", "--label", "y", "--seed", str(seed), "--json", "--privacy", privacy]
+        cli += ["--epsilon", str(args.epsilon), "--delta", str(DELTA), "--rounds", str(args.rounds)]
         cli += [
             "--lr",
             str(args.lr),
@@ -179,13 +220,15 @@ def one_run(dataset: Any, seed: int, args: Any, use_schema: bool) -> dict[str, f
     yt = np.concatenate([s.y_train for s in data.sites])
     xv = np.concatenate([s.x_val for s in data.sites])
     yv = np.concatenate([s.y_val for s in data.sites])
-    central = central_dp_sgd(xt, yt, len(data.classes), seed, args)
+    reference = central_dp_sgd if privacy == "local" else central_one_step_a_round
+    central = reference(xt, yt, len(data.classes), seed, args)
     lr = LogisticRegression(max_iter=5000).fit(xt, yt)
     n_val = [len(s.y_val) for s in data.sites]
     alone = [s["local_only_accuracy"] for s in summary["sites"]]
     return {
         "federated": float(summary["global"]["accuracy"]),
-        "alone": float(np.average(alone, weights=n_val)),
+        # distributed DP has no local-only counterfactual (simulate shows n/a)
+        "alone": float(np.average(alone, weights=n_val)) if None not in alone else float("nan"),
         "central": accuracy(central, xv, yv),
         "pooled_lr": float((lr.predict(xv) == yv).mean()),
         "majority": float(np.bincount(yv).max() / len(yv)),
@@ -193,42 +236,56 @@ def one_run(dataset: Any, seed: int, args: Any, use_schema: bool) -> dict[str, f
 
 
 def _cellfmt(values: list[float]) -> str:
+    if any(v != v for v in values):
+        return "n/a"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--epsilon", type=float, default=EPSILON)
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--lr", type=float, default=DEFAULT_LR)
     parser.add_argument("--clip", type=float, default=DEFAULT_CLIP)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     parser.add_argument("--signed-log", action="store_true", help="also run without a schema")
     parser.add_argument("--only", choices=("diabetes", "wine"), default=None)
+    parser.add_argument(
+        "--privacy",
+        choices=("local", "distributed"),
+        action="append",
+        help="privacy model of the federated run (repeatable; default: both)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     sets = {"diabetes": diabetes, "wine": wine}
     print(
-        f"ε = {EPSILON}, δ = {DELTA}, {args.runs} runs (seeds 0..{args.runs - 1}), "
+        f"ε = {args.epsilon}, δ = {DELTA}, {args.runs} runs "
+        f"(seeds {args.first_seed}..{args.first_seed + args.runs - 1}), "
         f"rounds={args.rounds} lr={args.lr} clip={args.clip} batch={args.batch_size}; "
         "accuracy on the pooled validation records, mean ± standard deviation\n"
     )
+    models = args.privacy or ["local", "distributed"]
+    seeds = range(args.first_seed, args.first_seed + args.runs)
     print(
-        "| data set | transform | federated | each site alone | central DP-SGD "
+        "| data set | transform | privacy | federated | each site alone | central DP-SGD "
         "| pooled LR (non-private) | majority class |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, make in sets.items():
         if args.only and name != args.only:
             continue
         dataset = make()
         for use_schema in (True, False) if args.signed_log else (True,):
-            runs = [one_run(dataset, seed, args, use_schema) for seed in range(args.runs)]
-            cols = ["federated", "alone", "central", "pooled_lr", "majority"]
-            cells = " | ".join(_cellfmt([r[c] for r in runs]) for c in cols)
-            how = "schema" if use_schema else "signed-log"
-            print(f"| {name} | {how} | {cells} |")
-            sys.stdout.flush()
+            for privacy in models:
+                runs = [one_run(dataset, seed, args, use_schema, privacy) for seed in seeds]
+                cols = ["federated", "alone", "central", "pooled_lr", "majority"]
+                cells = " | ".join(_cellfmt([r[c] for r in runs]) for c in cols)
+                how = "schema" if use_schema else "signed-log"
+                print(f"| {name} | {how} | {privacy} | {cells} |")
+                sys.stdout.flush()
 
 
 if __name__ == "__main__":

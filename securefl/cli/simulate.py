@@ -342,7 +342,12 @@ def simulate(
     from securefl.simulation.advice import learned_nothing_hint
 
     hint = learned_nothing_hint(
-        data, result.global_accuracy, epsilon=config.dp.epsilon, rounds=rounds
+        data,
+        result.global_accuracy,
+        epsilon=config.dp.epsilon,
+        rounds=rounds,
+        privacy=config.privacy,
+        secure=secure,
     )
     if hint is not None:
         click.echo(f"hint: {hint}", err=True)
