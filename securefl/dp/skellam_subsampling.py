@@ -44,7 +44,12 @@ from numpy.typing import NDArray
 
 from securefl.errors import ConfigError
 
-__all__ = ["poisson_subsampled_rdp", "remove_add_rdp", "zhu_wang_general_rdp"]
+__all__ = [
+    "add_direction_rdp",
+    "poisson_subsampled_rdp",
+    "remove_add_rdp",
+    "zhu_wang_general_rdp",
+]
 
 _Floats = NDArray[np.float64]
 
@@ -121,6 +126,19 @@ def zhu_wang_general_rdp(
     return out
 
 
+def add_direction_rdp(
+    base: Sequence[float] | _Floats, *, sample_rate: float, orders: Sequence[int]
+) -> _Floats:
+    """``log(A) / (α − 1)`` alone: the "add" direction, exact when every ε(k) is.
+
+    On the Gaussian's curve ``k / (2σ²)`` it is the exact RDP of the sampled
+    Gaussian at integer orders (Mironov, Talwar, Zhang 2019), which the known
+    answers check; it is not an upper bound on its own (the "remove"
+    direction is not in it).
+    """
+    return _remove_add(base, sample_rate, orders, add_only=True)
+
+
 def remove_add_rdp(
     base: Sequence[float] | _Floats, *, sample_rate: float, orders: Sequence[int]
 ) -> _Floats:
@@ -129,6 +147,12 @@ def remove_add_rdp(
     At γ = 1 the unsampled curve (A = E_α there, and both directions are the
     base mechanism's own).
     """
+    return _remove_add(base, sample_rate, orders, add_only=False)
+
+
+def _remove_add(
+    base: Sequence[float] | _Floats, sample_rate: float, orders: Sequence[int], *, add_only: bool
+) -> _Floats:
     eps, gamma, alphas = _checked(base, sample_rate, orders)
     if gamma == 1.0:
         return np.array([eps[a - 2] for a in alphas])
@@ -147,6 +171,9 @@ def remove_add_rdp(
     for i, a in enumerate(alphas):
         ks = np.arange(2, a + 1)
         add = _lse(_log_comb(a)[2:] + ks * log_g + (a - ks) * log_1g + em1[2 : a + 1])
+        if add_only:
+            out[i] = float(np.logaddexp(0.0, add)) / (a - 1)
+            continue
         b1 = _lse(_log_comb(a)[2:] + ks * log_g + log_m[2 : a + 1])
         js = np.arange(1, a)
         b2 = _lse(_log_comb(a - 1)[1:] + js * log_g + (a - 1 - js) * log_1g + em1[2 : a + 1])
