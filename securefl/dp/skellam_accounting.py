@@ -4,9 +4,9 @@ Why our own maths here, when the rest of securefl feeds well-kept
 accountants: dp-accounting (0.6) has no Skellam event, and its RDP accountant
 subsamples only Gaussians; Opacus has neither. So the bounds the distributed
 mechanism needs are implemented here, from the papers and from the proof in
-docs/distributed_dp_accounting.md, with known-answer vectors (``tests/vectors/dp_skellam_accounting.json``,
-computed by an independent generator at 60 digits), checks against the exact
-Rényi divergence of shifted Skellam pmfs, and the conversion to (ε, δ) left to
+docs/distributed_dp_accounting.md, with known-answer vectors
+(``tests/vectors/dp_skellam_accounting.json``, computed by an independent
+generator at 60 digits), checks against the exact Rényi divergence of shifted Skellam pmfs, and the conversion to (ε, δ) left to
 the well-kept libraries.
 
 **The mechanism.** Every coordinate of an integer vector gets independent

@@ -1,4 +1,4 @@
-"""Poisson-subsampled RDP from a base mechanism's RDP curve: the bounds the Skellam accountant takes.
+"""Poisson-subsampled RDP from a base mechanism's RDP curve: the bounds the accountant takes.
 
 Why a bound of our own next to Zhu & Wang's: their general upper bound
 (ICML 2019, for any mechanism, integer α) carries a factor 3 on every term

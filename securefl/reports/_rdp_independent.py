@@ -81,8 +81,12 @@ def _general(alpha: int, q: float, curve: np.ndarray) -> float:
         else:
             gap = math.log(3.0) + log_e + math.log1p(-math.exp(-log_e) / 3.0)
         parts.append(
-            math.lgamma(alpha + 1) - math.lgamma(ell + 1) - math.lgamma(alpha - ell + 1)
-            + ell * math.log(q) + (alpha - ell) * math.log1p(-q) + gap
+            math.lgamma(alpha + 1)
+            - math.lgamma(ell + 1)
+            - math.lgamma(alpha - ell + 1)
+            + ell * math.log(q)
+            + (alpha - ell) * math.log1p(-q)
+            + gap
         )
     return _one_plus(logsumexp(parts)) / (alpha - 1)
 

@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import ive, logsumexp
 
-from securefl.dp.skellam_subsampling import add_direction_rdp, zhu_wang_general_rdp
 from securefl.dp.skellam_accounting import (
     ORDERS,
     calibrate_skellam_mu,
@@ -29,6 +28,7 @@ from securefl.dp.skellam_accounting import (
     skellam_rdp,
     skellam_subsampled_rdp,
 )
+from securefl.dp.skellam_subsampling import add_direction_rdp, zhu_wang_general_rdp
 from securefl.errors import ConfigError
 
 VECTORS = json.loads(

@@ -151,7 +151,7 @@ def zhu_wang(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
 
 
 def add_remove(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
-    """max(log A, min(log B1, log B2)) / (α − 1), docs/distributed_dp_accounting.md, term by term."""
+    """max(log A, min(log B1, log B2)) / (α − 1) of docs/distributed_dp_accounting.md."""
     g = mpmath.mpf(q)
 
     def big_e(k: int) -> mpmath.mpf:  # E_k = exp((k − 1) ε(k)), E_0 = E_1 = 1
@@ -167,7 +167,9 @@ def add_remove(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
             return big_e(2) - 1
         return (big_e(ell) - 1) + (big_e(ell - 2) - 1) + (big_e(2) - 1)
 
-    b1 = 1 + mpmath.fsum(mpmath.binomial(alpha, ell) * g**ell * m(ell) for ell in range(2, alpha + 1))
+    b1 = 1 + mpmath.fsum(
+        mpmath.binomial(alpha, ell) * g**ell * m(ell) for ell in range(2, alpha + 1)
+    )
     b2 = mpmath.fsum(
         mpmath.binomial(alpha - 1, k) * (1 - g) ** (alpha - 1 - k) * g**k * big_e(k + 1)
         for k in range(alpha)
@@ -268,9 +270,7 @@ def main() -> None:
         curve = base_curve("gaussian", {"sigma": sigma}, alpha)
         mine = add_only(curve, q, alpha) * steps
         assert abs(mine / mpmath.mpf(value) - 1) < 1e-8, (alpha, mine, value)
-        published.append(
-            {"sigma": sigma, "q": q, "steps": steps, "alpha": alpha, "rdp": value}
-        )
+        published.append({"sigma": sigma, "q": q, "steps": steps, "alpha": alpha, "rdp": value})
     doc = {
         "description": "Skellam RDP (Agarwal, Kairouz, Liu 2021, Thm 3.5, variance form), "
         "Poisson subsampling: Zhu & Wang 2019 Thm 9 and the add/remove bound of "
