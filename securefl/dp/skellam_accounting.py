@@ -6,8 +6,9 @@ subsamples only Gaussians; Opacus has neither. So the bounds the distributed
 mechanism needs are implemented here, from the papers and from the proof in
 docs/distributed_dp_accounting.md, with known-answer vectors
 (``tests/vectors/dp_skellam_accounting.json``, computed by an independent
-generator at 60 digits), checks against the exact Rényi divergence of shifted Skellam pmfs, and the conversion to (ε, δ) left to
-the well-kept libraries.
+generator at 60 digits), checks against the exact Rényi divergence of
+shifted Skellam pmfs, and the conversion to (ε, δ) left to the well-kept
+libraries.
 
 **The mechanism.** Every coordinate of an integer vector gets independent
 Skellam noise ``Poisson(μ/2) − Poisson(μ/2)``: mean 0, variance ``μ``. Sums
