@@ -187,3 +187,22 @@ def test_small_rate_small_epsilon_needs_about_the_gaussians_noise():
     assert rdp_to_epsilon(ORDERS, 1000 * general, 1e-5) > 1.8 * 0.25
     gauss = rdp_to_epsilon(ORDERS, 1000 * _sampled_gaussian(0.01, 4.73, list(ORDERS)), 1e-5)
     assert gauss <= 0.25
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    q=st.sampled_from([1e-9, 1e-4, 0.003, 0.05, 0.3, 0.9, 1.0]),
+    mu=st.floats(10.0, 1e9),
+    l2=st.floats(1.0, 2000.0),
+    l1_ratio=st.floats(1.0, 30.0),
+)
+def test_the_audits_second_implementation_agrees_at_every_order(q, mu, l2, l1_ratio):
+    """The audit's code-independent evaluation (reports._rdp_independent) of the same bound."""
+    from securefl.reports._rdp_independent import AUDIT_ORDERS, _part_rdp
+
+    assert AUDIT_ORDERS == ORDERS
+    theirs = np.asarray(_part_rdp(("skellam", mu, l1_ratio * l2, l2, q, 1)))
+    ours = skellam_subsampled_rdp(
+        ORDERS, mu=mu, l1_sensitivity=l1_ratio * l2, l2_sensitivity=l2, sample_rate=q
+    )
+    np.testing.assert_allclose(theirs, ours, rtol=1e-8, atol=0)
