@@ -10,8 +10,8 @@ run splits the data with its own seed and trains four ways:
   (12 rounds, batch 32, lr 1, clip 0.5, FedAdam), masked aggregation;
 * ``distributed``: ``simulate --privacy distributed``, one DP-SGD step a round
   over every site's Poisson sample, Skellam shares through integer SecAgg+,
-  the Skellam RDP accountant (the loose, proven bound of
-  docs/distributed_dp_accounting.md);
+  the Skellam RDP accountant (docs/distributed_dp_accounting.md; at q = 1,
+  as here, it charges the Skellam's own RDP curve);
 * ``central``: the ideal reference, Opacus DP-SGD on all records pooled, the
   same model, (ε, δ), rate, steps, clip and learning rate as ``distributed``,
   with Opacus's PRV accountant;
@@ -51,7 +51,7 @@ DELTA = 1e-5
 CLIP = 0.5
 #: distributed and central: every record each round (q = 1), few full-batch steps.
 #: On a few hundred records this needs the least noise per record at a given ε,
-#: and it is where the Skellam bound is closest to the Gaussian's (no subsampling).
+#: and it is where the Skellam charge is closest to the Gaussian's (no subsampling).
 RATE, STEPS, LR = 1.0, 10, 2.0
 
 

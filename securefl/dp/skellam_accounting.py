@@ -2,12 +2,13 @@
 
 Why our own maths here, when the rest of securefl feeds well-kept
 accountants: dp-accounting (0.6) has no Skellam event, and its RDP accountant
-subsamples only Gaussians; Opacus has neither. So the two published bounds
-the distributed mechanism needs are implemented here, each a few lines, from
-the papers, with known-answer vectors (``tests/vectors/dp_skellam_accounting.json``,
-computed by an independent generator at 60 digits), checks against the exact
-Rényi divergence of shifted Skellam pmfs, and the conversion to (ε, δ) left to
-the well-kept libraries.
+subsamples only Gaussians; Opacus has neither. So the bounds the distributed
+mechanism needs are implemented here, from the papers and from the proof in
+docs/distributed_dp_accounting.md, with known-answer vectors
+(``tests/vectors/dp_skellam_accounting.json``, computed by an independent
+generator at 60 digits), checks against the exact Rényi divergence of
+shifted Skellam pmfs, and the conversion to (ε, δ) left to the well-kept
+libraries.
 
 **The mechanism.** Every coordinate of an integer vector gets independent
 Skellam noise ``Poisson(μ/2) − Poisson(μ/2)``: mean 0, variance ``μ``. Sums
@@ -26,19 +27,18 @@ L1 norm at most Δ₁ and L2 norm at most Δ₂,
 The first term is the Gaussian mechanism's RDP at standard deviation √μ; the
 second vanishes as μ grows (``tests/dp/test_dp_skellam.py`` checks both).
 
-**Poisson subsampling** (Zhu & Wang 2019, *Poisson Subsampled Rényi
-Differential Privacy*, Theorem 9, the general upper bound): if a mechanism M
-satisfies (l, ε(l))-RDP for every integer l ≤ α, then M on a Poisson sample
-with rate γ satisfies, for integer α ≥ 2,
-
-    (1/(α−1)) log[ (1−γ)^(α−1) (αγ − γ + 1) + C(α,2) γ² (1−γ)^(α−2) e^ε(2)
-                   + 3 Σ_{l=3..α} C(α,l) γ^l (1−γ)^(α−l) e^((l−1) ε(l)) ].
-
-It needs only the base curve. We report the minimum of that and the
-unsubsampled ε(α) (subsampling never hurts: Rényi divergence is jointly
-quasi-convex), so at γ = 1 the two agree exactly. Everything is evaluated in
-log space with exact binomials (``math.comb`` on integers), so large orders
-and tiny rates neither overflow nor underflow.
+**Poisson subsampling** (:mod:`securefl.dp.skellam_subsampling`): at each
+order the least of three proven upper bounds, each needing only the base
+curve: Zhu & Wang 2019's general bound (*Poisson Subsampled Rényi
+Differential Privacy*, Theorem 9), our add/remove bound (proved in
+docs/distributed_dp_accounting.md), and the unsubsampled ε(α) (subsampling
+never hurts: Rényi divergence is jointly quasi-convex), so at γ = 1 the
+curve is the base curve exactly. Zhu & Wang's bound alone has a per-step
+floor that noise cannot remove (the factor 3 on its terms of order γ³ and up),
+which made the distributed model need ~100x the Gaussian's noise at q = 0.01;
+the add/remove bound vanishes with the noise. Everything is evaluated in log
+space with exact binomials (``math.comb`` on integers), so large orders and
+tiny rates neither overflow nor underflow.
 
 **Conversion to (ε, δ)** is the one :mod:`securefl.dp.accounting` uses for
 RDP: Opacus's ``get_privacy_spent`` and dp-accounting's ``compute_epsilon``
@@ -55,6 +55,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from securefl.config import check_delta
+from securefl.dp.skellam_subsampling import poisson_subsampled_rdp, zhu_wang_general_rdp
 from securefl.errors import ConfigError
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "skellam_epsilon",
     "skellam_rdp",
     "skellam_subsampled_rdp",
+    "zhu_wang_general_rdp",
 ]
 
 #: Integer Rényi orders the accountant minimises over: dense where small ε
@@ -140,45 +142,6 @@ def skellam_rdp(
     extra = np.minimum(((2 * alphas - 1) * d2sq + 6 * d1) / (4 * m * m), 3 * d1 / (2 * m))
     out: _Floats = alphas * d2sq / (2 * m) + extra
     return out
-
-
-@lru_cache(maxsize=2048)
-def _log_comb(alpha: int) -> _Floats:
-    """log C(α, l) for l = 0..α, from exact integers."""
-    return np.array([math.log(math.comb(alpha, k)) for k in range(alpha + 1)])
-
-
-def poisson_subsampled_rdp(
-    base: Sequence[float] | _Floats, *, sample_rate: float, orders: Sequence[int]
-) -> _Floats:
-    """Zhu & Wang's general upper bound (Theorem 9), at most the base curve itself.
-
-    ``base[l - 2]`` is the base mechanism's RDP at order ``l`` for every
-    integer l from 2 up to ``max(orders)``. Returns the subsampled RDP at
-    ``orders``.
-    """
-    alphas = _orders(orders)
-    gamma = _rate(sample_rate)
-    eps = np.asarray(base, dtype=np.float64)
-    top = max(alphas)
-    if eps.shape != (top - 1,) or not np.all(np.isfinite(eps)) or np.any(eps < 0):
-        raise ConfigError(
-            f"base must hold finite RDP values >= 0 for every order 2..{top} "
-            f"({top - 1} values), got shape {eps.shape}"
-        )
-    unsampled = np.array([eps[a - 2] for a in alphas])
-    if gamma == 1.0:
-        return unsampled
-    log_g, log_1g = math.log(gamma), math.log1p(-gamma)
-    out = np.empty(len(alphas))
-    for i, a in enumerate(alphas):
-        ls = np.arange(2, a + 1)
-        terms = _log_comb(a)[2:] + ls * log_g + (a - ls) * log_1g + (ls - 1) * eps[: a - 1]
-        terms[1:] += math.log(3.0)  # l >= 3 carry the factor 3 of the general bound
-        head = (a - 1) * log_1g + math.log1p((a - 1) * gamma)
-        out[i] = float(np.logaddexp.reduce(np.append(terms, head))) / (a - 1)
-    result: _Floats = np.minimum(out, unsampled)
-    return result
 
 
 def skellam_subsampled_rdp(

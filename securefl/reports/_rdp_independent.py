@@ -6,10 +6,12 @@ to hold it against), so the audit's second opinion can only guard against an
 implementation bug, not against the theorem. This module therefore shares no
 code with :mod:`securefl.dp`: it works from the record's ``event`` dicts,
 computes binomials with ``math.lgamma``, sums with the max-shifted
-log-sum-exp below, evaluates the Gaussian events with the closed form
-of Mironov, Talwar and Zhang (2019) at integer orders, and converts with
-dp-accounting's ``compute_epsilon`` alone. The formulas are those of
-docs/distributed_dp_accounting.md.
+log-sum-exp below, writes each subsampling bound term by term from
+docs/distributed_dp_accounting.md (Zhu & Wang's general bound, the add/remove
+bound proved there, the unsampled curve; the least of the three), evaluates
+the Gaussian events with the closed form of Mironov, Talwar and Zhang (2019)
+at integer orders, and converts with dp-accounting's ``compute_epsilon``
+alone.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def logsumexp(values: np.ndarray | list[float]) -> float:
     """log Σ exp(values), shifted by the maximum so nothing overflows."""
     arr = np.asarray(values, dtype=np.float64)
     top = float(np.max(arr))
-    if not math.isfinite(top):
+    if not math.isfinite(top):  # all −inf (an empty sum), or an overflow to +inf
         return top
     return top + math.log(float(np.sum(np.exp(arr - top))))
 
@@ -52,29 +54,71 @@ def _skellam(alpha: np.ndarray, mu: float, l1: float, l2: float) -> np.ndarray:
     return out
 
 
+def _minus_one(log_x: float) -> float:
+    """log(x − 1) from log x >= 0; −inf when x = 1."""
+    if log_x <= 0.0:
+        return -math.inf
+    return log_x + math.log(-math.expm1(-log_x))
+
+
+def _one_plus(log_x: float) -> float:
+    """log(1 + x) from log x, accurate when x is tiny."""
+    return math.log1p(math.exp(log_x)) if log_x < 30.0 else log_x + math.log1p(math.exp(-log_x))
+
+
+def _general(alpha: int, q: float, curve: np.ndarray) -> float:
+    """Zhu & Wang 2019, Theorem 9; ``curve[j]`` is the base RDP at order j + 2.
+
+    As 1 + Σ_{l>=2} C(α,l) q^l (1−q)^(α−l) (w_l e^((l−1)ε(l)) − 1), w_2 = 1,
+    w_l = 3 otherwise: the head (1−q)^(α−1)(αq − q + 1) is the binomial mass at
+    0 and 1, so the masses sum to 1 and tiny q lose nothing to rounding.
+    """
+    parts = []
+    for ell in range(2, alpha + 1):
+        log_e = (ell - 1) * float(curve[ell - 2])
+        if ell == 2:
+            gap = _minus_one(log_e)
+        else:
+            gap = math.log(3.0) + log_e + math.log1p(-math.exp(-log_e) / 3.0)
+        parts.append(
+            math.lgamma(alpha + 1)
+            - math.lgamma(ell + 1)
+            - math.lgamma(alpha - ell + 1)
+            + ell * math.log(q)
+            + (alpha - ell) * math.log1p(-q)
+            + gap
+        )
+    return _one_plus(logsumexp(parts)) / (alpha - 1)
+
+
+def _add_remove(alpha: int, q: float, curve: np.ndarray) -> float:
+    """max(log A, min(log B1, log B2)) / (α − 1) of docs/distributed_dp_accounting.md.
+
+    Each of A, B1, B2 is 1 + a sum of non-negative terms (E_0 = E_1 = 1 and
+    the binomial masses sum to 1), computed as such.
+    """
+    lq, l1q = math.log(q), math.log1p(-q)
+    gaps = [-math.inf, -math.inf] + [
+        _minus_one((k - 1) * float(curve[k - 2])) for k in range(2, alpha + 1)
+    ]  # log(E_k − 1)
+    k = np.arange(2, alpha + 1, dtype=np.float64)
+    binom = _log_binom(alpha, k)
+    gap_arr = np.array(gaps[2:])
+    log_a = logsumexp(binom + k * lq + (alpha - k) * l1q + gap_arr)
+    pearson = [gaps[2]] + [
+        logsumexp([gaps[ell], gaps[ell - 2], gaps[2]]) for ell in range(3, alpha + 1)
+    ]  # log M_l
+    log_b1 = logsumexp(binom + k * lq + np.array(pearson))
+    j = np.arange(1, alpha, dtype=np.float64)
+    log_b2 = logsumexp(_log_binom(alpha - 1, j) + j * lq + (alpha - 1 - j) * l1q + gap_arr)
+    return _one_plus(max(log_a, min(log_b1, log_b2))) / (alpha - 1)
+
+
 def _subsample(alpha: int, q: float, curve: np.ndarray) -> float:
-    """Zhu & Wang 2019, Theorem 9; ``curve[j]`` is the base RDP at order j + 2."""
+    """The least of the general bound, the add/remove bound and the unsampled ε(α)."""
     if q >= 1.0:
         return float(curve[alpha - 2])
-    j = np.arange(3, alpha + 1, dtype=np.float64)
-    parts = [
-        (alpha - 1) * math.log1p(-q) + math.log1p((alpha - 1) * q),
-        float(_log_binom(alpha, np.array([2.0]))[0])
-        + 2 * math.log(q)
-        + (alpha - 2) * math.log1p(-q)
-        + float(curve[0]),
-    ]
-    if alpha >= 3:
-        rest = (
-            math.log(3.0)
-            + _log_binom(alpha, j)
-            + j * math.log(q)
-            + (alpha - j) * math.log1p(-q)
-            + (j - 1) * curve[1 : alpha - 1]
-        )
-        parts.extend(rest.tolist())
-    bound = logsumexp(parts) / (alpha - 1)
-    return min(bound, float(curve[alpha - 2]))
+    return min(_general(alpha, q, curve), _add_remove(alpha, q, curve), float(curve[alpha - 2]))
 
 
 def _gaussian(alpha: int, sigma: float, q: float) -> float:

@@ -11,16 +11,22 @@ Sources, per section:
   and variance in model units, a scale s that multiplies both), with s = 1/8,
   and the two must agree exactly.
 * ``subsampled``: Zhu & Wang 2019 (ICML), Theorem 9 (general upper bound for
-  Poisson subsampling, integer α), in mpmath at 60 significant digits with
-  exact binomials, on two base curves: the Skellam bound above and the
-  Gaussian ``l/(2σ²)``. For the Gaussian the exact subsampled RDP at integer α
+  Poisson subsampling, integer α) as ``rdp``, and ``accounted``, the least of
+  it and the add/remove bound of docs/distributed_dp_accounting.md (A, B1, B2
+  written term by term), in mpmath at 60 significant digits with exact
+  binomials, on two base curves: the Skellam bound above and the Gaussian
+  ``l/(2σ²)``. For the Gaussian the exact subsampled RDP at integer α
   (Mironov, Talwar, Zhang 2019, Section 3.3:
   ``Σ_k C(α,k)(1−q)^(α−k) q^k exp((k²−k)/(2σ²))``) is recorded beside it
-  (``gaussian_exact``): the general bound must be at least that.
+  (``gaussian_exact``): both bounds must be at least that, and the add term A
+  alone must equal it (``add_direction``).
+* ``published_sampled_gaussian``: the sampled Gaussian's RDP as published in
+  dp-accounting's test suite, reproduced by the add term A on the Gaussian
+  curve (asserted here to 8 digits).
 * ``epsilon``: ε after ``steps`` releases at δ, min over the orders of
   ``r + log((α−1)/α) − (log δ + log α)/(α−1)`` (Balle et al. 2020,
   Proposition 12), with r the composed subsampled curve from mpmath; the curve
-  is min(subsampled, unsubsampled) at each order.
+  is ``accounted`` at each order.
 * ``must_fail``: parameter sets the accountant must refuse (ConfigError).
 
 Run: python tests/vectors/generate_skellam_accounting.py > tests/vectors/dp_skellam_accounting.json
@@ -73,6 +79,15 @@ EPSILON_CASES = [
     (2.5e5, 1200.0, 400.0, 0.1, 100, 1e-4),
     (100.0, 10.0, 10.0, 1.0, 1, 1e-5),
     (5.0e7, 1.0e5, 5.0e3, 0.02, 500, 1e-6),
+]
+
+#: (σ, q, steps, α, RDP) of the Poisson-sampled Gaussian as published in dp-accounting's
+#: own test suite (rdp_privacy_accountant_test.py, test_compute_rdp_poisson_sampled_gaussian,
+#: 9 significant digits): the "add" term on the Gaussian curve must reproduce them.
+PUBLISHED_SAMPLED_GAUSSIAN = [
+    (2.5, 0.01, 50, 5, 2.18075656e-03),
+    (2.5, 0.01, 50, 50, 2.38460375e-02),
+    (2.5, 0.01, 50, 100, 1.67416308e02),
 ]
 
 MUST_FAIL = [
@@ -135,6 +150,53 @@ def zhu_wang(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
     return min(mpmath.log(total) / (alpha - 1), curve[alpha - 2])
 
 
+def add_remove(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
+    """max(log A, min(log B1, log B2)) / (α − 1) of docs/distributed_dp_accounting.md."""
+    g = mpmath.mpf(q)
+
+    def big_e(k: int) -> mpmath.mpf:  # E_k = exp((k − 1) ε(k)), E_0 = E_1 = 1
+        return mpmath.mpf(1) if k < 2 else mpmath.exp((k - 1) * curve[k - 2])
+
+    a_sum = mpmath.fsum(
+        mpmath.binomial(alpha, k) * (1 - g) ** (alpha - k) * g**k * big_e(k)
+        for k in range(alpha + 1)
+    )
+
+    def m(ell: int) -> mpmath.mpf:
+        if ell == 2:
+            return big_e(2) - 1
+        return (big_e(ell) - 1) + (big_e(ell - 2) - 1) + (big_e(2) - 1)
+
+    b1 = 1 + mpmath.fsum(
+        mpmath.binomial(alpha, ell) * g**ell * m(ell) for ell in range(2, alpha + 1)
+    )
+    b2 = mpmath.fsum(
+        mpmath.binomial(alpha - 1, k) * (1 - g) ** (alpha - 1 - k) * g**k * big_e(k + 1)
+        for k in range(alpha)
+    )
+    return max(mpmath.log(a_sum), min(mpmath.log(b1), mpmath.log(b2))) / (alpha - 1)
+
+
+def add_only(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
+    """log(A) / (α − 1): on the Gaussian curve, Mironov et al.'s exact sampled-Gaussian RDP."""
+    g = mpmath.mpf(q)
+    total = mpmath.fsum(
+        mpmath.binomial(alpha, k)
+        * (1 - g) ** (alpha - k)
+        * g**k
+        * (mpmath.mpf(1) if k < 2 else mpmath.exp((k - 1) * curve[k - 2]))
+        for k in range(alpha + 1)
+    )
+    return mpmath.log(total) / (alpha - 1)
+
+
+def accounted(curve: list[mpmath.mpf], q: float, alpha: int) -> mpmath.mpf:
+    """What the accountant charges: the least of the three bounds (zhu_wang has the unsampled)."""
+    if q == 1.0:
+        return curve[alpha - 2]
+    return min(zhu_wang(curve, q, alpha), add_remove(curve, q, alpha))
+
+
 def gaussian_exact(sigma: float, q: float, alpha: int) -> mpmath.mpf:
     g, s = mpmath.mpf(q), mpmath.mpf(sigma)
     total = mpmath.fsum(
@@ -151,7 +213,7 @@ def epsilon(mu: float, l1: float, l2: float, q: float, steps: int, delta: float)
     curve = base_curve("skellam", {"mu": mu, "l1": l1, "l2": l2}, max(ORDERS))
     best = None
     for a in ORDERS:
-        r = (curve[a - 2] if q == 1.0 else zhu_wang(curve, q, a)) * steps
+        r = accounted(curve, q, a) * steps
         eps = r + mpmath.log(mpmath.mpf(a - 1) / a) - (mpmath.log(delta) + mpmath.log(a)) / (a - 1)
         best = eps if best is None else min(best, eps)
     assert best is not None
@@ -182,10 +244,14 @@ def main() -> None:
             "q": q,
             "alpha": alpha,
             "rdp": float(zhu_wang(curve, q, alpha)),
+            "accounted": float(accounted(curve, q, alpha)),
         }
+        assert row["accounted"] <= row["rdp"]
         if base == "gaussian":
             row["gaussian_exact"] = float(gaussian_exact(params["sigma"], q, alpha))
-            assert row["gaussian_exact"] <= row["rdp"] * (1 + 1e-12)
+            assert row["gaussian_exact"] <= row["accounted"] * (1 + 1e-12)
+            row["add_direction"] = float(add_only(curve, q, alpha))
+            assert abs(row["add_direction"] / row["gaussian_exact"] - 1) < 1e-40
         sub_rows.append(row)
     eps_rows = [
         {
@@ -199,14 +265,22 @@ def main() -> None:
         }
         for mu, l1, l2, q, steps, delta in EPSILON_CASES
     ]
+    published = []
+    for sigma, q, steps, alpha, value in PUBLISHED_SAMPLED_GAUSSIAN:
+        curve = base_curve("gaussian", {"sigma": sigma}, alpha)
+        mine = add_only(curve, q, alpha) * steps
+        assert abs(mine / mpmath.mpf(value) - 1) < 1e-8, (alpha, mine, value)
+        published.append({"sigma": sigma, "q": q, "steps": steps, "alpha": alpha, "rdp": value})
     doc = {
         "description": "Skellam RDP (Agarwal, Kairouz, Liu 2021, Thm 3.5, variance form), "
-        "Zhu & Wang 2019 Thm 9 Poisson subsampling, epsilon via Balle et al. 2020; "
+        "Poisson subsampling: Zhu & Wang 2019 Thm 9 and the add/remove bound of "
+        "docs/distributed_dp_accounting.md, epsilon via Balle et al. 2020; "
         "see tests/vectors/generate_skellam_accounting.py",
         "orders": list(ORDERS),
         "skellam_rdp": rdp_rows,
         "subsampled": sub_rows,
         "epsilon": eps_rows,
+        "published_sampled_gaussian": published,
         "must_fail": MUST_FAIL,
     }
     json.dump(doc, sys.stdout, indent=1)
