@@ -209,7 +209,11 @@ class MaskServer(ServerAggregator):
 
     def _require(self, live: list[str], what: str, *, minimum: int) -> None:
         t, allowed = self._plan.threshold, self._plan.missing_allowed
-        short = [u for u in live if len(self._plan.holders(u) & set(live)) < t]
+        present = set(live)
+        short = [u for u in live if len(self._plan.holders(u) & present) < t]
+        if self._plan.local:  # each site refuses more than ℓ of its neighbours missing
+            ell = self._plan.local_missing
+            short += [u for u in live if len(self._plan.holders(u) - present) > ell]
         missing = len(self._ctx.cohort) - len(live)
         if len(live) < minimum or short or missing > allowed:
             self._stage = ServerStage.ABORTED
@@ -295,6 +299,18 @@ class MaskServer(ServerAggregator):
         self._require(u1, "advertised keys", minimum=self._need)
         self._adverts = {u: self._adverts[u] for u in u1}
         self._stage = ServerStage.SHARE
+        if self._plan.local:  # each site gets its holders' adverts only
+            return [
+                self._send(
+                    m.SHARE_REQUEST,
+                    u,
+                    m.encode(
+                        m.SHARE_REQUEST,
+                        adverts={v: self._adverts[v] for v in self._plan.shown_to(u, u1)},
+                    ),
+                )
+                for u in u1
+            ]
         payload = m.encode(m.SHARE_REQUEST, adverts=self._adverts)
         return [self._send(m.SHARE_REQUEST, u, payload) for u in u1]
 
@@ -309,8 +325,12 @@ class MaskServer(ServerAggregator):
                 j,
                 m.encode(
                     m.MASKED_INPUT_REQUEST,
-                    senders=u2,
-                    shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
+                    senders=self._plan.shown_to(j, u2),
+                    shares={
+                        i: self._shares[i][j]
+                        for i in self._plan.shown_to(j, u2)
+                        if j in self._shares[i]
+                    },
                 ),
             )
             for j in u2
@@ -321,10 +341,18 @@ class MaskServer(ServerAggregator):
         self._u3 = tuple(sorted(self._inputs))
         self._require(list(self._u3), "sent masked inputs", minimum=self._need)
         self._stage = ServerStage.CONSISTENCY
-        payload = m.encode(m.CONSISTENCY_REQUEST, survivors=list(self._u3))
+        payload = m.encode(m.CONSISTENCY_REQUEST, survivors=self._survivor_field())
         return [self._send(m.CONSISTENCY_REQUEST, u, payload) for u in self._u3]
 
+    def _survivor_field(self) -> list[str] | bytes:
+        """U3 as sent: ids (cohort-wide round) or a cohort bitmap (neighbourhood round)."""
+        if self._plan.local:
+            return m.pack_members(self._ctx.cohort, self._u3)
+        return list(self._u3)
+
     def _open_unmask(self) -> list[Envelope]:
+        if self._plan.local:
+            return self._open_local_unmask()
         u4 = self._live(self._sigs)
         t = self._plan.threshold
         lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
@@ -343,6 +371,36 @@ class MaskServer(ServerAggregator):
             signatures=self._sigs,
         )
         return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
+
+    def _open_local_unmask(self) -> list[Envelope]:
+        """Each signer gets the signatures of its own holders and its part of the dropped list."""
+        u4 = self._live(self._sigs)
+        plan, signed = self._plan, set(u4)
+        t, ell = plan.threshold, plan.local_missing
+        lacking = [v for v in self._shares if len(plan.holders(v) & signed) < t]
+        unsigned = [u for u in u4 if len(plan.holders(u) - signed) > ell]
+        if len(u4) < t or lacking or unsigned:
+            self._stage = ServerStage.ABORTED
+            raise AbortError(
+                f"only {len(u4)} sites signed the survivor list, some with more than {ell} "
+                f"unsigned holders or fewer than t = {t}; no shares were requested"
+            )
+        self._sigs = {u: self._sigs[u] for u in u4}
+        self._stage = ServerStage.UNMASK
+        survivors, dropped = self._survivor_field(), set(self._shares) - set(self._u3)
+        return [
+            self._send(
+                m.UNMASK_REQUEST,
+                u,
+                m.encode(
+                    m.UNMASK_REQUEST,
+                    survivors=survivors,
+                    dropped=plan.shown_to(u, dropped),
+                    signatures={v: self._sigs[v] for v in plan.shown_to(u, u4)},
+                ),
+            )
+            for u in u4
+        ]
 
     # -- unmasking --------------------------------------------------------------
 
