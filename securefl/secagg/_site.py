@@ -30,6 +30,7 @@ Any deviation by the server raises :class:`AbortError` and wipes the secrets.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -253,11 +254,11 @@ class MaskSite(SiteAggregator):
             )
         self._check_local_part(set(ids), what)
 
-    def _check_local_part(self, members: set[str], what: str) -> None:
+    def _check_local_part(self, members: Collection[str], what: str) -> None:
         """This site's holders in ``members``: itself, t of them, at most ℓ neighbours missing."""
         if self._me not in members:
             raise AbortError(f"the server left this site out of {what}")
-        present = self._holders & members
+        present = self._holders & set(members)
         if len(present) < self._plan.threshold:
             raise AbortError(f"{what} has {len(present)} of this site's holders, below t")
         missing = len(self._holders) - len(present)
