@@ -375,3 +375,24 @@ def test_what_a_site_receives_is_bounded_by_its_neighbourhood_not_the_cohort(
     wide = dataclasses.replace(LOCAL, neighbourhood=False)
     _, before = _received(Federation(tmp / "wide", n, wide))
     assert all(c["adverts"] == n and c["signatures"] >= n - 1 for c in before.values())
+
+
+def test_a_site_given_another_round_start_shares_nothing_and_its_neighbours_refuse_it(
+    tmp_path: Path,
+) -> None:
+    """Pasquini et al. against the neighbourhood round: one site gets another model.
+
+    It sees only its holders' adverts, all made for the real round start, and
+    refuses them; each of its neighbours sees its advert and refuses it. No
+    share leaves the victim, and the round yields no sum with it in.
+    """
+    fed, plan = _fed(tmp_path)
+    victim = plan.order[0]
+    ctx = fed.ctx(1, D, MAX_W)
+    odd = dataclasses.replace(ctx, round_digest=bytes(32))
+    updates = random_updates(fed.names, D)
+    run = run_round(fed, ctx, updates, dict.fromkeys(fed.names, 1.0), contexts={victim: odd})
+    assert set(run.aborted) == set(plan.holders(victim))
+    assert all("different round start" in str(e) for e in run.aborted.values())
+    assert m.SHARE not in run.sent_by[victim]
+    assert run.result is None or victim not in run.result.survivors
