@@ -32,14 +32,12 @@ import numpy.typing as npt
 
 from securefl.aggregation.base import AggregateResult, RoundContext, ServerAggregator
 from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
-from securefl.hazmat import prg
 from securefl.hazmat.keys import KeyPair, derive_key, kdf_info
 from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig
-from securefl.secagg._keys import mask_sign, pair_seed
-from securefl.secagg._unmask import check_feasible, reconstruct
+from securefl.secagg._unmask import check_feasible, reconstruct, remove_masks
 from securefl.wire import SERVER, Envelope
 
 __all__ = ["MaskServer", "ServerStage"]
@@ -300,15 +298,9 @@ class MaskServer(ServerAggregator):
         self._adverts = {u: self._adverts[u] for u in u1}
         self._stage = ServerStage.SHARE
         if self._plan.local:  # each site gets its holders' adverts only
+            mine = {u: {v: self._adverts[v] for v in self._plan.shown_to(u, u1)} for u in u1}
             return [
-                self._send(
-                    m.SHARE_REQUEST,
-                    u,
-                    m.encode(
-                        m.SHARE_REQUEST,
-                        adverts={v: self._adverts[v] for v in self._plan.shown_to(u, u1)},
-                    ),
-                )
+                self._send(m.SHARE_REQUEST, u, m.encode(m.SHARE_REQUEST, adverts=mine[u]))
                 for u in u1
             ]
         payload = m.encode(m.SHARE_REQUEST, adverts=self._adverts)
@@ -319,22 +311,13 @@ class MaskServer(ServerAggregator):
         self._require(u2, "shared keys", minimum=self._need)
         self._shares = {u: self._shares[u] for u in u2}
         self._stage = ServerStage.MASKED_INPUT
-        return [
-            self._send(
-                m.MASKED_INPUT_REQUEST,
-                j,
-                m.encode(
-                    m.MASKED_INPUT_REQUEST,
-                    senders=self._plan.shown_to(j, u2),
-                    shares={
-                        i: self._shares[i][j]
-                        for i in self._plan.shown_to(j, u2)
-                        if j in self._shares[i]
-                    },
-                ),
-            )
-            for j in u2
-        ]
+        out = []
+        for j in u2:
+            senders = self._plan.shown_to(j, u2)  # all of U2, or j's holders in it
+            cts = {i: self._shares[i][j] for i in senders if j in self._shares[i]}
+            payload = m.encode(m.MASKED_INPUT_REQUEST, senders=senders, shares=cts)
+            out.append(self._send(m.MASKED_INPUT_REQUEST, j, payload))
+        return out
 
     def _open_consistency(self) -> list[Envelope]:
         # A site whose masked input arrived stays in U3 even if it vanishes later.
@@ -351,12 +334,12 @@ class MaskServer(ServerAggregator):
         return list(self._u3)
 
     def _open_unmask(self) -> list[Envelope]:
-        if self._plan.local:
-            return self._open_local_unmask()
         u4 = self._live(self._sigs)
-        t = self._plan.threshold
-        lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
-        if len(u4) < max(t, self._plan.quorum) or lacking:
+        plan, signed, t = self._plan, set(u4), self._plan.threshold
+        lacking = [v for v in self._shares if len(plan.holders(v) & signed) < t]
+        if plan.local:  # a signer needs all but ℓ of its own holders signing its list
+            lacking += [u for u in u4 if len(plan.holders(u) - signed) > plan.local_missing]
+        if len(u4) < max(t, 0 if plan.local else plan.quorum) or lacking:
             self._stage = ServerStage.ABORTED
             raise AbortError(
                 f"only {len(u4)} sites signed the survivor list; the threshold "
@@ -364,30 +347,16 @@ class MaskServer(ServerAggregator):
             )
         self._sigs = {u: self._sigs[u] for u in u4}
         self._stage = ServerStage.UNMASK
-        payload = m.encode(
-            m.UNMASK_REQUEST,
-            survivors=list(self._u3),
-            dropped=sorted(set(self._shares) - set(self._u3)),
-            signatures=self._sigs,
-        )
-        return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
-
-    def _open_local_unmask(self) -> list[Envelope]:
-        """Each signer gets the signatures of its own holders and its part of the dropped list."""
-        u4 = self._live(self._sigs)
-        plan, signed = self._plan, set(u4)
-        t, ell = plan.threshold, plan.local_missing
-        lacking = [v for v in self._shares if len(plan.holders(v) & signed) < t]
-        unsigned = [u for u in u4 if len(plan.holders(u) - signed) > ell]
-        if len(u4) < t or lacking or unsigned:
-            self._stage = ServerStage.ABORTED
-            raise AbortError(
-                f"only {len(u4)} sites signed the survivor list, some with more than {ell} "
-                f"unsigned holders or fewer than t = {t}; no shares were requested"
+        dropped = set(self._shares) - set(self._u3)
+        if not plan.local:
+            payload = m.encode(
+                m.UNMASK_REQUEST,
+                survivors=list(self._u3),
+                dropped=sorted(dropped),
+                signatures=self._sigs,
             )
-        self._sigs = {u: self._sigs[u] for u in u4}
-        self._stage = ServerStage.UNMASK
-        survivors, dropped = self._survivor_field(), set(self._shares) - set(self._u3)
+            return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
+        survivors = self._survivor_field()  # each signer: its holders' part and signatures
         return [
             self._send(
                 m.UNMASK_REQUEST,
@@ -426,15 +395,9 @@ class MaskServer(ServerAggregator):
 
         b_seeds = self._reconstruct("b", u3, b_ok)
         s_keys = self._reconstruct("s", dropped, s_ok)
-        total = self._total
-        masks = [(b_seeds[v], -1) for v in u3]
-        for v in dropped:
-            kp = KeyPair.from_private_bytes(s_keys[v])
-            for u in sorted(plan.neighbours(v) & set(u3)):
-                seed = pair_seed(kp, self._adverts[u]["s_pk"], ctx, v, u)
-                masks.append((seed, -mask_sign(u, v)))
-        prg.add_masks(total, masks, bits=plan.quant.bits)  # one cache-friendly pass
-        return self._conclude(total, u3)
+        s_pks = {u: self._adverts[u]["s_pk"] for u in u3}
+        remove_masks(self._total, plan, ctx, b_seeds, s_keys, s_pks)
+        return self._conclude(self._total, u3)
 
     def _conclude(self, total: npt.NDArray[np.uint32], u3: list[str]) -> list[Envelope]:
         """Decode the unmasked ring sum, check it is feasible, and publish the result."""
