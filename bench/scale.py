@@ -14,8 +14,10 @@ Columns: ``graph`` is ``complete`` up to ``MaskConfig.complete_graph_max``
 masks with (below the cut-off both runs are the same protocol). ``round s``
 is the wall time of the whole round; ``site s`` the mean time a site spends
 in all its stages (min and max across sites); ``server s`` the server's
-total; ``site KB`` the bytes a site sends plus the bytes it receives
-(payloads of every envelope to or from it); ``adv`` and ``sig`` the key
+total (both CPU time of this process, ``time.process_time``, so that a busy
+shared machine does not inflate them as it does the wall time); ``site KB``
+the bytes a site sends plus the bytes it receives (payloads of every
+envelope to or from it); ``adv`` and ``sig`` the key
 adverts and consistency signatures one site receives (mean, counted from the
 payloads); ``before`` the same for the cohort-wide round, and ``x`` the
 ratio before / after.
@@ -71,9 +73,9 @@ def one_round(n: int, d: int, tmp: Path, *, neighbourhood: bool) -> dict[str, fl
     queue: list[Envelope] = []
 
     def timed_site(name: str, fn: object, *args: object) -> None:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn(*args)  # type: ignore[operator]
-        site_time[name] += time.perf_counter() - t0
+        site_time[name] += time.process_time() - t0
         queue.extend(out)
 
     gen = np.random.default_rng(0)  # benchmark data only, never keys or masks
@@ -83,16 +85,16 @@ def one_round(n: int, d: int, tmp: Path, *, neighbourhood: bool) -> dict[str, fl
         timed_site(s, sites[s].submit, vec, 50.0)
     while queue or server.result is None:
         if not queue:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             queue.extend(server.on_deadline())
-            server_time += time.perf_counter() - t0
+            server_time += time.process_time() - t0
             continue
         env = queue.pop(0)
         if env.receiver == SERVER:
             site_bytes[env.sender] += len(env.payload)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             queue.extend(server.handle(env))
-            server_time += time.perf_counter() - t0
+            server_time += time.process_time() - t0
         else:
             site_bytes[env.receiver] += len(env.payload)
             if env.stage in (m.SHARE_REQUEST, m.UNMASK_REQUEST):  # count outside the timing
