@@ -25,6 +25,15 @@ Every list the server sends must name enough sites for this site's own
 threshold and miss no more sites than its plan allows (``missing_allowed``:
 n - t on the complete graph, floor(dropout_rate * n) on the k-regular graph).
 Any deviation by the server raises :class:`AbortError` and wipes the secrets.
+
+The neighbourhood round (``MaskConfig(neighbourhood=True)``, k-regular graph
+only) changes what a site is sent, not what it does: adverts, share senders,
+the dropped list and consistency signatures cover only its holders (a site
+refuses any other id), each list may miss at most ℓ = ``plan.local_missing``
+of its neighbours, the survivor list comes whole as a cohort bitmap (at most
+m missing, every holder in it a share sender of this site), and it needs all
+but ℓ of its holders to have signed that list instead of n - m of the
+cohort. What that keeps is in ``threat_models/mask.md``.
 """
 
 from __future__ import annotations
