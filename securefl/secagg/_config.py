@@ -300,6 +300,8 @@ class MaskConfig:
                 except ConfigError:
                     continue  # a cohort of this size is refused by every site
                 here = min(colluders_tolerated(n, t), n - 2)
+            elif self.neighbourhood:  # as MaskPlan.colluders_tolerated: none proven
+                here = 0
             else:  # as MaskPlan.colluders_tolerated, without building the plan
                 k, t = kt
                 m = min(max_missing(n, self.dropout_rate), n - 1)

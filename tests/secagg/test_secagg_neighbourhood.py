@@ -396,3 +396,19 @@ def test_a_site_given_another_round_start_shares_nothing_and_its_neighbours_refu
     assert all("different round start" in str(e) for e in run.aborted.values())
     assert m.SHARE not in run.sent_by[victim]
     assert run.result is None or victim not in run.result.survivors
+
+
+def test_no_colluder_count_is_claimed_for_the_neighbourhood_round() -> None:
+    """What ``plan`` prints must not claim the cohort-wide round's count for this one."""
+    cohort = tuple(f"site-{i:03d}" for i in range(200))
+    wide = MaskConfig(clip=1.0)
+    local = dataclasses.replace(wide, neighbourhood=True)
+    assert wide.plan(federation="f", round_id=1, cohort=cohort).colluders_tolerated > 0
+    assert local.plan(federation="f", round_id=1, cohort=cohort).colluders_tolerated == 0
+    assert wide.federation_tolerance(100) > 0 and local.federation_tolerance(100) == 0
+    small = tuple(f"site-{i:03d}" for i in range(40))  # the complete graph: unchanged
+    assert (
+        local.plan(federation="f", round_id=1, cohort=small).colluders_tolerated
+        == wide.plan(federation="f", round_id=1, cohort=small).colluders_tolerated
+        > 0
+    )
