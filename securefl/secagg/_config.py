@@ -116,6 +116,11 @@ class MaskConfig:
     cohort, which the server picks). ``dropout_rate`` is the
     largest fraction of a k-regular cohort that may be missing from a round
     (more aborts it) and the dropout probability the graph is sized for.
+    ``neighbourhood`` (k-regular graph only) sends each site only what its
+    k neighbours need: their adverts, its part of each list, their
+    consistency signatures (O(k) per site instead of O(n)); it keeps less
+    against a cheating server than the cohort-wide consistency round
+    (``threat_models/mask.md``), so it is off unless asked for.
     """
 
     clip: float
@@ -127,6 +132,7 @@ class MaskConfig:
     complete_graph_max: int = 64
     dropout_rate: float = 0.1
     corrupt_rate: float = 0.05
+    neighbourhood: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.clip, bool) or not isinstance(self.clip, int | float):
@@ -147,6 +153,8 @@ class MaskConfig:
             raise ConfigError("min_cohort must be an int >= 3: fewer would isolate an update")
         if not _is_int(self.complete_graph_max) or self.complete_graph_max < self.min_cohort:
             raise ConfigError("complete_graph_max must be an int >= min_cohort")
+        if not isinstance(self.neighbourhood, bool):
+            raise ConfigError("neighbourhood must be true or false")
         for name in ("dropout_rate", "corrupt_rate"):
             rate = getattr(self, name)
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 0.5:
@@ -225,6 +233,7 @@ class MaskConfig:
             quant=quant,
             order=order,
             max_missing=max_missing(n, self.dropout_rate),
+            local=self.neighbourhood,
         )
 
     def assumed_colluders(self, federation_size: int) -> int:
@@ -291,6 +300,8 @@ class MaskConfig:
                 except ConfigError:
                     continue  # a cohort of this size is refused by every site
                 here = min(colluders_tolerated(n, t), n - 2)
+            elif self.neighbourhood:  # as MaskPlan.colluders_tolerated: none proven
+                here = 0
             else:  # as MaskPlan.colluders_tolerated, without building the plan
                 k, t = kt
                 m = min(max_missing(n, self.dropout_rate), n - 1)

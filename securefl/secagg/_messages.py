@@ -39,7 +39,9 @@ __all__ = [
     "decode",
     "decode_limits",
     "encode",
+    "pack_members",
     "pack_ring",
+    "unpack_members",
     "unpack_ring",
 ]
 
@@ -124,6 +126,37 @@ def _ids(v: Any, limit: int) -> list[str]:
     return [_id(x) for x in v]
 
 
+def _members(v: Any, limit: int) -> list[str] | bytes:
+    """A survivor list: site ids (cohort-wide round) or a cohort bitmap (neighbourhood round)."""
+    if isinstance(v, bytes):
+        if len(v) != -(-limit // 8):
+            raise WireError("a member bitmap must have one bit per cohort site")
+        return v
+    return _ids(v, limit)
+
+
+def pack_members(cohort: tuple[str, ...], ids: list[str] | tuple[str, ...]) -> bytes:
+    """One bit per cohort site, in cohort order: a cohort-wide list in n/8 bytes.
+
+    The neighbourhood round sends every site the whole survivor list it signs
+    (a site can then count the cohort-wide missing), and a bitmap keeps that
+    O(n) *bits*, 125 bytes at n = 1,000, instead of O(n) ids.
+    """
+    chosen = set(ids)
+    bits = np.array([s in chosen for s in cohort], dtype=bool)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def unpack_members(cohort: tuple[str, ...], data: bytes) -> list[str]:
+    """Inverse of :func:`pack_members`; refuses a wrong length or bits past the cohort."""
+    if len(data) != -(-len(cohort) // 8):
+        raise WireError("a member bitmap must have one bit per cohort site")
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    if bits[len(cohort) :].any():
+        raise WireError("a member bitmap sets bits past the cohort")
+    return [s for s, b in zip(cohort, bits[: len(cohort)], strict=False) if b]
+
+
 def _map(v: Any, limit: int, value_len: int, what: str) -> dict[str, bytes]:
     if not isinstance(v, dict) or len(v) > limit:
         raise WireError(f"{what} must be a bounded map")
@@ -188,9 +221,9 @@ _DECODERS: dict[str, Any] = {
         "senders": _ids(o["senders"], n),
         "shares": _map(o["shares"], n, SHARE_CT_LEN, "share ciphertext"),
     },
-    CONSISTENCY_REQUEST: lambda o, n: {"survivors": _ids(o["survivors"], n)},
+    CONSISTENCY_REQUEST: lambda o, n: {"survivors": _members(o["survivors"], n)},
     UNMASK_REQUEST: lambda o, n: {
-        "survivors": _ids(o["survivors"], n),
+        "survivors": _members(o["survivors"], n),
         "dropped": _ids(o["dropped"], n),
         "signatures": _map(o["signatures"], n, SIGNATURE_LEN, "signature"),
     },

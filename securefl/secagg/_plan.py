@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from securefl.hazmat.quantize import QuantizationParams
@@ -103,6 +104,9 @@ class MaskPlan:
     quant: QuantizationParams
     order: tuple[str, ...]
     max_missing: int | None = None
+    local: bool = False
+    """The neighbourhood round (``MaskConfig.neighbourhood``): each site gets, checks and
+    keeps only its holders' adverts, lists and consistency signatures."""
 
     @property
     def complete(self) -> bool:
@@ -115,6 +119,22 @@ class MaskPlan:
         if self.max_missing is None:
             return dropouts_tolerated(n, self.threshold)
         return min(self.max_missing, n - 1)
+
+    @property
+    def local_missing(self) -> int:
+        """ℓ: most of one site's k neighbours that may be missing from its lists or signers.
+
+        min(m, k + 1 - t): never more than the cohort-wide cap, and never so
+        many that fewer than t holders remain. Only the neighbourhood round
+        uses it; the cohort-wide round counts over the whole cohort instead.
+        """
+        return min(self.missing_allowed, self.k + 1 - self.threshold)
+
+    def shown_to(self, site: str, ids: Iterable[str]) -> list[str]:
+        """The part of a cohort-wide list that ``site`` is sent: all of it, or its holders'."""
+        if not self.local:
+            return sorted(ids)
+        return sorted(self.holders(site) & set(ids))
 
     @property
     def quorum(self) -> int:
@@ -148,7 +168,14 @@ class MaskPlan:
         n, t, k, m = len(self.cohort), self.threshold, self.k, self.missing_allowed
         if self.complete:
             return min(colluders_tolerated(n, t), n - 2)
+        if self.local:
+            return 0  # no count is proven for any placement: threat_models/mask.md
         return max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
+
+    @functools.cached_property
+    def _position(self) -> dict[str, int]:
+        """Each site's place in the ring order (looked up for every neighbour set)."""
+        return {s: i for i, s in enumerate(self.order)}
 
     def share_id(self, site: str) -> int:
         """The Shamir x-coordinate of ``site``: its 1-based position in the cohort."""
@@ -158,7 +185,7 @@ class MaskPlan:
         """Sites ``site`` masks with (Harary graph H(n, k) over the public order)."""
         if self.complete:
             return frozenset(s for s in self.cohort if s != site)
-        n, pos = len(self.order), self.order.index(site)
+        n, pos = len(self.order), self._position[site]
         half = self.k // 2
         return frozenset(self.order[(pos + d) % n] for d in range(-half, half + 1) if d != 0)
 

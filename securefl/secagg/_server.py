@@ -32,14 +32,12 @@ import numpy.typing as npt
 
 from securefl.aggregation.base import AggregateResult, RoundContext, ServerAggregator
 from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
-from securefl.hazmat import prg
 from securefl.hazmat.keys import KeyPair, derive_key, kdf_info
 from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig
-from securefl.secagg._keys import mask_sign, pair_seed
-from securefl.secagg._unmask import check_feasible, reconstruct
+from securefl.secagg._unmask import check_feasible, reconstruct, remove_masks
 from securefl.wire import SERVER, Envelope
 
 __all__ = ["MaskServer", "ServerStage"]
@@ -209,7 +207,11 @@ class MaskServer(ServerAggregator):
 
     def _require(self, live: list[str], what: str, *, minimum: int) -> None:
         t, allowed = self._plan.threshold, self._plan.missing_allowed
-        short = [u for u in live if len(self._plan.holders(u) & set(live)) < t]
+        present = set(live)
+        short = [u for u in live if len(self._plan.holders(u) & present) < t]
+        if self._plan.local:  # each site refuses more than ℓ of its neighbours missing
+            ell = self._plan.local_missing
+            short += [u for u in live if len(self._plan.holders(u) - present) > ell]
         missing = len(self._ctx.cohort) - len(live)
         if len(live) < minimum or short or missing > allowed:
             self._stage = ServerStage.ABORTED
@@ -295,6 +297,12 @@ class MaskServer(ServerAggregator):
         self._require(u1, "advertised keys", minimum=self._need)
         self._adverts = {u: self._adverts[u] for u in u1}
         self._stage = ServerStage.SHARE
+        if self._plan.local:  # each site gets its holders' adverts only
+            mine = {u: {v: self._adverts[v] for v in self._plan.shown_to(u, u1)} for u in u1}
+            return [
+                self._send(m.SHARE_REQUEST, u, m.encode(m.SHARE_REQUEST, adverts=mine[u]))
+                for u in u1
+            ]
         payload = m.encode(m.SHARE_REQUEST, adverts=self._adverts)
         return [self._send(m.SHARE_REQUEST, u, payload) for u in u1]
 
@@ -303,32 +311,35 @@ class MaskServer(ServerAggregator):
         self._require(u2, "shared keys", minimum=self._need)
         self._shares = {u: self._shares[u] for u in u2}
         self._stage = ServerStage.MASKED_INPUT
-        return [
-            self._send(
-                m.MASKED_INPUT_REQUEST,
-                j,
-                m.encode(
-                    m.MASKED_INPUT_REQUEST,
-                    senders=u2,
-                    shares={i: self._shares[i][j] for i in u2 if j in self._shares[i]},
-                ),
-            )
-            for j in u2
-        ]
+        out = []
+        for j in u2:
+            senders = self._plan.shown_to(j, u2)  # all of U2, or j's holders in it
+            cts = {i: self._shares[i][j] for i in senders if j in self._shares[i]}
+            payload = m.encode(m.MASKED_INPUT_REQUEST, senders=senders, shares=cts)
+            out.append(self._send(m.MASKED_INPUT_REQUEST, j, payload))
+        return out
 
     def _open_consistency(self) -> list[Envelope]:
         # A site whose masked input arrived stays in U3 even if it vanishes later.
         self._u3 = tuple(sorted(self._inputs))
         self._require(list(self._u3), "sent masked inputs", minimum=self._need)
         self._stage = ServerStage.CONSISTENCY
-        payload = m.encode(m.CONSISTENCY_REQUEST, survivors=list(self._u3))
+        payload = m.encode(m.CONSISTENCY_REQUEST, survivors=self._survivor_field())
         return [self._send(m.CONSISTENCY_REQUEST, u, payload) for u in self._u3]
+
+    def _survivor_field(self) -> list[str] | bytes:
+        """U3 as sent: ids (cohort-wide round) or a cohort bitmap (neighbourhood round)."""
+        if self._plan.local:
+            return m.pack_members(self._ctx.cohort, self._u3)
+        return list(self._u3)
 
     def _open_unmask(self) -> list[Envelope]:
         u4 = self._live(self._sigs)
-        t = self._plan.threshold
-        lacking = [v for v in self._shares if len(self._plan.holders(v) & set(u4)) < t]
-        if len(u4) < max(t, self._plan.quorum) or lacking:
+        plan, signed, t = self._plan, set(u4), self._plan.threshold
+        lacking = [v for v in self._shares if len(plan.holders(v) & signed) < t]
+        if plan.local:  # a signer needs all but ℓ of its own holders signing its list
+            lacking += [u for u in u4 if len(plan.holders(u) - signed) > plan.local_missing]
+        if len(u4) < max(t, 0 if plan.local else plan.quorum) or lacking:
             self._stage = ServerStage.ABORTED
             raise AbortError(
                 f"only {len(u4)} sites signed the survivor list; the threshold "
@@ -336,13 +347,29 @@ class MaskServer(ServerAggregator):
             )
         self._sigs = {u: self._sigs[u] for u in u4}
         self._stage = ServerStage.UNMASK
-        payload = m.encode(
-            m.UNMASK_REQUEST,
-            survivors=list(self._u3),
-            dropped=sorted(set(self._shares) - set(self._u3)),
-            signatures=self._sigs,
-        )
-        return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
+        dropped = set(self._shares) - set(self._u3)
+        if not plan.local:
+            payload = m.encode(
+                m.UNMASK_REQUEST,
+                survivors=list(self._u3),
+                dropped=sorted(dropped),
+                signatures=self._sigs,
+            )
+            return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
+        survivors = self._survivor_field()  # each signer: its holders' part and signatures
+        return [
+            self._send(
+                m.UNMASK_REQUEST,
+                u,
+                m.encode(
+                    m.UNMASK_REQUEST,
+                    survivors=survivors,
+                    dropped=plan.shown_to(u, dropped),
+                    signatures={v: self._sigs[v] for v in plan.shown_to(u, u4)},
+                ),
+            )
+            for u in u4
+        ]
 
     # -- unmasking --------------------------------------------------------------
 
@@ -368,15 +395,9 @@ class MaskServer(ServerAggregator):
 
         b_seeds = self._reconstruct("b", u3, b_ok)
         s_keys = self._reconstruct("s", dropped, s_ok)
-        total = self._total
-        masks = [(b_seeds[v], -1) for v in u3]
-        for v in dropped:
-            kp = KeyPair.from_private_bytes(s_keys[v])
-            for u in sorted(plan.neighbours(v) & set(u3)):
-                seed = pair_seed(kp, self._adverts[u]["s_pk"], ctx, v, u)
-                masks.append((seed, -mask_sign(u, v)))
-        prg.add_masks(total, masks, bits=plan.quant.bits)  # one cache-friendly pass
-        return self._conclude(total, u3)
+        s_pks = {u: self._adverts[u]["s_pk"] for u in u3}
+        remove_masks(self._total, plan, ctx, b_seeds, s_keys, s_pks)
+        return self._conclude(self._total, u3)
 
     def _conclude(self, total: npt.NDArray[np.uint32], u3: list[str]) -> list[Envelope]:
         """Decode the unmasked ring sum, check it is feasible, and publish the result."""

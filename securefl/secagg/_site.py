@@ -25,11 +25,21 @@ Every list the server sends must name enough sites for this site's own
 threshold and miss no more sites than its plan allows (``missing_allowed``:
 n - t on the complete graph, floor(dropout_rate * n) on the k-regular graph).
 Any deviation by the server raises :class:`AbortError` and wipes the secrets.
+
+The neighbourhood round (``MaskConfig(neighbourhood=True)``, k-regular graph
+only) changes what a site is sent, not what it does: adverts, share senders,
+the dropped list and consistency signatures cover only its holders (a site
+refuses any other id), each list may miss at most ℓ = ``plan.local_missing``
+of its neighbours, the survivor list comes whole as a cohort bitmap (at most
+m missing, every holder in it a share sender of this site), and it needs all
+but ℓ of its holders to have signed that list instead of n - m of the
+cohort. What that keeps is in ``threat_models/mask.md``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -167,6 +177,44 @@ class MaskSite(SiteAggregator):
                 raise
             raise AbortError(f"the server sent an invalid {envelope.stage}: {exc}") from None
 
+    def _check_signatures(self, signatures: dict[str, bytes]) -> None:
+        """Consistency signatures over the list this site signed: enough, valid, rightly sent.
+
+        Cohort-wide round: t from its holders and n - m (``plan.quorum``) from
+        the cohort. Neighbourhood round: only from its holders, and all but ℓ
+        (``plan.local_missing``) of them (threat_models/mask.md says what this keeps).
+        """
+        message = m.consistency_message(
+            self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
+        )
+        signers = set()
+        for site, sig in signatures.items():
+            if site not in self._u3:
+                raise AbortError(f"consistency signature from {site!r}, not a survivor")
+            if self._plan.local and site not in self._holders:
+                raise AbortError(f"consistency signature from {site!r}, not a neighbour")
+            try:
+                verify(self._roster[site], message, sig)
+            except IntegrityError:
+                raise AbortError(
+                    "consistency signatures do not all sign this survivor list"
+                ) from None
+            signers.add(site)
+        if len(signers & self._holders) < self._plan.threshold:
+            raise AbortError(f"{len(signers)} consistency signatures, below the threshold")
+        if self._plan.local:  # all but ℓ of this site's holders signed this very list
+            unsigned = len(self._holders - signers)
+            if unsigned > self._plan.local_missing:
+                raise AbortError(
+                    f"{unsigned} of this site's holders did not sign this survivor list; "
+                    f"the round allows {self._plan.local_missing}"
+                )
+        elif len(signers) < self._plan.quorum:  # cohort-wide: one list for every honest site
+            raise AbortError(
+                f"{len(signers)} consistency signatures over this list; the round needs "
+                f"{self._plan.quorum} from the cohort"
+            )
+
     def _wipe(self) -> None:
         self._stage = "aborted"
         self._c = self._s = None
@@ -183,6 +231,9 @@ class MaskSite(SiteAggregator):
         )
 
     def _check_members(self, ids: list[str], what: str, within: set[str] | None = None) -> None:
+        if self._plan.local:
+            self._check_neighbourhood(ids, what, within)
+            return
         _distinct(ids, what)
         pool = set(self._ctx.cohort) if within is None else within
         unknown = set(ids) - pool
@@ -200,6 +251,50 @@ class MaskSite(SiteAggregator):
                 f"{what} misses {missing} of {len(self._ctx.cohort)} sites; this round "
                 f"allows at most {self._plan.missing_allowed} missing"
             )
+
+    def _check_neighbourhood(self, ids: list[str], what: str, within: set[str] | None) -> None:
+        """A neighbourhood list: only this site's holders, t of them, at most ℓ missing."""
+        _distinct(ids, what)
+        pool = self._holders if within is None else self._holders & within
+        strangers = set(ids) - pool
+        if strangers:
+            raise AbortError(
+                f"the server listed non-neighbours or unexpected ids in {what}: {sorted(strangers)}"
+            )
+        self._check_local_part(set(ids), what)
+
+    def _check_local_part(self, members: Collection[str], what: str) -> None:
+        """This site's holders in ``members``: itself, t of them, at most ℓ neighbours missing."""
+        if self._me not in members:
+            raise AbortError(f"the server left this site out of {what}")
+        present = self._holders & set(members)
+        if len(present) < self._plan.threshold:
+            raise AbortError(f"{what} has {len(present)} of this site's holders, below t")
+        missing = len(self._holders) - len(present)
+        if missing > self._plan.local_missing:
+            raise AbortError(
+                f"{what} misses {missing} of this site's {self._plan.k} neighbours; this round "
+                f"allows at most {self._plan.local_missing}"
+            )
+
+    def _check_cohort_list(self, ids: list[str], what: str) -> None:
+        """The cohort-wide list of the neighbourhood round: no unknown id, at most m missing."""
+        _distinct(ids, what)
+        unknown = set(ids) - set(self._ctx.cohort)
+        if unknown:
+            raise AbortError(f"the server listed unknown ids in {what}: {sorted(unknown)}")
+        missing = len(self._ctx.cohort) - len(ids)
+        if len(ids) < self._need or missing > self._plan.missing_allowed:
+            raise AbortError(
+                f"{what} misses {missing} of {len(self._ctx.cohort)} sites; this round "
+                f"allows at most {self._plan.missing_allowed} missing"
+            )
+
+    def _survivors(self, field: list[str] | bytes) -> list[str]:
+        """A survivor list as ids, from ids or a cohort bitmap."""
+        if isinstance(field, bytes):
+            return m.unpack_members(self._ctx.cohort, field)
+        return field
 
     # -- stage 2 ----------------------------------------------------------------
 
@@ -285,8 +380,18 @@ class MaskSite(SiteAggregator):
     # -- stage 4 ----------------------------------------------------------------
 
     def _on_consistency_request(self, body: dict[str, Any]) -> list[Envelope]:
-        u3: list[str] = body["survivors"]
-        self._check_members(u3, "the survivor list", set(self._u2))
+        u3 = self._survivors(body["survivors"])
+        if self._plan.local:  # the whole list, signed whole; this site checks its part
+            self._check_cohort_list(u3, "the survivor list")
+            mine = self._holders & set(u3)
+            if not mine <= set(self._u2):
+                raise AbortError(
+                    "the survivor list names neighbours that never shared: "
+                    f"{sorted(mine - set(self._u2))}"
+                )
+            self._check_local_part(mine, "the survivor list")
+        else:
+            self._check_members(u3, "the survivor list", set(self._u2))
         self._u3 = tuple(sorted(u3))
         sig = self._sk.sign(
             m.consistency_message(
@@ -299,7 +404,7 @@ class MaskSite(SiteAggregator):
     # -- stage 5 ----------------------------------------------------------------
 
     def _on_unmask_request(self, body: dict[str, Any]) -> list[Envelope]:
-        survivors, dropped = body["survivors"], body["dropped"]
+        survivors, dropped = self._survivors(body["survivors"]), body["dropped"]
         _distinct(survivors, "the survivor list")
         _distinct(dropped, "the dropped list")
         unknown = (set(survivors) | set(dropped)) - set(self._ctx.cohort)
@@ -313,27 +418,7 @@ class MaskSite(SiteAggregator):
             raise AbortError("the survivor list differs from the one this site signed")
         if sorted(dropped) != sorted(set(self._u2) - set(self._u3)):
             raise AbortError("the dropped list does not match the share senders and survivors")
-        message = m.consistency_message(
-            self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
-        )
-        signers = set()
-        for site, sig in body["signatures"].items():
-            if site not in self._u3:
-                raise AbortError(f"consistency signature from {site!r}, not a survivor")
-            try:
-                verify(self._roster[site], message, sig)
-            except IntegrityError:
-                raise AbortError(
-                    "consistency signatures do not all sign this survivor list"
-                ) from None
-            signers.add(site)
-        if len(signers & self._holders) < self._plan.threshold:
-            raise AbortError(f"{len(signers)} consistency signatures, below the threshold")
-        if len(signers) < self._plan.quorum:  # cohort-wide: one list for every honest site
-            raise AbortError(
-                f"{len(signers)} consistency signatures over this list; the round needs "
-                f"{self._plan.quorum} from the cohort"
-            )
+        self._check_signatures(body["signatures"])
         b_out = {p: self._held[p][1] for p in self._u3 if p in self._held}
         s_out = {p: self._held[p][0] for p in dropped if p in self._held}
         if set(b_out) & set(s_out):  # pragma: no cover - excluded by the checks above

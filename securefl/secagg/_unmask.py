@@ -17,12 +17,15 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from securefl.aggregation.base import RoundContext
 from securefl.errors import AbortError, IntegrityError
-from securefl.hazmat import shamir
+from securefl.hazmat import prg, shamir
+from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.quantize import QuantizationParams
 from securefl.secagg._config import MaskPlan
+from securefl.secagg._keys import mask_sign, pair_seed
 
-__all__ = ["check_feasible", "reconstruct"]
+__all__ = ["check_feasible", "reconstruct", "remove_masks"]
 
 log = logging.getLogger(__name__)
 _MAX_RETRIES = 64  # t-subsets tried per secret before giving up on bad shares
@@ -100,6 +103,30 @@ def _t_sets(ids: list[int], t: int) -> Iterator[tuple[int, ...]]:
     rng = random.SystemRandom()
     for _ in range(_MAX_RETRIES):
         yield tuple(sorted(rng.sample(ids, t)))
+
+
+def remove_masks(
+    total: npt.NDArray[np.uint32],
+    plan: MaskPlan,
+    ctx: RoundContext,
+    b_seeds: Mapping[str, bytes],
+    s_keys: Mapping[str, bytes],
+    s_pks: Mapping[str, bytes],
+) -> None:
+    """Take the survivors' self masks and the dropped sites' pairwise masks off ``total``.
+
+    ``b_seeds`` holds each survivor's self-mask seed, ``s_keys`` each dropped
+    site's masking key, ``s_pks`` each survivor's advertised masking public
+    key (all already checked against what their owners signed). A dropped
+    site's masks with its neighbours among the survivors are still in their
+    inputs; nothing else is. One cache-friendly pass, in place.
+    """
+    masks = [(seed, -1) for seed in b_seeds.values()]
+    for v, sk in s_keys.items():
+        kp = KeyPair.from_private_bytes(sk)
+        for u in sorted(plan.neighbours(v) & set(s_pks)):
+            masks.append((pair_seed(kp, s_pks[u], ctx, v, u), -mask_sign(u, v)))
+    prg.add_masks(total, masks, bits=plan.quant.bits)
 
 
 def check_feasible(

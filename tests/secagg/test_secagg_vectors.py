@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from secagg_driver import site_names
 
-from securefl.errors import AbortError, ConfigError, IntegrityError
+from securefl.errors import AbortError, ConfigError, IntegrityError, WireError
 from securefl.hazmat.sign import verify
 from securefl.secagg import MaskConfig, colluders_tolerated, dropouts_tolerated
 from securefl.secagg import _messages as m
@@ -86,3 +86,20 @@ def test_feasibility_vectors(row: dict[str, Any]) -> None:
     else:
         with pytest.raises(AbortError):
             check_feasible(summed, quant, summands=row["summands"])
+
+
+MEMBERS = json.loads((Path(__file__).parents[1] / "vectors" / "secagg_members.json").read_text())
+
+
+@pytest.mark.parametrize("case", MEMBERS["bitmaps"], ids=lambda c: f"n={len(c['cohort'])}")
+def test_member_bitmap_vectors(case: dict[str, Any]) -> None:
+    """The neighbourhood round's survivor list: one bit per cohort site, LSB first."""
+    cohort = tuple(case["cohort"])
+    assert m.pack_members(cohort, case["members"]).hex() == case["bitmap"]
+    assert m.unpack_members(cohort, bytes.fromhex(case["bitmap"])) == case["members"]
+
+
+@pytest.mark.parametrize("case", MEMBERS["must_fail"], ids=lambda c: c["why"])
+def test_member_bitmap_must_fail_vectors(case: dict[str, Any]) -> None:
+    with pytest.raises(WireError):
+        m.unpack_members(tuple(case["cohort"]), bytes.fromhex(case["bitmap"]))
