@@ -159,6 +159,7 @@ class Site:
         half: SiteHalf | None = None,
         keys: PreRoundSiteKeys | None = None,
         reconnect: RetryPolicy | None = None,
+        distributed: DistributedPlan | None = None,
     ) -> Site:
         """A site of a deployed federation, from its own configuration and keys.
 
@@ -168,11 +169,14 @@ class Site:
         the half arrives with the keymaker's secret context). Signed privacy
         records go to ``state_dir/records/NAME.jsonl`` for ``securefl audit``.
         ``reconnect``: how long to keep reconnecting after a transport error.
+        ``distributed``: the public plan of ``privacy = "distributed"``, which
+        the site derives from its own kit (``half`` is then the integer path's).
         """
         return cls(
             transport=transport,
             keys=keys,
             reconnect=reconnect,
+            distributed=distributed,
             **deployed_site_arguments(name, config, identity_keys, signing_key, state_dir, half),
         )
 
