@@ -136,8 +136,12 @@ def _start(round_number: int, **overrides: object) -> Envelope:
 
 @pytest.mark.parametrize(
     "cheat",
-    [{"cohort": (*SITES, "mallory")}, {"max_weight": 1e9}, {"min_sites": 1}],
-    ids=["stranger-in-cohort", "max-weight", "min-sites"],
+    [
+        {"cohort": tuple(sorted((*SITES, "mallory")))},
+        {"max_weight": 1e9},
+        {"config": {"local_epochs": 5}},
+    ],
+    ids=["stranger-in-cohort", "max-weight", "local-epochs"],
 )
 def test_a_cheating_round_start_after_stragglers_is_refused_not_skipped(
     tmp_path: Path, cheat: dict[str, object]
