@@ -71,9 +71,17 @@ class DistributedConfig:
 
 
 def check_privacy(
-    privacy: str, secure: str, distributed: DistributedConfig, local_epochs: int
+    privacy: str,
+    secure: str,
+    distributed: DistributedConfig,
+    local_epochs: int,
+    strategy: str = "fedavg",
 ) -> None:
-    """``privacy = "distributed"`` needs masking, its public numbers and one step a round."""
+    """``privacy = "distributed"`` needs masking, its public numbers and one step a round.
+
+    FedProx is refused with it: its proximal pull acts on a site's local
+    steps, and a distributed round takes none (the server takes the step).
+    """
     if privacy not in PRIVACY_MODELS:
         raise ConfigError(f"federation.privacy must be one of {PRIVACY_MODELS}, got {privacy!r}")
     if privacy == "local":
@@ -88,4 +96,9 @@ def check_privacy(
         raise ConfigError(
             'federation.privacy = "distributed" runs one DP-SGD step per round; set '
             f"train.local_epochs = 1 (got {local_epochs})"
+        )
+    if strategy == "fedprox":
+        raise ConfigError(
+            'strategy.name = "fedprox" has no effect with federation.privacy = "distributed" '
+            "(a site takes no local steps to pull); use fedavg, fedavgm or fedadam"
         )

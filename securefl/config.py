@@ -308,7 +308,13 @@ class FederationConfig:
             raise ConfigError(
                 f"federation.secure must be one of {SECURE_MODES}, got {self.secure!r}"
             )
-        check_privacy(self.privacy, self.secure, self.distributed, self.train.local_epochs)
+        check_privacy(
+            self.privacy,
+            self.secure,
+            self.distributed,
+            self.train.local_epochs,
+            strategy=self.strategy.name,
+        )
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"federation.name must be a non-empty string, got {self.name!r}")
         names = check_site_names([s.name for s in self.sites], where="sites")

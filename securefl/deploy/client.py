@@ -169,7 +169,7 @@ def train_on_csv(site: Site, kit: Kit, csv: Path, label: str) -> None:
     from securefl.data.csvsource import read_csv
     from securefl.data.federations import _split_site
     from securefl.data.preprocess import signed_log
-    from securefl.simulation.trainer import run_site
+    from securefl.simulation.trainer import run_distributed_site, run_site
 
     table = read_csv(csv, label=label)
     cfg = kit.federation
@@ -180,6 +180,9 @@ def train_on_csv(site: Site, kit: Kit, csv: Path, label: str) -> None:
         )
     y = _labels(table.labels, cfg.model.classes, csv)
     data = _split_site(site.name, signed_log(table.features), y, cfg.model.seed)
+    if site.distributed is not None:  # one Poisson batch, one clipped sum a round
+        run_distributed_site(site, data, _kit_model(kit))
+        return
     run_site(
         site,
         data,

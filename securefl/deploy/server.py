@@ -24,7 +24,7 @@ from typing import Any
 
 from securefl.config import FederationConfig
 from securefl.errors import ConfigError, TransportError
-from securefl.modes import server_half
+from securefl.modes import ServerHalf, server_half
 from securefl.provision.kit import Kit
 from securefl.reports.roster import SERVER_ENTRY
 from securefl.reports.server_log import (
@@ -34,11 +34,13 @@ from securefl.reports.server_log import (
     dp_policy,
     read_server_log,
 )
+from securefl.runtime.global_model import PlainGlobalModel
 from securefl.runtime.loop import run_server
 from securefl.runtime.messages import BYE, HELLO
 from securefl.runtime.server import ServerDriver
 from securefl.runtime.server_state import ServerState
 from securefl.strategy import make_strategy
+from securefl.strategy.base import Strategy
 from securefl.transport._status import progress_logger
 from securefl.transport.https_server import (
     HttpsServerTransport,
@@ -211,6 +213,43 @@ def log_new_rounds(writer: ServerLogWriter, driver: ServerDriver, *, dp: dict[st
     return append_new_rounds(writer, driver.history, dp=dp)
 
 
+def _server_half(kit: Kit, dimension: int) -> tuple[ServerHalf, Strategy]:
+    """The mode's server half and the strategy, for either privacy model.
+
+    With ``privacy = "distributed"`` the half is SecAgg+ on the integer path
+    in the plan's ring, and the strategy divides the unmasked sum by the
+    public expected batch size before the federation's optimizer step
+    (:class:`~securefl.runtime._distributed.DistributedStep`). The plan comes
+    from the kit's federation file, its model's size and its roster's, the
+    same numbers every site derives from its own kit.
+    """
+    cfg = kit.federation
+    identity = kit.roster.identity_keys()
+    if cfg.privacy == "distributed":
+        from securefl.runtime._distributed import (
+            DistributedPlan,
+            DistributedStep,
+            distributed_server_mode,
+        )
+
+        plan = DistributedPlan.from_config(
+            cfg, dimension=dimension, federation_size=len(kit.roster.site_names)
+        )
+        half = ServerHalf(distributed_server_mode(plan, identity), PlainGlobalModel)
+        return half, DistributedStep(make_strategy(cfg.strategy), plan)
+    half = server_half(
+        cfg.secure,
+        identity_keys=identity,
+        federation=cfg.name,
+        strategy=cfg.strategy,
+        max_weight=kit.max_weight,
+        min_sites=cfg.rounds.min_sites,
+        mask=cfg.mask,
+        he_keymaker=cfg.he.keymaker,
+    )
+    return half, make_strategy(cfg.strategy)
+
+
 def build_server(
     kit_path: str | Path,
     *,
@@ -243,23 +282,14 @@ def build_server(
                 f"kit {kit.path}: {log_path} holds a finished run; move the state folder "
                 "away (keep it for the audit) to start a new run"
             )
-    half = server_half(
-        cfg.secure,
-        identity_keys=identity,
-        federation=cfg.name,
-        strategy=cfg.strategy,
-        max_weight=kit.max_weight,
-        min_sites=cfg.rounds.min_sites,
-        mask=cfg.mask,
-        he_keymaker=cfg.he.keymaker,
-    )
     spec = kit.spec
+    half, strategy = _server_half(kit, spec.size)
     driver = ServerDriver(
         federation=cfg.name,
         mode=half.mode,
         keys=half.keys,
         build_mode=half.build_mode,
-        strategy=make_strategy(cfg.strategy),
+        strategy=strategy,
         model=half.global_model(kit.initial_params()),
         spec=spec,
         rounds=cfg.rounds,

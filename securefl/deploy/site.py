@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from securefl.errors import ConfigError
-from securefl.modes import site_setup
+from securefl.modes import SiteHalf, site_setup
 from securefl.provision.kit import Kit
 from securefl.reports.roster import SERVER_ENTRY
+from securefl.runtime.global_model import decode_plain_model
 from securefl.transport.https_client import HttpsSiteTransport, RetryPolicy
 
 if TYPE_CHECKING:
@@ -81,6 +82,10 @@ def site_from_kit(
     kit.roster.audit_roster().save(state / "roster.json")
     identity = kit.roster.identity_keys()
     signing = kit.signing_key()
+    if cfg.privacy == "distributed":
+        return _distributed_site(
+            kit, state, transport or site_transport(kit, server_url=server_url, retry=retry), retry
+        )
     he = cfg.secure == "he"
     preset = None
     if he:
@@ -113,6 +118,42 @@ def site_from_kit(
         half=half,
         keys=keys,
         reconnect=retry,
+    )
+
+
+def _distributed_site(
+    kit: Kit, state: Path, transport: Transport, retry: RetryPolicy | None
+) -> Site:
+    """A site of a ``privacy = "distributed"`` federation: integer SecAgg+ and its own plan.
+
+    The plan (sample rate q, expected batch size q × records, scale γ, the
+    central noise μ, the ring, threshold t and colluders c) is derived from
+    this kit's federation file, model and roster alone, never from the
+    server: the site sizes its noise share from its own t and c and refuses
+    a round whose announced numbers differ (``check_announced``).
+    """
+    from securefl.runtime._distributed import DistributedPlan, distributed_site_mode
+    from securefl.runtime.site import Site
+
+    cfg = kit.federation
+    identity = kit.roster.identity_keys()
+    signing = kit.signing_key()
+    plan = DistributedPlan.from_config(
+        cfg, dimension=kit.spec.size, federation_size=len(kit.roster.site_names)
+    )
+    mode = distributed_site_mode(
+        plan, name=kit.party, signing_key=signing, identity_keys=identity, state_dir=state
+    )
+    return Site.for_federation(
+        name=kit.party,
+        config=cfg,
+        identity_keys=identity,
+        signing_key=signing,
+        state_dir=state,
+        transport=transport,
+        half=SiteHalf(mode, decode_plain_model),
+        reconnect=retry,
+        distributed=plan,
     )
 
 

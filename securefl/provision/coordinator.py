@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securefl.config import FederationConfig, load_federation
 from securefl.errors import ConfigError
+from securefl.provision._distributed import check_distributed, distributed_note
 from securefl.provision._model import write_initial_model
 from securefl.provision._readme import kit_readme
 from securefl.provision.kit import KIT_VERSION, write_json
@@ -75,6 +76,8 @@ class _Federation:
     def __init__(self, out: Path, config: FederationConfig, source: Path, ca: CertificateAuthority):
         self.out, self.config, self.source, self.ca = out, config, source, ca
         self.ca_dir = out / CA_DIR
+        #: the README's distributed-DP section (public numbers), '' for privacy = "local"
+        self.note = distributed_note(config, self.ca_dir, source)
         issued = self.ca_dir / "issued.json"
         self.issued: list[dict[str, Any]] = (
             strict_loads(issued.read_bytes())["certificates"] if issued.exists() else []
@@ -173,14 +176,17 @@ class _Federation:
         write_public(folder / "tls.cert.pem", cert.public_bytes(serialization.Encoding.PEM))
         for name in ("model.safetensors", "spec.json"):
             shutil.copyfile(self.ca_dir / name, folder / name)
-        readme = kit_readme(
-            kind=kind,
-            party=party,
-            federation=self.config.name,
-            url=server.url,
-            hosts=", ".join(server.hosts),
-            path=f"{party}/",
-            public_only=public_only,
+        readme = (
+            kit_readme(
+                kind=kind,
+                party=party,
+                federation=self.config.name,
+                url=server.url,
+                hosts=", ".join(server.hosts),
+                path=f"{party}/",
+                public_only=public_only,
+            )
+            + self.note
         )
         (folder / "README.md").write_text(readme, encoding="utf-8")
         return folder
@@ -216,6 +222,7 @@ def provision(
         if name in _RESERVED:
             raise ConfigError(f"{fed_path}: a site may not be named {name!r} (a kit folder name)")
     _check_runnable(config, fed_path)
+    check_distributed(config, fed_path)  # before any CA or kit is written
     by_site = {r.site: r for r in requests}
     if len(by_site) != len(requests):
         raise ConfigError("two requests name the same site")

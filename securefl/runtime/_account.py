@@ -95,6 +95,23 @@ class RoundAccount:
                 f"round {last}; round ids only increase (nothing was trained or spent)"
             )
 
+    def took_part(self, round_id: int, run: str, model_hash: str) -> bool:
+        """Whether the ledger holds this very round: (federation, run, round) and its model.
+
+        Why the model too: a round start that names a round this site already
+        took, with the model it took it with, is the same message delivered
+        again (a restarted process is first handed what the server queued for
+        the one that died); one re-opening that round with another model is a
+        server going back, which :meth:`check_round_id` refuses.
+        """
+        return any(
+            (e.federation, e.run, e.round_id, e.model_hash)
+            == (self.federation, run, round_id, model_hash)
+            and e.status == "committed"
+            and model_hash != ""
+            for e in self.ledger.history()
+        )
+
     def reserve(self, round_id: int, model_hash: str, run: str = "") -> None:
         """Admit ``round_id`` of ``run`` (or raise BudgetExhaustedError) and arm the guard."""
         if self._reservation is not None:

@@ -159,6 +159,7 @@ class Site:
         half: SiteHalf | None = None,
         keys: PreRoundSiteKeys | None = None,
         reconnect: RetryPolicy | None = None,
+        distributed: DistributedPlan | None = None,
     ) -> Site:
         """A site of a deployed federation, from its own configuration and keys.
 
@@ -168,11 +169,14 @@ class Site:
         the half arrives with the keymaker's secret context). Signed privacy
         records go to ``state_dir/records/NAME.jsonl`` for ``securefl audit``.
         ``reconnect``: how long to keep reconnecting after a transport error.
+        ``distributed``: the public plan of ``privacy = "distributed"``, which
+        the site derives from its own kit (``half`` is then the integer path's).
         """
         return cls(
             transport=transport,
             keys=keys,
             reconnect=reconnect,
+            distributed=distributed,
             **deployed_site_arguments(name, config, identity_keys, signing_key, state_dir, half),
         )
 
@@ -286,6 +290,8 @@ class Site:
                         log.warning("%s: round %d abandoned: %s", self.name, env.round, end.reason)
                     continue
                 rnd = self._begin(model, env)
+                if rnd is None:  # the round start of a round this site already took
+                    continue
                 yield rnd
                 if not rnd.submitted:
                     raise ProtocolError(f"round {rnd.number} ended without submit()")
@@ -318,13 +324,19 @@ class Site:
         """How this site reads the server's model bytes."""
         return self._driver.decode_model
 
-    def _begin(self, model: torch.nn.Module, env: Envelope) -> Round:
-        """Check everything the server sent, then (and only then) reserve the round's privacy."""
+    def _begin(self, model: torch.nn.Module, env: Envelope) -> Round | None:
+        """Check everything the server sent, then (and only then) reserve the round's privacy.
+
+        ``None``: the very round start of a round this site already took part
+        in (same run, round and model, every check passed), delivered again
+        to a restarted process; dropped, as the driver drops that round's
+        stage messages. Any other round start at or below the last round is
+        refused.
+        """
         assert self._account is not None
         if self.mode is None:  # he: the keys are delivered before any round start
             raise ProtocolError(f"round {env.round} started before this site had its keys")
         run = m.decode(env.payload, m.RoundStart).run
-        self._account.check_round_id(env.round, run)
         checked = check_round_start(
             env,
             model,
@@ -342,6 +354,12 @@ class Site:
         )
         start, settings = checked.start, checked.settings
         spec, params = checked.spec, checked.params
+        if self._account.took_part(env.round, run, params_hash(params)):
+            log.debug(
+                "%s: dropped the round start of round %d, already taken", self.name, env.round
+            )
+            return None
+        self._account.check_round_id(env.round, run)
         aggregator = self.mode.site(checked.context, self.name)
         if self._dd is not None:  # the noise share from this site's own threshold
             self._dd.prepare(checked.context)

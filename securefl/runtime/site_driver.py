@@ -11,6 +11,15 @@ the round in progress (whose privacy stays charged; the server goes on
 without this site, as with any dropout) and says hello again, and the site
 takes part from the next round start.
 
+Stale messages: a mode's stage message reaches the aggregator only when it
+names the round this site is in (and has submitted in); one of any other
+round (ended, left, never joined: what an HTTPS outbox re-delivers to a
+restarted site) is dropped unread, since answering it needs keys this site
+does not hold. Only stage messages take that path: identity and federation
+are checked first, and a round start, round end, finish or key message is
+never dropped as stale, so the drop path can neither skip a round start the
+site must check (and may refuse) nor let a message past a check.
+
 ::
 
     NEW --hello()--> WAITING --round start, accept()--> TRAINING --submitted()--> IN_ROUND
@@ -141,13 +150,17 @@ class SiteDriver:
             return [], self._on_round_end(env)
         if env.stage == m.ROUND_START:
             return [], self._on_round_start(env)
-        if self.stage is SiteStage.IN_ROUND and env.round == self.round:
-            assert self._aggregator is not None
+        if env.round == self.round:  # the one round this site holds an aggregator for
+            if self.stage is not SiteStage.IN_ROUND or self._aggregator is None:
+                raise ProtocolError(f"{self.name}: {env.stage!r} of round {env.round} "
+                                    "before this site submitted")  # fmt: skip
             return self._aggregator.handle(env), None
-        if env.round in self.left_rounds:
-            log.info("%s: dropped %s of round %d, which it left", self.name, env.stage, env.round)
-            return [], None
-        raise ProtocolError(f"{self.name}: unexpected {env.stage!r} in round {env.round}")
+        # a round that ended, that this site left, or that it never joined (a restarted
+        # site is handed what the server queued for the process that died): this site
+        # holds no key or state of it, so it has nothing to answer with. Dropped unread.
+        why = "left" if env.round in self.left_rounds else "is not in"
+        log.debug("%s: dropped %s of round %d, which it %s", self.name, env.stage, env.round, why)
+        return [], None
 
     def _on_round_end(self, env: Envelope) -> SiteEvent | None:
         if self.stage is SiteStage.IN_ROUND and env.round == self.round:

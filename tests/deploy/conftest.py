@@ -66,6 +66,51 @@ def kits(deploy_provisioned: Path, tmp_path: Path) -> Path:
     return tmp_path / "kits"
 
 
+DISTRIBUTED_TOML = """
+[federation]
+name = "ward"
+secure = "mask"
+privacy = "distributed"
+[distributed]
+sample_rate = 0.1
+records = 300
+[server]
+hosts = ["localhost", "127.0.0.1"]
+bind = "127.0.0.1"
+[model]
+features = 8
+classes = 2
+[dp]
+epsilon = 4.0
+[rounds]
+max_rounds = 2
+min_sites = 3
+max_weight = 1000
+stage_timeout_seconds = 60
+[[sites]]
+name = "site-a"
+[[sites]]
+name = "site-b"
+[[sites]]
+name = "site-c"
+"""
+
+
+@pytest.fixture(scope="session")
+def distributed_provisioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("distributed")
+    (root / "fed.toml").write_text(DISTRIBUTED_TOML, encoding="utf-8")
+    provision(root / "fed.toml", root / "kits")
+    return root
+
+
+@pytest.fixture
+def distributed_kits(distributed_provisioned: Path, tmp_path: Path) -> Path:
+    """A private copy of the kits of a privacy = "distributed" federation."""
+    shutil.copytree(distributed_provisioned / "kits", tmp_path / "kits")
+    return tmp_path / "kits"
+
+
 def securefl(*args: object) -> list[str]:
     """``securefl ARGS`` run by this interpreter, importing this checkout."""
     return [sys.executable, "-m", "securefl", *map(str, args)]

@@ -344,3 +344,31 @@ def test_a_federation_file_sets_privacy_and_its_public_numbers(tmp_path):
     path.write_text("[distributed]\nrecords = 0\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"distributed\.records"):
         load_federation(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "setting"),
+    [
+        ('[federation]\nsecure = "he"\n', "secure"),
+        ('[federation]\nsecure = "plain"\n', "secure"),
+        ("[train]\nlocal_epochs = 2\n", "train.local_epochs"),
+        ('[strategy]\nname = "fedprox"\n', "strategy.name"),
+    ],
+    ids=["he", "plain", "local-epochs", "fedprox"],
+)
+def test_unsupported_combinations_with_distributed_are_one_line_naming_the_setting(
+    tmp_path, extra, setting
+):
+    from securefl.config import load_federation
+
+    body = "[distributed]\nsample_rate = 0.25\nrecords = 400\n"
+    head = '[federation]\nprivacy = "distributed"\n'
+    if extra.startswith("[federation]"):
+        head = '[federation]\nprivacy = "distributed"\n' + extra.split("\n", 1)[1]
+        extra = ""
+    path = tmp_path / "fed.toml"
+    path.write_text(head + body + extra, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_federation(path)
+    message = str(info.value)
+    assert "\n" not in message and setting in message

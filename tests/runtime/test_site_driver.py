@@ -80,8 +80,6 @@ def test_out_of_order_messages_are_refused() -> None:
     driver = SiteDriver(name="site-a", federation="ward")
     driver.hello()
     with pytest.raises(ProtocolError):
-        driver.handle(_env(1, "x/request"))  # a stage of a round it is not in
-    with pytest.raises(ProtocolError):
         driver.submitted(b"", [])  # nothing accepted
     with pytest.raises(ProtocolError):
         driver.handle(_env(1, m.ROUND_START, sender="site-b"))  # not the server
@@ -91,3 +89,69 @@ def test_out_of_order_messages_are_refused() -> None:
     driver.leave("done")
     with pytest.raises(ProtocolError):
         driver.hello()
+
+
+class _Refusing(_Echo):
+    """A site half that refuses whatever the server sends it (a malformed stage message)."""
+
+    def handle(self, envelope: Envelope) -> list[Envelope]:
+        raise ProtocolError("malformed share request")
+
+
+def test_a_straggler_of_a_round_never_joined_is_dropped_and_the_next_round_is_taken() -> None:
+    """A restarted driver is handed what the server queued for the process that died."""
+    driver = SiteDriver(name="site-a", federation="ward")
+    driver.hello()
+    assert driver.handle(_env(2, "x/request")) == ([], None)
+    assert driver.handle(_env(2, m.ROUND_END)) == ([], None)
+    _in_round(driver, 3)
+
+
+def test_the_drop_path_never_skips_a_round_start_even_of_a_round_left() -> None:
+    """A replayed or stale-numbered round start still reaches the caller's checks (to refuse)."""
+    driver = SiteDriver(name="site-a", federation="ward")
+    driver.hello()
+    _in_round(driver, 2)
+    driver.resume()  # round 2 left
+    for number in (2, 1, 7):  # left, never joined (old), never joined (new)
+        _, event = driver.handle(_env(number, m.ROUND_START))
+        assert event is not None and event.kind == "round_start" and event.envelope.round == number
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        _env(2, "x/request", sender="site-b"),
+        _env(2, "x/request", receiver="site-b"),
+        Envelope(
+            federation="other",
+            round=2,
+            stage="x/request",
+            sender=SERVER,
+            receiver="site-a",
+            payload=b"",
+        ),
+    ],
+    ids=["another-sender", "another-receiver", "another-federation"],
+)
+def test_a_forged_message_dressed_as_a_straggler_is_refused(forged: Envelope) -> None:
+    driver = SiteDriver(name="site-a", federation="ward")
+    driver.hello()
+    _in_round(driver, 2)
+    driver.resume()  # round 2 left: its true stragglers are dropped, forged ones are not
+    with pytest.raises(ProtocolError):
+        driver.handle(forged)
+
+
+def test_a_bad_message_of_the_round_the_site_is_in_is_refused_not_dropped() -> None:
+    """The drop path is for rounds without this site's state; its own round is checked."""
+    driver = SiteDriver(name="site-a", federation="ward")
+    driver.hello()
+    _, event = driver.handle(_env(5, m.ROUND_START))
+    assert event is not None
+    driver.accept(5, _Refusing())
+    with pytest.raises(ProtocolError):
+        driver.handle(_env(5, "x/request"))  # before this site submitted: out of order
+    driver.submitted(b"report", [])
+    with pytest.raises(ProtocolError):
+        driver.handle(_env(5, "x/request"))  # the half's own check refuses it

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from restart_harness import SITES, CrashPoint, Outcome, _model, run_federation
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from securefl.aggregation.plain import _STAGE as PLAIN_UPDATE
 from securefl.aggregation.plain import PlainMode
 from securefl.config import DPConfig, RoundConfig, TrainConfig
-from securefl.errors import BudgetExhaustedError, ProtocolError
+from securefl.errors import BudgetExhaustedError, ProtocolError, SecureFLError
 from securefl.he._messages import STAGE_UPDATE as HE_UPDATE
 from securefl.he._relay import KEYS_STAGE
 from securefl.params import ParamSpec, model_vector
@@ -162,16 +163,47 @@ def test_too_little_budget_after_a_crash_ends_the_site_with_one_line_and_a_goodb
     assert any(b"budget" in p for p in out.sent[("site-a", 0, m.BYE)])
 
 
-def _start(run: str, round_number: int) -> Envelope:
+@pytest.mark.parametrize(
+    "cheat",
+    [{"max_weight": 1e9}, {"cohort": tuple(sorted((*SITES, "mallory")))}],
+    ids=["max-weight", "stranger-in-cohort"],
+)
+def test_a_cheating_copy_of_an_old_round_start_is_refused_not_dropped(
+    tmp_path: Path, cheat: dict[str, object]
+) -> None:
+    """The drop of an already-taken round start comes after every check of the start.
+
+    A server that dresses a round start breaking the site's policy as the
+    re-delivery of a round the site took (same run, round and model) must
+    meet the refusal, not a silent drop: the operator hears of it.
+    """
+    hub = MemoryHub()
+    server = hub.connect(SERVER)
+    site, model = _plain_site(tmp_path, hub)
+    server.send(_start("aa", 1))
+    dying = site.rounds(model)
+    next(dying)  # round 1 reserved, then killed
+    hub.disconnect("site-a")
+    restarted, model = _plain_site(tmp_path, hub)
+    spent = restarted.ledger.spent()
+    server.send(_start("aa", 1, **cheat))
+    server.send(_start("aa", 2))  # what a drop would go on to take
+    with pytest.raises(SecureFLError):
+        next(restarted.rounds(model))
+    assert restarted.ledger.spent() == spent and len(restarted.ledger.history()) == 1
+    del dying
+
+
+def _start(run: str, round_number: int, *, shift: float = 0.0, **settings: object) -> Envelope:
     model = _model()
     spec = ParamSpec.from_state_dict(model.state_dict())
+    fields: dict[str, object] = dict(cohort=SITES, max_weight=64.0, min_sites=2)
+    fields.update(settings)
     payload = m.RoundStart(
-        cohort=SITES,
-        model=PlainGlobalModel(model_vector(model, spec)).payload(),
+        model=PlainGlobalModel(model_vector(model, spec) + np.float32(shift)).payload(),
         spec=spec.to_dict(),
-        max_weight=64.0,
-        min_sites=2,
         run=run,
+        **fields,  # type: ignore[arg-type]
     ).to_bytes()
     return Envelope(
         federation="ward", round=round_number, stage=m.ROUND_START, sender=SERVER,
@@ -199,12 +231,15 @@ def _plain_site(state: Path, hub: MemoryHub) -> tuple[Site, nn.Module]:
 
 
 def test_a_restarted_site_refuses_a_round_it_already_took_part_in(tmp_path: Path) -> None:
-    """A server (or a replayed message) re-opening an old (run, round) costs nothing.
+    """A server re-opening an old (run, round) with another model costs nothing: refused.
 
     Round 1 of run "aa" is reserved, then the site is killed (its generator
-    never closes). Restarted on the same folder it refuses round 1 of "aa"
-    before any privacy is spent, but takes round 1 of another run: rounds
-    are named by (federation, run, round).
+    never closes). Restarted on the same folder, it drops the very same round
+    start delivered again (what the HTTPS outbox re-delivers to a new process:
+    same run, round and model) and takes the next round; a round start that
+    re-opens round 1 of "aa" with another model is refused before any
+    privacy is spent. Round 1 of another run is a new round: rounds are named
+    by (federation, run, round).
     """
     hub = MemoryHub()
     server = hub.connect(SERVER)
@@ -221,10 +256,19 @@ def test_a_restarted_site_refuses_a_round_it_already_took_part_in(tmp_path: Path
         ("aa", 1, "committed")  # the interrupted round, charged in full and recorded
     ]
     spent = restarted.ledger.spent()
-    server.send(_start("aa", 1))
+    server.send(_start("aa", 1))  # the same round start again: dropped
+    server.send(_start("aa", 2))
+    rnd = next(restarted.rounds(model))
+    assert rnd.number == 2
+    assert [(e.run, e.round_id) for e in restarted.ledger.history()] == [("aa", 1), ("aa", 2)]
+    hub.disconnect("site-a")
+
+    other, model = _plain_site(tmp_path, hub)
+    spent = other.ledger.spent()
+    server.send(_start("aa", 1, shift=0.5))  # round 1 of "aa" re-opened with another model
     with pytest.raises(ProtocolError):
-        next(restarted.rounds(model))
-    assert restarted.ledger.spent() == spent and len(restarted.ledger.history()) == 1
+        next(other.rounds(model))
+    assert other.ledger.spent() == spent and len(other.ledger.history()) == 2
     hub.disconnect("site-a")
 
     again, model = _plain_site(tmp_path, hub)
@@ -232,4 +276,8 @@ def test_a_restarted_site_refuses_a_round_it_already_took_part_in(tmp_path: Path
     rnd = next(again.rounds(model))
     assert rnd.number == 1
     del dying
-    assert [(e.run, e.round_id) for e in again.ledger.history()] == [("aa", 1), ("bb", 1)]
+    assert [(e.run, e.round_id) for e in again.ledger.history()] == [
+        ("aa", 1),
+        ("aa", 2),
+        ("bb", 1),
+    ]
