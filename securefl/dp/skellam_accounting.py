@@ -164,15 +164,19 @@ def skellam_subsampled_rdp(
 
 
 def rdp_to_epsilon(orders: Sequence[int], rdp: Sequence[float] | _Floats, delta: float) -> float:
-    """ε at ``delta`` from an RDP curve: the larger of Opacus's and dp-accounting's conversion.
+    """ε at ``delta`` from an RDP curve, by dp-accounting's conversion; never below 0.
 
-    The same two conversions :func:`securefl.dp.accounting.epsilon` takes the
-    larger of for ``"rdp"``; never below 0.
+    dp-accounting's conversion is Balle et al. 2020, Prop. 12, minimised
+    over the orders (the formula Opacus's ``get_privacy_spent`` applies too),
+    plus a valid shortcut: ε = 0 when δ² ≥ 1 − e^(−RDP), since the RDP bounds
+    the KL divergence. Only dp-accounting's is called because it needs no
+    torch: the coordinator's server plans distributed rounds and must never
+    load torch. The shortcut matters only at astronomically large noise;
+    :func:`calibrate_skellam_mu` never goes past :data:`MAX_MU`.
     """
     import warnings
 
     from dp_accounting.rdp import rdp_privacy_accountant
-    from opacus.accountants.analysis import rdp as rdp_analysis
 
     from securefl._quiet import quiet_logger
 
@@ -184,13 +188,8 @@ def rdp_to_epsilon(orders: Sequence[int], rdp: Sequence[float] | _Floats, delta:
         raise ConfigError(f"delta must be a number in (0, 1), got {delta!r}")
     with warnings.catch_warnings(), quiet_logger():
         warnings.simplefilter("ignore")
-        opacus_eps, _ = rdp_analysis.get_privacy_spent(
-            orders=list(alphas), rdp=values, delta=float(delta)
-        )
-        google_eps, _ = rdp_privacy_accountant.compute_epsilon(
-            list(alphas), list(values), float(delta)
-        )
-    return max(float(opacus_eps), float(google_eps), 0.0)
+        eps, _ = rdp_privacy_accountant.compute_epsilon(list(alphas), list(values), float(delta))
+    return max(float(eps), 0.0)
 
 
 def skellam_epsilon(
@@ -250,7 +249,7 @@ def calibrate_skellam_mu(
         )
 
     # The Gaussian's variance for a single full-batch release is a natural start.
-    hi = max(l2**2 * 2 * math.log(1.25 / delta) / target**2, 1e-6)
+    hi = min(max(l2**2 * 2 * math.log(1.25 / delta) / target**2, 1e-6), MAX_MU)
     while eps(hi) > target:
         if hi >= MAX_MU:
             raise ConfigError(

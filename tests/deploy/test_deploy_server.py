@@ -136,21 +136,7 @@ def test_each_command_refuses_the_other_partys_kit(kits: Path):
         site_from_kit(kits / "server")
 
 
-@pytest.mark.parametrize(
-    "which",
-    [
-        "kits",
-        pytest.param(
-            "distributed_kits",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="open: calibrating the Skellam noise converts RDP to ε with Opacus's "
-                "conversion too (securefl.dp.skellam_accounting), and importing Opacus imports "
-                "torch; a distributed-DP server loads torch until that conversion is torch-free",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("which", ["kits", "distributed_kits"])
 def test_the_server_command_and_builder_never_import_torch(
     which: str, request: pytest.FixtureRequest
 ):
