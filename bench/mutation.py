@@ -85,7 +85,10 @@ TARGETS: dict[str, list[str]] = {
         "tests/hazmat/test_hazmat_dgauss.py",
         "tests/hazmat/test_hazmat_dgauss_edges.py",
     ],
-    "hazmat/skellam.py": ["tests/hazmat/test_hazmat_skellam.py"],
+    "hazmat/skellam.py": [
+        "tests/hazmat/test_hazmat_skellam.py",
+        "tests/hazmat/test_hazmat_skellam_edges.py",
+    ],
     "hazmat/_encoding.py": [
         "tests/hazmat/test_hazmat_sign.py",
         "tests/hazmat/test_hazmat_package.py",
