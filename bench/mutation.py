@@ -150,6 +150,7 @@ TARGETS: dict[str, list[str]] = {
     ],
     "reports/records.py": [
         "tests/reports/test_reports_records.py",
+        "tests/reports/test_reports_records_fields.py",
         "tests/reports/test_reports_tamper.py",
         "tests/reports/test_reports_must_fail.py",
     ],
