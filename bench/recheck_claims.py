@@ -80,6 +80,10 @@ _ROSTER_VERIFY = (
 _KIT = "securefl/provision/kit.py"
 _HTTPS = "securefl/transport/https_server.py"
 _SA_SRV = "securefl/secagg/_server.py"
+_HE_CTX = "securefl/he/_context.py"
+_HE_FRAME = "securefl/he/_frame.py"
+_ACC = "securefl/dp/accounting.py"
+_STATE = "securefl/runtime/server_state.py"
 _SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
 ROWS: tuple[Row, ...] = (
@@ -784,6 +788,117 @@ ROWS: tuple[Row, ...] = (
         (
             _off("securefl/reports/policy.py", 'b["epsilon_budget"] > a["epsilon_budget"]'),
             _off("securefl/reports/policy.py", "b[field] != a[field]"),
+        ),
+    ),
+    # -- second batch: he, dp, provisioning, transport, server state ------------------
+    Row(
+        "he-public-context-secret",
+        "he.md",
+        "The server's context holds no secret key",
+        (_off(_HE_CTX, 'obj["secret"] is not False or ctx.is_private() or ctx.has_secret_key()'),),
+    ),
+    Row(
+        "he-preset-bound",
+        "he.md",
+        "Every preset is within SEAL's 128-bit bound",
+        (_off("securefl/he/_presets.py", "sum(self.coeff_mod_bit_sizes) > bound"),),
+    ),
+    Row(
+        "he-allocation-bound",
+        "he.md",
+        "One signed upload cannot make the server allocate far beyond its size",
+        (  # the count of ciphertexts in a chunk; then also the size bound of the one left
+            _off(_HE_FRAME, "len(cts) != 1 or cts[0][1] != 2"),
+            (
+                _off(_HE_FRAME, "len(cts) != 1 or cts[0][1] != 2"),
+                Removal(
+                    _HE_FRAME,
+                    "        _seal_bound(cts[0][2], max_ciphertext_bytes(preset))\n",
+                    "        pass\n",
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "he-bundles-whole",
+        "he.md",
+        "No he round opens before the keymaker's keys arrive",
+        (_off("securefl/he/_relay.py", "set(material.bundles) != expected"),),
+    ),
+    Row(
+        "dp-epsilon-nonnegative",
+        "dp.md",
+        "ε is never reported below 0, whatever δ.",
+        (
+            (
+                Removal(_ACC, "return max(value, 0.0)", "return value"),
+                Removal(
+                    _ACC,
+                    "return max(float(eps), _rdp_dp_accounting(groups, delta), 0.0)",
+                    "return max(float(eps), _rdp_dp_accounting(groups, delta))",
+                ),
+                Removal(_ACC, "return max(float(eps), 0.0)", "return float(eps)"),
+            ),
+        ),
+    ),
+    Row(
+        "dp-stored-line",
+        "dp.md",
+        "A stored line with a repeated key, or not byte-equal",
+        (
+            Removal(
+                "securefl/reports/_canonical.py",
+                "            raise DuplicateKeyError(key)\n",
+                "            pass\n",
+            ),
+            Removal("securefl/reports/audit.py", "        if not r.canonical\n", "        if False\n"),
+        ),
+    ),
+    Row(
+        "dp-one-model-per-round",
+        "dp.md",
+        "Two sites whose records name different models for one round fail",
+        (_off("securefl/reports/crosscheck.py", "len(by_hash) < 2"),),
+    ),
+    Row(
+        "prov-ca-not-replaced",
+        "provisioning.md",
+        "Provisioning never silently replaces a CA.",
+        (_off("securefl/provision/coordinator.py", "existing and not force"),),
+    ),
+    Row(
+        "transport-status-access",
+        "transport.md",
+        "The status page and JSON are only for roster certificates",
+        (  # anyone may see the status
+            Removal(
+                _HTTPS,
+                '        auth = request.headers.get("authorization", "")\n',
+                '        return True\n        auth = request.headers.get("authorization", "")\n',
+            ),
+        ),
+    ),
+    Row(
+        "state-checkpoint-hash",
+        "server_state.md",
+        "A checkpoint (model, strategy state, or an he aggregate)",
+        (_off(_STATE, "sha256_hex(raw) != sha256"),),
+    ),
+    Row(
+        "state-other-federation",
+        "server_state.md",
+        "A restart is refused on a folder of another federation",
+        (_off(_STATE, "first.get(key) != want"),),
+    ),
+    Row(
+        "state-journal-lines",
+        "server_state.md",
+        "A torn last journal line",
+        (
+            _off(
+                "securefl/runtime/journal.py",
+                'obj["sha256"] != _line_hash(body, prev) or canonical_bytes(obj) != raw',
+            ),
         ),
     ),
     Row(
