@@ -61,6 +61,7 @@ _LEDGER_TESTS = [
     "tests/dp/test_dp_ledger.py",
     "tests/dp/test_dp_ledger_migration.py",
     "tests/dp/test_dp_ledger_race.py",
+    "tests/dp/test_dp_ledger_edges.py",
     "tests/dp/test_dp_delta.py",
 ]
 _ACCOUNTING_TESTS = [

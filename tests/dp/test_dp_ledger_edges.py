@@ -1,0 +1,33 @@
+"""The ledger at its edges: the largest round id a row can hold, and nothing above it.
+
+Round ids travel as JSON numbers (exact up to 2^53 − 1) and are stored as
+SQLite's signed 64-bit integers; the ledger takes every id up to 2^53 − 1
+and refuses the next, so a round the wire could carry is never refused by
+the ledger, and one it could not is never stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from securefl.dp import DPEvent, PrivacyLedger
+from securefl.dp._ledger_schema import MAX_ROUND_ID
+from securefl.errors import ProtocolError
+
+ROUND = DPEvent(
+    noise_multiplier=1.0, sample_rate=0.02, steps=50, max_grad_norm=1.0, secure_rng=False
+)
+
+
+def test_the_largest_round_id_is_admitted_and_the_next_refused(tmp_path: Path) -> None:
+    assert MAX_ROUND_ID == 2**53 - 1
+    with PrivacyLedger(
+        tmp_path / "l.db", site="site-a", epsilon_budget=50.0, delta=1e-5, accountant="rdp"
+    ) as ledger:
+        ledger.commit(ledger.reserve(MAX_ROUND_ID, ROUND), ROUND)
+        assert [h.round_id for h in ledger.history()] == [MAX_ROUND_ID]
+        with pytest.raises(ProtocolError):
+            ledger.reserve(MAX_ROUND_ID + 1, ROUND, run="0b")
+        assert [h.round_id for h in ledger.history()] == [MAX_ROUND_ID]
