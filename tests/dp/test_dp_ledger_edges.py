@@ -8,13 +8,14 @@ the ledger, and one it could not is never stored.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from securefl.dp import DPEvent, PrivacyLedger
 from securefl.dp._ledger_schema import MAX_ROUND_ID
-from securefl.errors import ProtocolError
+from securefl.errors import ConfigError, ProtocolError
 
 ROUND = DPEvent(
     noise_multiplier=1.0, sample_rate=0.02, steps=50, max_grad_norm=1.0, secure_rng=False
@@ -31,3 +32,18 @@ def test_the_largest_round_id_is_admitted_and_the_next_refused(tmp_path: Path) -
         with pytest.raises(ProtocolError):
             ledger.reserve(MAX_ROUND_ID + 1, ROUND, run="0b")
         assert [h.round_id for h in ledger.history()] == [MAX_ROUND_ID]
+
+
+def test_a_file_with_an_events_table_but_no_schema_version_is_refused_not_reset(
+    tmp_path: Path,
+) -> None:
+    # Not a ledger this code wrote (no version): taking it for a new ledger
+    # would start a fresh budget beside the old spending.
+    path = tmp_path / "l.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (round_id INTEGER, spent REAL)")
+        db.execute("INSERT INTO events VALUES (1, 7.5)")
+    with pytest.raises(ConfigError):
+        PrivacyLedger(path, site="site-a", epsilon_budget=50.0, delta=1e-5, accountant="rdp")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT round_id, spent FROM events").fetchall() == [(1, 7.5)]
