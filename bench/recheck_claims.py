@@ -902,6 +902,40 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
+        "dp-refusal-restart",
+        "dp.md",
+        "The refusal survives a restart (the ledger is on disk).",
+        (  # the ledger kept in memory: a restart starts from nothing spent
+            Removal(
+                _LEDGER,
+                "            self.path, isolation_level=None, timeout=30.0, check_same_thread=False",
+                '            ":memory:", isolation_level=None, timeout=30.0, check_same_thread=False',
+            ),
+        ),
+    ),
+    Row(
+        "wire-stage-limits",
+        "wire.md",
+        "Stage limits follow what the stage may carry",
+        (  # each decoder falls back to the generic limits
+            Removal(
+                "securefl/secagg/_messages.py",
+                "obj = unpack(payload, limits=decode_limits(stage, cohort_size))",
+                "obj = unpack(payload)",
+            ),
+            Removal(
+                "securefl/runtime/messages.py",
+                "    obj = unpack(data, limits=limits)",
+                "    obj = unpack(data)",
+            ),
+            Removal(
+                "securefl/he/_messages.py",
+                "    obj = unpack(payload, limits=chunk_limits(chunks))",
+                "    obj = unpack(payload)",
+            ),
+        ),
+    ),
+    Row(
         "dp-server-log-signature",
         "dp.md",
         "The server's round log is signed by a server key on the roster",
