@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from securefl.dp import DPEvent, PrivacyLedger
+from securefl.dp import DPEvent, PrivacyLedger, epsilon
 from securefl.dp._ledger_schema import MAX_ROUND_ID
 from securefl.errors import ConfigError, ProtocolError
 
@@ -47,3 +47,33 @@ def test_a_file_with_an_events_table_but_no_schema_version_is_refused_not_reset(
         PrivacyLedger(path, site="site-a", epsilon_budget=50.0, delta=1e-5, accountant="rdp")
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT round_id, spent FROM events").fetchall() == [(1, 7.5)]
+
+
+def _open(path: Path, budget: float) -> PrivacyLedger:
+    return PrivacyLedger(path, site="site-a", epsilon_budget=budget, delta=1e-5, accountant="rdp")
+
+
+def test_a_round_left_pending_by_a_crash_is_committed_as_reserved_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    with _open(path, 50.0) as before:
+        held = before.reserve(3, ROUND, federation="fed", run="0a", model_hash="ab" * 32)
+    # the process dies here; a restarted site finds the row pending and commits it in full
+    with _open(path, 50.0) as after:
+        (entry,) = after.history()
+        assert entry.status == "pending"
+        again = after.pending_reservation(entry)
+        assert again.token == held.token
+        assert again.epsilon_if_spent == held.epsilon_if_spent
+        assert after.commit(again, entry.event) == pytest.approx(held.epsilon_if_spent)
+        assert [h.status for h in after.history()] == ["committed"]
+
+
+def test_remaining_rounds_is_one_when_exactly_one_more_round_fits(tmp_path: Path) -> None:
+    one = epsilon([ROUND], delta=1e-5, accountant="rdp")
+    two = epsilon([ROUND] * 2, delta=1e-5, accountant="rdp")
+    with _open(tmp_path / "l.db", (one + two) / 2) as ledger:
+        assert ledger.remaining_rounds(ROUND) == 1
+    with _open(tmp_path / "m.db", one / 2) as ledger:
+        assert ledger.remaining_rounds(ROUND) == 0
