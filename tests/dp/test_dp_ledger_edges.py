@@ -9,6 +9,7 @@ the ledger, and one it could not is never stored.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,22 @@ def test_remaining_rounds_is_one_when_exactly_one_more_round_fits(tmp_path: Path
         assert ledger.remaining_rounds(ROUND) == 1
     with _open(tmp_path / "m.db", one / 2) as ledger:
         assert ledger.remaining_rounds(ROUND) == 0
+
+
+def test_a_ledger_opened_in_one_thread_serves_another(tmp_path: Path) -> None:
+    # The site opens its ledger at start-up and reserves from the thread that
+    # runs the round; the handle must work there (its own lock serialises use).
+    with _open(tmp_path / "l.db", 50.0) as ledger:
+        box: dict[str, object] = {}
+
+        def round_thread() -> None:
+            try:
+                box["eps"] = ledger.commit(ledger.reserve(1, ROUND), ROUND)
+            except Exception as exc:  # reported below, in the test's own thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=round_thread)
+        worker.start()
+        worker.join()
+        assert "error" not in box, box.get("error")
+        assert box["eps"] == pytest.approx(ledger.spent())
