@@ -54,9 +54,7 @@ _SECAGG_TESTS = [
     "tests/secagg/test_secagg_retry_sets.py",
 ]
 
-_HE_TESTS = sorted(
-    f"tests/he/{p.name}" for p in (ROOT / "tests" / "he").glob("test_he_*.py")
-)
+_HE_TESTS = sorted(f"tests/he/{p.name}" for p in (ROOT / "tests" / "he").glob("test_he_*.py"))
 _LEDGER_TESTS = [
     "tests/dp/test_dp_ledger.py",
     "tests/dp/test_dp_ledger_migration.py",

@@ -84,6 +84,7 @@ _HE_CTX = "securefl/he/_context.py"
 _HE_FRAME = "securefl/he/_frame.py"
 _ACC = "securefl/dp/accounting.py"
 _STATE = "securefl/runtime/server_state.py"
+_XCHECK = "securefl/reports/crosscheck.py"
 _SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
 ROWS: tuple[Row, ...] = (
@@ -851,7 +852,9 @@ ROWS: tuple[Row, ...] = (
                 "            raise DuplicateKeyError(key)\n",
                 "            pass\n",
             ),
-            Removal("securefl/reports/audit.py", "        if not r.canonical\n", "        if False\n"),
+            Removal(
+                "securefl/reports/audit.py", "        if not r.canonical\n", "        if False\n"
+            ),
         ),
     ),
     Row(
@@ -908,8 +911,8 @@ ROWS: tuple[Row, ...] = (
         (  # the ledger kept in memory: a restart starts from nothing spent
             Removal(
                 _LEDGER,
-                "            self.path, isolation_level=None, timeout=30.0, check_same_thread=False",
-                '            ":memory:", isolation_level=None, timeout=30.0, check_same_thread=False',
+                "            self.path, isolation_level=None,",
+                '            ":memory:", isolation_level=None,',
             ),
         ),
     ),
@@ -933,6 +936,30 @@ ROWS: tuple[Row, ...] = (
                 "    obj = unpack(payload, limits=chunk_limits(chunks))",
                 "    obj = unpack(payload)",
             ),
+        ),
+    ),
+    Row(
+        "dp-record-vs-announced",
+        "dp.md",
+        "A record whose δ, accountant or clip differ from what the server announced",
+        (
+            Removal(_XCHECK, "        if ours != theirs\n", "        if False\n"),
+            _off(_XCHECK, 'rec["epsilon_budget"] > dp["epsilon"]'),
+        ),
+    ),
+    Row(
+        "dp-record-sampling-claims",
+        "dp.md",
+        "A record claiming a dataset larger than the announced `max_weight`",
+        (
+            _off(_XCHECK, 'n > entry["max_weight"]'),
+            _off(_XCHECK, 'ev["sample_rate"] < least * (1 - _REL)'),
+            _off(
+                _XCHECK,
+                "sigma is not None and "
+                'not math.isclose(ev["noise_multiplier"], sigma, rel_tol=_REL)',
+            ),
+            _off("securefl/reports/claims.py", "abs(q * n - batch) > 0.5"),
         ),
     ),
     Row(
