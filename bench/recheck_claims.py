@@ -85,6 +85,7 @@ _HE_FRAME = "securefl/he/_frame.py"
 _ACC = "securefl/dp/accounting.py"
 _STATE = "securefl/runtime/server_state.py"
 _XCHECK = "securefl/reports/crosscheck.py"
+_PKI = "securefl/provision/pki.py"
 _SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
 ROWS: tuple[Row, ...] = (
@@ -960,6 +961,29 @@ ROWS: tuple[Row, ...] = (
                 'not math.isclose(ev["noise_multiplier"], sigma, rel_tol=_REL)',
             ),
             _off("securefl/reports/claims.py", "abs(q * n - batch) > 0.5"),
+        ),
+    ),
+    Row(
+        "prov-cert-profile",
+        "provisioning.md",
+        "The CA certificate may only sign certificates and CRLs",
+        (  # each restriction of the profile lifted in turn
+            Removal(
+                _PKI,
+                "x509.BasicConstraints(ca=True, path_length=0)",
+                "x509.BasicConstraints(ca=True, path_length=None)",
+            ),
+            Removal(
+                _PKI,
+                "x509.BasicConstraints(ca=False, path_length=None)",
+                "x509.BasicConstraints(ca=True, path_length=None)",
+            ),
+            Removal(
+                _PKI,
+                "x509.ExtendedKeyUsage([usage])",
+                "x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, "
+                "ExtendedKeyUsageOID.CLIENT_AUTH])",
+            ),
         ),
     ),
     Row(
