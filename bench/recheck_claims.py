@@ -86,6 +86,7 @@ _ACC = "securefl/dp/accounting.py"
 _STATE = "securefl/runtime/server_state.py"
 _XCHECK = "securefl/reports/crosscheck.py"
 _PKI = "securefl/provision/pki.py"
+_TLS = "securefl/transport/_tls.py"
 _SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
 ROWS: tuple[Row, ...] = (
@@ -985,6 +986,27 @@ ROWS: tuple[Row, ...] = (
                 "ExtendedKeyUsageOID.CLIENT_AUTH])",
             ),
         ),
+    ),
+    Row(
+        "transport-peer-checks",
+        "transport.md",
+        "What OpenSSL does not check, the server does on every request",
+        (  # each check of the peer certificate in turn; the name and the pin go together
+            _off(_TLS, "basic is None or basic.ca"),
+            _off(_TLS, "eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku"),
+            _off(_TLS, "not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc"),
+            _off(_TLS, "fingerprint(der) != self._sites[name]"),
+            (
+                _off(_TLS, "name not in self._sites"),
+                _off(_TLS, "fingerprint(der) != self._sites[name]"),
+            ),
+        ),
+    ),
+    Row(
+        "transport-revocation",
+        "transport.md",
+        "Revocation takes effect on the next request",
+        (_off(_TLS, "cert.serial_number in self._revoked_serials()"),),
     ),
     Row(
         "dp-server-log-signature",
