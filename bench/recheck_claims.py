@@ -1009,6 +1009,19 @@ ROWS: tuple[Row, ...] = (
         (_off(_TLS, "cert.serial_number in self._revoked_serials()"),),
     ),
     Row(
+        "dp-releases-charged",
+        "dp.md",
+        "One-off Gaussian releases of statistics are charged to the same budget.",
+        (  # the ledger leaves the releases out of what it composes
+            Removal(
+                _LEDGER,
+                "        return epsilon(events, delta=self.delta, accountant=self.accountant)",
+                '        kept = [e for e in events if e.kind != "gaussian"]\n'
+                "        return epsilon(kept, delta=self.delta, accountant=self.accountant)",
+            ),
+        ),
+    ),
+    Row(
         "dp-server-log-signature",
         "dp.md",
         "The server's round log is signed by a server key on the roster",
