@@ -67,6 +67,7 @@ _ACCOUNTING_TESTS = [
     "tests/dp/test_dp_calibration_many.py",
     "tests/dp/test_dp_delta.py",
     "tests/dp/test_dp_events.py",
+    "tests/dp/test_dp_distributed_events.py",
 ]
 
 # Target module (relative to securefl/) -> the test files that are its own tests.
