@@ -54,6 +54,22 @@ _SECAGG_TESTS = [
     "tests/secagg/test_secagg_retry_sets.py",
 ]
 
+_HE_TESTS = sorted(f"tests/he/{p.name}" for p in (ROOT / "tests" / "he").glob("test_he_*.py"))
+_LEDGER_TESTS = [
+    "tests/dp/test_dp_ledger.py",
+    "tests/dp/test_dp_ledger_migration.py",
+    "tests/dp/test_dp_ledger_race.py",
+    "tests/dp/test_dp_ledger_edges.py",
+    "tests/dp/test_dp_delta.py",
+]
+_ACCOUNTING_TESTS = [
+    "tests/dp/test_dp_accounting.py",
+    "tests/dp/test_dp_calibration_many.py",
+    "tests/dp/test_dp_delta.py",
+    "tests/dp/test_dp_events.py",
+    "tests/dp/test_dp_distributed_events.py",
+]
+
 # Target module (relative to securefl/) -> the test files that are its own tests.
 TARGETS: dict[str, list[str]] = {
     "hazmat/shamir.py": ["tests/hazmat/test_hazmat_shamir.py"],
@@ -65,7 +81,14 @@ TARGETS: dict[str, list[str]] = {
     "hazmat/keys.py": ["tests/hazmat/test_hazmat_keys.py"],
     "hazmat/aead.py": ["tests/hazmat/test_hazmat_aead.py"],
     "hazmat/sign.py": ["tests/hazmat/test_hazmat_sign.py"],
-    "hazmat/dgauss.py": ["tests/hazmat/test_hazmat_dgauss.py"],
+    "hazmat/dgauss.py": [
+        "tests/hazmat/test_hazmat_dgauss.py",
+        "tests/hazmat/test_hazmat_dgauss_edges.py",
+    ],
+    "hazmat/skellam.py": [
+        "tests/hazmat/test_hazmat_skellam.py",
+        "tests/hazmat/test_hazmat_skellam_edges.py",
+    ],
     "hazmat/_encoding.py": [
         "tests/hazmat/test_hazmat_sign.py",
         "tests/hazmat/test_hazmat_package.py",
@@ -90,6 +113,28 @@ TARGETS: dict[str, list[str]] = {
         "tests/he/test_he_upload_view.py",
         "tests/he/test_he_authenticity.py",
     ],
+    **{
+        f"he/{name}.py": _HE_TESTS
+        for name in (
+            "_codec",
+            "_context",
+            "_delivery",
+            "_frame",
+            "_keymaker_store",
+            "_messages",
+            "_pool",
+            "_presets",
+            "_relay",
+            "_server",
+            "_site",
+            "_trust",
+        )
+    },
+    "dp/ledger.py": _LEDGER_TESTS,
+    "dp/_ledger_schema.py": _LEDGER_TESTS,
+    "dp/accounting.py": _ACCOUNTING_TESTS,
+    "dp/calibration.py": _ACCOUNTING_TESTS,
+    "dp/calibration_many.py": _ACCOUNTING_TESTS,
     "secagg/_unmask.py": _SECAGG_TESTS,
     "secagg/_site.py": _SECAGG_TESTS,
     "secagg/_server.py": _SECAGG_TESTS,
@@ -105,6 +150,7 @@ TARGETS: dict[str, list[str]] = {
     ],
     "reports/records.py": [
         "tests/reports/test_reports_records.py",
+        "tests/reports/test_reports_records_fields.py",
         "tests/reports/test_reports_tamper.py",
         "tests/reports/test_reports_must_fail.py",
     ],

@@ -80,6 +80,13 @@ _ROSTER_VERIFY = (
 _KIT = "securefl/provision/kit.py"
 _HTTPS = "securefl/transport/https_server.py"
 _SA_SRV = "securefl/secagg/_server.py"
+_HE_CTX = "securefl/he/_context.py"
+_HE_FRAME = "securefl/he/_frame.py"
+_ACC = "securefl/dp/accounting.py"
+_STATE = "securefl/runtime/server_state.py"
+_XCHECK = "securefl/reports/crosscheck.py"
+_PKI = "securefl/provision/pki.py"
+_TLS = "securefl/transport/_tls.py"
 _SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
 
 ROWS: tuple[Row, ...] = (
@@ -784,6 +791,234 @@ ROWS: tuple[Row, ...] = (
         (
             _off("securefl/reports/policy.py", 'b["epsilon_budget"] > a["epsilon_budget"]'),
             _off("securefl/reports/policy.py", "b[field] != a[field]"),
+        ),
+    ),
+    # -- second batch: he, dp, provisioning, transport, server state ------------------
+    Row(
+        "he-public-context-secret",
+        "he.md",
+        "The server's context holds no secret key",
+        (_off(_HE_CTX, 'obj["secret"] is not False or ctx.is_private() or ctx.has_secret_key()'),),
+    ),
+    Row(
+        "he-preset-bound",
+        "he.md",
+        "Every preset is within SEAL's 128-bit bound",
+        (_off("securefl/he/_presets.py", "sum(self.coeff_mod_bit_sizes) > bound"),),
+    ),
+    Row(
+        "he-allocation-bound",
+        "he.md",
+        "One signed upload cannot make the server allocate far beyond its size",
+        (  # the count of ciphertexts in a chunk; then also the size bound of the one left
+            _off(_HE_FRAME, "len(cts) != 1 or cts[0][1] != 2"),
+            (
+                _off(_HE_FRAME, "len(cts) != 1 or cts[0][1] != 2"),
+                Removal(
+                    _HE_FRAME,
+                    "        _seal_bound(cts[0][2], max_ciphertext_bytes(preset))\n",
+                    "        pass\n",
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "he-bundles-whole",
+        "he.md",
+        "No he round opens before the keymaker's keys arrive",
+        (_off("securefl/he/_relay.py", "set(material.bundles) != expected"),),
+    ),
+    Row(
+        "dp-epsilon-nonnegative",
+        "dp.md",
+        "ε is never reported below 0, whatever δ.",
+        (
+            (
+                Removal(_ACC, "return max(value, 0.0)", "return value"),
+                Removal(
+                    _ACC,
+                    "return max(float(eps), _rdp_dp_accounting(groups, delta), 0.0)",
+                    "return max(float(eps), _rdp_dp_accounting(groups, delta))",
+                ),
+                Removal(_ACC, "return max(float(eps), 0.0)", "return float(eps)"),
+            ),
+        ),
+    ),
+    Row(
+        "dp-stored-line",
+        "dp.md",
+        "A stored line with a repeated key, or not byte-equal",
+        (
+            Removal(
+                "securefl/reports/_canonical.py",
+                "            raise DuplicateKeyError(key)\n",
+                "            pass\n",
+            ),
+            Removal(
+                "securefl/reports/audit.py", "        if not r.canonical\n", "        if False\n"
+            ),
+        ),
+    ),
+    Row(
+        "dp-one-model-per-round",
+        "dp.md",
+        "Two sites whose records name different models for one round fail",
+        (_off("securefl/reports/crosscheck.py", "len(by_hash) < 2"),),
+    ),
+    Row(
+        "prov-ca-not-replaced",
+        "provisioning.md",
+        "Provisioning never silently replaces a CA.",
+        (_off("securefl/provision/coordinator.py", "existing and not force"),),
+    ),
+    Row(
+        "transport-status-access",
+        "transport.md",
+        "The status page and JSON are only for roster certificates",
+        (  # anyone may see the status
+            Removal(
+                _HTTPS,
+                '        auth = request.headers.get("authorization", "")\n',
+                '        return True\n        auth = request.headers.get("authorization", "")\n',
+            ),
+        ),
+    ),
+    Row(
+        "state-checkpoint-hash",
+        "server_state.md",
+        "A checkpoint (model, strategy state, or an he aggregate)",
+        (_off(_STATE, "sha256_hex(raw) != sha256"),),
+    ),
+    Row(
+        "state-other-federation",
+        "server_state.md",
+        "A restart is refused on a folder of another federation",
+        (_off(_STATE, "first.get(key) != want"),),
+    ),
+    Row(
+        "state-journal-lines",
+        "server_state.md",
+        "A torn last journal line",
+        (
+            _off(
+                "securefl/runtime/journal.py",
+                'obj["sha256"] != _line_hash(body, prev) or canonical_bytes(obj) != raw',
+            ),
+        ),
+    ),
+    Row(
+        "dp-refusal-restart",
+        "dp.md",
+        "The refusal survives a restart (the ledger is on disk).",
+        (  # the ledger kept in memory: a restart starts from nothing spent
+            Removal(
+                _LEDGER,
+                "            self.path, isolation_level=None,",
+                '            ":memory:", isolation_level=None,',
+            ),
+        ),
+    ),
+    Row(
+        "wire-stage-limits",
+        "wire.md",
+        "Stage limits follow what the stage may carry",
+        (  # each decoder falls back to the generic limits
+            Removal(
+                "securefl/secagg/_messages.py",
+                "obj = unpack(payload, limits=decode_limits(stage, cohort_size))",
+                "obj = unpack(payload)",
+            ),
+            Removal(
+                "securefl/runtime/messages.py",
+                "    obj = unpack(data, limits=limits)",
+                "    obj = unpack(data)",
+            ),
+            Removal(
+                "securefl/he/_messages.py",
+                "    obj = unpack(payload, limits=chunk_limits(chunks))",
+                "    obj = unpack(payload)",
+            ),
+        ),
+    ),
+    Row(
+        "dp-record-vs-announced",
+        "dp.md",
+        "A record whose δ, accountant or clip differ from what the server announced",
+        (
+            Removal(_XCHECK, "        if ours != theirs\n", "        if False\n"),
+            _off(_XCHECK, 'rec["epsilon_budget"] > dp["epsilon"]'),
+        ),
+    ),
+    Row(
+        "dp-record-sampling-claims",
+        "dp.md",
+        "A record claiming a dataset larger than the announced `max_weight`",
+        (
+            _off(_XCHECK, 'n > entry["max_weight"]'),
+            _off(_XCHECK, 'ev["sample_rate"] < least * (1 - _REL)'),
+            _off(
+                _XCHECK,
+                "sigma is not None and "
+                'not math.isclose(ev["noise_multiplier"], sigma, rel_tol=_REL)',
+            ),
+            _off("securefl/reports/claims.py", "abs(q * n - batch) > 0.5"),
+        ),
+    ),
+    Row(
+        "prov-cert-profile",
+        "provisioning.md",
+        "The CA certificate may only sign certificates and CRLs",
+        (  # each restriction of the profile lifted in turn
+            Removal(
+                _PKI,
+                "x509.BasicConstraints(ca=True, path_length=0)",
+                "x509.BasicConstraints(ca=True, path_length=None)",
+            ),
+            Removal(
+                _PKI,
+                "x509.BasicConstraints(ca=False, path_length=None)",
+                "x509.BasicConstraints(ca=True, path_length=None)",
+            ),
+            Removal(
+                _PKI,
+                "x509.ExtendedKeyUsage([usage])",
+                "x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, "
+                "ExtendedKeyUsageOID.CLIENT_AUTH])",
+            ),
+        ),
+    ),
+    Row(
+        "transport-peer-checks",
+        "transport.md",
+        "What OpenSSL does not check, the server does on every request",
+        (  # each check of the peer certificate in turn; the name and the pin go together
+            _off(_TLS, "basic is None or basic.ca"),
+            _off(_TLS, "eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku"),
+            _off(_TLS, "not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc"),
+            _off(_TLS, "fingerprint(der) != self._sites[name]"),
+            (
+                _off(_TLS, "name not in self._sites"),
+                _off(_TLS, "fingerprint(der) != self._sites[name]"),
+            ),
+        ),
+    ),
+    Row(
+        "transport-revocation",
+        "transport.md",
+        "Revocation takes effect on the next request",
+        (_off(_TLS, "cert.serial_number in self._revoked_serials()"),),
+    ),
+    Row(
+        "dp-releases-charged",
+        "dp.md",
+        "One-off Gaussian releases of statistics are charged to the same budget.",
+        (  # the ledger leaves the releases out of what it composes
+            Removal(
+                _LEDGER,
+                "        return epsilon(events, delta=self.delta, accountant=self.accountant)",
+                '        kept = [e for e in events if e.kind != "gaussian"]\n'
+                "        return epsilon(kept, delta=self.delta, accountant=self.accountant)",
+            ),
         ),
     ),
     Row(
