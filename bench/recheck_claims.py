@@ -312,7 +312,7 @@ ROWS: tuple[Row, ...] = (
         "mask-round-id-reuse",
         "mask.md",
         "A round id is never masked under twice",
-        (_off("securefl/secagg/_state.py", "(federation, round_id) in used"),),
+        (_off("securefl/secagg/_state.py", "(federation, run, round_id) in used"),),
     ),
     Row(
         "mask-round-start",
