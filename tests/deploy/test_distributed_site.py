@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import DISTRIBUTED_TOML
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -142,7 +143,6 @@ def test_a_server_hiding_or_adding_distributed_settings_is_refused(
 def test_provisioning_distributed_with_another_secure_mode_is_one_line(
     tmp_path: Path, secure: str
 ) -> None:
-    from conftest import DISTRIBUTED_TOML
 
     fed = tmp_path / "fed.toml"
     fed.write_text(DISTRIBUTED_TOML.replace('secure = "mask"', f'secure = "{secure}"'), "utf-8")
@@ -156,7 +156,6 @@ def test_provisioning_distributed_with_another_secure_mode_is_one_line(
 def test_provisioning_a_distributed_file_without_its_public_numbers_is_one_line(
     tmp_path: Path,
 ) -> None:
-    from conftest import DISTRIBUTED_TOML
 
     fed = tmp_path / "fed.toml"
     fed.write_text(DISTRIBUTED_TOML.replace("records = 300\n", ""), "utf-8")
