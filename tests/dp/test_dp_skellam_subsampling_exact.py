@@ -125,7 +125,7 @@ def test_the_exact_pmf_is_a_skellam_of_variance_mu():
     np.testing.assert_allclose(series, bessel, rtol=1e-10)
 
 
-@pytest.mark.parametrize(("delta", "ratio"), SHIFTS_1D, ids=lambda v: str(v))
+@pytest.mark.parametrize(("delta", "ratio"), SHIFTS_1D, ids=str)
 def test_charge_covers_the_exact_sampled_skellam_in_both_directions(delta, ratio):
     """1-D shift Δ (L1 = L2 = Δ), every rate and order of the grid: exact <= charged."""
     mu = float(ratio * delta * delta)
