@@ -63,9 +63,42 @@ def _support(shift: int, mu: float, alpha: int) -> int:
     return int(3 * alpha * abs(shift) + 25 * math.sqrt(mu) + 60)
 
 
-def _renyi(log_p: np.ndarray, log_q: np.ndarray, alpha: int) -> float:
-    ok = np.isfinite(log_p) & np.isfinite(log_q)
-    return float(logsumexp(alpha * log_p[ok] + (1 - alpha) * log_q[ok])) / (alpha - 1)
+def _log_moment(log_base: np.ndarray, y: np.ndarray) -> float:
+    """log E_base[e^y] for E_base[e^y] = 1 + (something >= 0), without losing that something.
+
+    Summing ``base · expm1(y)`` keeps the digits of a divergence of 10⁻¹², which
+    a log-sum-exp of the raw terms (each ≈ base) loses; the few large ``y`` of
+    the far tails are summed in log space so they cannot overflow.
+    """
+    big = y > 30
+    small = float(np.sum(np.exp(log_base[~big]) * np.expm1(y[~big])))
+    if not big.any():
+        return math.log1p(small)
+    log_big = float(logsumexp(log_base[big] + y[big]))
+    rest = small - float(np.sum(np.exp(log_base[big])))
+    if log_big < 700:
+        return math.log1p(rest + math.exp(log_big))
+    return log_big + math.log1p(rest * math.exp(-log_big))
+
+
+def sampled_divergences(
+    log_p: np.ndarray, log_shifted: np.ndarray, q: float, orders: tuple[int, ...]
+) -> list[tuple[float, float]]:
+    """(D_α(ν ‖ P), D_α(P ‖ ν)) at each order for ν = (1 − q) P + q P_shifted, exactly.
+
+    With x = log(ν/P): D_α(ν ‖ P) = log E_P[e^{αx}] / (α−1) and
+    D_α(P ‖ ν) = log E_ν[e^{−αx}] / (α−1).
+    """
+    ok = np.isfinite(log_p) & np.isfinite(log_shifted)
+    log_p, d = log_p[ok], log_shifted[ok] - log_p[ok]
+    near = d < 30
+    x = np.empty_like(d)
+    x[near] = np.log1p(q * np.expm1(d[near]))
+    x[~near] = np.logaddexp(math.log1p(-q), math.log(q) + d[~near])
+    log_nu = log_p + x
+    return [
+        (_log_moment(log_p, a * x) / (a - 1), _log_moment(log_nu, -a * x) / (a - 1)) for a in orders
+    ]
 
 
 def exact_both_directions(
@@ -79,13 +112,9 @@ def exact_both_directions(
     log_p = np.zeros(())
     log_shifted = np.zeros(())
     for s in shifts:  # product over coordinates, as an outer sum of logs
-        base = table[idx + width + top]
-        moved = table[idx - s + width + top]
-        log_p = np.add.outer(log_p, base)
-        log_shifted = np.add.outer(log_shifted, moved)
-    log_p, log_shifted = log_p.ravel(), log_shifted.ravel()
-    log_mix = np.logaddexp(math.log1p(-q) + log_p, math.log(q) + log_shifted)
-    return [(_renyi(log_mix, log_p, a), _renyi(log_p, log_mix, a)) for a in orders]
+        log_p = np.add.outer(log_p, table[idx + width + top])
+        log_shifted = np.add.outer(log_shifted, table[idx - s + width + top])
+    return sampled_divergences(log_p.ravel(), log_shifted.ravel(), q, orders)
 
 
 def _charged(shifts: tuple[int, ...], mu: float, q: float, orders: tuple[int, ...]) -> np.ndarray:
@@ -103,7 +132,7 @@ def _violations(shifts, mu, q, orders):
     for a, (add, remove), charged in zip(orders, exact, _charged(shifts, mu, q, orders)):
         truth = max(add, remove)
         closest = max(closest, truth / charged)
-        if truth > charged * (1 + 1e-9) + 1e-13:
+        if truth > charged * (1 + 1e-7) + 1e-20:
             bad.append((shifts, mu, q, a, add, remove, float(charged)))
     return bad, closest
 
@@ -123,6 +152,34 @@ def test_the_exact_pmf_is_a_skellam_of_variance_mu():
     with np.errstate(divide="ignore"):
         bessel = np.log(ive(np.abs(np.arange(-300, 301)), 1999.0))
     np.testing.assert_allclose(series, bessel, rtol=1e-10)
+
+
+def test_the_exact_sum_keeps_its_digits_at_tiny_rates():
+    """At α = 2 the add direction is log(1 + q² (e^{D₂(P_Δ‖P)} − 1)) in closed form."""
+    mu, delta = 1036.4157228011186, 3
+    w = _support(delta, mu, 2)
+    table = _logpmf_table(mu, -w - delta, w + delta)
+    log_p, log_shifted = table[delta:], table[:-delta]
+    e2 = math.expm1(float(logsumexp(2 * log_shifted - log_p)))
+    for q in (1e-6, 4e-5, 0.3):
+        ((add, remove),) = sampled_divergences(log_p, log_shifted, q, (2,))
+        assert add == pytest.approx(math.log1p(q * q * e2), rel=1e-9)
+        assert 0 < remove <= add
+
+
+# Inputs where a log-sum-exp of the raw terms put the "exact" value above the charge
+# (by rounding, at 10⁻¹¹): summed with its digits kept, the truth is below it.
+NEAR_MISSES = [
+    (3, 1036.4157228011186, 4.092033978935913e-05, 2),
+    (2, 1461.9248942601823, 2.1589442514152884e-05, 3),
+]
+
+
+@pytest.mark.parametrize(("delta", "mu", "q", "alpha"), NEAR_MISSES)
+def test_charge_covers_the_exact_divergence_at_tiny_rates(delta, mu, q, alpha):
+    bad, closest = _violations((delta,), mu, q, (alpha,))
+    assert not bad
+    assert closest > 0.998  # a near miss indeed: 0.2 % under the charge is caught
 
 
 @pytest.mark.parametrize(("delta", "ratio"), SHIFTS_1D, ids=str)
@@ -155,7 +212,7 @@ def test_the_grid_has_teeth_somewhere_the_charge_is_almost_exact():
 @given(
     delta=st.integers(1, 6),
     ratio=st.floats(0.5, 200.0),
-    q=st.floats(1e-4, 0.99),
+    q=st.floats(1e-6, 0.99),
     alpha=st.sampled_from([2, 3, 5, 12, 24]),
 )
 def test_charge_covers_the_exact_divergence_anywhere(delta, ratio, q, alpha):
