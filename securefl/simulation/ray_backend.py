@@ -156,6 +156,16 @@ def _split(names: Sequence[str], parts: int) -> list[list[str]]:
     return out
 
 
+def start_pools(
+    ray: Any, options: RayOptions, groups: Sequence[Sequence[str]], workdir: Path
+) -> list[Any]:
+    """One :class:`SitePool` actor per group of sites; each makes its sites' keys itself."""
+    actor = ray.remote(SitePool).options(
+        num_cpus=options.worker_cpus, num_gpus=options.worker_gpus
+    )
+    return [actor.remote(list(group), str(workdir)) for group in groups]
+
+
 def start_run(
     ray: Any,
     data: FederatedData,
@@ -169,12 +179,9 @@ def start_run(
     """Start the pools, gather the roster from their public keys, and build the server."""
     names = [s.name for s in data.sites]
     groups = _split(names, _pools(ray, options, len(names)))
-    actor = ray.remote(SitePool).options(
-        num_cpus=options.worker_cpus, num_gpus=options.worker_gpus
-    )
     (workdir / "records").mkdir(parents=True, exist_ok=True)
     private_dir(workdir / "state")
-    pools = [actor.remote(group, str(workdir)) for group in groups]
+    pools = start_pools(ray, options, groups, workdir)
     public: dict[str, tuple[bytes, bytes]] = {}
     for keys in ray.get([p.public_keys.remote() for p in pools]):
         public.update(keys)
