@@ -117,7 +117,6 @@ _SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
-
 def federation_config(ctx: click.Context, config_path: Path | None) -> FederationConfig:
     """The one federation ``simulate`` runs: the file's settings, then the options given.
 
@@ -274,5 +273,3 @@ def load_data(
     if label or schema:
         raise ConfigError(f"{'--label' if label else '--schema'} only applies with --data")
     return breast_cancer_federation(sites=sites, seed=seed)
-
-

@@ -160,9 +160,7 @@ def start_pools(
     ray: Any, options: RayOptions, groups: Sequence[Sequence[str]], workdir: Path
 ) -> list[Any]:
     """One :class:`SitePool` actor per group of sites; each makes its sites' keys itself."""
-    actor = ray.remote(SitePool).options(
-        num_cpus=options.worker_cpus, num_gpus=options.worker_gpus
-    )
+    actor = ray.remote(SitePool).options(num_cpus=options.worker_cpus, num_gpus=options.worker_gpus)
     return [actor.remote(list(group), str(workdir)) for group in groups]
 
 

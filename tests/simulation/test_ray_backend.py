@@ -100,7 +100,11 @@ def _both(tmp_path, data, config, dropouts=None):
         h["survivors"] for h in mem_summary["history"]
     ]
     for a, b in zip(far.sites, mem.sites, strict=True):
-        assert (a.name, a.rounds_trained, a.num_examples) == (b.name, b.rounds_trained, b.num_examples)
+        assert (a.name, a.rounds_trained, a.num_examples) == (
+            b.name,
+            b.rounds_trained,
+            b.num_examples,
+        )
         assert a.epsilon == pytest.approx(b.epsilon)  # same σ, same steps: the same spend
         assert a.noise_multiplier == pytest.approx(b.noise_multiplier)
         assert bool(a.error) == bool(b.error)
@@ -110,6 +114,21 @@ def _both(tmp_path, data, config, dropouts=None):
 def test_plain_on_ray_writes_what_inprocess_writes(tmp_path):
     far, _ = _both(tmp_path, breast_cancer_federation(sites=3, seed=1), _config("plain"))
     assert far.rounds_completed == 2 and np.isfinite(far.global_accuracy)
+
+
+def test_the_command_runs_on_ray_and_its_run_folder_audits(tmp_path):
+    from click.testing import CliRunner
+
+    from securefl.cli import cli
+
+    out = tmp_path / "run"
+    args = ["simulate", "--backend", "ray", "--workers", "2", "--secure", "plain", "--sites", "3"]
+    result = CliRunner().invoke(cli, [*args, "--rounds", "1", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds_completed"] == 1 and len(summary["sites"]) == 3
+    assert audit([out]).passed
+    assert ray.is_initialized()  # the module's Ray was used, and left to its owner
 
 
 def test_he_on_ray_delivers_the_keys_sealed_and_trains(tmp_path):
@@ -202,7 +221,9 @@ def _secrets_inside(handle):
         out = {}
         for name in pool._names:
             signing = SigningKey(pool._identity[name])
-            out[f"{name}/identity"] = signing.export_private(i_understand_this_exports_a_secret=True)
+            out[f"{name}/identity"] = signing.export_private(
+                i_understand_this_exports_a_secret=True
+            )
             out[f"{name}/exchange"] = pool._exchange[name].export_private(
                 i_understand_this_exports_a_secret=True
             )
