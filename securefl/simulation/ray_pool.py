@@ -300,6 +300,13 @@ class SitePool:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         return sum(t.is_alive() for t in self._threads)
 
+    def usage(self) -> tuple[float, int]:
+        """This pool's CPU seconds so far and its peak resident memory in bytes (for planning)."""
+        import resource
+
+        rusage = resource.getrusage(resource.RUSAGE_SELF)
+        return rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss * 1024
+
     def final_params(self) -> npt.NDArray[np.float32] | None:
         """The model a site decrypted at the end (he: the server never holds one)."""
         return next(
