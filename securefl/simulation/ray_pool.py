@@ -253,8 +253,10 @@ class SitePool:
     def exchange(self, inbound: Sequence[Inbound], wait: float) -> tuple[list[bytes], PoolStatus]:
         """Deliver the server's envelopes; return what the sites sent, waiting up to ``wait`` s.
 
-        Returns as soon as anything was sent, or every live site waits with
-        nothing queued (a deadline is all that can move the round on).
+        Returns once every live site waits with nothing queued (they answered
+        all they were sent, or only a deadline can move the round on), or
+        after ``wait`` seconds with what was sent so far: one call carries a
+        whole stage of the pool's sites rather than one envelope.
         """
         refs = list(dict.fromkeys(p for _, _, p in inbound if not isinstance(p, bytes)))
         resolved: dict[Any, bytes] = {}
@@ -272,13 +274,13 @@ class SitePool:
         size = 0
         deadline = time.monotonic() + wait
         while size < _BATCH_BYTES:
-            remaining = 0.0 if out else max(0.0, min(0.02, deadline - time.monotonic()))
+            remaining = max(0.0, min(0.01, deadline - time.monotonic()))
             data = self._hub.take(SERVER, timeout=remaining)
             if data is not None:
                 out.append(data)
                 size += len(data)
                 continue
-            if out or time.monotonic() >= deadline or self._hub.quiescent(SERVER):
+            if time.monotonic() >= deadline or self._hub.quiescent(SERVER):
                 break
         return out, self.status()
 
