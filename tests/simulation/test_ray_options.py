@@ -78,3 +78,17 @@ def test_sites_are_split_into_pools_that_differ_by_at_most_one(n: int, parts: in
     groups = _split(names, parts)
     assert [n for g in groups for n in g] == names  # every site once, in order
     assert len(groups) == parts and max(map(len, groups)) - min(map(len, groups)) <= 1
+
+
+def test_ray_is_an_optional_extra_in_a_range_that_ci_installs() -> None:
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert not any(dep.startswith("ray") for dep in extras["dependencies"])  # the core needs none
+    (spec,) = extras["optional-dependencies"]["ray"]
+    assert re.fullmatch(r"ray>=[\d.]+,<\d+", spec)
+    assert "securefl[ray]" in extras["optional-dependencies"]["dev"]  # CI installs .[dev]
+    pins = (root / "constraints.txt").read_text(encoding="utf-8").split()
+    assert any(re.fullmatch(r"ray==[\d.]+", p) for p in pins)
