@@ -2,64 +2,42 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import warnings
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from securefl._deploy_config import HE_PRESETS
 from securefl.cli._errors import exit_on_error
 from securefl.cli._privacy import with_privacy
-from securefl.cli._table import new_table
-from securefl.config import (
-    SECURE_MODES,
-    STRATEGIES,
-    DPConfig,
-    FederationConfig,
-    RoundConfig,
-    load_federation,
+from securefl.cli._simulate_output import print_result, result_table
+from securefl.cli._simulate_setup import (
+    backend_options,
+    check_options,
+    check_out,
+    federation_config,
+    load_data,
+    ray_options,
+    say_what_was_kept,
 )
-from securefl.errors import AbortError, ConfigError
+from securefl.config import SECURE_MODES, STRATEGIES
+from securefl.errors import AbortError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the heavy modules load inside the command, so --help is quick
-    from securefl.data.federations import FederatedData
     from securefl.runtime.server import ServerDriver
-    from securefl.simulation.orchestrator import SimulationResult
 
-__all__ = ["simulate"]
+__all__ = ["result_table", "simulate"]
 
 # Defaults tuned on the bundled data (see docs/privacy.md for how and why).
 DEFAULT_ROUNDS = 12
 DEFAULT_BATCH = 32
 DEFAULT_LR = 1.0
 DEFAULT_CLIP = 0.5
-
-
-#: Each option that sets a federation setting: (table, key) in a federation file.
-_SETTINGS: dict[str, tuple[str, str]] = {
-    "rounds": ("rounds", "max_rounds"),
-    "patience": ("rounds", "patience"),
-    "epsilon": ("dp", "epsilon"),
-    "delta": ("dp", "delta"),
-    "clip": ("dp", "max_grad_norm"),
-    "batch_size": ("dp", "batch_size"),
-    "lr": ("train", "learning_rate"),
-    "epochs": ("train", "local_epochs"),
-    "strategy": ("strategy", "name"),
-    "secure": ("federation", "secure"),
-    "he_preset": ("he", "preset"),
-}
 
 
 @click.command(
@@ -229,6 +207,7 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "as one `securefl server` and one `securefl client` process per site over mutual TLS on "
     "127.0.0.1 (a deployment tried on one machine).",
 )
+@backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout, nothing else.")
 @click.pass_context
 @exit_on_error
@@ -259,6 +238,11 @@ def simulate(
     as_json: bool,
     privacy: str | None,
     sample_rate: float | None,
+    backend: str,
+    ray_address: str | None,
+    workers: int | None,
+    worker_cpus: float,
+    worker_gpus: float,
 ) -> None:
     """Simulate hospitals training one model together, all in this process.
 
@@ -271,29 +255,31 @@ def simulate(
     # Opacus's hook warnings are about its internals, not the user's data
     warnings.filterwarnings("ignore", message="Full backward hook")
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-    config = _federation_config(ctx, config_path)
-    _check_options(
+    config = federation_config(ctx, config_path)
+    check_options(
         ctx,
         config,
         out,
         https=transport == "https",
         rehearsal=bool(dropouts or data_specs),
         resume=resume,
+        backend=backend,
     )
     rounds, secure = config.rounds.max_rounds, config.secure
     if schema_path is None and data_specs and config.data.schema is not None:
         schema_path = Path(config.data.schema)
-    data = _load_data(data_specs, label, sites, seed, schema_path, partition, config)
+    data = load_data(data_specs, label, sites, seed, schema_path, partition, config)
     config = with_privacy(
         config, data, privacy=privacy, sample_rate=sample_rate, https=transport == "https"
     )
     from securefl.aggregation.plain import PLAIN_WARNING
     from securefl.simulation.modes import parse_dropouts
     from securefl.simulation.orchestrator import run_simulation
+    from securefl.simulation.ray_backend import run_ray_simulation
 
     dropout_map = parse_dropouts(dropouts, secure, [s.name for s in data.sites])
     if out is not None:
-        _check_out(out)
+        check_out(out)
     console = Console(stderr=as_json, quiet=as_json)
     for note in data.warnings:
         click.echo(f"warning: {note}", err=True)
@@ -330,15 +316,26 @@ def simulate(
                 )
 
             result = run_https_simulation(data, config, seed=seed, out=out, on_status=on_status)
+        elif backend == "ray":
+            with say_what_was_kept(out, resumable=False):
+                result = run_ray_simulation(
+                    data,
+                    config,
+                    options=ray_options(ray_address, workers, worker_cpus, worker_gpus),
+                    seed=seed,
+                    out=out,
+                    on_progress=on_progress,
+                    dropouts=dropout_map,
+                )
         else:
-            with _say_what_was_kept(out):
+            with say_what_was_kept(out):
                 result = run_simulation(
                     data, config, seed=seed, out=out, on_progress=on_progress, dropouts=dropout_map
                 )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     elif result.trained:
-        _print_result(console, result, data.x_test is not None, out)
+        print_result(console, result, data.x_test is not None, out)
     from securefl.simulation.advice import learned_nothing_hint
 
     hint = learned_nothing_hint(
@@ -359,204 +356,4 @@ def simulate(
         raise AbortError(
             f"the federation stopped after {result.rounds_completed} of {rounds} rounds: "
             f"{result.halted}"
-        )
-
-
-def _federation_config(ctx: click.Context, config_path: Path | None) -> FederationConfig:
-    """The one federation ``simulate`` runs: the file's settings, then the options given.
-
-    Without ``--config`` every option counts (its default included) over the
-    settings ``simulate`` always used (federation ``securefl-sim``,
-    ``min_sites`` 2, a 120 s stage timeout). With it, only the options given
-    on the command line (``ctx.get_parameter_source``) override the file.
-    """
-    explicit = {
-        name
-        for name in _SETTINGS
-        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
-    }
-    if config_path is None:
-        base = FederationConfig(
-            name="securefl-sim",
-            dp=DPConfig(),
-            rounds=RoundConfig(min_sites=2, stage_timeout_seconds=120.0),
-        )
-        explicit = set(_SETTINGS) - ({"he_preset"} - explicit)  # every value, its default too
-    else:
-        base = load_federation(config_path)
-        if base.model.factory is not None:
-            raise ConfigError(
-                f"{config_path}: model.factory is not used by simulate, which trains its "
-                "built-in model; remove it for simulate, or run the federation with "
-                "securefl provision"
-            )
-        base = replace(base, sites=())  # the sites come from --sites or --data
-    tables: dict[str, dict[str, Any]] = {}
-    for name in explicit:
-        table, key = _SETTINGS[name]
-        value = ctx.params[name]
-        if name == "strategy" and value == "auto":  # he sites replay FedAdam on the aggregates
-            value = "fedadam"
-        tables.setdefault(table, {})[key] = value
-    try:
-        return replace(
-            base,
-            secure=tables.get("federation", {}).get("secure", base.secure),
-            dp=replace(base.dp, **tables.get("dp", {})),
-            train=replace(base.train, **tables.get("train", {})),
-            rounds=replace(base.rounds, **tables.get("rounds", {})),
-            strategy=replace(base.strategy, **tables.get("strategy", {})),
-            he=replace(base.he, **tables.get("he", {})),
-        )
-    except ConfigError as exc:
-        if config_path is None:
-            raise
-        raise ConfigError(f"{config_path} with the options given: {exc}") from None
-
-
-def _check_options(
-    ctx: click.Context,
-    config: FederationConfig,
-    out: Path | None,
-    *,
-    https: bool,
-    rehearsal: bool,
-    resume: bool,
-) -> None:
-    """Refuse a combination of options that cannot run, before any data is read."""
-    if ctx.get_parameter_source("he_preset") is not click.core.ParameterSource.DEFAULT and (
-        config.secure != "he"
-    ):
-        raise ConfigError("--he-preset only applies with --secure he")
-    if resume and (out is None or https):
-        raise ConfigError("--resume continues a run folder: give its --out (--transport memory)")
-    if out is not None:
-        from securefl.simulation.run_folder import check_run_folder
-
-        check_run_folder(out, resume=resume)
-    if https and rehearsal:
-        raise ConfigError(
-            "--transport https runs the bundled data without rehearsed dropouts; "
-            "leave out --dropout and --data (or use --transport memory)"
-        )
-
-
-@contextlib.contextmanager
-def _say_what_was_kept(out: Path | None) -> Iterator[None]:
-    """On Ctrl-C or an error, say where what completed was written (before the error line)."""
-    try:
-        yield
-    except BaseException:
-        if out is not None and (out / "summary.json").exists():
-            click.echo(
-                f"stopped: what completed is in {out} (summary.json marked interrupted, the "
-                "model of the completed rounds, the records and an open round log: "
-                f"securefl audit --still-running {out}); continue it with the same command "
-                "and --resume",
-                err=True,
-            )
-        raise
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an --out that cannot be written, before any training."""
-    out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".securefl-write-test"
-    try:  # a read-only or full folder fails here, not after the training
-        probe.write_bytes(b"\0" * 4096)
-    finally:
-        probe.unlink(missing_ok=True)
-
-
-def _load_data(
-    data_specs: tuple[str, ...],
-    label: str | None,
-    sites: int,
-    seed: int,
-    schema: Path | None,
-    partition: str | None,
-    config: FederationConfig,
-) -> FederatedData:
-    from securefl.data.federations import breast_cancer_federation, csv_federation
-    from securefl.data.schema import load_schema
-    from securefl.simulation.orchestrator import parse_data_options
-
-    if partition is not None:
-        from securefl.data.partition import parse_partition, partitioned_federation
-
-        if data_specs:
-            raise ConfigError("--partition splits bundled or generated data; not with --data")
-        alpha = parse_partition(partition)
-        return partitioned_federation(
-            sites=sites, alpha=alpha, seed=seed, batch_size=config.dp.batch_size
-        )
-    if data_specs:
-        if not label:
-            raise ConfigError("--data needs --label COLUMN (the label column of the CSV files)")
-        declared = None if schema is None else load_schema(schema)
-        return csv_federation(
-            parse_data_options(data_specs), label=label, seed=seed, schema=declared
-        )
-    if label or schema:
-        raise ConfigError(f"{'--label' if label else '--schema'} only applies with --data")
-    return breast_cancer_federation(sites=sites, seed=seed)
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
-
-
-def _gain(alone: float, together: float) -> str:
-    if math.isnan(alone) or math.isnan(together):
-        return "n/a"
-    diff = together - alone
-    colour = "green" if diff > 0 else ("red" if diff < 0 else "white")
-    return f"{_fmt(alone)} → {_fmt(together)} [{colour}]{diff:+.3f}[/]"
-
-
-_ACCOUNTANT = {"local": "PRV accountant", "distributed": "central, Skellam RDP bound"}
-
-
-def result_table(result: SimulationResult, has_test: bool) -> Table:
-    """What each site gained, one row per site."""
-    # two-line headers, so that the numbers, not the words, set the widths
-    columns = ["site", "examples", "ε spent /\nbudget", "own validation\ndata"]
-    if has_test:
-        columns.append("held-out\ntest set")
-    table = new_table(
-        f"Was joining worth it?  (secure={result.secure}, {result.rounds_completed} "
-        f"rounds, {result.finish_reason})",
-        columns,
-        names=[s.name for s in result.sites],
-        caption="accuracy of a model trained alone (same data, same DP budget) → the federated "
-        f"model; ε at δ = {result.sites[0].delta:g} ({_ACCOUNTANT[result.privacy]})",
-    )
-    for s in result.sites:
-        row = [
-            s.name,
-            str(s.num_examples),
-            f"{s.epsilon:.3f} / {s.epsilon_budget:g}",
-            _gain(s.local_only_accuracy, s.federated_accuracy),
-        ]
-        if has_test:
-            row.append(_gain(s.local_only_test_accuracy, result.global_accuracy))
-        table.add_row(*row)
-    return table
-
-
-def _print_result(
-    console: Console, result: SimulationResult, has_test: bool, out: Path | None
-) -> None:
-    console.print(result_table(result, has_test))
-    what = "held-out test accuracy" if has_test else "pooled validation accuracy"
-    console.print(f"Data: {result.data}")
-    console.print(f"Federated model {what}: [bold]{result.global_accuracy:.3f}[/]")
-    for s in result.sites:
-        if s.error:
-            console.print(f"[yellow]{s.name}[/]: {s.error}")
-    if out is not None:
-        console.print(
-            f"Wrote {out}/summary.json, roster.json, records/, server_log.jsonl and "
-            "global_model.safetensors"
-            f" (check with: securefl audit {out})"
         )

@@ -42,7 +42,7 @@ from securefl.simulation.trainer import (
     train_one_epoch,
 )
 
-__all__ = ["SimulationResult", "SiteOutcome", "run_simulation"]
+__all__ = ["SimulationResult", "SiteOutcome", "history_rows", "preflight", "run_simulation"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,48 @@ def _local_only_model(
     return private.model
 
 
+def preflight(data: FederatedData, config: FederationConfig, dropouts: Mapping[str, str]) -> None:
+    """Refuse, before anything is trained, a federation its sites or its mode cannot run.
+
+    Every backend (in-process, Ray) runs these same checks first.
+    """
+    dp = config.dp
+    smallest = min(data.sites, key=lambda s: s.num_examples)
+    if config.privacy == "local" and dp.batch_size > smallest.num_examples:
+        raise ConfigError(
+            f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
+            f"{smallest.num_examples} training examples"
+        )
+    for site_data in data.sites:  # each site checks again in privatize; say it once, here
+        check_delta(
+            dp.delta,
+            num_examples=site_data.num_examples,
+            name=f"dp.delta of site {site_data.name!r}",
+        )
+    check_dropouts(
+        config.secure,
+        [s.name for s in data.sites],
+        dropouts,
+        config.rounds.min_sites,
+        mask=config.mask,
+    )
+
+
+def history_rows(driver: ServerDriver) -> list[dict[str, Any]]:
+    """The driver's round summaries as ``summary.json`` lists them."""
+    return [
+        {
+            "round": h.round,
+            "status": h.status,
+            "survivors": list(h.survivors),
+            "num_survivors": len(h.survivors),
+            "metrics": h.metrics,
+            "reason": h.reason,
+        }
+        for h in driver.history
+    ]
+
+
 def run_simulation(
     data: FederatedData,
     config: FederationConfig,
@@ -193,25 +235,7 @@ def run_simulation(
     """
     dp, train, rounds = config.dp, config.train, config.rounds
     num_classes = len(data.classes)
-    smallest = min(data.sites, key=lambda s: s.num_examples)
-    if config.privacy == "local" and dp.batch_size > smallest.num_examples:
-        raise ConfigError(
-            f"dp.batch_size={dp.batch_size} exceeds the smallest site's "
-            f"{smallest.num_examples} training examples"
-        )
-    for site_data in data.sites:  # each site checks again in privatize; say it once, here
-        check_delta(
-            dp.delta,
-            num_examples=site_data.num_examples,
-            name=f"dp.delta of site {site_data.name!r}",
-        )
-    check_dropouts(
-        config.secure,
-        [s.name for s in data.sites],
-        dropouts or {},
-        rounds.min_sites,
-        mask=config.mask,
-    )
+    preflight(data, config, dropouts or {})
     initial = _seeded_model(data.num_features, num_classes, seed)
     fed = LocalFederation(
         site_names=[s.name for s in data.sites],
@@ -332,17 +356,7 @@ def _result(
         data=data.source,
         global_accuracy=_global_accuracy(data, model, outcomes) if model else float("nan"),
         sites=outcomes,
-        history=[
-            {
-                "round": h.round,
-                "status": h.status,
-                "survivors": list(h.survivors),
-                "num_survivors": len(h.survivors),
-                "metrics": h.metrics,
-                "reason": h.reason,
-            }
-            for h in driver.history
-        ],
+        history=history_rows(driver),
     )
 
 

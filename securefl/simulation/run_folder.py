@@ -29,7 +29,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -47,11 +47,14 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from securefl.simulation.federation import LocalFederation
+    from securefl.config import DPConfig, RoundConfig, TrainConfig
+    from securefl.hazmat.sign import SigningKey
+    from securefl.runtime.server import ServerDriver
 
 __all__ = [
     "KEYS_DIR",
     "SERVER_STATE_DIR",
+    "ServedFederation",
     "check_run_folder",
     "earlier_run",
     "identity_keys",
@@ -193,7 +196,30 @@ def write_outputs(
     )
 
 
-def write_server_log(fed: LocalFederation, *, closed: bool) -> None:
+class ServedFederation(Protocol):
+    """What the round log is written from: a simulated federation's server and settings.
+
+    :class:`~securefl.simulation.federation.LocalFederation` and the Ray
+    backend's run (:mod:`securefl.simulation.ray_backend`) both are one.
+    """
+
+    @property
+    def driver(self) -> ServerDriver: ...
+    @property
+    def workdir(self) -> Path: ...
+    @property
+    def federation(self) -> str: ...
+    @property
+    def server_key(self) -> SigningKey: ...
+    @property
+    def dp(self) -> DPConfig: ...
+    @property
+    def train(self) -> TrainConfig: ...
+    @property
+    def rounds(self) -> RoundConfig: ...
+
+
+def write_server_log(fed: ServedFederation, *, closed: bool) -> None:
     """The server's signed round log, next to the records and the roster.
 
     ``closed``: sign the closing line (the run ended); a run that was stopped
