@@ -9,6 +9,7 @@ federated model, on its own validation data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from securefl.runtime.server import ServerDriver
 from securefl.runtime.site import Site
 from securefl.simulation.federation import LocalFederation
 from securefl.simulation.modes import check_dropouts
+from securefl.simulation.noise_plan import site_noise_multipliers
 from securefl.simulation.run_folder import write_outputs, write_server_log
 from securefl.simulation.trainer import (
     accuracy,
@@ -257,9 +259,13 @@ def run_simulation(
     )
     by_name = {s.name: s for s in data.sites}
 
+    noise = site_noise_multipliers(data, config)
+
     def train_site(site: Site) -> None:
         model = default_model(data.num_features, num_classes)
         model.load_state_dict(initial.state_dict())
+        if site.name in noise:  # many unequal sites: σ calibrated for all at once
+            site.dp = dataclasses.replace(site.dp, noise_multiplier=noise[site.name])
         if fed.distributed is not None:  # one DP-SGD step a round on one Poisson batch
             run_distributed_site(site, by_name[site.name], model)
             return

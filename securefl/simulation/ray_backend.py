@@ -41,6 +41,7 @@ from securefl.params import ParamSpec, load_vector_into, model_vector
 from securefl.reports import Roster
 from securefl.runtime.loop import run_server
 from securefl.runtime.server import ServerDriver
+from securefl.simulation.noise_plan import site_noise_multipliers
 from securefl.simulation.orchestrator import (
     SimulationResult,
     SiteOutcome,
@@ -199,6 +200,7 @@ def start_run(
     theta0 = model_vector(initial, spec)
     max_weight = config.rounds.max_weight or float(max(s.num_examples for s in data.sites))
     by_name = {s.name: s for s in data.sites}
+    noise = site_noise_multipliers(data, config)
     exchange = {n: public[n][1] for n in names}
     ray.get(
         [
@@ -211,6 +213,7 @@ def start_run(
                 num_classes=num_classes,
                 max_weight=max_weight,
                 dropouts={n: at for n, at in dropouts.items() if n in group},
+                noise={n: noise[n] for n in group if n in noise},
             )
             for pool, group in zip(pools, groups, strict=True)
         ]

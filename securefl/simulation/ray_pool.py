@@ -23,6 +23,7 @@ status and, at the end, each site's spend and counterfactual accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -155,12 +156,18 @@ class SitePool:
         num_classes: int,
         max_weight: float,
         dropouts: Mapping[str, str],
+        noise: Mapping[str, float] | None = None,
     ) -> None:
-        """Build every site of the pool from its own keys and the roster, and start its loop."""
+        """Build every site of the pool from its own keys and the roster, and start its loop.
+
+        ``noise``: σ per site when the driver calibrated many unequal sites at once.
+        """
         self._config, self._initial = config, initial
         self._data = {d.name: d for d in data}
         for name in self._names:
             site = self._make_site(name, config, identity_keys, exchange_keys, max_weight, dropouts)
+            if noise and name in noise:
+                site.dp = dataclasses.replace(site.dp, noise_multiplier=noise[name])
             self._sites[name] = site
             thread = threading.Thread(
                 target=self._site_main, args=(site, num_classes), name=name, daemon=True
