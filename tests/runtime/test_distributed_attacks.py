@@ -81,7 +81,7 @@ def _names(n: int) -> tuple[str, ...]:
 class Harness:
     """Site "a" of a three-site federation; the test is the server on the memory hub."""
 
-    def __init__(self, tmp: Path, *, features: int = 3, hub: MemoryHub | None = None) -> None:
+    def __init__(self, tmp: Path, *, features: int = 3) -> None:
         self.tmp, self.features = tmp, features
         self.config = _config()
         self.roster = _names(3)
@@ -92,8 +92,6 @@ class Harness:
             self.config, dimension=dimension, federation_size=len(self.roster)
         )
         self.keys = {n: SigningKey.generate() for n in self.roster}
-        self.hub = hub or MemoryHub()
-        self.server = self.hub.connect(SERVER)
         self.data = TensorDataset(
             torch.randn(N_EXAMPLES, features), torch.randint(0, 2, (N_EXAMPLES,))
         )
@@ -101,6 +99,8 @@ class Harness:
 
     def new_site(self) -> tuple[Site, torch.optim.Optimizer]:
         """The site process (again, after a restart): same keys and state folder."""
+        self.hub = MemoryHub()  # a restarted process connects afresh
+        self.server = self.hub.connect(SERVER)
         identity = {n: k.public_bytes() for n, k in self.keys.items()}
         site = Site(
             name="a",
@@ -330,3 +330,112 @@ def test_a_server_unmasking_with_fewer_than_t_survivors_gets_no_sum(tmp_path):
     )
     assert server.integer_result is not None and aborted == {}, aborted
     assert list(server.integer_result.values) == [4 * i for i in range(16)]
+
+
+# ----------------------------------- (b, f) a round re-opened: no uncharged view
+
+
+def test_a_server_reopening_a_round_gets_no_second_view_the_ledger_did_not_charge(
+    tmp_path, masked
+):
+    """Round 1 again (same model, then another model): dropped or refused, never re-sent.
+
+    Two noisy views of one round's batch, averaged, halve the noise. Each
+    masked vector the site hands out must match one committed ledger row. A
+    new run's round 1 is a new release, and is charged as one.
+    """
+    h = Harness(tmp_path)
+    h.open(1)
+    rounds = h.site.rounds(h.model)
+    rnd = next(rounds)
+    h.step(rnd)
+    rnd.submit()
+    spent = h.site.ledger.spent()
+    assert len(masked) == len(h.committed()) == 1
+    h.end(1)
+    h.open(1)  # the same round start again: dropped, as a restarted site's re-delivery
+    h.end(1)
+    h.open(1, shift=0.5)  # round 1 with another model: a server going back
+    with pytest.raises(ProtocolError, match="round ids only increase"):
+        next(rounds)
+    assert len(masked) == len(h.committed()) == 1
+    assert h.site.ledger.spent() == spent
+
+
+def test_a_new_runs_round_is_charged_as_a_new_release(tmp_path, masked):
+    h = Harness(tmp_path)
+    h.open(1)
+    rounds = h.site.rounds(h.model)
+    rnd = next(rounds)
+    h.step(rnd)
+    rnd.submit()
+    spent = h.site.ledger.spent()
+    h.end(1)
+    h.open(1, run="1f")  # another server state folder: round ids start again
+    rnd = next(rounds)
+    h.step(rnd)
+    rnd.submit()
+    assert len(masked) == len(h.committed()) == 2
+    assert h.site.ledger.spent() > spent
+    rounds.close()
+
+
+def test_a_restarted_site_gives_no_second_view_of_an_interrupted_round(tmp_path, masked):
+    """The process dies between the reservation and the submit; the server replays round 1.
+
+    The restarted site charges the interrupted round in full as planned, drops
+    the replayed round start, refuses round 1 with another model, and hands
+    nothing to SecAgg+: the batch drawn before the crash is never released,
+    and what was reserved is charged.
+    """
+    h = Harness(tmp_path)
+    h.open(1)
+    crashed = h.site.rounds(h.model)
+    rnd = next(crashed)
+    h.step(rnd)  # trained, not submitted: the process dies here (no finally runs)
+    (pending,) = h.site.ledger.history()
+    assert pending.status == "pending"
+    h.site, h.opt = h.new_site()  # restart on the same state folder
+    (entry,) = h.site.ledger.history()
+    assert entry.status == "committed" and entry.round_id == 1
+    spent = h.site.ledger.spent()
+    h.open(1)  # replayed
+    h.finish()
+    assert list(h.site.rounds(h.model)) == []
+    assert masked == []
+    assert h.site.ledger.spent() == spent and len(h.site.ledger.history()) == 1
+    h.site, h.opt = h.new_site()
+    h.open(1, shift=0.5)  # the same round with another model: a fresh view
+    with pytest.raises(ProtocolError, match="round ids only increase"):
+        list(h.site.rounds(h.model))
+    assert masked == []
+    assert h.site.ledger.spent() == spent and len(h.site.ledger.history()) == 1
+    crashed.close()  # only now: the dead process's round never ends in this one
+
+
+# ------------------------------------ (c, f) a hostile model: nothing sent, charged
+
+
+def test_a_server_model_that_overflows_the_gradients_gets_nothing_and_is_charged(
+    tmp_path, masked
+):
+    """Weights near float32's maximum make the per-example gradients non-finite.
+
+    Clipping cannot bound a NaN; the site refuses to round or mask the sum,
+    sends nothing masked, and charges the round it reserved (the batch was
+    drawn and used).
+    """
+    h = Harness(tmp_path)
+    h.open(1, shift=3e38)
+    rounds = h.site.rounds(h.model)
+    rnd = next(rounds)
+    h.step(rnd)
+    dd = h.site._dd
+    assert dd is not None and dd._sum is not None and not np.all(np.isfinite(dd._sum))
+    with pytest.raises(ProtocolError, match="NaN or infinity"):
+        rnd.submit()
+    assert masked == []
+    (entry,) = h.site.ledger.history()
+    assert entry.status == "committed"
+    assert MASKED_INPUT not in h.stages()
+    rounds.close()
