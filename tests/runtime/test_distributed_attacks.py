@@ -64,9 +64,7 @@ def _config(*, roster: int = 3, corrupt: int | None = None, rounds: int = 4) -> 
     return FederationConfig(
         name="f",
         privacy="distributed",
-        distributed=DistributedConfig(
-            sample_rate=0.5, records=roster * N_EXAMPLES, scale_bits=10
-        ),
+        distributed=DistributedConfig(sample_rate=0.5, records=roster * N_EXAMPLES, scale_bits=10),
         dp=DPConfig(epsilon=2.0, delta=1e-5, max_grad_norm=CLIP),
         train=TrainConfig(learning_rate=1.0),
         rounds=RoundConfig(max_rounds=rounds, min_sites=2, stage_timeout_seconds=5),
@@ -130,8 +128,9 @@ class Harness:
 
     def send(self, rnd: int, stage: str, payload: bytes) -> None:
         self.server.send(
-            Envelope(federation="f", round=rnd, stage=stage, sender=SERVER, receiver="a",
-                     payload=payload)  # fmt: skip
+            Envelope(
+                federation="f", round=rnd, stage=stage, sender=SERVER, receiver="a", payload=payload
+            )
         )
 
     def open(self, rnd: int = 1, *, run: str = "0f", shift: float = 0.0) -> None:
@@ -223,8 +222,14 @@ def test_each_cohort_the_server_may_open_gets_a_share_for_its_own_t_minus_c(rost
             config=config.mask,
             ring=plan.ring,
         )
-        ctx = RoundContext(federation="f", round=1, cohort=cohort, dimension=8, max_weight=1.0,
-                           round_digest=bytes(32))  # fmt: skip
+        ctx = RoundContext(
+            federation="f",
+            round=1,
+            cohort=cohort,
+            dimension=8,
+            max_weight=1.0,
+            round_digest=bytes(32),
+        )
         half = mode.site(ctx, "a")
         t = half._plan.threshold  # what this site's secrets are Shamir-split with
         assert (share.threshold, share.colluders) == (t, c)
@@ -264,15 +269,17 @@ def test_what_the_site_masks_carries_its_full_noise_share(tmp_path, masked):
 # ------------------------------------- (a) fewer than t survivors: no unmasking
 
 
-def _integer_round(tmp: Path, *, site_config: MaskConfig, server_config: MaskConfig,
-                   drop: set[str]) -> tuple[IntegerMaskServer, dict[str, list[str]], dict[str, Any]]:  # fmt: skip
+def _integer_round(
+    tmp: Path, *, site_config: MaskConfig, server_config: MaskConfig, drop: set[str]
+) -> tuple[IntegerMaskServer, dict[str, list[str]], dict[str, Any]]:
     """Five sites on the integer path; the server runs its own plan and drops ``drop``."""
     names = _names(5)
     keys = {n: SigningKey.generate() for n in names}
     roster = {n: k.public_bytes() for n, k in keys.items()}
     ring = IntegerRing(bits=24, magnitude_bound=1 << 20)
-    ctx = RoundContext(federation="f", round=1, cohort=names, dimension=16, max_weight=1.0,
-                       round_digest=bytes(32))  # fmt: skip
+    ctx = RoundContext(
+        federation="f", round=1, cohort=names, dimension=16, max_weight=1.0, round_digest=bytes(32)
+    )
     server = IntegerMaskServerMode(roster=roster, config=server_config, ring=ring).server(ctx)
     assert isinstance(server, IntegerMaskServer)
     sites: dict[str, Any] = {}
@@ -280,8 +287,14 @@ def _integer_round(tmp: Path, *, site_config: MaskConfig, server_config: MaskCon
     aborted: dict[str, Any] = {}
     outbox: list[Envelope] = []
     for n in names:
-        mode = IntegerMaskSiteMode(site_id=n, signing_key=keys[n], roster=roster,
-                                   state_path=tmp / f"{n}.json", config=site_config, ring=ring)  # fmt: skip
+        mode = IntegerMaskSiteMode(
+            site_id=n,
+            signing_key=keys[n],
+            roster=roster,
+            state_path=tmp / f"{n}.json",
+            config=site_config,
+            ring=ring,
+        )
         sites[n] = mode.site(ctx, n)
         outbox += sites[n].submit_integers(np.arange(16, dtype=np.int64))
     try:
@@ -335,9 +348,7 @@ def test_a_server_unmasking_with_fewer_than_t_survivors_gets_no_sum(tmp_path):
 # ----------------------------------- (b, f) a round re-opened: no uncharged view
 
 
-def test_a_server_reopening_a_round_gets_no_second_view_the_ledger_did_not_charge(
-    tmp_path, masked
-):
+def test_a_server_reopening_a_round_gets_no_second_view_the_ledger_did_not_charge(tmp_path, masked):
     """Round 1 again (same model, then another model): dropped or refused, never re-sent.
 
     Two noisy views of one round's batch, averaged, halve the noise. Each
@@ -416,9 +427,7 @@ def test_a_restarted_site_gives_no_second_view_of_an_interrupted_round(tmp_path,
 # ------------------------------------ (c, f) a hostile model: nothing sent, charged
 
 
-def test_a_server_model_that_overflows_the_gradients_gets_nothing_and_is_charged(
-    tmp_path, masked
-):
+def test_a_server_model_that_overflows_the_gradients_gets_nothing_and_is_charged(tmp_path, masked):
     """Weights near float32's maximum make the per-example gradients non-finite.
 
     Clipping cannot bound a NaN; the site refuses to round or mask the sum,
