@@ -448,3 +448,31 @@ def test_a_server_model_that_overflows_the_gradients_gets_nothing_and_is_charged
     assert entry.status == "committed"
     assert MASKED_INPUT not in h.stages()
     rounds.close()
+
+
+def test_each_round_draws_fresh_noise_so_two_rounds_do_not_cancel(tmp_path, masked):
+    """A server that keeps the model still for two rounds sees two noisy views.
+
+    Each is charged; they must also be independent: a share reused (or drawn
+    from a repeated key) would cancel in the difference of the two rounds,
+    leaving the difference of two clipped sums with no noise at all.
+    """
+    h = Harness(tmp_path, features=60)
+    rounds = h.site.rounds(h.model)
+    residuals = []
+    for number in (1, 2):
+        h.open(number)  # the same global model both times
+        rnd = next(rounds)
+        h.step(rnd)
+        rnd.submit()
+        dd = h.site._dd
+        assert dd is not None and dd._sum is not None
+        residuals.append(masked[-1] - h.plan.scale * dd._sum)
+        h.end(number)
+    assert len(h.committed()) == 2
+    first, second = residuals
+    expected = h.plan.mu_total / 3
+    # the noise of the difference is Sk(2μ/3) when fresh; 0 when a share repeats
+    ratio = float(np.mean((first - second) ** 2)) / (2 * expected)
+    assert 0.5 < ratio < 1.7, ratio
+    rounds.close()
