@@ -60,7 +60,9 @@ N_EXAMPLES = 40
 CLIP = 0.5
 
 
-def _config(*, roster: int = 3, corrupt: int | None = None, rounds: int = 4) -> FederationConfig:
+def _config(
+    *, roster: int = 3, corrupt: int | None = None, rounds: int = 4, mask: MaskConfig | None = None
+) -> FederationConfig:
     return FederationConfig(
         name="f",
         privacy="distributed",
@@ -68,21 +70,25 @@ def _config(*, roster: int = 3, corrupt: int | None = None, rounds: int = 4) -> 
         dp=DPConfig(epsilon=2.0, delta=1e-5, max_grad_norm=CLIP),
         train=TrainConfig(learning_rate=1.0),
         rounds=RoundConfig(max_rounds=rounds, min_sites=2, stage_timeout_seconds=5),
-        mask=MaskConfig(clip=1.0, corrupt=corrupt),
+        mask=mask or MaskConfig(clip=1.0, corrupt=corrupt),
     )
 
 
 def _names(n: int) -> tuple[str, ...]:
-    return tuple("abcdefghij"[:n])
+    if n <= 10:
+        return tuple("abcdefghij"[:n])
+    return ("a", *(f"s{i:03d}" for i in range(1, n)))
 
 
 class Harness:
-    """Site "a" of a three-site federation; the test is the server on the memory hub."""
+    """Site "a" of a federation (three sites unless told); the test is the server."""
 
-    def __init__(self, tmp: Path, *, features: int = 3) -> None:
+    def __init__(
+        self, tmp: Path, *, features: int = 3, roster: int = 3, mask: MaskConfig | None = None
+    ) -> None:
         self.tmp, self.features = tmp, features
-        self.config = _config()
-        self.roster = _names(3)
+        self.config = _config(roster=roster, mask=mask)
+        self.roster = _names(roster)
         torch.manual_seed(0)
         self.init = nn.Sequential(nn.Linear(features, 2)).state_dict()
         dimension = 2 * features + 2
@@ -476,3 +482,39 @@ def test_each_round_draws_fresh_noise_so_two_rounds_do_not_cancel(tmp_path, mask
     ratio = float(np.mean((first - second) ** 2)) / (2 * expected)
     assert 0.5 < ratio < 1.7, ratio
     rounds.close()
+
+
+# --------------- (a) a masking round that withstands fewer colluders than c
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: DistributedPlan.share sizes the share for c = mask.corrupt colluders without "
+    "checking that the round's masking withstands c (neighbourhood round: 0 proven)",
+)
+def test_a_round_whose_masking_withstands_fewer_than_c_colluders_is_refused(tmp_path):
+    """The share assumes masking withstands c colluders; the round must, or no share.
+
+    With ``MaskConfig(neighbourhood=True)`` a cohort above complete_graph_max
+    runs the neighbourhood round, for which no colluder count is proven
+    (``MaskPlan.colluders_tolerated`` is 0, ``threat_models/mask.md``). A
+    share sized for c = 5 colluders subtracting theirs from a sum that
+    masking protects against none would promise μ it cannot deliver: the
+    server with a colluding neighbour may read partial sums of fewer than
+    t − c honest shares. The site must refuse before it reserves anything.
+    """
+    mask = MaskConfig(clip=1.0, corrupt=5, neighbourhood=True)
+    roster = 100
+    h = Harness(tmp_path, roster=roster, mask=mask)
+    cohort = h.roster
+    mask_plan = mask.plan(federation="f", round_id=1, cohort=cohort, federation_size=roster)
+    assert mask_plan.local and mask_plan.colluders_tolerated < mask.assumed_colluders(roster)
+    h.open(1)
+    rounds = h.site.rounds(h.model)
+    try:
+        with pytest.raises(ConfigError, match="colluders"):
+            next(rounds)  # the round start: refused before the ledger reserves
+    finally:
+        rounds.close()
+    assert h.site.ledger.history() == []
+    assert MASKED_INPUT not in h.stages()
