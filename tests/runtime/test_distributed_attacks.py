@@ -487,11 +487,6 @@ def test_each_round_draws_fresh_noise_so_two_rounds_do_not_cancel(tmp_path, mask
 # --------------- (a) a masking round that withstands fewer colluders than c
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: DistributedPlan.share sizes the share for c = mask.corrupt colluders without "
-    "checking that the round's masking withstands c (neighbourhood round: 0 proven)",
-)
 def test_a_round_whose_masking_withstands_fewer_than_c_colluders_is_refused(tmp_path):
     """The share assumes masking withstands c colluders; the round must, or no share.
 
