@@ -176,10 +176,15 @@ class DistributedPlan:
         )
         colluders = self.mask.assumed_colluders(self.federation_size)
         if plan.colluders_tolerated < colluders:
+            fix = (
+                'with privacy = "distributed" set mask.neighbourhood = false'
+                if plan.local
+                else "lower mask.corrupt"
+            )
             raise ConfigError(
-                f"this round's masking withstands {plan.colluders_tolerated} colluders, fewer "
-                f"than the {colluders} the distributed noise shares are sized for "
-                f'(mask.corrupt); with privacy = "distributed" set mask.neighbourhood = false'
+                f"a cohort of {len(cohort)}: its masking withstands {plan.colluders_tolerated} "
+                f"colluders, fewer than the {colluders} the distributed noise shares are sized "
+                f"for (mask.corrupt); {fix}"
             )
         return noise_share(Fraction(self.mu_total), threshold=plan.threshold, colluders=colluders)
 
