@@ -239,6 +239,7 @@ def test_each_cohort_the_server_may_open_gets_a_share_for_its_own_t_minus_c(rost
         half = mode.site(ctx, "a")
         t = half._plan.threshold  # what this site's secrets are Shamir-split with
         assert (share.threshold, share.colluders) == (t, c)
+        assert half._plan.colluders_tolerated >= c  # the masking withstands the c assumed
         assert share.variance == mu / (t - c)
         # the adversary's worst view: t survivors, c of them colluders removing their shares
         assert (t - c) * share.variance >= mu
