@@ -161,18 +161,32 @@ class DistributedPlan:
         }
 
     def share(self, *, federation: str, round_id: int, cohort: tuple[str, ...]) -> NoiseShare:
-        """This round's noise share, from the site's *own* threshold t and colluders c."""
+        """This round's noise share, from the site's *own* threshold t and colluders c.
+
+        The share is sized so that c colluders subtracting theirs still leave
+        μ, which holds only if the round's masking withstands c colluders: a
+        round that withstands fewer (the neighbourhood round proves none) is
+        refused, before any privacy is reserved.
+        """
         plan = self.mask.plan(
             federation=federation,
             round_id=round_id,
             cohort=cohort,
             federation_size=self.federation_size,
         )
-        return noise_share(
-            Fraction(self.mu_total),
-            threshold=plan.threshold,
-            colluders=self.mask.assumed_colluders(self.federation_size),
-        )
+        colluders = self.mask.assumed_colluders(self.federation_size)
+        if plan.colluders_tolerated < colluders:
+            fix = (
+                'with privacy = "distributed" set mask.neighbourhood = false'
+                if plan.local
+                else "lower mask.corrupt"
+            )
+            raise ConfigError(
+                f"a cohort of {len(cohort)}: its masking withstands {plan.colluders_tolerated} "
+                f"colluders, fewer than the {colluders} the distributed noise shares are sized "
+                f"for (mask.corrupt); {fix}"
+            )
+        return noise_share(Fraction(self.mu_total), threshold=plan.threshold, colluders=colluders)
 
     def event(self, shares: int) -> SkellamEvent:
         """The ledger's event for one round: one subsampled Skellam release of variance μ."""
