@@ -17,6 +17,7 @@ protects one honest site's update:
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,13 @@ class Harness:
     """Site "a" of a federation (three sites unless told); the test is the server."""
 
     def __init__(
-        self, tmp: Path, *, features: int = 3, roster: int = 3, mask: MaskConfig | None = None
+        self,
+        tmp: Path,
+        *,
+        features: int = 3,
+        roster: int = 3,
+        mask: MaskConfig | None = None,
+        plan_mask: MaskConfig | None = None,
     ) -> None:
         self.tmp, self.features = tmp, features
         self.config = _config(roster=roster, mask=mask)
@@ -95,6 +102,8 @@ class Harness:
         self.plan = DistributedPlan.from_config(
             self.config, dimension=dimension, federation_size=len(self.roster)
         )
+        if plan_mask is not None:  # a plan assembled by hand, past FederationConfig's checks
+            self.plan = dataclasses.replace(self.plan, mask=plan_mask)
         self.keys = {n: SigningKey.generate() for n in self.roster}
         self.data = TensorDataset(
             torch.randn(N_EXAMPLES, features), torch.randint(0, 2, (N_EXAMPLES,))
@@ -501,7 +510,10 @@ def test_a_round_whose_masking_withstands_fewer_than_c_colluders_is_refused(tmp_
     """
     mask = MaskConfig(clip=1.0, corrupt=5, neighbourhood=True)
     roster = 100
-    h = Harness(tmp_path, roster=roster, mask=mask)
+    with pytest.raises(ConfigError, match=r"mask\.neighbourhood"):  # the federation file says so
+        _config(roster=roster, mask=mask)
+    # and the site's own check stands behind it, for a plan assembled through the Site API
+    h = Harness(tmp_path, roster=roster, mask=MaskConfig(clip=1.0, corrupt=5), plan_mask=mask)
     cohort = h.roster
     mask_plan = mask.plan(federation="f", round_id=1, cohort=cohort, federation_size=roster)
     assert mask_plan.local and mask_plan.colluders_tolerated < mask.assumed_colluders(roster)
