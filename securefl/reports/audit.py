@@ -91,8 +91,14 @@ def _near(paths: Sequence[Path], name: str) -> list[Path]:
 
 
 def find_roster(paths: Sequence[Path]) -> Path:
-    """``roster.json`` in a named directory, or next to / one above a named file."""
+    """``roster.json`` in a named directory, or next to / one above a named file.
+
+    Several sites' folders hold copies of one roster: byte-identical copies
+    are one roster; different ones are ambiguous and refused.
+    """
     found = _near(paths, "roster.json")
+    if len({f.read_bytes() for f in found}) == 1:  # each site's copy of one roster
+        found = found[:1]
     if len(found) != 1:
         what = "no roster.json" if not found else "several roster.json files"
         raise DataError(f"{what} found next to the records; pass --roster FILE")
