@@ -44,7 +44,14 @@ from securefl.simulation.trainer import (
     train_one_epoch,
 )
 
-__all__ = ["SimulationResult", "SiteOutcome", "history_rows", "preflight", "run_simulation"]
+__all__ = [
+    "SimulationResult",
+    "SiteOutcome",
+    "history_rows",
+    "preflight",
+    "run_simulation",
+    "simulation_result",
+]
 
 log = logging.getLogger(__name__)
 
@@ -348,9 +355,21 @@ def _result(
     interrupted: str = "",
 ) -> SimulationResult:
     """What the run produced; without ``outcomes`` (a stopped run) no counterfactual is trained."""
-    driver = fed.driver
     if outcomes is None:
         outcomes = [_spent_so_far(fed, endings, s, model) for s in data.sites]
+    return simulation_result(fed.driver, data, config, model, outcomes, interrupted=interrupted)
+
+
+def simulation_result(
+    driver: ServerDriver,
+    data: FederatedData,
+    config: FederationConfig,
+    model: torch.nn.Module | None,
+    outcomes: list[SiteOutcome],
+    *,
+    interrupted: str = "",
+) -> SimulationResult:
+    """The result every backend reports: the rounds, the sites' outcomes, the model's test."""
     return SimulationResult(
         secure=config.secure,
         privacy=config.privacy,

@@ -45,10 +45,9 @@ from securefl.simulation.noise_plan import site_noise_multipliers
 from securefl.simulation.orchestrator import (
     SimulationResult,
     SiteOutcome,
-    _global_accuracy,
     _seeded_model,
-    history_rows,
     preflight,
+    simulation_result,
 )
 from securefl.simulation.ray_link import PoolLink
 from securefl.simulation.ray_pool import SitePool, SiteReport
@@ -377,19 +376,7 @@ def _write(
         )
         for s in data.sites
     ]
-    result = SimulationResult(
-        secure=config.secure,
-        privacy=config.privacy,
-        rounds=driver.current_round,
-        rounds_completed=driver.completed_rounds,
-        finish_reason=driver.finish_reason,
-        halted=driver.halted,
-        interrupted=interrupted,
-        data=data.source,
-        global_accuracy=_global_accuracy(data, model, outcomes) if model else float("nan"),
-        sites=outcomes,
-        history=history_rows(driver),
-    )
+    result = simulation_result(driver, data, config, model, outcomes, interrupted=interrupted)
     if out is not None:
         write_outputs(out, result.summary(), final, run.spec)
     return result
