@@ -2,6 +2,7 @@
 
     python bench/privacy_utility.py            # 10 runs per cell
     python bench/privacy_utility.py --runs 3   # fewer, when time presses
+    python bench/privacy_utility.py --sample-rate 0.5 --steps 20 --lr 1   # distributed at q < 1
 
 For ε ∈ {0.25, 0.5, 1} and 3 and 6 sites on the bundled data (δ = 1e-5), each
 run splits the data with its own seed and trains four ways:
@@ -13,9 +14,14 @@ run splits the data with its own seed and trains four ways:
   the Skellam RDP accountant (docs/distributed_dp_accounting.md; at q = 1,
   as here, it charges the Skellam's own RDP curve);
 * ``central``: the ideal reference, Opacus DP-SGD on all records pooled, the
-  same model, (ε, δ), rate, steps, clip and learning rate as ``distributed``,
-  with Opacus's PRV accountant;
+  same model, (ε, δ) and clip, at q = 1, 10 steps and lr 2 (``distributed``'s
+  defaults), with Opacus's PRV accountant;
 * ``non-private``: the same model trained on the pooled records without noise.
+
+``--sample-rate``, ``--steps`` and ``--lr`` change ``distributed`` only: the
+reference stays fixed, so a setting is judged against the same target.
+``--first-seed`` moves the runs' seeds, to choose a setting on other splits
+than the ones it is then measured on.
 
 It prints mean ± standard deviation over the runs (the spread) of held-out
 test accuracy, one row per cell, and the issue's two checks per cell.
@@ -49,10 +55,21 @@ from securefl.simulation.trainer import accuracy, default_model, make_loader
 
 DELTA = 1e-5
 CLIP = 0.5
-#: distributed and central: every record each round (q = 1), few full-batch steps.
-#: On a few hundred records this needs the least noise per record at a given ε,
+#: central, and distributed by default: every record each round (q = 1), few full-batch
+#: steps. On a few hundred records this needs the least noise per record at a given ε,
 #: and it is where the Skellam charge is closest to the Gaussian's (no subsampling).
+#: Smaller q with 1/q times the steps and q times the learning rate (the same epochs)
+#: was measured and is no better here (docs/distributed_dp.md, "Utility").
 RATE, STEPS, LR = 1.0, 10, 2.0
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What ``distributed`` trains with (the central reference keeps RATE, STEPS, LR)."""
+
+    rate: float = RATE
+    steps: int = STEPS
+    lr: float = LR
 
 
 @dataclass
@@ -62,10 +79,14 @@ class Cell:
     scores: dict[str, list[float]]
 
 
-def _config(privacy: str, epsilon: float, data: FederatedData) -> FederationConfig:
+def _config(
+    privacy: str, epsilon: float, data: FederatedData, setting: Setting = Setting()
+) -> FederationConfig:
     records = sum(s.num_examples for s in data.sites)
     rounds = RoundConfig(
-        max_rounds=12 if privacy == "local" else STEPS, min_sites=2, stage_timeout_seconds=120
+        max_rounds=12 if privacy == "local" else setting.steps,
+        min_sites=2,
+        stage_timeout_seconds=120,
     )
     if privacy == "local":  # simulate's defaults
         return FederationConfig(
@@ -78,9 +99,9 @@ def _config(privacy: str, epsilon: float, data: FederatedData) -> FederationConf
     return FederationConfig(
         name="bench",
         privacy="distributed",
-        distributed=DistributedConfig(sample_rate=RATE, records=records),
+        distributed=DistributedConfig(sample_rate=setting.rate, records=records),
         dp=DPConfig(epsilon=epsilon, delta=DELTA, max_grad_norm=CLIP),
-        train=TrainConfig(learning_rate=LR),
+        train=TrainConfig(learning_rate=setting.lr),
         rounds=rounds,
         strategy=StrategyConfig(name="fedavg"),
     )
@@ -93,7 +114,7 @@ def _pooled(data: FederatedData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def central(data: FederatedData, epsilon: float, seed: int) -> float:
-    """Ideal central DP-SGD: Opacus on the pooled records, same hyperparameters as distributed."""
+    """Ideal central DP-SGD: Opacus on the pooled records at RATE, STEPS and LR."""
     x, y = _pooled(data)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -139,14 +160,17 @@ def non_private(data: FederatedData, seed: int) -> float:
     return accuracy(model, data.x_test, data.y_test)
 
 
-def run_cell(sites: int, epsilon: float, runs: int) -> Cell:
+def run_cell(
+    sites: int, epsilon: float, runs: int, setting: Setting = Setting(), first_seed: int = 0
+) -> Cell:
     scores: dict[str, list[float]] = {
         k: [] for k in ("local", "distributed", "central", "non-private")
     }
-    for seed in range(runs):
+    for seed in range(first_seed, first_seed + runs):
         data = breast_cancer_federation(sites=sites, seed=seed)
         for privacy in ("local", "distributed"):
-            result = run_simulation(data, _config(privacy, epsilon, data), seed=seed)
+            config = _config(privacy, epsilon, data, setting)
+            result = run_simulation(data, config, seed=seed)
             scores[privacy].append(result.global_accuracy)
         scores["central"].append(central(data, epsilon, seed))
         scores["non-private"].append(non_private(data, seed))
@@ -163,11 +187,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--sites", type=int, nargs="+", default=[3, 6])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument("--sample-rate", type=float, default=RATE, help="distributed's q")
+    parser.add_argument("--steps", type=int, default=STEPS, help="distributed's rounds")
+    parser.add_argument("--lr", type=float, default=LR, help="distributed's server lr")
+    parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args()
+    setting = Setting(rate=args.sample_rate, steps=args.steps, lr=args.lr)
     warnings.filterwarnings("ignore")
     logging.getLogger("securefl").setLevel(logging.ERROR)
     start = time.perf_counter()
-    print(f"held-out test accuracy, mean ± sd over {args.runs} runs (δ = {DELTA:g})")
+    print(
+        f"held-out test accuracy, mean ± sd over {args.runs} runs from seed {args.first_seed} "
+        f"(δ = {DELTA:g}); distributed at q = {setting.rate:g}, {setting.steps} steps, "
+        f"lr {setting.lr:g}; central at q = {RATE:g}, {STEPS} steps, lr {LR:g}"
+    )
     print(
         "| sites | ε | local | distributed | ideal central | non-private "
         "| dist. within 0.01 of central | dist. above local by > spread |"
@@ -175,7 +208,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for sites in args.sites:
         for epsilon in args.epsilons:
-            cell = run_cell(sites, epsilon, args.runs)
+            cell = run_cell(sites, epsilon, args.runs, setting, args.first_seed)
             s = cell.scores
             mean = {k: statistics.mean(v) for k, v in s.items()}
             spread = max(
