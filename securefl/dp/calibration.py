@@ -36,7 +36,7 @@ from securefl.dp.accounting import ACCOUNTANTS, epsilon, int_order_rdp
 from securefl.dp.events import DPEvent
 from securefl.errors import ConfigError
 
-__all__ = ["MAX_NOISE_MULTIPLIER", "calibrate_noise"]
+__all__ = ["MAX_NOISE_MULTIPLIER", "calibrate_noise", "site_calibration_request"]
 
 #: Largest noise multiplier :func:`calibrate_noise` will consider.
 MAX_NOISE_MULTIPLIER = 1e4
@@ -154,6 +154,16 @@ def _bracket(
             return lo, lo
         hi, lo = lo, lo / factor
     return lo, hi
+
+
+def site_calibration_request(batches: int, *, rounds: int, epochs: int) -> tuple[float, int]:
+    """The (sample rate, steps) a site with ``batches`` batches calibrates its σ for.
+
+    Poisson sampling at q = 1/batches; every planned round runs ``epochs``
+    epochs of ``batches`` steps. One definition, so a σ planned for many
+    sites at once is certified on exactly the event each site then runs.
+    """
+    return 1.0 / batches, rounds * epochs * batches
 
 
 def calibrate_noise(

@@ -38,6 +38,7 @@ import torch
 from securefl.aggregation.base import AggregationMode, SiteAggregator
 from securefl.config import DPConfig, FederationConfig, RoundConfig, TrainConfig
 from securefl.dp import PrivacyLedger, calibrate_noise, check_delta, make_private
+from securefl.dp.calibration import site_calibration_request
 from securefl.dp.privatize import PrivateTraining
 from securefl.errors import BudgetExhaustedError, ConfigError, ProtocolError
 from securefl.params import ParamSpec, load_vector_into, model_vector, params_hash
@@ -221,11 +222,14 @@ class Site:
         check_delta(
             self.dp.delta, num_examples=dataset_size, name=f"dp.delta of site {self.name!r}"
         )
+        sample_rate, steps = site_calibration_request(
+            batches, rounds=self.round_config.max_rounds, epochs=self.train.local_epochs
+        )
         sigma = self.dp.noise_multiplier or calibrate_noise(
             target_epsilon=self.dp.epsilon,
             delta=self.dp.delta,
-            sample_rate=1.0 / batches,
-            steps=self.round_config.max_rounds * self.train.local_epochs * batches,
+            sample_rate=sample_rate,
+            steps=steps,
             accountant=self.dp.accountant,
         )
         self.noise_multiplier = sigma

@@ -19,6 +19,7 @@ import math
 from securefl.config import FederationConfig
 from securefl.data.federations import FederatedData
 from securefl.dp import calibrate_noise_many
+from securefl.dp.calibration import site_calibration_request
 
 __all__ = ["MANY_SIZES", "site_noise_multipliers"]
 
@@ -37,9 +38,11 @@ def site_noise_multipliers(data: FederatedData, config: FederationConfig) -> dic
         return {}
     requests: dict[str, tuple[float, int]] = {}
     for site in data.sites:
-        batches = math.ceil(site.num_examples / dp.batch_size)
-        steps = config.rounds.max_rounds * config.train.local_epochs * batches
-        requests[site.name] = (1.0 / batches, steps)
+        requests[site.name] = site_calibration_request(
+            math.ceil(site.num_examples / dp.batch_size),  # the built-in trainer's loader
+            rounds=config.rounds.max_rounds,
+            epochs=config.train.local_epochs,
+        )
     if len(set(requests.values())) <= MANY_SIZES:
         return {}
     names = list(requests)
