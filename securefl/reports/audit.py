@@ -90,13 +90,29 @@ def _near(paths: Sequence[Path], name: str) -> list[Path]:
     return list(dict.fromkeys(c.resolve() for c in candidates if c.is_file()))
 
 
+def _nearest(paths: Sequence[Path], name: str) -> list[Path]:
+    """Per named path, ``name`` in its own folder, else one above: the nearest only.
+
+    A site's state folder holds the audit roster next to its records, and the
+    kit one folder up holds the signed provisioning roster: the nearer one
+    is the roster the records were written under.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        base = path if path.is_dir() else path.parent
+        nearest = next((c for c in (base / name, base.parent / name) if c.is_file()), None)
+        if nearest is not None:
+            found.append(nearest.resolve())
+    return list(dict.fromkeys(found))
+
+
 def find_roster(paths: Sequence[Path]) -> Path:
     """``roster.json`` in a named directory, or next to / one above a named file.
 
     Several sites' folders hold copies of one roster: byte-identical copies
     are one roster; different ones are ambiguous and refused.
     """
-    found = _near(paths, "roster.json")
+    found = _nearest(paths, "roster.json")
     if len({f.read_bytes() for f in found}) == 1:  # each site's copy of one roster
         found = found[:1]
     if len(found) != 1:

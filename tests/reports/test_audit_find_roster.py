@@ -32,3 +32,14 @@ def test_no_roster_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     with pytest.raises(DataError, match=r"no roster\.json"):
         find_roster([tmp_path / "a"])
+
+
+def test_the_roster_next_to_the_records_wins_over_the_kits_one_above(tmp_path: Path) -> None:
+    """Deployed sites: state/roster.json (the audit roster) and the kit's signed one above it."""
+    states = []
+    for name in ("a", "b", "c"):
+        kit = tmp_path / name
+        kit.mkdir()
+        (kit / "roster.json").write_bytes(b'{"signed": "provisioning"}')
+        states.append(_site(kit, "state", b'{"sites": {}}'))
+    assert find_roster(states).read_bytes() == b'{"sites": {}}'
