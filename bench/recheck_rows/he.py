@@ -13,6 +13,10 @@ from ._common import (
     _off,
 )
 
+_TRUST = "securefl/he/_trust.py"
+_RELAY = "securefl/he/_relay.py"
+_DELIVERY = "securefl/he/_delivery.py"
+
 ROWS: tuple[Row, ...] = (
     Row(
         "he-upload-signature",
@@ -245,5 +249,147 @@ ROWS: tuple[Row, ...] = (
         "he.md",
         "No he round opens before the keymaker's keys arrive",
         (_off("securefl/he/_relay.py", "set(material.bundles) != expected"),),
+    ),
+    Row(
+        "he-other-context",
+        "he.md",
+        "A server that swaps the context for one it made",
+        (
+            Removal(  # the maker's signature on the context is not checked
+                _TRUST,
+                "    verify(roster_key(roster, signer), signed_message(_KINDS[kind], federation, "
+                "signer, inner), sig)",
+                "    roster_key(roster, signer)",
+            ),
+            (  # the federation is taken from the context instead of the party's own
+                _off(_TRUST, 'obj["federation"] != federation'),
+                Removal(
+                    _TRUST,
+                    "signed_message(_KINDS[kind], federation, signer, inner), sig)",
+                    'signed_message(_KINDS[kind], obj["federation"], signer, inner), sig)',
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "he-mode-halves",
+        "he.md",
+        "A server-side mode cannot encrypt or decrypt",
+        (_off("securefl/he/_site.py", "site_id != self.site_id"),),
+    ),
+    Row(
+        "he-malformed-drops-sender",
+        "he.md",
+        "One site cannot stop the server",
+        (
+            Removal(  # a library error on one upload is no longer that upload's fault
+                _HE_SRV,
+                "except Exception as exc:  # a native library",
+                "except ZeroDivisionError as exc:  # a native library",
+            ),
+            Removal(  # a refused upload stops the round instead of dropping its sender
+                _HE_SRV,
+                "        except SecureFLError as exc:\n            self._reject(sender, exc)\n",
+                "        except ZeroDivisionError as exc:\n            self._reject(sender, exc)\n",
+            ),
+            Removal(  # the driver lets any peer's error through
+                "securefl/runtime/server.py",
+                "            if peer is None:\n                raise\n",
+                "            raise\n",
+            ),
+        ),
+    ),
+    Row(
+        "he-sealed-to-sites",
+        "he.md",
+        "The coordinator never holds an HE secret key",
+        (  # the signed secret context travels in the clear beside its box
+            Removal(
+                _DELIVERY,
+                "    box = _aead_seal(\n",
+                "    box = signed_secret_context + _aead_seal(\n",
+            ),
+        ),
+    ),
+    Row(
+        "he-sealing-vectors",
+        "he.md",
+        "The sealing has known answers",
+        (  # the ephemeral key left out of the associated data
+            Removal(
+                _DELIVERY,
+                "BUNDLE_AD_DOMAIN, federation, maker, recipient, public_sha, eph)",
+                "BUNDLE_AD_DOMAIN, federation, maker, recipient, public_sha)",
+            ),
+        ),
+    ),
+    Row(
+        "he-bundle-public-context",
+        "he.md",
+        "A server that announces a public context of its own",
+        (  # two layers removed together: the bundle's public-context hash, the same-key check
+            (
+                Removal(
+                    _DELIVERY,
+                    "    obj = _parse_bundle(data)\n    public_sha = public_context_hash("
+                    "signed_public_context)\n",
+                    '    obj = _parse_bundle(data)\n    public_sha = obj["public_sha256"]\n',
+                ),
+                _off(
+                    _DELIVERY,
+                    "(secret.key_id, secret.preset.name, secret.clip) != (\n"
+                    "        public.key_id,\n        public.preset.name,\n        public.clip,\n"
+                    "    )",
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "he-keymaker-only",
+        "he.md",
+        "Only the keymaker the federation names can make the keys",
+        (  # every party takes the maker from what it is sent, not from its own configuration
+            (
+                _off(_TRUST, "maker is not None and signer != maker"),
+                _off(_RELAY, "env.sender != self.keymaker"),
+                Removal(
+                    _RELAY,
+                    "if header != (self.federation, self.keymaker, site, public_sha):",
+                    "if header != (self.federation, header[1], site, public_sha):",
+                ),
+                Removal(
+                    _DELIVERY,
+                    "    obj = _parse_bundle(data)\n    public_sha",
+                    '    obj = _parse_bundle(data)\n    keymaker = obj["maker"]\n    public_sha',
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "he-cheating-site-bound",
+        "he.md",
+        "One cheating site (it holds the key and signs what it likes)",
+        (
+            _off(_HE_DEC, "not finite or peak > bound"),
+            _off(_HE_DEC, "top > n * levels"),
+        ),
+    ),
+    Row(
+        "he-dropout",
+        "he.md",
+        "A site that drops out is not summed",
+        (  # a departed site is still waited for
+            Removal(
+                _HE_SRV,
+                "            self._departed.add(site_id)\n",
+                "            pass\n",
+            ),
+        ),
+    ),
+    Row(
+        "he-deterministic-strategy",
+        "he.md",
+        "Every deterministic strategy, FedAdam included, is accepted",
+        (_off(_ENC, "not make_strategy(strategy).deterministic"),),
     ),
 )

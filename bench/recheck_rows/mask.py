@@ -11,6 +11,9 @@ from ._common import (
     _off,
 )
 
+_UNMASK = "securefl/secagg/_unmask.py"
+_CFG = "securefl/secagg/_config.py"
+
 ROWS: tuple[Row, ...] = (
     Row(
         "mask-never-both-shares",
@@ -189,6 +192,133 @@ ROWS: tuple[Row, ...] = (
                 "securefl/secagg/_messages.py",
                 '"securefl/mask/consistency/v2", federation, round_id, run, *survivors',
                 '"securefl/mask/consistency/v2", federation, round_id, *survivors',
+            ),
+        ),
+    ),
+    Row(
+        "mask-dropouts-recovered",
+        "mask.md",
+        "Up to n − t dropouts, at any stage, are recovered",
+        (  # a dropped site's pairwise masks are left in the survivors' sum
+            Removal(
+                _UNMASK, "    for v, sk in s_keys.items():\n", "    for v, sk in {}.items():\n"
+            ),
+        ),
+    ),
+    Row(
+        "mask-masks-cancel",
+        "mask.md",
+        "Masks cancel for any set of survivors",
+        (  # both ends of a pair add the same mask instead of opposite ones
+            Removal(
+                "securefl/secagg/_keys.py", "    return 1 if me < peer else -1", "    return 1"
+            ),
+        ),
+    ),
+    Row(
+        "mask-server-view",
+        "mask.md",
+        "No byte the server receives contains a site's float32 update",
+        (  # no mask is added anywhere: the round still sums, unmasked
+            Removal(
+                "securefl/hazmat/prg.py",
+                "streams.append((_encryptor(seed), np.add if sign == 1 else np.subtract))\n",
+                "pass\n",
+            ),
+        ),
+    ),
+    Row(
+        "mask-corrupted-shares",
+        "mask.md",
+        "Corrupted unmask shares are caught by the commitment",
+        (
+            Removal(  # a rebuilt secret is not checked against its commitment
+                _UNMASK, "if v in got and check(v, got[v]):", "if v in got:"
+            ),
+            Removal(  # no other t-set is tried
+                _UNMASK,
+                "    for ids in _t_sets(sorted(shares), t):\n",
+                "    for ids in list(_t_sets(sorted(shares), t))[:1]:\n",
+            ),
+        ),
+    ),
+    Row(
+        "mask-thresholds",
+        "mask.md",
+        "Thresholds follow 2t > n + c",
+        (
+            Removal(  # the default t from 2t > n (no colluders counted)
+                _CFG,
+                "        least = max((n + c) // 2 + 1, self.min_cohort)\n",
+                "        least = max(n // 2 + 1, self.min_cohort)\n",
+            ),
+            Removal(_CFG, "        if not 2 * t > n + c:\n", "        if not 2 * t > n:\n"),
+            _off(_CFG, "n < smallest"),
+        ),
+    ),
+    Row(
+        "mask-regular-cut",
+        "mask.md",
+        "On the k-regular graph (n = 70), a server claiming two runs",
+        (
+            _off(_SA, "missing > self._plan.missing_allowed"),
+            Removal(
+                _SA_SRV,
+                "if len(live) < minimum or short or missing > allowed:",
+                "if len(live) < minimum or short:",
+            ),
+        ),
+    ),
+    Row(
+        "mask-feasible-sum",
+        "mask.md",
+        "An unmasked sum that honest clipped inputs cannot produce",
+        (
+            _off(_UNMASK, "not 0 < s0 <= summands * (quant.value_bound + 1)"),
+            _off(_UNMASK, "peak > s0 + 2 * summands"),
+        ),
+    ),
+    Row(
+        "mask-smaller-cohort",
+        "mask.md",
+        "A server that opens a smaller cohort does not lower the colluders tolerated",
+        (
+            Removal(  # c taken from the cohort the server opened, not the roster
+                _CFG,
+                "        big_n = n if federation_size is None else federation_size\n",
+                "        big_n = n\n",
+            ),
+            _off(_CFG, "n < smallest"),
+        ),
+    ),
+    Row(
+        "mask-regular-quorum",
+        "mask.md",
+        "With no colluder, showing different parts of the k-regular ring",
+        (
+            _off(_SA, "len(signers) < self._plan.quorum"),
+            Removal(
+                _SA_SRV,
+                "if len(u4) < max(t, 0 if plan.local else plan.quorum) or lacking:",
+                "if len(u4) < t or lacking:",
+            ),
+        ),
+    ),
+    Row(
+        "mask-regular-colluders",
+        "mask.md",
+        "On the k-regular graph, `MaskPlan.colluders_tolerated` colluders placed anywhere",
+        (_off(_SA, "missing > self._plan.missing_allowed"),),
+    ),
+    Row(
+        "mask-zero-weight",
+        "mask.md",
+        "An aggregate of total weight zero",
+        (
+            Removal(_UNMASK, "if not 0 < s0 <= summands", "if not 0 <= s0 <= summands"),
+            _off(
+                "securefl/runtime/global_model.py",
+                "new.shape != self._params.shape or not np.all(np.isfinite(narrowed))",
             ),
         ),
     ),
