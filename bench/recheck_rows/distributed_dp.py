@@ -102,9 +102,11 @@ ROWS: tuple[Row, ...] = (
         "A cheating server gets no second noisy view",
         (
             _off("securefl/runtime/_account.py", "last is not None and round_id <= last"),
-            (  # every site's own count of survivors against its t
+            (  # every check of the site's own t: members, missing, consistency signatures
                 _off(_SA, _SITE_BELOW_T),
                 _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
+                _off(_SA, "len(signers) < self._plan.quorum"),
             ),
             _FRESH_KEY,
         ),

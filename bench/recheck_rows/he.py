@@ -392,4 +392,16 @@ ROWS: tuple[Row, ...] = (
         "Every deterministic strategy, FedAdam included, is accepted",
         (_off(_ENC, "not make_strategy(strategy).deterministic"),),
     ),
+    Row(
+        "he-only-the-sum",
+        "he.md",
+        "An honest server gives a site only the sum",
+        (  # the server adds nothing: the first upload's ciphertexts go out as the sum
+            Removal(
+                "securefl/he/_codec.py",
+                "                    acc.add_(vec)\n",
+                "                    pass\n",
+            ),
+        ),
+    ),
 )

@@ -322,4 +322,27 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "mask-weighted-sum",
+        "mask.md",
+        "The server learns Σ w·clip(Δ) and Σ w of the survivors",
+        (
+            Removal(_SA, "        z[1:] *= frac\n", "        pass\n"),  # not weighted
+            Removal(  # not clipped
+                _SA, "        np.clip(vec, -clip, clip, out=z[1:])", "        z[1:] = vec"
+            ),
+        ),
+    ),
+    Row(
+        "mask-plan-tolerance",
+        "mask.md",
+        "`plan` states the colluders tolerated over every cohort",
+        (  # the tolerance of the whole federation's cohort only, not the least over cohorts
+            Removal(
+                _CFG,
+                "for n in range(self.smallest_cohort(federation_size), federation_size + 1):",
+                "for n in range(federation_size, federation_size + 1):",
+            ),
+        ),
+    ),
 )
