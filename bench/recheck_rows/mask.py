@@ -345,4 +345,16 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "mask-e2e-server-view",
+        "mask.md",
+        "In a whole simulated federation (`securefl simulate --secure mask`)",
+        (  # no mask is added anywhere: the federation still trains, unmasked
+            Removal(
+                "securefl/hazmat/prg.py",
+                "streams.append((_encryptor(seed), np.add if sign == 1 else np.subtract))\n",
+                "pass\n",
+            ),
+        ),
+    ),
 )
