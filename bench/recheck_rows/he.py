@@ -404,4 +404,12 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "he-mean",
+        "he.md",
+        "The decrypted mean matches the plaintext weighted mean",
+        (  # the sum left in units of max_weight (the weight scale not undone)
+            Removal(_HE_DEC, "weighted_sum=normalized * scale,", "weighted_sum=normalized,"),
+        ),
+    ),
 )

@@ -308,7 +308,12 @@ ROWS: tuple[Row, ...] = (
         "mask-regular-colluders",
         "mask.md",
         "On the k-regular graph, `MaskPlan.colluders_tolerated` colluders placed anywhere",
-        (_off(_SA, "missing > self._plan.missing_allowed"),),
+        (  # two layers removed together: the cap on missing sites, the n − m signatures
+            (
+                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SA, "len(signers) < self._plan.quorum"),
+            ),
+        ),
     ),
     Row(
         "mask-zero-weight",
@@ -354,6 +359,16 @@ ROWS: tuple[Row, ...] = (
                 "securefl/hazmat/prg.py",
                 "streams.append((_encryptor(seed), np.add if sign == 1 else np.subtract))\n",
                 "pass\n",
+            ),
+        ),
+    ),
+    Row(
+        "mask-e2e-dropout",
+        "mask.md",
+        "A site vanishing mid-protocol in a simulated federation is recovered",
+        (  # a dropped site's pairwise masks are left in the survivors' sum
+            Removal(
+                _UNMASK, "    for v, sk in s_keys.items():\n", "    for v, sk in {}.items():\n"
             ),
         ),
     ),
