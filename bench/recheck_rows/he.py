@@ -412,4 +412,17 @@ ROWS: tuple[Row, ...] = (
             Removal(_HE_DEC, "weighted_sum=normalized * scale,", "weighted_sum=normalized,"),
         ),
     ),
+    Row(
+        "he-rekey",
+        "he.md",
+        "A server that re-sends a site its key bundle mid-run",
+        (
+            Removal(  # every bundle builds a new half, with an empty history
+                "securefl/modes.py",
+                "        if self._half is None:\n            self._half, self._key_id",
+                "        if True:\n            self._half, self._key_id",
+            ),
+            _off("securefl/modes.py", "secret.key_id != self._key_id"),
+        ),
+    ),
 )
