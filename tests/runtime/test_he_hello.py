@@ -197,3 +197,20 @@ def test_hellos_naming_ever_less_of_the_history_cost_at_most_two_copies():
         for _ in range(3):
             encoded += sum(len(e.payload) for e in driver.handle(_hello("a", claim)))
     assert rounds * size <= encoded <= 2 * rounds * size + 4096
+
+
+def test_a_rejoining_site_names_what_its_decoder_holds(secret):
+    """The site driver's hello after a transport error carries its chain head."""
+    from securefl.runtime.site_driver import SiteDriver
+
+    model = EncryptedAggregatesModel(np.zeros(D, np.float32), FEDAVG)
+    kept = _decoder(secret)
+    for r in (1, 2):
+        model.apply(_aggregate(secret, r), make_strategy(FEDAVG), r)
+    kept(model.payload_for("a"), D)
+    model.acknowledge("a")
+    model.apply(_aggregate(secret, 3), make_strategy(FEDAVG), 3)
+    site = SiteDriver(name="a", federation="f", decode_model=kept)
+    (hello,) = site.resume()
+    model.rejoin("a", hello.payload)
+    assert _history(model.payload_for("a")) == (2, 1)
