@@ -125,6 +125,21 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
+        "he-hello-bound",
+        "he.md",
+        "A roster site repeating `fed/hello`",
+        (
+            Removal(_ENC, "        last = self._unacked.get(site)\n", "        last = None\n"),
+            Removal(_ENC, "        held = claim.aggregates\n", "        held = 0\n"),
+            _off(_ENC, "not (held < len(self._heads) and claim.head == self._heads[held])"),
+            Removal(
+                _ENC,
+                "        self._acked[site] = 0  # a second copy",
+                "        pass  # a second copy",
+            ),
+        ),
+    ),
+    Row(
         "he-fork",
         "he.md",
         "A server that hands two sites different histories",

@@ -43,6 +43,7 @@ import numpy.typing as npt
 from securefl.aggregation.base import AggregateResult
 from securefl.config import StrategyConfig
 from securefl.errors import ConfigError, IntegrityError, ProtocolError, WireError
+from securefl.runtime import messages as m
 from securefl.runtime.global_model import GlobalModel
 from securefl.strategy.base import Strategy
 from securefl.strategy.fedavg import make_strategy
@@ -52,7 +53,30 @@ __all__ = ["EncryptedAggregatesModel", "EncryptedModelDecoder"]
 
 
 class EncryptedAggregatesModel(GlobalModel):
-    """Server side: θ₀ in the clear plus one ciphertext aggregate per round."""
+    """Server side: θ₀ in the clear plus one ciphertext aggregate per round.
+
+    What a hello costs. A hello names what the site holds (:class:`~securefl.
+    runtime.messages.Hello`); the server keeps the chain heads of its own
+    history, so checking a claim is one comparison, and a site whose claim
+    matches is sent only the aggregates past it (nothing is owed if it holds
+    them all). A claim that does not match, or none (a site that lost its
+    state), starts over from θ₀. In a run, what a hello changes is sent with
+    the next round start, once per round whatever the number of hellos.
+
+    After the last round a hello is answered at once, so there the whole
+    history could be asked for again and again by a roster site, each small
+    request costing the server an encoding (and the transport a hash and a
+    signature) of up to the message limit. So a site is owed a new copy only
+    if the last copy sent to it, which it has not acknowledged, does not
+    already reach the current model from what it holds: the transport keeps
+    a message until the site polls past it, so an honest site that restarted
+    (its state lost, its poll starting afresh) reads that copy again. When a
+    new copy is owed while an earlier one is still unacknowledged, it is the
+    whole history, which every later claim is covered by: per site and model
+    version the server encodes at most one suffix and one whole history.
+    A cheaper alternative, caching one encoding and handing out the same
+    bytes, would still make the transport hash and queue it per request.
+    """
 
     def __init__(self, theta0: npt.NDArray[np.float32], strategy: StrategyConfig) -> None:
         if not make_strategy(strategy).deterministic:
@@ -63,8 +87,12 @@ class EncryptedAggregatesModel(GlobalModel):
         self._theta0 = np.asarray(theta0, dtype=np.float32).copy()
         self._strategy = strategy
         self._aggregates: list[dict[str, Any]] = []
+        #: the chain head after i aggregates, as every site that applied them holds it
+        self._heads = [_chain_start(self._theta0, _strategy_fields(strategy))]
         self._sent: dict[str, int] = {}  # aggregates in the last payload sent to a site
         self._acked: dict[str, int] = {}  # aggregates a site has acknowledged holding
+        #: the last copy sent to a site and not acknowledged: (first aggregate, aggregates)
+        self._unacked: dict[str, tuple[int, int]] = {}
 
     def payload(self) -> bytes:
         """The whole history: θ₀ and every aggregate (what a site that just joined gets)."""
@@ -73,15 +101,39 @@ class EncryptedAggregatesModel(GlobalModel):
     def payload_for(self, site: str) -> bytes:
         start = self._acked.get(site, 0)
         self._sent[site] = len(self._aggregates)
+        self._unacked[site] = (start, len(self._aggregates))
         return self._encode(start)
 
     def acknowledge(self, site: str) -> None:
         if site in self._sent:
             self._acked[site] = self._sent[site]
+            self._unacked.pop(site, None)
 
     def forget(self, site: str) -> None:
-        self._sent.pop(site, None)
-        self._acked.pop(site, None)
+        self.rejoin(site, b"")
+
+    def rejoin(self, site: str, hello: bytes) -> bool:
+        """``site`` said hello with ``hello`` (a :class:`~securefl.runtime.messages.Hello`).
+
+        From now on it is sent what lies past its claim if the claim matches
+        this history, else the whole history. Returns whether it is owed a copy
+        now: False when the unacknowledged copy last sent to it already reaches
+        the current model from what it holds. Raises ``WireError`` on a
+        malformed hello.
+        """
+        claim = m.decode(hello, m.Hello)
+        held = claim.aggregates
+        if not (held < len(self._heads) and claim.head == self._heads[held]):
+            held = 0  # none, or not this history: start over from θ₀
+        self._sent.pop(site, None)  # a straggler of the site's last life acknowledges nothing
+        self._acked[site] = held
+        last = self._unacked.get(site)
+        if last is None or last[1] != len(self._aggregates):
+            return True  # no copy of this model version is on its way to the site
+        if last[0] <= held:
+            return False
+        self._acked[site] = 0  # a second copy of this version: the whole, covering any claim
+        return True
 
     @property
     def aggregates(self) -> list[tuple[bytes, float]]:
@@ -102,7 +154,8 @@ class EncryptedAggregatesModel(GlobalModel):
             raise ConfigError("only an empty history can be restored")
         if any(not 0 <= n <= len(aggregates) for n in acknowledged.values()):
             raise ConfigError("a site acknowledged more aggregates than the history holds")
-        self._aggregates = [{"sum": s, "weight": w} for s, w in aggregates]
+        for s, w in aggregates:
+            self._append({"sum": s, "weight": w})
         self._acked = dict(acknowledged)
 
     def _encode(self, start: int) -> bytes:
@@ -118,7 +171,11 @@ class EncryptedAggregatesModel(GlobalModel):
     def apply(self, result: AggregateResult, strategy: Strategy, round_number: int) -> None:
         if not isinstance(result.encrypted_sum, bytes):
             raise ConfigError("he mode expects an encrypted aggregate")
-        self._aggregates.append({"sum": result.encrypted_sum, "weight": result.total_weight})
+        self._append({"sum": result.encrypted_sum, "weight": result.total_weight})
+
+    def _append(self, aggregate: dict[str, Any]) -> None:
+        self._heads.append(_chain_next(self._heads[-1], aggregate))
+        self._aggregates.append(aggregate)
 
 
 def _strategy_fields(config: StrategyConfig) -> dict[str, Any]:
@@ -162,6 +219,12 @@ class EncryptedModelDecoder:
         self._chain: list[bytes] = [b""]
         self._theta: npt.NDArray[np.float64] | None = None
         self._strategy: Strategy | None = None
+
+    def hello(self) -> bytes:
+        """What this site holds, for its hello: the server then sends only what lies past it."""
+        if self._strategy is None:
+            return b""
+        return m.Hello(aggregates=len(self._rounds), head=self._chain[-1]).to_bytes()
 
     def history_digest(self) -> bytes:
         """The head of the hash chain over θ₀, the strategy and every aggregate applied.

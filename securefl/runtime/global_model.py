@@ -56,6 +56,16 @@ class GlobalModel(ABC):
         """``site`` said hello (it may have restarted): send it the whole model next time."""
         return None
 
+    def rejoin(self, site: str, hello: bytes) -> bool:
+        """``site`` said hello with payload ``hello``; returns whether it is owed a copy now.
+
+        By default the site holds nothing it can name: it is sent the whole
+        model. A holder whose model is a growing history reads what the site
+        says it holds and may answer that a copy already on its way suffices.
+        """
+        self.forget(site)
+        return True
+
 
 class PlainGlobalModel(GlobalModel):
     """Plaintext parameters, as in ``plain`` and ``mask`` mode."""

@@ -25,6 +25,7 @@ __all__ = [
     "ROUND_START",
     "RUNTIME_STAGES",
     "Finish",
+    "Hello",
     "Report",
     "RoundEnd",
     "RoundStart",
@@ -44,6 +45,8 @@ RUNTIME_STAGES = frozenset({HELLO, BYE, ROUND_START, REPORT, ROUND_END, FINISH})
 MAX_COHORT = 4096
 #: The most tensors a round-start's parameter spec may describe.
 MAX_TENSORS = 4096
+#: The length of a model history head a hello names (SHA-256).
+HEAD_LEN = 32
 #: The longest free-text reason a round-end or finish message may carry.
 MAX_REASON_LEN = 65_536
 
@@ -66,9 +69,47 @@ _ROUND_END_LIMITS = Limits(
     max_items=16 + MAX_COHORT, max_depth=2, max_array_len=MAX_COHORT, max_map_len=3,
     max_str_len=MAX_REASON_LEN, max_bin_len=0,
 )  # fmt: skip
+_HELLO_LIMITS = Limits(
+    max_bytes=256, max_items=5, max_depth=1, max_array_len=0, max_map_len=2, max_str_len=16,
+    max_bin_len=HEAD_LEN,
+)  # fmt: skip
 _FINISH_LIMITS = Limits(
     max_items=16, max_depth=1, max_array_len=0, max_map_len=3, max_str_len=MAX_REASON_LEN
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hello:
+    """A site (re)joins, naming how much of the he model history it holds and verified.
+
+    ``aggregates`` is how many aggregates the site applied and ``head`` its hash
+    chain's head after them (:mod:`securefl.runtime.encrypted_model`). The server
+    recomputes the head; when they agree it sends only the aggregates past the
+    claim, so a site that kept its state (a rejoin after a transport error) is
+    not sent the whole history again. An empty payload holds nothing: a site
+    that lost its state, a plain or mask site, or an older site.
+    """
+
+    aggregates: int = 0
+    head: bytes = b""
+    LIMITS: ClassVar[Limits] = _HELLO_LIMITS
+
+    def to_bytes(self) -> bytes:
+        if not self.head:
+            return b""
+        return pack({"aggregates": self.aggregates, "head": self.head})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Hello:
+        if not data:
+            return cls()
+        obj = _expect(data, {"aggregates", "head"}, cls.LIMITS)
+        count, head = obj["aggregates"], obj["head"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise WireError(f"hello aggregates must be an integer >= 0, got {count!r}")
+        if not isinstance(head, bytes) or len(head) != HEAD_LEN:
+            raise WireError(f"hello head must be {HEAD_LEN} bytes")
+        return cls(aggregates=count, head=head)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -141,10 +141,13 @@ class ServerDriver:
             raise ProtocolError(
                 f"{env.sender!r} is not on the roster; its {env.stage!r} is refused"
             )
-        if env.stage == m.HELLO:  # a site (re)joining gets the whole model
-            self.model.forget(env.sender)
+        owed = True  # a (re)joining site is sent what it lacks (it may have restarted)
+        if env.stage == m.HELLO:
+            owed = self.model.rejoin(env.sender, env.payload)
         if self.stage is ServerStage.FINISHED:
-            return finish_messages(self, [env.sender]) if env.stage == m.HELLO else []
+            # a hello is answered at once here: only when a copy is owed, so that a
+            # repeated hello cannot make the server encode the final model each time
+            return finish_messages(self, [env.sender]) if env.stage == m.HELLO and owed else []
         if env.stage in (m.HELLO, m.BYE) or (self.keys and env.stage in self.keys.stages):
             return self._on_anytime(env)
         if self.stage is not ServerStage.ROUND_OPEN or env.round != self._round:

@@ -107,7 +107,8 @@ class SiteDriver:
         """Join (or join again): hello, then what the key step sends (the keymaker's keys)."""
         if self.stage in (SiteStage.FINISHED, SiteStage.LEFT):
             raise ProtocolError(f"{self.name} has {self.stage.value}; it says hello no more")
-        out = [self._envelope(m.HELLO, b"", 0)]
+        held = getattr(self.decode_model, "hello", None)  # what of a history it holds (he)
+        out = [self._envelope(m.HELLO, held() if callable(held) else b"", 0)]
         if self.keys is not None:
             sent, half = self.keys.hello()
             out += sent

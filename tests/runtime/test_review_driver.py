@@ -1,15 +1,17 @@
 """Adversarial review of the driver's he downlink: a roster site that repeats ``fed/hello``.
 
-A hello makes the server forget what the site acknowledged and send it the
-whole history again (θ₀ and every aggregate: up to the 300 MB message
-limit). The outbox keeps one copy of an identical message, but the driver
-encodes (and the transport hashes and signs) the whole history again for
-every small hello, so one roster site can keep the coordinator's CPU busy
-with work proportional to the history per request.
+After the run a hello is answered at once with the final model: for a site
+that names nothing it holds, the whole history (θ₀ and every aggregate: up
+to the 300 MB message limit). Were it encoded (and hashed and signed by the
+transport) again for every small hello, one roster site could keep the
+coordinator's CPU busy with work proportional to the history per request.
+The server sends a site a new copy only when the copy it has not
+acknowledged does not already reach the current model from what the site
+holds (``EncryptedAggregatesModel.rejoin``); the honest side of that bound
+is in ``tests/runtime/test_he_hello.py``.
 """
 
 import numpy as np
-import pytest
 
 from securefl.aggregation import AggregateResult, PlainMode, RoundContext
 from securefl.config import RoundConfig, StrategyConfig
@@ -33,9 +35,6 @@ def _hello(site: str) -> Envelope:
                     payload=b"")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True, reason="open: every hello re-encodes the whole he history (no per-site bound)"
-)
 def test_repeated_hellos_do_not_make_the_server_encode_the_history_each_time():
     model = EncryptedAggregatesModel(np.zeros(D, np.float32), StrategyConfig(name="fedavg"))
     for r in range(1, ROUNDS + 1):  # the ciphertext bytes are opaque to the server
