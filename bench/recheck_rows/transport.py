@@ -20,6 +20,8 @@ _SIGNED = "securefl/transport/signed.py"
 _PLAIN = "securefl/aggregation/plain.py"
 _DEPLOY_SITE = "securefl/deploy/site.py"
 _RUN_FOLDER = "securefl/simulation/run_folder.py"
+_SITE_DRIVER = "securefl/runtime/site_driver.py"
+_SITE = "securefl/runtime/site.py"
 #: the server's signature check of a frame (also the site's check of the server's frames)
 _NO_SIGNATURE = Removal(
     _SIGNED, "    verify(key, envelope_message(envelope, frame.id), frame.signature)\n", ""
@@ -355,6 +357,58 @@ ROWS: tuple[Row, ...] = (
                 "_pinned_transport(verify, None)",
             ),
             _off("securefl/deploy/status.py", "len(body) > MAX_STATUS_BYTES"),
+        ),
+    ),
+    Row(
+        "transport-client-certificates",
+        "transport.md",
+        "A client without a certificate, with one from another CA, or with",
+        (  # expiry: OpenSSL's time check at the handshake and ours on every request, together
+            (
+                Removal(
+                    _TLS,
+                    "    ctx.minimum_version = ssl.TLSVersion.TLSv1_3\n"
+                    "    ctx.verify_mode = ssl.CERT_REQUIRED\n"
+                    "    ctx.load_verify_locations",
+                    "    ctx.minimum_version = ssl.TLSVersion.TLSv1_3\n"
+                    "    ctx.verify_mode = ssl.CERT_REQUIRED\n"
+                    "    ctx.verify_flags |= 0x200000  # X509_V_FLAG_NO_CHECK_TIME\n"
+                    "    ctx.load_verify_locations",
+                ),
+                _off(_TLS, "not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc"),
+            ),
+        ),
+    ),
+    Row(
+        "transport-restarted-site",
+        "transport.md",
+        "A restarted site drops what the server queued for the process that died",
+        (
+            _off(_SITE_DRIVER, "env.sender != SERVER or env.receiver != self.name"),
+            _off(_SITE_DRIVER, "env.federation != self.federation"),
+            Removal(  # a round start at or below the site's round taken for a straggler
+                _SITE_DRIVER,
+                "        if env.stage == m.ROUND_START:\n",
+                "        if env.stage == m.ROUND_START and env.round > self.round:\n",
+            ),
+            Removal(  # a round start taken for already taken before any policy check
+                _SITE,
+                "        run = m.decode(env.payload, m.RoundStart).run\n",
+                "        run = m.decode(env.payload, m.RoundStart).run\n"
+                "        if any(e.round_id == env.round and e.status == 'committed'\n"
+                "               for e in self._account.ledger.history()):\n"
+                "            return None\n",
+            ),
+            Removal(  # already taken whatever the model
+                "securefl/runtime/_account.py",
+                "e.round_id, e.model_hash)",
+                "e.round_id, model_hash)",
+            ),
+            Removal(  # a message of the site's own round dropped before it submitted
+                _SITE_DRIVER,
+                "or self._aggregator is None:\n",
+                "or self._aggregator is None:\n                return [], None\n",
+            ),
         ),
     ),
 )
