@@ -411,4 +411,16 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "transport-own-outbox",
+        "transport.md",
+        "A site reads and acknowledges only its own outbox",
+        (  # the outbox chosen by a request parameter when one is given, not by the TLS name
+            Removal(
+                _HTTPS,
+                "outbox = self._outboxes[site]",
+                'outbox = self._outboxes[request.query_params.get("site", site)]',
+            ),
+        ),
+    ),
 )
