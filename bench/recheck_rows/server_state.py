@@ -66,6 +66,13 @@ ROWS: tuple[Row, ...] = (
                 "        )\n",
                 "",
             ),
+            Removal(  # a round whose id could not be saved opens all the same
+                _DRIVER,
+                'cannot be saved (%s)", ctx.round, exc)\n'
+                "                self.stage = ServerStage.WAITING_FOR_SITES\n"
+                "                return []\n",
+                'cannot be saved (%s)", ctx.round, exc)\n',
+            ),
         ),
     ),
     Row(
