@@ -12,6 +12,8 @@ from ._common import (
     _off,
 )
 
+_COORD = "securefl/provision/coordinator.py"
+
 ROWS: tuple[Row, ...] = (
     Row(
         "prov-roster-tamper",
@@ -85,6 +87,68 @@ ROWS: tuple[Row, ...] = (
                 "x509.ExtendedKeyUsage([usage])",
                 "x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, "
                 "ExtendedKeyUsageOID.CLIENT_AUTH])",
+            ),
+        ),
+    ),
+    Row(
+        "prov-no-ca-key-in-kits",
+        "provisioning.md",
+        "No kit contains the CA private key",
+        (  # by construction no kit gets them: each removal puts one in
+            Removal(
+                _COORD,
+                '        write_public(folder / "tls.cert.pem", '
+                "cert.public_bytes(serialization.Encoding.PEM))\n",
+                '        write_public(folder / "tls.cert.pem", '
+                "cert.public_bytes(serialization.Encoding.PEM))\n"
+                '        shutil.copyfile(self.ca_dir / "ca.key.pem", folder / "backup.pem")\n',
+            ),
+            Removal(
+                _COORD,
+                '    write_private_key(folder / "exchange.key.pem", exchange)\n',
+                '    write_private_key(folder / "exchange.key.pem", exchange)\n'
+                "    if (fed.out / SERVER_ENTRY).is_dir():\n"
+                '        write_private_key(fed.out / SERVER_ENTRY / f"{name}.pem", identity)\n',
+            ),
+        ),
+    ),
+    Row(
+        "prov-request-flow",
+        "provisioning.md",
+        "In the request flow the site's private keys never reach the coordinator",
+        (
+            Removal(
+                "securefl/provision/request.py",
+                "verify(identity, _message(site, der, identity, exchange), signature)",
+                "None",
+            ),
+            _off(_PKI, "names != [site]"),
+        ),
+    ),
+    Row(
+        "prov-revocation",
+        "provisioning.md",
+        "Revoking a site puts every certificate issued to it in the CA-signed",
+        (
+            Removal(  # only the first certificate of the site revoked
+                _COORD,
+                '                serials.append(int(entry["serial"]))\n',
+                '                serials.append(int(entry["serial"]))\n                break\n',
+            ),
+            Removal(  # every party's certificates revoked
+                _COORD,
+                'if entry["party"] == party and entry["revoked_at"] is None:',
+                'if entry["revoked_at"] is None:',
+            ),
+            Removal(  # the server's kit keeps its old list
+                _COORD,
+                '            write_public(self.out / SERVER_ENTRY / "crl.pem", pem)\n',
+                "            pass\n",
+            ),
+            Removal(  # a site replacing its keys by a request keeps its old certificate
+                _COORD,
+                "        fed.revoke_party(name)  # its earlier keys",
+                "        # its earlier keys",
             ),
         ),
     ),

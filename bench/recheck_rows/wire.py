@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from ._common import (
+    _HE_CTX,
     _WIRE,
     Removal,
     Row,
     _off,
 )
+
+_HE_CODEC = "securefl/he/_codec.py"
+_CONTEXT_REFUSED = '        raise WireError("HE context bytes do not decode")'
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -82,6 +86,41 @@ ROWS: tuple[Row, ...] = (
                 "securefl/he/_messages.py",
                 "    obj = unpack(payload, limits=chunk_limits(chunks))",
                 "    obj = unpack(payload)",
+            ),
+        ),
+    ),
+    Row(
+        "wire-he-decoders",
+        "wire.md",
+        "The same holds for the decoders that hand bytes to TenSEAL",
+        (  # what TenSEAL raises on bad bytes escapes instead of a WireError
+            Removal(
+                _HE_CTX,
+                "    except Exception:\n" + _CONTEXT_REFUSED,
+                "    except ZeroDivisionError:\n" + _CONTEXT_REFUSED,
+            ),
+            Removal(
+                _HE_CODEC,
+                "        except Exception:\n            raise WireError(\n"
+                '                f"chunk {i} is not a ciphertext for preset',
+                "        except ZeroDivisionError:\n            raise WireError(\n"
+                '                f"chunk {i} is not a ciphertext for preset',
+            ),
+        ),
+    ),
+    Row(
+        "wire-hollow-ciphertext",
+        "wire.md",
+        "A hostile site cannot crash the server with a ciphertext chunk",
+        (  # two layers, each enough: the chunk's protobuf frame checked from the bytes, and
+            # the loaded vector's structure; removed together (the segfault comes back)
+            (
+                Removal(
+                    _HE_CODEC,
+                    "        check_chunk_frame(preset, raw, n, i)  # from the bytes",
+                    "        # from the bytes",
+                ),
+                Removal(_HE_CODEC, "        _check_structure(vec, preset, first_parms, i)\n", ""),
             ),
         ),
     ),
