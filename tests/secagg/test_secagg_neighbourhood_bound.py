@@ -1,0 +1,206 @@
+"""How many colluders the neighbourhood round withstands: the split view and the search.
+
+Lemma 1 (threat_models/mask.md, "The neighbourhood round"): an honest holder
+releases at most one share of a site, so rebuilding both secrets of v takes
+2t - k - 1 colluding holders of v whatever lists the server shows. These
+tests play the split view at the default parameters on the real protocol
+(n = 200: k = 80, t = 54, ℓ = 20): at 2t - k colluders the server reads one
+site's update although every releasing site passes every neighbourhood
+check, at 2t - k - 2 it reads nothing. The neighbourhood round therefore
+cannot be claimed to withstand more than 2t - k - 1 colluders, against 53
+for the cohort-wide round at n = 200. The exact search
+(``neighbourhood_search``) checks Lemma 1 and the local agreement rule on
+small rings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from secagg_adversary import CheatingServer
+from secagg_driver import Federation, random_updates
+
+from securefl.errors import IntegrityError, ProtocolError
+from securefl.hazmat import shamir
+from securefl.hazmat.keys import KeyPair
+from securefl.hazmat.sign import SigningKey
+from securefl.secagg import MaskConfig
+from securefl.secagg import _messages as m
+
+MAX_W = 100.0
+DEFAULTS = MaskConfig(clip=1.0, neighbourhood=True)
+
+
+class _Colluders(CheatingServer):
+    """A cheating server with many colluding sites: every share they hold is the server's."""
+
+    held: dict[str, dict[str, tuple[bytes, bytes]]]
+
+    def steal(self, colluders: list[str]) -> None:
+        self.held = {c: dict(self.sites[c]._held) for c in colluders}
+
+    def _secret(self, owner: str, kind: str) -> bytes | None:
+        plan = self.plan
+        shares = {
+            plan.share_id(h): resp[kind][owner]
+            for h, resp in self.released.items()
+            if owner in resp[kind]
+        }
+        for c, held in self.held.items():
+            if owner in held and c != owner:
+                s_share, b_share = held[owner]
+                shares[plan.share_id(c)] = b_share if kind == "b" else s_share
+        if len(shares) < plan.threshold:
+            return None
+        try:
+            secret = shamir.combine(shares, threshold=plan.threshold)
+        except (IntegrityError, ProtocolError):
+            return None
+        adv = self.adverts[owner]
+        if kind == "b":
+            ok = m.commit_self_seed(self.ctx.federation, self.ctx.round, owner, secret)
+            return secret if ok == adv["commit"] else None
+        pk = KeyPair.from_private_bytes(secret).public_bytes()
+        return secret if pk == adv["s_pk"] else None
+
+
+def _federation(tmp: Path, n: int, config: MaskConfig) -> Federation:
+    fed = Federation(tmp, 3, config)
+    fed.n, fed.names = n, tuple(f"site-{i:03d}" for i in range(n))
+    fed.keys = {s: SigningKey.generate() for s in fed.names}
+    fed.roster = {s: k.public_bytes() for s, k in fed.keys.items()}
+    return fed
+
+
+def _split_at_defaults(tmp: Path, reach: int) -> tuple[_Colluders, str, dict[str, np.ndarray]]:
+    """n = 200 at the defaults; the victim v at ring position 0, 2·reach - 2 colluders.
+
+    Positions -reach+1 .. reach-1 (v excepted) collude. Every site left of v
+    (and v) is shown "everyone survived", every site right of v "v dropped";
+    each signs what it is shown, the colluders sign both. Sites at -k/2 ..
+    -reach release v's self-mask share, sites at reach .. k/2 its masking-key
+    share: k/2 + 1 - reach honest shares of each plus the colluders' 2·reach - 2.
+    Each releasing site has all but 11 or 12 <= ℓ = 20 of its holders' signatures
+    over its own list, so every neighbourhood check passes. reach = t - k/2 + 1
+    (15) gives t shares of each secret with 2t - k = 28 colluders.
+    """
+    fed = _federation(tmp, 200, DEFAULTS)
+    ctx = fed.ctx(1, 4, MAX_W)
+    srv = _Colluders(fed, ctx, fed.sites(ctx))
+    plan = srv.plan
+    assert plan.local and (plan.k, plan.threshold, plan.local_missing) == (80, 54, 20)
+    n, half, order = len(plan.order), plan.k // 2, list(plan.order)
+    at = {d: order[d % n] for d in range(-n // 2, n // 2)}
+    victim = at[0]
+    colluders = [at[d] for d in range(-reach + 1, reach) if d != 0]
+    everyone = list(fed.names)
+    without = sorted(set(everyone) - {victim})
+    lists = {at[d]: (everyone if d <= 0 else without) for d in at}
+    updates = random_updates(fed.names, 4)
+    srv.advertise(updates, MAX_W)
+    srv.share({s: sorted(plan.holders(s)) for s in everyone})
+    srv.mask({s: sorted(plan.holders(s)) for s in everyone})
+    srv.steal(colluders)
+    honest = {s: lst for s, lst in lists.items() if s not in colluders}
+    srv.sign(honest)
+    both = {
+        (c, tuple(lst)): fed.keys[c].sign(
+            m.consistency_message(ctx.federation, ctx.round, tuple(lst), run="")
+        )
+        for c in colluders
+        for lst in (everyone, without)
+    }
+    requests = {}
+    releasing = [at[d] for d in (*range(-half, -reach + 1), *range(reach, half + 1))]
+    for s in releasing:
+        own = lists[s]
+        sigs = {u: srv.sigs[u] for u in plan.holders(s) if u in srv.sigs and lists[u] == own}
+        sigs.update({c: both[c, tuple(own)] for c in colluders if c in plan.holders(s)})
+        dropped = [victim] if own is without and victim in plan.holders(s) else []
+        requests[s] = (own, dropped, sigs)
+    srv.unmask(requests)
+    return srv, victim, updates
+
+
+def test_at_the_defaults_2t_minus_k_colluders_read_one_update_in_the_neighbourhood_round(
+    tmp_path: Path,
+) -> None:
+    """n = 200, defaults: 28 = 2t - k colluders and two lists read the victim's update.
+
+    Every releasing site passes every check of the neighbourhood round (its
+    holders' signatures over its own list, at most ℓ unsigned): the bound on
+    any colluder count claimed for this round is 2t - k - 1 = 27, against
+    53 for the cohort-wide round at the same n.
+    """
+    srv, victim, updates = _split_at_defaults(tmp_path, reach=15)
+    plan = srv.plan
+    assert len(srv.held) == 2 * plan.threshold - plan.k == 28
+    assert not srv.aborted, srv.aborted
+    assert srv.both_secrets(victim)
+    x = srv.read_update(victim, plan.neighbours(victim))
+    assert np.allclose(x[1:], np.clip(updates[victim], -1.0, 1.0), atol=1e-3)
+
+
+def test_at_the_defaults_2t_minus_k_minus_2_colluders_rebuild_no_second_secret(
+    tmp_path: Path,
+) -> None:
+    """The same split with 26 = 2t - k - 2 colluders: each secret is one share short.
+
+    Lemma 1: b and s of v need t shares each, an honest holder gives one of
+    the two, so 2t <= (k + 1 - c) + 2c needs c >= 2t - k - 1 colluding
+    holders. Rechecked by removal: a holder releasing both shares of a peer
+    (``mask-never-both-shares``) lets this split through.
+    """
+    srv, victim, _ = _split_at_defaults(tmp_path, reach=14)
+    assert len(srv.held) == 2 * srv.plan.threshold - srv.plan.k - 2
+    assert not srv.aborted
+    assert not srv.both_secrets(victim)
+
+
+# -- the exact search on small rings ------------------------------------------
+
+SMALL = [(14, 4, 4, 1), (16, 6, 5, 2), (18, 6, 6, 2)]
+"""(n, k, t, m): rings the search settles in about a second each; ℓ = min(m, k + 1 - t)."""
+
+
+@pytest.mark.parametrize(("n", "k", "t", "m"), SMALL)
+def test_the_search_finds_no_split_view_below_2t_minus_k_minus_1_and_one_at_it(
+    n: int, k: int, t: int, m: int
+) -> None:
+    from neighbourhood_search import search
+
+    ell = min(m, k + 1 - t)
+    assert search(n, k, t, m, ell, kind="split", max_colluders=2 * t - k - 2) is None
+    found = search(n, k, t, m, ell, kind="split", max_colluders=2 * t - k - 1)
+    assert found is not None and len(found.colluders) == 2 * t - k - 1
+
+
+def test_the_search_needs_the_one_share_per_peer_rule_for_lemma_1() -> None:
+    """Must-fail: a holder that may release both shares of a peer breaks Lemma 1."""
+    from neighbourhood_search import search
+
+    n, k, t, m = SMALL[1]
+    ell = min(m, k + 1 - t)
+    rules = frozenset({"both_shares"})
+    found = search(n, k, t, m, ell, kind="split", max_colluders=2 * t - k - 2, rules=rules)
+    assert found is not None
+
+
+def test_local_agreement_raises_the_split_view_cost_when_ell_is_small() -> None:
+    """n = 16, k = 6, t = 5, m = ℓ = 1: 4 colluders with "all but ℓ signed", 3 without."""
+    from neighbourhood_search import search
+
+    n, k, t, m = 16, 6, 5, 1
+    assert search(n, k, t, m, 1, kind="split", max_colluders=3) is None
+    weaker = frozenset({"local_signers"})
+    assert search(n, k, t, m, 1, kind="split", max_colluders=3, rules=weaker) is not None
+
+
+def test_the_defaults_stay_on_the_cohort_wide_round() -> None:
+    """No count is claimed for the neighbourhood round, and it is not the default."""
+    assert MaskConfig(clip=1.0).neighbourhood is False
+    cohort = tuple(f"site-{i:03d}" for i in range(200))
+    plan = DEFAULTS.plan(federation="f", round_id=1, cohort=cohort)
+    assert plan.colluders_tolerated == 0
