@@ -16,18 +16,22 @@ small rings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from secagg_adversary import CheatingServer
 from secagg_driver import Federation, random_updates
 
 from securefl.errors import IntegrityError, ProtocolError
-from securefl.hazmat import shamir
+from securefl.hazmat import prg, shamir
 from securefl.hazmat.keys import KeyPair
+from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import SigningKey
-from securefl.secagg import MaskConfig
+from securefl.secagg import MaskConfig, _config
 from securefl.secagg import _messages as m
+from securefl.secagg._keys import mask_sign, pair_seed
 
 MAX_W = 100.0
 DEFAULTS = MaskConfig(clip=1.0, neighbourhood=True)
@@ -204,3 +208,103 @@ def test_the_defaults_stay_on_the_cohort_wide_round() -> None:
     cohort = tuple(f"site-{i:03d}" for i in range(200))
     plan = DEFAULTS.plan(federation="f", round_id=1, cohort=cohort)
     assert plan.colluders_tolerated == 0
+
+
+# -- a partial sum below the split-view count -----------------------------------
+
+
+def _edge_deletion_cut(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[_Colluders, list[str], dict[str, np.ndarray], dict[str, Any]]:
+    """The search's cheapest partial sum at n = 14, k = 4, t = 4, m = ℓ = 1, on the real sites.
+
+    Positions in the ring order: 1 and 9 collude. S = {10, 11, 12, 13, 0}.
+    Site 0 is not told that 2 shared (ℓ = 1 lets it miss one neighbour), so
+    it never masks with 2 and is never asked to sign; site 10 likewise never
+    masks with 8. Every other honest site signs "everyone but 8" (m = 1) and
+    2, 10, 11, 12, 13 release under it with all but ℓ of their holders'
+    signatures. S's masks then cancel among themselves and with the two
+    colluders, and each S site's self mask has t shares: the server reads
+    the sum of 5 of the 12 honest inputs with 2 colluders, fewer than the
+    2t - k - 1 = 3 a split view needs. The cut works because site 0 and 10,
+    which dropped a neighbour from their share senders, need not sign the
+    list their holders release under (the cohort-wide round's n - m quorum
+    counts them; the neighbourhood round's "all but ℓ" lets one go).
+    """
+    monkeypatch.setattr(_config, "regular_parameters", lambda n, g, d: (4, 4))
+    config = MaskConfig(
+        clip=1.0, complete_graph_max=3, dropout_rate=0.1, corrupt_rate=0.0, neighbourhood=True
+    )
+    fed = _federation(tmp, 14, config)
+    ctx = fed.ctx(1, 4, MAX_W)
+    srv = _Colluders(fed, ctx, fed.sites(ctx))
+    plan = srv.plan
+    assert (plan.k, plan.threshold, plan.missing_allowed, plan.local_missing) == (4, 4, 1, 1)
+    at = list(plan.order)
+    colluders = [at[1], at[9]]
+    arc = [at[i] for i in (10, 11, 12, 13, 0)]
+    everyone = list(fed.names)
+    listed = sorted(set(everyone) - {at[8]})
+    updates = random_updates(fed.names, 4)
+    srv.advertise(updates, MAX_W)
+    srv.share({s: sorted(plan.holders(s)) for s in everyone})
+    keys = {c: srv.sites[c]._s for c in colluders}  # the colluders' memory
+    u2 = {s: sorted(plan.holders(s)) for s in everyone}
+    u2[at[0]].remove(at[2])
+    u2[at[10]].remove(at[8])
+    srv.mask(u2)
+    srv.steal(colluders)
+    signers = [s for s in everyone if s not in (*colluders, at[0], at[8])]
+    srv.sign(dict.fromkeys(signers, listed))
+    sigs = dict(srv.sigs)
+    for c in colluders:
+        sigs[c] = fed.keys[c].sign(
+            m.consistency_message(ctx.federation, ctx.round, tuple(listed), run="")
+        )
+    requests = {}
+    for s in (at[2], *arc[:4]):
+        dropped = sorted(set(u2[s]) - set(listed))
+        mine = {u: sig for u, sig in sigs.items() if u in plan.holders(s)}
+        requests[s] = (listed, dropped, mine)
+    srv.unmask(requests)
+    return srv, arc, updates, {"keys": keys, "colluders": colluders}
+
+
+def _arc_sum(
+    srv: _Colluders, arc: list[str], keys: dict[str, Any]
+) -> npt.NDArray[np.float64] | None:
+    """Σ of the arc's inputs with its self masks and its masks with colluders removed."""
+    plan, ctx = srv.plan, srv.ctx
+    total = np.zeros(ctx.dimension + 1, dtype=np.uint32)
+    masks = []
+    for a in arc:
+        b = srv._secret(a, "b")
+        if b is None or a not in srv.inputs:
+            return None
+        masks.append((b, -1))
+        np.add(total, srv.inputs[a], out=total)
+        for c in sorted(plan.neighbours(a) & set(keys)):
+            seed = pair_seed(keys[c], srv.adverts[a]["s_pk"], ctx, c, a)
+            masks.append((seed, -mask_sign(a, c)))
+    prg.add_masks(total, masks, bits=plan.quant.bits)
+    try:
+        return dequantize_sum(total, plan.quant, summands=len(arc))
+    except ProtocolError:
+        return None
+
+
+def test_two_colluders_and_withheld_share_senders_read_a_partial_sum_at_k_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why no count is claimed: a partial sum costs less than the split view on small rings.
+
+    The exact search finds it; replayed on the real sites every check
+    passes and the server reads the sum of an arc of 5 of 12 honest sites.
+    """
+    srv, arc, updates, extra = _edge_deletion_cut(tmp_path, monkeypatch)
+    assert not (set(srv.aborted) & set(srv.released)), srv.aborted
+    assert set(srv.released) == {srv.plan.order[2], *arc[:4]}
+    learned = _arc_sum(srv, arc, extra["keys"])
+    want = sum(np.clip(updates[v].astype(np.float64), -1.0, 1.0) for v in arc)
+    assert learned is not None and np.allclose(learned[1:], want, atol=1e-3)
+    assert len(extra["colluders"]) == 2 < 2 * srv.plan.threshold - srv.plan.k - 1
