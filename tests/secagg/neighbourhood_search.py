@@ -106,7 +106,8 @@ def search(
 ) -> Attack | None:
     """The breach of ``kind`` ("split" or "partial") with the fewest colluders, or None.
 
-    With ``max_colluders`` the search stops at the first breach within it.
+    With ``max_colluders`` the search stops at the first breach within it
+    (None then means none exists).
     """
     nb = _ring(n, k)
     holders = [sorted([*nb[i], i]) for i in range(n)]
@@ -194,7 +195,8 @@ def search(
         p.le([(c[i], 1) for i in range(n)], max_colluders)
     nv = len(p.names)
     cost = np.zeros(nv)
-    cost[c] = 1.0
+    if max_colluders is None:  # else any breach within the cap will do: stop at the first
+        cost[c] = 1.0
     data, ri, ci = [], [], []
     for row_i, row in enumerate(p.rows):
         for v, a in row.items():

@@ -308,3 +308,17 @@ def test_two_colluders_and_withheld_share_senders_read_a_partial_sum_at_k_4(
     want = sum(np.clip(updates[v].astype(np.float64), -1.0, 1.0) for v in arc)
     assert learned is not None and np.allclose(learned[1:], want, atol=1e-3)
     assert len(extra["colluders"]) == 2 < 2 * srv.plan.threshold - srv.plan.k - 1
+
+
+def test_the_search_finds_a_partial_sum_below_the_split_view_count_at_k_4() -> None:
+    """n = 14, k = 4, t = 4, m = ℓ = 1: 2 colluders unmask a partial sum; a split view needs 3.
+
+    (The replay above plays one such attack on the real sites.)
+    """
+    from neighbourhood_search import search
+
+    n, k, t, m = 14, 4, 4, 1
+    assert search(n, k, t, m, 1, kind="split", max_colluders=2) is None
+    found = search(n, k, t, m, 1, kind="partial", max_colluders=2)
+    assert found is not None and len(found.colluders) <= 2
+    assert n - len(found.colluders) - len(found.unmasked) > m
