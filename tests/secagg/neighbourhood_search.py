@@ -223,9 +223,7 @@ def search(
     releasing = {
         i: tuple(j for j in range(n) if not val(f"L{i},{j}")) for i in range(n) if val(f"r{i}")
     }
-    unmasked = (
-        tuple(i for i in range(n) if val(f"in{i}")) if kind == "partial" else (0,)
-    )
+    unmasked = tuple(i for i in range(n) if val(f"in{i}")) if kind == "partial" else (0,)
     return Attack(
         kind=kind,
         colluders=tuple(i for i in range(n) if val(f"c{i}")),

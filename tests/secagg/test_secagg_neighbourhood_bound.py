@@ -154,8 +154,8 @@ def test_at_the_defaults_2t_minus_k_minus_2_colluders_rebuild_no_second_secret(
 
     Lemma 1: b and s of v need t shares each, an honest holder gives one of
     the two, so 2t <= (k + 1 - c) + 2c needs c >= 2t - k - 1 colluding
-    holders. Rechecked by removal: a holder releasing both shares of a peer
-    (``mask-never-both-shares``) lets this split through.
+    holders. With Lemma 1's premise removed (a holder releasing both shares
+    of every peer it holds) this split reads the update.
     """
     srv, victim, _ = _split_at_defaults(tmp_path, reach=14)
     assert len(srv.held) == 2 * srv.plan.threshold - srv.plan.k - 2
