@@ -27,11 +27,17 @@ mask edge from S to an honest site outside S removable (that site's s is
 rebuilt) and every edge inside S present both ways, with more than m
 honest sites outside S. The cohort-wide round reveals the sum of all honest
 survivors, at most m missing; S is what the server can unmask instead.
+Several lists can each drop other sites, so a *cut* is the sharper breach:
+a partial sum whose S leaves out an honest site that shared and that every
+releasing site lists as surviving (dropped in nobody's view).
 
 ``rules`` removes a site check (for must-fail runs): ``"local_signers"``
 (release without all but ℓ of the holders' signatures, only t of them),
 ``"local_list"`` (no ℓ cap on the holders missing from a list),
 ``"both_shares"`` (a holder may release both shares of a peer it lists).
+``"signed_senders"`` *adds* a check that is not built (threat_models/mask.md):
+a holder releases a peer's b-share only if every neighbour of the peer named
+in its list is among the peer's share senders.
 The model gives the server every choice the protocol leaves it, so "no
 breach with c colluders" is a proof for those parameters; a breach found is
 a concrete attack (returned as the sets and lists).
@@ -86,6 +92,9 @@ class Attack:
     """False when the time limit stopped the search: fewer colluders may still do."""
     lower_bound: float = 0.0
     """Colluders every breach needs, as far as the search proved it."""
+    values: dict[str, int] = field(default_factory=dict)
+    """Every variable of the program that is 1 (u{i},{j}: j's share reached i; L{i},{j}:
+    i's list names j; bs/ss{h},{v}: h released v's b/s share; bk/sk{v}: rebuilt)."""
 
 
 def _ring(n: int, k: int) -> list[list[int]]:
@@ -104,7 +113,7 @@ def search(
     rules: frozenset[str] = frozenset(),
     time_limit: float = 60.0,
 ) -> Attack | None:
-    """The breach of ``kind`` ("split" or "partial") with the fewest colluders, or None.
+    """The breach of ``kind`` ("split", "partial" or "cut") with the fewest colluders, or None.
 
     With ``max_colluders`` the search stops at the first breach within it
     (None then means none exists).
@@ -169,6 +178,9 @@ def search(
                 p.le([(ss, 1), (lst[h][v], 1)], 1)
             p.le([(ss, 1), (c[h], 1)], 1)
             p.le([(bs, 1), (c[h], 1)], 1)
+            if "signed_senders" in rules:  # the proposed check, not built
+                for j in nb[v]:
+                    p.le([(bs, 1), (lst[h][j], 1), (u[v, j], -1)], 1)
             b_terms.append((bs, -1.0))
             s_terms.append((ss, -1.0))
         p.le(b_terms, 0)
@@ -189,8 +201,15 @@ def search(
                 # inside S the edge is present both ways or not at all
                 p.le([(ins[i], 1), (ins[j], 1), (u[i, j], 1), (u[j, i], -1)], 2)
         p.add({ins[0]: 1.0}, lo=1.0)  # the ring is symmetric: S holds position 0
-        # more than m honest sites outside S
-        p.le([(ins[i], 1) for i in range(n)] + [(c[i], 1) for i in range(n)], n - m - 1)
+        if kind == "partial":  # more than m honest sites outside S
+            p.le([(ins[i], 1) for i in range(n)] + [(c[i], 1) for i in range(n)], n - m - 1)
+        else:  # "cut": S leaves out a site that every releasing site lists as surviving
+            w = [p.var(f"w{i}") for i in range(n)]
+            for i in range(n):
+                p.le([(w[i], 1), (ins[i], 1), (c[i], 1), (e[i], 1)], 1)
+                for h in range(n):
+                    p.le([(w[i], 1), (r[h], 1), (lst[h][i], -1)], 1)
+            p.add({w[i]: 1.0 for i in range(n)}, lo=1.0)
     if max_colluders is not None:
         p.le([(c[i], 1) for i in range(n)], max_colluders)
     nv = len(p.names)
@@ -216,6 +235,9 @@ def search(
             raise RuntimeError(f"search did not finish: {res.message}")
         return None
     x = np.round(res.x).astype(int)
+    ax = a_mat @ x
+    if np.any(ax < np.array(p.lo) - 1e-6) or np.any(ax > np.array(p.hi) + 1e-6):
+        raise RuntimeError("the solver's breach violates the model")  # never trust it blindly
 
     def val(name: str) -> int:
         return int(x[p.names[name]])
@@ -223,7 +245,7 @@ def search(
     releasing = {
         i: tuple(j for j in range(n) if not val(f"L{i},{j}")) for i in range(n) if val(f"r{i}")
     }
-    unmasked = tuple(i for i in range(n) if val(f"in{i}")) if kind == "partial" else (0,)
+    unmasked = tuple(i for i in range(n) if val(f"in{i}")) if kind != "split" else (0,)
     return Attack(
         kind=kind,
         colluders=tuple(i for i in range(n) if val(f"c{i}")),
@@ -232,4 +254,5 @@ def search(
         unmasked=unmasked,
         proven=res.status == 0,
         lower_bound=float(getattr(res, "mip_dual_bound", 0.0) or 0.0),
+        values={name: 1 for name, i in p.names.items() if x[i]},
     )

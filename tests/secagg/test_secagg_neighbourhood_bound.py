@@ -310,15 +310,20 @@ def test_two_colluders_and_withheld_share_senders_read_a_partial_sum_at_k_4(
     assert len(extra["colluders"]) == 2 < 2 * srv.plan.threshold - srv.plan.k - 1
 
 
-def test_the_search_finds_a_partial_sum_below_the_split_view_count_at_k_4() -> None:
-    """n = 14, k = 4, t = 4, m = ℓ = 1: 2 colluders unmask a partial sum; a split view needs 3.
+def test_the_search_finds_a_cut_below_the_split_view_count_at_k_4() -> None:
+    """n = 14, k = 4, t = 4, m = ℓ = 1: 2 colluders cut the ring; a split view needs 3.
 
-    (The replay above plays one such attack on the real sites.)
+    A *cut*: the server unmasks the sum of a set of honest sites that leaves
+    out an honest site which shared and which every releasing site lists as
+    surviving (not a site some list drops). The replay above plays one such
+    cut on the real sites.
     """
     from neighbourhood_search import search
 
     n, k, t, m = 14, 4, 4, 1
     assert search(n, k, t, m, 1, kind="split", max_colluders=2) is None
-    found = search(n, k, t, m, 1, kind="partial", max_colluders=2)
+    found = search(n, k, t, m, 1, kind="cut", max_colluders=2)
     assert found is not None and len(found.colluders) <= 2
-    assert n - len(found.colluders) - len(found.unmasked) > m
+    outside = set(range(n)) - set(found.unmasked) - set(found.colluders) - set(found.early)
+    alive = [v for v in outside if all(v not in gone for gone in found.releasing.values())]
+    assert alive, "the cut leaves out only sites some list drops"
