@@ -169,7 +169,7 @@ class MaskPlan:
         if self.complete:
             return min(colluders_tolerated(n, t), n - 2)
         if self.local:
-            return 0  # no count is proven for any placement: threat_models/mask.md
+            return 0  # none proven; at most 2t - k - 1 can ever be: threat_models/mask.md
         return max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
 
     @functools.cached_property

@@ -399,7 +399,13 @@ def test_a_site_given_another_round_start_shares_nothing_and_its_neighbours_refu
 
 
 def test_no_colluder_count_is_claimed_for_the_neighbourhood_round() -> None:
-    """What ``plan`` prints must not claim the cohort-wide round's count for this one."""
+    """What ``plan`` prints must not claim the cohort-wide round's count for this one.
+
+    None is proven (threat_models/mask.md, "The neighbourhood round"): at the
+    defaults 2t - k colluders read one update, and on small rings a cut with
+    withheld share senders costs fewer colluders than that
+    (tests/secagg/test_secagg_neighbourhood_bound.py).
+    """
     cohort = tuple(f"site-{i:03d}" for i in range(200))
     wide = MaskConfig(clip=1.0)
     local = dataclasses.replace(wide, neighbourhood=True)
