@@ -166,16 +166,40 @@ TARGETS: dict[str, list[str]] = {
     "dp/_ledger_schema.py": _LEDGER_TESTS,
     "dp/accounting.py": _ACCOUNTING_TESTS,
     "dp/calibration.py": _ACCOUNTING_TESTS,
-    "dp/calibration_many.py": _ACCOUNTING_TESTS,
+    "dp/calibration_many.py": [
+        "tests/dp/test_dp_calibration_many.py",
+        "tests/dp/test_dp_mut_calibration_many.py",
+    ],
+    "dp/privatize.py": [
+        "tests/dp/test_dp_privatize.py",
+        "tests/dp/test_dp_secure_rng.py",
+        "tests/dp/test_dp_sampling_and_seeding.py",
+        "tests/dp/test_dp_mut_privatize.py",
+    ],
+    "dp/skellam_subsampling.py": [
+        "tests/dp/test_dp_skellam_subsampling.py",
+        "tests/dp/test_dp_skellam_subsampling_exact.py",
+        "tests/dp/test_dp_mut_skellam.py",
+    ],
+    "dp/skellam_accounting.py": [
+        "tests/dp/test_dp_skellam.py",
+        "tests/dp/test_dp_skellam_subsampling_exact.py",
+        "tests/dp/test_dp_mut_skellam.py",
+    ],
     "secagg/_unmask.py": _SECAGG_TESTS,
     "secagg/_site.py": _SECAGG_TESTS,
     "secagg/_server.py": _SECAGG_TESTS,
     "dp/_secure_opacus.py": [
         "tests/dp/test_dp_secure_rng.py",
         "tests/dp/test_dp_sampling_and_seeding.py",
+        "tests/dp/test_dp_mut_secure_opacus.py",
     ],
     "dp/noise.py": ["tests/dp/test_dp_noise.py", "tests/dp/test_dp_secure_rng.py"],
-    "dp/events.py": ["tests/dp/test_dp_events.py", "tests/dp/test_dp_accounting.py"],
+    "dp/events.py": [
+        "tests/dp/test_dp_events.py",
+        "tests/dp/test_dp_distributed_events.py",
+        "tests/dp/test_dp_mut_events.py",
+    ],
     "reports/chain.py": [
         "tests/reports/test_reports_records.py",
         "tests/reports/test_reports_tamper.py",
