@@ -275,9 +275,13 @@ def _run_bounded(
         "run",
         f"--max-children={max_children}",
     ]
+    # mutmut forks the test process once per mutant; a fork of a process whose OpenMP
+    # pool is running (torch, after one training step) deadlocks in the child, and every
+    # mutant of a module trained in its tests would time out. One OpenMP thread avoids it.
     proc = subprocess.Popen(
         [*command, *names],
         cwd=workdir,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
