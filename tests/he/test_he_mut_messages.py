@@ -127,7 +127,7 @@ def test_update_limits_grow_with_the_chunks_and_aggregate_limits_with_the_upload
 # --- the aggregate -----------------------------------------------------------------------
 
 
-def _header(site: str = "a", **change: Any) -> list[Any]:
+def _header(site: object = "a", **change: Any) -> list[Any]:
     fields = {
         "site": site,
         "weight": 1.5,
