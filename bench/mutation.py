@@ -184,6 +184,7 @@ TARGETS: dict[str, list[str]] = {
     "dp/skellam_accounting.py": [
         "tests/dp/test_dp_skellam.py",
         "tests/dp/test_dp_skellam_subsampling_exact.py",
+        "tests/dp/test_dp_distributed_events.py",
         "tests/dp/test_dp_mut_skellam.py",
     ],
     "secagg/_unmask.py": _SECAGG_TESTS,
