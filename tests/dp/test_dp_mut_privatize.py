@@ -5,6 +5,7 @@ and the one torch warning it silences is that one only.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -23,15 +24,15 @@ def _loader() -> DataLoader[tuple[torch.Tensor, ...]]:
     return DataLoader(TensorDataset(x, y), batch_size=8)
 
 
-def _steps(pt: object, n: int) -> None:
+def _steps(pt: Any, n: int) -> None:
     done = 0
     while done < n:
-        for x, y in pt.loader:  # type: ignore[attr-defined]
+        for x, y in pt.loader:
             if not len(y):
                 continue
-            pt.optimizer.zero_grad()  # type: ignore[attr-defined]
-            nn.functional.cross_entropy(pt.model(x), y).backward()  # type: ignore[attr-defined]
-            pt.optimizer.step()  # type: ignore[attr-defined]
+            pt.optimizer.zero_grad()
+            nn.functional.cross_entropy(pt.model(x), y).backward()  # type: ignore[no-untyped-call]
+            pt.optimizer.step()
             done += 1
             if done == n:
                 return
