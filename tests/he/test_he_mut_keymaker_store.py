@@ -101,7 +101,17 @@ def test_the_secret_key_is_never_written_to_the_shared_temporary_folder(
     monkeypatch.setattr(tempfile, "tempdir", str(shared))
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
+    written: list[Path] = []
+    real_replace = os.replace
+
+    def recording_replace(src: str, dst: Path) -> None:
+        written.append(Path(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
     load_or_make(state / KEYMAKER_FILE, _maker(bfv_secret))
+    # the bytes were written next to their final place, then renamed into it
+    assert [p.parent for p in written] == [state]
     assert list(shared.iterdir()) == []
     assert [p.name for p in state.iterdir()] == [KEYMAKER_FILE]
 
