@@ -25,9 +25,9 @@ def _sites(batches: list[int], rounds: int = 12) -> list[tuple[float, int]]:
     return [(1.0 / b, rounds * b) for b in batches]
 
 
-def _exact(request: tuple[float, int], tolerance: float = 0.005) -> float:
+def _exact(request: tuple[float, int], tolerance: float = 0.005, target: float = TARGET) -> float:
     return calibrate_noise(
-        target_epsilon=TARGET,
+        target_epsilon=target,
         delta=DELTA,
         sample_rate=request[0],
         steps=request[1],
@@ -80,11 +80,14 @@ def test_one_accountant_call_per_interpolated_site_and_lines_kept_apart(
     assert calls == {"exact": 4, "certify": 2}
 
 
-def test_a_bad_guess_is_raised_in_small_steps_or_replaced_by_the_exact_sigma() -> None:
+@pytest.mark.parametrize("target", [TARGET, 10.0])  # at ε = 10, σ < 1
+def test_a_bad_guess_is_raised_in_small_steps_or_replaced_by_the_exact_sigma(
+    target: float,
+) -> None:
     requests = _sites([20, 22, 25, 30, 36])
     sigmas = cm._calibrate_many(
         requests,
-        target_epsilon=TARGET,
+        target_epsilon=target,
         delta=DELTA,
         accountant="rdp",
         tolerance=0.005,
@@ -92,5 +95,5 @@ def test_a_bad_guess_is_raised_in_small_steps_or_replaced_by_the_exact_sigma() -
         skew=0.97,
     )
     for request, sigma in zip(requests, sigmas, strict=True):
-        exact = _exact(request)
+        exact = _exact(request, target=target)
         assert exact / 1.005 <= sigma <= exact * 1.015
