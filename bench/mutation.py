@@ -54,12 +54,12 @@ _SECAGG_TESTS = [
     "tests/secagg/test_secagg_retry_sets.py",
 ]
 
-# The mode factories and the neighbourhood round on top of the protocol; the slow exhaustive
-# searches (test_secagg_review.py, test_secagg_runs.py) stay out.
-# Tests written for the survivors of these modules' runs (fast, module-level).
+# Tests written for the survivors of the secagg modules' runs (fast, module-level).
 _SECAGG_MUT_TESTS = sorted(
     f"tests/secagg/{p.name}" for p in (ROOT / "tests" / "secagg").glob("test_secagg_mut_*.py")
 )
+# The mode factories and the neighbourhood round on top of the protocol; the slow exhaustive
+# searches (test_secagg_review.py, test_secagg_runs.py) stay out.
 _SECAGG_MODE_TESTS = [*_SECAGG_TESTS, "tests/secagg/test_secagg_review2.py", *_SECAGG_MUT_TESTS]
 _SECAGG_PLAN_TESTS = [*_SECAGG_MODE_TESTS, "tests/secagg/test_secagg_neighbourhood.py"]
 
