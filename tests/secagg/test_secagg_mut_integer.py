@@ -8,21 +8,27 @@ only an :class:`IntegerRing`. See ``docs/mutation.md`` ("secagg/ modules").
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from secagg_driver import Federation
+from test_secagg_integer import D as ROUND_D
+from test_secagg_integer import run_integer_round
 
 from securefl.aggregation.base import RoundContext
-from securefl.errors import ConfigError, ProtocolError
+from securefl.errors import AbortError, ConfigError, ProtocolError
 from securefl.secagg import (
+    MASKED_INPUT,
     IntegerMaskServerMode,
     IntegerMaskSite,
     IntegerMaskSiteMode,
     IntegerRing,
     MaskConfig,
 )
+from securefl.secagg._state import RoundLog
+from securefl.wire import SERVER, Envelope
 
 D = 6
 
@@ -31,6 +37,12 @@ D = 6
 def test_a_ring_bound_may_be_anything_from_one_to_the_largest_signed_value(bits: int) -> None:
     for bound in (1, (1 << (bits - 1)) - 1):
         assert IntegerRing(bits=bits, magnitude_bound=bound).magnitude_bound == bound
+
+
+@pytest.mark.parametrize("bits", [20.0, "20", None])
+def test_ring_bits_must_be_an_int(bits: object) -> None:
+    with pytest.raises(ConfigError):
+        IntegerRing(bits=bits, magnitude_bound=100)  # type: ignore[arg-type]
 
 
 class _Plan:
@@ -112,3 +124,68 @@ def test_an_integer_site_masks_one_update_per_round(tmp_path: Path) -> None:
     assert half.submit_integers(np.zeros(D, dtype=np.int64))
     with pytest.raises(ProtocolError):
         half.submit_integers(np.ones(D, dtype=np.int64))
+
+
+def test_an_integer_site_claims_its_federation_run_and_round_before_sending(
+    tmp_path: Path,
+) -> None:
+    """The round log, not the caller, stops a second masking under one round name."""
+    fed = Federation(tmp_path, 3, MaskConfig(clip=1.0))
+    ring = IntegerRing(bits=24, magnitude_bound=1000)
+    site = fed.names[0]
+    mode = _site_mode(fed, site, ring, tmp_path)
+    ctx = dataclasses.replace(fed.ctx(4, D), run="run-a")
+    half = mode.site(ctx, site)
+    assert isinstance(half, IntegerMaskSite)
+    half.submit_integers(np.zeros(D, dtype=np.int64))
+    assert RoundLog(tmp_path / f"{site}.json").used("fed", 4, "run-a")
+    replay = mode.site(ctx, site)  # the same round start again (a replay, a restart)
+    assert isinstance(replay, IntegerMaskSite)
+    with pytest.raises(AbortError):
+        replay.submit_integers(np.ones(D, dtype=np.int64))
+    for other in (dataclasses.replace(ctx, round=5), dataclasses.replace(ctx, run="run-b")):
+        fresh = mode.site(other, site)
+        assert isinstance(fresh, IntegerMaskSite)
+        assert fresh.submit_integers(np.ones(D, dtype=np.int64))
+
+
+def test_a_finished_integer_round_reports_exact_integers_and_takes_no_more(
+    tmp_path: Path,
+) -> None:
+    fed = Federation(tmp_path, 4, MaskConfig(clip=1.0))
+    values = {s: np.full(ROUND_D, i - 2, dtype=np.int64) for i, s in enumerate(fed.names)}
+    out = run_integer_round(fed, IntegerRing(bits=24, magnitude_bound=1000), values)
+    got, result = out.server.integer_result, out.server.result
+    assert got is not None and result is not None and out.server_abort is None
+    assert got.values.dtype == np.int64 and set(got.values.tolist()) == {-2}
+    assert got.survivors == result.survivors == fed.names
+    assert out.server.stage == "done"
+    late = Envelope(
+        federation="fed",
+        round=1,
+        stage=MASKED_INPUT,
+        sender=fed.names[0],
+        receiver=SERVER,
+        payload=b"",
+    )
+    with pytest.raises(ProtocolError):
+        out.server.handle(late)
+    assert out.server.on_deadline() == []
+
+
+def test_a_refused_integer_sum_leaves_the_round_aborted(tmp_path: Path) -> None:
+    fed = Federation(tmp_path, 4, MaskConfig(clip=1.0))
+    values = {s: np.full(ROUND_D, 500, dtype=np.int64) for s in fed.names}  # 2,000 > 1,000
+    out = run_integer_round(fed, IntegerRing(bits=24, magnitude_bound=1000), values)
+    assert out.server_abort is not None and out.server.integer_result is None
+    assert out.server.stage == "aborted"
+    late = Envelope(
+        federation="fed",
+        round=1,
+        stage=MASKED_INPUT,
+        sender=fed.names[0],
+        receiver=SERVER,
+        payload=b"",
+    )
+    with pytest.raises(ProtocolError):
+        out.server.handle(late)
