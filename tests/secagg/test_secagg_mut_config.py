@@ -33,15 +33,26 @@ def _by_plans(cfg: MaskConfig, federation_size: int) -> int | None:
     return least
 
 
-EXACT = dict(corrupt_rate=0.0, dropout_rate=0.0)
-"""No colluder or dropout rate: the k-regular graph is k = 4, t = 3 from n = 6 on."""
+def _exact(
+    complete_graph_max: int, corrupt: int | None = None, *, local: bool = False
+) -> MaskConfig:
+    """No colluder or dropout rate: the k-regular graph is k = 4, t = 3 from n = 6 on."""
+    return MaskConfig(
+        clip=1.0,
+        complete_graph_max=complete_graph_max,
+        corrupt=corrupt,
+        corrupt_rate=0.0,
+        dropout_rate=0.0,
+        neighbourhood=local,
+    )
+
 
 CASES = [
     (MaskConfig(clip=1.0), 4),
     (MaskConfig(clip=1.0), 13),
     (MaskConfig(clip=1.0, threshold=6), 8),  # cohorts of 4 and 5 refused (t > n), 6..8 open
-    (MaskConfig(clip=1.0, complete_graph_max=8, corrupt=3, **EXACT), 8),
-    (MaskConfig(clip=1.0, complete_graph_max=5, corrupt=3, **EXACT), 10),
+    (_exact(8, 3), 8),
+    (_exact(5, 3), 10),
     (
         MaskConfig(clip=1.0, complete_graph_max=9, corrupt=8, corrupt_rate=0.01, dropout_rate=0.0),
         10,
@@ -51,7 +62,7 @@ CASES = [
         MaskConfig(clip=1.0, complete_graph_max=9, corrupt=66, corrupt_rate=0.01, dropout_rate=0.0),
         70,
     ),
-    (MaskConfig(clip=1.0, complete_graph_max=5, neighbourhood=True, **EXACT), 10),
+    (_exact(5, local=True), 10),
 ]
 
 
