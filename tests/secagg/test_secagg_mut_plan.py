@@ -19,7 +19,8 @@ from fractions import Fraction
 
 import pytest
 
-from securefl.secagg._plan import _binom_tail_ge, max_missing, regular_parameters
+from securefl.secagg import MaskConfig
+from securefl.secagg._plan import _binom_tail_ge, max_missing, public_order, regular_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +81,23 @@ def test_some_sizes_have_a_regular_graph_and_some_do_not() -> None:
     assert regular_parameters(6, 0.05, 0.1) is None
     got = regular_parameters(100, 0.05, 0.1)
     assert got is not None and got[0] < 99 and got[0] % 2 == 0
+
+
+def test_the_ring_order_is_redrawn_each_round_not_the_id_order() -> None:
+    """Nobody picks a site's neighbours: not the ids' sort order, and not the same every round.
+
+    Were the order the sorted cohort, the sites whose ids sort next to a
+    victim's would be its neighbours (its share holders) in every round, so
+    colluders could be placed there once by choosing their names.
+    """
+    cohort = tuple(f"site-{i:02d}" for i in range(30))
+    cfg = MaskConfig(clip=1.0, complete_graph_max=3, dropout_rate=0.05, corrupt_rate=0.0)
+    plans = [cfg.plan(federation="fed", round_id=r, cohort=cohort) for r in (1, 2, 3)]
+    assert not plans[0].complete
+    orders = [p.order for p in plans]
+    assert all(sorted(o) == list(cohort) for o in orders)
+    assert len(set(orders)) == 3 and cohort not in orders
+    assert public_order("fed", 1, cohort) == orders[0]  # the same for every party
+    assert public_order("other", 1, cohort) != orders[0]
+    victim = cohort[0]
+    assert len({p.neighbours(victim) for p in plans}) == 3
