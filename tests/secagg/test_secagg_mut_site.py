@@ -52,3 +52,33 @@ def test_a_neighbour_without_an_advert_cannot_be_listed_as_a_share_sender(
     assert half._c is None and half._s is None and half._b == b"" and half._held == {}
     srv.sign({s: list(fed.names) for s in fed.names if s != target})
     assert target not in srv.sigs
+
+
+def test_fake_ids_cannot_pad_a_survivor_list_past_the_missing_cap(tmp_path: Path) -> None:
+    """The neighbourhood round's survivor list, sent as ids instead of a bitmap.
+
+    The server drops two far sites (m = 1 allows one) and pads the list with
+    two ids that are not in the cohort, so it still names n sites. Counting
+    them would hide the second missing site (the cap is what keeps a server
+    from cutting the ring into arcs whose sums it learns); the site refuses
+    to sign.
+    """
+    fed = Federation(tmp_path, 30, LOCAL)
+    ctx = fed.ctx(1, D, MAX_W)
+    plan = LOCAL.plan(federation=fed.federation, round_id=1, cohort=fed.names)
+    assert plan.missing_allowed == 1
+    srv = CheatingServer(fed, ctx, fed.sites(ctx))
+    srv.advertise(random_updates(fed.names, D), MAX_W)
+    srv.share({s: sorted(plan.holders(s)) for s in fed.names})
+    srv.mask({s: sorted(plan.holders(s) & set(srv.shares)) for s in fed.names})
+    assert set(srv.inputs) == set(fed.names)
+    target = plan.order[0]
+    far = [s for s in plan.order if s not in plan.holders(target)][:2]
+    padded = sorted((set(fed.names) - set(far)) | {"zz-fake-1", "zz-fake-2"})
+    assert len(padded) == fed.n
+    srv.sign({target: padded})
+    assert target in srv.aborted and target not in srv.sigs
+    honest = sorted(set(fed.names) - set(far[:1]))  # one missing: within the cap
+    other = plan.order[len(plan.order) // 2]
+    srv.sign({other: honest})
+    assert other in srv.sigs
