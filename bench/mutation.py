@@ -54,6 +54,15 @@ _SECAGG_TESTS = [
     "tests/secagg/test_secagg_retry_sets.py",
 ]
 
+# Tests written for the survivors of the secagg modules' runs (fast, module-level).
+_SECAGG_MUT_TESTS = sorted(
+    f"tests/secagg/{p.name}" for p in (ROOT / "tests" / "secagg").glob("test_secagg_mut_*.py")
+)
+# The mode factories and the neighbourhood round on top of the protocol; the slow exhaustive
+# searches (test_secagg_review.py, test_secagg_runs.py) stay out.
+_SECAGG_MODE_TESTS = [*_SECAGG_TESTS, "tests/secagg/test_secagg_review2.py", *_SECAGG_MUT_TESTS]
+_SECAGG_PLAN_TESTS = [*_SECAGG_MODE_TESTS, "tests/secagg/test_secagg_neighbourhood.py"]
+
 _HE_TESTS = sorted(f"tests/he/{p.name}" for p in (ROOT / "tests" / "he").glob("test_he_*.py"))
 _LEDGER_TESTS = [
     "tests/dp/test_dp_ledger.py",
@@ -188,8 +197,19 @@ TARGETS: dict[str, list[str]] = {
         "tests/dp/test_dp_mut_skellam.py",
     ],
     "secagg/_unmask.py": _SECAGG_TESTS,
-    "secagg/_site.py": _SECAGG_TESTS,
-    "secagg/_server.py": _SECAGG_TESTS,
+    "secagg/_site.py": _SECAGG_PLAN_TESTS,
+    "secagg/_server.py": _SECAGG_PLAN_TESTS,
+    "secagg/_messages.py": _SECAGG_PLAN_TESTS,
+    "secagg/_keys.py": [*_SECAGG_TESTS, *_SECAGG_MUT_TESTS],
+    "secagg/_mode.py": _SECAGG_MODE_TESTS,
+    "secagg/_state.py": ["tests/secagg/test_secagg_round_log.py", *_SECAGG_MODE_TESTS],
+    "secagg/_config.py": _SECAGG_PLAN_TESTS,
+    "secagg/_plan.py": _SECAGG_PLAN_TESTS,
+    "secagg/_integer.py": [
+        "tests/secagg/test_secagg_integer.py",
+        "tests/secagg/test_secagg_round_log.py",
+        *_SECAGG_MUT_TESTS,
+    ],
     "dp/_secure_opacus.py": [
         "tests/dp/test_dp_secure_rng.py",
         "tests/dp/test_dp_sampling_and_seeding.py",
