@@ -59,10 +59,16 @@ from securefl.aggregation.base import RoundContext  # noqa: E402
 from securefl.config import StrategyConfig  # noqa: E402
 from securefl.hazmat.sign import SigningKey  # noqa: E402
 from securefl.strategy import make_strategy  # noqa: E402
-from securefl.transport._tls import PeerCertProtocol, PeerCheck, server_context  # noqa: E402
+from securefl.transport._tls import (  # noqa: E402
+    PEER_CERT_PROTOCOL,
+    PeerCertProtocol,
+    PeerCheck,
+    server_context,
+)
 from securefl.transport.base import Transport  # noqa: E402
 from securefl.transport.https_client import HttpsSiteTransport  # noqa: E402
 from securefl.transport.https_server import (  # noqa: E402
+    LOOP,
     HttpsServerTransport,
     RunningServer,
     body_limit,
@@ -102,12 +108,16 @@ class WireMeter:
         #: connections closed before their bytes could be read (reported with the table)
         self.lost = 0
 
-    def protocol(self) -> type[PeerCertProtocol]:
+    def protocol(self, base: type[Any]) -> type[Any]:
+        """``base`` (a peer-certificate protocol) counting its connection's bytes."""
         meter = self
 
-        class Counting(PeerCertProtocol):
+        class Counting(base):  # type: ignore[misc,valid-type]
             def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-                self._sock = transport.get_extra_info("socket")
+                # a duplicate descriptor of the same TCP socket: still readable after the
+                # loop closed its own (uvloop's socket object has no descriptor by then)
+                raw = transport.get_extra_info("socket")
+                self._sock = socket.socket(fileno=os.dup(raw.fileno()))
                 with meter._lock:
                     meter._open[id(self)] = self._sock
                 super().connection_made(transport)
@@ -126,10 +136,12 @@ class WireMeter:
         with self._lock:
             sock = self._open.pop(key, None)
             if sock is not None:
-                try:  # TLS may already have closed the socket: then its bytes are lost
+                try:
                     self._closed += _tcp_bytes(sock)
                 except OSError:
                     self.lost += 1
+                finally:
+                    sock.close()
 
     def total(self) -> int:
         with self._lock:
@@ -381,7 +393,16 @@ def _limit(secure: str, dimension: int) -> int:
     return body_limit(dimension=dimension, mode=secure)
 
 
-def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Measurement:
+#: the server's HTTP stack: (uvicorn protocol, event loop) by ``--http-stack``
+STACKS: dict[str, tuple[type[Any], str]] = {
+    "default": (PEER_CERT_PROTOCOL, LOOP),
+    "h11": (PeerCertProtocol, "asyncio"),
+}
+
+
+def run_https(
+    fed: Federation, pki: Any, run_dir: Path, processes: bool, stack: str = "default"
+) -> Measurement:
     """One round over HTTPS; sites are threads here or (``processes``) one process each."""
     limit = _limit(fed.secure, fed.dimension)
     transport = HttpsServerTransport(
@@ -393,7 +414,8 @@ def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Meas
     )
     ctx = server_context(cert=pki.server.cert_path, key=pki.server.key_path, ca=pki.server.ca_path)
     meter = WireMeter()
-    server = RunningServer(transport.app, ctx, protocol=meter.protocol()).start()
+    base, loop = STACKS[stack]
+    server = RunningServer(transport.app, ctx, protocol=meter.protocol(base), loop=loop).start()
     site_ts: dict[str, Transport] = {}
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -493,6 +515,13 @@ def main() -> None:
         default="processes",
         help="HTTPS sites as one process each (default) or as threads of this process",
     )
+    parser.add_argument(
+        "--http-stack",
+        choices=tuple(STACKS),
+        default="default",
+        help="the server's HTTP stack: what deployments run (default: httptools and uvloop "
+        "where installed) or uvicorn's pure-Python h11 on the asyncio loop, for comparison",
+    )
     parser.add_argument("--quick", action="store_true", help="d = 1e5, one repetition")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -537,7 +566,7 @@ def main() -> None:
                                 secret = run_dir / "he.secret"
                                 secret.write_bytes(he.to_bytes(include_secret_key=True))
                                 os.chmod(secret, 0o600)
-                        m = run_https(fed, pki, run_dir, processes)
+                        m = run_https(fed, pki, run_dir, processes, args.http_stack)
                     results.setdefault((secure, kind), []).append(m)
                     print(
                         f"  rep {rep + 1}/{repeat} {secure:5} {kind:6} {m.seconds:7.2f} s "
@@ -546,9 +575,11 @@ def main() -> None:
                         flush=True,
                     )
     where = "one process per site" if processes else "sites as threads of the server's process"
+    protocol, loop = STACKS[args.http_stack]
     print(
         f"\nOne round, n = {len(sites)} sites, d = {dimension:,}, {repeat} repetition(s); "
-        f"memory: all parties threads of one process; https: {where}"
+        f"memory: all parties threads of one process; https: {where}, server "
+        f"{protocol.__name__} on the {loop} loop"
     )
     head = (
         f"{'mode':6} {'transport':9} {'wall s (mean ± sd)':>20} {'wire MB':>9} "

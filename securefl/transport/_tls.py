@@ -35,6 +35,7 @@ from securefl.errors import SecureFLError
 
 __all__ = [
     "PEER_CERT_KEY",
+    "PEER_CERT_PROTOCOL",
     "PeerCertProtocol",
     "PeerCheck",
     "PeerRefused",
@@ -170,24 +171,49 @@ def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
         return None
 
 
-class PeerCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, passing the peer certificate to the app.
+def _pass_peer_cert(protocol: Any, transport: asyncio.Transport) -> None:
+    """Wrap ``protocol.app`` so every request on this connection sees the peer certificate.
 
-    asyncio calls ``connection_made`` after the TLS handshake, so the peer
-    certificate is known; every request on the connection gets it in
-    ``scope["extensions"]["tls"][PEER_CERT_KEY]`` (DER bytes, or None).
+    asyncio and uvloop call ``connection_made`` after the TLS handshake, so
+    the peer certificate is known; every request on the connection gets it
+    in ``scope["extensions"]["tls"][PEER_CERT_KEY]`` (DER bytes, or None).
     """
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    inner: Callable[..., Any] = protocol.app
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        extensions = dict(scope.get("extensions") or {})
+        extensions["tls"] = {**extensions.get("tls", {}), PEER_CERT_KEY: der}
+        scope["extensions"] = extensions
+        await inner(scope, receive, send)
+
+    protocol.app = app
+
+
+class PeerCertProtocol(H11Protocol):
+    """uvicorn's h11 protocol (pure Python), passing the peer certificate to the app."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        inner: Callable[..., Any] = self.app
-
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            extensions = dict(scope.get("extensions") or {})
-            extensions["tls"] = {**extensions.get("tls", {}), PEER_CERT_KEY: der}
-            scope["extensions"] = extensions
-            await inner(scope, receive, send)
-
-        self.app = app
+        _pass_peer_cert(self, transport)
         super().connection_made(transport)
+
+
+try:  # the C HTTP parser: a dependency on Linux, optional elsewhere
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - exercised where httptools is not installed
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+if HttpToolsProtocol is not None:
+
+    class PeerCertHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol (C parser), passing the peer certificate to the app."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            _pass_peer_cert(self, transport)
+            super().connection_made(transport)
+
+    #: the protocol the server runs: httptools where installed, else h11
+    PEER_CERT_PROTOCOL: type[asyncio.Protocol] = PeerCertHttpToolsProtocol
+else:  # pragma: no cover
+    PEER_CERT_PROTOCOL = PeerCertProtocol
