@@ -148,6 +148,18 @@ class WireMeter:
             return self._closed + sum(_tcp_bytes(s) for s in self._open.values())
 
 
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds the processes ``pids`` have run, all threads (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):  # a thread that just ended
+                pass
+    return total / 1e9
+
+
 # -- one federation ----------------------------------------------------------------------------
 
 
@@ -319,6 +331,7 @@ def server_round(fed: Federation, t: Transport) -> np.ndarray | None:
 class Measurement:
     seconds: float
     wire_bytes: int
+    cpu_seconds: float
 
 
 def _run(
@@ -326,19 +339,20 @@ def _run(
     server: Transport,
     site_ts: dict[str, Transport],
     wire: Callable[[], int],
+    cpu: Callable[[], float] = time.process_time,
 ) -> Measurement:
     errors: list[BaseException] = []
     threads = [  # none when the sites are processes of their own
         threading.Thread(target=site_loop, args=(fed, s, t, errors), daemon=True)
         for s, t in site_ts.items()
     ]
-    before = wire()
+    before, cpu_before = wire(), cpu()
     started = time.perf_counter()
     for th in threads:
         th.start()
     new = server_round(fed, server)
     seconds = time.perf_counter() - started
-    used = wire() - before
+    used, cpu_used = wire() - before, cpu() - cpu_before
     for s in fed.sites:
         server.send(_env(EXIT, SERVER, s))
     for th in threads:
@@ -349,7 +363,7 @@ def _run(
         total = sum(fed.weights.values())
         mean = sum(fed.weights[s] * fed.updates[s].astype(np.float64) for s in fed.sites) / total
         np.testing.assert_allclose(new, fed.theta0 + mean, atol=1e-3)
-    return Measurement(seconds, used)
+    return Measurement(seconds, used, cpu_used)
 
 
 def run_memory(fed: Federation) -> Measurement:
@@ -442,7 +456,8 @@ def run_https(
         for _ in fed.sites:  # every site connected (TLS set up) before the clock starts
             if transport.receive(timeout=TIMEOUT) is None:
                 raise TimeoutError("a site did not connect")
-        m = _run(fed, transport, site_ts, meter.total)
+        pids = [child.pid for child in children]
+        m = _run(fed, transport, site_ts, meter.total, lambda: time.process_time() + _cpu(pids))
         if meter.lost:
             print(f"  warning: {meter.lost} connection(s) closed uncounted", file=sys.stderr)
         for child in children:
@@ -570,7 +585,7 @@ def main() -> None:
                     results.setdefault((secure, kind), []).append(m)
                     print(
                         f"  rep {rep + 1}/{repeat} {secure:5} {kind:6} {m.seconds:7.2f} s "
-                        f"{m.wire_bytes / 1e6:9.1f} MB",
+                        f"{m.wire_bytes / 1e6:9.1f} MB, CPU {m.cpu_seconds:5.2f} s",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -582,7 +597,7 @@ def main() -> None:
         f"{protocol.__name__} on the {loop} loop"
     )
     head = (
-        f"{'mode':6} {'transport':9} {'wall s (mean ± sd)':>20} {'wire MB':>9} "
+        f"{'mode':6} {'transport':9} {'wall s (mean ± sd)':>20} {'CPU s':>6} {'wire MB':>9} "
         f"{'time/plain':>10} {'bytes/plain':>11} {'https/memory':>12}"
     )
     print(head)
@@ -592,7 +607,8 @@ def main() -> None:
             ms = results[(secure, kind)]
             mean, sd = _stats([m.seconds for m in ms])
             wire = statistics.fmean(m.wire_bytes for m in ms)
-            row = f"{secure:6} {kind:9} {mean:12.2f} ± {sd:5.2f} {wire / 1e6:9.1f} "
+            cpu = statistics.fmean(m.cpu_seconds for m in ms)
+            row = f"{secure:6} {kind:9} {mean:12.2f} ± {sd:5.2f} {cpu:6.2f} {wire / 1e6:9.1f} "
             if ("plain", kind) in results:
                 p = results[("plain", kind)]
                 row += f"{mean / statistics.fmean(m.seconds for m in p):10.2f} "
@@ -613,6 +629,10 @@ def main() -> None:
             m.seconds for m in results[("plain", "memory")]
         )
         print(f"target: HTTPS within 1.5x of memory for plain: {ratio:.2f}x")
+        cpu_ratio = statistics.fmean(
+            m.cpu_seconds for m in results[("plain", "https")]
+        ) / statistics.fmean(m.cpu_seconds for m in results[("plain", "memory")])
+        print(f"CPU seconds of the round, HTTPS over memory for plain: {cpu_ratio:.2f}x")
 
 
 if __name__ == "__main__":
