@@ -4,13 +4,17 @@ Run ``python bench/network.py`` (n = 10 sites, d = 1e6, modes plain, mask
 and he, three repetitions) or ``--quick`` (d = 1e5, one repetition);
 ``--modes``, ``--sites``, ``--dimension`` and ``--repeat`` pick other cells.
 
-Topology: every party is a thread of this one process, over both
-transports, so the two columns differ only by the transport. Over HTTPS the
-server is the real :class:`~securefl.transport.https_server.HttpsServerTransport`
-under uvicorn (TLS 1.3, client certificates, every envelope sealed and
-checked), and each site its own :class:`HttpsSiteTransport` (httpx, its own
-client certificate, one kept-alive connection, long polls). The memory
-column is :class:`~securefl.transport.memory.MemoryHub`.
+Topology: over HTTPS the server is the real
+:class:`~securefl.transport.https_server.HttpsServerTransport` under uvicorn
+in this process (TLS 1.3, client certificates, every envelope sealed and
+checked, body limits, envelope ids; the HTTP stack deployments run:
+httptools and uvloop where installed, ``--http-stack h11`` for uvicorn's
+pure-Python h11 on the asyncio loop), and each site its own process
+(``--topology processes``, the default) or a thread of this process
+(``--topology threads``), each with its own :class:`HttpsSiteTransport`
+(httpx, its own client certificate, one kept-alive connection, long polls).
+The memory column runs every party as a thread of this one process over
+:class:`~securefl.transport.memory.MemoryHub`, in the same run.
 
 One round, as the runtime runs it: the server sends every site the global
 model (``GlobalModel.payload()``, the bytes a round start carries), each site
@@ -23,7 +27,10 @@ certificates, HE contexts and the TLS connections (a signed hello per site)
 are set up before it starts; each repetition is round 1 of a fresh
 federation. The server side is numpy only: no torch in this process.
 
-``wire MB`` over HTTPS is what TCP carried (TLS records, HTTP, frames) in
+``CPU s`` is the CPU time of the round: this process's (every thread), plus
+over HTTPS with site processes each site process's (``/proc``): it depends far
+less than wall time on how busy the (shared) machine is. ``wire MB``
+over HTTPS is what TCP carried (TLS records, HTTP, frames) in
 both directions, read from the kernel (``TCP_INFO`` bytes acked and
 received) on the server's sockets; over memory it is the envelope bytes
 delivered. The ratios compare each mode with ``plain`` over the same
