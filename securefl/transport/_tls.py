@@ -6,8 +6,9 @@ handshake. It does not refuse a CA certificate used as a leaf, nor a
 certificate without the clientAuth extended key usage, it knows nothing of
 our revocation list unless told at context creation (and then only at the
 handshake), and it cannot know the signed roster. uvicorn (0.54) passes no
-client certificate to the application, so :class:`PeerCertProtocol` reads it
-from the connection's ``ssl_object`` and puts it in the ASGI scope
+client certificate to the application, so our protocol subclasses
+(:class:`PeerCertProtocol` of h11, ``PeerCertHttpToolsProtocol`` of httptools)
+read it from the connection's ``ssl_object`` and puts it in the ASGI scope
 (``scope["extensions"]["tls"]``, as the ASGI TLS extension names it), and
 :class:`PeerCheck` runs the missing checks on **every request**, with the
 CRL reloaded whenever its file changes: a site revoked while its connection

@@ -9,7 +9,7 @@ The stack: uvloop's event loop (its TLS runs in C) and uvicorn's httptools
 protocol (a C HTTP parser) where they are installed, as they are on Linux
 by the package's dependencies; the asyncio loop and the pure-Python h11
 protocol otherwise. Both serve the same app with the same peer checks;
-the C stack moves a 4 MB body in about a third of the CPU time
+the C stack costs the server less CPU per megabyte, most on uploads
 (docs/transport.md, "Benchmark").
 """
 
