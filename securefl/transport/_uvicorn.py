@@ -5,7 +5,7 @@ so the app sees each peer certificate) and a ready TLS context; a socket
 bound here first lets ``port=0`` pick a free port that the caller can read
 before anything connects.
 
-The stack: uvloop's event loop (its TLS runs in C) and uvicorn's httptools
+The stack: uvloop's event loop (libuv; its TLS plumbing compiled) and uvicorn's httptools
 protocol (a C HTTP parser) where they are installed, as they are on Linux
 by the package's dependencies; the asyncio loop and the pure-Python h11
 protocol otherwise. Both serve the same app with the same peer checks;
