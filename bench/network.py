@@ -4,13 +4,17 @@ Run ``python bench/network.py`` (n = 10 sites, d = 1e6, modes plain, mask
 and he, three repetitions) or ``--quick`` (d = 1e5, one repetition);
 ``--modes``, ``--sites``, ``--dimension`` and ``--repeat`` pick other cells.
 
-Topology: every party is a thread of this one process, over both
-transports, so the two columns differ only by the transport. Over HTTPS the
-server is the real :class:`~securefl.transport.https_server.HttpsServerTransport`
-under uvicorn (TLS 1.3, client certificates, every envelope sealed and
-checked), and each site its own :class:`HttpsSiteTransport` (httpx, its own
-client certificate, one kept-alive connection, long polls). The memory
-column is :class:`~securefl.transport.memory.MemoryHub`.
+Topology: over HTTPS the server is the real
+:class:`~securefl.transport.https_server.HttpsServerTransport` under uvicorn
+in this process (TLS 1.3, client certificates, every envelope sealed and
+checked, body limits, envelope ids; the HTTP stack deployments run:
+httptools and uvloop where installed, ``--http-stack h11`` for uvicorn's
+pure-Python h11 on the asyncio loop), and each site its own process
+(``--topology processes``, the default) or a thread of this process
+(``--topology threads``), each with its own :class:`HttpsSiteTransport`
+(httpx, its own client certificate, one kept-alive connection, long polls).
+The memory column runs every party as a thread of this one process over
+:class:`~securefl.transport.memory.MemoryHub`, in the same run.
 
 One round, as the runtime runs it: the server sends every site the global
 model (``GlobalModel.payload()``, the bytes a round start carries), each site
@@ -23,7 +27,10 @@ certificates, HE contexts and the TLS connections (a signed hello per site)
 are set up before it starts; each repetition is round 1 of a fresh
 federation. The server side is numpy only: no torch in this process.
 
-``wire MB`` over HTTPS is what TCP carried (TLS records, HTTP, frames) in
+``CPU s`` is the CPU time of the round: this process's (every thread), plus
+over HTTPS with site processes each site process's (``/proc``): it depends far
+less than wall time on how busy the (shared) machine is. ``wire MB``
+over HTTPS is what TCP carried (TLS records, HTTP, frames) in
 both directions, read from the kernel (``TCP_INFO`` bytes acked and
 received) on the server's sockets; over memory it is the envelope bytes
 delivered. The ratios compare each mode with ``plain`` over the same
@@ -59,10 +66,16 @@ from securefl.aggregation.base import RoundContext  # noqa: E402
 from securefl.config import StrategyConfig  # noqa: E402
 from securefl.hazmat.sign import SigningKey  # noqa: E402
 from securefl.strategy import make_strategy  # noqa: E402
-from securefl.transport._tls import PeerCertProtocol, PeerCheck, server_context  # noqa: E402
+from securefl.transport._tls import (  # noqa: E402
+    PEER_CERT_PROTOCOL,
+    PeerCertProtocol,
+    PeerCheck,
+    server_context,
+)
 from securefl.transport.base import Transport  # noqa: E402
 from securefl.transport.https_client import HttpsSiteTransport  # noqa: E402
 from securefl.transport.https_server import (  # noqa: E402
+    LOOP,
     HttpsServerTransport,
     RunningServer,
     body_limit,
@@ -102,12 +115,16 @@ class WireMeter:
         #: connections closed before their bytes could be read (reported with the table)
         self.lost = 0
 
-    def protocol(self) -> type[PeerCertProtocol]:
+    def protocol(self, base: type[Any]) -> type[Any]:
+        """``base`` (a peer-certificate protocol) counting its connection's bytes."""
         meter = self
 
-        class Counting(PeerCertProtocol):
+        class Counting(base):  # type: ignore[misc,valid-type]
             def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-                self._sock = transport.get_extra_info("socket")
+                # a duplicate descriptor of the same TCP socket: still readable after the
+                # loop closed its own (uvloop's socket object has no descriptor by then)
+                raw = transport.get_extra_info("socket")
+                self._sock = socket.socket(fileno=os.dup(raw.fileno()))
                 with meter._lock:
                     meter._open[id(self)] = self._sock
                 super().connection_made(transport)
@@ -126,14 +143,28 @@ class WireMeter:
         with self._lock:
             sock = self._open.pop(key, None)
             if sock is not None:
-                try:  # TLS may already have closed the socket: then its bytes are lost
+                try:
                     self._closed += _tcp_bytes(sock)
                 except OSError:
                     self.lost += 1
+                finally:
+                    sock.close()
 
     def total(self) -> int:
         with self._lock:
             return self._closed + sum(_tcp_bytes(s) for s in self._open.values())
+
+
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds the processes ``pids`` have run, all threads (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):  # a thread that just ended
+                pass
+    return total / 1e9
 
 
 # -- one federation ----------------------------------------------------------------------------
@@ -307,6 +338,7 @@ def server_round(fed: Federation, t: Transport) -> np.ndarray | None:
 class Measurement:
     seconds: float
     wire_bytes: int
+    cpu_seconds: float
 
 
 def _run(
@@ -314,19 +346,20 @@ def _run(
     server: Transport,
     site_ts: dict[str, Transport],
     wire: Callable[[], int],
+    cpu: Callable[[], float] = time.process_time,
 ) -> Measurement:
     errors: list[BaseException] = []
     threads = [  # none when the sites are processes of their own
         threading.Thread(target=site_loop, args=(fed, s, t, errors), daemon=True)
         for s, t in site_ts.items()
     ]
-    before = wire()
+    before, cpu_before = wire(), cpu()
     started = time.perf_counter()
     for th in threads:
         th.start()
     new = server_round(fed, server)
     seconds = time.perf_counter() - started
-    used = wire() - before
+    used, cpu_used = wire() - before, cpu() - cpu_before
     for s in fed.sites:
         server.send(_env(EXIT, SERVER, s))
     for th in threads:
@@ -337,7 +370,7 @@ def _run(
         total = sum(fed.weights.values())
         mean = sum(fed.weights[s] * fed.updates[s].astype(np.float64) for s in fed.sites) / total
         np.testing.assert_allclose(new, fed.theta0 + mean, atol=1e-3)
-    return Measurement(seconds, used)
+    return Measurement(seconds, used, cpu_used)
 
 
 def run_memory(fed: Federation) -> Measurement:
@@ -381,7 +414,16 @@ def _limit(secure: str, dimension: int) -> int:
     return body_limit(dimension=dimension, mode=secure)
 
 
-def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Measurement:
+#: the server's HTTP stack: (uvicorn protocol, event loop) by ``--http-stack``
+STACKS: dict[str, tuple[type[Any], str]] = {
+    "default": (PEER_CERT_PROTOCOL, LOOP),
+    "h11": (PeerCertProtocol, "asyncio"),
+}
+
+
+def run_https(
+    fed: Federation, pki: Any, run_dir: Path, processes: bool, stack: str = "default"
+) -> Measurement:
     """One round over HTTPS; sites are threads here or (``processes``) one process each."""
     limit = _limit(fed.secure, fed.dimension)
     transport = HttpsServerTransport(
@@ -393,7 +435,8 @@ def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Meas
     )
     ctx = server_context(cert=pki.server.cert_path, key=pki.server.key_path, ca=pki.server.ca_path)
     meter = WireMeter()
-    server = RunningServer(transport.app, ctx, protocol=meter.protocol()).start()
+    base, loop = STACKS[stack]
+    server = RunningServer(transport.app, ctx, protocol=meter.protocol(base), loop=loop).start()
     site_ts: dict[str, Transport] = {}
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -420,7 +463,8 @@ def run_https(fed: Federation, pki: Any, run_dir: Path, processes: bool) -> Meas
         for _ in fed.sites:  # every site connected (TLS set up) before the clock starts
             if transport.receive(timeout=TIMEOUT) is None:
                 raise TimeoutError("a site did not connect")
-        m = _run(fed, transport, site_ts, meter.total)
+        pids = [child.pid for child in children]
+        m = _run(fed, transport, site_ts, meter.total, lambda: time.process_time() + _cpu(pids))
         if meter.lost:
             print(f"  warning: {meter.lost} connection(s) closed uncounted", file=sys.stderr)
         for child in children:
@@ -493,6 +537,13 @@ def main() -> None:
         default="processes",
         help="HTTPS sites as one process each (default) or as threads of this process",
     )
+    parser.add_argument(
+        "--http-stack",
+        choices=tuple(STACKS),
+        default="default",
+        help="the server's HTTP stack: what deployments run (default: httptools and uvloop "
+        "where installed) or uvicorn's pure-Python h11 on the asyncio loop, for comparison",
+    )
     parser.add_argument("--quick", action="store_true", help="d = 1e5, one repetition")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -537,21 +588,23 @@ def main() -> None:
                                 secret = run_dir / "he.secret"
                                 secret.write_bytes(he.to_bytes(include_secret_key=True))
                                 os.chmod(secret, 0o600)
-                        m = run_https(fed, pki, run_dir, processes)
+                        m = run_https(fed, pki, run_dir, processes, args.http_stack)
                     results.setdefault((secure, kind), []).append(m)
                     print(
                         f"  rep {rep + 1}/{repeat} {secure:5} {kind:6} {m.seconds:7.2f} s "
-                        f"{m.wire_bytes / 1e6:9.1f} MB",
+                        f"{m.wire_bytes / 1e6:9.1f} MB, CPU {m.cpu_seconds:5.2f} s",
                         file=sys.stderr,
                         flush=True,
                     )
     where = "one process per site" if processes else "sites as threads of the server's process"
+    protocol, loop = STACKS[args.http_stack]
     print(
         f"\nOne round, n = {len(sites)} sites, d = {dimension:,}, {repeat} repetition(s); "
-        f"memory: all parties threads of one process; https: {where}"
+        f"memory: all parties threads of one process; https: {where}, server "
+        f"{protocol.__name__} on the {loop} loop"
     )
     head = (
-        f"{'mode':6} {'transport':9} {'wall s (mean ± sd)':>20} {'wire MB':>9} "
+        f"{'mode':6} {'transport':9} {'wall s (mean ± sd)':>20} {'CPU s':>6} {'wire MB':>9} "
         f"{'time/plain':>10} {'bytes/plain':>11} {'https/memory':>12}"
     )
     print(head)
@@ -561,7 +614,8 @@ def main() -> None:
             ms = results[(secure, kind)]
             mean, sd = _stats([m.seconds for m in ms])
             wire = statistics.fmean(m.wire_bytes for m in ms)
-            row = f"{secure:6} {kind:9} {mean:12.2f} ± {sd:5.2f} {wire / 1e6:9.1f} "
+            cpu = statistics.fmean(m.cpu_seconds for m in ms)
+            row = f"{secure:6} {kind:9} {mean:12.2f} ± {sd:5.2f} {cpu:6.2f} {wire / 1e6:9.1f} "
             if ("plain", kind) in results:
                 p = results[("plain", kind)]
                 row += f"{mean / statistics.fmean(m.seconds for m in p):10.2f} "
@@ -582,6 +636,10 @@ def main() -> None:
             m.seconds for m in results[("plain", "memory")]
         )
         print(f"target: HTTPS within 1.5x of memory for plain: {ratio:.2f}x")
+        cpu_ratio = statistics.fmean(
+            m.cpu_seconds for m in results[("plain", "https")]
+        ) / statistics.fmean(m.cpu_seconds for m in results[("plain", "memory")])
+        print(f"CPU seconds of the round, HTTPS over memory for plain: {cpu_ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -317,7 +317,7 @@ class Envelope:
     @classmethod
     def from_bytes(
         cls,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         max_bytes: int = MAX_ENVELOPE_BYTES,
         check: Callable[[EnvelopeHeader], None] | None = None,
@@ -326,9 +326,18 @@ class Envelope:
 
         The header is decoded and checked first (version, types, then
         ``check``, which may refuse the federation, round, stage, parties or
-        payload size by raising); only then is the payload copied out.
+        payload size by raising); only then is the payload copied out. A
+        ``memoryview`` (a frame's inner envelope) is read in place: the
+        payload is the one copy made.
         """
-        raw = _check_size(data, max_bytes)
+        if isinstance(data, memoryview):
+            if data.format != "B" or data.ndim != 1:
+                raise WireError("expected bytes")
+            if len(data) > max_bytes:
+                raise WireError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+            raw: Any = data
+        else:
+            raw = _check_size(data, max_bytes)
         starts = scan(raw, ENVELOPE_LIMITS.tightened(max_bin_len=max_bytes))
         if not raw or raw[0] != 0x80 | len(_ENVELOPE_FIELDS):
             raise WireError("not an envelope: expected a map of its seven fields")
@@ -346,7 +355,7 @@ class Envelope:
         header = _check_header(values, payload_at=value_at, payload_end=value_end, raw=raw)
         if check is not None:
             check(header)
-        payload = raw[value_end - header.payload_size : value_end]  # the one copy
+        payload = bytes(raw[value_end - header.payload_size : value_end])  # the one copy
         return cls(
             federation=header.federation,
             round=header.round,

@@ -38,7 +38,7 @@ ROWS: tuple[Row, ...] = (
             _off("securefl/transport/https_server.py", "header.sender != site"),
             Removal(
                 "securefl/transport/signed.py",
-                "    verify(key, envelope_message(envelope, frame.id), frame.signature)\n",
+                "    verify(key, envelope_message(envelope, frame.id, known), frame.signature)\n",
                 "",
             ),
         ),
@@ -50,7 +50,7 @@ ROWS: tuple[Row, ...] = (
         (
             Removal(
                 "securefl/transport/signed.py",
-                "    verify(key, envelope_message(envelope, frame.id), frame.signature)\n",
+                "    verify(key, envelope_message(envelope, frame.id, known), frame.signature)\n",
                 "",
             ),
         ),

@@ -6,7 +6,10 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-__all__ = ["Outbox"]
+__all__ = ["Frame", "Outbox"]
+
+#: a sealed frame as parts whose concatenation is the frame
+Frame = tuple[bytes, ...]
 
 
 class Outbox:
@@ -17,6 +20,9 @@ class Outbox:
     copy of a large answer (an HE key bundle) per small request it repeats
     (``fed/hello``) while it never polls.
 
+    A frame is kept as the parts :func:`~securefl.transport.signed.seal_parts`
+    returns, so one model sent to every site is one payload in memory.
+
     A long poll waits on an :class:`asyncio.Event` that :meth:`put` sets from
     the driver's thread, so a message leaves as soon as it is queued (no
     polling interval between the driver and the site).
@@ -24,7 +30,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: list[tuple[int, bytes, bytes]] = []
+        self._items: list[tuple[int, bytes, Frame]] = []
         self._pending: set[bytes] = set()
         self._next = 1
         self._served = 0
@@ -42,7 +48,7 @@ class Outbox:
         with self._lock:
             return self._next - 1
 
-    def put(self, key: bytes, make_frame: Callable[[], bytes]) -> bool:
+    def put(self, key: bytes, make_frame: Callable[[], Frame]) -> bool:
         """Queue the frame for ``key`` unless that message is already waiting; True if queued."""
         with self._lock:
             if key in self._pending:
@@ -53,7 +59,7 @@ class Outbox:
         self.wake()
         return True
 
-    def after(self, seq: int) -> list[tuple[int, bytes]]:
+    def after(self, seq: int) -> list[tuple[int, Frame]]:
         with self._lock:
             for s, key, _ in self._items:
                 if s <= seq:
@@ -79,7 +85,7 @@ class Outbox:
 
     async def wait(
         self, seq: int, timeout: float, *, current: Callable[[], bool] = lambda: True
-    ) -> list[tuple[int, bytes]]:
+    ) -> list[tuple[int, Frame]]:
         """Messages after ``seq``, waiting up to ``timeout`` s for the first.
 
         Returns nothing once ``current()`` turns False (a newer poll of the

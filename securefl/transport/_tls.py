@@ -6,8 +6,9 @@ handshake. It does not refuse a CA certificate used as a leaf, nor a
 certificate without the clientAuth extended key usage, it knows nothing of
 our revocation list unless told at context creation (and then only at the
 handshake), and it cannot know the signed roster. uvicorn (0.54) passes no
-client certificate to the application, so :class:`PeerCertProtocol` reads it
-from the connection's ``ssl_object`` and puts it in the ASGI scope
+client certificate to the application, so our protocol subclasses
+(:class:`PeerCertProtocol` of h11, ``PeerCertHttpToolsProtocol`` of httptools)
+read it from the connection's ``ssl_object`` and puts it in the ASGI scope
 (``scope["extensions"]["tls"]``, as the ASGI TLS extension names it), and
 :class:`PeerCheck` runs the missing checks on **every request**, with the
 CRL reloaded whenever its file changes: a site revoked while its connection
@@ -35,6 +36,7 @@ from securefl.errors import SecureFLError
 
 __all__ = [
     "PEER_CERT_KEY",
+    "PEER_CERT_PROTOCOL",
     "PeerCertProtocol",
     "PeerCheck",
     "PeerRefused",
@@ -170,24 +172,49 @@ def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
         return None
 
 
-class PeerCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, passing the peer certificate to the app.
+def _pass_peer_cert(protocol: Any, transport: asyncio.Transport) -> None:
+    """Wrap ``protocol.app`` so every request on this connection sees the peer certificate.
 
-    asyncio calls ``connection_made`` after the TLS handshake, so the peer
-    certificate is known; every request on the connection gets it in
-    ``scope["extensions"]["tls"][PEER_CERT_KEY]`` (DER bytes, or None).
+    asyncio and uvloop call ``connection_made`` after the TLS handshake, so
+    the peer certificate is known; every request on the connection gets it
+    in ``scope["extensions"]["tls"][PEER_CERT_KEY]`` (DER bytes, or None).
     """
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    inner: Callable[..., Any] = protocol.app
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        extensions = dict(scope.get("extensions") or {})
+        extensions["tls"] = {**extensions.get("tls", {}), PEER_CERT_KEY: der}
+        scope["extensions"] = extensions
+        await inner(scope, receive, send)
+
+    protocol.app = app
+
+
+class PeerCertProtocol(H11Protocol):
+    """uvicorn's h11 protocol (pure Python), passing the peer certificate to the app."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        inner: Callable[..., Any] = self.app
-
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            extensions = dict(scope.get("extensions") or {})
-            extensions["tls"] = {**extensions.get("tls", {}), PEER_CERT_KEY: der}
-            scope["extensions"] = extensions
-            await inner(scope, receive, send)
-
-        self.app = app
+        _pass_peer_cert(self, transport)
         super().connection_made(transport)
+
+
+try:  # the C HTTP parser: a dependency on Linux, optional elsewhere
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - exercised where httptools is not installed
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+if HttpToolsProtocol is not None:
+
+    class PeerCertHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol (C parser), passing the peer certificate to the app."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            _pass_peer_cert(self, transport)
+            super().connection_made(transport)
+
+    #: the protocol the server runs: httptools where installed, else h11
+    PEER_CERT_PROTOCOL: type[asyncio.Protocol] = PeerCertHttpToolsProtocol
+else:  # pragma: no cover
+    PEER_CERT_PROTOCOL = PeerCertProtocol

@@ -1,13 +1,22 @@
 """Running the HTTPS server: uvicorn in a thread (tests, simulate) or the foreground (CLI).
 
-uvicorn is given our :class:`~securefl.transport._tls.PeerCertProtocol` (so
-the app sees each peer certificate) and a ready TLS context; a socket bound
-here first lets ``port=0`` pick a free port that the caller can read before
-anything connects.
+uvicorn is given our protocol (:data:`~securefl.transport._tls.PEER_CERT_PROTOCOL`,
+so the app sees each peer certificate) and a ready TLS context; a socket
+bound here first lets ``port=0`` pick a free port that the caller can read
+before anything connects.
+
+The stack: uvloop's event loop (libuv; its TLS plumbing compiled) and uvicorn's httptools
+protocol (a C HTTP parser) where they are installed, as they are on Linux
+by the package's dependencies; the asyncio loop and the pure-Python h11
+protocol otherwise. Both serve the same app with the same peer checks;
+the C stack costs the server less CPU per megabyte, most on uploads
+(docs/transport.md, "Benchmark").
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import socket
 import ssl
 import threading
@@ -20,10 +29,13 @@ import uvicorn
 
 from securefl.errors import TransportError
 from securefl.transport._files import load_signing_key
-from securefl.transport._tls import PeerCertProtocol, PeerCheck, server_context
+from securefl.transport._tls import PEER_CERT_PROTOCOL, PeerCheck, server_context
 from securefl.transport.https_server import HttpsServerTransport
 
-__all__ = ["RunningServer", "serve_files"]
+__all__ = ["LOOP", "RunningServer", "serve_files"]
+
+#: uvicorn's event loop: uvloop where installed (a Linux dependency), else asyncio's
+LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 class RunningServer:
@@ -32,7 +44,8 @@ class RunningServer:
     ``port=0`` picks a free port (see :attr:`port`). ``stop`` (or leaving the
     ``with`` block) shuts it down. :meth:`serve` runs in the foreground for
     ``securefl server``. ``protocol`` may be a subclass of
-    :class:`PeerCertProtocol` (``bench/network.py`` counts bytes with one).
+    :data:`PEER_CERT_PROTOCOL` (``bench/network.py`` counts bytes with one),
+    ``loop`` another uvicorn loop name.
     """
 
     def __init__(
@@ -43,7 +56,8 @@ class RunningServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
-        protocol: type[PeerCertProtocol] = PeerCertProtocol,
+        protocol: type[asyncio.Protocol] = PEER_CERT_PROTOCOL,
+        loop: str = LOOP,
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
@@ -53,6 +67,7 @@ class RunningServer:
         config = uvicorn.Config(
             app,
             http=protocol,
+            loop=loop,
             ssl_context_factory=lambda _config, _default: context,
             lifespan="off",
             access_log=False,

@@ -14,6 +14,7 @@ when the budget is spent it raises one clear :class:`TransportError`.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import random
 import ssl
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -32,7 +33,7 @@ from securefl.transport._tls import client_context, fingerprint
 from securefl.transport.base import Transport
 from securefl.transport.https_server import MAX_WAIT, RESTARTED_STATUS
 from securefl.transport.signed import FRAME_OVERHEAD, open_sealed, seal
-from securefl.wire import MAX_ENVELOPE_BYTES, SERVER, Envelope, Limits, unpack
+from securefl.wire import MAX_ENVELOPE_BYTES, SERVER, Envelope, Limits, scan, unpack
 
 __all__ = ["HttpsSiteTransport", "RetryPolicy"]
 
@@ -165,21 +166,10 @@ class HttpsSiteTransport(Transport):
                 f"{response.text[:200]})"
             )
         try:
-            body = unpack(response.content, limits=_poll_limits(self._max))
-            messages = body["messages"]
-            if not isinstance(body, dict) or not isinstance(messages, list):
-                raise WireError("bad receive body")
-        except (WireError, KeyError, TypeError):
+            messages = _messages(response.content, _poll_limits(self._max))
+        except WireError:
             raise TransportError(f"{self.name}: the server sent a malformed receive body") from None
-        for item in messages:
-            if not (
-                isinstance(item, list)
-                and len(item) == 2
-                and isinstance(item[0], int)
-                and isinstance(item[1], bytes)
-            ):
-                raise TransportError(f"{self.name}: the server sent a malformed message list")
-            seq, frame = item
+        for seq, frame in messages:
             if seq <= self._acked:
                 continue
             self._acked = seq
@@ -292,6 +282,41 @@ def _certificate_refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _messages(body: bytes, limits: Limits) -> list[tuple[int, memoryview]]:
+    """``(seq, frame)`` from a ``/v1/receive`` body, the frames as views into ``body``.
+
+    The body (``{"messages": [[seq, frame], ...]}``) is walked by
+    :func:`securefl.wire.scan` under ``limits`` before anything is read, as
+    :func:`securefl.wire.unpack` would; the frames are not copied out (their
+    payloads are, once, when each frame is opened).
+    """
+    if len(body) > limits.max_bytes:
+        raise WireError(f"receive body of {len(body)} bytes exceeds the limit")
+    view = memoryview(body)
+    top = scan(body, limits)  # the whole body within limits, before anything is read
+    if body[:1] != b"\x81" or unpack(bytes(view[top[0] : top[1]])) != "messages":
+        raise WireError("bad receive body")
+    array = view[top[1] :]
+    if not (0x90 <= array[0] <= 0x9F or array[0] in (0xDC, 0xDD)):
+        raise WireError("bad receive body")
+    starts = [*scan(cast(bytes, array), limits), len(array)]  # scan indexes and slices
+    out: list[tuple[int, memoryview]] = []
+    for at, end in itertools.pairwise(starts):
+        item = array[at:end]
+        if item[0] != 0x92:  # [seq, frame]
+            raise WireError("bad receive item")
+        seq_at, frame_at = scan(cast(bytes, item), limits)
+        seq = unpack(bytes(item[seq_at:frame_at]))
+        width = _BIN_WIDTH.get(item[frame_at])
+        if type(seq) is not int or width is None:
+            raise WireError("bad receive item")
+        out.append((seq, item[frame_at + 1 + width :]))
+    return out
+
+
+_BIN_WIDTH = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 def _poll_limits(max_message: int) -> Limits:

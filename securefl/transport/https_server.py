@@ -33,7 +33,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -61,7 +61,8 @@ from securefl.transport.signed import (
     envelope_message,
     open_frame,
     read_frame,
-    seal,
+    retry_digest,
+    seal_parts,
 )
 from securefl.wire import SERVER, Envelope, EnvelopeHeader, bin_header
 
@@ -112,22 +113,29 @@ def body_limit(
     return int((dimension + 1) * per) + overhead + FRAME_OVERHEAD
 
 
-def receive_body(messages: list[tuple[int, bytes]]) -> list[bytes]:
+def receive_body(messages: Sequence[tuple[int, bytes | Sequence[bytes]]]) -> list[bytes]:
     """The ``/v1/receive`` body as parts whose concatenation is
-    ``pack({"messages": [[seq, frame], ...]})``: the frames are sent as they
-    are, not copied into one buffer on the event loop."""
+    ``pack({"messages": [[seq, frame], ...]})``: the frames (whole, or as the
+    parts of :func:`seal_parts`) are sent as they are, not copied into one
+    buffer on the event loop."""
     packer = msgpack.Packer(use_bin_type=True)
     parts = [packer.pack_map_header(1) + packer.pack("messages")]
     parts[0] += packer.pack_array_header(len(messages))
     for seq, frame in messages:
-        parts.append(packer.pack_array_header(2) + packer.pack(seq) + bin_header(len(frame)))
-        parts.append(frame)
+        pieces = [frame] if isinstance(frame, bytes) else list(frame)
+        size = sum(len(p) for p in pieces)
+        parts.append(packer.pack_array_header(2) + packer.pack(seq) + bin_header(size))
+        parts.extend(pieces)
     return parts
 
 
 async def _stream(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
+
+
+class _Retry(Exception):
+    """The frame is a byte-identical retry of one already taken: acknowledged, not delivered."""
 
 
 class _Refusal(Exception):
@@ -169,6 +177,8 @@ class HttpsServerTransport(Transport):
         self._seen = SeenIds(max_ids_per_site)
         self.liveness = Liveness(liveness, clock)
         self._decode_lock = threading.Lock()  # one large body decoded at a time
+        self._hash_lock = threading.Lock()
+        self._last_hash: tuple[bytes, bytes] = (b"", hashlib.sha256(b"").digest())
         #: each site's ``/v1/send`` being read or decoded (touched on the event loop only)
         self._reading: dict[str, asyncio.Task[Any]] = {}
         self._superseded: set[asyncio.Task[Any]] = set()
@@ -203,8 +213,9 @@ class HttpsServerTransport(Transport):
         if outbox is None:
             raise TransportError(f"{envelope.receiver!r} is not a site on the roster")
         self._seen.round_started(envelope.round)
-        key = hashlib.sha256(envelope_message(envelope, bytes(ID_LEN))).digest()
-        if outbox.put(key, lambda: seal(envelope, self._key)):
+        digest = self._payload_hash(envelope.payload)
+        key = hashlib.sha256(envelope_message(envelope, bytes(ID_LEN), digest)).digest()
+        if outbox.put(key, lambda: seal_parts(envelope, self._key, payload_hash=digest)):
             self.status.sent(envelope)
         silent = self.liveness.silent_for(envelope.receiver)
         if silent is not None:  # queued all the same, in case it comes back
@@ -212,6 +223,22 @@ class HttpsServerTransport(Transport):
                 f"{envelope.receiver} has had no poll open for {silent:.0f} s (liveness "
                 f"{self.liveness.interval:g} s): taken for gone until it says hello again"
             )
+
+    def _payload_hash(self, payload: bytes) -> bytes:
+        """SHA-256 of ``payload``, once per payload object the driver sends.
+
+        A round start sends the same model object to every site: it is
+        hashed once, not once per site. The cache holds the object itself
+        (bytes never change), so an identity match is the same bytes.
+        """
+        with self._hash_lock:
+            last, digest = self._last_hash
+            if last is payload:
+                return digest
+        digest = hashlib.sha256(payload).digest()
+        with self._hash_lock:
+            self._last_hash = (payload, digest)
+        return digest
 
     @property
     def seen_ids(self) -> int:
@@ -332,21 +359,34 @@ class HttpsServerTransport(Transport):
         return body
 
     def _admit(self, site: str, box: list[bytearray]) -> int:
-        """Decode, authenticate and deduplicate one frame (in a worker thread)."""
+        """Decode, deduplicate and authenticate one frame (in a worker thread).
+
+        The payload is hashed once, right after the header is read and
+        before anything is copied: that hash makes the retry digest
+        (:func:`retry_digest`) and is what the signature is checked over.
+        A retry is recognised before the round gate, so a retry that
+        arrives after its stage moved on is still acknowledged.
+        """
         with self._decode_lock:
+            body = box.pop()
             try:
-                frame = read_frame(box.pop(), max_bytes=self.max_body)
+                frame = read_frame(body, max_bytes=self.max_body, digest=False)
             except WireError as exc:
                 raise _Refusal(400, f"malformed envelope: {exc}") from None
-            seen = self._seen.digest(site, frame.id)
-            if seen is not None:
-                if seen == frame.digest:
-                    return 200
-                raise _Refusal(409, "envelope id already used with other bytes (replay)")
-
             ended: list[EnvelopeHeader] = []
+            hashed: list[bytes] = []
 
             def check(header: EnvelopeHeader) -> None:
+                end = frame.envelope_at + len(frame.envelope_bytes)
+                start = end - header.payload_size
+                view = memoryview(body)
+                hashed.append(hashlib.sha256(view[start:end]).digest())
+                hashed.append(retry_digest(view, start, end, hashed[0]))
+                seen = self._seen.digest(site, frame.id)
+                if seen is not None:
+                    if seen == hashed[1]:
+                        raise _Retry
+                    raise _Refusal(409, "envelope id already used with other bytes (replay)")
                 if header.sender != site:
                     raise _Refusal(403, f"envelope sender {header.sender!r} is not the TLS name")
                 if header.federation != self.federation or header.receiver != SERVER:
@@ -358,13 +398,17 @@ class HttpsServerTransport(Transport):
                     raise _Refusal(409, reason)
 
             try:
-                sealed = open_frame(frame, keys=self._site_keys, check=check)
+                sealed = open_frame(
+                    frame, keys=self._site_keys, check=check, payload_hash=lambda: hashed[0]
+                )
+            except _Retry:
+                return 200
             except WireError as exc:
                 raise _Refusal(400, f"malformed envelope: {exc}") from None
             except IntegrityError:
                 raise _Refusal(401, "signature does not verify under the roster key") from None
             # under the decode lock: no concurrent retry slips between
-            self._seen.add(site, frame.id, frame.digest)
+            self._seen.add(site, sealed.id, hashed[1])
         if ended:  # signed by the site, of a round that is over: acknowledged, dropped
             log.info("dropped %s from %s: round %d has ended", ended[0].stage, site, ended[0].round)
             return 200
@@ -448,6 +492,6 @@ class HttpsServerTransport(Transport):
         return HTMLResponse(status_html(self.status.snapshot()))
 
 
-from securefl.transport._uvicorn import RunningServer, serve_files  # noqa: E402  (re-exported)
+from securefl.transport._uvicorn import LOOP, RunningServer, serve_files  # noqa: E402  (re-exported)
 
-__all__ += ["RunningServer", "serve_files"]
+__all__ += ["LOOP", "RunningServer", "serve_files"]

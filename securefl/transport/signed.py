@@ -48,7 +48,9 @@ __all__ = [
     "open_frame",
     "open_sealed",
     "read_frame",
+    "retry_digest",
     "seal",
+    "seal_parts",
 ]
 
 ENVELOPE_DOMAIN = "securefl/envelope/v1"
@@ -89,9 +91,18 @@ class SealedEnvelope:
     """SHA-256 of the whole frame: what "the same bytes" means for a retry."""
 
 
-def envelope_message(envelope: Envelope, envelope_id: bytes) -> bytes:
-    """The bytes an envelope's signature covers (domain-separated, length-prefixed)."""
-    return _message(envelope.header, envelope_id, hashlib.sha256(envelope.payload).digest())
+def envelope_message(
+    envelope: Envelope, envelope_id: bytes, payload_hash: bytes | None = None
+) -> bytes:
+    """The bytes an envelope's signature covers (domain-separated, length-prefixed).
+
+    They hold the payload only through its SHA-256: a caller that already
+    has it (the server sealing one model for every site) passes
+    ``payload_hash`` and the payload is not hashed again.
+    """
+    if payload_hash is None:
+        payload_hash = hashlib.sha256(envelope.payload).digest()
+    return _message(envelope.header, envelope_id, payload_hash)
 
 
 def _message(header: EnvelopeHeader, envelope_id: bytes, payload_hash: bytes) -> bytes:
@@ -113,10 +124,27 @@ def seal(envelope: Envelope, signing_key: SigningKey, *, envelope_id: bytes | No
     Re-sending a frame (a retry) must reuse its bytes, not re-seal: a new id
     would count as a new message.
     """
+    return b"".join(seal_parts(envelope, signing_key, envelope_id=envelope_id))
+
+
+def seal_parts(
+    envelope: Envelope,
+    signing_key: SigningKey,
+    *,
+    envelope_id: bytes | None = None,
+    payload_hash: bytes | None = None,
+) -> tuple[bytes, bytes, bytes]:
+    """:func:`seal`'s frame as three parts, the middle one the payload object itself.
+
+    Their concatenation is the frame; a sender that writes them one after
+    the other (the server's ``/v1/receive``) never copies the payload, and
+    one model sealed for ten sites is one payload in memory, not ten.
+    ``payload_hash`` is the payload's SHA-256 if the caller has it already.
+    """
     eid = os.urandom(ID_LEN) if envelope_id is None else envelope_id
     if not isinstance(eid, bytes) or len(eid) != ID_LEN:
         raise WireError(f"an envelope id is {ID_LEN} bytes")
-    sig = signing_key.sign(envelope_message(envelope, eid))
+    sig = signing_key.sign(envelope_message(envelope, eid, payload_hash))
     head = envelope.head()
     packer = msgpack.Packer(use_bin_type=True)
     prefix = b"".join(
@@ -130,9 +158,9 @@ def seal(envelope: Envelope, signing_key: SigningKey, *, envelope_id: bytes | No
             bin_header(len(head) + len(envelope.payload)),
         ]
     )
-    # the same bytes as pack({"v", "id", "env": envelope.to_bytes(), "sig"}), with the
-    # payload copied once (a known-answer vector checks them against that encoding)
-    return b"".join([prefix, head, envelope.payload, packer.pack("sig"), packer.pack(sig)])
+    # joined, the same bytes as pack({"v", "id", "env": envelope.to_bytes(), "sig"})
+    # (a known-answer vector checks them against that encoding)
+    return prefix + head, envelope.payload, packer.pack("sig") + packer.pack(sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,26 +169,28 @@ class Frame:
 
     id: bytes
     signature: bytes
-    envelope_bytes: bytes
+    envelope_bytes: bytes | memoryview
+    """The inner envelope: a view into the frame's bytes, not a copy."""
     digest: bytes
+    envelope_at: int = 0
+    """Where :attr:`envelope_bytes` starts in the frame (for :func:`retry_digest`)."""
 
 
 def read_frame(
-    data: bytes | bytearray,
+    data: bytes | bytearray | memoryview,
     *,
     max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD,
     digest: bool = True,
 ) -> Frame:
     """Split a frame strictly (limits, field order, sizes) without verifying it.
 
-    Copies the inner envelope out once, so a caller that holds the request
-    body may drop it before the payload is copied by :func:`open_frame`:
-    at most two copies of a large update are alive at any time. The frame's
-    SHA-256 (:attr:`Frame.digest`) is what the server deduplicates retries
-    by; a site, which never deduplicates, passes ``digest=False`` and gets
-    ``b""`` instead of hashing every message twice.
+    Nothing large is copied: the inner envelope is a view into ``data``,
+    whose payload :func:`open_frame` copies out once (so at most two copies
+    of a large update are alive at any time). ``digest=True`` also hashes
+    the whole frame (:attr:`Frame.digest`); the server instead takes
+    :func:`retry_digest`, which reuses the payload hash the signature needs.
     """
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError("expected bytes")
     if len(data) > max_bytes:
         raise WireError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
@@ -189,10 +219,29 @@ def read_frame(
     width = {0xC4: 1, 0xC5: 2, 0xC6: 4}.get(data[env_at])
     if width is None:
         raise WireError("sealed envelope body must be bytes")
-    body = bytes(view[env_at + 1 + width : env_end])
+    body = view[env_at + 1 + width : env_end]
     whole = hashlib.sha256(view).digest() if digest else b""
-    view.release()
-    return Frame(id=eid, signature=sig, envelope_bytes=body, digest=whole)
+    return Frame(
+        id=eid, signature=sig, envelope_bytes=body, digest=whole, envelope_at=env_at + 1 + width
+    )
+
+
+def retry_digest(
+    frame: bytes | bytearray | memoryview, payload_at: int, payload_end: int, payload_hash: bytes
+) -> bytes:
+    """What "the same frame bytes" means for a retry, from the payload's SHA-256.
+
+    SHA-256 over where the payload lies in the frame, the frame's bytes
+    before it, the payload's SHA-256 and the frame's bytes after it. Equal
+    digests mean equal frames, as with a hash of the whole frame, but the
+    large payload is hashed once, for this and for the signature alike.
+    """
+    view = memoryview(frame)
+    h = hashlib.sha256(payload_at.to_bytes(8, "big") + payload_end.to_bytes(8, "big"))
+    h.update(view[:payload_at])
+    h.update(payload_hash)
+    h.update(view[payload_end:])
+    return h.digest()
 
 
 def open_frame(
@@ -200,12 +249,15 @@ def open_frame(
     *,
     keys: Mapping[str, bytes],
     check: Callable[[EnvelopeHeader], None] | None = None,
+    payload_hash: Callable[[], bytes] | None = None,
 ) -> SealedEnvelope:
     """Decode the inner envelope and verify the frame's signature under ``keys[sender]``.
 
     An unknown sender or a signature that does not verify is an
     :class:`IntegrityError` (opaque); ``check`` sees the header before the
-    payload is copied and may refuse it by raising.
+    payload is copied and may refuse it by raising. ``payload_hash``, if
+    given, returns the payload's SHA-256 the caller computed (after
+    ``check``); it is what the signature is checked over.
     """
     envelope = Envelope.from_bytes(
         frame.envelope_bytes, max_bytes=len(frame.envelope_bytes), check=check
@@ -213,12 +265,13 @@ def open_frame(
     key = keys.get(envelope.sender)
     if key is None:
         raise IntegrityError("signature did not verify")
-    verify(key, envelope_message(envelope, frame.id), frame.signature)
+    known = payload_hash() if payload_hash is not None else None
+    verify(key, envelope_message(envelope, frame.id, known), frame.signature)
     return SealedEnvelope(envelope=envelope, id=frame.id, digest=frame.digest)
 
 
 def open_sealed(
-    data: bytes | bytearray,
+    data: bytes | bytearray | memoryview,
     *,
     keys: Mapping[str, bytes],
     max_bytes: int = MAX_ENVELOPE_BYTES + FRAME_OVERHEAD,

@@ -6,14 +6,15 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from transport_pki import Party, Pki
 
-from securefl.transport._tls import PeerCheck, server_context
+from securefl.transport._tls import PEER_CERT_PROTOCOL, PeerCheck, server_context
 from securefl.transport.https_client import HttpsSiteTransport, RetryPolicy
-from securefl.transport.https_server import HttpsServerTransport, RunningServer
+from securefl.transport.https_server import LOOP, HttpsServerTransport, RunningServer
 from securefl.wire import Envelope
 
 FEDERATION = "fed"
@@ -71,7 +72,13 @@ class Harness:
 
 
 def start(
-    pki: Pki, *, listen: bool = True, max_body: int = 1 << 20, crl: Path | None = None, **kw: object
+    pki: Pki,
+    *,
+    listen: bool = True,
+    max_body: int = 1 << 20,
+    crl: Path | None = None,
+    stack: tuple[type[Any], str] | None = None,
+    **kw: object,
 ) -> Harness:
     """A server for ``pki``; with ``listen=False`` its port is bound but refuses connections."""
     transport = HttpsServerTransport(
@@ -86,7 +93,8 @@ def start(
         **kw,  # type: ignore[arg-type]
     )
     ctx = server_context(cert=pki.server.cert_path, key=pki.server.key_path, ca=pki.server.ca_path)
-    server = RunningServer(transport.app, ctx)
+    protocol, loop = stack if stack is not None else (PEER_CERT_PROTOCOL, LOOP)
+    server = RunningServer(transport.app, ctx, protocol=protocol, loop=loop)
     return Harness(pki, transport, server.start() if listen else server)
 
 

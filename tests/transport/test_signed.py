@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,13 @@ from hypothesis import strategies as st
 
 from securefl.errors import IntegrityError, WireError
 from securefl.hazmat.sign import SigningKey
-from securefl.transport.signed import envelope_message, open_sealed, read_frame, seal
+from securefl.transport.signed import (
+    envelope_message,
+    open_sealed,
+    read_frame,
+    retry_digest,
+    seal,
+)
 from securefl.wire import MAX_ROUND, Envelope
 
 VECTORS = json.loads(
@@ -86,6 +93,31 @@ def test_fresh_ids_differ_and_digest_is_of_the_whole_frame():
     a, b = seal(env, KEY), seal(env, KEY)
     assert read_frame(a).id != read_frame(b).id
     assert read_frame(a).digest != read_frame(b).digest
+
+
+def _digest(frame: bytes, payload_at: int, payload_end: int) -> bytes:
+    payload_hash = hashlib.sha256(frame[payload_at:payload_end]).digest()
+    return retry_digest(frame, payload_at, payload_end, payload_hash)
+
+
+@settings(max_examples=60, deadline=None)
+@given(payload=st.binary(min_size=1, max_size=3000), data=st.data())
+def test_retry_digest_tells_apart_frames_that_differ_in_any_byte(payload, data):
+    """The server's "same bytes" test: a frame reusing an id with one byte changed
+    anywhere (header, payload, signature) is not taken for a retry of the first."""
+    env = Envelope(
+        federation="f", round=1, stage="s", sender="site-a", receiver="server", payload=payload
+    )
+    frame = seal(env, KEY, envelope_id=bytes(16))
+    at = read_frame(frame).envelope_at + len(env.head())
+    end = at + len(payload)
+    assert _digest(frame, at, end) == _digest(bytes(frame), at, end)
+    i = data.draw(st.integers(0, len(frame) - 1))
+    changed = bytearray(frame)
+    changed[i] ^= data.draw(st.integers(1, 255))
+    assert _digest(bytes(changed), at, end) != _digest(frame, at, end)
+    # the same bytes read with the payload placed elsewhere are another frame too
+    assert _digest(frame, at - 1, end) != _digest(frame, at, end)
 
 
 def test_size_limit_is_enforced_before_decoding():
