@@ -24,7 +24,7 @@ _SITE_DRIVER = "securefl/runtime/site_driver.py"
 _SITE = "securefl/runtime/site.py"
 #: the server's signature check of a frame (also the site's check of the server's frames)
 _NO_SIGNATURE = Removal(
-    _SIGNED, "    verify(key, envelope_message(envelope, frame.id), frame.signature)\n", ""
+    _SIGNED, "    verify(key, envelope_message(envelope, frame.id, known), frame.signature)\n", ""
 )
 #: an id seen before is treated as new: a retry is admitted again
 _NO_SEEN_IDS = _off(_HTTPS, "seen is not None")
@@ -142,8 +142,8 @@ ROWS: tuple[Row, ...] = (
                 _HTTPS,
                 "            except WireError as exc:\n"
                 '                raise _Refusal(400, f"malformed envelope: {exc}") from None\n'
-                "            seen = ",
-                "            except _Refusal:\n                raise\n            seen = ",
+                "            ended: ",
+                "            except _Refusal:\n                raise\n            ended: ",
             ),
         ),
     ),
@@ -152,7 +152,7 @@ ROWS: tuple[Row, ...] = (
         "transport.md",
         "Retries are idempotent",
         (
-            _off(_HTTPS, "seen == frame.digest"),  # a retry taken for a replay
+            _off(_HTTPS, "seen == hashed[1]"),  # a retry taken for a replay
             _NO_SEEN_IDS,  # a retry delivered again
         ),
     ),
