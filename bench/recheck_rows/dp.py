@@ -1013,3 +1013,27 @@ ROWS += (
         ),
     ),
 )
+
+ROWS += (
+    Row(
+        "dp-add-remove-bound",
+        "dp.md",
+        "The add/remove subsampling bound (Theorem 1",
+        (  # the remove direction left out: the add term alone
+            Removal(
+                _SKS,
+                "out[i] = float(np.logaddexp(0.0, max(add, min(b1, b2)))) / (a - 1)",
+                "out[i] = float(np.logaddexp(0.0, add)) / (a - 1)",
+            ),
+        ),
+    ),
+    Row(
+        "dp-distributed-audit-twice",
+        "dp.md",
+        "The audit recomputes distributed claims twice",
+        (
+            _off("securefl/reports/claims.py", "_below(claimed, recomputed, tolerance)"),
+            _off("securefl/reports/claims.py", "_below(claimed, independent, tolerance)"),
+        ),
+    ),
+)
