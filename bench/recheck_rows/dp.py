@@ -664,7 +664,14 @@ ROWS += (
                 "return epsilon((*prior, _event(sigma, q, steps)), delta=delta",
                 "return epsilon((_event(sigma, q, steps),), delta=delta",
             ),
-            _off(_CAL, "spent >= target_epsilon"),
+            # an unreachable target answered with the largest σ instead of refused (the
+            # check of prior events spending it all is a second layer: with it removed
+            # no σ reaches the target either, and this refusal still fires)
+            Removal(
+                _CAL,
+                "        if found is None:\n            raise too_small",
+                "        if found is None:\n            return MAX_NOISE_MULTIPLIER",
+            ),
         ),
     ),
     Row(
