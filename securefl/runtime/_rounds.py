@@ -72,9 +72,7 @@ class RoundSummary:
     min_sites: int = 0
 
 
-def median_metrics(
-    reports: Mapping[str, m.Report], survivors: tuple[str, ...]
-) -> dict[str, float]:
+def median_metrics(reports: Mapping[str, m.Report], survivors: tuple[str, ...]) -> dict[str, float]:
     """The median over the survivors of each metric they all reported.
 
     Why the median: reports are the sites' own word (checked finite, not

@@ -158,8 +158,12 @@ def main() -> None:
         ],
         "skellam": [
             skellam_case("skellam/seven", Fraction(7), 10, checked=True),
-            skellam_case("skellam/share", noise_share(400, threshold=4, colluders=1).variance, 10,
-                         checked=True),
+            skellam_case(
+                "skellam/share",
+                noise_share(400, threshold=4, colluders=1).variance,
+                10,
+                checked=True,
+            ),
             skellam_case("skellam/large", Fraction(10**8), 5, checked=False),
         ],
         "rounding": [
