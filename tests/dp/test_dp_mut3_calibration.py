@@ -9,6 +9,8 @@ import math
 
 import pytest
 
+import securefl.dp.calibration as calibration
+
 from securefl.dp.accounting import epsilon
 from securefl.dp.calibration import (
     MAX_NOISE_MULTIPLIER,
@@ -135,7 +137,8 @@ def test_solve_narrows_to_the_tolerance_keeping_the_crossing_inside(
     assert lo < 2 / math.sqrt(target) <= hi
 
 
-@pytest.mark.parametrize(("target", "start"), [(1.0, 1.0), (0.01, 1.0), (100.0, 1.0)])
+# (1.0, 4.0): f(start / 2) equals the target exactly, so start / 2 is the bracket's hi.
+@pytest.mark.parametrize(("target", "start"), [(1.0, 1.0), (0.01, 1.0), (100.0, 1.0), (1.0, 4.0)])
 def test_bracket_holds_the_crossing_one_factor_wide(target: float, start: float) -> None:
     found = _bracket(power, target, start, 2.0)
     assert found is not None
@@ -160,3 +163,56 @@ def test_locate_brackets_the_crossing_from_a_start_on_either_side(start: float) 
     lo, hi = found
     assert power(lo) > 1.0 >= power(hi)
     assert lo < 2.0 <= hi
+
+
+def test_solve_on_a_power_law_closes_in_a_few_steps() -> None:
+    # ε is close to a power law of σ; on an exact one the secant in (log σ, log f) lands on
+    # the crossing, and aiming a third of the tolerance past it closes the bracket in four
+    # evaluations after the two ends, from a bracket 200 times wider than the tolerance.
+    calls: list[float] = []
+
+    def counted(sigma: float) -> float:
+        calls.append(sigma)
+        return power(sigma)
+
+    lo, hi = _solve(counted, 1.0, 0.5, 100.0, 0.01)
+    assert power(lo) > 1.0 >= power(hi) and hi / lo <= 1.01
+    assert len(calls) <= 6
+
+
+def test_locate_predicts_a_tight_bracket_on_a_power_law() -> None:
+    calls: list[float] = []
+
+    def counted(sigma: float) -> float:
+        calls.append(sigma)
+        return power(sigma)
+
+    found = _locate(counted, lambda s: 1.3 * power(s), 1.0, math.sqrt(5.2), 0.01)
+    assert found is not None
+    lo, hi = found
+    assert power(lo) > 1.0 >= power(hi)
+    assert hi / lo <= 1.01 * (1 + 1e-9)
+    assert len(calls) <= 4
+
+
+def test_locate_with_a_flat_rough_bound_falls_back_to_widening() -> None:
+    found = _locate(power, lambda s: 1.0, 1.0, 1.5, 0.01)
+    assert found is not None
+    lo, hi = found
+    assert power(lo) > 1.0 >= power(hi)
+
+
+def test_a_missed_prediction_is_still_narrowed_to_the_tolerance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The prediction fails: only the 1.25-wide fallback bracket comes back.
+    def missed(f, rough, target, start, tolerance):  # type: ignore[no-untyped-def]
+        return _bracket(f, target, start, 1.25)
+
+    monkeypatch.setattr(calibration, "_locate", missed)
+    tol = 0.01
+    sigma = calibrate_noise(
+        target_epsilon=3.0, delta=1e-5, sample_rate=0.01, steps=500, tolerance=tol
+    )
+    assert epsilon([ev(sigma, 0.01, 500)], delta=1e-5) <= 3.0
+    assert epsilon([ev(sigma / ((1 + tol) * (1 + 1e-8)), 0.01, 500)], delta=1e-5) > 3.0
