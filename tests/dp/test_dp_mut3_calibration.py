@@ -10,7 +10,6 @@ import math
 import pytest
 
 import securefl.dp.calibration as calibration
-
 from securefl.dp.accounting import epsilon
 from securefl.dp.calibration import (
     MAX_NOISE_MULTIPLIER,
