@@ -1,6 +1,6 @@
 """The exact adversary search for the neighbourhood round over a grid of small rings.
 
-Run ``python bench/neighbourhood_search.py`` (``--time S`` caps each search,
+Run ``python bench/neighbourhood_grid.py`` (``--time S`` caps each search,
 default 120 s; ``--case n,k,t,m`` selects rows). For each ring (n sites,
 Harary degree k, threshold t, cohort cap m, ℓ = min(m, k + 1 - t)) it asks
 ``tests/secagg/neighbourhood_search.py`` for the fewest colluders that give
