@@ -27,7 +27,23 @@ from securefl.transport.base import Transport
 from securefl.transport.https_client import RetryPolicy
 from securefl.wire import Envelope
 
-__all__ = ["SiteLink"]
+__all__ = ["SiteLink", "silence_allowance"]
+
+
+def silence_allowance(stage_timeout: float) -> float:
+    """How long a site hears nothing from the server before it takes the link for lost.
+
+    A healthy server is silent for a whole stage timeout whenever a peer
+    drops: it waits that long for the peer before it sends the next stage.
+    A site that gave up after exactly that long would leave its round just
+    as the server moved on, drop the next stage's message as a straggler,
+    and the round would fail for every site (seen with a site killed in a
+    mask round). Twice the stage timeout plus a network margin keeps the two
+    clocks apart; a server that is really gone is still found (its polls
+    fail at once, or a restarted one answers 410).
+    """
+    return 2.0 * stage_timeout + 10.0
+
 
 log = logging.getLogger("securefl.runtime.site")
 

@@ -47,7 +47,7 @@ from securefl.runtime._account import RoundAccount
 from securefl.runtime._deployed import deployed_site_arguments
 from securefl.runtime._policy import SitePolicy
 from securefl.runtime._proximal import ProximalPull
-from securefl.runtime._site_io import SiteLink
+from securefl.runtime._site_io import SiteLink, silence_allowance
 from securefl.runtime._site_round import (
     Round,
     check_round_start,
@@ -116,7 +116,7 @@ class Site:
             transport,
             self._driver,
             reconnect=self.reconnect,
-            timeout=rounds.stage_timeout_seconds,
+            timeout=silence_allowance(rounds.stage_timeout_seconds),
         )
         self.dp = dp
         self.train = train
