@@ -1047,7 +1047,9 @@ ROWS += (
         (
             _off(_DD, "theirs != value"),  # the site's comparison
             Removal(  # the server's step not divided by the public expected batch
-                _DD, "            plan.scale * plan.expected_batch_size\n", "            plan.scale\n"
+                _DD,
+                "            plan.scale * plan.expected_batch_size\n",
+                "            plan.scale\n",
             ),
             Removal(  # the ledger charged a smaller μ than the round's noise
                 _DD,

@@ -172,18 +172,6 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
-        "mask-split-view",
-        "mask.md",
-        "A cheating server that shows two survivor lists to two halves",
-        (  # the consistency round: each signature must be over this site's own list
-            Removal(
-                _SA,
-                "                verify(self._roster[site], message, sig)\n",
-                "                pass\n",
-            ),
-        ),
-    ),
-    Row(
         "mask-consistency-run",
         "mask.md",
         "A consistency signature names its run",
@@ -377,7 +365,7 @@ ROWS: tuple[Row, ...] = (
             _off(_SA, "strangers"),  # non-neighbours and off-roster ids accepted
             Removal(  # adverts not verified
                 _SA,
-                "                verify(self._roster[site], message, adv[\"sig\"])\n",
+                '                verify(self._roster[site], message, adv["sig"])\n',
                 "                pass\n",
             ),
             _off(_SA, "missing > self._plan.local_missing"),  # more than ℓ withheld accepted
@@ -389,7 +377,7 @@ ROWS: tuple[Row, ...] = (
         "Neighbourhood round: a neighbour whose advert was withheld from a site",
         (
             _off(_SA, "not mine <= set(self._u2)"),
-            _off(_SA, "adv[\"digest\"] != ctx.round_digest"),
+            _off(_SA, 'adv["digest"] != ctx.round_digest'),
         ),
     ),
     Row(
@@ -436,14 +424,6 @@ ROWS: tuple[Row, ...] = (
                 _off(_SA, "sorted(dropped) != sorted(set(self._u2) - set(self._u3))"),
                 _off(_SA, "set(b_out) & set(s_out)"),
             ),
-        ),
-    ),
-    Row(
-        "mask-any-t-unmask",
-        "mask.md",
-        "Any t unmask responders reconstruct; fewer abort",
-        (  # the server's count of shares per secret before it reconstructs
-            _off(_UNMASK, "len(available[v]) < t"),
         ),
     ),
     Row(
