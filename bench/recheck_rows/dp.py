@@ -1040,4 +1040,35 @@ ROWS += (
             _off("securefl/reports/claims.py", "_below(claimed, independent, tolerance)"),
         ),
     ),
+    Row(
+        "dp-distributed-deployed",
+        "dp.md",
+        '`privacy = "distributed"` over the deployed path',
+        (
+            _off(_DD, "theirs != value"),  # the site's comparison
+            Removal(  # the server's step not divided by the public expected batch
+                _DD,
+                "            plan.scale * plan.expected_batch_size\n",
+                "            plan.scale\n",
+            ),
+            Removal(  # the ledger charged a smaller μ than the round's noise
+                _DD,
+                "            mu_total=float(self.mu_total),",
+                "            mu_total=float(self.mu_total) * 4,",
+            ),
+        ),
+    ),
+    Row(
+        "dp-skellam-subsampled",
+        "dp.md",
+        "It converges to the Gaussian's α Δ²/(2σ²) as μ grows",
+        (
+            Removal(_SKS, _CHARGED, _CHARGED.replace("unsampled)\n", "unsampled) / 1.002\n")),
+            Removal(  # one neighbouring direction only
+                _SKS,
+                "    ours = remove_add_rdp(eps, sample_rate=gamma, orders=alphas)",
+                "    ours = add_direction_rdp(eps, sample_rate=gamma, orders=alphas)",
+            ),
+        ),
+    ),
 )

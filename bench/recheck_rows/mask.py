@@ -172,18 +172,6 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
-        "mask-split-view",
-        "mask.md",
-        "A cheating server that shows two survivor lists to two halves",
-        (  # the consistency round: each signature must be over this site's own list
-            Removal(
-                _SA,
-                "                verify(self._roster[site], message, sig)\n",
-                "                pass\n",
-            ),
-        ),
-    ),
-    Row(
         "mask-consistency-run",
         "mask.md",
         "A consistency signature names its run",
@@ -361,6 +349,93 @@ ROWS: tuple[Row, ...] = (
         (  # a dropped site's pairwise masks are left in the survivors' sum
             Removal(
                 _UNMASK, "    for v, sk in s_keys.items():\n", "    for v, sk in {}.items():\n"
+            ),
+        ),
+    ),
+    Row(
+        "mask-nb-adverts",
+        "mask.md",
+        "The neighbourhood round (`MaskConfig(neighbourhood=True)`) sends each site only",
+        (
+            Removal(  # the server sends every site the whole cohort's adverts
+                _SA_SRV,
+                "        if self._plan.local:  # each site gets its holders' adverts only\n",
+                "        if False:\n",
+            ),
+            _off(_SA, "strangers"),  # non-neighbours and off-roster ids accepted
+            Removal(  # adverts not verified
+                _SA,
+                '                verify(self._roster[site], message, adv["sig"])\n',
+                "                pass\n",
+            ),
+            _off(_SA, "missing > self._plan.local_missing"),  # more than ℓ withheld accepted
+        ),
+    ),
+    Row(
+        "mask-nb-withheld-survivor",
+        "mask.md",
+        "Neighbourhood round: a neighbour whose advert was withheld from a site",
+        (
+            _off(_SA, "not mine <= set(self._u2)"),
+            _off(_SA, 'adv["digest"] != ctx.round_digest'),
+        ),
+    ),
+    Row(
+        "mask-nb-split-view",
+        "mask.md",
+        "Neighbourhood round: two halves of the ring shown two survivor lists",
+        (_off(_SA, "unsigned > self._plan.local_missing"),),
+    ),
+    Row(
+        "mask-nb-one-share",
+        "mask.md",
+        "Neighbourhood round: a site refuses a neighbour listed both surviving and dropped",
+        (
+            (
+                _off(_SA, "set(dropped) & set(self._u3)"),
+                _off(_SA, "sorted(dropped) != sorted(set(self._u2) - set(self._u3))"),
+                _off(_SA, "set(b_out) & set(s_out)"),
+            ),
+            _off(_SA, "self._plan.local and site not in self._holders"),
+        ),
+    ),
+    Row(
+        "mask-nb-cancel",
+        "mask.md",
+        "Neighbourhood round: masks cancel with random dropouts at any stage",
+        (
+            Removal(  # a dropped site's pairwise masks are left in the survivors' sum
+                _UNMASK, "    for v, sk in s_keys.items():\n", "    for v, sk in {}.items():\n"
+            ),
+            Removal(  # the server sends every site the whole cohort's adverts
+                _SA_SRV,
+                "        if self._plan.local:  # each site gets its holders' adverts only\n",
+                "        if False:\n",
+            ),
+        ),
+    ),
+    Row(
+        "mask-nb-lemma-1",
+        "mask.md",
+        "Neighbourhood round, whatever lists the server shows",
+        (  # Lemma 1's premise: a holder releases one share of a peer, never both
+            (
+                _off(_SA, "set(dropped) & set(self._u3)"),
+                _off(_SA, "sorted(dropped) != sorted(set(self._u2) - set(self._u3))"),
+                _off(_SA, "set(b_out) & set(s_out)"),
+            ),
+        ),
+    ),
+    Row(
+        "mask-split-view",
+        "mask.md",
+        "A cheating server that shows two survivor lists to two halves of the honest sites",
+        (  # every check of the site's own t and quorum, together (as `mask-own-threshold`)
+            (
+                _off(_SA, _SITE_BELOW_T),
+                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
+                _off(_SA, "len(signers) < self._plan.quorum"),
             ),
         ),
     ),
