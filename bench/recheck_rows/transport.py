@@ -423,4 +423,22 @@ ROWS: tuple[Row, ...] = (
             ),
         ),
     ),
+    Row(
+        "transport-mask-site-killed",
+        "transport.md",
+        "A site SIGKILLed in the middle of a mask round",
+        (  # the server leaves a dropped site's pairwise masks in the survivors' sum
+            Removal(
+                "securefl/secagg/_unmask.py",
+                "    for v, sk in s_keys.items():\n",
+                "    for v, sk in {}.items():\n",
+            ),
+        ),
+    ),
+    Row(
+        "transport-he-site-killed",
+        "transport.md",
+        "A site SIGKILLed in the middle of an he round",
+        (_off(_HE_SRV, "not self._closed"),),  # the deadline never closes the round without it
+    ),
 )
