@@ -130,7 +130,7 @@ class SiteDriver:
         """Tell the server this site stops taking part."""
         self._leave_round()
         self.stage = SiteStage.LEFT
-        return [self._envelope(m.BYE, reason.encode(), 0)]
+        return [self._envelope(m.BYE, reason[:1000].encode(), 0)]  # within the gate's limit
 
     # -- the server's messages --------------------------------------------------
 

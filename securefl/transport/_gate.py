@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from securefl.runtime.messages import BYE, HELLO, REPORT
+from securefl.runtime.messages import BYE, HELLO, REPORT, Hello
 from securefl.wire import EnvelopeHeader
 
 __all__ = ["ENDED", "driver_gate"]
@@ -29,13 +29,27 @@ class _Driver(Protocol):
 #: what a gate returns for a message of a round that has ended: acknowledged, dropped
 ENDED = "the round has ended"
 
+#: the largest payload of the messages a site may send at any time: a hello is
+#: decoded under its own 256-byte limit, a goodbye carries a short reason; the
+#: transport's body limit is sized for the model, so without these a roster
+#: site could queue model-sized hellos faster than the driver reads them
+ANYTIME_PAYLOAD_LIMITS = {HELLO: Hello.LIMITS.max_bytes, BYE: 4096}
+
+
+def _oversized(header: EnvelopeHeader) -> str | None:
+    limit = ANYTIME_PAYLOAD_LIMITS.get(header.stage)
+    if limit is not None and header.payload_size > limit:
+        return f"a {header.stage!r} of {header.payload_size} bytes (at most {limit})"
+    return None
+
 
 def driver_gate(
     driver: _Driver, *, anytime: tuple[str, ...] = (HELLO, BYE)
 ) -> Callable[[EnvelopeHeader], str | None]:
     """Refuse (409) envelopes for a round or protocol stage the driver is not in.
 
-    Stages in ``anytime`` (``fed/hello``, ``fed/bye``) come at any time.
+    Stages in ``anytime`` (``fed/hello``, ``fed/bye``) come at any time, hellos and
+    goodbyes within :data:`ANYTIME_PAYLOAD_LIMITS`.
     A message of a round that has ended (an earlier round, or the last one
     once it closed or a restart abandoned it) is :data:`ENDED`: the
     transport acknowledges it once its signature verifies and drops it, so a
@@ -53,7 +67,7 @@ def driver_gate(
 
     def gate(header: EnvelopeHeader) -> str | None:
         if header.stage in anytime:
-            return None
+            return _oversized(header)
         is_open = getattr(driver.stage, "value", driver.stage) == "round open"
         if header.round < driver.current_round or (
             not is_open and 0 < header.round == driver.current_round
