@@ -31,6 +31,12 @@ _NO_SEEN_IDS = _off(_HTTPS, "seen is not None")
 
 ROWS: tuple[Row, ...] = (
     Row(
+        "transport-anytime-sizes",
+        "transport.md",
+        "A roster site cannot queue model-sized hellos or goodbyes",
+        (_off("securefl/transport/_gate.py", "limit is not None and header.payload_size > limit"),),
+    ),
+    Row(
         "transport-sender-twice",
         "transport.md",
         "An envelope's sender is authenticated twice",
