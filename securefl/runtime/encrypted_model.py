@@ -109,9 +109,6 @@ class EncryptedAggregatesModel(GlobalModel):
             self._acked[site] = self._sent[site]
             self._unacked.pop(site, None)
 
-    def forget(self, site: str) -> None:
-        self.rejoin(site, b"")
-
     def rejoin(self, site: str, hello: bytes) -> bool:
         """``site`` said hello with ``hello`` (a :class:`~securefl.runtime.messages.Hello`).
 

@@ -52,10 +52,6 @@ class GlobalModel(ABC):
         """``site`` answered in the round it was last sent a payload: it holds that payload."""
         return None
 
-    def forget(self, site: str) -> None:
-        """``site`` said hello (it may have restarted): send it the whole model next time."""
-        return None
-
     def rejoin(self, site: str, hello: bytes) -> bool:
         """``site`` said hello with payload ``hello``; returns whether it is owed a copy now.
 
@@ -63,7 +59,6 @@ class GlobalModel(ABC):
         model. A holder whose model is a growing history reads what the site
         says it holds and may answer that a copy already on its way suffices.
         """
-        self.forget(site)
         return True
 
 

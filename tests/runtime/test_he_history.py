@@ -147,7 +147,7 @@ def test_each_site_gets_only_what_it_has_not_acknowledged_and_a_newcomer_all(sec
     late = unpack(model.payload_for("d"))
     assert late["start"] == 1 and len(late["aggregates"]) == 5 - 1  # all it lacks, from 1
     np.testing.assert_array_equal(steady(model.payload_for("c"), D), dropped(pack(late), D))
-    model.forget("d")  # d says hello again (it may have restarted): the whole history
+    model.rejoin("d", b"")  # d says hello again (it may have restarted): the whole history
     assert unpack(model.payload_for("d"))["start"] == 0
     newcomer = _decoder(modes, "d")
     np.testing.assert_array_equal(newcomer(model.payload(), D), steady(model.payload(), D))
