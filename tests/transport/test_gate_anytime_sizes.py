@@ -5,7 +5,7 @@ transport's body limit is sized for the model (megabytes). A signed hello of
 that size would be hashed, copied and queued for the driver, which decodes
 it under its own 256-byte limit only later; while the driver is busy, or in
 the grace period after the run, such hellos pile up. The gate refuses them
-by their announced size before the body is hashed or copied.
+by their announced size before the payload is copied or queued.
 """
 
 from __future__ import annotations
