@@ -141,6 +141,7 @@ def server_half(
     mask: MaskConfig | None = None,
     he_public_context: bytes | None = None,
     he_keymaker: str | None = None,
+    bls_roster: Mapping[str, tuple[bytes, bytes]] | None = None,
 ) -> ServerHalf:
     """The server's half of ``secure`` from public material only.
 
@@ -152,6 +153,8 @@ def server_half(
     waits for it, and the driver builds the mode when it comes. ``max_weight`` and
     ``min_sites`` reach the halves through each round's context; ``he``
     refuses to start without a ``max_weight``, which its sites pin.
+    ``bls_roster`` (each site's BLS key and proof of possession,
+    :func:`securefl.secagg.bls_entry`) is needed by the neighbourhood round.
     """
     _check_secure(secure)
     sites = site_keys(identity_keys)
@@ -161,7 +164,8 @@ def server_half(
         from securefl.secagg import MaskServerMode
 
         return ServerHalf(
-            MaskServerMode(roster=sites, config=mask or mask_config()), PlainGlobalModel
+            MaskServerMode(roster=sites, config=mask or mask_config(), bls_roster=bls_roster),
+            PlainGlobalModel,
         )
     if max_weight is None:
         raise ConfigError("he mode needs the federation's max_weight (rounds.max_weight)")
@@ -195,6 +199,7 @@ def site_half(
     min_sites: int,
     mask: MaskConfig | None = None,
     he_secret_context: SecretContext | None = None,
+    bls_roster: Mapping[str, tuple[bytes, bytes]] | None = None,
 ) -> SiteHalf:
     """One site's half of ``secure`` from its own name, key and state folder.
 
@@ -222,6 +227,7 @@ def site_half(
             roster=sites,
             state_path=Path(state_dir) / "mask.json",
             config=mask or mask_config(),
+            bls_roster=bls_roster,
         )
         return SiteHalf(mode, decode_plain_model)
     if max_weight is None:

@@ -41,6 +41,7 @@ from securefl.secagg._messages import (
     UNMASK_REQUEST,
 )
 from securefl.secagg._mode import MaskServerMode, MaskSiteMode
+from securefl.secagg._multisig import BlsRoster, bls_entry
 from securefl.secagg._server import MaskServer
 from securefl.secagg._site import MaskSite
 
@@ -53,6 +54,7 @@ __all__ = [
     "MASKED_INPUT",
     "REQUEST_STAGES",
     "STAGES",
+    "BlsRoster",
     "IntegerMaskServer",
     "IntegerMaskServerMode",
     "IntegerMaskSite",
@@ -65,6 +67,7 @@ __all__ = [
     "MaskServerMode",
     "MaskSite",
     "MaskSiteMode",
+    "bls_entry",
     "colluders_tolerated",
     "dropouts_tolerated",
     "max_missing",

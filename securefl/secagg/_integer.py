@@ -44,6 +44,7 @@ from securefl.hazmat.quantize import QuantizationParams
 from securefl.hazmat.sign import SigningKey
 from securefl.secagg._config import MaskConfig
 from securefl.secagg._mode import MaskServerMode, MaskSiteMode
+from securefl.secagg._multisig import BlsRoster
 from securefl.secagg._server import MaskServer, ServerStage
 from securefl.secagg._site import MaskSite
 from securefl.secagg._state import RoundLog
@@ -123,9 +124,16 @@ class IntegerMaskSite(MaskSite):
         log: RoundLog,
         config: MaskConfig,
         ring: IntegerRing,
+        bls_keys: Mapping[str, bytes] | None = None,
     ) -> None:
         super().__init__(
-            ctx=ctx, site_id=site_id, signing_key=signing_key, roster=roster, log=log, config=config
+            ctx=ctx,
+            site_id=site_id,
+            signing_key=signing_key,
+            roster=roster,
+            log=log,
+            config=config,
+            bls_keys=bls_keys,
         )
         self._ring = ring
         _integer_plan(self, ring)
@@ -162,9 +170,10 @@ class IntegerMaskServer(MaskServer):
         roster: dict[str, bytes],
         config: MaskConfig,
         ring: IntegerRing,
+        bls_keys: Mapping[str, bytes] | None = None,
     ) -> None:
         self._ring = ring
-        super().__init__(ctx=ctx, roster=roster, config=config)
+        super().__init__(ctx=ctx, roster=roster, config=config, bls_keys=bls_keys)
         _integer_plan(self, ring)
         self._integer: IntegerSum | None = None
 
@@ -212,6 +221,7 @@ class IntegerMaskSiteMode(MaskSiteMode):
         state_path: Path,
         config: MaskConfig,
         ring: IntegerRing,
+        bls_roster: BlsRoster | None = None,
     ) -> None:
         if not isinstance(ring, IntegerRing):
             raise ConfigError("ring must be an IntegerRing")
@@ -221,6 +231,7 @@ class IntegerMaskSiteMode(MaskSiteMode):
             roster=roster,
             state_path=state_path,
             config=config,
+            bls_roster=bls_roster,
         )
         self._ring = ring
 
@@ -235,6 +246,7 @@ class IntegerMaskSiteMode(MaskSiteMode):
             log=self._log,
             config=self._config,
             ring=self._ring,
+            bls_keys=self._bls,
         )
 
 
@@ -242,13 +254,20 @@ class IntegerMaskServerMode(MaskServerMode):
     """The server's side of the integer path: public keys only."""
 
     def __init__(
-        self, *, roster: Mapping[str, bytes], config: MaskConfig, ring: IntegerRing
+        self,
+        *,
+        roster: Mapping[str, bytes],
+        config: MaskConfig,
+        ring: IntegerRing,
+        bls_roster: BlsRoster | None = None,
     ) -> None:
         if not isinstance(ring, IntegerRing):
             raise ConfigError("ring must be an IntegerRing")
-        super().__init__(roster=roster, config=config)
+        super().__init__(roster=roster, config=config, bls_roster=bls_roster)
         self._ring = ring
 
     def server(self, ctx: RoundContext) -> ServerAggregator:
         super().server(ctx)  # the mode's checks
-        return IntegerMaskServer(ctx=ctx, roster=self._roster, config=self._config, ring=self._ring)
+        return IntegerMaskServer(
+            ctx=ctx, roster=self._roster, config=self._config, ring=self._ring, bls_keys=self._bls
+        )

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from securefl.errors import ConfigError, WireError
+from securefl.hazmat.bls import BLS_SIGNATURE_LEN
 from securefl.hazmat.sign import SIGNATURE_LEN, signed_message
 from securefl.wire import MAX_ENVELOPE_BYTES, Limits, pack, unpack
 
@@ -174,11 +175,20 @@ _SCHEMAS: dict[str, set[str]] = {
     CONSISTENCY_REQUEST: {"survivors"},
     UNMASK_REQUEST: {"survivors", "dropped", "signatures"},
 }
+# The neighbourhood round proves the cohort-wide count with one BLS aggregate
+# (securefl.secagg._multisig): the signers as a cohort bitmap and the aggregate.
+UNMASK_REQUEST_AGGREGATE = {"survivors", "dropped", "signers", "aggregate"}
+
+
+def _schema_ok(stage: str, names: set[str]) -> bool:
+    if names == _SCHEMAS[stage]:
+        return True
+    return stage == UNMASK_REQUEST and names == UNMASK_REQUEST_AGGREGATE
 
 
 def encode(stage: str, **fields: Any) -> bytes:
     """A versioned payload for ``stage``."""
-    if set(fields) != _SCHEMAS[stage]:
+    if not _schema_ok(stage, set(fields)):
         raise WireError(f"wrong fields for {stage}")
     return pack({"v": VERSION, **fields})
 
@@ -210,11 +220,34 @@ def _dec_share_request(obj: dict[str, Any], n: int) -> dict[str, Any]:
     return {"adverts": {_id(k): _advert(v) for k, v in adverts.items()}}
 
 
+def _signature(v: Any) -> bytes:
+    """A consistency signature: Ed25519 (cohort-wide round) or BLS (neighbourhood round)."""
+    if isinstance(v, bytes) and len(v) == BLS_SIGNATURE_LEN:
+        return v
+    return _bytes(v, SIGNATURE_LEN, "signature")
+
+
+def _dec_unmask_request(obj: dict[str, Any], n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "survivors": _members(obj["survivors"], n),
+        "dropped": _ids(obj["dropped"], n),
+    }
+    if "aggregate" in obj:
+        signers = obj["signers"]
+        if not isinstance(signers, bytes) or len(signers) != (n + 7) // 8:
+            raise WireError("the signer list must be a cohort bitmap")
+        out["signers"] = signers
+        out["aggregate"] = _bytes(obj["aggregate"], BLS_SIGNATURE_LEN, "aggregate signature")
+    else:
+        out["signatures"] = _map(obj["signatures"], n, SIGNATURE_LEN, "signature")
+    return out
+
+
 _DECODERS: dict[str, Any] = {
     ADVERTISE: lambda o, n: _advert({k: v for k, v in o.items() if k != "v"}),
     SHARE: lambda o, n: {"shares": _map(o["shares"], n, SHARE_CT_LEN, "share ciphertext")},
     MASKED_INPUT: _dec_masked_input,
-    CONSISTENCY: lambda o, n: {"sig": _bytes(o["sig"], SIGNATURE_LEN, "signature")},
+    CONSISTENCY: lambda o, n: {"sig": _signature(o["sig"])},
     UNMASK: lambda o, n: {"b": _map(o["b"], n, 66, "share"), "s": _map(o["s"], n, 66, "share")},
     SHARE_REQUEST: _dec_share_request,
     MASKED_INPUT_REQUEST: lambda o, n: {
@@ -222,11 +255,7 @@ _DECODERS: dict[str, Any] = {
         "shares": _map(o["shares"], n, SHARE_CT_LEN, "share ciphertext"),
     },
     CONSISTENCY_REQUEST: lambda o, n: {"survivors": _members(o["survivors"], n)},
-    UNMASK_REQUEST: lambda o, n: {
-        "survivors": _members(o["survivors"], n),
-        "dropped": _ids(o["dropped"], n),
-        "signatures": _map(o["signatures"], n, SIGNATURE_LEN, "signature"),
-    },
+    UNMASK_REQUEST: _dec_unmask_request,
 }
 
 
@@ -271,7 +300,7 @@ def decode(stage: str, payload: bytes, *, cohort_size: int) -> dict[str, Any]:
     if stage not in _DECODERS:
         raise WireError(f"unknown stage {stage!r}")
     obj = unpack(payload, limits=decode_limits(stage, cohort_size))
-    if not isinstance(obj, dict) or set(obj) != _SCHEMAS[stage] | {"v"}:
+    if not isinstance(obj, dict) or not _schema_ok(stage, set(obj) - {"v"}) or "v" not in obj:
         raise WireError(f"malformed {stage} payload")
     if obj["v"] != VERSION:
         raise WireError(f"unsupported {stage} version {obj['v']!r}")

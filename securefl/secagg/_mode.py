@@ -19,6 +19,7 @@ from securefl.aggregation.base import (
 from securefl.errors import ConfigError
 from securefl.hazmat.sign import PUBLIC_KEY_LEN, SigningKey
 from securefl.secagg._config import MaskConfig
+from securefl.secagg._multisig import BlsRoster, NeighbourhoodSigner, checked_bls_roster
 from securefl.secagg._server import MaskServer
 from securefl.secagg._site import MaskSite
 from securefl.secagg._state import RoundLog
@@ -44,6 +45,15 @@ def _check_cohort(ctx: RoundContext, roster: dict[str, bytes]) -> None:
         raise ConfigError(f"cohort sites without a roster key: {sorted(missing)}")
 
 
+def _bls_keys(
+    config: MaskConfig, bls_roster: BlsRoster | None, roster: dict[str, bytes]
+) -> dict[str, bytes] | None:
+    """The roster's checked BLS keys when the neighbourhood round may run, else None."""
+    if not config.neighbourhood:
+        return None
+    return checked_bls_roster(bls_roster, roster)
+
+
 class MaskSiteMode(AggregationMode):
     """A site's side of SecAgg+ masking; see ``docs/mask.md``."""
 
@@ -58,7 +68,10 @@ class MaskSiteMode(AggregationMode):
         roster: Mapping[str, bytes],
         state_path: Path,
         config: MaskConfig,
+        bls_roster: BlsRoster | None = None,
     ) -> None:
+        """``bls_roster``: each site's BLS key and proof of possession; needed (and
+        checked here) when ``config.neighbourhood`` is set."""
         if not isinstance(signing_key, SigningKey):
             raise ConfigError("signing_key must be a securefl.hazmat.sign.SigningKey")
         if not isinstance(config, MaskConfig):
@@ -67,6 +80,9 @@ class MaskSiteMode(AggregationMode):
         if self._roster.get(site_id) != signing_key.public_bytes():
             raise ConfigError(f"the roster key of {site_id!r} does not match its signing key")
         self._site_id, self._key, self._config = site_id, signing_key, config
+        self._bls = _bls_keys(config, bls_roster, self._roster)
+        if self._bls is not None:  # fails now, not in the first round
+            NeighbourhoodSigner(signing_key, site_id, self._bls)
         self._log = RoundLog(Path(state_path))
 
     def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
@@ -82,6 +98,7 @@ class MaskSiteMode(AggregationMode):
             roster=self._roster,
             log=self._log,
             config=self._config,
+            bls_keys=self._bls,
         )
 
     def server(self, ctx: RoundContext) -> ServerAggregator:
@@ -94,15 +111,22 @@ class MaskServerMode(AggregationMode):
     name = "mask"
     hides_updates = True
 
-    def __init__(self, *, roster: Mapping[str, bytes], config: MaskConfig) -> None:
+    def __init__(
+        self,
+        *,
+        roster: Mapping[str, bytes],
+        config: MaskConfig,
+        bls_roster: BlsRoster | None = None,
+    ) -> None:
         if not isinstance(config, MaskConfig):
             raise ConfigError("config must be a MaskConfig")
         self._roster = _check_roster(roster)
         self._config = config
+        self._bls = _bls_keys(config, bls_roster, self._roster)
 
     def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
         raise ConfigError("the server's mask mode has no site half; use MaskSiteMode")
 
     def server(self, ctx: RoundContext) -> ServerAggregator:
         _check_cohort(ctx, self._roster)
-        return MaskServer(ctx=ctx, roster=self._roster, config=self._config)
+        return MaskServer(ctx=ctx, roster=self._roster, config=self._config, bls_keys=self._bls)

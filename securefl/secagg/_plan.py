@@ -105,8 +105,9 @@ class MaskPlan:
     order: tuple[str, ...]
     max_missing: int | None = None
     local: bool = False
-    """The neighbourhood round (``MaskConfig.neighbourhood``): each site gets, checks and
-    keeps only its holders' adverts, lists and consistency signatures."""
+    """The neighbourhood round (``MaskConfig.neighbourhood``): each site gets and checks
+    only its holders' adverts and lists; the cohort's consistency signatures come as
+    one BLS aggregate, so the counts below are the cohort-wide round's."""
 
     @property
     def complete(self) -> bool:
@@ -168,8 +169,6 @@ class MaskPlan:
         n, t, k, m = len(self.cohort), self.threshold, self.k, self.missing_allowed
         if self.complete:
             return min(colluders_tolerated(n, t), n - 2)
-        if self.local:
-            return 0  # none proven; at most 2t - k - 1 can ever be: threat_models/mask.md
         return max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
 
     @functools.cached_property

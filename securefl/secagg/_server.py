@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,14 @@ import numpy as np
 import numpy.typing as npt
 
 from securefl.aggregation.base import AggregateResult, RoundContext, ServerAggregator
-from securefl.errors import AbortError, IntegrityError, ProtocolError, WireError
+from securefl.errors import AbortError, ConfigError, IntegrityError, ProtocolError, WireError
+from securefl.hazmat import bls
 from securefl.hazmat.keys import KeyPair, derive_key, kdf_info
 from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig
+from securefl.secagg._multisig import split_valid
 from securefl.secagg._unmask import check_feasible, reconstruct, remove_masks
 from securefl.wire import SERVER, Envelope
 
@@ -68,7 +70,15 @@ class _Step:
 class MaskServer(ServerAggregator):
     """The server's half of one masked round."""
 
-    def __init__(self, *, ctx: RoundContext, roster: dict[str, bytes], config: MaskConfig) -> None:
+    def __init__(
+        self,
+        *,
+        ctx: RoundContext,
+        roster: dict[str, bytes],
+        config: MaskConfig,
+        bls_keys: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """``bls_keys``: the roster's BLS keys, proofs checked (neighbourhood round only)."""
         self._ctx, self._roster, self._config = ctx, roster, config
         self._plan = config.plan(
             federation=ctx.federation,
@@ -77,6 +87,9 @@ class MaskServer(ServerAggregator):
             federation_size=len(roster),
         )
         self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
+        if self._plan.local and bls_keys is None:
+            raise ConfigError("the neighbourhood round needs the roster's BLS keys")
+        self._bls_keys: Mapping[str, bytes] = bls_keys or {}
         self._stage = ServerStage.ADVERTISE
         self._dropped: set[str] = set()
         self.rejected: dict[str, str] = {}
@@ -271,11 +284,16 @@ class MaskServer(ServerAggregator):
         np.add(self._total, y, out=self._total)  # wraps modulo 2**32; 2**bits divides it
         self._inputs.append(sender)
 
+    def _list_message(self) -> bytes:
+        ctx = self._ctx
+        return m.consistency_message(ctx.federation, ctx.round, self._u3, run=ctx.run)
+
     def _accept_signature(self, sender: str, body: dict[str, Any]) -> None:
-        message = m.consistency_message(
-            self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
-        )
-        verify(self._roster[sender], message, body["sig"])
+        if self._plan.local:  # BLS: checked together in _open_unmask (one pairing)
+            if len(body["sig"]) != bls.BLS_SIGNATURE_LEN:
+                raise ProtocolError("the neighbourhood round's consistency signature is BLS")
+        else:
+            verify(self._roster[sender], self._list_message(), body["sig"])
         self._sigs[sender] = body["sig"]
 
     def _accept_unmask(self, sender: str, body: dict[str, Any]) -> None:
@@ -334,16 +352,24 @@ class MaskServer(ServerAggregator):
         return list(self._u3)
 
     def _open_unmask(self) -> list[Envelope]:
+        if self._plan.local:  # drop signers whose BLS signature fails, before counting
+            _, bad = split_valid(
+                {u: self._sigs[u] for u in self._live(self._sigs)},
+                self._bls_keys,
+                self._list_message(),
+            )
+            for site, reason in bad.items():
+                log.warning("dropping %s from the masked round: %s", site, reason)
+                self.rejected[site] = reason
+                self._dropped.add(site)
         u4 = self._live(self._sigs)
         plan, signed, t = self._plan, set(u4), self._plan.threshold
         lacking = [v for v in self._shares if len(plan.holders(v) & signed) < t]
-        if plan.local:  # a signer needs all but ℓ of its own holders signing its list
-            lacking += [u for u in u4 if len(plan.holders(u) - signed) > plan.local_missing]
-        if len(u4) < max(t, 0 if plan.local else plan.quorum) or lacking:
+        if len(u4) < max(t, plan.quorum) or lacking:
             self._stage = ServerStage.ABORTED
             raise AbortError(
                 f"only {len(u4)} sites signed the survivor list; the threshold "
-                f"is {t}; no shares were requested"
+                f"is {t} and the round needs {plan.quorum}; no shares were requested"
             )
         self._sigs = {u: self._sigs[u] for u in u4}
         self._stage = ServerStage.UNMASK
@@ -356,7 +382,9 @@ class MaskServer(ServerAggregator):
                 signatures=self._sigs,
             )
             return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
-        survivors = self._survivor_field()  # each signer: its holders' part and signatures
+        # each signer: the cohort's list and signers as bitmaps, one aggregate, its dropped part
+        survivors, signers = self._survivor_field(), m.pack_members(self._ctx.cohort, u4)
+        aggregate = bls.aggregate([self._sigs[u] for u in u4])
         return [
             self._send(
                 m.UNMASK_REQUEST,
@@ -365,7 +393,8 @@ class MaskServer(ServerAggregator):
                     m.UNMASK_REQUEST,
                     survivors=survivors,
                     dropped=plan.shown_to(u, dropped),
-                    signatures={v: self._sigs[v] for v in plan.shown_to(u, u4)},
+                    signers=signers,
+                    aggregate=aggregate,
                 ),
             )
             for u in u4

@@ -27,19 +27,21 @@ n - t on the complete graph, floor(dropout_rate * n) on the k-regular graph).
 Any deviation by the server raises :class:`AbortError` and wipes the secrets.
 
 The neighbourhood round (``MaskConfig(neighbourhood=True)``, k-regular graph
-only) changes what a site is sent, not what it does: adverts, share senders,
-the dropped list and consistency signatures cover only its holders (a site
-refuses any other id), each list may miss at most ℓ = ``plan.local_missing``
-of its neighbours, the survivor list comes whole as a cohort bitmap (at most
-m missing, every holder in it a share sender of this site), and it needs all
-but ℓ of its holders to have signed that list instead of n - m of the
-cohort. What that keeps is in ``threat_models/mask.md``.
+only) changes what a site is sent, not what it checks: adverts, share
+senders and the dropped list cover only its holders (a site refuses any
+other id), each may miss at most ℓ = ``plan.local_missing`` of its
+neighbours, the survivor list comes whole as a cohort bitmap (at most m
+missing, every holder in it a share sender of this site), and the n - m
+consistency signatures of the cohort arrive as one BLS aggregate with a
+signer bitmap (``securefl.secagg._multisig``) instead of n - m Ed25519
+signatures. The count is the cohort-wide round's; ``threat_models/mask.md``
+says why that keeps its guarantee.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,7 @@ from securefl.hazmat.sign import SigningKey, verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig, MaskPlan
 from securefl.secagg._keys import mask_sign, pair_seed, share_key
+from securefl.secagg._multisig import NeighbourhoodSigner, check_aggregate
 from securefl.secagg._state import RoundLog
 from securefl.wire import SERVER, Envelope
 
@@ -77,7 +80,9 @@ class MaskSite(SiteAggregator):
         roster: dict[str, bytes],
         log: RoundLog,
         config: MaskConfig,
+        bls_keys: Mapping[str, bytes] | None = None,
     ) -> None:
+        """``bls_keys``: the roster's BLS keys, proofs checked (neighbourhood round only)."""
         if len(ctx.round_digest) != m.DIGEST_LEN:
             raise ConfigError(
                 "a masked round needs the digest of the round start the site received "
@@ -94,6 +99,13 @@ class MaskSite(SiteAggregator):
         )
         self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
         self._holders = self._plan.holders(site_id)
+        self._bls_keys: Mapping[str, bytes] = {}
+        self._bls: NeighbourhoodSigner | None = None
+        if self._plan.local:
+            if bls_keys is None:
+                raise ConfigError("the neighbourhood round needs the roster's BLS keys")
+            self._bls_keys = bls_keys
+            self._bls = NeighbourhoodSigner(signing_key, site_id, bls_keys)
         self._stage = "idle"
         self._x: npt.NDArray[np.uint32] | None = None
         self._c: KeyPair | None = None
@@ -178,21 +190,13 @@ class MaskSite(SiteAggregator):
             raise AbortError(f"the server sent an invalid {envelope.stage}: {exc}") from None
 
     def _check_signatures(self, signatures: dict[str, bytes]) -> None:
-        """Consistency signatures over the list this site signed: enough, valid, rightly sent.
-
-        Cohort-wide round: t from its holders and n - m (``plan.quorum``) from
-        the cohort. Neighbourhood round: only from its holders, and all but ℓ
-        (``plan.local_missing``) of them (threat_models/mask.md says what this keeps).
-        """
-        message = m.consistency_message(
-            self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
-        )
+        """Cohort-wide round: Ed25519 signatures over the list this site signed, t from its
+        holders and n - m (``plan.quorum``) from the cohort."""
+        message = self._list_message()
         signers = set()
         for site, sig in signatures.items():
             if site not in self._u3:
                 raise AbortError(f"consistency signature from {site!r}, not a survivor")
-            if self._plan.local and site not in self._holders:
-                raise AbortError(f"consistency signature from {site!r}, not a neighbour")
             try:
                 verify(self._roster[site], message, sig)
             except IntegrityError:
@@ -202,18 +206,36 @@ class MaskSite(SiteAggregator):
             signers.add(site)
         if len(signers & self._holders) < self._plan.threshold:
             raise AbortError(f"{len(signers)} consistency signatures, below the threshold")
-        if self._plan.local:  # all but ℓ of this site's holders signed this very list
-            unsigned = len(self._holders - signers)
-            if unsigned > self._plan.local_missing:
-                raise AbortError(
-                    f"{unsigned} of this site's holders did not sign this survivor list; "
-                    f"the round allows {self._plan.local_missing}"
-                )
-        elif len(signers) < self._plan.quorum:  # cohort-wide: one list for every honest site
+        if len(signers) < self._plan.quorum:  # one list for every honest site
             raise AbortError(
                 f"{len(signers)} consistency signatures over this list; the round needs "
                 f"{self._plan.quorum} from the cohort"
             )
+
+    def _check_consistency(self, body: dict[str, Any]) -> None:
+        """The n - m signatures over this site's list: Ed25519 each, or one BLS aggregate."""
+        if self._bls is None:
+            if "signatures" not in body:
+                raise AbortError("the cohort-wide round needs each consistency signature")
+            self._check_signatures(body["signatures"])
+            return
+        if "aggregate" not in body:
+            raise AbortError("the neighbourhood round needs the aggregate consistency signature")
+        check_aggregate(
+            message=self._list_message(),
+            cohort=self._ctx.cohort,
+            survivors=self._u3,
+            holders=self._holders,
+            keys=self._bls_keys,
+            signers_field=body["signers"],
+            aggregate=body["aggregate"],
+            threshold=self._plan.threshold,
+            quorum=self._plan.quorum,
+        )
+
+    def _list_message(self) -> bytes:
+        ctx = self._ctx
+        return m.consistency_message(ctx.federation, ctx.round, self._u3, run=ctx.run)
 
     def _wipe(self) -> None:
         self._stage = "aborted"
@@ -393,11 +415,8 @@ class MaskSite(SiteAggregator):
         else:
             self._check_members(u3, "the survivor list", set(self._u2))
         self._u3 = tuple(sorted(u3))
-        sig = self._sk.sign(
-            m.consistency_message(
-                self._ctx.federation, self._ctx.round, self._u3, run=self._ctx.run
-            )
-        )
+        message = self._list_message()
+        sig = self._sk.sign(message) if self._bls is None else self._bls.sign(message)
         self._stage = "signed"
         return [self._env(m.CONSISTENCY, m.encode(m.CONSISTENCY, sig=sig))]
 
@@ -418,7 +437,7 @@ class MaskSite(SiteAggregator):
             raise AbortError("the survivor list differs from the one this site signed")
         if sorted(dropped) != sorted(set(self._u2) - set(self._u3)):
             raise AbortError("the dropped list does not match the share senders and survivors")
-        self._check_signatures(body["signatures"])
+        self._check_consistency(body)
         b_out = {p: self._held[p][1] for p in self._u3 if p in self._held}
         s_out = {p: self._held[p][0] for p in dropped if p in self._held}
         if set(b_out) & set(s_out):  # pragma: no cover - excluded by the checks above

@@ -23,7 +23,15 @@ import numpy.typing as npt
 from securefl.aggregation.base import AggregateResult, RoundContext
 from securefl.errors import AbortError
 from securefl.hazmat.sign import SigningKey
-from securefl.secagg import STAGES, MaskConfig, MaskServer, MaskServerMode, MaskSite, MaskSiteMode
+from securefl.secagg import (
+    STAGES,
+    MaskConfig,
+    MaskServer,
+    MaskServerMode,
+    MaskSite,
+    MaskSiteMode,
+    bls_entry,
+)
 from securefl.wire import SERVER, Envelope, pack, unpack
 
 Tamper = Callable[[Envelope], Envelope | None]
@@ -92,6 +100,7 @@ class Federation:
         self.names = site_names(self.n)
         self.keys = {s: SigningKey.generate() for s in self.names}
         self.roster = {s: k.public_bytes() for s, k in self.keys.items()}
+        self.bls_roster = {s: bls_entry(k) for s, k in self.keys.items()}
 
     def ctx(self, round_id: int, dimension: int, max_weight: float = 100.0) -> RoundContext:
         return RoundContext(
@@ -110,6 +119,7 @@ class Federation:
             roster=self.roster,
             state_path=self.tmp / f"{name}.json",
             config=self.config,
+            bls_roster=self.bls_roster,
         )
 
     def sites(
@@ -124,7 +134,9 @@ class Federation:
         return out
 
     def server(self, ctx: RoundContext) -> MaskServer:
-        half = MaskServerMode(roster=self.roster, config=self.config).server(ctx)
+        half = MaskServerMode(
+            roster=self.roster, config=self.config, bls_roster=self.bls_roster
+        ).server(ctx)
         assert isinstance(half, MaskServer)
         return half
 
@@ -160,7 +172,9 @@ def run_round(
     if server_config is None:
         server = fed.server(ctx)
     else:
-        half = MaskServerMode(roster=fed.roster, config=server_config).server(ctx)
+        half = MaskServerMode(
+            roster=fed.roster, config=server_config, bls_roster=fed.bls_roster
+        ).server(ctx)
         assert isinstance(half, MaskServer)
         server = half
     sites = fed.sites(ctx, contexts)
