@@ -117,10 +117,12 @@ class MaskConfig:
     largest fraction of a k-regular cohort that may be missing from a round
     (more aborts it) and the dropout probability the graph is sized for.
     ``neighbourhood`` (k-regular graph only) sends each site only what its
-    k neighbours need: their adverts, its part of each list, their
-    consistency signatures (O(k) per site instead of O(n)); it keeps less
-    against a cheating server than the cohort-wide consistency round
-    (``threat_models/mask.md``), so it is off unless asked for.
+    k neighbours need: their adverts and its part of each list, and proves
+    the cohort's n - m consistency signatures with one BLS aggregate
+    (k + 1 Ed25519 and one pairing check per site instead of about 2n
+    Ed25519 checks). It keeps the cohort-wide round's colluder count
+    (``threat_models/mask.md``) but needs each site's BLS key on the roster
+    (:func:`securefl.secagg.bls_entry`), so it is off unless asked for.
     """
 
     clip: float
@@ -300,9 +302,7 @@ class MaskConfig:
                 except ConfigError:
                     continue  # a cohort of this size is refused by every site
                 here = min(colluders_tolerated(n, t), n - 2)
-            elif self.neighbourhood:  # as MaskPlan.colluders_tolerated: none proven
-                here = 0
-            else:  # as MaskPlan.colluders_tolerated, without building the plan
+            else:  # as MaskPlan.colluders_tolerated (either round), without building the plan
                 k, t = kt
                 m = min(max_missing(n, self.dropout_rate), n - 1)
                 here = max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)

@@ -40,6 +40,7 @@ __all__ = [
     "decode",
     "decode_limits",
     "encode",
+    "neighbourhood_list_message",
     "pack_members",
     "pack_ring",
     "unpack_members",
@@ -97,6 +98,27 @@ def consistency_message(
     lists in two claimed runs and then show them to two parts of the ring.
     """
     return signed_message("securefl/mask/consistency/v2", federation, round_id, run, *survivors)
+
+
+def neighbourhood_list_message(
+    federation: str, round_id: int, survivors: tuple[str, ...], *, run: str, round_digest: bytes
+) -> bytes:
+    """What a site signs with its BLS key in the neighbourhood round: the list *and* the
+    digest of the round start it received.
+
+    In the cohort-wide round every site sees every advert, each signing the
+    round start its site received, so two parts of the cohort given two
+    round starts (another model, another cohort) are caught by every site.
+    In the neighbourhood round a site sees its holders' adverts only; with
+    the digest in the signed list, signatures made under one round start do
+    not count under another, so a server that gives two parts of the cohort
+    two round starts needs n - m signers in each part, as for two lists.
+    """
+    if len(round_digest) != DIGEST_LEN:
+        raise ConfigError("the round-start digest is 32 bytes")
+    return signed_message(
+        "securefl/mask/neighbourhood-list/v1", federation, round_id, run, round_digest, *survivors
+    )
 
 
 def commit_self_seed(federation: str, round_id: int, site: str, seed: bytes) -> bytes:

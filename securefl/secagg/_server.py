@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -286,6 +287,16 @@ class MaskServer(ServerAggregator):
 
     def _list_message(self) -> bytes:
         ctx = self._ctx
+        if self._plan.local:  # BLS over the list and the round start (see _messages)
+            # The server's context may not carry the digest of the round start it sent;
+            # the sites' signed adverts do (one value, unless a site lied about its own).
+            digest = (
+                ctx.round_digest
+                or Counter(a["digest"] for a in self._adverts.values()).most_common(1)[0][0]
+            )
+            return m.neighbourhood_list_message(
+                ctx.federation, ctx.round, self._u3, run=ctx.run, round_digest=digest
+            )
         return m.consistency_message(ctx.federation, ctx.round, self._u3, run=ctx.run)
 
     def _accept_signature(self, sender: str, body: dict[str, Any]) -> None:

@@ -235,6 +235,10 @@ class MaskSite(SiteAggregator):
 
     def _list_message(self) -> bytes:
         ctx = self._ctx
+        if self._plan.local:  # BLS over the list and the round start (see _messages)
+            return m.neighbourhood_list_message(
+                ctx.federation, ctx.round, self._u3, run=ctx.run, round_digest=ctx.round_digest
+            )
         return m.consistency_message(ctx.federation, ctx.round, self._u3, run=ctx.run)
 
     def _wipe(self) -> None:
