@@ -24,6 +24,7 @@ from securefl.errors import AbortError, ConfigError, IntegrityError
 from securefl.hazmat import bls
 from securefl.hazmat.sign import SigningKey
 from securefl.secagg import _messages as m
+from securefl.secagg._plan import MaskPlan
 
 __all__ = [
     "BlsRoster",
@@ -32,6 +33,7 @@ __all__ = [
     "check_aggregate",
     "checked_bls_roster",
     "split_valid",
+    "unmask_requests",
 ]
 
 BlsRoster = Mapping[str, tuple[bytes, bytes]]
@@ -161,3 +163,22 @@ def split_valid(
         except IntegrityError:
             bad[site] = "consistency signature did not verify"
     return good, bad
+
+
+def unmask_requests(
+    plan: MaskPlan, survivors: bytes, dropped: list[str], signatures: Mapping[str, bytes]
+) -> dict[str, bytes]:
+    """Each signer's unmask request: the cohort's survivors and signers as bitmaps, one
+    aggregate of ``signatures`` (already checked), and its holders' part of ``dropped``."""
+    signers = m.pack_members(plan.cohort, sorted(signatures))
+    aggregate = bls.aggregate([signatures[u] for u in sorted(signatures)])
+    return {
+        u: m.encode(
+            m.UNMASK_REQUEST,
+            survivors=survivors,
+            dropped=plan.shown_to(u, dropped),
+            signers=signers,
+            aggregate=aggregate,
+        )
+        for u in signatures
+    }

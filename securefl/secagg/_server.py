@@ -39,7 +39,7 @@ from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig
-from securefl.secagg._multisig import split_valid
+from securefl.secagg._multisig import split_valid, unmask_requests
 from securefl.secagg._unmask import check_feasible, reconstruct, remove_masks
 from securefl.wire import SERVER, Envelope
 
@@ -393,23 +393,9 @@ class MaskServer(ServerAggregator):
                 signatures=self._sigs,
             )
             return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
-        # each signer: the cohort's list and signers as bitmaps, one aggregate, its dropped part
-        survivors, signers = self._survivor_field(), m.pack_members(self._ctx.cohort, u4)
-        aggregate = bls.aggregate([self._sigs[u] for u in u4])
-        return [
-            self._send(
-                m.UNMASK_REQUEST,
-                u,
-                m.encode(
-                    m.UNMASK_REQUEST,
-                    survivors=survivors,
-                    dropped=plan.shown_to(u, dropped),
-                    signers=signers,
-                    aggregate=aggregate,
-                ),
-            )
-            for u in u4
-        ]
+        bitmap = m.pack_members(self._ctx.cohort, self._u3)
+        payloads = unmask_requests(plan, bitmap, sorted(dropped), self._sigs)
+        return [self._send(m.UNMASK_REQUEST, u, payloads[u]) for u in u4]
 
     # -- unmasking --------------------------------------------------------------
 

@@ -41,7 +41,7 @@ says why that keeps its guarantee.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -57,15 +57,11 @@ from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig, MaskPlan
 from securefl.secagg._keys import mask_sign, pair_seed, share_key
 from securefl.secagg._multisig import NeighbourhoodSigner, check_aggregate
+from securefl.secagg._site_lists import ListChecks, distinct
 from securefl.secagg._state import RoundLog
 from securefl.wire import SERVER, Envelope
 
 __all__ = ["MaskSite"]
-
-
-def _distinct(ids: list[str], what: str) -> None:
-    if len(set(ids)) != len(ids):
-        raise AbortError(f"the server listed a site twice in {what}")
 
 
 class MaskSite(SiteAggregator):
@@ -99,6 +95,7 @@ class MaskSite(SiteAggregator):
         )
         self._need = max(self._plan.threshold, config.min_cohort, ctx.min_sites)
         self._holders = self._plan.holders(site_id)
+        self._lists = ListChecks(self._plan, ctx.cohort, site_id, self._need)
         self._bls_keys: Mapping[str, bytes] = {}
         self._bls: NeighbourhoodSigner | None = None
         if self._plan.local:
@@ -256,66 +253,6 @@ class MaskSite(SiteAggregator):
             payload=payload,
         )
 
-    def _check_members(self, ids: list[str], what: str, within: set[str] | None = None) -> None:
-        if self._plan.local:
-            self._check_neighbourhood(ids, what, within)
-            return
-        _distinct(ids, what)
-        pool = set(self._ctx.cohort) if within is None else within
-        unknown = set(ids) - pool
-        if unknown:
-            raise AbortError(
-                f"the server listed unknown or unexpected ids in {what}: {sorted(unknown)}"
-            )
-        if self._me not in ids:
-            raise AbortError(f"the server left this site out of {what}")
-        if len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold:
-            raise AbortError(f"{what} has {len(ids)} sites, below the threshold")
-        missing = len(self._ctx.cohort) - len(ids)
-        if missing > self._plan.missing_allowed:
-            raise AbortError(
-                f"{what} misses {missing} of {len(self._ctx.cohort)} sites; this round "
-                f"allows at most {self._plan.missing_allowed} missing"
-            )
-
-    def _check_neighbourhood(self, ids: list[str], what: str, within: set[str] | None) -> None:
-        """A neighbourhood list: only this site's holders, t of them, at most ℓ missing."""
-        _distinct(ids, what)
-        pool = self._holders if within is None else self._holders & within
-        strangers = set(ids) - pool
-        if strangers:
-            raise AbortError(
-                f"the server listed non-neighbours or unexpected ids in {what}: {sorted(strangers)}"
-            )
-        self._check_local_part(set(ids), what)
-
-    def _check_local_part(self, members: Collection[str], what: str) -> None:
-        """This site's holders in ``members``: itself, t of them, at most ℓ neighbours missing."""
-        if self._me not in members:
-            raise AbortError(f"the server left this site out of {what}")
-        present = self._holders & set(members)
-        if len(present) < self._plan.threshold:
-            raise AbortError(f"{what} has {len(present)} of this site's holders, below t")
-        missing = len(self._holders) - len(present)
-        if missing > self._plan.local_missing:
-            raise AbortError(
-                f"{what} misses {missing} of this site's {self._plan.k} neighbours; this round "
-                f"allows at most {self._plan.local_missing}"
-            )
-
-    def _check_cohort_list(self, ids: list[str], what: str) -> None:
-        """The cohort-wide list of the neighbourhood round: no unknown id, at most m missing."""
-        _distinct(ids, what)
-        unknown = set(ids) - set(self._ctx.cohort)
-        if unknown:
-            raise AbortError(f"the server listed unknown ids in {what}: {sorted(unknown)}")
-        missing = len(self._ctx.cohort) - len(ids)
-        if len(ids) < self._need or missing > self._plan.missing_allowed:
-            raise AbortError(
-                f"{what} misses {missing} of {len(self._ctx.cohort)} sites; this round "
-                f"allows at most {self._plan.missing_allowed} missing"
-            )
-
     def _survivors(self, field: list[str] | bytes) -> list[str]:
         """A survivor list as ids, from ids or a cohort bitmap."""
         if isinstance(field, bytes):
@@ -327,7 +264,7 @@ class MaskSite(SiteAggregator):
     def _on_share_request(self, body: dict[str, Any]) -> list[Envelope]:
         ctx, adverts = self._ctx, body["adverts"]
         assert self._c is not None and self._s is not None
-        self._check_members(list(adverts), "the key adverts")
+        self._lists.members(list(adverts), "the key adverts")
         keys: list[bytes] = []
         for site, adv in adverts.items():
             if adv["digest"] != ctx.round_digest:
@@ -377,7 +314,7 @@ class MaskSite(SiteAggregator):
         ctx = self._ctx
         assert self._c is not None and self._s is not None and self._x is not None
         u2: list[str] = body["senders"]
-        self._check_members(u2, "the share senders", set(self._adverts))
+        self._lists.members(u2, "the share senders", set(self._adverts))
         expected = (set(u2) & self._holders) - {self._me}
         if set(body["shares"]) != expected:
             raise AbortError("the server withheld or invented share ciphertexts")
@@ -408,16 +345,16 @@ class MaskSite(SiteAggregator):
     def _on_consistency_request(self, body: dict[str, Any]) -> list[Envelope]:
         u3 = self._survivors(body["survivors"])
         if self._plan.local:  # the whole list, signed whole; this site checks its part
-            self._check_cohort_list(u3, "the survivor list")
+            self._lists.cohort_list(u3, "the survivor list")
             mine = self._holders & set(u3)
             if not mine <= set(self._u2):
                 raise AbortError(
                     "the survivor list names neighbours that never shared: "
                     f"{sorted(mine - set(self._u2))}"
                 )
-            self._check_local_part(mine, "the survivor list")
+            self._lists.local_part(mine, "the survivor list")
         else:
-            self._check_members(u3, "the survivor list", set(self._u2))
+            self._lists.members(u3, "the survivor list", set(self._u2))
         self._u3 = tuple(sorted(u3))
         message = self._list_message()
         sig = self._sk.sign(message) if self._bls is None else self._bls.sign(message)
@@ -428,8 +365,8 @@ class MaskSite(SiteAggregator):
 
     def _on_unmask_request(self, body: dict[str, Any]) -> list[Envelope]:
         survivors, dropped = self._survivors(body["survivors"]), body["dropped"]
-        _distinct(survivors, "the survivor list")
-        _distinct(dropped, "the dropped list")
+        distinct(survivors, "the survivor list")
+        distinct(dropped, "the dropped list")
         unknown = (set(survivors) | set(dropped)) - set(self._ctx.cohort)
         if unknown:
             raise AbortError(f"the server listed unknown ids {sorted(unknown)}")
