@@ -300,9 +300,7 @@ class MaskConfig:
                 except ConfigError:
                     continue  # a cohort of this size is refused by every site
                 here = min(colluders_tolerated(n, t), n - 2)
-            elif self.neighbourhood:  # as MaskPlan.colluders_tolerated: none proven
-                here = 0
-            else:  # as MaskPlan.colluders_tolerated, without building the plan
+            else:  # as MaskPlan.colluders_tolerated (either round), without building the plan
                 k, t = kt
                 m = min(max_missing(n, self.dropout_rate), n - 1)
                 here = max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)

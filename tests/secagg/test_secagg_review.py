@@ -16,13 +16,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from secagg_adversary import CheatingServer
-from secagg_driver import Federation, edit_payload, random_updates, run_round
+from secagg_driver import Federation, edit_payload, random_updates, run_round, wide_federation
 
 from securefl.aggregation.base import AggregateResult
 from securefl.errors import AbortError, ConfigError, ProtocolError
 from securefl.hazmat import aead, prg, shamir
 from securefl.hazmat.quantize import dequantize_sum
-from securefl.hazmat.sign import SigningKey
 from securefl.runtime.global_model import PlainGlobalModel
 from securefl.secagg import MaskConfig
 from securefl.secagg import _messages as m
@@ -32,13 +31,7 @@ from securefl.strategy import FedAvg
 MAX_W = 100.0
 
 
-def big_federation(tmp: Path, n: int, config: MaskConfig) -> Federation:
-    """A federation whose ids sort in cohort order beyond 100 sites (site-000, ...)."""
-    fed = Federation(tmp, 3, config)
-    fed.n, fed.names = n, tuple(f"site-{i:03d}" for i in range(n))
-    fed.keys = {s: SigningKey.generate() for s in fed.names}
-    fed.roster = {s: k.public_bytes() for s, k in fed.keys.items()}
-    return fed
+big_federation = wide_federation
 
 
 def _arc_sum_with_colluders(
