@@ -29,6 +29,10 @@ from securefl.secagg._keys import mask_sign, pair_seed
 from securefl.wire import SERVER, Envelope
 
 
+_NO_SIGNATURE = bytes([0xC0]) + bytes(95)
+"""The identity of G2 (compressed): what an aggregate of no signature would be."""
+
+
 class CheatingServer:
     """The server's side of one masked round, with every list chosen by the test."""
 
@@ -133,7 +137,7 @@ class CheatingServer:
         signers = sorted(sigs)
         return {
             "signers": m.pack_members(self.ctx.cohort, signers),
-            "aggregate": bls.aggregate([sigs[u] for u in signers]),
+            "aggregate": bls.aggregate([sigs[u] for u in signers]) if signers else _NO_SIGNATURE,
         }
 
     def send_unmask(self, site: str, **fields: Any) -> dict[str, Any] | None:

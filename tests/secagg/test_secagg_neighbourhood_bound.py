@@ -241,10 +241,10 @@ def test_the_two_colluder_withheld_share_sender_cut_at_k_4_is_refused(
     plan, at = srv.plan, srv.plan.order
     assert len(extra["colluders"]) == 2 == plan.colluders_tolerated
     assert {at[0], at[8]} <= set(srv.aborted) and len(srv.sigs) == 10  # + 2 colluders
+    assert _arc_sum(srv, arc, extra["keys"]) is None, "the arc's sum was read"
     asked = {at[2], *arc[:4]}
     assert not srv.released and asked <= set(srv.aborted)
     assert all("the round needs 13" in str(srv.aborted[s]) for s in asked)
-    assert _arc_sum(srv, arc, extra["keys"]) is None
 
 
 def test_the_search_finds_a_cut_below_the_split_view_count_at_k_4() -> None:
