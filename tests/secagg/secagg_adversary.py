@@ -28,7 +28,6 @@ from securefl.secagg import _messages as m
 from securefl.secagg._keys import mask_sign, pair_seed
 from securefl.wire import SERVER, Envelope
 
-
 _NO_SIGNATURE = bytes([0xC0]) + bytes(95)
 """The identity of G2 (compressed): what an aggregate of no signature would be."""
 
