@@ -104,43 +104,31 @@ def test_the_28_colluder_split_view_at_the_defaults_is_refused(tmp_path: Path) -
     assert all("the round needs 180" in str(srv.aborted[s]) for s in srv.releasing)
 
 
-# -- the exact search on small rings ------------------------------------------
+# -- the exact search on small rings ------------------------------------------------
 
 SMALL = [(14, 4, 4, 1), (16, 6, 5, 2), (18, 6, 6, 2)]
 """(n, k, t, m): rings the search settles in about a second each; ℓ = min(m, k + 1 - t)."""
 
 
 @pytest.mark.parametrize(("n", "k", "t", "m"), SMALL)
-def test_the_search_finds_no_split_view_below_2t_minus_k_minus_1_and_one_at_it(
+def test_the_old_checks_split_view_at_2t_minus_k_minus_1_is_gone_with_the_quorum(
     n: int, k: int, t: int, m: int
 ) -> None:
+    """The search, as the round was and as it is: 2t - k - 1 colluders split the view then.
+
+    With "all but ℓ of the holders signed" (``signers="local"``) a split view
+    takes 2t - k - 1 colluders on each ring; with the cohort-wide count none
+    is found with that many (it needs n - 2m: two lists of n - m signers
+    share n - 2m, and an honest site signs one list).
+    """
     from neighbourhood_search import search
 
     ell = min(m, k + 1 - t)
-    assert search(n, k, t, m, ell, kind="split", max_colluders=2 * t - k - 2) is None
-    found = search(n, k, t, m, ell, kind="split", max_colluders=2 * t - k - 1)
-    assert found is not None and len(found.colluders) == 2 * t - k - 1
-
-
-def test_the_search_needs_the_one_share_per_peer_rule_for_lemma_1() -> None:
-    """Must-fail: a holder that may release both shares of a peer breaks Lemma 1."""
-    from neighbourhood_search import search
-
-    n, k, t, m = SMALL[1]
-    ell = min(m, k + 1 - t)
-    rules = frozenset({"both_shares"})
-    found = search(n, k, t, m, ell, kind="split", max_colluders=2 * t - k - 2, rules=rules)
-    assert found is not None
-
-
-def test_local_agreement_raises_the_split_view_cost_when_ell_is_small() -> None:
-    """n = 16, k = 6, t = 5, m = ℓ = 1: 4 colluders with "all but ℓ signed", 3 without."""
-    from neighbourhood_search import search
-
-    n, k, t, m = 16, 6, 5, 1
-    assert search(n, k, t, m, 1, kind="split", max_colluders=3) is None
-    weaker = frozenset({"local_signers"})
-    assert search(n, k, t, m, 1, kind="split", max_colluders=3, rules=weaker) is not None
+    lemma_1 = 2 * t - k - 1
+    assert lemma_1 < n - 2 * m
+    old = search(n, k, t, m, ell, kind="split", max_colluders=lemma_1, signers="local")
+    assert old is not None and len(old.colluders) == lemma_1
+    assert search(n, k, t, m, ell, kind="split", max_colluders=lemma_1) is None
 
 
 def test_the_defaults_stay_on_the_cohort_wide_round() -> None:
@@ -247,19 +235,19 @@ def test_the_two_colluder_withheld_share_sender_cut_at_k_4_is_refused(
     assert all("the round needs 13" in str(srv.aborted[s]) for s in asked)
 
 
-def test_the_search_finds_a_cut_below_the_split_view_count_at_k_4() -> None:
-    """n = 14, k = 4, t = 4, m = ℓ = 1: 2 colluders cut the ring; a split view needs 3.
+def test_the_search_found_the_k_4_cut_only_under_the_old_check() -> None:
+    """n = 14, k = 4, t = 4, m = ℓ = 1: the cut above, as the search finds it with the old check.
 
     A *cut*: the server unmasks the sum of a set of honest sites that leaves
     out an honest site which shared and which every releasing site lists as
-    surviving (not a site some list drops). The replay above plays one such
-    cut on the real sites.
+    surviving. With "all but ℓ of the holders signed" 2 colluders suffice;
+    with the cohort-wide count the real sites refuse it
+    (``test_the_two_colluder_withheld_share_sender_cut_at_k_4_is_refused``).
     """
     from neighbourhood_search import search
 
     n, k, t, m = 14, 4, 4, 1
-    assert search(n, k, t, m, 1, kind="split", max_colluders=2) is None
-    found = search(n, k, t, m, 1, kind="cut", max_colluders=2)
+    found = search(n, k, t, m, 1, kind="cut", max_colluders=2, signers="local")
     assert found is not None and len(found.colluders) <= 2
     outside = set(range(n)) - set(found.unmasked) - set(found.colluders) - set(found.early)
     alive = [v for v in outside if all(v not in gone for gone in found.releasing.values())]
