@@ -158,3 +158,22 @@ def test_withheld_share_senders_isolate_one_site_with_41_colluders_at_the_defaul
     learned = _arc_sum(srv, [victim], keys)
     assert learned is not None, "the update was not read"
     assert np.allclose(learned[1:], np.clip(updates[victim], -1.0, 1.0), atol=1e-3)
+
+
+def test_the_exact_search_finds_the_isolation_at_colluders_tolerated() -> None:
+    """n = 16, k = 6, t = 5, m = ℓ = 2, the round as built (n - m of the cohort signing one list).
+
+    The search (``neighbourhood_search``) finds a partial sum with 3 =
+    ``colluders_tolerated`` colluders: the breach replayed above, a single
+    site whose share senders miss ℓ neighbours.
+    """
+    from neighbourhood_search import search
+
+    n, k, t, m = 16, 6, 5, 2
+    tolerated = min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1
+    found = search(n, k, t, m, min(m, k + 1 - t), kind="partial", max_colluders=tolerated)
+    assert found is not None and len(found.colluders) <= tolerated == 3
+    isolated = found.unmasked[0]
+    nb = [(isolated + d) % n for d in (-3, -2, -1, 1, 2, 3)]
+    withheld = [j for j in nb if not found.values.get(f"u{isolated},{j}")]
+    assert 0 < len(withheld) <= min(m, k + 1 - t)
