@@ -86,7 +86,7 @@ def test_withheld_share_senders_isolate_one_site_with_colluders_tolerated(
     ``colluders_tolerated`` counts the ring cut in sites (k - m), but a site
     may be told that up to ℓ neighbours did not share, and then never masks
     with them although they hold its shares and list it: isolating one site
-    costs k - ℓ - (m - 1) colluders (the quorum leaves room for m - 1
+    costs at most k - ℓ - (m - 1) colluders (the quorum leaves room for m - 1
     claimed dropouts once the isolated site does not sign). Here 3, at
     n = 200 with the defaults 41 (of 53 stated). The cohort-wide round
     lets a site miss m share senders and has the same gap. Every check of
@@ -177,3 +177,20 @@ def test_the_exact_search_finds_the_isolation_at_colluders_tolerated() -> None:
     nb = [(isolated + d) % n for d in (-3, -2, -1, 1, 2, 3)]
     withheld = [j for j in nb if not found.values.get(f"u{isolated},{j}")]
     assert 0 < len(withheld) <= min(m, k + 1 - t)
+
+
+def test_the_exact_search_finds_no_cut_within_colluders_tolerated_at_k_4() -> None:
+    """n = 14, k = 4, t = 4, m = ℓ = 1, as built: no cut of any shape with 2 colluders.
+
+    Here ``colluders_tolerated`` = 2 = k - m - ℓ, below the isolation's
+    k - ℓ - (m - 1) = 3, and the search proves that no cut (a partial sum
+    leaving out a site every releasing site lists as surviving) exists with
+    2 colluders, whatever lists, dropouts and withheld share senders the
+    server picks; with 3 it finds one.
+    """
+    from neighbourhood_search import search
+
+    n, k, t, m = 14, 4, 4, 1
+    assert search(n, k, t, m, 1, kind="cut", max_colluders=2) is None
+    found = search(n, k, t, m, 1, kind="cut", max_colluders=3)
+    assert found is not None and len(found.colluders) == 3
