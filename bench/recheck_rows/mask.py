@@ -284,7 +284,11 @@ ROWS: tuple[Row, ...] = (
         "With no colluder, showing different parts of the k-regular ring",
         (
             _off(_SA, "len(signers) < self._plan.quorum"),
-            Removal(_SA_SRV, "else plan.quorum)", "else 0)"),  # the honest server's quorum
+            Removal(  # the honest server's quorum
+                _SA_SRV,
+                "if len(u4) < max(t, plan.quorum) or lacking:",
+                "if len(u4) < t or lacking:",
+            ),
         ),
     ),
     Row(
@@ -457,6 +461,11 @@ ROWS: tuple[Row, ...] = (
                 _SA_SRV,
                 "            _, bad = split_valid(\n",
                 "            bad: dict[str, str] = {}\n            _ = (\n",
+            ),
+            Removal(  # the server asks for shares with fewer than n - m valid signers
+                _SA_SRV,
+                "if len(u4) < max(t, plan.quorum) or lacking:",
+                "if len(u4) < t or lacking:",
             ),
         ),
     ),

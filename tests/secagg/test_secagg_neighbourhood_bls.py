@@ -265,11 +265,16 @@ def _forged(fed: Federation, site: str, forge: str) -> bytes:
 
 
 def _bad_signatures(
-    fed: Federation, bad: list[str], forge: str
+    fed: Federation, bad: list[str], forge: str, asked: list[str] | None = None
 ) -> tuple[Run, dict[str, np.ndarray]]:
-    """An honest round in which each site of ``bad`` sends a bad consistency signature."""
+    """An honest round in which each site of ``bad`` sends a bad consistency signature.
+
+    ``asked`` collects the sites the server sends an unmask request to.
+    """
 
     def tamper(env: Envelope) -> Envelope | None:
+        if env.stage == m.UNMASK_REQUEST and asked is not None:
+            asked.append(env.receiver)
         if env.stage != m.CONSISTENCY or env.sender not in bad:
             return env
         sig = _forged(fed, env.sender, forge)
@@ -304,10 +309,15 @@ def test_a_site_with_a_bad_bls_consistency_signature_is_dropped_and_the_round_co
 def test_more_bad_signatures_than_the_quorum_allows_abort_before_any_share_is_asked(
     tmp_path: Path,
 ) -> None:
-    """m + 1 = 5 sites sign badly: 35 < n - m = 36 valid signers; no unmask request is sent."""
+    """m + 1 = 5 sites sign badly: 35 < n - m = 36 valid signers; no unmask request is sent.
+
+    The server aborts on its own count; the sites would refuse too.
+    """
     fed, plan = _fed(tmp_path, 40, WIDER)
     bad = list(plan.order[:5])
-    run, _ = _bad_signatures(fed, bad, "other message")
+    asked: list[str] = []
+    run, _ = _bad_signatures(fed, bad, "other message", asked)
     assert run.result is None and run.server_abort is not None
     assert set(bad) <= set(run.server.rejected)
+    assert not asked, "the server asked for shares"
     assert all(m.UNMASK not in stages for stages in run.sent_by.values())
