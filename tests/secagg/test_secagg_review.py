@@ -171,13 +171,16 @@ def _ring_cut(
 def test_colluders_within_the_whole_cohort_cap_cannot_split_the_regular_ring(
     tmp_path: Path,
 ) -> None:
-    """Default settings at n = 280: the plan withstands k - m - 1 = 51 colluders anywhere.
+    """Default settings at n = 280: k - m - 1 = 51 colluders in the two runs cannot cut an arc off.
 
-    The graph is k-connected, so cutting an arc off takes k = 80 sites in two
-    runs of k/2, of which at most m = 28 may be missing: with 51 colluders
-    the server must claim a 29th site dropped, and every site refuses a list
-    missing more than m. (The 2**-40 bound of ``regular_parameters`` speaks of
-    a random placement; this holds for any placement the server grinds for.)
+    The graph is k-connected, so cutting an arc off by sites takes k = 80
+    sites in two runs of k/2, of which at most m = 28 may be missing: with
+    51 colluders the server must claim a 29th site dropped, and every site
+    refuses a list missing more than m. (The 2**-40 bound of
+    ``regular_parameters`` speaks of a random placement; this holds for any
+    placement the server grinds for.) Cutting edges is cheaper: one site
+    told that ℓ neighbours did not share is isolated by k - ℓ - (m - 1)
+    colluders, 26 here (tests/secagg/test_secagg_isolation.py).
     """
     plan = MaskConfig(clip=1.0).plan(
         federation="fed", round_id=1, cohort=tuple(f"site-{i:03d}" for i in range(280))
