@@ -7,14 +7,16 @@ Harary degree k, threshold t, cohort cap m, ℓ = min(m, k + 1 - t)) it asks
 the server a *split view* (both secrets of one honest site), a *partial
 sum* (the sum of a set of honest sites leaving out more than m of them)
 and a *cut* (a partial sum leaving out a site that every releasing site
-lists as surviving), with the site checks as built, with the "all but ℓ of
-the holders signed" check removed (``no all-but-ℓ``) and with the proposed
-signed share-sender check added (``+senders``). It probes 0, 1, 2, ...
-colluders in turn: ``none ≤`` is the largest count up to which every probe
-proved that no breach exists (-1: not even 0), ``found`` the first count
-with a breach (``-``: none up to 2t - k). ``2t-k-1`` is Lemma 1's split-view
-count and ``k-2ℓ`` the rough cost of the edge-deletion cut
-(threat_models/mask.md, "The neighbourhood round").
+lists as surviving), under each release check: ``as built`` (n - m of the
+cohort and t of the holders signed the list; modelled below n - 2m
+colluders only, where every release is under one list), ``old all-but-ℓ``
+(the round's former check: all but ℓ of the holders signed), ``old
++senders`` (that check with a signed share-sender check added). It probes
+0, 1, 2, ... colluders in turn: ``none ≤`` is the largest count up to which
+every probe proved that no breach exists (-1: not even 0), ``found`` the
+first count with a breach (``-``: none up to the probe limit). ``tol`` is
+``MaskPlan.colluders_tolerated`` and ``k-m-ℓ+1`` the cost of isolating one
+site by withheld share senders (tests/secagg/test_secagg_isolation.py).
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "secagg")]
 
 from neighbourhood_search import search  # noqa: E402
 
-RULES = {
-    frozenset(): "as built",
-    frozenset({"local_signers"}): "no all-but-ℓ",
-    frozenset({"signed_senders"}): "+senders",
+CHECKS = {  # name: (signers, rules)
+    "as built": ("quorum", frozenset()),
+    "old all-but-ℓ": ("local", frozenset()),
+    "old +senders": ("local", frozenset({"signed_senders"})),
 }
 CASES = [(14, 4, 4, 1), (16, 6, 5, 1), (16, 6, 5, 2), (18, 6, 6, 2), (20, 8, 6, 2), (24, 8, 7, 2)]
 
@@ -44,16 +46,18 @@ def main() -> None:
     args = ap.parse_args()
     cases = [tuple(int(x) for x in c.split(",")) for c in args.case] or CASES
     print(
-        f"{'n':>3} {'k':>3} {'t':>3} {'m':>3} {'ℓ':>3} {'2t-k-1':>7} {'k-2ℓ':>5}  "
-        f"{'breach':<8} {'rules':<14} {'none ≤':>6} {'found':>5} {'secs':>6}"
+        f"{'n':>3} {'k':>3} {'t':>3} {'m':>3} {'ℓ':>3} {'tol':>4} {'k-m-ℓ+1':>8}  "
+        f"{'breach':<8} {'check':<14} {'none ≤':>6} {'found':>5} {'secs':>6}"
     )
     for n, k, t, m in cases:
         ell = min(m, k + 1 - t)
+        tol = max(min(n - 2 * m, t, max(k - m, 2 * t - k - 2)) - 1, 0)
         for kind in ("split", "partial", "cut"):
-            for rules, name in RULES.items():
+            for name, (signers, rules) in CHECKS.items():
                 t0 = time.perf_counter()
                 none_upto, found, settled = -1, "-", True
-                for cap in range(0, 2 * t - k + 1):
+                limit = n - 2 * m if signers == "quorum" else 2 * t - k + 1
+                for cap in range(0, min(limit, t + 1)):
                     try:
                         hit = search(
                             n,
@@ -63,6 +67,7 @@ def main() -> None:
                             ell,
                             kind=kind,
                             rules=rules,
+                            signers=signers,
                             max_colluders=cap,
                             time_limit=args.time,
                         )
@@ -76,7 +81,7 @@ def main() -> None:
                         none_upto = cap
                 secs = time.perf_counter() - t0
                 print(
-                    f"{n:>3} {k:>3} {t:>3} {m:>3} {ell:>3} {2 * t - k - 1:>7} {k - 2 * ell:>5}  "
+                    f"{n:>3} {k:>3} {t:>3} {m:>3} {ell:>3} {tol:>4} {k - m - ell + 1:>8}  "
                     f"{kind:<8} {name:<14} {none_upto:>6} {found:>5} {secs:>6.1f}",
                     flush=True,
                 )

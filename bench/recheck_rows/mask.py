@@ -13,6 +13,9 @@ from ._common import (
 
 _UNMASK = "securefl/secagg/_unmask.py"
 _CFG = "securefl/secagg/_config.py"
+_MS = "securefl/secagg/_multisig.py"
+_MSG = "securefl/secagg/_messages.py"
+_BLS = "securefl/hazmat/bls.py"
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -281,7 +284,11 @@ ROWS: tuple[Row, ...] = (
         "With no colluder, showing different parts of the k-regular ring",
         (
             _off(_SA, "len(signers) < self._plan.quorum"),
-            Removal(_SA_SRV, "else plan.quorum)", "else 0)"),  # the honest server's quorum
+            Removal(  # the honest server's quorum
+                _SA_SRV,
+                "if len(u4) < max(t, plan.quorum) or lacking:",
+                "if len(u4) < t or lacking:",
+            ),
         ),
     ),
     Row(
@@ -384,7 +391,7 @@ ROWS: tuple[Row, ...] = (
         "mask-nb-split-view",
         "mask.md",
         "Neighbourhood round: two halves of the ring shown two survivor lists",
-        (_off(_SA, "unsigned > self._plan.local_missing"),),
+        (_off(_MS, "len(signers) < quorum"),),  # the cohort-wide count not checked
     ),
     Row(
         "mask-nb-one-share",
@@ -396,7 +403,6 @@ ROWS: tuple[Row, ...] = (
                 _off(_SA, "sorted(dropped) != sorted(set(self._u2) - set(self._u3))"),
                 _off(_SA, "set(b_out) & set(s_out)"),
             ),
-            _off(_SA, "self._plan.local and site not in self._holders"),
         ),
     ),
     Row(
@@ -415,15 +421,70 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
-        "mask-nb-lemma-1",
+        "mask-nb-quorum-tight",
         "mask.md",
-        "Neighbourhood round, whatever lists the server shows",
-        (  # Lemma 1's premise: a holder releases one share of a peer, never both
+        "Neighbourhood round: `MaskPlan.colluders_tolerated` and `MaskConfig.federation_tolerance`",
+        (  # the count, and the cap on the missing that a cut of m + 1 sites also meets
             (
-                _off(_SA, "set(dropped) & set(self._u3)"),
-                _off(_SA, "sorted(dropped) != sorted(set(self._u2) - set(self._u3))"),
-                _off(_SA, "set(b_out) & set(s_out)"),
+                _off(_MS, "len(signers) < quorum"),
+                _off(_SA, "len(ids) < self._need or missing > self._plan.missing_allowed"),
             ),
+        ),
+    ),
+    Row(
+        "mask-nb-aggregate",
+        "mask.md",
+        "Neighbourhood round: a site refuses an unmask request whose BLS aggregate",
+        (
+            Removal(  # the aggregate not verified
+                _MS,
+                "        bls.verify_aggregate([keys[s] for s in signers], message, aggregate)\n",
+                "        pass\n",
+            ),
+            _off(_MS, "strangers"),  # non-survivors counted
+            _off(_MS, "len(signers) < quorum"),  # fewer than n - m accepted
+            _off(_MSG, "bits[len(cohort) :].any()"),  # bits past the cohort ignored
+        ),
+    ),
+    Row(
+        "mask-nb-rogue-key",
+        "mask.md",
+        "Neighbourhood round: a colluding site whose roster BLS key",
+        (_off(_MS, "not _possession_ok(public, proof)"),),  # proofs of possession not checked
+    ),
+    Row(
+        "mask-nb-server-bls",
+        "mask.md",
+        "Neighbourhood round: a site sending a consistency signature that is not a valid BLS",
+        (
+            Removal(  # the server counts every signature it received, valid or not
+                _SA_SRV,
+                "            _, bad = split_valid(\n",
+                "            bad: dict[str, str] = {}\n            _ = (\n",
+            ),
+            Removal(  # the server asks for shares with fewer than n - m valid signers
+                _SA_SRV,
+                "if len(u4) < max(t, plan.quorum) or lacking:",
+                "if len(u4) < t or lacking:",
+            ),
+        ),
+    ),
+    Row(
+        "mask-nb-bls-encodings",
+        "mask.md",
+        "Neighbourhood round: each site's BLS key is derived from its Ed25519 identity",
+        (
+            _off(_BLS, "public == _INFINITY_G1"),  # the identity as a key
+            Removal(  # repeated signers counted
+                _BLS,
+                "    if not keys or len(set(keys)) != len(keys) or not isinstance(message, bytes):",
+                "    if not keys:",
+            ),
+            _off(_BLS, "len(set(keys.values())) != len(keys)"),  # two parties, one key
+            Removal(  # the key derived under another label
+                _BLS, '_DERIVE_INFO = b"securefl/bls-identity/v1"', '_DERIVE_INFO = b"other"'
+            ),
+            _off(_BLS, "set(keys) != set(proofs)"),  # a key without its proof
         ),
     ),
     Row(

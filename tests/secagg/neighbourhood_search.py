@@ -14,9 +14,12 @@ the number of colluders:
   sites may be shown different lists), checked as the site checks it: i in
   it, at most m missing, at most ℓ of its holders missing, every holder in
   it a share sender of i;
-- whether i releases, which needs all but ℓ of its k + 1 holders (and at
-  least t) to have signed exactly L[i]: colluders sign anything in L[i],
-  an honest holder only the one list it signed;
+- whether i releases, which needs (``signers``) as built, n - m sites of
+  the cohort (``"quorum"``) and t of its holders to have signed exactly
+  L[i]; or, the check the round used to have, all but ℓ of its k + 1
+  holders and at least t (``"local"``); or only t of its holders
+  (``"holders_t"``). Colluders sign anything that lists them, an honest
+  site only the one list it signed;
 - a releasing honest holder gives the b-share of each holder it lists and
   the s-share of each share sender it does not; colluding holders give both.
 
@@ -31,9 +34,8 @@ Several lists can each drop other sites, so a *cut* is the sharper breach:
 a partial sum whose S leaves out an honest site that shared and that every
 releasing site lists as surviving (dropped in nobody's view).
 
-``rules`` removes a site check (for must-fail runs): ``"local_signers"``
-(release without all but ℓ of the holders' signatures, only t of them),
-``"local_list"`` (no ℓ cap on the holders missing from a list),
+``rules`` removes a site check (for must-fail runs): ``"local_list"`` (no ℓ cap
+on the holders missing from a list),
 ``"both_shares"`` (a holder may release both shares of a peer it lists).
 ``"signed_senders"`` *adds* a check that is not built (threat_models/mask.md):
 a holder releases a peer's b-share only if every neighbour of the peer named
@@ -111,6 +113,7 @@ def search(
     kind: str,
     max_colluders: int | None = None,
     rules: frozenset[str] = frozenset(),
+    signers: str = "quorum",
     time_limit: float = 60.0,
 ) -> Attack | None:
     """The breach of ``kind`` ("split", "partial" or "cut") with the fewest colluders, or None.
@@ -144,24 +147,10 @@ def search(
             p.le([(lst[i][j], 1), (u[i, j], -1), (g[i], 1)], 1)
         if "local_list" not in rules:
             p.le([(lst[i][j], -1) for j in nb[i]] + [(g[i], k)], ell)
-    # Release: all but ℓ (and at least t) of the holders signed this very list.
-    need = t if "local_signers" in rules else max(k + 1 - ell, t)
-    for i in range(n):
-        signed = []
-        for h in holders[i]:
-            sg = p.var(f"sg{i},{h}")
-            signed.append((sg, -1.0))
-            p.le([(sg, 1), (lst[i][h], -1)], 0)
-            if h == i:
-                p.le([(sg, 1), (g[i], -1)], 0)
-                continue
-            q = p.var(f"q{i},{h}")  # honest h signed the list i holds
-            p.le([(sg, 1), (c[h], -1), (q, -1)], 0)
-            p.le([(q, 1), (g[h], -1)], 0)
-            for j in range(n):
-                p.le([(lst[h][j], 1), (lst[i][j], -1), (q, 1)], 1)
-                p.le([(lst[i][j], 1), (lst[h][j], -1), (q, 1)], 1)
-        p.le([*signed, (r[i], need)], 0)
+    if signers == "quorum":
+        _one_list_quorum(p, n, t, m, holders, c, g, r, lst, max_colluders)
+    else:
+        _holders_signed(p, n, t, k, ell, holders, c, g, r, lst, signers)
     # Shares released of each honest site that shared.
     for v in range(n):
         b_terms: list[tuple[int, float]] = [(bk[v], float(t)), (r[v], -1.0)]
@@ -256,3 +245,79 @@ def search(
         lower_bound=float(getattr(res, "mip_dual_bound", 0.0) or 0.0),
         values={name: 1 for name, i in p.names.items() if x[i]},
     )
+
+
+def _holders_signed(
+    p: _Program,
+    n: int,
+    t: int,
+    k: int,
+    ell: int,
+    holders: list[list[int]],
+    c: list[int],
+    g: list[int],
+    r: list[int],
+    lst: list[list[int]],
+    signers: str,
+) -> None:
+    """Release needs t of the holders (all but ℓ of them for ``"local"``) signing this list."""
+    need = t if signers == "holders_t" else max(k + 1 - ell, t)
+    for i in range(n):
+        signed = []
+        for h in holders[i]:
+            sg = p.var(f"sg{i},{h}")
+            signed.append((sg, -1.0))
+            p.le([(sg, 1), (lst[i][h], -1)], 0)
+            if h == i:
+                p.le([(sg, 1), (g[i], -1)], 0)
+                continue
+            q = p.var(f"q{i},{h}")  # honest h signed the list i holds
+            p.le([(sg, 1), (c[h], -1), (q, -1)], 0)
+            p.le([(q, 1), (g[h], -1)], 0)
+            for j in range(n):
+                p.le([(lst[h][j], 1), (lst[i][j], -1), (q, 1)], 1)
+                p.le([(lst[i][j], 1), (lst[h][j], -1), (q, 1)], 1)
+        p.le([*signed, (r[i], need)], 0)
+
+
+def _one_list_quorum(
+    p: _Program,
+    n: int,
+    t: int,
+    m: int,
+    holders: list[list[int]],
+    c: list[int],
+    g: list[int],
+    r: list[int],
+    lst: list[list[int]],
+    max_colluders: int | None,
+) -> None:
+    """Release as built: n - m of the cohort and t of the holders signed this very list.
+
+    Below n - 2m colluders every release is under one list: two lists with
+    n - m signers each share n - 2m of them, and an honest site signs one
+    list, so the shared signers are colluders. The program therefore has
+    one list G (variables ``G{j}``) that every releasing site holds; an
+    honest site counts as its signer (``s{h}``) only if its own list is G,
+    a colluder (``cl{h}``) if G lists it. Exact only below n - 2m colluders.
+    """
+    if max_colluders is None or max_colluders >= n - 2 * m:
+        raise ValueError("the one-list quorum model holds below n - 2m colluders only")
+    one = [p.var(f"G{j}") for j in range(n)]
+    sgn = [p.var(f"s{h}") for h in range(n)]
+    cl = [p.var(f"cl{h}") for h in range(n)]
+    any_release = p.var("released")
+    for h in range(n):
+        p.le([(sgn[h], 1), (g[h], -1)], 0)
+        p.le([(cl[h], 1), (c[h], -1)], 0)
+        p.le([(cl[h], 1), (one[h], -1)], 0)
+        for j in range(n):
+            p.le([(lst[h][j], 1), (one[j], -1), (sgn[h], 1)], 1)
+            p.le([(one[j], 1), (lst[h][j], -1), (sgn[h], 1)], 1)
+    for i in range(n):
+        p.le([(r[i], 1), (sgn[i], -1)], 0)
+        p.le([(r[i], 1), (any_release, -1)], 0)
+        mine = [(sgn[h], -1.0) for h in holders[i]] + [(cl[h], -1.0) for h in holders[i]]
+        p.le([*mine, (r[i], t)], 0)
+    everyone = [(sgn[h], -1.0) for h in range(n)] + [(cl[h], -1.0) for h in range(n)]
+    p.le([*everyone, (any_release, n - m)], 0)

@@ -20,13 +20,16 @@ from secagg_driver import Federation
 
 from securefl.aggregation.base import RoundContext
 from securefl.errors import AbortError, IntegrityError, ProtocolError
-from securefl.hazmat import prg, shamir
+from securefl.hazmat import bls, prg, shamir
 from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.quantize import dequantize_sum
 from securefl.secagg import MaskPlan, MaskSite
 from securefl.secagg import _messages as m
 from securefl.secagg._keys import mask_sign, pair_seed
 from securefl.wire import SERVER, Envelope
+
+_NO_SIGNATURE = bytes([0xC0]) + bytes(95)
+"""The identity of G2 (compressed): what an aggregate of no signature would be."""
 
 
 class CheatingServer:
@@ -112,18 +115,49 @@ class CheatingServer:
             if body is not None:
                 self.sigs[s] = body["sig"]
 
+    def sign_as(self, site: str, survivors: Iterable[str]) -> bytes:
+        """A consistency signature over ``survivors`` made with ``site``'s key (a colluder's).
+
+        BLS (the key derived from its identity) in the neighbourhood round,
+        Ed25519 in the cohort-wide round: what the site itself would send.
+        """
+        ctx = self.ctx
+        message = m.consistency_message(
+            ctx.federation, ctx.round, tuple(sorted(survivors)), run=ctx.run
+        )
+        if self.plan.local:
+            return bls.BlsKey.from_identity(self.fed.keys[site]).sign(message)
+        return self.fed.keys[site].sign(message)
+
+    def unmask_fields(self, sigs: Mapping[str, bytes]) -> dict[str, Any]:
+        """How ``sigs`` travel to a site: each one, or a signer bitmap and one aggregate."""
+        if not self.plan.local:
+            return {"signatures": dict(sigs)}
+        signers = sorted(sigs)
+        return {
+            "signers": m.pack_members(self.ctx.cohort, signers),
+            "aggregate": bls.aggregate([sigs[u] for u in signers]) if signers else _NO_SIGNATURE,
+        }
+
+    def send_unmask(self, site: str, **fields: Any) -> dict[str, Any] | None:
+        """One unmask request with the fields given as they are; the shares released, if any."""
+        payload = m.encode(m.UNMASK_REQUEST, **fields)
+        body = self._body(self._ask(site, m.UNMASK_REQUEST, payload), m.UNMASK)
+        if body is not None:
+            self.released[site] = body
+        return body
+
     def unmask(
         self,
         requests: Mapping[str, tuple[list[str], list[str], dict[str, bytes]]],
     ) -> None:
-        """Send each site (survivors, dropped, signatures) and keep the shares it releases."""
+        """Send each site (survivors, dropped, signatures) and keep the shares it releases.
+
+        In the neighbourhood round the signatures go as the round sends them:
+        a cohort bitmap of the signers and their BLS aggregate.
+        """
         for s, (survivors, dropped, sigs) in requests.items():
-            payload = m.encode(
-                m.UNMASK_REQUEST, survivors=survivors, dropped=dropped, signatures=sigs
-            )
-            body = self._body(self._ask(s, m.UNMASK_REQUEST, payload), m.UNMASK)
-            if body is not None:
-                self.released[s] = body
+            self.send_unmask(s, survivors=survivors, dropped=dropped, **self.unmask_fields(sigs))
 
     # -- what the attacker is after ---------------------------------------------
 
@@ -186,3 +220,36 @@ class CheatingServer:
             return dequantize_sum(total, self.plan.quant, summands=len(masks))
         except ProtocolError:
             return None  # pairwise masks with sites outside the arc did not cancel
+
+
+class Colluders(CheatingServer):
+    """A cheating server with many colluding sites: every share they hold is the server's."""
+
+    held: dict[str, dict[str, tuple[bytes, bytes]]]
+
+    def steal(self, colluders: list[str]) -> None:
+        self.held = {c: dict(self.sites[c]._held) for c in colluders}
+
+    def _secret(self, owner: str, kind: str) -> bytes | None:
+        plan = self.plan
+        shares = {
+            plan.share_id(h): resp[kind][owner]
+            for h, resp in self.released.items()
+            if owner in resp[kind]
+        }
+        for c, held in self.held.items():
+            if owner in held and c != owner:
+                s_share, b_share = held[owner]
+                shares[plan.share_id(c)] = b_share if kind == "b" else s_share
+        if len(shares) < plan.threshold:
+            return None
+        try:
+            secret = shamir.combine(shares, threshold=plan.threshold)
+        except (IntegrityError, ProtocolError):
+            return None
+        adv = self.adverts[owner]
+        if kind == "b":
+            ok = m.commit_self_seed(self.ctx.federation, self.ctx.round, owner, secret)
+            return secret if ok == adv["commit"] else None
+        pk = KeyPair.from_private_bytes(secret).public_bytes()
+        return secret if pk == adv["s_pk"] else None

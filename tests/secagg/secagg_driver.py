@@ -86,6 +86,16 @@ def site_names(n: int) -> tuple[str, ...]:
     return tuple(f"site-{i:02d}" for i in range(n))
 
 
+def wide_federation(tmp: Path, n: int, config: MaskConfig) -> Federation:
+    """A federation whose ids sort in cohort order beyond 100 sites (site-000, ...)."""
+    fed = Federation(tmp, 3, config)
+    fed.n, fed.names = n, tuple(f"site-{i:03d}" for i in range(n))
+    fed.keys = {s: SigningKey.generate() for s in fed.names}
+    fed.roster = {s: k.public_bytes() for s, k in fed.keys.items()}
+    fed.bls_roster = {s: bls_entry(k) for s, k in fed.keys.items()}
+    return fed
+
+
 @dataclass
 class Federation:
     """n sites with identity keys and state files, plus the server's roster."""

@@ -16,13 +16,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from secagg_adversary import CheatingServer
-from secagg_driver import Federation, edit_payload, random_updates, run_round
+from secagg_driver import Federation, edit_payload, random_updates, run_round, wide_federation
 
 from securefl.aggregation.base import AggregateResult
 from securefl.errors import AbortError, ConfigError, ProtocolError
 from securefl.hazmat import aead, prg, shamir
 from securefl.hazmat.quantize import dequantize_sum
-from securefl.hazmat.sign import SigningKey
 from securefl.runtime.global_model import PlainGlobalModel
 from securefl.secagg import MaskConfig
 from securefl.secagg import _messages as m
@@ -32,13 +31,7 @@ from securefl.strategy import FedAvg
 MAX_W = 100.0
 
 
-def big_federation(tmp: Path, n: int, config: MaskConfig) -> Federation:
-    """A federation whose ids sort in cohort order beyond 100 sites (site-000, ...)."""
-    fed = Federation(tmp, 3, config)
-    fed.n, fed.names = n, tuple(f"site-{i:03d}" for i in range(n))
-    fed.keys = {s: SigningKey.generate() for s in fed.names}
-    fed.roster = {s: k.public_bytes() for s, k in fed.keys.items()}
-    return fed
+big_federation = wide_federation
 
 
 def _arc_sum_with_colluders(
@@ -178,13 +171,16 @@ def _ring_cut(
 def test_colluders_within_the_whole_cohort_cap_cannot_split_the_regular_ring(
     tmp_path: Path,
 ) -> None:
-    """Default settings at n = 280: the plan withstands k - m - 1 = 51 colluders anywhere.
+    """Default settings at n = 280: k - m - 1 = 51 colluders in the two runs cannot cut an arc off.
 
-    The graph is k-connected, so cutting an arc off takes k = 80 sites in two
-    runs of k/2, of which at most m = 28 may be missing: with 51 colluders
-    the server must claim a 29th site dropped, and every site refuses a list
-    missing more than m. (The 2**-40 bound of ``regular_parameters`` speaks of
-    a random placement; this holds for any placement the server grinds for.)
+    The graph is k-connected, so cutting an arc off by sites takes k = 80
+    sites in two runs of k/2, of which at most m = 28 may be missing: with
+    51 colluders the server must claim a 29th site dropped, and every site
+    refuses a list missing more than m. (The 2**-40 bound of
+    ``regular_parameters`` speaks of a random placement; this holds for any
+    placement the server grinds for.) Cutting edges is cheaper: one site
+    told that ℓ neighbours did not share is isolated by k - ℓ - (m - 1)
+    colluders, 26 here (tests/secagg/test_secagg_isolation.py).
     """
     plan = MaskConfig(clip=1.0).plan(
         federation="fed", round_id=1, cohort=tuple(f"site-{i:03d}" for i in range(280))
