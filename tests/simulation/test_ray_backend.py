@@ -162,6 +162,7 @@ def _fixed_inputs_everywhere(monkeypatch):
 
     DP noise differs between runs; with fixed inputs two runs must reach the
     same model (``neighbourhood_inputs``), up to the masking's quantization.
+    Returns the pools started; each counts its BLS proof-of-possession checks.
     """
     from neighbourhood_inputs import FixedInputs
 
@@ -194,16 +195,29 @@ def _fixed_inputs_everywhere(monkeypatch):
             return SiteHalf(FixedInputs(half.mode), half.decoder)
 
         ray_pool.site_half = site_half
+        from securefl.hazmat import bls
+
+        real_check = bls.check_possession
+
+        def counting(public, proof):  # the pool's proof checks, cached or not
+            pool.proof_checks += 1
+            real_check(public, proof)
+
+        pool.proof_checks = 0
+        bls.check_possession = counting
 
     real_pools = ray_backend.start_pools
+    started = []
 
     def start_pools(*args, **kwargs):
         pools = real_pools(*args, **kwargs)
         ray.get([p.__ray_call__.remote(patch) for p in pools])
+        started.extend(pools)  # kept alive: the test reads them after the run
         return pools
 
     monkeypatch.setattr(federation_module, "make_setup", make_setup)
     monkeypatch.setattr(ray_backend, "start_pools", start_pools)
+    return started
 
 
 def test_the_neighbourhood_round_on_ray_aggregates_what_inprocess_does(tmp_path, monkeypatch):
@@ -213,8 +227,11 @@ def test_the_neighbourhood_round_on_ray_aggregates_what_inprocess_does(tmp_path,
     cohort = tuple(sorted(s.name for s in data.sites))
     plan = NEIGHBOURHOOD.plan(federation="check", round_id=1, cohort=cohort, federation_size=8)
     assert not plan.complete and plan.local and plan.k == 4
-    _fixed_inputs_everywhere(monkeypatch)
+    pools = _fixed_inputs_everywhere(monkeypatch)
     far, _ = _both(tmp_path, data, _config("mask", rounds=2, mask=NEIGHBOURHOOD))
+    # each pool checked the roster's 8 proofs once for all its sites and rounds, not 8 per site
+    checks = ray.get([p.__ray_call__.remote(lambda pool: pool.proof_checks) for p in pools])
+    assert checks == [8, 8]
     assert [h["status"] for h in far.history] == ["aggregated", "aggregated"]
     assert all(len(h["survivors"]) == 8 for h in far.history)
     from safetensors.numpy import load_file

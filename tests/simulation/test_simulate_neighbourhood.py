@@ -118,14 +118,28 @@ def test_eight_sites_are_on_a_k_regular_graph_where_the_neighbourhood_round_runs
 
 
 def test_the_neighbourhood_round_aggregates_what_plain_and_the_cohort_wide_round_do(
-    tmp_path: Path, data: FederatedData, fixed_inputs: None, bls_checks: list[int]
+    tmp_path: Path,
+    data: FederatedData,
+    fixed_inputs: None,
+    bls_checks: list[int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     initial = _seeded_model(data.num_features, len(data.classes), SEED)
     start = {k: v.detach().numpy() for k, v in initial.state_dict().items()}
     plain = _model(_run(tmp_path, "plain", data, _config("plain")))
     wide = _model(_run(tmp_path, "wide", data, _config("mask", _mask(False))))
     assert bls_checks == []  # the cohort-wide round signs with Ed25519
+    proofs: list[bytes] = []
+    real_check = bls.check_possession
+
+    def counting(public: bytes, proof: bytes) -> None:
+        proofs.append(public)
+        real_check(public, proof)
+
+    monkeypatch.setattr(bls, "check_possession", counting)
     near = _model(_run(tmp_path, "near", data, _config("mask", _mask(True))))
+    # the process checked each roster proof once, for the server and all eight sites
+    assert len(proofs) == len(set(proofs)) == SITES
     # every site checked one aggregate of at least n - m signers, and so did the server
     cohort = tuple(sorted(s.name for s in data.sites))
     quorum = _mask(True).plan(federation="f", round_id=1, cohort=cohort).quorum
