@@ -36,6 +36,7 @@ def _quiet(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="securefl")
 
 
+@pytest.mark.slow
 def test_simulate_runs_the_neighbourhood_round_from_the_federation_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ from safetensors.numpy import load_file
 from securefl.config import DPConfig, FederationConfig, RoundConfig, StrategyConfig, TrainConfig
 from securefl.data import breast_cancer_federation
 from securefl.data.federations import FederatedData
+from securefl.data.partition import partitioned_federation
 from securefl.hazmat import bls
 from securefl.reports import audit
 from securefl.secagg import MaskConfig
@@ -117,6 +118,7 @@ def test_eight_sites_are_on_a_k_regular_graph_where_the_neighbourhood_round_runs
     assert (plan.quorum, plan.colluders_tolerated) == (wide.quorum, wide.colluders_tolerated)
 
 
+@pytest.mark.slow
 def test_the_neighbourhood_round_aggregates_what_plain_and_the_cohort_wide_round_do(
     tmp_path: Path,
     data: FederatedData,
@@ -151,3 +153,32 @@ def test_the_neighbourhood_round_aggregates_what_plain_and_the_cohort_wide_round
         # the masked sum is exact up to quantization (16 bits over the clip)
         np.testing.assert_allclose(near[k], plain[k], atol=1e-3)
         np.testing.assert_allclose(near[k], wide[k], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_site_lost_before_it_signs_leaves_exactly_the_quorum_and_the_sum_is_whole(
+    tmp_path: Path, fixed_inputs: None, bls_checks: list[int]
+) -> None:
+    # twenty sites on a graph of degree 16 that tolerates one missing site (m = 1): one
+    # vanishes after its masked input, before its consistency signature, so every site
+    # checks an aggregate of exactly n - m = 19 signers and the sum still holds its input
+    data = partitioned_federation(sites=20, alpha=0.5, seed=0, batch_size=16)
+    cohort = tuple(sorted(s.name for s in data.sites))
+    mask = MaskConfig(
+        clip=1.0, complete_graph_max=3, dropout_rate=0.05, corrupt_rate=0.0, neighbourhood=True
+    )
+    plan = mask.plan(federation="f", round_id=1, cohort=cohort, federation_size=20)
+    assert not plan.complete and (plan.k, plan.missing_allowed, plan.quorum) == (16, 1, 19)
+    config = _config("mask", mask)
+    lost = cohort[3]
+    near = tmp_path / "near"
+    result = run_simulation(data, config, out=near, seed=SEED, dropouts={lost: "consistency"})
+    assert [(h["status"], len(h["survivors"])) for h in result.history] == [("aggregated", 20)]
+    assert "vanished" in next(s.error for s in result.sites if s.name == lost)
+    assert audit([near]).passed
+    assert len(bls_checks) >= 19 and min(bls_checks) == 19
+    plain = tmp_path / "plain"
+    run_simulation(data, _config("plain"), out=plain, seed=SEED)
+    whole, got = _model(plain), _model(near)
+    for k in whole:
+        np.testing.assert_allclose(got[k], whole[k], atol=1e-3)
