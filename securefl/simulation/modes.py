@@ -221,13 +221,14 @@ def make_setup(
     ``max_weight`` is the federation's own, which ``he`` sites pin (they
     refuse a round or an aggregate announcing another). With
     ``mask.neighbourhood`` both halves get the sites' BLS roster
-    (:func:`bls_roster`), as a provisioned federation's roster lists it. With ``distributed``
-    (``privacy = "distributed"``) the mask halves are the integer path's.
+    (:func:`bls_roster`), as a provisioned federation's roster lists it.
+    With ``distributed`` (``privacy = "distributed"``, which refuses the
+    neighbourhood round) the mask halves are the integer path's.
     """
     secure, federation = config.secure, config.name
-    keys = {name: SigningKey.from_private_bytes(raw) for name, raw in signing_keys.items()}
     if distributed is not None:
         return _distributed_setup(distributed, signing_keys, roster, workdir, dropouts)
+    keys = {name: SigningKey.from_private_bytes(raw) for name, raw in signing_keys.items()}
     if secure == "he" and max_weight is None:
         raise ConfigError("he mode needs the federation's max_weight for its sites")
     common: dict[str, Any] = {
