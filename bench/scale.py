@@ -5,22 +5,28 @@ Run ``python bench/scale.py`` (n in {10, 50, 100, 200, 500, 1000}, d = 1e5);
 each in a fresh child process, so ``peak MB`` is that round's own peak
 resident memory (``ru_maxrss``: Python, NumPy and every party's state, all in
 one process): once with the neighbourhood round (``MaskConfig(neighbourhood=
-True)``: a site gets its holders' adverts, its part of each list and its
-holders' consistency signatures) and once with the cohort-wide round (every
-advert, n - m signatures), the "before" columns.
+True)``: a site gets its holders' adverts and its part of each list, and
+checks the cohort's n - m consistency signatures as one BLS aggregate) and
+once with the cohort-wide round (every advert, n - m Ed25519 signatures),
+the "cohort-wide" columns.
 
 Columns: ``graph`` is ``complete`` up to ``MaskConfig.complete_graph_max``
 (64 sites) and ``k-regular`` above, with ``k`` the neighbours each site
-masks with (below the cut-off both runs are the same protocol). ``round s``
-is the wall time of the whole round; ``site s`` the mean time a site spends
-in all its stages (min and max across sites); ``server s`` the server's
-total (both CPU time of this process, ``time.process_time``, so that a busy
-shared machine does not inflate them as it does the wall time); ``site KB``
-the bytes a site sends plus the bytes it receives (payloads of every
-envelope to or from it); ``adv`` and ``sig`` the key
-adverts and consistency signatures one site receives (mean, counted from the
-payloads); ``before`` the same for the cohort-wide round, and ``x`` the
-ratio before / after.
+masks with (below the cut-off both runs are the same protocol). ``site s``
+is the mean CPU time a site spends in all its stages of the round (min and
+max across sites); ``server s`` the server's; both are CPU time of this
+process (``time.process_time``), so that a busy shared machine does not
+inflate them as it does the wall time ``round s``. ``site KB`` is the bytes
+a site sends plus the bytes it receives (payloads of every envelope to or
+from it); ``adv`` the key adverts a site receives and verifies; ``sig`` the
+consistency signers it checks (all that signed, at least n - m: as one BLS aggregate in
+the neighbourhood round, as that many Ed25519 signatures in the cohort-wide
+one). ``roster s`` is what one process pays once to check the roster's BLS
+proofs of possession (n pairings, cached per process: every later site mode
+and round reuses them), not part of a round. The ``x`` columns are the ratio
+to the first k-regular row of the same run (the smallest n above the
+cut-off; the first row when there is none): flat above the cut-off is what
+the neighbourhood round is for.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -39,7 +46,7 @@ import numpy as np
 
 from securefl.aggregation.base import RoundContext
 from securefl.hazmat.sign import SigningKey
-from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode
+from securefl.secagg import MaskConfig, MaskServerMode, MaskSiteMode, bls_entry
 from securefl.secagg import _messages as m
 from securefl.wire import SERVER, Envelope
 
@@ -49,6 +56,8 @@ def one_round(n: int, d: int, tmp: Path, *, neighbourhood: bool) -> dict[str, fl
     names = tuple(f"site{i:04d}" for i in range(n))
     keys = {s: SigningKey.generate() for s in names}
     roster = {s: k.public_bytes() for s, k in keys.items()}
+    # each site's BLS key and proof, as provisioning puts them on the roster
+    bls = {s: bls_entry(k) for s, k in keys.items()} if neighbourhood else None
     cfg = MaskConfig(clip=1.0, neighbourhood=neighbourhood)
     ctx = RoundContext(
         federation="bench",
@@ -58,10 +67,18 @@ def one_round(n: int, d: int, tmp: Path, *, neighbourhood: bool) -> dict[str, fl
         max_weight=100.0,
         round_digest=hashlib.sha256(b"the round start every site received").digest(),
     )
-    server = MaskServerMode(roster=roster, config=cfg).server(ctx)
+    t0 = time.process_time()  # the roster's proofs, checked once in this process
+    server_mode = MaskServerMode(roster=roster, config=cfg, bls_roster=bls)
+    roster_time = time.process_time() - t0
+    server = server_mode.server(ctx)
     sites = {
         s: MaskSiteMode(
-            site_id=s, signing_key=keys[s], roster=roster, state_path=tmp / f"{s}.json", config=cfg
+            site_id=s,
+            signing_key=keys[s],
+            roster=roster,
+            state_path=tmp / f"{s}.json",
+            config=cfg,
+            bls_roster=bls,
         ).site(ctx, s)
         for s in names
     }
@@ -101,6 +118,8 @@ def one_round(n: int, d: int, tmp: Path, *, neighbourhood: bool) -> dict[str, fl
                 body = m.decode(env.stage, env.payload, cohort_size=n)
                 if env.stage == m.SHARE_REQUEST:
                     adverts[env.receiver] += len(body["adverts"])
+                elif "signers" in body:  # the neighbourhood round: one aggregate of these
+                    signatures[env.receiver] += len(m.unpack_members(names, body["signers"]))
                 else:
                     signatures[env.receiver] += len(body["signatures"])
             timed_site(env.receiver, sites[env.receiver].handle, env)
@@ -116,6 +135,7 @@ def one_round(n: int, d: int, tmp: Path, *, neighbourhood: bool) -> dict[str, fl
         "site_min": min(costs),
         "site_max": max(costs),
         "server": server_time,
+        "roster": roster_time,
         "site_kb": float(np.mean(list(site_bytes.values()))) / 1024,
         "adverts": float(np.mean(list(adverts.values()))),
         "signatures": float(np.mean(list(signatures.values()))),
@@ -144,32 +164,42 @@ def main() -> None:
             row = one_round(args.child, args.d, Path(tmp), neighbourhood=not args.cohort_wide)
             print(json.dumps(row))
         return
-    print(f"mask, one round, d = {args.d}, every party in this process (one child per run)")
+    print(
+        f"mask, one round, d = {args.d}, every party in this process (one child per run); "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the start"
+    )
+    rows = []
+    for n in args.n or [10, 50, 100, 200, 500, 1000]:
+        rows.append((_child(n, args.d, neighbourhood=True), _child(n, args.d, neighbourhood=False)))
+        print(f"  n = {n} done", file=sys.stderr, flush=True)
+    base_r, base_b = next(((r, b) for r, b in rows if not r["complete"]), rows[0])
     header = (
-        f"{'n':>5} {'graph':<9} {'k':>3} {'round s':>7} {'site s':>6} {'(min-max)':>11} "
-        f"{'server s':>8} {'site KB':>7} {'adv':>5} {'sig':>5} {'peak MB':>7} | "
-        f"{'before: site s':>14} {'x':>5} {'site KB':>7} {'x':>5} {'adv':>5} {'sig':>5} "
-        f"{'round s':>7}"
+        f"{'n':>5} {'graph':<9} {'k':>3} {'site s':>6} {'(min-max)':>11} {'x':>5} "
+        f"{'site KB':>7} {'x':>5} {'adv':>4} {'sig':>4} {'server s':>8} {'roster s':>8} "
+        f"{'round s':>7} {'peak MB':>7} | {'cohort-wide: site s':>19} {'x':>5} {'site KB':>7} "
+        f"{'x':>5} {'adv':>4} {'sig':>4} {'server s':>8} {'round s':>7}"
     )
     print(header)
     print("-" * len(header))
-    for n in args.n or [10, 50, 100, 200, 500, 1000]:
-        r = _child(n, args.d, neighbourhood=True)
-        b = _child(n, args.d, neighbourhood=False)
+    for r, b in rows:
         graph = "complete" if r["complete"] else "k-regular"
         print(
-            f"{n:>5} {graph:<9} {r['k']:>3} {r['wall']:>7.1f} {r['site']:>6.3f} "
-            f"{r['site_min']:>5.3f}-{r['site_max']:<5.3f} {r['server']:>8.2f} "
-            f"{r['site_kb']:>7.0f} {r['adverts']:>5.0f} {r['signatures']:>5.0f} "
-            f"{r['peak_mb']:>7.0f} | {b['site']:>14.3f} {b['site'] / r['site']:>5.2f} "
-            f"{b['site_kb']:>7.0f} {b['site_kb'] / r['site_kb']:>5.2f} {b['adverts']:>5.0f} "
-            f"{b['signatures']:>5.0f} {b['wall']:>7.1f}",
+            f"{r['n']:>5} {graph:<9} {r['k']:>3} {r['site']:>6.3f} "
+            f"{r['site_min']:>5.3f}-{r['site_max']:<5.3f} {r['site'] / base_r['site']:>5.2f} "
+            f"{r['site_kb']:>7.0f} {r['site_kb'] / base_r['site_kb']:>5.2f} "
+            f"{r['adverts']:>4.0f} {r['signatures']:>4.0f} {r['server']:>8.2f} "
+            f"{r['roster']:>8.2f} {r['wall']:>7.1f} {r['peak_mb']:>7.0f} | "
+            f"{b['site']:>19.3f} {b['site'] / base_b['site']:>5.2f} {b['site_kb']:>7.0f} "
+            f"{b['site_kb'] / base_b['site_kb']:>5.2f} {b['adverts']:>4.0f} "
+            f"{b['signatures']:>4.0f} {b['server']:>8.2f} {b['wall']:>7.1f}",
             flush=True,
         )
     print(
-        "graph: complete up to MaskConfig.complete_graph_max = 64 sites (both runs the same "
-        "protocol), k-regular above; before = the cohort-wide consistency round."
+        f"x: ratio to the n = {base_r['n']} row of this run. graph: complete up to "
+        "MaskConfig.complete_graph_max = 64 sites (both runs the same protocol), k-regular "
+        "above."
     )
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end", flush=True)
 
 
 if __name__ == "__main__":

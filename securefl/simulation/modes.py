@@ -37,9 +37,11 @@ __all__ = [
     "STAGES",
     "SecureSetup",
     "SiteVanished",
+    "bls_roster",
     "check_dropouts",
     "make_setup",
     "mask_config",
+    "needs_bls",
     "parse_dropouts",
 ]
 
@@ -172,6 +174,24 @@ def check_dropouts(
         raise ConfigError(f"--dropout: {lost}, and the next round cannot open: {exc}") from None
 
 
+def needs_bls(config: FederationConfig) -> bool:
+    """Whether the federation's halves need the sites' BLS keys (the neighbourhood round)."""
+    return config.secure == "mask" and config.mask.neighbourhood
+
+
+def bls_roster(signing_keys: Mapping[str, SigningKey]) -> dict[str, tuple[bytes, bytes]]:
+    """Each site's BLS public key and proof of possession, as provisioning lists them.
+
+    The neighbourhood round's consistency check is one BLS aggregate over the
+    cohort's signatures, checked against these keys; each site derives its
+    BLS secret from its own identity key (:func:`securefl.secagg.bls_entry`),
+    so only the public pair leaves the party holding the key.
+    """
+    from securefl.secagg import bls_entry
+
+    return {name: bls_entry(key) for name, key in signing_keys.items() if name != SERVER}
+
+
 def _with_dropouts(
     base: Callable[[str], AggregationMode], secure: str, dropouts: Mapping[str, str]
 ) -> Callable[[str], AggregationMode]:
@@ -199,12 +219,16 @@ def make_setup(
     both from the federation's settings (``config.mask``; ``config.he``'s
     preset and keymaker; ``config.strategy``; ``config.rounds.min_sites``).
     ``max_weight`` is the federation's own, which ``he`` sites pin (they
-    refuse a round or an aggregate announcing another). With ``distributed``
-    (``privacy = "distributed"``) the mask halves are the integer path's.
+    refuse a round or an aggregate announcing another). With
+    ``mask.neighbourhood`` both halves get the sites' BLS roster
+    (:func:`bls_roster`), as a provisioned federation's roster lists it.
+    With ``distributed`` (``privacy = "distributed"``, which refuses the
+    neighbourhood round) the mask halves are the integer path's.
     """
     secure, federation = config.secure, config.name
     if distributed is not None:
         return _distributed_setup(distributed, signing_keys, roster, workdir, dropouts)
+    keys = {name: SigningKey.from_private_bytes(raw) for name, raw in signing_keys.items()}
     if secure == "he" and max_weight is None:
         raise ConfigError("he mode needs the federation's max_weight for its sites")
     common: dict[str, Any] = {
@@ -214,6 +238,7 @@ def make_setup(
         "max_weight": max_weight,
         "min_sites": config.rounds.min_sites,
         "mask": config.mask,
+        "bls_roster": bls_roster(keys) if needs_bls(config) else None,
     }
     keymaker = library.choose_keymaker(roster, config.he.keymaker) if secure == "he" else None
     secrets, public = (
@@ -226,12 +251,12 @@ def make_setup(
         name: library.site_half(
             secure,
             name=name,
-            signing_key=SigningKey.from_private_bytes(raw),
+            signing_key=key,
             state_dir=workdir / "state" / name,
             he_secret_context=secrets.get(name),
             **common,
         )
-        for name, raw in signing_keys.items()
+        for name, key in keys.items()
         if name != SERVER
     }
     assert server.mode is not None  # he: the public context was given, so no key step

@@ -41,6 +41,7 @@ from securefl.params import ParamSpec, load_vector_into, model_vector
 from securefl.reports import Roster
 from securefl.runtime.loop import run_server
 from securefl.runtime.server import ServerDriver
+from securefl.simulation.modes import needs_bls
 from securefl.simulation.noise_plan import site_noise_multipliers
 from securefl.simulation.orchestrator import (
     SimulationResult,
@@ -183,6 +184,11 @@ def start_run(
     public: dict[str, tuple[bytes, bytes]] = {}
     for keys in ray.get([p.public_keys.remote() for p in pools]):
         public.update(keys)
+    bls: dict[str, tuple[bytes, bytes]] | None = None
+    if needs_bls(config):  # derived in each pool from its sites' identity keys
+        bls = {}
+        for pairs in ray.get([p.bls_keys.remote() for p in pools]):
+            bls.update(pairs)
     raw = identity_keys(workdir / KEYS_DIR, [SERVER])[SERVER]
     server_key = SigningKey.from_private_bytes(
         raw.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
@@ -213,6 +219,7 @@ def start_run(
                 max_weight=max_weight,
                 dropouts={n: at for n, at in dropouts.items() if n in group},
                 noise={n: noise[n] for n in group if n in noise},
+                bls=bls,
             )
             for pool, group in zip(pools, groups, strict=True)
         ]
@@ -226,6 +233,7 @@ def start_run(
         min_sites=config.rounds.min_sites,
         mask=config.mask,
         he_keymaker=config.he.keymaker,
+        bls_roster=bls,
     )
     driver = ServerDriver(
         federation=config.name,

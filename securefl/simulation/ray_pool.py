@@ -12,7 +12,9 @@ turns on one core (torch runs one thread per actor) as the server's
 envelopes reach them.
 
 What stays in the actor: every site's Ed25519 identity key and X25519
-exchange key are made here and only their public halves are returned; in
+exchange key are made here and only their public halves are returned (with,
+for the neighbourhood mask round, the BLS public key and proof of possession
+each site derives from its identity key, here too); in
 ``he`` mode the secret context is made by the keymaker site and reaches the
 others sealed to their exchange keys, through the server, as in a
 deployment. Ledgers, mask round logs and signed records go to the run folder
@@ -42,12 +44,12 @@ from securefl.data.federations import SiteData
 from securefl.errors import BudgetExhaustedError, TransportError
 from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.sign import SigningKey
-from securefl.modes import SiteHalf, site_setup
+from securefl.modes import SiteHalf, site_half, site_setup
 from securefl.params import ParamSpec, load_vector_into
 from securefl.reports import RecordWriter
 from securefl.runtime.global_model import decode_plain_model
 from securefl.runtime.site import Site
-from securefl.simulation.modes import STAGES, SiteVanished, _VanishingMode
+from securefl.simulation.modes import STAGES, SiteVanished, _VanishingMode, bls_roster
 from securefl.simulation.trainer import default_model, run_site
 from securefl.transport.memory import MemoryHub
 from securefl.wire import SERVER, Envelope
@@ -145,6 +147,15 @@ class SitePool:
             for n in self._names
         }
 
+    def bls_keys(self) -> dict[str, tuple[bytes, bytes]]:
+        """Each site's BLS public key and proof of possession (the neighbourhood round).
+
+        Derived here from each site's identity key, which never leaves the
+        pool; the driver puts the pairs of every pool on the roster it gives
+        the server and, through :meth:`start`, every site.
+        """
+        return bls_roster({n: SigningKey(self._identity[n]) for n in self._names})
+
     def start(
         self,
         *,
@@ -157,15 +168,19 @@ class SitePool:
         max_weight: float,
         dropouts: Mapping[str, str],
         noise: Mapping[str, float] | None = None,
+        bls: Mapping[str, tuple[bytes, bytes]] | None = None,
     ) -> None:
         """Build every site of the pool from its own keys and the roster, and start its loop.
 
         ``noise``: σ per site when the driver calibrated many unequal sites at once.
+        ``bls``: every site's BLS public key and proof (the neighbourhood round).
         """
         self._config, self._initial = config, initial
         self._data = {d.name: d for d in data}
         for name in self._names:
-            site = self._make_site(name, config, identity_keys, exchange_keys, max_weight, dropouts)
+            site = self._make_site(
+                name, config, identity_keys, exchange_keys, max_weight, dropouts, bls
+            )
             if noise and name in noise:
                 site.dp = dataclasses.replace(site.dp, noise_multiplier=noise[name])
             self._sites[name] = site
@@ -184,25 +199,34 @@ class SitePool:
         exchange_keys: Mapping[str, bytes],
         max_weight: float,
         dropouts: Mapping[str, str],
+        bls: Mapping[str, tuple[bytes, bytes]] | None,
     ) -> Site:
         signing = SigningKey(self._identity[name])
         state_dir = self._workdir / "state" / name
-        half, keys = site_setup(
-            config.secure,
-            name=name,
-            signing_key=signing,
-            identity_keys=identity_keys,
-            state_dir=state_dir,
-            federation=config.name,
-            strategy=config.strategy,
-            max_weight=max_weight,
-            min_sites=config.rounds.min_sites,
-            mask=config.mask,
-            exchange_key=self._exchange[name],
-            exchange_keys=exchange_keys,
-            he_keymaker=config.he.keymaker,
-            he_preset=_preset(config) if config.secure == "he" else None,
-        )
+        half: SiteHalf | None
+        keys: Any
+        common: dict[str, Any] = {
+            "name": name,
+            "signing_key": signing,
+            "identity_keys": identity_keys,
+            "state_dir": state_dir,
+            "federation": config.name,
+            "strategy": config.strategy,
+            "max_weight": max_weight,
+            "min_sites": config.rounds.min_sites,
+            "mask": config.mask,
+        }
+        if config.secure == "mask":  # site_setup's mask half, with the BLS roster
+            half, keys = site_half("mask", bls_roster=bls, **common), None
+        else:
+            half, keys = site_setup(
+                config.secure,
+                exchange_key=self._exchange[name],
+                exchange_keys=exchange_keys,
+                he_keymaker=config.he.keymaker,
+                he_preset=_preset(config) if config.secure == "he" else None,
+                **common,
+            )
         at = dropouts.get(name)
         if at is not None and half is not None:
             half = SiteHalf(_VanishingMode(half.mode, STAGES[config.secure], at), half.decoder)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +30,17 @@ from securefl.config import (  # noqa: E402
 from securefl.data import breast_cancer_federation  # noqa: E402
 from securefl.reports import audit  # noqa: E402
 from securefl.secagg import MaskConfig  # noqa: E402
-from securefl.simulation import ray_backend  # noqa: E402
+from securefl.simulation import federation as federation_module  # noqa: E402
+from securefl.simulation import modes, ray_backend  # noqa: E402
 from securefl.simulation.orchestrator import run_simulation  # noqa: E402
 from securefl.simulation.ray_backend import RayOptions, run_ray_simulation  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+#: the neighbourhood round on a k-regular graph from six sites on (k = 4)
+NEIGHBOURHOOD = MaskConfig(
+    clip=1.0, complete_graph_max=3, dropout_rate=0.0, corrupt_rate=0.0, neighbourhood=True
+)
 
 TWO_POOLS = RayOptions(workers=2)
 
@@ -150,6 +157,92 @@ def test_mask_with_the_k_regular_graph_on_ray_writes_what_inprocess_writes(tmp_p
     assert len(far.history[0]["survivors"]) == 8
 
 
+def _fixed_inputs_everywhere(monkeypatch):
+    """Every site, in-process and in each pool, submits a vector fixed by (site, round).
+
+    DP noise differs between runs; with fixed inputs two runs must reach the
+    same model (``neighbourhood_inputs``), up to the masking's quantization.
+    Returns the pools started; each counts its BLS proof-of-possession checks.
+    """
+    from neighbourhood_inputs import FixedInputs
+
+    real_setup = federation_module.make_setup
+
+    def make_setup(*args, **kwargs):
+        setup = real_setup(*args, **kwargs)
+        return modes.SecureSetup(
+            lambda name: FixedInputs(setup.site_mode(name)),
+            setup.server_mode,
+            setup.global_model,
+            setup.decoder,
+        )
+
+    here = str(Path(__file__).parent)
+
+    def patch(pool):  # runs inside the actor, before its sites are built
+        import sys
+
+        sys.path.insert(0, here)
+        from neighbourhood_inputs import FixedInputs
+
+        from securefl.modes import SiteHalf
+        from securefl.simulation import ray_pool
+
+        real_half = ray_pool.site_half
+
+        def site_half(*args, **kwargs):
+            half = real_half(*args, **kwargs)
+            return SiteHalf(FixedInputs(half.mode), half.decoder)
+
+        ray_pool.site_half = site_half
+        from securefl.hazmat import bls
+
+        real_check = bls.check_possession
+
+        def counting(public, proof):  # the pool's proof checks, cached or not
+            pool.proof_checks += 1
+            real_check(public, proof)
+
+        pool.proof_checks = 0
+        bls.check_possession = counting
+
+    real_pools = ray_backend.start_pools
+    started = []
+
+    def start_pools(*args, **kwargs):
+        pools = real_pools(*args, **kwargs)
+        ray.get([p.__ray_call__.remote(patch) for p in pools])
+        started.extend(pools)  # kept alive: the test reads them after the run
+        return pools
+
+    monkeypatch.setattr(federation_module, "make_setup", make_setup)
+    monkeypatch.setattr(ray_backend, "start_pools", start_pools)
+    return started
+
+
+def test_the_neighbourhood_round_on_ray_aggregates_what_inprocess_does(tmp_path, monkeypatch):
+    # eight sites on a graph of degree 4: each site's consistency check is one BLS
+    # aggregate over the pairs its pool derived and the driver put on the roster
+    data = breast_cancer_federation(sites=8, seed=2)
+    cohort = tuple(sorted(s.name for s in data.sites))
+    plan = NEIGHBOURHOOD.plan(federation="check", round_id=1, cohort=cohort, federation_size=8)
+    assert not plan.complete and plan.local and plan.k == 4
+    pools = _fixed_inputs_everywhere(monkeypatch)
+    far, _ = _both(tmp_path, data, _config("mask", rounds=2, mask=NEIGHBOURHOOD))
+    # each pool checked the roster's 8 proofs once for all its sites and rounds, not 8 per site
+    checks = ray.get([p.__ray_call__.remote(lambda pool: pool.proof_checks) for p in pools])
+    assert checks == [8, 8]
+    assert [h["status"] for h in far.history] == ["aggregated", "aggregated"]
+    assert all(len(h["survivors"]) == 8 for h in far.history)
+    from safetensors.numpy import load_file
+
+    near = load_file(str(tmp_path / "ray" / "global_model.safetensors"))
+    mem = load_file(str(tmp_path / "inprocess" / "global_model.safetensors"))
+    assert set(near) == set(mem)
+    for k in mem:  # the same inputs, the same sum, up to quantization (16 bits over the clip)
+        np.testing.assert_allclose(near[k], mem[k], atol=1e-3)
+
+
 def test_mask_dropout_rehearsal_on_ray_recovers_like_inprocess(tmp_path):
     # a site vanishes after the keys are shared: the others' shares unmask the sum without it
     far, _ = _both(
@@ -216,6 +309,7 @@ def _secrets_inside(handle):
     """The private keys a pool holds, read inside the actor (the test's view, not the server's)."""
 
     def peek(pool):
+        from securefl.hazmat.bls import BlsKey
         from securefl.hazmat.sign import SigningKey
         from securefl.he._context import _proto_fields, _secret_bytes
 
@@ -228,6 +322,7 @@ def _secrets_inside(handle):
             out[f"{name}/exchange"] = pool._exchange[name].export_private(
                 i_understand_this_exports_a_secret=True
             )
+            out[f"{name}/bls"] = bytes(BlsKey.from_identity(signing)._secret)
             mode = pool._sites[name].mode
             context = getattr(mode, "context", None)
             if context is not None:
@@ -238,7 +333,7 @@ def _secrets_inside(handle):
     return ray.get(handle.__ray_call__.remote(peek))
 
 
-@pytest.mark.parametrize("secure", ["mask", "he"])
+@pytest.mark.parametrize("secure", ["mask", "he", "neighbourhood"])
 def test_no_private_key_crosses_the_actor_boundary(tmp_path, monkeypatch, secure):
     crossed: list[bytes] = []
     handles = []
@@ -257,17 +352,31 @@ def test_no_private_key_crosses_the_actor_boundary(tmp_path, monkeypatch, secure
 
     monkeypatch.setattr(ray_backend, "start_pools", recording_pools)
     monkeypatch.setattr(ray, "get", recording_get)
-    data = breast_cancer_federation(sites=3, seed=1)
-    result = run_ray_simulation(data, _config(secure, rounds=1), options=TWO_POOLS, out=tmp_path)
+    if secure == "neighbourhood":  # k-regular from six sites: the BLS round runs
+        data = breast_cancer_federation(sites=6, seed=1)
+        config = _config("mask", rounds=1, mask=NEIGHBOURHOOD)
+    else:
+        data = breast_cancer_federation(sites=3, seed=1)
+        config = _config(secure, rounds=1)
+    result = run_ray_simulation(data, config, options=TWO_POOLS, out=tmp_path)
     monkeypatch.undo()
     assert result.rounds_completed == 1
     secrets = {}
     for handle in handles:
         secrets.update(_secrets_inside(handle))
-    assert len(secrets) >= 6 and all(len(s) >= 32 for s in secrets.values())
+    assert len(secrets) >= 9 and all(len(s) >= 32 for s in secrets.values())
     assert (secure != "he") or any(k.endswith("he-secret") for k in secrets)
     assert crossed  # the recorder saw the run's traffic
     blob = b"\x00".join(crossed)
+    if secure == "neighbourhood":  # the BLS public keys did cross, to the driver's roster
+        import blspy
+
+        publics = [
+            bytes(blspy.PrivateKey.from_bytes(s).get_g1())
+            for k, s in secrets.items()
+            if k.endswith("/bls")
+        ]
+        assert len(publics) == 6 and all(p in blob for p in publics)
     encodings = (bytes, lambda b: b.hex().encode(), base64.b64encode)  # raw, hex or base64
     leaked = [
         name for name, secret in secrets.items() if any(enc(secret) in blob for enc in encodings)
