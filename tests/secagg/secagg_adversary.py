@@ -115,16 +115,22 @@ class CheatingServer:
             if body is not None:
                 self.sigs[s] = body["sig"]
 
+    def list_message(self, survivors: Iterable[str]) -> bytes:
+        """What a site signs over ``survivors``: with the round start in the neighbourhood round."""
+        ctx, listed = self.ctx, tuple(sorted(survivors))
+        if self.plan.local:
+            return m.neighbourhood_list_message(
+                ctx.federation, ctx.round, listed, run=ctx.run, round_digest=ctx.round_digest
+            )
+        return m.consistency_message(ctx.federation, ctx.round, listed, run=ctx.run)
+
     def sign_as(self, site: str, survivors: Iterable[str]) -> bytes:
         """A consistency signature over ``survivors`` made with ``site``'s key (a colluder's).
 
         BLS (the key derived from its identity) in the neighbourhood round,
         Ed25519 in the cohort-wide round: what the site itself would send.
         """
-        ctx = self.ctx
-        message = m.consistency_message(
-            ctx.federation, ctx.round, tuple(sorted(survivors)), run=ctx.run
-        )
+        message = self.list_message(survivors)
         if self.plan.local:
             return bls.BlsKey.from_identity(self.fed.keys[site]).sign(message)
         return self.fed.keys[site].sign(message)

@@ -207,7 +207,7 @@ def _rogue_split(fed: Federation, plan: MaskPlan) -> tuple[CheatingServer, str]:
     signers = m.pack_members(ctx.cohort, sorted([*others, rogue]))
     for s in plan.holders(victim) - {rogue}:
         own = tuple(lists[s])
-        message = m.consistency_message(ctx.federation, ctx.round, own, run=ctx.run)
+        message = srv.list_message(own)
         forged = bytes(blspy.PopSchemeMPL.sign(x, message))
         dropped = [victim] if s in dropped_side else []
         srv.send_unmask(s, survivors=list(own), dropped=dropped, signers=signers, aggregate=forged)
