@@ -202,10 +202,25 @@ _SCHEMAS: dict[str, set[str]] = {
 UNMASK_REQUEST_AGGREGATE = {"survivors", "dropped", "signers", "aggregate"}
 
 
+# On the k-regular graph a masked input carries the site's signed "masked with"
+# claim and an unmask request the claims of the peers whose b-shares the site
+# holds (securefl.secagg._masked_with).
+_OPTIONAL = {MASKED_INPUT: "masked_with", UNMASK_REQUEST: "peers"}
+
+
 def _schema_ok(stage: str, names: set[str]) -> bool:
+    optional = _OPTIONAL.get(stage)
+    if optional is not None:
+        names = names - {optional}
     if names == _SCHEMAS[stage]:
         return True
     return stage == UNMASK_REQUEST and names == UNMASK_REQUEST_AGGREGATE
+
+
+def _claim(v: Any) -> bytes:
+    if not isinstance(v, bytes) or not SIGNATURE_LEN < len(v) <= _SMALL_BIN:
+        raise WireError("a masked-with claim is a bitmap and a signature")
+    return v
 
 
 def encode(stage: str, **fields: Any) -> bytes:
@@ -230,9 +245,10 @@ def _advert(v: Any) -> dict[str, bytes]:
 def _dec_masked_input(obj: dict[str, Any], n: int) -> dict[str, Any]:
     if not isinstance(obj["bits"], int) or not isinstance(obj["n"], int):
         raise WireError("masked input needs integer bits and n")
+    extra = {"masked_with": _claim(obj["masked_with"])} if "masked_with" in obj else {}
     if not isinstance(obj["y"], bytes):
         raise WireError("masked input body must be bytes")
-    return {"bits": obj["bits"], "n": obj["n"], "y": obj["y"]}
+    return {"bits": obj["bits"], "n": obj["n"], "y": obj["y"], **extra}
 
 
 def _dec_share_request(obj: dict[str, Any], n: int) -> dict[str, Any]:
@@ -262,6 +278,11 @@ def _dec_unmask_request(obj: dict[str, Any], n: int) -> dict[str, Any]:
         out["aggregate"] = _bytes(obj["aggregate"], BLS_SIGNATURE_LEN, "aggregate signature")
     else:
         out["signatures"] = _map(obj["signatures"], n, SIGNATURE_LEN, "signature")
+    if "peers" in obj:
+        peers = obj["peers"]
+        if not isinstance(peers, dict) or len(peers) > n:
+            raise WireError("the peers' claims must be a bounded map")
+        out["peers"] = {_id(k): _claim(v) for k, v in peers.items()}
     return out
 
 
@@ -296,7 +317,7 @@ _VALUES_PER_SITE: dict[str, int] = {
     SHARE_REQUEST: 16,
     MASKED_INPUT_REQUEST: 8,
     CONSISTENCY_REQUEST: 2,
-    UNMASK_REQUEST: 8,
+    UNMASK_REQUEST: 10,
 }
 
 

@@ -166,10 +166,15 @@ def split_valid(
 
 
 def unmask_requests(
-    plan: MaskPlan, survivors: bytes, dropped: list[str], signatures: Mapping[str, bytes]
+    plan: MaskPlan,
+    survivors: bytes,
+    dropped: list[str],
+    signatures: Mapping[str, bytes],
+    extra: Mapping[str, Mapping[str, object]],
 ) -> dict[str, bytes]:
     """Each signer's unmask request: the cohort's survivors and signers as bitmaps, one
-    aggregate of ``signatures`` (already checked), and its holders' part of ``dropped``."""
+    aggregate of ``signatures`` (already checked), its holders' part of ``dropped``, and
+    its ``extra`` fields (the peers' masked-with claims)."""
     signers = m.pack_members(plan.cohort, sorted(signatures))
     aggregate = bls.aggregate([signatures[u] for u in sorted(signatures)])
     return {
@@ -179,6 +184,7 @@ def unmask_requests(
             dropped=plan.shown_to(u, dropped),
             signers=signers,
             aggregate=aggregate,
+            **extra.get(u, {}),
         )
         for u in signatures
     }

@@ -39,6 +39,7 @@ from securefl.hazmat.quantize import dequantize_sum
 from securefl.hazmat.sign import verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig
+from securefl.secagg._masked_with import check_shown_claim
 from securefl.secagg._multisig import split_valid, unmask_requests
 from securefl.secagg._unmask import check_feasible, reconstruct, remove_masks
 from securefl.wire import SERVER, Envelope
@@ -101,6 +102,7 @@ class MaskServer(ServerAggregator):
         self._total = np.zeros(self._slots(), dtype=np.uint32)
         self._scratch = np.empty(self._slots(), dtype=np.uint32)  # one decoded input
         self._sigs: dict[str, bytes] = {}
+        self._claims: dict[str, bytes] = {}  # site -> signed "masked with" claim (k-regular)
         self._unmask: dict[str, dict[str, dict[str, bytes]]] = {}
         self._result: AggregateResult | None = None
         self._u3: tuple[str, ...] = ()
@@ -279,6 +281,20 @@ class MaskServer(ServerAggregator):
         bits, n = self._plan.quant.bits, self._slots()
         if body["bits"] != bits or body["n"] != n:
             raise ProtocolError(f"masked input must be {n} values in Z_2^{bits}")
+        if not self._plan.complete:  # it masked with exactly the neighbours it was shown
+            claim = body.get("masked_with")
+            if claim is None:
+                raise ProtocolError("a masked input on the k-regular graph needs its claim")
+            check_shown_claim(
+                self._plan,
+                self._ctx,
+                sender,
+                claim,
+                self._roster[sender],
+                self._adverts[sender]["digest"],
+                self._shares,
+            )
+            self._claims[sender] = claim
         # Decoded and range-checked in full before anything touches the total,
         # so a refused input leaves no trace in it.
         y = m.unpack_ring(body["y"], n, bits, out=self._scratch)
@@ -385,17 +401,31 @@ class MaskServer(ServerAggregator):
         self._sigs = {u: self._sigs[u] for u in u4}
         self._stage = ServerStage.UNMASK
         dropped = set(self._shares) - set(self._u3)
+        peers = self._peer_claims(u4)
         if not plan.local:
-            payload = m.encode(
-                m.UNMASK_REQUEST,
-                survivors=list(self._u3),
-                dropped=sorted(dropped),
-                signatures=self._sigs,
-            )
-            return [self._send(m.UNMASK_REQUEST, u, payload) for u in u4]
+            fields = {"survivors": list(self._u3), "dropped": sorted(dropped)}
+            return [
+                self._send(
+                    m.UNMASK_REQUEST,
+                    u,
+                    m.encode(m.UNMASK_REQUEST, **fields, signatures=self._sigs, **peers.get(u, {})),
+                )
+                for u in u4
+            ]
         bitmap = m.pack_members(self._ctx.cohort, self._u3)
-        payloads = unmask_requests(plan, bitmap, sorted(dropped), self._sigs)
+        payloads = unmask_requests(plan, bitmap, sorted(dropped), self._sigs, peers)
         return [self._send(m.UNMASK_REQUEST, u, payloads[u]) for u in u4]
+
+    def _peer_claims(self, u4: list[str]) -> dict[str, dict[str, dict[str, bytes]]]:
+        """k-regular graph: each signer gets the masked-with claims of the survivors it
+        releases b-shares of (``securefl.secagg._masked_with``); none on the complete graph."""
+        if self._plan.complete:
+            return {}
+        u3 = set(self._u3)
+        return {
+            u: {"peers": {p: self._claims[p] for p in (self._plan.holders(u) - {u}) & u3}}
+            for u in u4
+        }
 
     # -- unmasking --------------------------------------------------------------
 

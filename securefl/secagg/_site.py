@@ -56,6 +56,7 @@ from securefl.hazmat.sign import SigningKey, verify
 from securefl.secagg import _messages as m
 from securefl.secagg._config import MaskConfig, MaskPlan
 from securefl.secagg._keys import mask_sign, pair_seed, share_key
+from securefl.secagg._masked_with import check_peer_claims, claim_masked_with
 from securefl.secagg._multisig import NeighbourhoodSigner, check_aggregate
 from securefl.secagg._site_lists import ListChecks, distinct
 from securefl.secagg._state import RoundLog
@@ -337,7 +338,11 @@ class MaskSite(SiteAggregator):
         self._b = b""  # b is no longer needed here
         self._s = None
         self._stage = "masked"
-        payload = m.encode(m.MASKED_INPUT, bits=bits, n=int(y.size), y=m.pack_ring(y, bits))
+        fields: dict[str, Any] = {"bits": bits, "n": int(y.size), "y": m.pack_ring(y, bits)}
+        if not self._plan.complete:  # which neighbours this input is masked with, signed
+            peers = set(u2) & self._plan.neighbours(self._me)
+            fields["masked_with"] = claim_masked_with(self._plan, ctx, self._me, peers, self._sk)
+        payload = m.encode(m.MASKED_INPUT, **fields)
         return [self._env(m.MASKED_INPUT, payload)]
 
     # -- stage 4 ----------------------------------------------------------------
@@ -379,6 +384,15 @@ class MaskSite(SiteAggregator):
         if sorted(dropped) != sorted(set(self._u2) - set(self._u3)):
             raise AbortError("the dropped list does not match the share senders and survivors")
         self._check_consistency(body)
+        if not self._plan.complete:  # each peer masked with every neighbour the list names
+            check_peer_claims(
+                self._plan,
+                self._ctx,
+                self._roster,
+                self._u3,
+                {p for p in self._u3 if p in self._held and p != self._me},
+                body.get("peers", {}),
+            )
         b_out = {p: self._held[p][1] for p in self._u3 if p in self._held}
         s_out = {p: self._held[p][0] for p in dropped if p in self._held}
         if set(b_out) & set(s_out):  # pragma: no cover - excluded by the checks above

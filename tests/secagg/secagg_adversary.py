@@ -48,6 +48,7 @@ class CheatingServer:
         self.shares: dict[str, dict[str, bytes]] = {}  # sender -> receiver -> ciphertext
         self.inputs: dict[str, npt.NDArray[np.uint32]] = {}
         self.sigs: dict[str, bytes] = {}
+        self.claims: dict[str, bytes] = {}  # site -> its signed "masked with" claim
         self.released: dict[
             str, dict[str, dict[str, bytes]]
         ] = {}  # holder -> b/s -> owner -> share
@@ -100,6 +101,8 @@ class CheatingServer:
             body = self._body(self._ask(s, m.MASKED_INPUT_REQUEST, payload), m.MASKED_INPUT)
             if body is not None:
                 self.inputs[s] = m.unpack_ring(body["y"], body["n"], body["bits"])
+                if "masked_with" in body:  # k-regular graph: the site's signed claim
+                    self.claims[s] = body["masked_with"]
 
     def steal_from(self, colluder: str) -> None:
         """A colluding site hands over every share it holds (its memory is the server's)."""
@@ -163,7 +166,21 @@ class CheatingServer:
         a cohort bitmap of the signers and their BLS aggregate.
         """
         for s, (survivors, dropped, sigs) in requests.items():
-            self.send_unmask(s, survivors=survivors, dropped=dropped, **self.unmask_fields(sigs))
+            self.send_unmask(
+                s,
+                survivors=survivors,
+                dropped=dropped,
+                **self.unmask_fields(sigs),
+                **self.peer_claims(s, survivors),
+            )
+
+    def peer_claims(self, site: str, survivors: Iterable[str]) -> dict[str, Any]:
+        """The masked-with claims ``site`` needs (k-regular graph): the real ones, all a
+        cheating server has, for the listed peers whose shares ``site`` holds."""
+        if self.plan.complete:
+            return {}
+        wanted = (self.plan.holders(site) - {site}) & set(survivors)
+        return {"peers": {p: self.claims[p] for p in wanted if p in self.claims}}
 
     # -- what the attacker is after ---------------------------------------------
 
