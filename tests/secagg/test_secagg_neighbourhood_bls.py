@@ -210,7 +210,14 @@ def _rogue_split(fed: Federation, plan: MaskPlan) -> tuple[CheatingServer, str]:
         message = srv.list_message(own)
         forged = bytes(blspy.PopSchemeMPL.sign(x, message))
         dropped = [victim] if s in dropped_side else []
-        srv.send_unmask(s, survivors=list(own), dropped=dropped, signers=signers, aggregate=forged)
+        srv.send_unmask(
+            s,
+            survivors=list(own),
+            dropped=dropped,
+            signers=signers,
+            aggregate=forged,
+            **srv.peer_claims(s, own),
+        )
     return srv, victim
 
 
