@@ -236,6 +236,21 @@ class Kit:
         kit._check_keys(ca_cert)
         return kit
 
+    def bls_roster(self) -> dict[str, tuple[bytes, bytes]] | None:
+        """Each site's BLS key and proof when the federation runs the neighbourhood round.
+
+        ``None`` otherwise (no other round uses them). A roster provisioned
+        before BLS keys existed is refused here, in one line naming the fix,
+        before the party starts.
+        """
+        cfg = self.federation
+        if cfg.secure != "mask" or not cfg.mask.neighbourhood:
+            return None
+        try:
+            return self.roster.bls_roster()
+        except ConfigError as exc:
+            raise ConfigError(f"kit {self.path}: {exc}") from None
+
     @property
     def max_weight(self) -> float:
         """The bound on one site's weight every party pins (a kit always sets it)."""
