@@ -216,8 +216,8 @@ class SignedRoster:
             raise DataError(f"{path}: not a roster ({exc})") from None
         try:
             return cls.from_dict(data, ca_cert)
-        except IntegrityError:
-            raise IntegrityError(f"{path}: not signed by this federation's CA") from None
+        except IntegrityError as exc:  # not signed by the CA, or a BLS key refused
+            raise IntegrityError(f"{path}: {exc}") from None
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
 
