@@ -203,6 +203,16 @@ ROWS: tuple[Row, ...] = (
                 "# the neighbourhood round's BLS keys, or None\n",
                 "\n",
             ),
+            Removal(
+                "securefl/deploy/site.py",
+                "        bls_roster=kit.bls_roster(),\n    )\n    return Site.for_federation(",
+                "    )\n    return Site.for_federation(",
+            ),
+            Removal(
+                "securefl/deploy/server.py",
+                "distributed_server_mode(plan, identity, bls_roster=kit.bls_roster())",
+                "distributed_server_mode(plan, identity)",
+            ),
         ),
     ),
 )

@@ -11,17 +11,24 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import NEIGHBOURHOOD_SITES, SITES
+from conftest import NEIGHBOURHOOD_SITES, NEIGHBOURHOOD_TOML, SITES
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from securefl.deploy.server import build_server
 from securefl.errors import ConfigError
+from securefl.provision import provision
 from securefl.provision.kit import Kit
 from securefl.provision.pki import load_private_key
 from securefl.reports._canonical import canonical_bytes
 from securefl.runtime import Site
-from securefl.secagg import MaskServerMode, MaskSiteMode, bls_entry
+from securefl.secagg import (
+    IntegerMaskServerMode,
+    IntegerMaskSiteMode,
+    MaskServerMode,
+    MaskSiteMode,
+    bls_entry,
+)
 from securefl.transport.memory import MemoryHub
 
 
@@ -99,6 +106,33 @@ def test_an_old_roster_still_runs_the_cohort_wide_round(kits: Path) -> None:
     server.http.start()  # started and stopped: stop() is what releases its socket
     try:
         assert isinstance(server.driver.mode, MaskServerMode)
+    finally:
+        server.transport.close()
+        server.http.stop()
+
+
+def test_a_distributed_neighbourhood_federation_builds_its_integer_halves_from_kits(
+    tmp_path: Path,
+) -> None:
+    """privacy = "distributed" runs the neighbourhood round too: the integer halves get the
+    roster's BLS keys, and provisioning sizes each share from the plan's colluder count."""
+    text = NEIGHBOURHOOD_TOML.replace(
+        'secure = "mask"\n',
+        'secure = "mask"\nprivacy = "distributed"\n'
+        "[distributed]\nsample_rate = 0.1\nrecords = 600\n",
+    ).replace("batch_size = 16\n", "")
+    (tmp_path / "fed.toml").write_text(text, encoding="utf-8")
+    kits = provision(tmp_path / "fed.toml", tmp_path / "kits").out
+    readme = (kits / "site-a" / "README.md").read_text(encoding="utf-8")
+    assert "colluders assumed\n  c = 1" in readme  # sized for c = 1; the round withstands 2
+    hub = MemoryHub()
+    for name in NEIGHBOURHOOD_SITES:
+        site = Site.from_kit(kits / name, transport=hub.connect(name))
+        assert isinstance(site.mode, IntegerMaskSiteMode) and site.distributed is not None
+    server = build_server(kits / "server", host="127.0.0.1", port=0)
+    server.http.start()  # started and stopped: stop() is what releases its socket
+    try:
+        assert isinstance(server.driver.mode, IntegerMaskServerMode)
     finally:
         server.transport.close()
         server.http.stop()
