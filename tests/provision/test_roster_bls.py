@@ -184,3 +184,26 @@ def test_a_site_refuses_a_roster_naming_another_bls_key_than_its_identity_derive
             Kit.load(federation / "kits" / name)
     Kit.load(federation / "kits" / "site-c")
     Kit.load(federation / "kits" / "server")
+
+
+def test_renewing_a_federation_of_an_older_securefl_keeps_its_rosters_loadable(
+    federation: Path,
+) -> None:
+    """A version 3 roster (no BLS keys) re-signed by `renew` becomes version 4 without them:
+    every kit loads, and the neighbourhood round is still refused until re-provisioning."""
+    from securefl.errors import ConfigError
+    from securefl.provision import renew
+
+    data = json.loads((federation / "kits" / "ca" / "roster.json").read_text())
+    data["version"] = 3
+    for site in data["sites"]:
+        del site["bls_key"], site["bls_proof"]
+    old = json.dumps(_resign(federation, data))
+    for folder in ("ca", *PARTIES):
+        (federation / "kits" / folder / "roster.json").write_text(old, encoding="utf-8")
+    result = renew(federation / "fed.toml", federation / "kits")
+    assert result.roster.version == 4 and all(s.bls is None for s in result.roster.sites)
+    for party in PARTIES:
+        assert Kit.load(federation / "kits" / party).roster.version == 4
+    with pytest.raises(ConfigError, match="re-provision"):
+        result.roster.bls_roster()
