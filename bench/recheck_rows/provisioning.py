@@ -45,7 +45,11 @@ ROWS: tuple[Row, ...] = (
         "provisioning.md",
         "A roster of another format version is refused",
         (
-            _off(_ROSTER, "isinstance(version, bool) or version not in _READABLE"),
+            _off(
+                _ROSTER,
+                "not isinstance(version, int) or isinstance(version, bool) "
+                "or version not in _READABLE",
+            ),
             _off(_ROSTER, "has_bls and version < 4"),
         ),
     ),

@@ -32,8 +32,9 @@ it signs one).
 
 Version 3 (before BLS keys) still loads and is written back unchanged; its
 sites have no BLS key, which only the neighbourhood round needs
-(:meth:`SignedRoster.bls_roster` refuses it in one line). A version 4 site
-entry made from an older request may lack both BLS fields, never one.
+(:meth:`SignedRoster.bls_roster` refuses it in one line). Re-signed (a
+renewal, a new request), such a roster becomes version 4 whose older sites
+lack both BLS fields, never one.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ class RosterSite:
     cert_sha256: str
     bls_key: bytes | None = None
     bls_proof: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bls_key is None) != (self.bls_proof is None):
+            raise DataError(f"the BLS key of {self.name!r} needs its proof of possession")
 
     @property
     def bls(self) -> tuple[bytes, bytes] | None:
@@ -376,9 +381,8 @@ def _parse_server(value: object) -> RosterServer:
 
 def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[RosterSite, ...], str]:
     version = body.get("version")
-    if isinstance(version, bool) or version not in _READABLE:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in _READABLE:
         raise DataError(f"unsupported signed roster version {version!r}")
-    assert isinstance(version, int)
     federation = body.get("federation")
     if not isinstance(federation, str) or not federation:
         raise DataError("federation must be a non-empty string")
