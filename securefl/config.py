@@ -315,13 +315,11 @@ class FederationConfig:
             self.train.local_epochs,
             strategy=self.strategy.name,
         )
-        if self.privacy == "distributed" and self.mask.neighbourhood:
-            # no colluder count is proven for the neighbourhood round, and the
-            # noise shares rely on the masking withstanding mask.corrupt colluders
-            raise ConfigError(
-                'privacy = "distributed" needs the cohort-wide mask round: '
-                "set mask.neighbourhood = false"
-            )
+        # privacy = "distributed" with mask.neighbourhood = true is allowed: the
+        # neighbourhood round proves the cohort-wide consistency count (one BLS
+        # aggregate), so its plan's colluders_tolerated is the cohort-wide one, and
+        # every site refuses a round withstanding fewer than the noise shares are
+        # sized for (securefl.runtime._distributed.DistributedPlan.share)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"federation.name must be a non-empty string, got {self.name!r}")
         names = check_site_names([s.name for s in self.sites], where="sites")

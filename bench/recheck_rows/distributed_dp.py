@@ -91,10 +91,7 @@ ROWS: tuple[Row, ...] = (
         "dd-masking-withstands-c",
         "distributed_dp.md",
         "A site never sizes its share for more colluders",
-        (
-            _off("securefl/config.py", 'self.privacy == "distributed" and self.mask.neighbourhood'),
-            _off("securefl/runtime/_distributed.py", "plan.colluders_tolerated < colluders"),
-        ),
+        (_off("securefl/runtime/_distributed.py", "plan.colluders_tolerated < colluders"),),
     ),
     Row(
         "dd-no-second-view",

@@ -13,6 +13,7 @@ from ._common import (
 )
 
 _COORD = "securefl/provision/coordinator.py"
+_REQUEST = "securefl/provision/request.py"
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -46,9 +47,10 @@ ROWS: tuple[Row, ...] = (
         (
             _off(
                 _ROSTER,
-                'body.get("version") != SIGNED_ROSTER_VERSION '
-                'or isinstance(body.get("version"), bool)',
+                "not isinstance(version, int) or isinstance(version, bool) "
+                "or version not in _READABLE",
             ),
+            _off(_ROSTER, "has_bls and version < 4"),
         ),
     ),
     Row(
@@ -119,7 +121,7 @@ ROWS: tuple[Row, ...] = (
         (
             Removal(
                 "securefl/provision/request.py",
-                "verify(identity, _message(site, der, identity, exchange), signature)",
+                "verify(identity, message, signature)",
                 "None",
             ),
             _off(_PKI, "names != [site]"),
@@ -149,6 +151,71 @@ ROWS: tuple[Row, ...] = (
                 _COORD,
                 "        fed.revoke_party(name)  # its earlier keys",
                 "        # its earlier keys",
+            ),
+        ),
+    ),
+    Row(
+        "prov-roster-bls",
+        "provisioning.md",
+        "Every BLS key on the roster comes with its proof of possession",
+        (Removal(_ROSTER, "    _check_bls(sites)\n", ""),),
+    ),
+    Row(
+        "prov-kit-bls",
+        "provisioning.md",
+        "A site refuses a CA-signed roster that names another BLS key",
+        (_off(_KIT, "entry.bls is not None and bls_entry(self.signing_key())[0] != entry.bls[0]"),),
+    ),
+    Row(
+        "prov-request-bls",
+        "provisioning.md",
+        "A site's request carries the BLS key its identity derives",
+        (
+            Removal(  # the identity signature leaves the BLS key and proof out
+                _REQUEST,
+                "signed_message(REQUEST_DOMAIN, site, csr_der, identity, exchange, "
+                "bls_key, bls_proof)",
+                "signed_message(REQUEST_DOMAIN, site, csr_der, identity, exchange)",
+            ),
+            Removal(
+                _REQUEST,
+                "            bls.check_possession(bls_key, bls_proof)\n",
+                "            pass\n",
+            ),
+            Removal(
+                _REQUEST,
+                "            bls.verify_one(bls_key, message, bls_signature)\n",
+                "            pass\n",
+            ),
+        ),
+    ),
+    Row(
+        "prov-old-roster",
+        "provisioning.md",
+        "A roster provisioned before BLS keys (version 3) still loads",
+        (_off(_ROSTER, "missing"),),
+    ),
+    Row(
+        "prov-deploy-bls",
+        "provisioning.md",
+        "The parties of a neighbourhood federation take every site's BLS key",
+        (
+            Removal("securefl/deploy/site.py", "                bls_roster=bls_roster,\n", "\n"),
+            Removal(
+                "securefl/deploy/server.py",
+                "        bls_roster=kit.bls_roster(),  "
+                "# the neighbourhood round's BLS keys, or None\n",
+                "\n",
+            ),
+            Removal(
+                "securefl/deploy/site.py",
+                "        bls_roster=kit.bls_roster(),\n    )\n    return Site.for_federation(",
+                "    )\n    return Site.for_federation(",
+            ),
+            Removal(
+                "securefl/deploy/server.py",
+                "distributed_server_mode(plan, identity, bls_roster=kit.bls_roster())",
+                "distributed_server_mode(plan, identity)",
             ),
         ),
     ),

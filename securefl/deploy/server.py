@@ -235,7 +235,9 @@ def _server_half(kit: Kit, dimension: int) -> tuple[ServerHalf, Strategy]:
         plan = DistributedPlan.from_config(
             cfg, dimension=dimension, federation_size=len(kit.roster.site_names)
         )
-        half = ServerHalf(distributed_server_mode(plan, identity), PlainGlobalModel)
+        half = ServerHalf(
+            distributed_server_mode(plan, identity, bls_roster=kit.bls_roster()), PlainGlobalModel
+        )
         return half, DistributedStep(make_strategy(cfg.strategy), plan)
     half = server_half(
         cfg.secure,
@@ -246,6 +248,7 @@ def _server_half(kit: Kit, dimension: int) -> tuple[ServerHalf, Strategy]:
         min_sites=cfg.rounds.min_sites,
         mask=cfg.mask,
         he_keymaker=cfg.he.keymaker,
+        bls_roster=kit.bls_roster(),  # the neighbourhood round's BLS keys, or None
     )
     return half, make_strategy(cfg.strategy)
 

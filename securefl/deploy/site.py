@@ -4,8 +4,9 @@ Why from the kit alone: a site holds only its own keys and the signed roster
 it pinned at provisioning. The transport verifies the server's certificate
 against the federation CA and the name in the kit, and opens every message
 against the server's identity key from that roster; the mode's half (mask
-masks, or the he key step) gets its peers' keys from the same roster, so a
-cheating coordinator cannot add sites of its own. The ledger, the round log
+masks, or the he key step) gets its peers' keys from the same roster (with
+each site's BLS key and proof for the neighbourhood round), so a cheating
+coordinator cannot add sites of its own. The ledger, the round log
 and the signed records live in the kit's state folder, with the auditor's
 roster next to the records so ``securefl audit STATE/records`` finds it.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from securefl.errors import ConfigError
-from securefl.modes import SiteHalf, site_setup
+from securefl.modes import SiteHalf, site_half, site_setup
 from securefl.provision.kit import Kit
 from securefl.reports.roster import SERVER_ENTRY
 from securefl.runtime.global_model import decode_plain_model
@@ -73,6 +74,7 @@ def site_from_kit(
 
     kit = Kit.load(path, kind="site")
     cfg = kit.federation
+    bls_roster = kit.bls_roster()  # refuses an old roster for the neighbourhood round, first
     state = Path(state_dir) if state_dir is not None else kit.state_dir
     # the ledger is plain SQLite: whoever may write the folder may reset the spent ε
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -92,22 +94,39 @@ def site_from_kit(
         from securefl.he._presets import preset_by_name
 
         preset = preset_by_name(cfg.he.preset)
-    half, keys = site_setup(
-        cfg.secure,
-        name=kit.party,
-        signing_key=signing,
-        identity_keys=identity,
-        state_dir=state,
-        federation=cfg.name,
-        strategy=cfg.strategy,
-        max_weight=kit.max_weight,
-        min_sites=cfg.rounds.min_sites,
-        mask=cfg.mask,
-        exchange_key=kit.exchange_key() if he else None,
-        exchange_keys=kit.roster.exchange_keys() if he else None,
-        he_keymaker=cfg.he.keymaker,
-        he_preset=preset,
-    )
+        half, keys = site_setup(
+            cfg.secure,
+            name=kit.party,
+            signing_key=signing,
+            identity_keys=identity,
+            state_dir=state,
+            federation=cfg.name,
+            strategy=cfg.strategy,
+            max_weight=kit.max_weight,
+            min_sites=cfg.rounds.min_sites,
+            mask=cfg.mask,
+            exchange_key=kit.exchange_key(),
+            exchange_keys=kit.roster.exchange_keys(),
+            he_keymaker=cfg.he.keymaker,
+            he_preset=preset,
+        )
+    else:  # plain and mask: the half now (the neighbourhood round with the roster's BLS keys)
+        half, keys = (
+            site_half(
+                cfg.secure,
+                name=kit.party,
+                signing_key=signing,
+                identity_keys=identity,
+                state_dir=state,
+                federation=cfg.name,
+                strategy=cfg.strategy,
+                max_weight=kit.max_weight,
+                min_sites=cfg.rounds.min_sites,
+                mask=cfg.mask,
+                bls_roster=bls_roster,
+            ),
+            None,
+        )
     return Site.for_federation(
         name=kit.party,
         config=cfg,
@@ -142,7 +161,12 @@ def _distributed_site(
         cfg, dimension=kit.spec.size, federation_size=len(kit.roster.site_names)
     )
     mode = distributed_site_mode(
-        plan, name=kit.party, signing_key=signing, identity_keys=identity, state_dir=state
+        plan,
+        name=kit.party,
+        signing_key=signing,
+        identity_keys=identity,
+        state_dir=state,
+        bls_roster=kit.bls_roster(),
     )
     return Site.for_federation(
         name=kit.party,

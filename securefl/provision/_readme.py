@@ -23,8 +23,9 @@ What is here:
 - `ca.cert.pem`: the federation's certificate authority, the only one trusted.
 - `crl.pem`: the revocation list; replace it with the coordinator's newer copy
   after `securefl provision revoke` (the server reloads it when it changes).
-- `roster.json`: the parties, their keys and certificate fingerprints, signed
-  by the federation CA.
+- `roster.json`: the parties, their keys (each site's BLS key with its proof
+  of possession among them) and certificate fingerprints, signed by the
+  federation CA.
 - `federation.toml`: the settings every party agreed on.
 - `model.safetensors`, `spec.json`: the initial model.
 - `state/`: created on first run: the server's signed round log and the roster
@@ -60,7 +61,8 @@ What is here:
   encryption keys in `he` mode.
 - `ca.cert.pem`: the federation's certificate authority, the only one trusted.
 - `roster.json`: the parties and their keys, signed by the federation CA. This
-  site refuses any party that is not on it.
+  site refuses any party that is not on it, and a roster naming another BLS
+  key for it than its identity key derives.
 - `federation.toml`: the settings every party agreed on (privacy budget, rounds).
 - `model.safetensors`, `spec.json`: the initial model.
 - `state/`: created on first run: the privacy ledger, the round log, the

@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securefl.config import FederationConfig, load_federation
 from securefl.errors import ConfigError
+from securefl.hazmat.sign import SigningKey
 from securefl.provision._distributed import check_distributed, distributed_note
 from securefl.provision._model import write_initial_model
 from securefl.provision._readme import kit_readme
@@ -48,6 +49,7 @@ from securefl.provision.request import SiteRequest
 from securefl.provision.roster import RosterServer, RosterSite, SignedRoster
 from securefl.reports._canonical import strict_loads
 from securefl.reports.roster import SERVER_ENTRY
+from securefl.secagg import bls_entry
 
 __all__ = ["CA_DIR", "ProvisionResult", "provision", "renew", "revoke"]
 
@@ -312,6 +314,8 @@ def _new_site(fed: _Federation, name: str, request: SiteRequest | None) -> Roste
             public_key=request.identity_key,
             exchange_key=request.exchange_key,
             cert_sha256=cert_sha256(cert),
+            bls_key=request.bls_key,  # proof and binding checked when the request loaded
+            bls_proof=request.bls_proof,
         )
     tls = new_key()
     identity = Ed25519PrivateKey.generate()
@@ -321,11 +325,14 @@ def _new_site(fed: _Federation, name: str, request: SiteRequest | None) -> Roste
     write_private_key(folder / "tls.key.pem", tls)
     write_private_key(folder / "identity.key.pem", identity)
     write_private_key(folder / "exchange.key.pem", exchange)
+    bls_key, bls_proof = bls_entry(SigningKey(identity))  # derived from the identity seed
     return RosterSite(
         name=name,
         public_key=identity.public_key().public_bytes(*_RAW),
         exchange_key=exchange.public_key().public_bytes(*_RAW),
         cert_sha256=cert_sha256(cert),
+        bls_key=bls_key,
+        bls_proof=bls_proof,
     )
 
 
@@ -392,13 +399,7 @@ def renew(fed_path: str | Path, out: str | Path, *, parties: Sequence[str] = ())
             )
         else:
             cert = fed.site_cert(party, key)
-            entry = sites[party]
-            sites[party] = RosterSite(
-                name=party,
-                public_key=entry.public_key,
-                exchange_key=entry.exchange_key,
-                cert_sha256=cert_sha256(cert),
-            )
+            sites[party] = replace(sites[party], cert_sha256=cert_sha256(cert))
         write_public(
             fed.out / party / "tls.cert.pem", cert.public_bytes(serialization.Encoding.PEM)
         )

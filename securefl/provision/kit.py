@@ -8,7 +8,9 @@ by the kit's CA, names this party with the identity and exchange keys the
 kit holds and the certificate it presents, no private key is readable by
 other users, and neither the folder nor any kit file is writable by all
 (whoever could swap ``ca.cert.pem`` and ``roster.json`` would decide whom
-the party trusts). Errors name the kit folder and the file.
+the party trusts). A site's BLS key on the roster must be the one its
+identity key derives (the roster loader has checked every BLS proof).
+Errors name the kit folder and the file.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from securefl.provision.pki import cert_sha256, load_cert, load_private_key
 from securefl.provision.roster import SignedRoster
 from securefl.reports._canonical import strict_loads
 from securefl.reports.roster import SERVER_ENTRY
+from securefl.secagg import bls_entry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -233,6 +236,21 @@ class Kit:
         kit._check_keys(ca_cert)
         return kit
 
+    def bls_roster(self) -> dict[str, tuple[bytes, bytes]] | None:
+        """Each site's BLS key and proof when the federation runs the neighbourhood round.
+
+        ``None`` otherwise (no other round uses them). A roster provisioned
+        before BLS keys existed is refused here, in one line naming the fix,
+        before the party starts.
+        """
+        cfg = self.federation
+        if cfg.secure != "mask" or not cfg.mask.neighbourhood:
+            return None
+        try:
+            return self.roster.bls_roster()
+        except ConfigError as exc:
+            raise ConfigError(f"kit {self.path}: {exc}") from None
+
     @property
     def max_weight(self) -> float:
         """The bound on one site's weight every party pins (a kit always sets it)."""
@@ -249,8 +267,15 @@ class Kit:
         if self.signing_key().public_bytes() != identity:
             raise _fail(self.path / "identity.key.pem", "is not the key the roster names")
         if self.kind == "site":
-            if self.exchange_key().public_bytes() != self.roster.site(self.party).exchange_key:
+            entry = self.roster.site(self.party)
+            if self.exchange_key().public_bytes() != entry.exchange_key:
                 raise _fail(self.path / "exchange.key.pem", "is not the key the roster names")
+            # the BLS key is derived from the identity seed: the roster's must be that one
+            if entry.bls is not None and bls_entry(self.signing_key())[0] != entry.bls[0]:
+                raise _fail(
+                    self.path / "roster.json",
+                    f"names another BLS key for {self.party!r} than identity.key.pem derives",
+                )
         cert = load_cert(self.cert_path)
         if cert_sha256(cert) != self.roster.cert_sha256(self.party):
             raise _fail(self.cert_path, "is not the certificate the roster pins; use the new kit")

@@ -8,18 +8,33 @@ the coordinator's provisioning folder, and every kit carries the CA
 certificate it is checked against; a changed roster reaches a site only as a
 new file signed by that CA.
 
-Format (version 3, canonical JSON as :mod:`securefl.reports._canonical`)::
+Format (version 4, canonical JSON as :mod:`securefl.reports._canonical`)::
 
-    {"version": 3, "federation": NAME,
+    {"version": 4, "federation": NAME,
      "server": {"name": "server", "public_key": HEX, "cert_sha256": HEX,
                 "hosts": [...], "port": N},
-     "sites": [{"name", "public_key", "exchange_key", "cert_sha256"}, ...],
+     "sites": [{"name", "public_key", "exchange_key", "cert_sha256",
+                "bls_key", "bls_proof"}, ...],
      "issued_at": ISO8601,
      "signature": HEX}   # ECDSA P-256 / SHA-256 by the CA over canonical JSON of the rest
 
 ``public_key`` is the party's Ed25519 identity key, ``exchange_key`` a site's
 X25519 key (HE secret context delivery), ``cert_sha256`` the SHA-256 of the
-party's TLS certificate (DER).
+party's TLS certificate (DER). ``bls_key`` (48 bytes) and ``bls_proof`` (96
+bytes) are the site's BLS12-381 key, derived from its identity seed, and its
+proof of possession (:func:`securefl.secagg.bls_entry`): the neighbourhood
+mask round checks the cohort's one aggregate consistency signature against
+the sum of the signers' BLS keys, so every key must be the one its site
+holds, and the proof stops a site from choosing its key to cancel others'
+(the rogue-key attack). Every reader checks every proof, and that no two
+sites share a BLS key, when it loads the roster (and the coordinator before
+it signs one).
+
+Version 3 (before BLS keys) still loads and is written back unchanged; its
+sites have no BLS key, which only the neighbourhood round needs
+(:meth:`SignedRoster.bls_roster` refuses it in one line). Re-signed (a
+renewal, a new request), such a roster becomes version 4 whose older sites
+lack both BLS fields, never one.
 """
 
 from __future__ import annotations
@@ -36,22 +51,31 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from securefl.errors import DataError, IntegrityError
+from securefl.errors import ConfigError, DataError, IntegrityError
+from securefl.hazmat.bls import BLS_PUBLIC_KEY_LEN, BLS_SIGNATURE_LEN
 from securefl.provision.pki import CertificateAuthority
 from securefl.reports._canonical import DuplicateKeyError, canonical_bytes, strict_loads
 from securefl.reports.roster import SERVER_ENTRY, Roster
+from securefl.secagg._multisig import checked_bls_roster
 
 __all__ = ["SIGNED_ROSTER_VERSION", "RosterServer", "RosterSite", "SignedRoster"]
 
-SIGNED_ROSTER_VERSION = 3
+SIGNED_ROSTER_VERSION = 4
+#: Versions a reader accepts: 3 has no BLS keys (made before the neighbourhood round had them).
+_READABLE = (3, SIGNED_ROSTER_VERSION)
 _TOP = {"version", "federation", "server", "sites", "issued_at", "signature"}
 _SERVER = {"name", "public_key", "cert_sha256", "hosts", "port"}
 _SITE = {"name", "public_key", "exchange_key", "cert_sha256"}
+_BLS = frozenset({"bls_key", "bls_proof"})
 
 
 def _hex32(value: object, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 64:
-        raise DataError(f"{what} must be 64 hex digits")
+    return _hex(value, 32, what)
+
+
+def _hex(value: object, size: int, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * size:
+        raise DataError(f"{what} must be {2 * size} hex digits")
     try:
         return bytes.fromhex(value)
     except ValueError:
@@ -70,12 +94,29 @@ class RosterServer:
 
 @dataclass(frozen=True, kw_only=True)
 class RosterSite:
-    """One site's entry: identity key, exchange key, TLS certificate fingerprint."""
+    """One site's entry: identity key, exchange key, TLS certificate fingerprint, BLS key.
+
+    ``bls_key`` and ``bls_proof`` (its proof of possession) are ``None`` only
+    for a site provisioned by an older securefl (see the module docstring).
+    """
 
     name: str
     public_key: bytes
     exchange_key: bytes
     cert_sha256: str
+    bls_key: bytes | None = None
+    bls_proof: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.bls_key is None) != (self.bls_proof is None):
+            raise DataError(f"the BLS key of {self.name!r} needs its proof of possession")
+
+    @property
+    def bls(self) -> tuple[bytes, bytes] | None:
+        """``(bls_key, bls_proof)``, or ``None`` when the roster holds no BLS key for the site."""
+        if self.bls_key is None or self.bls_proof is None:
+            return None
+        return self.bls_key, self.bls_proof
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +132,7 @@ class SignedRoster:
     sites: tuple[RosterSite, ...]
     issued_at: str
     signature: bytes
+    version: int = SIGNED_ROSTER_VERSION
 
     # -- making ---------------------------------------------------------------------------
 
@@ -104,10 +146,14 @@ class SignedRoster:
         sites: Sequence[RosterSite],
         issued_at: dt.datetime | None = None,
     ) -> SignedRoster:
-        """Sign a roster with the CA key (sites are sorted by name)."""
+        """Sign a roster with the CA key (sites are sorted by name), in the current version.
+
+        Refuses, as every reader would, a BLS key without a valid proof of
+        possession or one that two sites share.
+        """
         when = (issued_at or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
         ordered = tuple(sorted(sites, key=lambda s: s.name))
-        body = _body(federation, server, ordered, when)
+        body = _body(federation, server, ordered, when, SIGNED_ROSTER_VERSION)
         _parse_body(body)  # the same checks a reader makes: never sign what nobody can load
         signature = ca.key.sign(canonical_bytes(body), ec.ECDSA(hashes.SHA256()))
         return cls(
@@ -120,7 +166,7 @@ class SignedRoster:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, signature included."""
-        body = _body(self.federation, self.server, self.sites, self.issued_at)
+        body = _body(self.federation, self.server, self.sites, self.issued_at, self.version)
         return {**body, "signature": self.signature.hex()}
 
     def save(self, path: Path) -> None:
@@ -160,6 +206,7 @@ class SignedRoster:
             sites=sites,
             issued_at=issued_at,
             signature=signature,
+            version=body["version"],
         )
 
     @classmethod
@@ -174,8 +221,8 @@ class SignedRoster:
             raise DataError(f"{path}: not a roster ({exc})") from None
         try:
             return cls.from_dict(data, ca_cert)
-        except IntegrityError:
-            raise IntegrityError(f"{path}: not signed by this federation's CA") from None
+        except IntegrityError as exc:  # not signed by the CA, or a BLS key refused
+            raise IntegrityError(f"{path}: {exc}") from None
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
 
@@ -203,6 +250,22 @@ class SignedRoster:
         """Raw X25519 public keys of every site."""
         return {s.name: s.exchange_key for s in self.sites}
 
+    def bls_roster(self) -> dict[str, tuple[bytes, bytes]]:
+        """Each site's BLS key and proof of possession (proofs checked when the roster loaded).
+
+        What the neighbourhood mask round needs of every site; a roster that
+        lacks one (provisioned by an older securefl) is refused in one line.
+        """
+        missing = [s.name for s in self.sites if s.bls is None]
+        if missing:
+            raise ConfigError(
+                f"the signed roster holds no BLS key for {', '.join(missing)} (provisioned by an "
+                "older securefl), which mask.neighbourhood = true needs: re-provision the "
+                "federation (securefl provision --force, or a new securefl provision request "
+                "from each of those sites), or set mask.neighbourhood = false"
+            )
+        return {s.name: bls for s in self.sites if (bls := s.bls) is not None}
+
     def cert_sha256(self, name: str) -> str:
         """The pinned TLS certificate fingerprint of ``name`` (a site or ``"server"``)."""
         if name == SERVER_ENTRY:
@@ -218,11 +281,30 @@ class SignedRoster:
         )
 
 
+def _site_body(site: RosterSite, version: int) -> dict[str, Any]:
+    entry = {
+        "name": site.name,
+        "public_key": site.public_key.hex(),
+        "exchange_key": site.exchange_key.hex(),
+        "cert_sha256": site.cert_sha256,
+    }
+    bls = site.bls
+    if bls is not None:
+        if version < 4:
+            raise DataError(f"a version {version} roster cannot hold the BLS key of {site.name!r}")
+        entry["bls_key"], entry["bls_proof"] = bls[0].hex(), bls[1].hex()
+    return entry
+
+
 def _body(
-    federation: str, server: RosterServer, sites: Sequence[RosterSite], issued_at: str
+    federation: str,
+    server: RosterServer,
+    sites: Sequence[RosterSite],
+    issued_at: str,
+    version: int,
 ) -> dict[str, Any]:
     return {
-        "version": SIGNED_ROSTER_VERSION,
+        "version": version,
         "federation": federation,
         "server": {
             "name": SERVER_ENTRY,
@@ -231,23 +313,53 @@ def _body(
             "hosts": list(server.hosts),
             "port": server.port,
         },
-        "sites": [
-            {
-                "name": s.name,
-                "public_key": s.public_key.hex(),
-                "exchange_key": s.exchange_key.hex(),
-                "cert_sha256": s.cert_sha256,
-            }
-            for s in sites
-        ],
+        "sites": [_site_body(s, version) for s in sites],
         "issued_at": issued_at,
     }
 
 
-def _entry(raw: object, allowed: set[str], what: str) -> Mapping[str, Any]:
-    if not isinstance(raw, dict) or set(raw) != allowed:
-        raise DataError(f"{what} must have exactly the fields {sorted(allowed)}")
+def _entry(
+    raw: object, allowed: set[str], what: str, *, also: frozenset[str] = frozenset()
+) -> Mapping[str, Any]:
+    """``raw`` with exactly the fields ``allowed``, or exactly ``allowed | also``."""
+    if not isinstance(raw, dict) or set(raw) not in ({*allowed}, allowed | also):
+        raise DataError(f"{what} must have exactly the fields {sorted(allowed | also)}")
     return raw
+
+
+def _parse_site(raw: object, version: int) -> RosterSite:
+    entry = _entry(raw, _SITE, "a site entry", also=_BLS)
+    name = entry["name"]
+    if not isinstance(name, str) or not name or name == SERVER_ENTRY:
+        raise DataError(f"site name {name!r} is invalid")
+    has_bls = "bls_key" in entry
+    if has_bls and version < 4:
+        raise DataError(f"a version {version} roster has no BLS fields (site {name!r})")
+    return RosterSite(
+        name=name,
+        public_key=_hex32(entry["public_key"], f"{name}.public_key"),
+        exchange_key=_hex32(entry["exchange_key"], f"{name}.exchange_key"),
+        cert_sha256=_hex32(entry["cert_sha256"], f"{name}.cert_sha256").hex(),
+        bls_key=_hex(entry["bls_key"], BLS_PUBLIC_KEY_LEN, f"{name}.bls_key") if has_bls else None,
+        bls_proof=_hex(entry["bls_proof"], BLS_SIGNATURE_LEN, f"{name}.bls_proof")
+        if has_bls
+        else None,
+    )
+
+
+def _check_bls(sites: Sequence[RosterSite]) -> None:
+    """Every BLS key on the roster has a valid proof of possession, and no two sites share one.
+
+    Why here, at every load: a key without a proof could be chosen to cancel
+    the others' in an aggregate (the rogue-key attack), and a copied key
+    would let one site's signature count for two signers. The check is
+    cached per process, so the modes checking the same keys again cost nothing.
+    """
+    entries = {s.name: bls for s in sites if (bls := s.bls) is not None}
+    try:
+        checked_bls_roster(entries, entries)
+    except ConfigError as exc:
+        raise IntegrityError(f"the roster's BLS keys are refused: {exc}") from None
 
 
 def _parse_server(value: object) -> RosterServer:
@@ -268,8 +380,9 @@ def _parse_server(value: object) -> RosterServer:
 
 
 def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[RosterSite, ...], str]:
-    if body.get("version") != SIGNED_ROSTER_VERSION or isinstance(body.get("version"), bool):
-        raise DataError(f"unsupported signed roster version {body.get('version')!r}")
+    version = body.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in _READABLE:
+        raise DataError(f"unsupported signed roster version {version!r}")
     federation = body.get("federation")
     if not isinstance(federation, str) or not federation:
         raise DataError("federation must be a non-empty string")
@@ -277,20 +390,7 @@ def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[Roste
     entries = body.get("sites")
     if not isinstance(entries, list):
         raise DataError("sites must be a list")
-    sites: list[RosterSite] = []
-    for item in entries:
-        entry = _entry(item, _SITE, "a site entry")
-        name = entry["name"]
-        if not isinstance(name, str) or not name or name == SERVER_ENTRY:
-            raise DataError(f"site name {name!r} is invalid")
-        sites.append(
-            RosterSite(
-                name=name,
-                public_key=_hex32(entry["public_key"], f"{name}.public_key"),
-                exchange_key=_hex32(entry["exchange_key"], f"{name}.exchange_key"),
-                cert_sha256=_hex32(entry["cert_sha256"], f"{name}.cert_sha256").hex(),
-            )
-        )
+    sites = [_parse_site(item, version) for item in entries]
     names = [s.name for s in sites]
     if names != sorted(set(names)):
         raise DataError("sites must be sorted by name, each once")
@@ -301,6 +401,7 @@ def _parse_body(body: Mapping[str, Any]) -> tuple[str, RosterServer, tuple[Roste
         raise DataError("two parties share an identity key or a certificate")
     if len(set(exchange)) != len(exchange):
         raise DataError("two sites share an exchange key")
+    _check_bls(sites)
     issued_at = body.get("issued_at")
     try:
         if not isinstance(issued_at, str):

@@ -202,7 +202,7 @@ def _audit_site(
 def load_roster(path: Path) -> Roster:
     """The public keys an audit trusts, from an audit roster or from a kit's signed roster.
 
-    A kit's ``roster.json`` (version 3) is the one every party pinned at
+    A kit's ``roster.json`` (version 3, or 4 with BLS keys) is the one every party pinned at
     provisioning, so it is the natural copy for a hospital to audit with;
     it is used only after its CA signature verifies against the
     ``ca.cert.pem`` beside it (a kit holds both). Why not trust it unsigned:
@@ -213,7 +213,7 @@ def load_roster(path: Path) -> Roster:
         version = strict_loads(path.read_bytes()).get("version")
     except (OSError, ValueError, RecursionError, AttributeError, DuplicateKeyError):
         version = None  # Roster.load says what is wrong with the file
-    if version != 3 or isinstance(version, bool):
+    if version not in (3, 4) or isinstance(version, bool):  # the signed roster's versions
         return Roster.load(path)
     from securefl.provision.pki import load_cert
     from securefl.provision.roster import SignedRoster

@@ -53,7 +53,7 @@ from securefl.strategy.base import Strategy
 if TYPE_CHECKING:
     from securefl.config import FederationConfig
     from securefl.hazmat.sign import SigningKey
-    from securefl.secagg import IntegerRing, MaskConfig
+    from securefl.secagg import BlsRoster, IntegerRing, MaskConfig
 
 __all__ = [
     "ANNOUNCED_KEY",
@@ -164,9 +164,10 @@ class DistributedPlan:
         """This round's noise share, from the site's *own* threshold t and colluders c.
 
         The share is sized so that c colluders subtracting theirs still leave
-        μ, which holds only if the round's masking withstands c colluders: a
-        round that withstands fewer (the neighbourhood round proves none) is
-        refused, before any privacy is reserved.
+        μ, which holds only if the round's masking withstands c colluders
+        (:attr:`~securefl.secagg.MaskPlan.colluders_tolerated`, the same count
+        for the cohort-wide and the neighbourhood round): a round that
+        withstands fewer is refused, before any privacy is reserved.
         """
         plan = self.mask.plan(
             federation=federation,
@@ -176,15 +177,10 @@ class DistributedPlan:
         )
         colluders = self.mask.assumed_colluders(self.federation_size)
         if plan.colluders_tolerated < colluders:
-            fix = (
-                'with privacy = "distributed" set mask.neighbourhood = false'
-                if plan.local
-                else "lower mask.corrupt"
-            )
             raise ConfigError(
                 f"a cohort of {len(cohort)}: its masking withstands {plan.colluders_tolerated} "
                 f"colluders, fewer than the {colluders} the distributed noise shares are sized "
-                f"for (mask.corrupt); {fix}"
+                "for (mask.corrupt); lower mask.corrupt"
             )
         return noise_share(Fraction(self.mu_total), threshold=plan.threshold, colluders=colluders)
 
@@ -273,12 +269,23 @@ class DistributedStep(Strategy):
         return self._inner.apply(params, -plan.learning_rate * gradient, round_number)
 
 
-def distributed_server_mode(plan: DistributedPlan, identity_keys: Mapping[str, bytes]) -> Any:
-    """The server's half: SecAgg+ on integers in the plan's ring (public keys only)."""
+def distributed_server_mode(
+    plan: DistributedPlan,
+    identity_keys: Mapping[str, bytes],
+    *,
+    bls_roster: BlsRoster | None = None,
+) -> Any:
+    """The server's half: SecAgg+ on integers in the plan's ring (public keys only).
+
+    ``bls_roster`` (each site's BLS key and proof of possession) is needed
+    when the plan's mask runs the neighbourhood round.
+    """
     from securefl.modes import site_keys
     from securefl.secagg import IntegerMaskServerMode
 
-    return IntegerMaskServerMode(roster=site_keys(identity_keys), config=plan.mask, ring=plan.ring)
+    return IntegerMaskServerMode(
+        roster=site_keys(identity_keys), config=plan.mask, ring=plan.ring, bls_roster=bls_roster
+    )
 
 
 def distributed_site_mode(
@@ -288,8 +295,12 @@ def distributed_site_mode(
     signing_key: SigningKey,
     identity_keys: Mapping[str, bytes],
     state_dir: str | Path,
+    bls_roster: BlsRoster | None = None,
 ) -> Any:
-    """One site's half: its integer input masked in the plan's ring (round log in ``state_dir``)."""
+    """One site's half: its integer input masked in the plan's ring (round log in ``state_dir``).
+
+    ``bls_roster``: as :func:`distributed_server_mode`.
+    """
     from securefl.modes import site_keys
     from securefl.secagg import IntegerMaskSiteMode
 
@@ -300,4 +311,5 @@ def distributed_site_mode(
         state_path=Path(state_dir) / "mask.json",
         config=plan.mask,
         ring=plan.ring,
+        bls_roster=bls_roster,
     )

@@ -111,6 +111,52 @@ def distributed_kits(distributed_provisioned: Path, tmp_path: Path) -> Path:
     return tmp_path / "kits"
 
 
+NEIGHBOURHOOD_SITES = tuple(f"site-{c}" for c in "abcdef")
+#: Six sites on the k-regular graph (complete_graph_max = 5 lets so few leave the complete
+#: graph; with no dropouts or colluders to size for, k = 4 and t = 3), in the neighbourhood
+#: round: each site's consistency signature is BLS, checked as one aggregate against the
+#: roster's BLS keys.
+NEIGHBOURHOOD_TOML = """
+[federation]
+name = "ring"
+secure = "mask"
+[server]
+hosts = ["localhost", "127.0.0.1"]
+bind = "127.0.0.1"
+[model]
+features = 8
+classes = 2
+[dp]
+epsilon = 4.0
+batch_size = 16
+[rounds]
+max_rounds = 1
+min_sites = 6
+max_weight = 1000
+stage_timeout_seconds = 120
+[mask]
+neighbourhood = true
+complete_graph_max = 5
+dropout_rate = 0.0
+corrupt_rate = 0.0
+""" + "".join(f'[[sites]]\nname = "{n}"\n' for n in NEIGHBOURHOOD_SITES)
+
+
+@pytest.fixture(scope="session")
+def neighbourhood_provisioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("neighbourhood")
+    (root / "fed.toml").write_text(NEIGHBOURHOOD_TOML, encoding="utf-8")
+    provision(root / "fed.toml", root / "kits")
+    return root
+
+
+@pytest.fixture
+def neighbourhood_kits(neighbourhood_provisioned: Path, tmp_path: Path) -> Path:
+    """A private copy of the kits of a federation running the neighbourhood round."""
+    shutil.copytree(neighbourhood_provisioned / "kits", tmp_path / "kits")
+    return tmp_path / "kits"
+
+
 def securefl(*args: object) -> list[str]:
     """``securefl ARGS`` run by this interpreter, importing this checkout."""
     return [sys.executable, "-m", "securefl", *map(str, args)]

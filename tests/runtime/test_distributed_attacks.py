@@ -53,6 +53,7 @@ from securefl.secagg import (
     IntegerMaskSiteMode,
     IntegerRing,
     MaskConfig,
+    bls_entry,
 )
 from securefl.transport import MemoryHub
 from securefl.wire import SERVER, Envelope, pack, unpack
@@ -125,6 +126,9 @@ class Harness:
                 signing_key=self.keys["a"],
                 identity_keys=identity,
                 state_dir=self.tmp,
+                bls_roster={n: bls_entry(k) for n, k in self.keys.items()}
+                if self.plan.mask.neighbourhood
+                else None,
             ),
             dp=self.config.dp,
             train=self.config.train,
@@ -497,26 +501,53 @@ def test_each_round_draws_fresh_noise_so_two_rounds_do_not_cancel(tmp_path, mask
 # --------------- (a) a masking round that withstands fewer colluders than c
 
 
-def test_a_round_whose_masking_withstands_fewer_than_c_colluders_is_refused(tmp_path):
+def test_the_neighbourhood_round_sizes_shares_for_the_plans_colluder_count() -> None:
+    """privacy = "distributed" with mask.neighbourhood = true: the file loads, and the
+    share a site takes is sized from the neighbourhood plan's own count (the cohort-wide
+    formula), so c colluders within it leave the sum with μ."""
+    roster = 100
+    mask = MaskConfig(clip=1.0, neighbourhood=True)
+    config = _config(roster=roster, mask=mask)
+    plan = DistributedPlan.from_config(config, dimension=8, federation_size=roster)
+    cohort = _names(roster)
+    share = plan.share(federation="f", round_id=1, cohort=cohort)
+    mask_plan = mask.plan(federation="f", round_id=1, cohort=cohort, federation_size=roster)
+    assert mask_plan.local and mask_plan.colluders_tolerated >= share.colluders == 33
+    assert share.threshold == mask_plan.threshold
+    # t - c honest shares of μ / (t - c) each: μ survives c colluders subtracting theirs
+    assert share.variance * (share.threshold - share.colluders) == plan.mu_total
+
+
+@pytest.mark.parametrize("neighbourhood", [False, True], ids=["cohort-wide", "neighbourhood"])
+def test_a_round_whose_masking_withstands_fewer_than_c_colluders_is_refused(
+    tmp_path, neighbourhood
+):
     """The share assumes masking withstands c colluders; the round must, or no share.
 
-    With ``MaskConfig(neighbourhood=True)`` a cohort above complete_graph_max
-    runs the neighbourhood round, for which no colluder count is proven
-    (``MaskPlan.colluders_tolerated`` is 0, ``threat_models/mask.md``). A
-    share sized for c = 5 colluders subtracting theirs from a sum that
-    masking protects against none would promise μ it cannot deliver: the
-    server with a colluding neighbour may read partial sums of fewer than
-    t − c honest shares. The site must refuse before it reserves anything.
+    A cohort of 10 on the k-regular graph (complete_graph_max = 3, no
+    dropouts: k = 8, t = 9, m = 0) withstands 7 colluders for any placement
+    (``MaskPlan.colluders_tolerated``: cutting the ring needs k − m = 8); the
+    neighbourhood round proves the same cohort-wide consistency count with
+    one BLS aggregate, so its count is the same. A share sized for c = 8
+    colluders (t − c = 1: the share itself could be made) would promise μ the
+    masking cannot deliver: 8 colluders may cut the ring and read a partial
+    sum of fewer than t − c honest shares. The site must refuse before it
+    reserves anything, in either round.
     """
-    mask = MaskConfig(clip=1.0, corrupt=5, neighbourhood=True)
-    roster = 100
-    with pytest.raises(ConfigError, match=r"mask\.neighbourhood"):  # the federation file says so
-        _config(roster=roster, mask=mask)
-    # and the site's own check stands behind it, for a plan assembled through the Site API
-    h = Harness(tmp_path, roster=roster, mask=MaskConfig(clip=1.0, corrupt=5), plan_mask=mask)
+    roster = 10
+    mask = MaskConfig(
+        clip=1.0,
+        corrupt=8,
+        neighbourhood=neighbourhood,
+        complete_graph_max=3,
+        dropout_rate=0.0,
+        corrupt_rate=0.01,
+    )
+    h = Harness(tmp_path, roster=roster, mask=mask)
     cohort = h.roster
     mask_plan = mask.plan(federation="f", round_id=1, cohort=cohort, federation_size=roster)
-    assert mask_plan.local and mask_plan.colluders_tolerated < mask.assumed_colluders(roster)
+    assert mask_plan.local == neighbourhood and (mask_plan.k, mask_plan.threshold) == (8, 9)
+    assert mask_plan.colluders_tolerated == 7 < mask.assumed_colluders(roster) == 8
     h.open(1)
     rounds = h.site.rounds(h.model)
     try:

@@ -353,9 +353,8 @@ def test_a_federation_file_sets_privacy_and_its_public_numbers(tmp_path):
         ('[federation]\nsecure = "plain"\n', "secure"),
         ("[train]\nlocal_epochs = 2\n", "train.local_epochs"),
         ('[strategy]\nname = "fedprox"\n', "strategy.name"),
-        ("[mask]\nneighbourhood = true\n", "mask.neighbourhood"),
     ],
-    ids=["he", "plain", "local-epochs", "fedprox", "neighbourhood"],
+    ids=["he", "plain", "local-epochs", "fedprox"],
 )
 def test_unsupported_combinations_with_distributed_are_one_line_naming_the_setting(
     tmp_path, extra, setting

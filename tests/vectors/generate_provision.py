@@ -1,13 +1,15 @@
 """Write provision_roster.json: a signed deployment roster and must-fail copies.
 
 Run: ``python tests/vectors/generate_provision.py``. Uses only the standard
-library's ``json`` and pyca ``cryptography``, not securefl: the roster's
-canonical form (sorted keys, no whitespace, ASCII) and its ECDSA P-256 /
-SHA-256 signature by the CA key are computed here from the format in
-``securefl/provision/roster.py`` and ``docs/deployment.md``. Every input is
-fixed: the CA key is derived from a ``det_bytes`` label (public, not a
-secret), the certificate's serial and dates are fixed, and signatures are
-deterministic (RFC 6979), so re-running leaves ``git diff`` empty.
+library's ``json``, pyca ``cryptography`` and ``blspy``, not securefl: the
+roster's canonical form (sorted keys, no whitespace, ASCII), its ECDSA P-256
+/ SHA-256 signature by the CA key and the sites' BLS keys and proofs of
+possession (IETF proof-of-possession scheme) are computed here from the
+format in ``securefl/provision/roster.py`` and ``docs/deployment.md``. Every
+input is fixed: the CA key is derived from a ``det_bytes`` label (public,
+not a secret), the certificate's serial and dates are fixed, and ECDSA and
+BLS signatures are deterministic (RFC 6979; BLS always is), so re-running
+leaves ``git diff`` empty.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import blspy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 OUT = Path(__file__).with_name("provision_roster.json")
+SITES = ("site-a", "site-b", "site-c")
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -78,15 +82,24 @@ def sign(key: ec.EllipticCurvePrivateKey, body: dict[str, Any]) -> dict[str, Any
     return {**body, "signature": signature.hex()}
 
 
-def site(name: str) -> dict[str, str]:
+def bls_key(name: str) -> blspy.PrivateKey:
+    return blspy.PopSchemeMPL.key_gen(det_bytes(f"provision/{name}/bls", 32))
+
+
+def site(name: str, *, bls: bool = True) -> dict[str, str]:
     identity = Ed25519PrivateKey.from_private_bytes(det_bytes(f"provision/{name}/id", 32))
     exchange = X25519PrivateKey.from_private_bytes(det_bytes(f"provision/{name}/x", 32))
-    return {
+    entry = {
         "name": name,
         "public_key": raw_public(identity),
         "exchange_key": raw_public(exchange),
         "cert_sha256": det_bytes(f"provision/{name}/cert", 32).hex(),
     }
+    if bls:
+        key = bls_key(name)
+        entry["bls_key"] = bytes(key.get_g1()).hex()
+        entry["bls_proof"] = bytes(blspy.PopSchemeMPL.pop_prove(key)).hex()
+    return entry
 
 
 def main() -> None:
@@ -94,7 +107,7 @@ def main() -> None:
     cert = ca_cert(key)
     server_id = Ed25519PrivateKey.from_private_bytes(det_bytes("provision/server/id", 32))
     body: dict[str, Any] = {
-        "version": 3,
+        "version": 4,
         "federation": "vectors",
         "server": {
             "name": "server",
@@ -103,7 +116,7 @@ def main() -> None:
             "hosts": ["coordinator.localhost", "127.0.0.1"],
             "port": 8443,
         },
-        "sites": [site("site-a"), site("site-b"), site("site-c")],
+        "sites": [site(n) for n in SITES],
         "issued_at": "2026-01-02T03:04:05+00:00",
     }
     valid = sign(key, body)
@@ -116,6 +129,20 @@ def main() -> None:
         change(copy_)
         return copy_
 
+    def resigned(change: Any) -> dict[str, Any]:
+        """A copy changed and then signed by the CA: refused for its content, not its signature."""
+        body_ = copy.deepcopy(body)
+        change(body_)
+        return sign(key, body_)
+
+    # site-b's rogue key: pk_x - pk_a, so an aggregate "signed by a and b" verifies under pk_x,
+    # whose secret the forger holds; no proof of possession exists for it, so b carries x's
+    rogue_secret = bls_key("site-x")
+    rogue = (
+        rogue_secret.get_g1()
+        + blspy.G1Element.from_bytes(bytes.fromhex(body["sites"][0]["bls_key"])).negate()
+    )
+    other_proof = bytes(blspy.PopSchemeMPL.pop_prove(bls_key("site-y"))).hex()
     intruder = site("site-z")
     must_fail = {
         "tampered_site_key": edited(
@@ -139,11 +166,38 @@ def main() -> None:
         "duplicate_site_signed_by_the_ca": sign(
             key, {**body, "sites": [body["sites"][0], body["sites"][0]]}
         ),
+        "tampered_bls_key": edited(
+            lambda r: r["sites"][2].update(bls_key=site("site-y")["bls_key"])
+        ),
+        "bls_proof_of_another_key_signed_by_the_ca": resigned(
+            lambda b: b["sites"][1].update(bls_proof=other_proof)
+        ),
+        "bls_key_copied_from_another_site_signed_by_the_ca": resigned(
+            lambda b: b["sites"][1].update(
+                bls_key=b["sites"][0]["bls_key"], bls_proof=b["sites"][0]["bls_proof"]
+            )
+        ),
+        "rogue_bls_key_signed_by_the_ca": resigned(
+            lambda b: b["sites"][1].update(
+                bls_key=bytes(rogue).hex(),
+                bls_proof=bytes(blspy.PopSchemeMPL.pop_prove(rogue_secret)).hex(),
+            )
+        ),
+        "bls_key_without_its_proof_signed_by_the_ca": resigned(
+            lambda b: b["sites"][1].pop("bls_proof")
+        ),
+        "version_3_with_bls_keys_signed_by_the_ca": resigned(lambda b: b.update(version=3)),
     }
+    old_body = {**body, "version": 3, "sites": [site(n, bls=False) for n in SITES]}
     vectors = {
-        "about": "Signed deployment rosters (version 3); see tests/vectors/README.md.",
+        "about": "Signed deployment rosters (version 4; 3 without BLS keys); "
+        "see tests/vectors/README.md.",
         "ca_cert_pem": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         "valid": {"roster": valid, "canonical_body": canonical(body).decode("ascii")},
+        "valid_version_3": {
+            "roster": sign(key, old_body),
+            "canonical_body": canonical(old_body).decode("ascii"),
+        },
         "must_fail": must_fail,
     }
     OUT.write_text(json.dumps(vectors, indent=2) + "\n", encoding="utf-8")
