@@ -352,12 +352,14 @@ def site_setup(
     exchange_keys: Mapping[str, bytes] | None = None,
     he_keymaker: str | None = None,
     he_preset: HEPreset | None = None,
+    bls_roster: Mapping[str, tuple[bytes, bytes]] | None = None,
 ) -> tuple[SiteHalf | None, HESiteKeys | None]:
     """What a deployed site passes to :meth:`securefl.runtime.Site.for_federation`.
 
-    ``plain`` and ``mask``: its half now, no key step. ``he``: no half yet and
-    the key step (:func:`he_site_keys`), which needs the site's exchange key
-    and the pinned roster's exchange keys.
+    ``plain`` and ``mask``: its half now, no key step (the neighbourhood round
+    needs ``bls_roster``). ``he``: no half yet and the key step
+    (:func:`he_site_keys`), which needs the site's exchange key and the pinned
+    roster's exchange keys.
     """
     if secure != "he":
         half = site_half(
@@ -371,6 +373,7 @@ def site_setup(
             max_weight=max_weight,
             min_sites=min_sites,
             mask=mask,
+            bls_roster=bls_roster,
         )
         return half, None
     if exchange_key is None or exchange_keys is None:

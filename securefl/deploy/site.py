@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from securefl.errors import ConfigError
-from securefl.modes import SiteHalf, site_half, site_setup
+from securefl.modes import SiteHalf, site_setup
 from securefl.provision.kit import Kit
 from securefl.reports.roster import SERVER_ENTRY
 from securefl.runtime.global_model import decode_plain_model
@@ -88,45 +88,29 @@ def site_from_kit(
         return _distributed_site(
             kit, state, transport or site_transport(kit, server_url=server_url, retry=retry), retry
         )
-    he = cfg.secure == "he"
     preset = None
-    if he:
+    if cfg.secure == "he":
         from securefl.he._presets import preset_by_name
 
         preset = preset_by_name(cfg.he.preset)
-        half, keys = site_setup(
-            cfg.secure,
-            name=kit.party,
-            signing_key=signing,
-            identity_keys=identity,
-            state_dir=state,
-            federation=cfg.name,
-            strategy=cfg.strategy,
-            max_weight=kit.max_weight,
-            min_sites=cfg.rounds.min_sites,
-            mask=cfg.mask,
-            exchange_key=kit.exchange_key(),
-            exchange_keys=kit.roster.exchange_keys(),
-            he_keymaker=cfg.he.keymaker,
-            he_preset=preset,
-        )
-    else:  # plain and mask: the half now (the neighbourhood round with the roster's BLS keys)
-        half, keys = (
-            site_half(
-                cfg.secure,
-                name=kit.party,
-                signing_key=signing,
-                identity_keys=identity,
-                state_dir=state,
-                federation=cfg.name,
-                strategy=cfg.strategy,
-                max_weight=kit.max_weight,
-                min_sites=cfg.rounds.min_sites,
-                mask=cfg.mask,
-                bls_roster=bls_roster,
-            ),
-            None,
-        )
+    he = cfg.secure == "he"
+    half, keys = site_setup(
+        cfg.secure,
+        name=kit.party,
+        signing_key=signing,
+        identity_keys=identity,
+        state_dir=state,
+        federation=cfg.name,
+        strategy=cfg.strategy,
+        max_weight=kit.max_weight,
+        min_sites=cfg.rounds.min_sites,
+        mask=cfg.mask,
+        exchange_key=kit.exchange_key() if he else None,
+        exchange_keys=kit.roster.exchange_keys() if he else None,
+        he_keymaker=cfg.he.keymaker,
+        he_preset=preset,
+        bls_roster=bls_roster,  # the neighbourhood round's, checked when the kit loaded
+    )
     return Site.for_federation(
         name=kit.party,
         config=cfg,

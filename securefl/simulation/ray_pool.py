@@ -44,7 +44,7 @@ from securefl.data.federations import SiteData
 from securefl.errors import BudgetExhaustedError, TransportError
 from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.sign import SigningKey
-from securefl.modes import SiteHalf, site_half, site_setup
+from securefl.modes import SiteHalf, site_setup
 from securefl.params import ParamSpec, load_vector_into
 from securefl.reports import RecordWriter
 from securefl.runtime.global_model import decode_plain_model
@@ -216,17 +216,16 @@ class SitePool:
             "min_sites": config.rounds.min_sites,
             "mask": config.mask,
         }
-        if config.secure == "mask":  # site_setup's mask half, with the BLS roster
-            half, keys = site_half("mask", bls_roster=bls, **common), None
-        else:
-            half, keys = site_setup(
-                config.secure,
-                exchange_key=self._exchange[name],
-                exchange_keys=exchange_keys,
-                he_keymaker=config.he.keymaker,
-                he_preset=_preset(config) if config.secure == "he" else None,
-                **common,
-            )
+        he = config.secure == "he"
+        half, keys = site_setup(
+            config.secure,
+            exchange_key=self._exchange[name] if he else None,
+            exchange_keys=exchange_keys if he else None,
+            he_keymaker=config.he.keymaker,
+            he_preset=_preset(config) if he else None,
+            bls_roster=bls,
+            **common,
+        )
         at = dropouts.get(name)
         if at is not None and half is not None:
             half = SiteHalf(_VanishingMode(half.mode, STAGES[config.secure], at), half.decoder)
