@@ -188,13 +188,13 @@ def _fixed_inputs_everywhere(monkeypatch):
         from securefl.modes import SiteHalf
         from securefl.simulation import ray_pool
 
-        real_half = ray_pool.site_half
+        real_setup = ray_pool.site_setup
 
-        def site_half(*args, **kwargs):
-            half = real_half(*args, **kwargs)
-            return SiteHalf(FixedInputs(half.mode), half.decoder)
+        def site_setup(*args, **kwargs):
+            half, keys = real_setup(*args, **kwargs)
+            return SiteHalf(FixedInputs(half.mode), half.decoder), keys
 
-        ray_pool.site_half = site_half
+        ray_pool.site_setup = site_setup
         from securefl.hazmat import bls
 
         real_check = bls.check_possession
