@@ -94,9 +94,7 @@ def _no_masked_with_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_site, "check_peer_claims", lambda *args, **kwargs: None)
 
 
-def _assert_refused(
-    srv: Colluders, victim: str, withheld: set[str], keys: dict[str, Any]
-) -> None:
+def _assert_refused(srv: Colluders, victim: str, withheld: set[str], keys: dict[str, Any]) -> None:
     """The holders asked for v's b-share abort on v's claim; v's b and update stay hidden."""
     plan = srv.plan
     asked_for_b = {h for h in plan.holders(victim) - {victim} if h in srv.sigs}
@@ -238,7 +236,7 @@ def test_without_the_masked_with_check_41_colluders_read_an_update_at_the_defaul
     assert np.allclose(learned[1:], np.clip(updates[victim], -1.0, 1.0), atol=1e-3)
 
 
-def test_the_exact_search_finds_no_partial_sum_at_colluders_tolerated_with_the_masked_with_check() -> None:
+def test_the_exact_search_finds_no_partial_sum_at_colluders_tolerated_with_masked_with() -> None:
     """n = 16, k = 6, t = 5, m = ℓ = 2, the round as built (n - m of the cohort sign one list).
 
     With the masked-with check (on for the round as built) the search
