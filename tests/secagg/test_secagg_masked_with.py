@@ -130,6 +130,7 @@ def test_a_forged_claim_naming_every_neighbour_is_refused(
     """
     srv, victim, withheld = _isolated(tmp_path, monkeypatch)
     plan, holder = srv.plan, srv.plan.order[14]
+    assert holder in withheld
     real = srv.claims[victim]
     if forgery == "signed by another site":
         other = plan.order[1]
@@ -172,6 +173,24 @@ def test_a_claim_replayed_from_an_earlier_round_or_run_is_refused(
     srv.sign(dict.fromkeys(everyone, everyone))
     holder = at[14]
     claims = {**_real_claims(srv, holder), victim: old}
+    _refused(srv, holder, _ask(srv, holder, claims))
+    assert str(srv.aborted[holder]) == f"the masked-with claim of {victim!r} is not signed by it"
+    _far_site_releases(srv)
+
+
+def test_a_claim_signed_under_another_round_start_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same round and run, another round start (model, settings): v's claim over all its
+    neighbours, signed by v's own key as it would under that round start, is refused by 14."""
+    srv, victim, _withheld = _isolated(tmp_path, monkeypatch)
+    plan, holder = srv.plan, srv.plan.order[14]
+    other = dataclasses.replace(srv.ctx, round_digest=bytes(32))
+    assert other.round_digest != srv.ctx.round_digest
+    elsewhere = claim_masked_with(
+        plan, other, victim, plan.neighbours(victim), srv.fed.keys[victim]
+    )
+    claims = {**_real_claims(srv, holder), victim: elsewhere}
     _refused(srv, holder, _ask(srv, holder, claims))
     assert str(srv.aborted[holder]) == f"the masked-with claim of {victim!r} is not signed by it"
     _far_site_releases(srv)
