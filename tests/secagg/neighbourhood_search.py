@@ -360,6 +360,8 @@ def _masked_with_cuts(
     it, so G does not name j, and a rebuilt b_v that v is named. In a partial
     sum (a release happened, so G misses at most m) an edge from S to an
     honest j outside S is removable only through s_j: G names no such j.
+    Without them HiGHS proves the n = 16, k = 6, t = 5, m = 2 partial-sum
+    case with 3 colluders infeasible too, in about 8 minutes instead of 5 s.
     """
     one = [p.var(f"G{j}") for j in range(n)]
     for v in range(n):
