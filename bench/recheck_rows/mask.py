@@ -16,6 +16,7 @@ _CFG = "securefl/secagg/_config.py"
 _MS = "securefl/secagg/_multisig.py"
 _MSG = "securefl/secagg/_messages.py"
 _BLS = "securefl/hazmat/bls.py"
+_MW = "securefl/secagg/_masked_with.py"
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -497,6 +498,71 @@ ROWS: tuple[Row, ...] = (
                 _off(_SA, "missing > self._plan.missing_allowed"),
                 _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
                 _off(_SA, "len(signers) < self._plan.quorum"),
+            ),
+        ),
+    ),
+    Row(
+        "mask-isolation-masked-with",
+        "mask.md",
+        "k-regular graph (both rounds): isolating one site by withheld share senders is refused",
+        (
+            Removal(  # holders never check the peers' claims
+                _SA,
+                "if not self._plan.complete:  # each peer masked with",
+                "if False:  # each peer masked with",
+            ),
+            Removal(  # claims checked for signatures only, not against the list
+                _MW,
+                "unmasked = (plan.neighbours(peer) & listed) - masked",
+                "unmasked = set()",
+            ),
+        ),
+    ),
+    Row(
+        "mask-masked-with-holder",
+        "mask.md",
+        "k-regular graph: a holder releases a peer's self-mask share only with the peer's signed",
+        (
+            Removal(  # the claim's signature not verified
+                _MW,
+                "    verify(public_key, _message(ctx, site, bitmap, round_digest), signature)\n",
+                "",
+            ),
+            Removal(_MW, "        ctx.run,\n", ""),  # a claim of another run accepted
+            Removal(  # a claim of another round accepted
+                _MW,
+                "        ctx.round,\n        ctx.run,\n        round_digest,\n",
+                "        ctx.run,\n",
+            ),
+            Removal(  # a claim under another round start accepted
+                _MW, "        ctx.run,\n        round_digest,\n", "        ctx.run,\n"
+            ),
+            (  # claims withheld skipped, extra ones ignored
+                _off(_MW, "set(claims) != set(peers)"),
+                Removal(_MW, "    for peer in peers:", "    for peer in set(peers) & set(claims):"),
+            ),
+            Removal(  # a claim leaving out a listed neighbour accepted
+                _MW,
+                "unmasked = (plan.neighbours(peer) & listed) - masked",
+                "unmasked = set()",
+            ),
+        ),
+    ),
+    Row(
+        "mask-masked-with-server",
+        "mask.md",
+        "k-regular graph: the honest server drops a site whose masked input comes without",
+        (
+            _off(_MW, "peers != plan.neighbours(site) & set(senders_shown)"),
+            Removal(  # no claim asked for or checked
+                _SA_SRV,
+                "if not self._plan.complete:  # it masked with exactly",
+                "if False:  # it masked with exactly",
+            ),
+            Removal(  # a claim sent on the complete graph too
+                _SA,
+                "if not self._plan.complete:  # which neighbours this input",
+                "if True:  # which neighbours this input",
             ),
         ),
     ),
