@@ -15,8 +15,9 @@ colluders only, where every release is under one list), ``old all-but-ℓ``
 0, 1, 2, ... colluders in turn: ``none ≤`` is the largest count up to which
 every probe proved that no breach exists (-1: not even 0), ``found`` the
 first count with a breach (``-``: none up to the probe limit). ``tol`` is
-``MaskPlan.colluders_tolerated`` and ``k-m-ℓ+1`` the cost of isolating one
-site by withheld share senders (tests/secagg/test_secagg_isolation.py).
+``MaskPlan.colluders_tolerated`` and ``k-m-ℓ+1`` what isolating one site by
+withheld share senders would cost without the masked-with claims, which
+the round as built has (tests/secagg/test_secagg_isolation.py).
 """
 
 from __future__ import annotations

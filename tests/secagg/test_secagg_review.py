@@ -178,9 +178,9 @@ def test_colluders_within_the_whole_cohort_cap_cannot_split_the_regular_ring(
     51 colluders the server must claim a 29th site dropped, and every site
     refuses a list missing more than m. (The 2**-40 bound of
     ``regular_parameters`` speaks of a random placement; this holds for any
-    placement the server grinds for.) Cutting edges is cheaper: one site
-    told that ℓ neighbours did not share is isolated by k - ℓ - (m - 1)
-    colluders, 26 here (tests/secagg/test_secagg_isolation.py).
+    placement the server grinds for.) Cutting edges instead, by telling one
+    site that ℓ neighbours did not share, is refused by the masked-with
+    claims (tests/secagg/test_secagg_isolation.py).
     """
     plan = MaskConfig(clip=1.0).plan(
         federation="fed", round_id=1, cohort=tuple(f"site-{i:03d}" for i in range(280))
