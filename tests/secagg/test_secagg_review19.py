@@ -450,3 +450,54 @@ def test_abort_error_is_what_the_site_raises_for_a_cohort_of_another_size(
     assert target not in srv.released
     with pytest.raises(AbortError):
         raise srv.aborted[target]
+
+
+# -- a colluding site's consistency signature at the honest server -------------
+
+_BAD_SIGNATURES: dict[str, Callable[[Federation, RoundContext, str], bytes]] = {
+    "the identity element": lambda fed, ctx, s: bytes([0xC0]) + bytes(95),
+    "not a point": lambda fed, ctx, s: bytes([0x80]) + b"\xff" * 95,
+    "its proof of possession": lambda fed, ctx, s: fed.bls_roster[s][1],
+    "its signature from the next round": lambda fed, ctx, s: bls.BlsKey.from_identity(
+        fed.keys[s]
+    ).sign(
+        m.neighbourhood_list_message(
+            ctx.federation,
+            ctx.round + 1,
+            tuple(sorted(fed.names)),
+            run=ctx.run,
+            round_digest=ctx.round_digest,
+        )
+    ),
+    "an Ed25519 signature": lambda fed, ctx, s: fed.keys[s].sign(b"anything"),
+}
+
+
+@pytest.mark.parametrize("digest_known", [True, False], ids=["server-digest", "advert-digest"])
+@pytest.mark.parametrize("case", sorted(_BAD_SIGNATURES))
+def test_a_colluders_bad_consistency_signature_drops_only_the_colluder(
+    tmp_path: Path, case: str, digest_known: bool
+) -> None:
+    """The honest server checks the BLS signatures together and, on failure, alone: only the
+    colluder is dropped and the round completes, whether the server's context carries the
+    round-start digest or (as in the runtime) it takes the one the adverts sign."""
+    fed, plan = _fed(tmp_path)
+    liar = plan.order[7]
+    ctx = fed.ctx(1, D, MAX_W)
+    server_ctx = ctx if digest_known else dataclasses.replace(ctx, round_digest=b"")
+    bad = _BAD_SIGNATURES[case](fed, ctx, liar)
+
+    def forge(body: dict[str, Any]) -> None:
+        body["sig"] = bad
+
+    run = run_round(
+        fed,
+        server_ctx,
+        random_updates(fed.names, D),
+        dict.fromkeys(fed.names, 1.0),
+        tamper=edit_payload(m.CONSISTENCY, forge, sender=liar),
+        contexts=dict.fromkeys(fed.names, ctx),
+    )
+    assert set(run.server.rejected) == {liar}, run.server.rejected
+    assert not run.aborted, run.aborted
+    assert run.result is not None and liar in run.result.survivors  # its input still counts
