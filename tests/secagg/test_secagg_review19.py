@@ -501,3 +501,52 @@ def test_a_colluders_bad_consistency_signature_drops_only_the_colluder(
     assert set(run.server.rejected) == {liar}, run.server.rejected
     assert not run.aborted, run.aborted
     assert run.result is not None and liar in run.result.survivors  # its input still counts
+
+
+# -- hostile consistency requests ------------------------------------------------
+
+
+def test_hostile_consistency_requests_raise_only_abort_and_sign_nothing(tmp_path: Path) -> None:
+    """Survivor lists of the wrong type, size or content, each to a site of its own in the
+    masked stage: AbortError only, no signature. A last site, sent the honest bitmap, signs."""
+    fed, plan = _fed(tmp_path, n=30)
+    ctx = fed.ctx(1, D, MAX_W)
+    srv = CheatingServer(fed, ctx, fed.sites(ctx))
+    srv.advertise(random_updates(fed.names, D), MAX_W)
+    srv.share({s: sorted(plan.shown_to(s, list(fed.names))) for s in fed.names})
+    srv.mask({s: sorted(plan.shown_to(s, list(fed.names))) for s in fed.names})
+    everyone = list(fed.names)
+    bitmap = m.pack_members(fed.names, everyone)
+    padded = bytearray(bitmap)
+    padded[-1] |= 0x80
+    targets = list(plan.order)
+
+    def far(site: str, count: int) -> list[str]:
+        return [s for s in plan.order if s not in plan.holders(site)][:count]
+
+    def cases(site: str) -> dict[str, Any]:
+        return {
+            "an int": 5,
+            "a map": {"a": b"b"},
+            "bitmap one byte short": bitmap[:-1],
+            "bitmap one byte long": bitmap + b"\0",
+            "bitmap bits past the cohort": bytes(padded),
+            "ids with an unknown one": [*everyone[:-1], "mallory"],
+            "ids with one twice": [*everyone[:-1], everyone[0]],
+            "two missing (m = 1)": m.pack_members(
+                fed.names, sorted(set(everyone) - set(far(site, 2)))
+            ),
+            "the site itself missing": m.pack_members(fed.names, sorted(set(everyone) - {site})),
+            "empty": m.pack_members(fed.names, []),
+        }
+
+    names = list(cases(targets[0]))
+    assert len(targets) > len(names)
+    for name, site in zip(names, targets, strict=False):
+        payload = pack({"v": m.VERSION, "survivors": cases(site)[name]})
+        assert srv._ask(site, m.CONSISTENCY_REQUEST, payload) == [], name
+        assert isinstance(srv.aborted.get(site), AbortError), name
+        assert srv.sites[site]._stage == "aborted", name
+    control = targets[-1]
+    out = srv._ask(control, m.CONSISTENCY_REQUEST, pack({"v": m.VERSION, "survivors": bitmap}))
+    assert [e.stage for e in out] == [m.CONSISTENCY], srv.aborted.get(control)
