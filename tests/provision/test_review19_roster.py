@@ -11,6 +11,7 @@ neighbourhood round refuses to start on it, in one line).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from securefl.errors import ConfigError, DataError, IntegrityError
 from securefl.hazmat import bls
 from securefl.hazmat.sign import SigningKey
-from securefl.provision.pki import CertificateAuthority
+from securefl.provision import SiteRequest, make_site_request
+from securefl.provision.pki import CertificateAuthority, load_private_key
 from securefl.provision.roster import RosterServer, RosterSite, SignedRoster
 from securefl.reports._canonical import canonical_bytes
 from securefl.secagg import MaskConfig, MaskSiteMode, bls_entry
@@ -222,3 +225,27 @@ def test_two_sites_swapping_their_bls_entries_load_but_each_site_refuses_to_run(
                 config=LOCAL,
                 bls_roster=roster.bls_roster(),
             )
+
+
+def test_a_requests_bls_signature_and_a_consistency_signature_do_not_stand_for_each_other(
+    tmp_path: Path,
+) -> None:
+    """The BLS key signs its site's provisioning request and, later, neighbourhood lists,
+    under one signing domain of the scheme: the message labels keep them apart. A relay
+    holding a site's consistency signature cannot complete a request with it, and a
+    server holding the request's signature cannot count it as a consistency vote."""
+    home = tmp_path / "home"
+    path = make_site_request("site-a", home)
+    data = json.loads(path.read_text())
+    SiteRequest.load(path)  # the request as made loads
+    key = load_private_key(home / "identity.key.pem")
+    assert isinstance(key, Ed25519PrivateKey)
+    own = bls.BlsKey.from_identity(SigningKey(key))
+    listed = m.neighbourhood_list_message("fed", 1, NAMES, run="", round_digest=bytes(32))
+    request_sig = bytes.fromhex(data["bls_signature"])
+    with pytest.raises(IntegrityError):
+        bls.verify_one(own.public_bytes(), listed, request_sig)
+    forged = tmp_path / "forged.req"
+    forged.write_text(json.dumps({**data, "bls_signature": own.sign(listed).hex()}))
+    with pytest.raises(IntegrityError, match="did not sign the request"):
+        SiteRequest.load(forged)
