@@ -378,6 +378,24 @@ def test_a_colluder_advertising_another_round_start_makes_its_honest_holders_abo
     assert all("different round start" in str(run.aborted[v]) for v in victims)
     assert run.result is None and run.server_abort is not None
 
+    # The same reach without lying about the round start: share ciphertexts that do not
+    # open (the server cannot tell, it lacks the pairwise keys) abort the same holders.
+    def garble(body: dict[str, Any]) -> None:
+        body["shares"] = {h: os.urandom(len(ct)) for h, ct in body["shares"].items()}
+
+    run = run_round(
+        fed,
+        fed.ctx(2, D, MAX_W),  # a new round: the first one's id is claimed
+        random_updates(fed.names, D),
+        dict.fromkeys(fed.names, 1.0),
+        tamper=edit_payload(m.SHARE, garble, sender=liar),
+    )
+    victims = LOCAL.plan(federation=fed.federation, round_id=2, cohort=fed.names).neighbours(liar)
+    assert liar not in run.server.rejected
+    assert victims <= set(run.aborted)
+    assert all("did not verify" in str(run.aborted[v]) for v in victims)
+    assert run.result is None and run.server_abort is not None
+
 
 # -- pickling the BLS secrets ---------------------------------------------------
 
