@@ -18,6 +18,8 @@ told each round id before the round opens and each round once it closed.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Collection
@@ -279,6 +281,18 @@ class ServerDriver:
             min_sites=self.rounds.min_sites,
             run=self.run_id,  # the sites sign it in mask's consistency round
         )
+        announced, starts = announce_round(
+            self.strategy.round_config(ctx.round),
+            self.model,
+            cohort=cohort,
+            spec=self.spec,
+            max_weight=self.max_weight,
+            min_sites=self.rounds.min_sites,
+            run=self.run_id,
+        )
+        payloads = {start for _, start in starts}
+        if self.mode.name == "mask" and len(payloads) == 1:  # the digest every site signs
+            ctx = dataclasses.replace(ctx, round_digest=hashlib.sha256(payloads.pop()).digest())
         try:
             aggregator = self.mode.server(ctx)
         except ConfigError as exc:
@@ -290,15 +304,6 @@ class ServerDriver:
                 return []
             # the same sites would be refused again: retrying can only spin
             return self.halt(f"round {ctx.round} cannot open: {exc}")
-        announced, starts = announce_round(
-            self.strategy.round_config(ctx.round),
-            self.model,
-            cohort=cohort,
-            spec=self.spec,
-            max_weight=self.max_weight,
-            min_sites=self.rounds.min_sites,
-            run=self.run_id,
-        )
         if self.journal is not None:
             try:  # the round id is durable before any site may act under it
                 self.journal.opening(ctx.round, cohort, announced)

@@ -263,6 +263,9 @@ class MaskServer(ServerAggregator):
             adv["digest"],
         )
         verify(self._roster[sender], message, adv["sig"])
+        if ctx.round_digest and adv["digest"] != ctx.round_digest:
+            # a site (colluding, or given another round start) would make its holders abort
+            raise ProtocolError("advert signed for another round start than the one sent")
         seen = {k for a in self._adverts.values() for k in (a["c_pk"], a["s_pk"])}
         if adv["c_pk"] == adv["s_pk"] or {adv["c_pk"], adv["s_pk"]} & seen:
             raise ProtocolError("advert reuses a public key")
