@@ -570,6 +570,6 @@ ROWS: tuple[Row, ...] = (
         "mask-advert-round-start",
         "mask.md",
         "The honest server drops an advert signed for another round start",
-        (_off(_SA_SRV, "ctx.round_digest and adv[\"digest\"] != ctx.round_digest"),),
+        (_off(_SA_SRV, 'ctx.round_digest and adv["digest"] != ctx.round_digest'),),
     ),
 )
