@@ -98,6 +98,7 @@ TARGETS: dict[str, list[str]] = {
         "tests/hazmat/test_hazmat_skellam.py",
         "tests/hazmat/test_hazmat_skellam_edges.py",
     ],
+    "hazmat/bls.py": ["tests/hazmat/test_bls.py", "tests/hazmat/test_bls_mut.py"],
     "hazmat/_encoding.py": [
         "tests/hazmat/test_hazmat_sign.py",
         "tests/hazmat/test_hazmat_package.py",
@@ -231,6 +232,17 @@ TARGETS: dict[str, list[str]] = {
     "secagg/_state.py": ["tests/secagg/test_secagg_round_log.py", *_SECAGG_MODE_TESTS],
     "secagg/_config.py": _SECAGG_PLAN_TESTS,
     "secagg/_plan.py": _SECAGG_PLAN_TESTS,
+    "secagg/_multisig.py": [
+        "tests/secagg/test_secagg_neighbourhood_bls.py",
+        "tests/secagg/test_secagg_neighbourhood_quorum.py",
+        "tests/secagg/test_secagg_neighbourhood.py",
+        "tests/secagg/test_secagg_mut_multisig.py",
+    ],
+    "secagg/_site_lists.py": [
+        *_SECAGG_TESTS,
+        "tests/secagg/test_secagg_neighbourhood.py",
+        *_SECAGG_MUT_TESTS,
+    ],
     "secagg/_integer.py": [
         "tests/secagg/test_secagg_integer.py",
         "tests/secagg/test_secagg_round_log.py",
