@@ -119,8 +119,8 @@ class MaskConfig:
     ``neighbourhood`` (k-regular graph only) sends each site only what its
     k neighbours need: their adverts and its part of each list, and proves
     the cohort's n - m consistency signatures with one BLS aggregate
-    (k + 1 Ed25519 and one pairing check per site instead of about 2n
-    Ed25519 checks). It keeps the cohort-wide round's colluder count
+    (about 2k + 1 Ed25519 and one pairing check per site instead of about
+    2n + k Ed25519 checks). It keeps the cohort-wide round's colluder count
     (``threat_models/mask.md``) but needs each site's BLS key on the roster
     (:func:`securefl.secagg.bls_entry`), so it is off unless asked for.
     """
