@@ -21,11 +21,11 @@ from test_secagg_masked_with import RING, _ask, _far_site_releases, _real_claims
 from test_secagg_neighbourhood_quorum import MAX_W, D, _ring
 
 from securefl.aggregation.base import RoundContext
-from securefl.errors import IntegrityError
+from securefl.errors import AbortError, IntegrityError
 from securefl.hazmat.sign import SigningKey, signed_message, verify
 from securefl.secagg import MaskConfig
 from securefl.secagg import _messages as m
-from securefl.secagg._masked_with import claim_masked_with, peers_masked_with
+from securefl.secagg._masked_with import check_peer_claims, claim_masked_with, peers_masked_with
 
 
 def test_a_claim_that_omits_one_listed_neighbour_is_refused_naming_it(
@@ -117,3 +117,19 @@ def test_a_claim_signs_its_domain_round_run_round_start_site_and_bitmap() -> Non
     with pytest.raises(IntegrityError):
         peers_masked_with(_PLAN, _CTX, site, moved, public, _CTX.round_digest)
     assert peers_masked_with(_PLAN, _CTX, site, claim, public, _CTX.round_digest) == peers
+
+
+@pytest.mark.parametrize("claim", [None, 0, 3.5, bytearray(67), "x" * 67, [0] * 67])
+def test_a_claim_that_is_not_bytes_is_refused_by_the_holder_not_crashed_on(claim: object) -> None:
+    """The wire lets only bytes through, but the holder's check must not rely on it: a claim
+    of any other type (with or without a length, even the right one) is an ``AbortError``
+    of the check, the holder's refusal, never a ``TypeError`` from inside it."""
+    site = _NAMES[0]
+    keys = {s: SigningKey.generate() for s in _NAMES}
+    roster = {s: k.public_bytes() for s, k in keys.items()}
+    order = sorted(_PLAN.neighbours(site))
+    assert -(-len(order) // 8) + 64 == 67
+    good = claim_masked_with(_PLAN, _CTX, site, order, keys[site])
+    check_peer_claims(_PLAN, _CTX, roster, _NAMES, {site}, {site: good})
+    with pytest.raises(AbortError, match="not signed by it"):
+        check_peer_claims(_PLAN, _CTX, roster, _NAMES, {site}, {site: claim})  # type: ignore[dict-item]
