@@ -243,6 +243,12 @@ TARGETS: dict[str, list[str]] = {
         "tests/secagg/test_secagg_neighbourhood.py",
         *_SECAGG_MUT_TESTS,
     ],
+    "secagg/_masked_with.py": [
+        "tests/secagg/test_secagg_masked_with.py",
+        "tests/secagg/test_secagg_isolation.py",
+        "tests/secagg/test_secagg_neighbourhood.py",
+        "tests/secagg/test_secagg_mut_masked_with.py",
+    ],
     "secagg/_integer.py": [
         "tests/secagg/test_secagg_integer.py",
         "tests/secagg/test_secagg_round_log.py",
