@@ -14,8 +14,10 @@ Modules: :mod:`.keys` (X25519 + HKDF), :mod:`.aead` (AES-256-GCM),
 :mod:`.prg` (AES-CTR mask expansion), :mod:`.quantize` (fixed point in
 Z_2^bits), :mod:`.dgauss` (exact discrete Gaussian and Bernoulli sampling
 from AES-CTR, for DP noise and Poisson sampling), :mod:`.skellam` (exact
-Poisson and Skellam noise from AES-CTR, for distributed DP). This package
-imports nothing from securefl except :mod:`securefl.errors`.
+Poisson and Skellam noise from AES-CTR, for distributed DP), :mod:`.bls`
+(BLS12-381 multi-signatures with proofs of possession, for the
+neighbourhood round's consistency check). This package imports nothing from
+securefl except :mod:`securefl.errors`.
 """
 
 from __future__ import annotations
