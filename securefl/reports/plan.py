@@ -42,7 +42,6 @@ __all__ = [
 
 #: The mask settings the parties run (``simulate`` uses the protocol's defaults).
 _MASK = MaskConfig(clip=1.0)
-_MASK_MIN_COHORT = _MASK.min_cohort
 
 #: ``securefl.he.MIN_SUMMANDS`` (kept free of TenSEAL; tests/he/test_he_plan.py checks it).
 _HE_MIN_SUMMANDS = 3
@@ -199,14 +198,16 @@ def threat_summary(config: FederationConfig) -> ThreatSummary:
             "only the sum of the surviving sites' updates; "
             "each masked vector looks uniformly random"
         )
-        if n < _MASK_MIN_COHORT:
-            collusion = f"no masked round can run: the minimum cohort is {_MASK_MIN_COHORT} sites"
+        if n < config.mask.min_cohort:
+            collusion = (
+                f"no masked round can run: the minimum cohort is {config.mask.min_cohort} sites"
+            )
             drops = "none: no round can open"
             notes.append(
                 "with fewer than 3 sites the sum reveals the other site's update to each site"
             )
         else:
-            threshold, collusion, drops = _mask_threat(n, m)
+            threshold, collusion, drops = _mask_threat(n, m, config.mask)
     else:
         sees, collusion, drops = _he_threat(n, m, notes)
     return ThreatSummary(
@@ -252,24 +253,25 @@ def _he_threat(n: int, min_sites: int, notes: list[str]) -> tuple[str, str, str]
     return sees, collusion, drops
 
 
-def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
-    """Threshold, collusion and dropout lines for a masked federation of n, from the real plan.
+def _mask_threat(n: int, min_sites: int, mask: MaskConfig = _MASK) -> tuple[int, str, str]:
+    """Threshold, collusion and dropout lines for a masked federation of n, from the real plan
+    of the federation file's own ``[mask]`` settings.
 
     The server picks each round's cohort, so the collusion line gives what
     holds in *every* cohort it may open (``MaskConfig.federation_tolerance``),
     not only in a round of all n sites.
     """
     names = tuple(f"site-{i:05d}" for i in range(n))
-    plan = _MASK.plan(federation="plan", round_id=1, cohort=names, federation_size=n)
+    plan = mask.plan(federation="plan", round_id=1, cohort=names, federation_size=n)
     t, full = plan.threshold, plan.colluders_tolerated
-    c, smallest = _MASK.assumed_colluders(n), _MASK.smallest_cohort(n)
-    tol = _MASK.federation_tolerance(n)
-    cap = _MASK.complete_graph_max
+    c, smallest = mask.assumed_colluders(n), mask.smallest_cohort(n)
+    tol = mask.federation_tolerance(n)
+    cap = mask.complete_graph_max
     rule = "sets t with 2t > n + c in a cohort of n sites"
     if n > cap:  # larger cohorts run the k-regular graph, whose t follows its own bounds
         rule = (
             f"sets t with 2t > n + c in a cohort of n <= {cap} sites and, in larger cohorts, "
-            f"the k and t of the k-regular graph (sized for a {_MASK.corrupt_rate:.0%} "
+            f"the k and t of the k-regular graph (sized for a {mask.corrupt_rate:.0%} "
             f"colluding fraction, not for c)"
         )
     collusion = (
@@ -290,16 +292,23 @@ def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
             f"{plan.missing_allowed} missing, up to {full} colluders anywhere in the cohort, "
             f"whatever order the server makes the sites fall in; the server picks the cohort "
             f"and round id, so it can search for an order, and the 2^-40 bound for up to "
-            f"{_MASK.corrupt_rate:.0%} of sites colluding holds only if the colluders are "
+            f"{mask.corrupt_rate:.0%} of sites colluding holds only if the colluders are "
             f"placed at random, independently of that order)"
         )
+        if mask.neighbourhood:
+            collusion += (
+                "; the neighbourhood round (mask.neighbourhood) keeps that count: each site "
+                "checks its holders' adverts and one BLS aggregate of the cohort's consistency "
+                "signatures, so the roster must carry every site's BLS key (provisioned by "
+                "this version of securefl)"
+            )
     if tol + 1 < n:
         collusion += (
             f"; with {tol + 1} or more colluding sites it can open a cohort where that is too "
             f"many and read individual updates (by showing different survivor lists to "
             f"different sites, or from the sum itself where one honest site remains)"
         )
-    need = max(t if plan.complete else 0, min_sites, _MASK_MIN_COHORT)
+    need = max(t if plan.complete else 0, min_sites, mask.min_cohort)
     allowed = min(plan.missing_allowed, n - need)
     if allowed <= 0:
         drops = (
@@ -310,12 +319,12 @@ def _mask_threat(n: int, min_sites: int) -> tuple[int, str, str]:
         drops = (
             f"up to {allowed} of {n} sites may drop out mid-round: at least {n - allowed} must "
             f"survive (t = {t} to rebuild masks, min_sites = {min_sites}, and a minimum cohort "
-            f"of {_MASK_MIN_COHORT} so no update is isolated); more dropouts abort the round"
+            f"of {mask.min_cohort} so no update is isolated); more dropouts abort the round"
         )
     else:
         drops = (
             f"up to {allowed} of {n} sites may be missing from a round "
-            f"(dropout_rate = {_MASK.dropout_rate:.0%} of the cohort, and each site needs {t} "
+            f"(dropout_rate = {mask.dropout_rate:.0%} of the cohort, and each site needs {t} "
             f"of its {plan.k + 1} holders); more missing sites abort the round"
         )
     return t, collusion, drops

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -172,6 +173,26 @@ def test_mask_threat_summary_on_the_regular_graph_names_holders_and_the_dropout_
     tolerance = MaskConfig(clip=1.0).federation_tolerance(100)
     assert f"up to {tolerance} colluding sites" in summary.collusion and tolerance == 33
     assert summary.dropouts.startswith(f"up to {plan.missing_allowed} of 100")
+
+
+def test_the_mask_threat_summary_follows_the_files_own_mask_settings() -> None:
+    """``plan`` states what the federation file's ``[mask]`` runs, not the defaults: eight
+    sites with complete_graph_max = 5 are on the k-regular graph, and the neighbourhood
+    round is named with what it needs (BLS keys on the roster)."""
+    sites = tuple(SiteSpec(name=f"s{i}") for i in range(8))
+    mask = MaskConfig(clip=1.0, complete_graph_max=5, dropout_rate=0.0, corrupt_rate=0.0)
+    plan = mask.plan(federation="f", round_id=1, cohort=tuple(f"x{i}" for i in range(8)))
+    assert not plan.complete
+    cohort_wide = threat_summary(FederationConfig(secure="mask", sites=sites, mask=mask))
+    assert f"threshold t = {plan.threshold} of {plan.k + 1}" in cohort_wide.collusion
+    assert f"up to {mask.federation_tolerance(8)} colluding sites" in cohort_wide.collusion
+    assert "neighbourhood round" not in cohort_wide.collusion
+    default = threat_summary(FederationConfig(secure="mask", sites=sites))
+    assert "threshold t = " in default.collusion and f"of {plan.k + 1}," not in default.collusion
+    local = dataclasses.replace(mask, neighbourhood=True)
+    summary = threat_summary(FederationConfig(secure="mask", sites=sites, mask=local))
+    assert "neighbourhood round" in summary.collusion and "BLS key" in summary.collusion
+    assert f"up to {local.federation_tolerance(8)} colluding sites" in summary.collusion
 
 
 def test_he_and_plain_threat_summaries_say_who_reads_updates() -> None:
