@@ -164,7 +164,7 @@ ROWS: tuple[Row, ...] = (
         "prov-kit-bls",
         "provisioning.md",
         "A site refuses a CA-signed roster that names another BLS key",
-        (_off(_KIT, "entry.bls is not None and bls_entry(self.signing_key())[0] != entry.bls[0]"),),
+        (_off(_KIT, "entry.bls is not None and own != entry.bls[0]"),),
     ),
     Row(
         "prov-request-bls",

@@ -29,13 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from securefl.config import FederationConfig, load_federation
 from securefl.errors import ConfigError, DataError, SecureFLError
+from securefl.hazmat.bls import BlsKey
 from securefl.hazmat.keys import KeyPair
 from securefl.hazmat.sign import SigningKey
 from securefl.provision.pki import cert_sha256, load_cert, load_private_key
 from securefl.provision.roster import SignedRoster
 from securefl.reports._canonical import strict_loads
 from securefl.reports.roster import SERVER_ENTRY
-from securefl.secagg import bls_entry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -271,7 +271,8 @@ class Kit:
             if self.exchange_key().public_bytes() != entry.exchange_key:
                 raise _fail(self.path / "exchange.key.pem", "is not the key the roster names")
             # the BLS key is derived from the identity seed: the roster's must be that one
-            if entry.bls is not None and bls_entry(self.signing_key())[0] != entry.bls[0]:
+            own = BlsKey.from_identity(self.signing_key()).public_bytes()
+            if entry.bls is not None and own != entry.bls[0]:
                 raise _fail(
                     self.path / "roster.json",
                     f"names another BLS key for {self.party!r} than identity.key.pem derives",

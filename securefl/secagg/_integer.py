@@ -44,7 +44,7 @@ from securefl.hazmat.quantize import QuantizationParams
 from securefl.hazmat.sign import SigningKey
 from securefl.secagg._config import MaskConfig
 from securefl.secagg._mode import MaskServerMode, MaskSiteMode
-from securefl.secagg._multisig import BlsRoster
+from securefl.secagg._multisig import BlsRoster, NeighbourhoodSigner
 from securefl.secagg._server import MaskServer, ServerStage
 from securefl.secagg._site import MaskSite
 from securefl.secagg._state import RoundLog
@@ -125,6 +125,7 @@ class IntegerMaskSite(MaskSite):
         config: MaskConfig,
         ring: IntegerRing,
         bls_keys: Mapping[str, bytes] | None = None,
+        bls_signer: NeighbourhoodSigner | None = None,
     ) -> None:
         super().__init__(
             ctx=ctx,
@@ -134,6 +135,7 @@ class IntegerMaskSite(MaskSite):
             log=log,
             config=config,
             bls_keys=bls_keys,
+            bls_signer=bls_signer,
         )
         self._ring = ring
         _integer_plan(self, ring)
@@ -247,6 +249,7 @@ class IntegerMaskSiteMode(MaskSiteMode):
             config=self._config,
             ring=self._ring,
             bls_keys=self._bls,
+            bls_signer=self._signer,
         )
 
 

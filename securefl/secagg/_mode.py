@@ -81,8 +81,9 @@ class MaskSiteMode(AggregationMode):
             raise ConfigError(f"the roster key of {site_id!r} does not match its signing key")
         self._site_id, self._key, self._config = site_id, signing_key, config
         self._bls = _bls_keys(config, bls_roster, self._roster)
-        if self._bls is not None:  # fails now, not in the first round
-            NeighbourhoodSigner(signing_key, site_id, self._bls)
+        self._signer = None  # derived once, checked against the roster now, not in a round
+        if self._bls is not None:
+            self._signer = NeighbourhoodSigner(signing_key, site_id, self._bls)
         self._log = RoundLog(Path(state_path))
 
     def site(self, ctx: RoundContext, site_id: str) -> SiteAggregator:
@@ -99,6 +100,7 @@ class MaskSiteMode(AggregationMode):
             log=self._log,
             config=self._config,
             bls_keys=self._bls,
+            bls_signer=self._signer,
         )
 
     def server(self, ctx: RoundContext) -> ServerAggregator:

@@ -78,8 +78,10 @@ class MaskSite(SiteAggregator):
         log: RoundLog,
         config: MaskConfig,
         bls_keys: Mapping[str, bytes] | None = None,
+        bls_signer: NeighbourhoodSigner | None = None,
     ) -> None:
-        """``bls_keys``: the roster's BLS keys, proofs checked (neighbourhood round only)."""
+        """``bls_keys``: the roster's BLS keys, proofs checked; ``bls_signer``: this site's
+        key, derived once by its mode (neighbourhood round only)."""
         if len(ctx.round_digest) != m.DIGEST_LEN:
             raise ConfigError(
                 "a masked round needs the digest of the round start the site received "
@@ -103,7 +105,7 @@ class MaskSite(SiteAggregator):
             if bls_keys is None:
                 raise ConfigError("the neighbourhood round needs the roster's BLS keys")
             self._bls_keys = bls_keys
-            self._bls = NeighbourhoodSigner(signing_key, site_id, bls_keys)
+            self._bls = bls_signer or NeighbourhoodSigner(signing_key, site_id, bls_keys)
         self._stage = "idle"
         self._x: npt.NDArray[np.uint32] | None = None
         self._c: KeyPair | None = None
