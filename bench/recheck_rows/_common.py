@@ -55,4 +55,5 @@ _STATE = "securefl/runtime/server_state.py"
 _XCHECK = "securefl/reports/crosscheck.py"
 _PKI = "securefl/provision/pki.py"
 _TLS = "securefl/transport/_tls.py"
-_SITE_BELOW_T = "len(ids) < self._need or len(self._holders & set(ids)) < self._plan.threshold"
+_SL = "securefl/secagg/_site_lists.py"  # a site's list checks (moved out of _site.py)
+_SITE_BELOW_T = "len(ids) < self.need or len(self.holders & set(ids)) < self.plan.threshold"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import _SA, _SITE_BELOW_T, Removal, Row, _off
+from ._common import _SA, _SITE_BELOW_T, _SL, Removal, Row, _off
 
 _SK = "securefl/hazmat/skellam.py"
 _SHARES = "securefl/dp/distributed/_shares.py"
@@ -100,8 +100,8 @@ ROWS: tuple[Row, ...] = (
         (
             _off("securefl/runtime/_account.py", "last is not None and round_id <= last"),
             (  # every check of the site's own t: members, missing, consistency signatures
-                _off(_SA, _SITE_BELOW_T),
-                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SL, _SITE_BELOW_T),
+                _off(_SL, "missing > self.plan.missing_allowed"),
                 _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
                 _off(_SA, "len(signers) < self._plan.quorum"),
             ),

@@ -6,6 +6,7 @@ from ._common import (
     _SA,
     _SA_SRV,
     _SITE_BELOW_T,
+    _SL,
     Removal,
     Row,
     _off,
@@ -127,8 +128,8 @@ ROWS: tuple[Row, ...] = (
         (  # the honest server's check and every site's own, removed together
             (
                 _off(_SA_SRV, "len(live) < minimum or short or missing > allowed"),
-                _off(_SA, _SITE_BELOW_T),
-                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SL, _SITE_BELOW_T),
+                _off(_SL, "missing > self.plan.missing_allowed"),
             ),
         ),
     ),
@@ -138,8 +139,8 @@ ROWS: tuple[Row, ...] = (
         "A site derives t from its own policy",
         (  # every check of the site's own t: members, missing, consistency signatures
             (
-                _off(_SA, _SITE_BELOW_T),
-                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SL, _SITE_BELOW_T),
+                _off(_SL, "missing > self.plan.missing_allowed"),
                 _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
                 _off(_SA, "len(signers) < self._plan.quorum"),
             ),
@@ -168,10 +169,10 @@ ROWS: tuple[Row, ...] = (
         "mask.md",
         "A site aborts on survivor or sender lists that omit it",
         (
-            _off(_SA, "self._me not in ids"),
-            _off(_SA, "len(set(ids)) != len(ids)"),
+            _off(_SL, "self.me not in ids"),
+            _off(_SL, "len(set(ids)) != len(ids)"),
             Removal(
-                _SA, "        unknown = set(ids) - pool\n        if unknown:", "        if False:"
+                _SL, "        unknown = set(ids) - pool\n        if unknown:", "        if False:"
             ),
         ),
     ),
@@ -253,7 +254,7 @@ ROWS: tuple[Row, ...] = (
         "mask.md",
         "On the k-regular graph (n = 70), a server claiming two runs",
         (
-            _off(_SA, "missing > self._plan.missing_allowed"),
+            _off(_SL, "missing > self.plan.missing_allowed"),
             Removal(_SA_SRV, " or missing > allowed:", ":"),  # the honest server's cap
         ),
     ),
@@ -298,7 +299,7 @@ ROWS: tuple[Row, ...] = (
         "On the k-regular graph, `MaskPlan.colluders_tolerated` colluders placed anywhere",
         (  # two layers removed together: the cap on missing sites, the n − m signatures
             (
-                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SL, "missing > self.plan.missing_allowed"),
                 _off(_SA, "len(signers) < self._plan.quorum"),
             ),
         ),
@@ -370,13 +371,13 @@ ROWS: tuple[Row, ...] = (
                 "        if self._plan.local:  # each site gets its holders' adverts only\n",
                 "        if False:\n",
             ),
-            _off(_SA, "strangers"),  # non-neighbours and off-roster ids accepted
+            _off(_SL, "strangers"),  # non-neighbours and off-roster ids accepted
             Removal(  # adverts not verified
                 _SA,
                 '                verify(self._roster[site], message, adv["sig"])\n',
                 "                pass\n",
             ),
-            _off(_SA, "missing > self._plan.local_missing"),  # more than ℓ withheld accepted
+            _off(_SL, "missing > self.plan.local_missing"),  # more than ℓ withheld accepted
         ),
     ),
     Row(
@@ -428,7 +429,7 @@ ROWS: tuple[Row, ...] = (
         (  # the count, and the cap on the missing that a cut of m + 1 sites also meets
             (
                 _off(_MS, "len(signers) < quorum"),
-                _off(_SA, "len(ids) < self._need or missing > self._plan.missing_allowed"),
+                _off(_SL, "len(ids) < self.need or missing > self.plan.missing_allowed"),
             ),
         ),
     ),
@@ -494,8 +495,8 @@ ROWS: tuple[Row, ...] = (
         "A cheating server that shows two survivor lists to two halves of the honest sites",
         (  # every check of the site's own t and quorum, together (as `mask-own-threshold`)
             (
-                _off(_SA, _SITE_BELOW_T),
-                _off(_SA, "missing > self._plan.missing_allowed"),
+                _off(_SL, _SITE_BELOW_T),
+                _off(_SL, "missing > self.plan.missing_allowed"),
                 _off(_SA, "len(signers & self._holders) < self._plan.threshold"),
                 _off(_SA, "len(signers) < self._plan.quorum"),
             ),

@@ -200,7 +200,12 @@ ROWS: tuple[Row, ...] = (
         "provisioning.md",
         "The parties of a neighbourhood federation take every site's BLS key",
         (
-            Removal("securefl/deploy/site.py", "                bls_roster=bls_roster,\n", "\n"),
+            Removal(
+                "securefl/deploy/site.py",
+                "        bls_roster=bls_roster,  "
+                "# the neighbourhood round's, checked when the kit loaded\n",
+                "\n",
+            ),
             Removal(
                 "securefl/deploy/server.py",
                 "        bls_roster=kit.bls_roster(),  "
