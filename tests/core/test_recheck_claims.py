@@ -43,3 +43,19 @@ def test_every_recheck_mark_names_an_entry_for_its_own_row() -> None:
                     f"{page.name}: {key!r} is marked on another row than the one it rechecks"
                 )
     assert marks > 0
+
+
+def test_every_removal_still_applies_to_the_code_it_names() -> None:
+    """Each removal's text occurs exactly once in its file, so a mark keeps meaning what it
+    says after the code moves (a refactor that moves a check must move its removal too).
+
+    Cheap: it reads files and runs no test; ``bench/recheck_claims.py`` is what runs them.
+    """
+    stale = []
+    for key, row in _rows().items():
+        for patch in row.removals:
+            for removal in patch if isinstance(patch, tuple) else (patch,):
+                found = (ROOT / removal.path).read_text(encoding="utf-8").count(removal.old)
+                if found != 1:
+                    stale.append(f"{key}: {removal.path} holds it {found} times: {removal.old!r}")
+    assert not stale, "\n".join(stale)
